@@ -1,0 +1,113 @@
+"""The records that pass between the stages: statuses, rows ready to send, outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """A row's status in the results workbook, spelled as PRODUCT.md spells it."""
+
+    VALID = "valid"
+    CREATED = "created"
+    ALREADY_CREATED = "already_created"
+    INVALID = "invalid"
+    FAILED = "failed"
+    MESSAGE_FAILED = "message_failed"
+    UNKNOWN = "unknown"
+    DUPLICATE = "duplicate"
+    NOT_SENT = "not_sent"
+
+
+#: Statuses that mean the row's chat exists.
+DONE_STATUSES = frozenset({Status.CREATED, Status.ALREADY_CREATED})
+
+
+@dataclass(frozen=True, slots=True)
+class FirstMessage:
+    """The message posted right after a row's chat is created.
+
+    `agent` is the sending agent's id; None means the customer speaks.
+    `type` is "message" or "private" (an agent-only note).
+    """
+
+    text: str
+    type: str = "message"
+    agent: int | None = None
+
+    def payload(self, chat_id: int) -> dict[str, Any]:
+        """The body of `POST /v1/messages` for this message in chat `chat_id`."""
+        body: dict[str, Any] = {"chat": chat_id, "text": self.text, "type": self.type}
+        if self.agent is not None:
+            body["agent"] = self.agent
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One valid row, with every id resolved, ready to become a chat.
+
+    `index` is the row's 0-based position among the sheet's data rows; `source_row` the
+    row number the spreadsheet shows. `chat_id` is set when an earlier run already created
+    the chat, so only the first message is left to post. `confirm_since` (unix seconds) is
+    set when an earlier attempt may have created the chat: the sender searches for it
+    before sending again.
+    """
+
+    index: int
+    source_row: int
+    customer: int
+    application: int
+    assignee: int | None = None
+    department: int | None = None
+    message: FirstMessage | None = None
+    chat_id: int | None = None
+    confirm_since: float | None = None
+
+    def payload(self) -> dict[str, int]:
+        """The body of `POST /v1/chats`: JSON integers, blank optional fields left out."""
+        body = {"customer": self.customer, "application": self.application}
+        if self.assignee is not None:
+            body["assignee"] = self.assignee
+        if self.department is not None:
+            body["department"] = self.department
+        return body
+
+    @property
+    def key(self) -> str:
+        """A fingerprint of the chat fields: the same row gets the same key in every run."""
+        return fingerprint(
+            self.customer,
+            self.application,
+            self.assignee,
+            self.department,
+            *(
+                (self.message.text, self.message.type, self.message.agent)
+                if self.message
+                else ()
+            ),
+        )
+
+
+def fingerprint(*values: object) -> str:
+    """A stable hex digest of `values`, used to recognise a row across runs."""
+    text = json.dumps([None if v is None else str(v) for v in values], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one row: the cells `status` … `attempts` of the results workbook."""
+
+    index: int
+    status: Status
+    chat_id: int | None = None
+    message_id: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    http_status: int | None = None
+    attempts: int = 0
