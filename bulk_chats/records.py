@@ -85,11 +85,7 @@ class ChatRequest:
             self.application,
             self.assignee,
             self.department,
-            *(
-                (self.message.text, self.message.type, self.message.agent)
-                if self.message
-                else ()
-            ),
+            *((self.message.text, self.message.type, self.message.agent) if self.message else ()),
         )
 
 

@@ -1,0 +1,367 @@
+"""Reading: a CSV or Excel file becomes a `Sheet` of raw cells with their `source_row`.
+
+Cells keep the type the file gave them (text from CSV; text, float, bool or date from a
+workbook) so that validation can tell `4188.0` (a number cell) from `'4188.0'` (text), and
+so that the results workbook echoes every value untouched. Nothing here parses an id:
+CSV is read as text only, so a digit column with a blank never becomes float64.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bulk_chats.errors import InputError
+
+ID_FIELDS = ("customer", "application", "assignee", "department", "message_agent")
+"""Fields that hold a HelpCrunch id."""
+
+NAME_FIELDS = (
+    "customer_email",
+    "customer_user_id",
+    "assignee_email",
+    "department_name",
+    "message_agent_email",
+)
+"""Fields that name what an id field would number; `import` resolves them to ids."""
+
+TEXT_FIELDS = ("message", "message_type")
+
+FIELDS = ID_FIELDS + NAME_FIELDS + TEXT_FIELDS
+
+ALIASES: dict[str, str] = {
+    "customerid": "customer",
+    "customer_id": "customer",
+    "application_id": "application",
+    "applicationid": "application",
+    "app": "application",
+    "app_id": "application",
+    "assignee_id": "assignee",
+    "agent": "assignee",
+    "agent_id": "assignee",
+    "department_id": "department",
+    "dept": "department",
+    "dept_id": "department",
+    "email": "customer_email",
+    "customer_mail": "customer_email",
+    "user_id": "customer_user_id",
+    "userid": "customer_user_id",
+    "customer_userid": "customer_user_id",
+    "agent_email": "assignee_email",
+    "assignee_mail": "assignee_email",
+    "dept_name": "department_name",
+    "department_title": "department_name",
+    "message_text": "message",
+    "text": "message",
+    "message_agent_id": "message_agent",
+    "sender_email": "message_agent_email",
+}
+"""Header (normalised) → field, beyond each field's own name."""
+
+RESULT_COLUMNS = (
+    "source_row",
+    "status",
+    "chat_id",
+    "message_id",
+    "error_code",
+    "error_message",
+    "http_status",
+    "attempts",
+    "resolved_customer",
+    "resolved_assignee",
+    "resolved_department",
+    "resolved_message_agent",
+)
+"""Columns the results workbook adds. Read back, they are not input: the next results
+workbook writes them afresh rather than echoing the old ones."""
+
+CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
+WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"})
+_DELIMITERS = ",;\t"
+_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+def normalise_header(header: object) -> str:
+    """Lower case, trimmed, with runs of spaces, hyphens and underscores made one `_`."""
+    return _SEPARATORS.sub("_", str(header).strip().lower()).strip("_")
+
+
+def field_for_header(header: object) -> str | None:
+    """The field a header names (directly or by alias), or None."""
+    name = normalise_header(header)
+    if name in FIELDS:
+        return name
+    return ALIASES.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Sheet:
+    """The data rows of one sheet, before validation.
+
+    `cells` has one column per input column, labelled by position (headers may repeat
+    or be blank), object dtype, blank cells as "". `source_rows[i]` is the row number
+    the spreadsheet shows for data row `i` (header = 1). `fields` maps a field to its
+    column position; `previous` maps the columns of an earlier results workbook
+    (`chat_id`, `message_id`, `status`) to theirs; `echoed` lists the positions of the
+    columns the results workbook repeats.
+    """
+
+    path: Path
+    headers: list[str]
+    cells: pd.DataFrame
+    source_rows: list[int]
+    fields: dict[str, int]
+    previous: dict[str, int] = field(default_factory=dict)
+    echoed: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def column(self, name: str) -> pd.Series | None:
+        """The cells of a field (or of an earlier result column), or None if absent."""
+        position = self.fields.get(name, self.previous.get(name))
+        return None if position is None else self.cells[position]
+
+
+def load_sheet(
+    path: Path,
+    *,
+    sheet: str | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> Sheet:
+    """Read `path` (CSV or workbook) into a `Sheet`.
+
+    `sheet` picks a workbook's sheet by name (default: the first); `columns` maps a field
+    to a header that the aliases don't cover (`--column FIELD=HEADER`). Raises InputError
+    with one human line for anything unusable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a spreadsheet")
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        if sheet is not None:
+            raise InputError(f"{path}: --sheet applies to workbooks, not to CSV files")
+        rows = _read_csv(path)
+    elif suffix in WORKBOOK_SUFFIXES:
+        rows = _read_workbook(path, sheet)
+    else:
+        raise InputError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .xlsx, .xlsm, "
+            ".xls or .ods"
+        )
+    return _to_sheet(path, rows, columns or {})
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Every cell as text; the header is row 0. Blank lines stay, to keep row numbers."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if not raw.strip():
+        raise InputError(f"{path}: the file is empty")
+    if b"\x00" in raw[:65536]:
+        raise InputError(f"{path}: not a text file (it holds binary data); expected CSV")
+    text = _decode(path, raw)
+    delimiter = _sniff_delimiter(text)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "malformed CSV"
+        raise InputError(f"{path}: cannot parse as CSV ({detail})") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: the file is empty") from None
+    return frame.astype(object)
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """UTF-8 (with or without BOM), else the Windows code page Excel writes."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: cannot decode byte 0x{raw[exc.start]:02x} at offset {exc.start}; "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _sniff_delimiter(text: str) -> str:
+    """`,` `;` or tab, whichever the first lines use consistently (else the header's most
+    frequent)."""
+    sample = text[:65536]
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        header = sample.split("\n", 1)[0]
+        return max(_DELIMITERS, key=header.count)
+
+
+def _read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
+    from python_calamine import CalamineWorkbook
+
+    try:
+        if path.suffix.lower() in {".xlsx", ".xlsm"} and not zipfile.is_zipfile(path):
+            raise InputError(_not_a_workbook(path))
+        book = CalamineWorkbook.from_path(str(path))
+        names = book.sheet_names
+        if sheet is None:
+            if not names:
+                raise InputError(f"{path}: the workbook has no sheets")
+            chosen = book.get_sheet_by_index(0)
+        elif sheet in names:
+            chosen = book.get_sheet_by_name(sheet)
+        else:
+            listed = ", ".join(repr(n) for n in names)
+            raise InputError(f"{path}: no sheet named {sheet!r}; the workbook has {listed}")
+        data: list[list[Any]] = chosen.to_python(skip_empty_area=False)
+    except InputError:
+        raise
+    except Exception as exc:  # calamine raises its own types for every broken file
+        raise InputError(_not_a_workbook(path, exc)) from None
+    if not data:
+        raise InputError(f"{path}: the sheet is empty")
+    return pd.DataFrame(data, dtype=object)
+
+
+def _not_a_workbook(path: Path, exc: Exception | None = None) -> str:
+    text = str(exc).lower() if exc else ""
+    if "password" in text or "encrypt" in text or _is_encrypted_package(path):
+        return f"{path}: the workbook is password-protected; save an unprotected copy"
+    return f"{path}: not a readable {path.suffix.lower()} workbook (damaged or another format)"
+
+
+def _is_encrypted_package(path: Path) -> bool:
+    """Excel saves a protected workbook as an OLE container holding an EncryptedPackage."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError:
+        return False
+    return head.startswith(b"\xd0\xcf\x11\xe0") and "EncryptedPackage".encode("utf-16-le") in head
+
+
+def _blank_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """True where a cell is empty or only white space (vectorised: no Python call per cell)."""
+    return rows.apply(lambda column: column.astype(str).str.strip().eq(""))
+
+
+def _to_sheet(path: Path, rows: pd.DataFrame, columns: Mapping[str, str]) -> Sheet:
+    rows = rows.fillna("")
+    blank_cells = _blank_cells(rows)
+    blank = blank_cells.all(axis=1).to_numpy()
+    filled = np.flatnonzero(~blank)
+    if not len(filled):
+        raise InputError(f"{path}: the file is empty")
+    first = int(filled[0])
+    headers = [str(h).strip() for h in rows.iloc[first]]
+    while headers and not headers[-1] and blank_cells.iloc[:, len(headers) - 1].all():
+        headers.pop()
+    keep = filled[1:]
+    cells = rows.iloc[keep, : len(headers)].reset_index(drop=True)
+    cells.columns = pd.RangeIndex(len(headers))
+    if cells.empty:
+        raise InputError(f"{path}: no data rows below the header")
+    fields, previous = _map_columns(path, headers, columns)
+    if not ({"source_row", "status", "chat_id"} <= previous.keys()):
+        previous = {}
+    echoed = [i for i in range(len(headers)) if i not in previous.values()]
+    _require(path, fields)
+    return Sheet(
+        path=path,
+        headers=headers,
+        cells=cells,
+        source_rows=(keep + 1).tolist(),
+        fields=fields,
+        previous=previous,
+        echoed=echoed,
+    )
+
+
+def _map_columns(
+    path: Path, headers: list[str], columns: Mapping[str, str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Field → column position, from `--column` first, then names and aliases."""
+    fields: dict[str, int] = {}
+    for name, header in columns.items():
+        if name not in FIELDS:
+            raise InputError(
+                f"--column {name}={header}: unknown field {name!r}; fields are " + ", ".join(FIELDS)
+            )
+        matches = [i for i, h in enumerate(headers) if h == header] or [
+            i for i, h in enumerate(headers) if normalise_header(h) == normalise_header(header)
+        ]
+        if not matches:
+            raise InputError(
+                f"{path}: --column {name}={header}: no column headed {header!r}; the headers "
+                "are " + ", ".join(repr(h) for h in headers if h)
+            )
+        fields[name] = matches[0]
+    mapped = set(fields.values())
+    previous: dict[str, int] = {}
+    for position, header in enumerate(headers):
+        if position in mapped:
+            continue
+        normal = normalise_header(header)
+        if normal in RESULT_COLUMNS:
+            previous.setdefault(normal, position)
+            continue
+        name = field_for_header(header)
+        if name is None or name in columns:
+            continue
+        if name in fields:
+            other = headers[fields[name]]
+            raise InputError(
+                f"{path}: two columns give {name}: {other!r} (column {_letter(fields[name])}) "
+                f"and {header!r} (column {_letter(position)}); remove one, or map the one to "
+                f"use with --column {name}=HEADER"
+            )
+        fields[name] = position
+    return fields, previous
+
+
+def _require(path: Path, fields: Mapping[str, int]) -> None:
+    if "application" not in fields:
+        raise InputError(
+            f"{path}: no application column (looked for application, application_id, app, "
+            "app_id); name one with --column application=HEADER"
+        )
+    if not {"customer", "customer_email", "customer_user_id"} & fields.keys():
+        raise InputError(
+            f"{path}: no customer column (looked for customer, customer_id, customerid, or "
+            "customer_email / customer_user_id); name one with --column customer=HEADER"
+        )
+
+
+def _letter(position: int) -> str:
+    """The spreadsheet's column letter for a 0-based position (0 → A, 26 → AA)."""
+    letters = ""
+    position += 1
+    while position:
+        position, rest = divmod(position - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters

@@ -1,0 +1,123 @@
+"""Progress sinks: the library reports each finished row; the CLI picks how it is shown.
+
+A tqdm bar on a terminal, a periodic log line on stderr otherwise, nothing with
+`--no-progress` (PRODUCT.md › Command-line contract).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol, TextIO
+
+from tqdm import tqdm
+
+from bulk_chats.records import Outcome, Status
+
+LOG_INTERVAL = 30.0
+"""Seconds between progress lines when stderr is not a terminal."""
+
+
+class ProgressSink(Protocol):
+    """Receives the sending stage's progress. Called from the event loop thread only."""
+
+    def start(self, total: int) -> None:
+        """Sending begins; `total` rows will each end in one `advance`."""
+
+    def advance(self, outcome: Outcome) -> None:
+        """One row reached its final outcome in this run."""
+
+    def close(self) -> None:
+        """Sending is over (finished, interrupted or stopped)."""
+
+
+class NullProgress:
+    """Shows nothing."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, outcome: Outcome) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _counts_text(counts: Counter[Status]) -> str:
+    created = counts[Status.CREATED]
+    failed = sum(counts[s] for s in (Status.FAILED, Status.MESSAGE_FAILED, Status.UNKNOWN))
+    return f"created={created} failed={failed}"
+
+
+class BarProgress:
+    """A tqdm bar: rows done of total, created and failed counts, rate and ETA."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._bar: tqdm[None] | None = None
+        self._counts: Counter[Status] = Counter()
+
+    def start(self, total: int) -> None:
+        self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
+
+    def advance(self, outcome: Outcome) -> None:
+        self._counts[outcome.status] += 1
+        if self._bar is not None:
+            self._bar.set_postfix_str(_counts_text(self._counts), refresh=False)
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class LogProgress:
+    """One line on `stream` every `interval` seconds and at the end, for logs and pipes."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        interval: float = LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream or sys.stderr
+        self._interval = interval
+        self._clock = clock
+        self._counts: Counter[Status] = Counter()
+        self._total = 0
+        self._done = 0
+        self._started = 0.0
+        self._last = 0.0
+
+    def start(self, total: int) -> None:
+        self._total = total
+        self._started = self._last = self._clock()
+
+    def advance(self, outcome: Outcome) -> None:
+        self._done += 1
+        self._counts[outcome.status] += 1
+        now = self._clock()
+        if now - self._last >= self._interval:
+            self._last = now
+            self._write(now)
+
+    def close(self) -> None:
+        if self._total:
+            self._write(self._clock())
+
+    def _write(self, now: float) -> None:
+        elapsed = max(now - self._started, 1e-9)
+        per_minute = self._done / elapsed * 60
+        left = self._total - self._done
+        eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 else "?"
+        print(
+            f"progress: {self._done}/{self._total} rows, {_counts_text(self._counts)}, "
+            f"{per_minute:.0f}/min, eta {eta}",
+            file=self._stream,
+            flush=True,
+        )

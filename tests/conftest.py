@@ -1,0 +1,23 @@
+"""Fixtures every test gets: a clean environment and the asyncio backend for anyio."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees a HELPCRUNCH_* variable from the machine that runs it."""
+    for name in list(os.environ):
+        if name.startswith("HELPCRUNCH_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio, the loop the command line uses."""
+    return "asyncio"
