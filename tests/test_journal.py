@@ -1,0 +1,652 @@
+"""The journal: durable per-row progress, resume planning, scopes, fresh runs, locking."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bulk_chats import journal as journal_module
+from bulk_chats.errors import InputError
+from bulk_chats.journal import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    SENDING,
+    Earlier,
+    Journal,
+    JournalError,
+    ResumePlan,
+    journal_path,
+    plan_resume,
+    scope_for,
+)
+from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
+
+SCOPE = "https://api.helpcrunch.com/v1"
+OTHER_SCOPE = "http://127.0.0.1:8765/v1"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_request(customer: int = 101, *, message: str | None = None, index: int = 0) -> ChatRequest:
+    return ChatRequest(
+        index=index,
+        source_row=index + 2,
+        customer=customer,
+        application=7,
+        assignee=4188,
+        message=FirstMessage(message) if message is not None else None,
+    )
+
+
+def created(request: ChatRequest, chat_id: int, message_id: int | None = None) -> Outcome:
+    return Outcome(
+        index=request.index,
+        status=Status.CREATED,
+        chat_id=chat_id,
+        message_id=message_id,
+        attempts=1,
+    )
+
+
+def outcome(request: ChatRequest, status: Status, **fields: object) -> Outcome:
+    return Outcome(index=request.index, status=status, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return journal_path(tmp_path / "reports")
+
+
+@pytest.fixture
+def journal(path: Path) -> Iterator[Journal]:
+    with Journal.open(path, scope=SCOPE, input_name="march.xlsx") as opened:
+        yield opened
+
+
+def read_back(path: Path, request: ChatRequest, scope: str = SCOPE) -> Earlier | None:
+    with Journal.open(path, scope=scope) as reopened:
+        return reopened.earlier([request.key]).get(request.key)
+
+
+# --- writing and reading ---------------------------------------------------------------
+
+
+def test_attempt_then_record_round_trips(journal: Journal) -> None:
+    """An attempt followed by its outcome reads back as one entry with both."""
+    request = make_request()
+    journal.attempt(request, started_at=1000.0)
+    journal.record(request, created(request, 555))
+
+    entry = journal.earlier([request.key])[request.key]
+    assert entry.state == "created"
+    assert entry.chat_id == 555
+    assert entry.attempts == 1
+    assert entry.first_started_at == entry.last_started_at == 1000.0
+    assert entry.unresolved_since is None
+    assert entry.created_at is not None
+    assert entry.source_row == 2
+    assert entry.input_name == "march.xlsx"
+
+
+def test_attempt_alone_reads_back_as_sending(journal: Journal) -> None:
+    """An announced request with no answer yet is `sending`, unresolved since its start."""
+    request = make_request()
+    journal.attempt(request, started_at=1000.0)
+
+    entry = journal.earlier([request.key])[request.key]
+    assert entry.state == SENDING
+    assert entry.unresolved_since == 1000.0
+
+
+def test_chat_then_message_keeps_both_ids(journal: Journal) -> None:
+    """`created` with the chat id, then with the message id, keeps both and the first time."""
+    request = make_request(message="hello")
+    journal.attempt(request, started_at=1000.0)
+    journal.record(request, created(request, 555))
+    first = journal.earlier([request.key])[request.key]
+    journal.record(request, created(request, 555, message_id=9))
+
+    entry = journal.earlier([request.key])[request.key]
+    assert (entry.chat_id, entry.message_id) == (555, 9)
+    assert entry.created_at == first.created_at
+
+
+def test_later_outcome_without_ids_keeps_the_chat(journal: Journal) -> None:
+    """A known chat id survives a later outcome that carries none (a message-only retry)."""
+    request = make_request(message="hello")
+    journal.record(request, created(request, 555))
+    journal.record(request, outcome(request, Status.NOT_SENT))
+
+    entry = journal.earlier([request.key])[request.key]
+    assert entry.state == "not_sent"
+    assert entry.chat_id == 555
+
+
+def test_errors_are_kept_and_cleared_by_the_next_attempt(journal: Journal) -> None:
+    """A failure's code, message and status are kept until the row is attempted again."""
+    request = make_request()
+    journal.attempt(request, started_at=1000.0)
+    journal.record(
+        request,
+        outcome(
+            request,
+            Status.FAILED,
+            error_code="customer",
+            error_message="This value should be of type numeric.",
+            http_status=400,
+        ),
+    )
+    entry = journal.earlier([request.key])[request.key]
+    assert (entry.state, entry.error_code, entry.http_status) == ("failed", "customer", 400)
+    assert entry.error_message == "This value should be of type numeric."
+    assert entry.unresolved_since is None
+
+    journal.attempt(request, started_at=2000.0)
+    entry = journal.earlier([request.key])[request.key]
+    assert (entry.error_code, entry.error_message, entry.http_status) == ("", "", None)
+    assert entry.attempts == 2
+    assert entry.first_started_at == 1000.0
+    assert entry.last_started_at == 2000.0
+
+
+@pytest.mark.parametrize(
+    "status", [Status.VALID, Status.INVALID, Status.DUPLICATE, Status.ALREADY_CREATED]
+)
+def test_statuses_that_never_reach_the_sender_are_not_recorded(
+    journal: Journal, status: Status
+) -> None:
+    """Rows that were never sent leave no entry."""
+    request = make_request()
+    journal.record(request, outcome(request, status))
+    assert journal.earlier([request.key]) == {}
+
+
+def test_reopened_journal_sees_everything(path: Path) -> None:
+    """A new connection to the file reads every entry an earlier one wrote."""
+    requests = [make_request(customer, index=i) for i, customer in enumerate(range(1, 601))]
+    with Journal.open(path, scope=SCOPE) as first:
+        for request in requests:
+            first.attempt(request, started_at=1000.0 + request.index)
+            if request.index % 2:
+                first.record(request, created(request, 10_000 + request.index))
+
+    with Journal.open(path, scope=SCOPE) as second:
+        found = second.earlier(r.key for r in requests)
+    assert len(found) == len(requests)
+    assert found[requests[1].key].chat_id == 10_001
+    assert found[requests[0].key].state == SENDING
+    assert found[requests[0].key].unresolved_since == 1000.0
+
+
+def test_large_ids_round_trip_exactly(journal: Journal) -> None:
+    """Ids beyond 2^53 come back exactly, never through a float."""
+    request = make_request(90071992547409931)
+    journal.record(request, created(request, 90071992547409933, message_id=2**62))
+    entry = journal.earlier([request.key])[request.key]
+    assert entry.chat_id == 90071992547409933
+    assert entry.message_id == 2**62
+
+
+def test_input_name_keeps_only_the_file_name(path: Path) -> None:
+    """The input's directory never reaches the journal, only its file name."""
+    request = make_request()
+    with Journal.open(path, scope=SCOPE, input_name=str(Path("exports") / "march.csv")) as j:
+        j.attempt(request, started_at=1.0)
+        assert j.earlier([request.key])[request.key].input_name == "march.csv"
+
+
+def test_file_is_wal_with_full_sync(journal: Journal, path: Path) -> None:
+    """The journal is in WAL mode and syncs every commit (durability over speed)."""
+    journal.attempt(make_request(), started_at=1.0)
+    connection = journal._connection
+    assert connection is not None
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert not connection.in_transaction
+
+
+def test_events_keep_the_history(journal: Journal, path: Path) -> None:
+    """Every attempt and outcome is also appended to the events table."""
+    request = make_request()
+    journal.attempt(request, started_at=1000.0)
+    journal.record(request, created(request, 555))
+    with sqlite3.connect(path) as connection:
+        kinds = connection.execute("SELECT kind, state, chat_id FROM events ORDER BY id").fetchall()
+    connection.close()
+    assert kinds == [("attempt", SENDING, None), ("record", "created", 555)]
+
+
+def test_writing_after_close_raises_journal_error(path: Path) -> None:
+    """A closed journal refuses writes, so the sender stops instead of sending unrecorded."""
+    journal = Journal.open(path, scope=SCOPE)
+    journal.close()
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        journal.attempt(make_request(), started_at=1.0)
+
+
+# --- a killed run ------------------------------------------------------------------------
+
+KILLED_RUN = """
+import sys
+from pathlib import Path
+from bulk_chats.journal import Journal
+from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
+
+journal = Journal.open(Path(sys.argv[1]), scope=sys.argv[2])
+unanswered = ChatRequest(index=0, source_row=2, customer=1, application=7)
+journal.attempt(unanswered, started_at=1000.0)
+half_done = ChatRequest(
+    index=1, source_row=3, customer=2, application=7, message=FirstMessage("hello")
+)
+journal.attempt(half_done, started_at=1001.0)
+journal.record(half_done, Outcome(index=1, status=Status.CREATED, chat_id=555))
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_killed_run_leaves_rows_to_confirm_and_its_lock_goes(path: Path) -> None:
+    """After kill -9, unanswered attempts need confirmation and half-done rows only a message;
+    while it lived the run held the scope, and its death released it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(path), SCOPE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        with pytest.raises(InputError, match="another bulk-chats run is sending to"):
+            Journal.open(path, scope=SCOPE)
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+        assert process.stdin is not None
+        process.stdin.close()
+
+    unanswered = ChatRequest(index=0, source_row=2, customer=1, application=7)
+    half_done = ChatRequest(
+        index=1, source_row=3, customer=2, application=7, message=FirstMessage("hello")
+    )
+    with Journal.open(path, scope=SCOPE) as journal:
+        plan = plan_resume(
+            [unanswered, half_done], journal.earlier([unanswered.key, half_done.key])
+        )
+    assert plan.already_created == []
+    assert plan.to_send == [
+        replace(unanswered, confirm_since=1000.0),
+        replace(half_done, chat_id=555),
+    ]
+
+
+# --- resume planning ---------------------------------------------------------------------
+
+Step = Callable[[Journal, ChatRequest], None]
+
+
+def attempt_at(started_at: float) -> Step:
+    return lambda j, r: j.attempt(r, started_at=started_at)
+
+
+def record_as(status: Status, **fields: object) -> Step:
+    return lambda j, r: j.record(r, outcome(r, status, **fields))
+
+
+@pytest.mark.parametrize(
+    ("steps", "message", "expected"),
+    [
+        pytest.param([], None, "send", id="no-entry"),
+        pytest.param([attempt_at(100)], None, ("confirm", 100), id="sending"),
+        pytest.param(
+            [attempt_at(100), attempt_at(200)], None, ("confirm", 100), id="two-unanswered"
+        ),
+        pytest.param(
+            [attempt_at(100), record_as(Status.UNKNOWN)], None, ("confirm", 100), id="unknown"
+        ),
+        pytest.param(
+            [attempt_at(100), record_as(Status.NOT_SENT)],
+            None,
+            ("confirm", 100),
+            id="stopped-mid-request",
+        ),
+        pytest.param([record_as(Status.NOT_SENT)], None, "send", id="not-sent"),
+        pytest.param(
+            [attempt_at(100), record_as(Status.FAILED, http_status=400)],
+            None,
+            "send",
+            id="failed",
+        ),
+        pytest.param(
+            [attempt_at(100), record_as(Status.UNKNOWN), attempt_at(300), record_as(Status.FAILED)],
+            None,
+            "send",
+            id="unknown-then-refused",
+        ),
+        pytest.param(
+            [attempt_at(100), record_as(Status.CREATED, chat_id=555)],
+            None,
+            ("already", 555),
+            id="created",
+        ),
+        pytest.param(
+            [attempt_at(100), record_as(Status.UNKNOWN), record_as(Status.CREATED, chat_id=555)],
+            None,
+            ("already", 555),
+            id="unknown-then-found",
+        ),
+        pytest.param(
+            [attempt_at(100), record_as(Status.CREATED, chat_id=555)],
+            "hello",
+            ("message", 555),
+            id="created-message-pending",
+        ),
+        pytest.param(
+            [
+                attempt_at(100),
+                record_as(Status.CREATED, chat_id=555),
+                record_as(Status.MESSAGE_FAILED, chat_id=555, http_status=404),
+            ],
+            "hello",
+            ("message", 555),
+            id="message-failed",
+        ),
+        pytest.param(
+            [
+                record_as(Status.MESSAGE_FAILED, chat_id=555),
+                record_as(Status.NOT_SENT),
+            ],
+            "hello",
+            ("message", 555),
+            id="message-retry-stopped",
+        ),
+        pytest.param(
+            [
+                attempt_at(100),
+                record_as(Status.CREATED, chat_id=555),
+                record_as(Status.CREATED, chat_id=555, message_id=9),
+            ],
+            "hello",
+            ("already", 555),
+            id="created-with-message",
+        ),
+        pytest.param(
+            [record_as(Status.UNKNOWN)], None, ("confirm", 1_000_000), id="unknown-unannounced"
+        ),
+    ],
+)
+def test_plan_resume_classifies_each_state(
+    path: Path, steps: list[Step], message: str | None, expected: object
+) -> None:
+    """Each earlier state leads to already_created, message only, search first, or send."""
+    request = make_request(message=message)
+    with Journal.open(path, scope=SCOPE, clock=lambda: 1_000_000.0) as journal:
+        for step in steps:
+            step(journal, request)
+    with Journal.open(path, scope=SCOPE) as journal:
+        plan = plan_resume([request], journal.earlier([request.key]))
+
+    if expected == "send":
+        assert plan == ResumePlan([], [request])
+    elif expected[0] == "confirm":  # type: ignore[index]
+        assert plan.already_created == []
+        assert plan.to_send == [replace(request, confirm_since=expected[1])]  # type: ignore[index]
+    elif expected[0] == "message":  # type: ignore[index]
+        assert plan.already_created == []
+        assert plan.to_send == [replace(request, chat_id=expected[1])]  # type: ignore[index]
+    else:
+        assert plan.to_send == []
+        [done] = plan.already_created
+        assert done.status is Status.ALREADY_CREATED
+        assert (done.index, done.chat_id, done.attempts) == (0, expected[1], 0)  # type: ignore[index]
+
+
+def test_plan_resume_keeps_input_order_and_describes_itself() -> None:
+    """The plan keeps input order, counts each kind and says so in one line."""
+    requests = [make_request(c, index=i, message="hi") for i, c in enumerate((1, 2, 3, 4, 5))]
+
+    def entry(**fields: object) -> Earlier:
+        base: dict[str, object] = {
+            "state": "created",
+            "chat_id": None,
+            "message_id": None,
+            "attempts": 1,
+            "first_started_at": 100.0,
+            "last_started_at": 100.0,
+            "unresolved_since": None,
+            "created_at": None,
+            "error_code": "",
+            "error_message": "",
+            "http_status": None,
+            "source_row": 2,
+            "input_name": "march.xlsx",
+            "updated_at": 100.0,
+        }
+        return Earlier(**{**base, **fields})  # type: ignore[arg-type]
+
+    earlier = {
+        requests[0].key: entry(chat_id=10, message_id=1, created_at=1_700_000_000.0),
+        requests[1].key: entry(chat_id=11, message_id=2, created_at=1_700_000_600.0),
+        requests[2].key: entry(chat_id=12),
+        requests[3].key: entry(state=SENDING, unresolved_since=100.0),
+    }
+    plan = plan_resume(requests, earlier)
+
+    assert [o.index for o in plan.already_created] == [0, 1]
+    assert [r.index for r in plan.to_send] == [2, 3, 4]
+    assert (plan.message_only, plan.to_confirm) == (1, 1)
+    assert plan.last_created_at == 1_700_000_600.0
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_600.0))
+    assert plan.describe() == (
+        f"2 rows were already created (the latest on {stamp}); 3 to send "
+        "(1 only the first message; 1 first looked for, as an earlier attempt got no answer)"
+    )
+    assert plan_resume(requests[:1], {}).describe() == "1 to send"
+
+
+def test_rows_are_recognised_by_their_chat_fields_not_their_position(journal: Journal) -> None:
+    """A reordered or re-exported input finds its rows again by their chat fields."""
+    request = make_request(101, index=0)
+    journal.record(request, created(request, 555))
+
+    moved = replace(make_request(101, index=40), source_row=99)
+    assert moved.key == request.key
+    plan = plan_resume([moved], journal.earlier([moved.key]))
+    assert [o.index for o in plan.already_created] == [40]
+
+
+# --- scopes and fresh runs ---------------------------------------------------------------
+
+
+def test_other_scope_sees_nothing(path: Path) -> None:
+    """Entries of one API root are invisible to another, in the same file."""
+    request = make_request()
+    with Journal.open(path, scope=SCOPE) as journal:
+        journal.record(request, created(request, 555))
+
+    assert read_back(path, request, OTHER_SCOPE) is None
+    assert read_back(path, request, SCOPE) is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "scope"),
+    [
+        ("https://api.helpcrunch.com/v1", "https://api.helpcrunch.com/v1"),
+        ("HTTPS://API.HelpCrunch.com:443/v1/", "https://api.helpcrunch.com/v1"),
+        ("https://user:s3cret@api.helpcrunch.com/v1?token=x#y", "https://api.helpcrunch.com/v1"),
+        ("http://127.0.0.1:8765/v1/", "http://127.0.0.1:8765/v1"),
+        ("http://localhost:80/v1", "http://localhost/v1"),
+        ("http://[::1]:9000/v1", "http://[::1]:9000/v1"),
+    ],
+)
+def test_scope_for_normalises_the_api_root(url: str, scope: str) -> None:
+    """Spellings of one API root share a scope; credentials, query and fragment are dropped."""
+    assert scope_for(url) == scope
+
+
+def test_fresh_run_ignores_earlier_entries_and_replaces_them_on_write(path: Path) -> None:
+    """`--fresh` sees no earlier entries, keeps them until it writes, then starts each anew."""
+    request, untouched = make_request(1), make_request(2, index=1)
+    with Journal.open(path, scope=SCOPE) as journal:
+        journal.attempt(request, started_at=100.0)
+        journal.record(request, created(request, 555))
+        journal.record(untouched, created(untouched, 556))
+
+    with Journal.open(path, scope=SCOPE, fresh=True) as journal:
+        assert journal.fresh
+        assert journal.earlier([request.key, untouched.key]) == {}
+    assert read_back(path, request) is not None  # stopped at the prompt: nothing lost
+
+    with Journal.open(path, scope=SCOPE, fresh=True) as journal:
+        journal.attempt(request, started_at=500.0)
+        journal.attempt(request, started_at=600.0)
+        journal.record(request, created(request, 777))
+
+    entry = read_back(path, request)
+    assert entry is not None
+    assert (entry.chat_id, entry.attempts, entry.first_started_at) == (777, 2, 500.0)
+    untouched_entry = read_back(path, untouched)
+    assert untouched_entry is not None
+    assert untouched_entry.chat_id == 556
+
+
+# --- the schema --------------------------------------------------------------------------
+
+
+def pragma(path: Path, name: str) -> object:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_new_journal_is_created_with_its_version(path: Path) -> None:
+    """First use creates the file, its directory and the current schema version."""
+    assert not path.parent.exists()
+    Journal.open(path, scope=SCOPE).close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+    assert pragma(path, "application_id") == APPLICATION_ID
+
+
+def test_existing_journal_is_opened_as_is(path: Path) -> None:
+    """A journal of the current version keeps its entries and version when reopened."""
+    request = make_request()
+    with Journal.open(path, scope=SCOPE) as journal:
+        journal.record(request, created(request, 555))
+    entry = read_back(path, request)
+    assert entry is not None
+    assert entry.chat_id == 555
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
+def test_older_journal_is_upgraded_in_place(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journal written by an older schema gets the newer migrations and keeps its entries."""
+    request = make_request()
+    with Journal.open(path, scope=SCOPE) as journal:
+        journal.record(request, created(request, 555))
+
+    upgraded = (*journal_module._MIGRATIONS, ("ALTER TABLE entries ADD COLUMN note TEXT",))
+    monkeypatch.setattr(journal_module, "_MIGRATIONS", upgraded)
+    entry = read_back(path, request)
+    assert entry is not None
+    assert entry.chat_id == 555
+    assert pragma(path, "user_version") == SCHEMA_VERSION + 1
+
+
+def test_newer_journal_is_refused(path: Path) -> None:
+    """A journal from a newer bulk-chats is refused rather than misread."""
+    Journal.open(path, scope=SCOPE).close()
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(InputError, match="written by a newer bulk-chats"):
+        Journal.open(path, scope=SCOPE)
+
+
+def test_other_sqlite_file_is_refused_untouched(path: Path) -> None:
+    """Another program's SQLite file is refused and left in its journal mode."""
+    path.parent.mkdir(parents=True)
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE things (x)")
+    connection.commit()
+    connection.close()
+    with pytest.raises(InputError, match="not a bulk-chats journal"):
+        Journal.open(path, scope=SCOPE)
+    assert pragma(path, "journal_mode") == "delete"
+
+
+def test_file_that_is_not_sqlite_is_refused(path: Path) -> None:
+    """A file that is not a database at all gives a one-line InputError."""
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is a spreadsheet, honestly " * 100)
+    with pytest.raises(InputError, match="not a bulk-chats journal"):
+        Journal.open(path, scope=SCOPE)
+    # The refusal released the scope.
+    path.unlink()
+    Journal.open(path, scope=SCOPE).close()
+
+
+# --- the API key -------------------------------------------------------------------------
+
+FAKE_KEY = "hc-fake-api-key-0123456789abcdef"
+
+
+def test_api_key_never_reaches_the_journal(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing about the key is stored: no column for it, and its bytes are in no file."""
+    monkeypatch.setenv("HELPCRUNCH_API_KEY", FAKE_KEY)
+    request = make_request(message="hello")
+    journal = Journal.open(path, scope=scope_for(f"https://me:{FAKE_KEY}@api.helpcrunch.com/v1"))
+    journal.attempt(request, started_at=1.0)
+    journal.record(request, outcome(request, Status.UNKNOWN, error_message="timed out"))
+
+    files = sorted(path.parent.iterdir())
+    assert any(f.name.endswith("-wal") for f in files)  # read while the log still holds data
+    for file in files:
+        content = file.read_bytes()
+        assert FAKE_KEY.encode() not in content, file.name
+        assert b"Bearer" not in content, file.name
+    journal.close()
+
+    connection = sqlite3.connect(path)
+    columns = {
+        (table, row[1])
+        for table in ("entries", "events")
+        for row in connection.execute(f"PRAGMA table_info({table})")
+    }
+    connection.close()
+    keyish = ("api", "token", "secret", "auth", "bearer", "password", "credential")
+    assert not [c for c in columns if any(word in c[1] for word in keyish)]
+    assert {c[1] for c in columns if "key" in c[1]} == {"row_key"}
+
+
+# --- two runs at once --------------------------------------------------------------------
+
+
+def test_second_run_on_the_same_scope_is_refused(path: Path) -> None:
+    """While one run holds a scope another open of it fails; other scopes and later runs work."""
+    first = Journal.open(path, scope=SCOPE)
+    with pytest.raises(InputError, match="another bulk-chats run is sending to"):
+        Journal.open(path, scope=SCOPE)
+
+    other = Journal.open(path, scope=OTHER_SCOPE)
+    request = make_request()
+    first.attempt(request, started_at=1.0)
+    other.attempt(request, started_at=2.0)
+    other.close()
+    first.close()
+
+    with Journal.open(path, scope=SCOPE) as again:
+        assert again.earlier([request.key])[request.key].first_started_at == 1.0
