@@ -1,0 +1,431 @@
+"""The sandbox's ASGI app: HelpCrunch's endpoints over a `SandboxState`.
+
+Endpoints, status codes and error bodies follow HelpCrunch's REST API documentation (v1).
+Where the documentation is silent the sandbox chooses, and says so here, erring towards
+the stricter answer so that client bugs show:
+
+- An application id other than the seeded ones gets 404 `entity_not_found` "Application
+  not found", like an unknown customer, assignee or department.
+- Ids must be JSON integers. A digit string ("4188"), a float (4188.0) or a boolean gets
+  400 "This value should be of type numeric.", though the real API may accept the string.
+- A limit over 100 gets a 400 rather than a shorter page.
+- 5xx bodies have no `invalid_request` entry (they are not the client's fault):
+  `{"errors": [{"code": "internal_error", ...}]}`, `service_unavailable` for 503.
+- The rate limit counts the requests it lets through in a sliding 60-second window, all
+  `/v1` endpoints together; 401s and 429s do not count. A 429 carries `Retry-After`
+  (whole seconds until a slot frees) unless `retry_after_header` is off, as the real API
+  documents none.
+
+Order of work for each `/v1` request: latency, count, authenticate (401), rate limit (429),
+draw a fault, then the endpoint (400, 404, store, answer).
+
+Faults hit `POST /v1/chats` (and `POST /v1/messages` when `Faults.messages`). Each such
+request that passes authentication and the rate limit draws one number from
+`random.Random(seed)` and gets at most one fault, so the n-th request meets the same fault
+in every run with the same seed. "Before" faults answer without reading the body; "after"
+faults strike only when something was stored (a request refused with 400/404 is answered
+normally):
+
+- `error_before`: 500, nothing stored;
+- `unavailable`: 503, nothing stored;
+- `drop_before`: the connection is closed without an answer, nothing stored;
+- `error_after`: stored, then 500;
+- `drop_after`: stored, then the connection is closed without an answer;
+- `slow_after`: stored, then answered normally after `slow_seconds`, so that a client with
+  a shorter timeout gives up first.
+
+Closing a connection needs the sandbox's own server (`run_in_thread`, `serve`). In process,
+under `httpx.ASGITransport`, a drop raises `httpx.RemoteProtocolError`, the error httpx
+raises when a server closes the connection without answering.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from bulk_chats.sandbox.answers import (
+    Entry,
+    Refusal,
+    error_response,
+    id_field,
+    json_object,
+    text_field,
+)
+from bulk_chats.sandbox.search import CHAT_FIELDS, CUSTOMER_FIELDS, parse_page, search
+from bulk_chats.sandbox.state import SandboxState
+from bulk_chats.settings import DEFAULT_RATE
+
+Clock = Callable[[], float]
+"""Monotonic seconds, for the rate limit window."""
+
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits the given seconds, for latency and `slow_after`."""
+
+DROP_CONNECTION = "bulk_chats.sandbox.drop_connection"
+"""The key under `scope["extensions"]` of the sandbox server's "close this connection"."""
+
+WINDOW_SECONDS = 60.0
+"""The rate limit's window: the rate is per minute."""
+
+MESSAGE_TYPES = ("message", "private")
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Which faults to inject, each a probability in [0, 1]; together at most 1.
+
+    `seed` makes the sequence of faults repeatable. `slow_seconds` is how long `slow_after`
+    holds its answer. `messages` extends the faults to `POST /v1/messages`.
+    """
+
+    seed: int = 0
+    error_before: float = 0.0
+    unavailable: float = 0.0
+    drop_before: float = 0.0
+    error_after: float = 0.0
+    drop_after: float = 0.0
+    slow_after: float = 0.0
+    slow_seconds: float = 30.0
+    messages: bool = False
+
+    KINDS: ClassVar[tuple[str, ...]] = (
+        "error_before",
+        "unavailable",
+        "drop_before",
+        "error_after",
+        "drop_after",
+        "slow_after",
+    )
+    """The fault kinds, in the order one draw is matched against them."""
+
+    def __post_init__(self) -> None:
+        chances = [getattr(self, kind) for kind in self.KINDS]
+        if any(not 0.0 <= p <= 1.0 for p in chances):
+            raise ValueError("fault probabilities must be between 0 and 1")
+        if sum(chances) > 1.0 + 1e-9:
+            raise ValueError("fault probabilities must add up to at most 1")
+        if self.slow_seconds < 0:
+            raise ValueError("slow_seconds must not be negative")
+
+    def draw(self, rng: random.Random) -> str | None:
+        """The fault for one request (one number drawn from `rng`), or None."""
+        point = rng.random()
+        for kind in self.KINDS:
+            point -= getattr(self, kind)
+            if point < 0:
+                return kind
+        return None
+
+
+_BEFORE = frozenset({"error_before", "unavailable", "drop_before"})
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """How a sandbox behaves.
+
+    `api_key` None accepts any non-empty bearer key. `rate` is in requests per minute,
+    None for no limit. `latency` is seconds added before each `/v1` answer, fixed or drawn
+    uniformly from a (min, max) range.
+    """
+
+    api_key: str | None = field(default=None, repr=False)
+    rate: int | None = DEFAULT_RATE
+    latency: float | tuple[float, float] = 0.0
+    faults: Faults = field(default_factory=Faults)
+    retry_after_header: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rate is not None and self.rate < 1:
+            raise ValueError("rate must be at least 1 request per minute, or None")
+        low, high = self.latency if isinstance(self.latency, tuple) else (self.latency,) * 2
+        if not 0 <= low <= high:
+            raise ValueError("latency must be seconds >= 0, or a (min, max) range")
+
+
+class SlidingWindow:
+    """At most `rate` admissions in any `window` seconds of `clock`."""
+
+    def __init__(self, rate: int, clock: Clock, window: float = WINDOW_SECONDS) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._window = window
+        self._admitted: deque[float] = deque()
+
+    def admit(self) -> float | None:
+        """Admit one request now and return None, or return the seconds until one fits."""
+        now = self._clock()
+        while self._admitted and self._admitted[0] <= now - self._window:
+            self._admitted.popleft()
+        if len(self._admitted) < self._rate:
+            self._admitted.append(now)
+            return None
+        return self._admitted[0] + self._window - now
+
+
+class SandboxApp:
+    """The ASGI app of one sandbox. `state` is what it stores; `config` how it behaves."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        state: SandboxState,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self._sleep = sleep
+        self._limiter = None if config.rate is None else SlidingWindow(config.rate, clock)
+        self._fault_rng = random.Random(config.faults.seed)
+        # Latency has its own generator so that it never shifts the sequence of faults.
+        self._latency_rng = random.Random(f"latency-{config.faults.seed}")
+        self._pauses: set[anyio.CancelScope] = set()
+        self._closing = False
+        v1 = [
+            ("POST", "/v1/chats", self._create_chat),
+            ("POST", "/v1/messages", self._create_message),
+            ("GET", "/v1/agents", self._list_agents),
+            ("GET", "/v1/departments", self._list_departments),
+            ("POST", "/v1/chats/search", self._search_chats),
+            ("POST", "/v1/customers/search", self._search_customers),
+        ]
+        self._router = Starlette(
+            routes=[
+                *(Route(path, self._v1(handler), methods=[method]) for method, path, handler in v1),
+                Route("/_sandbox/state", self._inspect, methods=["GET"]),
+            ],
+            exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._router(scope, receive, send)
+
+    def close(self) -> None:
+        """Cut short every pause in progress and skip later ones, so a server stops soon.
+
+        Call it from the event loop that runs the app.
+        """
+        self._closing = True
+        for scope in list(self._pauses):
+            scope.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds <= 0 or self._closing:
+            return
+        with anyio.CancelScope() as scope:
+            self._pauses.add(scope)
+            try:
+                await self._sleep(seconds)
+            finally:
+                self._pauses.discard(scope)
+
+    def _latency(self) -> float:
+        latency = self.config.latency
+        if isinstance(latency, tuple):
+            return self._latency_rng.uniform(*latency)
+        return latency
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return False
+        expected = self.config.api_key
+        return expected is None or hmac.compare_digest(key.encode(), expected.encode())
+
+    def _v1(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """`handler` behind latency, counting, authentication and the rate limit."""
+
+        async def endpoint(request: Request) -> Response:
+            await self._pause(self._latency())
+            self.state.count(f"{request.method} {request.url.path}")
+            if not self._authorized(request):
+                return error_response(401, ("unauthorized", "Unauthorized"))
+            wait = None if self._limiter is None else self._limiter.admit()
+            if wait is not None:
+                self.state.count_rate_limited()
+                headers = None
+                if self.config.retry_after_header:
+                    headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+                return error_response(
+                    429, ("too_many_requests", "Too many requests"), headers=headers
+                )
+            try:
+                return await handler(request)
+            except Refusal as refusal:
+                return refusal.response()
+
+        return endpoint
+
+    def _draw_fault(self, *, messages: bool = False) -> str | None:
+        faults = self.config.faults
+        if messages and not faults.messages:
+            return None
+        kind = faults.draw(self._fault_rng)
+        if kind in _BEFORE:
+            self.state.count_fault(kind)
+        return kind
+
+    async def _answer(self, request: Request, fault: str | None, response: Response) -> Response:
+        """`response` after something was stored, unless an "after" fault strikes."""
+        if fault is None or fault in _BEFORE:
+            return response
+        self.state.count_fault(fault)
+        if fault == "error_after":
+            return _server_error()
+        if fault == "drop_after":
+            return _drop(request)
+        await self._pause(self.config.faults.slow_seconds)
+        return response
+
+    async def _create_chat(self, request: Request) -> Response:
+        fault = self._draw_fault()
+        if fault in _BEFORE:
+            return _before_fault(request, fault)
+        body = await json_object(request)
+        errors: list[Entry] = []
+        customer_id = id_field(body, "customer", errors, required=True)
+        application = id_field(body, "application", errors, required=True)
+        assignee_id = id_field(body, "assignee", errors, required=False)
+        department_id = id_field(body, "department", errors, required=False)
+        if errors or customer_id is None or application is None:
+            raise Refusal(400, *errors)
+        state = self.state
+        customer = state.customers.get(customer_id)
+        if customer is None:
+            raise Refusal(404, ("entity_not_found", "Customer not found"))
+        if application not in state.applications:
+            raise Refusal(404, ("entity_not_found", "Application not found"))
+        assignee = None if assignee_id is None else state.agents.get(assignee_id)
+        if assignee_id is not None and assignee is None:
+            raise Refusal(404, ("entity_not_found", "Agent not found"))
+        department = None if department_id is None else state.departments.get(department_id)
+        if department_id is not None and department is None:
+            raise Refusal(404, ("entity_not_found", "Department not found"))
+        chat = state.add_chat(
+            customer=customer,
+            application=application,
+            assignee=assignee,
+            department=department,
+            payload=body,
+        )
+        return await self._answer(request, fault, JSONResponse(chat.to_json(), status_code=201))
+
+    async def _create_message(self, request: Request) -> Response:
+        fault = self._draw_fault(messages=True)
+        if fault in _BEFORE:
+            return _before_fault(request, fault)
+        body = await json_object(request)
+        errors: list[Entry] = []
+        chat_id = id_field(body, "chat", errors, required=True)
+        text = text_field(body, "text", errors, required=True)
+        markdown = text_field(body, "markdownText", errors, required=False)
+        kind = body.get("type", "message")
+        if kind not in MESSAGE_TYPES:
+            errors.append(("invalid_chat_value", 'type must be "message" or "private"'))
+        agent_id = id_field(body, "agent", errors, required=False)
+        if errors or chat_id is None or text is None:
+            raise Refusal(400, *errors)
+        chat = self.state.chat(chat_id)
+        if chat is None:
+            raise Refusal(404, ("chat_not_found", "Chat not found"))
+        agent = None if agent_id is None else self.state.agents.get(agent_id)
+        if agent_id is not None and agent is None:
+            raise Refusal(404, ("entity_not_found", "Agent not found"))
+        message = self.state.add_message(
+            chat, text=text, type=kind, agent=agent, markdown_text=markdown, payload=body
+        )
+        return await self._answer(request, fault, JSONResponse(message.to_json()))
+
+    async def _list_agents(self, request: Request) -> Response:
+        agents = [a.to_json() for a in self.state.agents.values()]
+        return _listing(request, agents)
+
+    async def _list_departments(self, request: Request) -> Response:
+        state = self.state
+        return _listing(request, [state.department_json(d) for d in state.departments.values()])
+
+    async def _search_chats(self, request: Request) -> Response:
+        answer = search(await json_object(request), self.state.chats, CHAT_FIELDS)
+        answer["data"] = [chat.to_json() for chat in answer["data"]]
+        return JSONResponse(answer)
+
+    async def _search_customers(self, request: Request) -> Response:
+        customers = list(self.state.customers.values())
+        answer = search(await json_object(request), customers, CUSTOMER_FIELDS)
+        answer["data"] = [customer.to_json() for customer in answer["data"]]
+        return JSONResponse(answer)
+
+    async def _inspect(self, request: Request) -> Response:
+        return JSONResponse(self.state.snapshot())
+
+
+def create_app(
+    config: SandboxConfig | None = None,
+    *,
+    state: SandboxState | None = None,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = anyio.sleep,
+) -> SandboxApp:
+    """A sandbox app; the defaults are the seeded account, 120 requests/min, no faults.
+
+    `clock` (monotonic seconds) drives the rate limit and `sleep` the latency and
+    `slow_after`, so tests can replace both and wait for nothing.
+    """
+    return SandboxApp(config or SandboxConfig(), state or SandboxState(), clock=clock, sleep=sleep)
+
+
+def _listing(request: Request, items: list[dict[str, Any]]) -> Response:
+    errors: list[Entry] = []
+    query = request.query_params
+    page = parse_page(query.get("offset"), query.get("limit"), from_query=True, errors=errors)
+    if errors:
+        raise Refusal(400, *errors)
+    return JSONResponse({"data": page.of(items), "meta": {"total": len(items)}})
+
+
+def _server_error() -> Response:
+    return error_response(500, ("internal_error", "Internal server error"), generic=False)
+
+
+def _before_fault(request: Request, fault: str | None) -> Response:
+    if fault == "error_before":
+        return _server_error()
+    if fault == "unavailable":
+        return error_response(503, ("service_unavailable", "Service unavailable"), generic=False)
+    return _drop(request)
+
+
+def _drop(request: Request) -> Response:
+    """Close the connection without an answer (see the module docstring)."""
+    drop = request.scope.get("extensions", {}).get(DROP_CONNECTION)
+    if drop is None:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    drop()
+    # The connection is closed: this answer goes nowhere, it only ends the handler.
+    return Response(status_code=500)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Unknown paths and methods answer in the API's error shape too."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, (code, str(exc.detail)), headers=exc.headers)

@@ -1,0 +1,204 @@
+"""Paging and the filter language of `POST /v1/chats/search` and `POST /v1/customers/search`.
+
+A search body is `{"filter": [{"field", "operator", "value"}, ...], "comparison": "AND" |
+"OR", "sort": field, "order": "asc" | "desc", "offset", "limit"}`, all optional. Number
+fields take `= != > >= < <=` and a JSON integer (or null for `=`/`!=` on a field that may
+be empty); text fields take `= != ~` (`~`: contains, ignoring case) and a string. Anything
+else is a 400 naming the entry, e.g. code `filter[0].value`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from bulk_chats.sandbox.answers import (
+    ARRAY,
+    NOT_BLANK,
+    NOT_VALID,
+    NUMERIC,
+    STRING,
+    Entry,
+    Refusal,
+    is_id,
+)
+from bulk_chats.sandbox.seed import Customer
+from bulk_chats.sandbox.state import Chat
+
+MAX_LIMIT = 100
+"""Default and largest page size of every listing and search."""
+
+T = TypeVar("T")
+
+_NUMBER_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+_TEXT_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "~": lambda have, want: want.casefold() in have.casefold(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Generic[T]):
+    """A searchable field: whether it is text, may be empty, and how to read it."""
+
+    text: bool
+    get: Callable[[T], Any]
+    nullable: bool = False
+
+
+CHAT_FIELDS: dict[str, Field[Chat]] = {
+    "chats.id": Field(False, lambda c: c.id),
+    "chats.customer": Field(False, lambda c: c.customer.id),
+    "chats.application": Field(False, lambda c: c.application),
+    "chats.createdAt": Field(False, lambda c: c.created_at),
+    "chats.assignee": Field(False, lambda c: c.assignee and c.assignee.id, nullable=True),
+    "chats.department": Field(False, lambda c: c.department and c.department.id, nullable=True),
+    "chats.status": Field(True, lambda c: c.status),
+}
+
+CUSTOMER_FIELDS: dict[str, Field[Customer]] = {
+    "customers.id": Field(False, lambda c: c.id),
+    "customers.email": Field(True, lambda c: c.email),
+    "customers.userId": Field(True, lambda c: c.user_id),
+    "customers.name": Field(True, lambda c: c.name),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Which slice of a listing to answer."""
+
+    offset: int = 0
+    limit: int = MAX_LIMIT
+
+    def of(self, items: Sequence[T]) -> list[T]:
+        """This page of `items`."""
+        return list(items[self.offset : self.offset + self.limit])
+
+
+def _paging_value(name: str, value: object, *, from_query: bool, errors: list[Entry]) -> int | None:
+    if from_query and isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if not from_query and is_id(value):
+        return value
+    errors.append((name, NUMERIC))
+    return None
+
+
+def parse_page(offset: object, limit: object, *, from_query: bool, errors: list[Entry]) -> Page:
+    """`offset` and `limit` (None when absent) as a `Page`, appending problems to `errors`.
+
+    From a query string they are digit strings; from a JSON body, integers. A limit over
+    100 is refused rather than cut down, so a client that expects more per page finds out.
+    """
+    page = Page()
+    if offset is not None:
+        value = _paging_value("offset", offset, from_query=from_query, errors=errors)
+        if value is not None and value < 0:
+            errors.append(("offset", "This value should be greater than or equal to 0."))
+        elif value is not None:
+            page = Page(value, page.limit)
+    if limit is not None:
+        value = _paging_value("limit", limit, from_query=from_query, errors=errors)
+        if value is not None and not 1 <= value <= MAX_LIMIT:
+            errors.append(("limit", f"This value should be between 1 and {MAX_LIMIT}."))
+        elif value is not None:
+            page = Page(page.offset, value)
+    return page
+
+
+@dataclass(frozen=True, slots=True)
+class _Condition(Generic[T]):
+    field: Field[T]
+    test: Callable[[Any, Any], bool]
+    value: Any
+
+    def holds(self, item: T) -> bool:
+        have = self.field.get(item)
+        if have is None or self.value is None:
+            # An empty field equals only null and is neither above nor below anything.
+            if self.test in (operator.eq, operator.ne):
+                return self.test(have is None, self.value is None)
+            return False
+        return self.test(have, self.value)
+
+
+def _condition(
+    index: int, entry: object, fields: dict[str, Field[T]], errors: list[Entry]
+) -> _Condition[T] | None:
+    where = f"filter[{index}]"
+    if not isinstance(entry, dict):
+        errors.append((where, ARRAY))
+        return None
+    name, op, value = entry.get("field"), entry.get("operator"), entry.get("value")
+    field = fields.get(name) if isinstance(name, str) else None
+    if name is None or name == "":
+        errors.append((f"{where}.field", NOT_BLANK))
+    elif field is None:
+        errors.append((f"{where}.field", NOT_VALID))
+    if field is None:
+        return None
+    operators = _TEXT_OPERATORS if field.text else _NUMBER_OPERATORS
+    test = operators.get(op) if isinstance(op, str) else None
+    if test is None:
+        errors.append((f"{where}.operator", NOT_BLANK if op in (None, "") else NOT_VALID))
+        return None
+    if value is None:
+        if not (field.nullable and op in ("=", "!=")):
+            errors.append((f"{where}.value", NOT_BLANK))
+            return None
+    elif field.text and not isinstance(value, str):
+        errors.append((f"{where}.value", STRING))
+        return None
+    elif not field.text and not is_id(value):
+        errors.append((f"{where}.value", NUMERIC))
+        return None
+    return _Condition(field, test, value)
+
+
+def search(body: dict[str, Any], items: Sequence[T], fields: dict[str, Field[T]]) -> dict[str, Any]:
+    """Answer a search `body` over `items`: `{"data": [...matches], "meta": {"total": N}}`.
+
+    `data` holds the items themselves; the caller turns them into JSON. The default sort
+    is the first of `fields` (the id). Raises `Refusal` (400) listing every problem.
+    """
+    errors: list[Entry] = []
+    raw_filters = body.get("filter", [])
+    conditions: list[_Condition[T]] = []
+    if not isinstance(raw_filters, list):
+        errors.append(("filter", ARRAY))
+    else:
+        for index, entry in enumerate(raw_filters):
+            condition = _condition(index, entry, fields, errors)
+            if condition is not None:
+                conditions.append(condition)
+    comparison = body.get("comparison", "AND")
+    if not isinstance(comparison, str) or comparison.upper() not in ("AND", "OR"):
+        errors.append(("comparison", NOT_VALID))
+        comparison = "AND"
+    sort_name = body.get("sort", next(iter(fields)))
+    sort = fields.get(sort_name) if isinstance(sort_name, str) else None
+    if sort is None:
+        errors.append(("sort", NOT_VALID))
+    order = body.get("order", "asc")
+    if not isinstance(order, str) or order.lower() not in ("asc", "desc"):
+        errors.append(("order", NOT_VALID))
+        order = "asc"
+    page = parse_page(body.get("offset"), body.get("limit"), from_query=False, errors=errors)
+    if errors or sort is None:
+        raise Refusal(400, *errors)
+
+    combine = any if comparison.upper() == "OR" else all
+    matches = [i for i in items if not conditions or combine(c.holds(i) for c in conditions)]
+    matches.sort(key=lambda i: (sort.get(i) is None, sort.get(i)), reverse=order.lower() == "desc")
+    return {"data": page.of(matches), "meta": {"total": len(matches)}}

@@ -1,0 +1,812 @@
+"""The sandbox: HelpCrunch's endpoints, errors, rate limit, latency and faults."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bulk_chats import sandbox
+from bulk_chats.errors import InputError
+from bulk_chats.sandbox import (
+    AGENTS,
+    APPLICATIONS,
+    CUSTOMERS,
+    DEPARTMENTS,
+    Faults,
+    SandboxApp,
+    SandboxConfig,
+    SandboxState,
+    Seed,
+    create_app,
+    run_in_thread,
+)
+from bulk_chats.sandbox.state import FIRST_CHAT_ID, FIRST_MESSAGE_ID
+
+KEY = "sandbox-test-key"
+CUSTOMER = CUSTOMERS[0].id  # 8738438
+APP = APPLICATIONS[0]  # 3838
+AGENT = AGENTS[0].id  # 4188
+DEPARTMENT = DEPARTMENTS[0].id  # 233048
+CHAT = {"customer": CUSTOMER, "application": APP, "assignee": AGENT, "department": DEPARTMENT}
+INVALID_REQUEST = {"code": "invalid_request", "message": "Invalid request"}
+
+
+def errors(*entries: tuple[str, str]) -> dict[str, Any]:
+    """The API's 4xx body: the generic entry, then `entries`."""
+    return {"errors": [INVALID_REQUEST, *({"code": c, "message": m} for c, m in entries)]}
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeSleep:
+    """A sleep that returns at once and remembers what it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_app(
+    clock: FakeClock | None = None,
+    *,
+    state: SandboxState | None = None,
+    sleep: FakeSleep | None = None,
+    **config: Any,
+) -> SandboxApp:
+    """An app whose clock, wall clock and sleep are fakes, so nothing waits."""
+    clock = clock or FakeClock()
+    return create_app(
+        SandboxConfig(**config),
+        state=state or SandboxState(wall_clock=clock),
+        clock=clock,
+        sleep=sleep or FakeSleep(),
+    )
+
+
+def client(app: SandboxApp, key: str | None = KEY) -> httpx.AsyncClient:
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://sandbox.test/v1", headers=headers
+    )
+
+
+# --- creating chats ---------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_create_chat_answers_201_with_the_chat_object(clock: FakeClock) -> None:
+    """POST /v1/chats stores the chat and answers 201 with id, status, createdAt, people."""
+    app = make_app(clock)
+    async with client(app) as c:
+        response = await c.post("/chats", json=CHAT)
+    assert response.status_code == 201
+    body = response.json()
+    assert body["id"] == FIRST_CHAT_ID
+    assert body["status"] == "empty"
+    assert body["createdAt"] == int(clock.now)
+    assert body["applicationId"] == APP
+    assert body["customer"] == {
+        "id": CUSTOMER,
+        "name": "Olivia Brown",
+        "email": "customer1@example.com",
+        "userId": "crm-1001",
+    }
+    assert body["assignee"] == {
+        "id": AGENT,
+        "name": "Anna Kowalska",
+        "email": "anna@example.com",
+        "role": "admin",
+    }
+    assert body["department"] == {"id": DEPARTMENT, "name": "Support"}
+    assert body["agents"] == []
+    assert [(c.id, c.payload) for c in app.state.chats] == [(FIRST_CHAT_ID, CHAT)]
+
+
+@pytest.mark.anyio
+async def test_chat_ids_increase_and_optional_fields_default_to_null() -> None:
+    """Each chat gets the next id; no assignee or department means null in the answer."""
+    app = make_app()
+    async with client(app) as c:
+        first = await c.post("/chats", json={"customer": CUSTOMER, "application": APP})
+        second = await c.post("/chats", json={"customer": CUSTOMER, "application": 3839})
+    assert (first.json()["id"], second.json()["id"]) == (FIRST_CHAT_ID, FIRST_CHAT_ID + 1)
+    assert first.json()["assignee"] is None
+    assert first.json()["department"] is None
+
+
+NUMERIC = "This value should be of type numeric."
+BLANK = "This value should not be blank."
+
+
+@pytest.mark.parametrize(
+    ("body", "entries"),
+    [
+        ({"customer": "8738438", "application": APP}, [("customer", NUMERIC)]),
+        ({"customer": 8738438.0, "application": APP}, [("customer", NUMERIC)]),
+        ({"customer": True, "application": APP}, [("customer", NUMERIC)]),
+        ({"customer": CUSTOMER, "application": [3838]}, [("application", NUMERIC)]),
+        ({"application": APP}, [("customer", BLANK)]),
+        ({"customer": None, "application": APP}, [("customer", BLANK)]),
+        ({"customer": CUSTOMER}, [("application", BLANK)]),
+        ({"customer": CUSTOMER, "application": APP, "assignee": "4188"}, [("assignee", NUMERIC)]),
+        ({"customer": CUSTOMER, "application": APP, "department": ""}, [("department", NUMERIC)]),
+        (
+            {"customer": "abc", "department": 1.5},
+            [("customer", NUMERIC), ("application", BLANK), ("department", NUMERIC)],
+        ),
+    ],
+)
+@pytest.mark.anyio
+async def test_wrongly_typed_chat_fields_get_400_listing_each(
+    body: dict[str, Any], entries: list[tuple[str, str]]
+) -> None:
+    """Anything but a JSON integer id is a 400 with one entry per field, nothing stored."""
+    app = make_app()
+    async with client(app) as c:
+        response = await c.post("/chats", json=body)
+    assert response.status_code == 400
+    assert response.json() == errors(*entries)
+    assert app.state.chats == []
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[1, 2]", b"", b'{"customer": NaN}', b"\xff"])
+@pytest.mark.anyio
+async def test_a_body_that_is_not_a_json_object_gets_a_bare_400(raw: bytes) -> None:
+    """Malformed JSON or a non-object body answers 400 with only `invalid_request`."""
+    async with client(make_app()) as c:
+        response = await c.post("/chats", content=raw)
+    assert response.status_code == 400
+    assert response.json() == errors()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"customer": 1}, "Customer not found"),
+        ({"application": 9999}, "Application not found"),
+        ({"assignee": 1}, "Agent not found"),
+        ({"department": 1}, "Department not found"),
+    ],
+)
+@pytest.mark.anyio
+async def test_unknown_ids_get_404_entity_not_found(change: dict[str, int], message: str) -> None:
+    """An id the account does not have answers 404 entity_not_found naming the entity."""
+    app = make_app()
+    async with client(app) as c:
+        response = await c.post("/chats", json={**CHAT, **change})
+    assert response.status_code == 404
+    assert response.json() == errors(("entity_not_found", message))
+    assert app.state.chats == []
+
+
+# --- authentication ---------------------------------------------------------------------
+
+UNAUTHORIZED = errors(("unauthorized", "Unauthorized"))
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Bearer ", "Bearer wrong", f"Basic {KEY}", f"Bearer {KEY}x"]
+)
+@pytest.mark.anyio
+async def test_anything_but_the_configured_key_gets_401(header: str | None) -> None:
+    """With a key configured, a missing, malformed or different key answers 401."""
+    app = make_app(api_key=KEY)
+    headers = {} if header is None else {"Authorization": header}
+    async with client(app, key=None) as c:
+        response = await c.get("/agents", headers=headers)
+    assert response.status_code == 401
+    assert response.json() == UNAUTHORIZED
+
+
+@pytest.mark.anyio
+async def test_without_a_configured_key_any_bearer_key_passes_but_none_does_not() -> None:
+    """With no key configured, any non-empty bearer key works and a missing one is 401."""
+    app = make_app()
+    async with client(app, key="anything") as c:
+        assert (await c.get("/agents")).status_code == 200
+    async with client(app, key=None) as c:
+        assert (await c.get("/agents")).status_code == 401
+
+
+@pytest.mark.anyio
+async def test_the_configured_key_passes() -> None:
+    """The configured key is accepted, and the config's repr does not show it."""
+    app = make_app(api_key=KEY)
+    async with client(app) as c:
+        assert (await c.post("/chats", json=CHAT)).status_code == 201
+    assert KEY not in repr(app.config)
+
+
+# --- reference data ---------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_agents_are_paged_by_100_with_the_total() -> None:
+    """GET /v1/agents pages by offset/limit (default 100) and tells the total."""
+    app = make_app(state=SandboxState(Seed.generated(agents=145)))
+    async with client(app) as c:
+        first = (await c.get("/agents")).json()
+        second = (await c.get("/agents", params={"offset": 100})).json()
+        small = (await c.get("/agents", params={"offset": 2, "limit": 3})).json()
+    assert first["meta"] == second["meta"] == {"total": 150}
+    ids = [a["id"] for a in first["data"] + second["data"]]
+    assert ids == list(range(4188, 4188 + 150))
+    assert len(first["data"]) == 100
+    assert [a["id"] for a in small["data"]] == [4190, 4191, 4192]
+    assert first["data"][0] == {
+        "id": 4188,
+        "name": "Anna Kowalska",
+        "email": "anna@example.com",
+        "role": "admin",
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "entry"),
+    [
+        ({"limit": 101}, ("limit", "This value should be between 1 and 100.")),
+        ({"limit": 0}, ("limit", "This value should be between 1 and 100.")),
+        ({"limit": "ten"}, ("limit", NUMERIC)),
+        ({"offset": "-1"}, ("offset", NUMERIC)),
+    ],
+)
+@pytest.mark.anyio
+async def test_bad_paging_gets_400(params: dict[str, Any], entry: tuple[str, str]) -> None:
+    """A limit outside 1-100 or a paging value that is not a whole number answers 400."""
+    async with client(make_app()) as c:
+        response = await c.get("/agents", params=params)
+    assert response.status_code == 400
+    assert response.json() == errors(entry)
+
+
+@pytest.mark.anyio
+async def test_departments_list_their_agents() -> None:
+    """GET /v1/departments gives each department with its agents' objects."""
+    async with client(make_app(state=SandboxState(Seed.generated(departments=120)))) as c:
+        body = (await c.get("/departments")).json()
+        rest = (await c.get("/departments", params={"offset": 100})).json()
+    assert body["meta"] == {"total": 123}
+    assert len(body["data"]) + len(rest["data"]) == 123
+    support = body["data"][0]
+    assert (support["id"], support["name"]) == (233048, "Support")
+    assert [a["id"] for a in support["agents"]] == [4188, 4189, 4190]
+    assert [d["name"] for d in body["data"][:3]] == ["Support", "Sales", "Billing"]
+
+
+# --- searching --------------------------------------------------------------------------
+
+
+async def create_chats_at(app: SandboxApp, clock: FakeClock, *rows: tuple[int, int]) -> None:
+    """Create a chat for each (customer, createdAt) pair."""
+    async with client(app) as c:
+        for customer, created_at in rows:
+            clock.now = created_at
+            response = await c.post("/chats", json={"customer": customer, "application": APP})
+            assert response.status_code == 201
+
+
+@pytest.mark.anyio
+async def test_chat_search_finds_a_customers_chats_since_a_time(clock: FakeClock) -> None:
+    """Chat search by customer and createdAt >= finds what an unanswered create made."""
+    app = make_app(clock)
+    other = CUSTOMERS[1].id
+    await create_chats_at(app, clock, (CUSTOMER, 1000), (other, 2000), (CUSTOMER, 3000))
+    query = {
+        "filter": [
+            {"field": "chats.customer", "operator": "=", "value": CUSTOMER},
+            {"field": "chats.createdAt", "operator": ">=", "value": 2000},
+        ]
+    }
+    async with client(app) as c:
+        response = await c.post("/chats/search", json=query)
+    assert response.status_code == 200
+    body = response.json()
+    assert [(chat["id"], chat["createdAt"]) for chat in body["data"]] == [(FIRST_CHAT_ID + 2, 3000)]
+    assert body["meta"] == {"total": 1}
+
+
+@pytest.mark.anyio
+async def test_chat_search_combines_with_or_sorts_and_pages(clock: FakeClock) -> None:
+    """comparison OR, sort/order and offset/limit work together; total counts all matches."""
+    app = make_app(clock)
+    customers = [c.id for c in CUSTOMERS[:4]]
+    await create_chats_at(app, clock, *((c, 1000 + i) for i, c in enumerate(customers)))
+    query = {
+        "filter": [
+            {"field": "chats.customer", "operator": "=", "value": customers[0]},
+            {"field": "chats.createdAt", "operator": ">", "value": 1001},
+        ],
+        "comparison": "OR",
+        "sort": "chats.createdAt",
+        "order": "desc",
+        "limit": 2,
+    }
+    async with client(app) as c:
+        body = (await c.post("/chats/search", json=query)).json()
+        unassigned = await c.post(
+            "/chats/search",
+            json={"filter": [{"field": "chats.assignee", "operator": "=", "value": None}]},
+        )
+    assert [chat["customer"]["id"] for chat in body["data"]] == [customers[3], customers[2]]
+    assert body["meta"] == {"total": 3}
+    assert unassigned.json()["meta"] == {"total": 4}
+
+
+@pytest.mark.parametrize(
+    ("query", "entry"),
+    [
+        (
+            {"filter": [{"field": "chats.customer", "operator": "=", "value": "8738438"}]},
+            ("filter[0].value", NUMERIC),
+        ),
+        ({"filter": [{"operator": "=", "value": 1}]}, ("filter[0].field", BLANK)),
+        (
+            {"filter": [{"field": "chats.colour", "operator": "=", "value": 1}]},
+            ("filter[0].field", "This value is not valid."),
+        ),
+        (
+            {"filter": [{"field": "chats.customer", "operator": "~", "value": 1}]},
+            ("filter[0].operator", "This value is not valid."),
+        ),
+        (
+            {"filter": {"field": "chats.customer"}},
+            ("filter", "This value should be of type array."),
+        ),
+        ({"comparison": "XOR"}, ("comparison", "This value is not valid.")),
+        ({"sort": "chats.colour"}, ("sort", "This value is not valid.")),
+        ({"limit": 500}, ("limit", "This value should be between 1 and 100.")),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_bad_search_gets_400_naming_the_entry(
+    query: dict[str, Any], entry: tuple[str, str]
+) -> None:
+    """A search with a wrong field, operator, value type or paging answers 400."""
+    async with client(make_app()) as c:
+        response = await c.post("/chats/search", json=query)
+    assert response.status_code == 400
+    assert response.json() == errors(entry)
+
+
+@pytest.mark.parametrize(
+    ("field", "operator", "value", "expected"),
+    [
+        ("customers.email", "=", "customer3@example.com", [CUSTOMERS[2].id]),
+        ("customers.email", "=", "CUSTOMER3@example.com", []),
+        ("customers.userId", "=", "crm-1020", [CUSTOMERS[19].id]),
+        ("customers.name", "~", "GARCÍA", [CUSTOMERS[5].id]),
+        ("customers.id", "=", CUSTOMER, [CUSTOMER]),
+    ],
+)
+@pytest.mark.anyio
+async def test_customer_search_finds_by_email_user_id_name_and_id(
+    field: str, operator: str, value: object, expected: list[int]
+) -> None:
+    """Customer search matches = exactly and ~ as contains, ignoring case."""
+    query = {"filter": [{"field": field, "operator": operator, "value": value}]}
+    async with client(make_app()) as c:
+        response = await c.post("/customers/search", json=query)
+    assert response.status_code == 200
+    assert [customer["id"] for customer in response.json()["data"]] == expected
+    assert response.json()["meta"] == {"total": len(expected)}
+
+
+# --- the rate limit ---------------------------------------------------------------------
+
+TOO_MANY = errors(("too_many_requests", "Too many requests"))
+
+
+@pytest.mark.anyio
+async def test_rate_limit_answers_429_within_the_window_and_recovers_after(
+    clock: FakeClock,
+) -> None:
+    """Past `rate` requests in 60 s: 429 with Retry-After, nothing stored; then room again."""
+    app = make_app(clock, rate=3)
+    async with client(app) as c:
+        for _ in range(2):
+            assert (await c.post("/chats", json=CHAT)).status_code == 201
+            clock.now += 10
+        assert (await c.get("/agents")).status_code == 200  # every endpoint counts
+        clock.now += 5
+        refused = await c.post("/chats", json=CHAT)
+        assert refused.status_code == 429
+        assert refused.json() == TOO_MANY
+        assert refused.headers["Retry-After"] == "35"  # the first request leaves at t=60
+        assert len(app.state.chats) == 2
+        clock.now += 35
+        assert (await c.post("/chats", json=CHAT)).status_code == 201
+        assert (await c.post("/chats", json=CHAT)).status_code == 429
+    assert app.state.rate_limited == 2
+    assert app.state.requests["POST /v1/chats"] == 5
+    assert len(app.state.chats) == 3
+
+
+@pytest.mark.anyio
+async def test_retry_after_can_be_left_out(clock: FakeClock) -> None:
+    """With retry_after_header off, a 429 carries no Retry-After, as the real API documents none."""
+    app = make_app(clock, rate=1, retry_after_header=False)
+    async with client(app) as c:
+        await c.get("/agents")
+        refused = await c.get("/agents")
+    assert refused.status_code == 429
+    assert "Retry-After" not in refused.headers
+
+
+@pytest.mark.anyio
+async def test_refused_requests_do_not_use_up_the_rate(clock: FakeClock) -> None:
+    """A 401 or a 429 does not take a place in the window."""
+    app = make_app(clock, rate=2, api_key=KEY)
+    async with client(app, key="wrong") as c:
+        assert (await c.get("/agents")).status_code == 401
+    async with client(app) as c:
+        statuses = [(await c.get("/agents")).status_code for _ in range(4)]
+        clock.now += 60
+        assert (await c.get("/agents")).status_code == 200
+    assert statuses == [200, 200, 429, 429]
+
+
+# --- latency ----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_latency_is_waited_before_each_answer() -> None:
+    """A fixed latency is waited once per /v1 request; a range draws within its bounds."""
+    fixed, ranged = FakeSleep(), FakeSleep()
+    async with client(make_app(sleep=fixed, latency=0.25)) as c:
+        await c.get("/agents")
+        await c.post("/chats", json=CHAT)
+    async with client(make_app(sleep=ranged, latency=(0.1, 0.2))) as c:
+        for _ in range(20):
+            await c.get("/agents")
+    assert fixed.waits == [0.25, 0.25]
+    assert len(ranged.waits) == 20
+    assert all(0.1 <= w <= 0.2 for w in ranged.waits)
+    assert len(set(ranged.waits)) > 1
+
+
+# --- faults -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "stored"),
+    [("error_before", 500, 0), ("unavailable", 503, 0), ("error_after", 500, 1)],
+)
+@pytest.mark.anyio
+async def test_server_error_faults(kind: str, status: int, stored: int) -> None:
+    """5xx faults answer their status; only error_after has stored the chat."""
+    app = make_app(faults=Faults(**{kind: 1.0}))
+    async with client(app) as c:
+        response = await c.post("/chats", json=CHAT)
+    assert response.status_code == status
+    assert "invalid_request" not in response.text
+    assert len(app.state.chats) == stored
+    assert app.state.faults == {kind: 1}
+
+
+@pytest.mark.parametrize(("kind", "stored"), [("drop_before", 0), ("drop_after", 1)])
+@pytest.mark.anyio
+async def test_drop_faults_in_process_raise_what_httpx_raises_on_a_dropped_connection(
+    kind: str, stored: int
+) -> None:
+    """Under ASGITransport a drop raises RemoteProtocolError; drop_after has stored the chat."""
+    app = make_app(faults=Faults(**{kind: 1.0}))
+    async with client(app) as c:
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await c.post("/chats", json=CHAT)
+    assert len(app.state.chats) == stored
+
+
+@pytest.mark.anyio
+async def test_slow_after_stores_then_holds_the_answer() -> None:
+    """slow_after stores the chat and answers normally only after slow_seconds."""
+    sleep = FakeSleep()
+    app = make_app(sleep=sleep, faults=Faults(slow_after=1.0, slow_seconds=30))
+    async with client(app) as c:
+        response = await c.post("/chats", json=CHAT)
+    assert response.status_code == 201
+    assert sleep.waits == [30]
+    assert len(app.state.chats) == 1
+
+
+@pytest.mark.anyio
+async def test_after_faults_do_not_strike_a_refused_request() -> None:
+    """A request refused with 400 is answered normally even when an after-fault is drawn."""
+    app = make_app(faults=Faults(error_after=1.0))
+    async with client(app) as c:
+        response = await c.post("/chats", json={"customer": "x", "application": APP})
+    assert response.status_code == 400
+    assert app.state.faults == {}
+
+
+async def fault_trace(seed: int, requests: int = 60) -> list[str]:
+    """What each of `requests` creates met under a mix of faults with `seed`."""
+    faults = Faults(
+        seed=seed,
+        error_before=0.1,
+        unavailable=0.1,
+        drop_before=0.1,
+        error_after=0.1,
+        drop_after=0.1,
+    )
+    app = make_app(faults=faults)
+    trace = []
+    async with client(app) as c:
+        for _ in range(requests):
+            try:
+                trace.append(str((await c.post("/chats", json=CHAT)).status_code))
+            except httpx.RemoteProtocolError:
+                trace.append("dropped")
+    return trace
+
+
+@pytest.mark.anyio
+async def test_seeded_faults_repeat_exactly() -> None:
+    """The same seed gives the same faults in the same order; another seed does not."""
+    first, again, other = await fault_trace(1), await fault_trace(1), await fault_trace(2)
+    assert first == again
+    assert first != other
+    assert {"201", "500", "503", "dropped"} <= set(first)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"error_before": 1.5},
+        {"drop_after": -0.1},
+        {"error_after": 0.6, "drop_after": 0.6},
+        {"slow_seconds": -1},
+    ],
+)
+def test_impossible_faults_are_refused(faults: dict[str, float]) -> None:
+    """Probabilities outside [0, 1], adding up past 1, or a negative delay raise ValueError."""
+    with pytest.raises(ValueError, match="must"):
+        Faults(**faults)
+
+
+@pytest.mark.anyio
+async def test_faults_reach_messages_only_when_asked() -> None:
+    """Faults hit POST /v1/messages only with Faults(messages=True)."""
+    quiet = make_app(faults=Faults(error_before=1.0))
+    loud = make_app(faults=Faults(error_before=1.0, messages=True))
+    for app in (quiet, loud):
+        chat = app.state.add_chat(
+            customer=CUSTOMERS[0], application=APP, assignee=None, department=None, payload={}
+        )
+        async with client(app) as c:
+            response = await c.post("/messages", json={"chat": chat.id, "text": "Hi"})
+        assert response.status_code == (500 if app is loud else 200)
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_message_is_stored_and_the_chat_is_no_longer_empty(clock: FakeClock) -> None:
+    """POST /v1/messages answers 200 with the message; from is agent or customer."""
+    app = make_app(clock)
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        by_agent = await c.post(
+            "/messages", json={"chat": chat_id, "text": "Hello", "type": "private", "agent": AGENT}
+        )
+        by_customer = await c.post(
+            "/messages", json={"chat": chat_id, "text": "Hi", "type": "message"}
+        )
+        found = await c.post(
+            "/chats/search",
+            json={"filter": [{"field": "chats.id", "operator": "=", "value": chat_id}]},
+        )
+    assert by_agent.status_code == 200
+    body = by_agent.json()
+    assert (body["id"], body["chat"], body["from"], body["type"], body["text"]) == (
+        FIRST_MESSAGE_ID,
+        chat_id,
+        "agent",
+        "private",
+        "Hello",
+    )
+    assert body["createdAt"] == int(clock.now)
+    assert body["agent"]["id"] == AGENT
+    assert by_customer.json()["from"] == "customer"
+    assert by_customer.json()["id"] == FIRST_MESSAGE_ID + 1
+    chat = found.json()["data"][0]
+    assert (chat["status"], chat["lastMessageText"]) == ("new", "Hi")
+    assert [m.text for m in app.state.messages] == ["Hello", "Hi"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "entry"),
+    [
+        ({"chat": 1, "text": "Hi"}, 404, ("chat_not_found", "Chat not found")),
+        ({"text": "Hi", "agent": 1}, 404, ("entity_not_found", "Agent not found")),
+        (
+            {"text": "Hi", "type": "note"},
+            400,
+            ("invalid_chat_value", 'type must be "message" or "private"'),
+        ),
+        ({"text": "  "}, 400, ("text", BLANK)),
+        ({"text": 5}, 400, ("text", "This value should be of type string.")),
+        ({"chat": "542336", "text": "Hi"}, 400, ("chat", NUMERIC)),
+        ({"text": "Hi", "agent": "4188"}, 400, ("agent", NUMERIC)),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_bad_message_is_refused(
+    body: dict[str, Any], status: int, entry: tuple[str, str]
+) -> None:
+    """An unknown chat or agent is 404; a bad type, text or id is 400; nothing is stored."""
+    app = make_app()
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        response = await c.post("/messages", json={"chat": chat_id, **body})
+    assert response.status_code == status
+    assert response.json() == errors(entry)
+    assert app.state.messages == []
+
+
+# --- inspection and odds and ends --------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_state_endpoint_shows_chats_with_payloads_and_counts() -> None:
+    """GET /_sandbox/state needs no key and shows chats, payloads and request counts."""
+    app = make_app(api_key=KEY)
+    async with client(app) as c:
+        await c.post("/chats", json=CHAT)
+        await c.get("/agents")
+    async with client(app, key=None) as c:
+        snapshot = (await c.get("http://sandbox.test/_sandbox/state")).json()
+    assert [(chat["id"], chat["payload"]) for chat in snapshot["chats"]] == [(FIRST_CHAT_ID, CHAT)]
+    assert snapshot["requests"] == {"POST /v1/chats": 1, "GET /v1/agents": 1}
+    assert (snapshot["rateLimited"], snapshot["messages"], snapshot["faults"]) == (0, [], {})
+
+
+@pytest.mark.anyio
+async def test_unknown_paths_answer_in_the_error_shape() -> None:
+    """A path or method the API does not have answers 404/405 with an errors body."""
+    async with client(make_app()) as c:
+        missing = await c.get("/chats/123")
+        wrong_method = await c.get("/chats")
+    assert missing.status_code == 404
+    assert missing.json() == errors(("not_found", "Not Found"))
+    assert wrong_method.status_code == 405
+    assert wrong_method.json() == errors(("method_not_allowed", "Method Not Allowed"))
+
+
+def test_default_seed_matches_the_sample_data() -> None:
+    """The seeded ids are the ones the sample data and docs use."""
+    assert [a.id for a in AGENTS] == [4188, 4189, 4190, 4191, 4192]
+    assert [(d.id, d.name) for d in DEPARTMENTS] == [
+        (233048, "Support"),
+        (233049, "Sales"),
+        (233050, "Billing"),
+    ]
+    assert [c.id for c in CUSTOMERS] == list(range(8738438, 8738458))
+    assert (CUSTOMERS[-1].email, CUSTOMERS[-1].user_id) == ("customer20@example.com", "crm-1020")
+    assert APPLICATIONS == (3838, 3839)
+    assert Seed.generated(agents=3) == Seed.generated(agents=3)
+
+
+def test_exports_are_importable() -> None:
+    """Every name in the package's __all__ exists."""
+    assert all(hasattr(sandbox, name) for name in sandbox.__all__)
+
+
+# --- over real loopback HTTP -------------------------------------------------------------
+
+
+@pytest.fixture
+def running() -> Iterator[sandbox.RunningSandbox]:
+    """A sandbox served on loopback, stopped when the test ends."""
+    with run_in_thread(SandboxConfig(api_key=KEY)) as served:
+        yield served
+
+
+def http(base_url: str, timeout: float = 5.0) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=timeout
+    )
+
+
+def test_serves_over_loopback_http_and_shows_its_state(running: sandbox.RunningSandbox) -> None:
+    """run_in_thread serves the API at base_url on 127.0.0.1; state is visible both ways."""
+    assert running.base_url.startswith("http://127.0.0.1:")
+    assert running.base_url.endswith("/v1")
+    with http(running.base_url) as c:
+        created = c.post("/chats", json=CHAT)
+        snapshot = c.get(running.base_url.removesuffix("/v1") + "/_sandbox/state").json()
+    assert created.status_code == 201
+    assert [chat.id for chat in running.state.chats] == [created.json()["id"]]
+    assert [chat["id"] for chat in snapshot["chats"]] == [created.json()["id"]]
+
+
+def test_drop_after_closes_the_connection_unanswered_but_keeps_the_chat() -> None:
+    """Over HTTP, drop_after stores the chat and the client sees the server disconnect."""
+    with (
+        run_in_thread(SandboxConfig(faults=Faults(drop_after=1.0))) as served,
+        http(served.base_url) as c,
+    ):
+        with pytest.raises(
+            httpx.RemoteProtocolError, match="Server disconnected without sending a response"
+        ):
+            c.post("/chats", json=CHAT)
+        assert len(served.state.chats) == 1
+        assert c.get("/agents").status_code == 200  # the server itself is fine
+
+
+def test_slow_after_makes_the_client_time_out_with_the_chat_stored() -> None:
+    """Over HTTP, slow_after holds the answer past the client's timeout; the chat exists."""
+    faults = Faults(slow_after=1.0, slow_seconds=30)
+    with run_in_thread(SandboxConfig(faults=faults)) as served, http(served.base_url, 0.2) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            c.post("/chats", json=CHAT)
+        assert len(served.state.chats) == 1
+    # Leaving the block stopped the server although an answer was still being held.
+
+
+def test_the_sandbox_listens_on_loopback_only() -> None:
+    """A host that is not loopback is refused before anything listens."""
+    with pytest.raises(InputError, match="not a loopback address"), run_in_thread(host="0.0.0.0"):
+        pass  # pragma: no cover
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    """A port already taken gives an InputError naming it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with (
+            pytest.raises(InputError, match=f"cannot listen on 127.0.0.1:{port}"),
+            run_in_thread(port=port),
+        ):
+            pass  # pragma: no cover
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT")
+def test_serve_announces_the_real_port_and_stops_on_ctrl_c() -> None:
+    """serve() on port 0 prints the URL with the port it got and stops on SIGINT."""
+    code = "from bulk_chats.sandbox import serve; serve(port=0)"
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            url = line.split()[4]
+            assert url.startswith("http://127.0.0.1:")
+            assert not url.startswith("http://127.0.0.1:0/")
+            with http(url) as c:
+                assert c.post("/chats", json=CHAT).status_code == 201
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=10)
+    assert "KeyboardInterrupt" in stderr  # the caller maps it to exit status 130
