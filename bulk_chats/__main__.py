@@ -1,0 +1,5 @@
+"""`python -m bulk_chats` runs the command line."""
+
+from bulk_chats.cli import main
+
+main()

@@ -1,0 +1,366 @@
+"""The command line: parse options, build `Settings`, call one library function, pick the
+progress sink, and map the result to PRODUCT.md's exit status.
+
+This is the only module that prints, prompts or exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import anyio
+import click
+
+from bulk_chats.errors import BulkChatsError, InputError
+from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
+from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink
+from bulk_chats.settings import (
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    DEFAULT_RATE,
+    REPORTS_DIR,
+    ApiKey,
+    Settings,
+    check_base_url,
+    read_api_key,
+)
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_UNUSABLE = 2
+EXIT_AUTH = 3
+EXIT_INTERRUPTED = 130
+
+SANDBOX_KEY = "sandbox-key"
+"""The key `--sandbox` uses against its own in-process stand-in: not a secret."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _shared_options(command: F) -> F:
+    """Options that `validate` and `import` both take."""
+    options = [
+        click.argument("file", type=click.Path(path_type=Path)),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Where the results workbook goes (.xlsx, or .csv for very large inputs). "
+            "Default: reports/<input stem>-results-<YYYYmmdd-HHMMSS>.xlsx.",
+        ),
+        click.option("--sheet", metavar="NAME", help="Which sheet of a workbook to read."),
+        click.option(
+            "--column",
+            "columns",
+            multiple=True,
+            metavar="FIELD=HEADER",
+            help="Map a field to a header the aliases don't cover; repeatable.",
+        ),
+        click.option("--no-progress", is_flag=True, help="No progress bar or progress lines."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bulk-chats")
+def cli() -> None:
+    """Create HelpCrunch chats in bulk from a CSV or Excel sheet.
+
+    Try it with no account: bulk-chats import sample_data/chats.csv --sandbox
+    """
+
+
+@cli.command()
+@_shared_options
+def validate(
+    file: Path, out: Path | None, sheet: str | None, columns: tuple[str, ...], no_progress: bool
+) -> None:
+    """Read and validate every row of FILE; send nothing; write the results workbook.
+
+    Exit 0 when every row is valid, 1 when some are not, 2 when FILE is unusable.
+    """
+    settings = Settings(input_path=file, out=out, sheet=sheet, columns=_parse_columns(columns))
+    with _user_errors():
+        result = validate_file(settings)
+    _print_summary(result)
+    sys.exit(EXIT_OK if result.all_done else EXIT_INCOMPLETE)
+
+
+@cli.command("import")
+@_shared_options
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1, min_open=False),
+    default=DEFAULT_RATE,
+    show_default=True,
+    help="Requests per minute, all requests counted.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=256),
+    help="Requests in flight at once. Default: enough to keep the rate full at high latency.",
+)
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help=f"API root; else env {BASE_URL_ENV}, else {DEFAULT_BASE_URL}.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the API key from this file; else env HELPCRUNCH_API_KEY.",
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Start the local stand-in for the API in-process and import into it; no key needed.",
+)
+@click.option("--dry-run", is_flag=True, help="Everything but creating chats: key check, look-ups.")
+@click.option(
+    "--fresh", is_flag=True, help="Ignore earlier runs of the same rows and send them again."
+)
+@click.option("--yes", "-y", is_flag=True, help="No confirmation prompt.")
+def import_(
+    file: Path,
+    out: Path | None,
+    sheet: str | None,
+    columns: tuple[str, ...],
+    no_progress: bool,
+    rate: float,
+    concurrency: int | None,
+    base_url: str | None,
+    api_key_file: Path | None,
+    sandbox: bool,
+    dry_run: bool,
+    fresh: bool,
+    yes: bool,
+) -> None:
+    """Validate FILE, then create a chat for every valid row, throttled, and write the
+    results workbook.
+
+    Exit 0 when every row is created (now or earlier), 1 when some are not, 2 when
+    nothing was sent because FILE or an option is unusable, 3 on a refused API key,
+    130 on Ctrl-C.
+    """
+    with _user_errors(), contextlib.ExitStack() as stack:
+        if sandbox:
+            if base_url or api_key_file:
+                raise InputError(
+                    "--sandbox runs its own API: leave out --base-url and --api-key-file"
+                )
+            from bulk_chats.sandbox import SandboxConfig, run_in_thread
+
+            running = stack.enter_context(run_in_thread(SandboxConfig(rate=round(rate))))
+            root, key = running.base_url, ApiKey(SANDBOX_KEY)
+            click.echo(f"sandbox: a local stand-in for the API at {root}", err=True)
+        else:
+            root = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+            key = read_api_key(api_key_file)
+        settings = Settings(
+            input_path=file,
+            out=out,
+            sheet=sheet,
+            columns=_parse_columns(columns),
+            rate=rate,
+            concurrency=concurrency,
+            base_url=root,
+            api_key=key,
+            dry_run=dry_run,
+            fresh=fresh,
+            reports_dir=REPORTS_DIR,
+        )
+        interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        result = _run_import(
+            settings,
+            progress=_pick_progress(no_progress),
+            confirm=None if yes or not interactive else _confirm,
+        )
+    _print_summary(result)
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if result.auth_failed:
+        sys.exit(EXIT_AUTH)
+    sys.exit(EXIT_OK if result.all_done and not result.declined else EXIT_INCOMPLETE)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port; 0 picks a free one (the printed URL shows it).",
+)
+@click.option(
+    "--rate",
+    type=click.IntRange(min=1),
+    default=DEFAULT_RATE,
+    show_default=True,
+    help="The stand-in's rate limit, requests per minute (answered with 429).",
+)
+@click.option("--key", metavar="KEY", help="The only key accepted; default: any non-empty key.")
+@click.option(
+    "--latency", metavar="SECONDS[-SECONDS]", help="Delay each answer: fixed, or a range."
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="KIND=P",
+    help="Inject a fault into POST /v1/chats with probability P; repeatable. Kinds: "
+    "error_before, unavailable, drop_before, error_after, drop_after, slow_after.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the faults.")
+def sandbox(
+    host: str,
+    port: int,
+    rate: int,
+    key: str | None,
+    latency: str | None,
+    faults: tuple[str, ...],
+    seed: int,
+) -> None:
+    """Run a local stand-in for the HelpCrunch API on loopback until Ctrl-C."""
+    from bulk_chats.sandbox import Faults, SandboxConfig, serve
+
+    try:
+        config = SandboxConfig(
+            api_key=key,
+            rate=rate,
+            latency=_parse_latency(latency),
+            faults=Faults(seed=seed, **_parse_faults(faults)),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    with _user_errors():
+        serve(config, host=host, port=port, announce=lambda url: click.echo(url))
+
+
+def _run_import(
+    settings: Settings, *, progress: ProgressSink, confirm: Callable[[Plan], bool] | None
+) -> RunResult:
+    """Run the import on an event loop; the first Ctrl-C stops starting new rows, the
+    second exits at once (every journal write is its own transaction, so it stays
+    consistent)."""
+
+    async def main() -> RunResult:
+        stop = anyio.Event()
+
+        def on_interrupt() -> None:
+            if stop.is_set():
+                click.echo("\ninterrupted again: exiting now", err=True)
+                os._exit(EXIT_INTERRUPTED)
+            click.echo(
+                "\nstopping: no new rows; waiting for requests in flight "
+                "(Ctrl-C again to quit at once)",
+                err=True,
+            )
+            stop.set()
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        try:
+            return await import_file(
+                settings,
+                progress=progress,
+                confirm=confirm,
+                notify=lambda text: click.echo(text, err=True),
+                stop=stop,
+            )
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    return anyio.run(main)
+
+
+def _confirm(plan: Plan) -> bool:
+    click.echo(plan.describe(), err=True)
+    return click.confirm("Go on?", default=False, err=True)
+
+
+def _pick_progress(disabled: bool) -> ProgressSink:
+    if disabled:
+        return NullProgress()
+    if sys.stderr.isatty():
+        return BarProgress()
+    return LogProgress()
+
+
+def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, header = pair.partition("=")
+        if not sep or not name.strip() or not header.strip():
+            raise click.BadParameter(f"{pair!r} is not FIELD=HEADER", param_hint="--column")
+        mapping[name.strip().lower()] = header.strip()
+    return mapping
+
+
+def _parse_latency(text: str | None) -> float | tuple[float, float]:
+    if not text:
+        return 0.0
+    try:
+        low, _, high = text.partition("-")
+        return (float(low), float(high)) if high else float(low)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not SECONDS or MIN-MAX", param_hint="--latency"
+        ) from None
+
+
+def _parse_faults(pairs: tuple[str, ...]) -> dict[str, Any]:
+    from bulk_chats.sandbox import Faults
+
+    chosen: dict[str, Any] = {}
+    for pair in pairs:
+        kind, _, value = pair.partition("=")
+        if kind not in Faults.KINDS:
+            raise click.BadParameter(
+                f"{kind!r} is not one of {', '.join(Faults.KINDS)}", param_hint="--fault"
+            )
+        try:
+            chosen[kind] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{pair!r} is not KIND=P", param_hint="--fault") from None
+    return chosen
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """A user's mistake is one line and exit 2; Ctrl-C before sending is exit 130."""
+    try:
+        yield
+    except InputError as exc:
+        _fail(str(exc), EXIT_UNUSABLE)
+    except BulkChatsError as exc:
+        _fail(str(exc), EXIT_INCOMPLETE)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    click.echo(f"bulk-chats: error: {message}", err=True)
+    sys.exit(status)
+
+
+def _print_summary(result: RunResult) -> None:
+    counts = ", ".join(f"{status} {n}" for status, n in result.counts.items())
+    click.echo(f"{result.total} rows: {counts}", err=True)
+    if result.error_codes:
+        top = ", ".join(f"{code} {n}" for code, n in list(result.error_codes.items())[:8])
+        click.echo(f"errors: {top}", err=True)
+    click.echo(f"results: {result.out}", err=True)
+
+
+def main() -> None:
+    """The console script's entry point."""
+    cli(prog_name="bulk-chats")
