@@ -8,8 +8,8 @@ CSV is read as text only, so a digit column with a blank never becomes float64.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import re
 import zipfile
 from collections.abc import Mapping
@@ -87,6 +87,8 @@ workbook writes them afresh rather than echoing the old ones."""
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"})
 _DELIMITERS = ",;\t"
+_SAMPLE_BYTES = 65536
+_DECODE_CHUNK = 1 << 20
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
 
@@ -165,59 +167,114 @@ def load_sheet(
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    """Every cell as text; the header is row 0. Blank lines stay, to keep row numbers."""
+    """Every cell as text; the header is row 0. Blank lines stay, to keep row numbers.
+
+    pandas' C parser reads the file straight from disk (no copy of the text in memory,
+    so a million rows stay within a few hundred MiB). It refuses a file that starts with a
+    blank line or has a row with more cells than the first one, both of which a
+    spreadsheet opens without complaint: those files are read again with the csv module,
+    short rows padded with "".
+    """
     try:
-        raw = path.read_bytes()
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(_SAMPLE_BYTES)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    if not raw.strip():
+    if not head.strip() and size <= len(head):
         raise InputError(f"{path}: the file is empty")
-    if b"\x00" in raw[:65536]:
+    if b"\x00" in head:
         raise InputError(f"{path}: not a text file (it holds binary data); expected CSV")
-    text = _decode(path, raw)
-    delimiter = _sniff_delimiter(text)
+    encoding = _encoding(path)
+    delimiter = _sniff_delimiter(head.decode(encoding, errors="ignore"))
     try:
         frame = pd.read_csv(
-            io.StringIO(text),
+            path,
             sep=delimiter,
             header=None,
-            dtype=str,
+            dtype=object,
             keep_default_na=False,
             na_filter=False,
             skip_blank_lines=False,
+            encoding=encoding,
             engine="c",
         )
-    except pd.errors.ParserError as exc:
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "malformed CSV"
-        raise InputError(f"{path}: cannot parse as CSV ({detail})") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: the file is empty") from None
-    return frame.astype(object)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
+        return _read_csv_records(path, encoding, delimiter)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    frame.columns = pd.RangeIndex(frame.shape[1])
+    return frame
 
 
-def _decode(path: Path, raw: bytes) -> str:
-    """UTF-8 (with or without BOM), else the Windows code page Excel writes."""
+def _read_csv_records(path: Path, encoding: str, delimiter: str) -> pd.DataFrame:
+    """The csv module's reading of what pandas refused: ragged rows, leading blank lines,
+    or a quote left open (which it reports)."""
+    with path.open(encoding=encoding, newline="") as handle:
+        # strict: a quote left open would otherwise swallow every later row into one cell.
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        try:
+            records = list(reader)
+        except csv.Error as exc:
+            raise InputError(
+                f"{path}: cannot parse as CSV (line {reader.line_num}: {exc})"
+            ) from None
+    width = max(map(len, records), default=0)
+    if not width:
+        raise InputError(f"{path}: the file is empty")
+    for record in records:
+        if len(record) < width:
+            record.extend([""] * (width - len(record)))
+    return pd.DataFrame(records, dtype=object)
+
+
+def _encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM), else the Windows code page Excel writes.
+
+    Checked by decoding the file a chunk at a time, so its text is never held whole.
+    """
+    if _decodes(path, "utf-8-sig") is None:
+        return "utf-8-sig"
+    failure = _decodes(path, "cp1252")
+    if failure is None:
+        return "cp1252"
+    byte, offset = failure
+    raise InputError(
+        f"{path}: cannot decode byte 0x{byte:02x} at offset {offset}; save the file as UTF-8"
+    )
+
+
+def _decodes(path: Path, encoding: str) -> tuple[int, int] | None:
+    """None when all of `path` decodes as `encoding`; else the first bad byte and its offset."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
     try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return raw.decode("cp1252")
+        with path.open("rb") as handle:
+            while chunk := handle.read(_DECODE_CHUNK):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    # Positions count in what the decoder held: the chunk after any bytes
+                    # of a character the previous chunk left unfinished.
+                    held = len(exc.object) - len(chunk)
+                    return exc.object[exc.start], offset - held + exc.start
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: cannot decode byte 0x{raw[exc.start]:02x} at offset {exc.start}; "
-            "save the file as UTF-8"
-        ) from None
+        return exc.object[exc.start], offset - len(exc.object) + exc.start
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    return None
 
 
 def _sniff_delimiter(text: str) -> str:
     """`,` `;` or tab, whichever the first lines use consistently (else the header's most
     frequent)."""
-    sample = text[:65536]
+    sample = text[:_SAMPLE_BYTES]
     try:
         return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
     except csv.Error:
-        header = sample.split("\n", 1)[0]
+        header = next((line for line in sample.splitlines() if line.strip()), "")
         return max(_DELIMITERS, key=header.count)
 
 
@@ -245,7 +302,7 @@ def _read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
         raise InputError(_not_a_workbook(path, exc)) from None
     if not data:
         raise InputError(f"{path}: the sheet is empty")
-    return pd.DataFrame(data, dtype=object)
+    return pd.DataFrame(data, dtype=object).fillna("")
 
 
 def _not_a_workbook(path: Path, exc: Exception | None = None) -> str:
@@ -265,24 +322,53 @@ def _is_encrypted_package(path: Path) -> bool:
     return head.startswith(b"\xd0\xcf\x11\xe0") and "EncryptedPackage".encode("utf-16-le") in head
 
 
-def _blank_cells(rows: pd.DataFrame) -> pd.DataFrame:
-    """True where a cell is empty or only white space (vectorised: no Python call per cell)."""
-    return rows.apply(lambda column: column.astype(str).str.strip().eq(""))
+def _blank_values(column: pd.Series) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """True where a cell is empty or only white space.
+
+    Vectorised: one comparison for the whole column, then a strip of only the cells that
+    are not plainly "" (a non-text cell is never blank).
+    """
+    values = column.to_numpy(dtype=object)
+    blank: np.ndarray[Any, np.dtype[np.bool_]] = np.asarray(values == "", dtype=bool)
+    rest = np.flatnonzero(~blank)
+    if len(rest):
+        stripped = pd.Series(values[rest], dtype=object).str.strip()
+        blank[rest] = stripped.eq("").to_numpy(dtype=bool, na_value=False)
+    return blank
+
+
+def _blank_rows(rows: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """True for each row whose cells are all blank.
+
+    Column by column over the rows still blank so far: once a column is mostly filled,
+    the columns after it cost next to nothing.
+    """
+    candidates = np.arange(len(rows))
+    for position in range(rows.shape[1]):
+        if not len(candidates):
+            break
+        candidates = candidates[_blank_values(rows.iloc[candidates, position])]
+    blank = np.zeros(len(rows), dtype=bool)
+    blank[candidates] = True
+    return blank
 
 
 def _to_sheet(path: Path, rows: pd.DataFrame, columns: Mapping[str, str]) -> Sheet:
-    rows = rows.fillna("")
-    blank_cells = _blank_cells(rows)
-    blank = blank_cells.all(axis=1).to_numpy()
+    blank = _blank_rows(rows)
     filled = np.flatnonzero(~blank)
     if not len(filled):
         raise InputError(f"{path}: the file is empty")
     first = int(filled[0])
     headers = [str(h).strip() for h in rows.iloc[first]]
-    while headers and not headers[-1] and blank_cells.iloc[:, len(headers) - 1].all():
+    while headers and not headers[-1] and _blank_values(rows.iloc[:, len(headers) - 1]).all():
         headers.pop()
     keep = filled[1:]
-    cells = rows.iloc[keep, : len(headers)].reset_index(drop=True)
+    if len(keep) and keep[-1] - keep[0] == len(keep) - 1:
+        # No blank row among the data (the usual case): a slice, not a copy.
+        cells = rows.iloc[int(keep[0]) : int(keep[-1]) + 1, : len(headers)]
+    else:
+        cells = rows.iloc[keep, : len(headers)]
+    cells = cells.reset_index(drop=True)
     cells.columns = pd.RangeIndex(len(headers))
     if cells.empty:
         raise InputError(f"{path}: no data rows below the header")
@@ -330,17 +416,17 @@ def _map_columns(
         if normal in RESULT_COLUMNS:
             previous.setdefault(normal, position)
             continue
-        name = field_for_header(header)
-        if name is None or name in columns:
+        found = field_for_header(header)
+        if found is None or found in columns:
             continue
-        if name in fields:
-            other = headers[fields[name]]
+        if found in fields:
+            other = headers[fields[found]]
             raise InputError(
-                f"{path}: two columns give {name}: {other!r} (column {_letter(fields[name])}) "
+                f"{path}: two columns give {found}: {other!r} (column {_letter(fields[found])}) "
                 f"and {header!r} (column {_letter(position)}); remove one, or map the one to "
-                f"use with --column {name}=HEADER"
+                f"use with --column {found}=HEADER"
             )
-        fields[name] = position
+        fields[found] = position
     return fields, previous
 
 

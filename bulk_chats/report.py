@@ -146,18 +146,25 @@ def count_error_codes(results: pd.DataFrame) -> dict[str, int]:
 
 
 def _write_csv(results: pd.DataFrame, path: Path) -> None:
-    frame = results.copy()
-    for position in range(frame.shape[1]):
-        frame.iloc[:, position] = frame.iloc[:, position].map(_csv_cell)
+    # Every cell made text here: left to pandas, a column of ints with blanks turns
+    # float and `attempts` 1 is written "1.0".
+    frame = pd.DataFrame(
+        {i: [_csv_cell(v) for v in results.iloc[:, i].tolist()] for i in range(results.shape[1])},
+        dtype=object,
+    )
+    frame.columns = results.columns
     frame.to_csv(path, index=False, encoding="utf-8-sig")
 
 
-def _csv_cell(value: object) -> object:
+def _csv_cell(value: object) -> str:
     if value is None or value is pd.NA:
         return ""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    if isinstance(value, float):
+        if value != value:
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    return str(value)
 
 
 def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary) -> None:

@@ -12,6 +12,7 @@ float still holds every integer exactly.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,72 +95,73 @@ class _Parsed:
 def validate_sheet(sheet: Sheet) -> Validation:
     """Check every row of `sheet`; no request is made, nothing is raised for bad rows."""
     index = sheet.cells.index
-    empty = pd.Series("", index=index, dtype=object)
-    codes: list[pd.Series] = []
-    messages: list[pd.Series] = []
+    size = len(index)
+    problems = _Problems(size)
 
-    def add(code: pd.Series, message: pd.Series) -> None:
-        codes.append(code)
-        messages.append(message)
-
-    ids = pd.DataFrame(index=index)
-    blank: dict[str, pd.Series] = {}
+    id_columns: dict[str, pd.Series] = {}
+    blank: dict[str, _Bools] = {}
     for name in ID_FIELDS:
         column = sheet.column(name)
         if column is None:
             continue
         parsed = parse_ids(column, name, header=sheet.headers[sheet.fields[name]])
-        ids[name] = parsed.ids
-        blank[name] = parsed.ids.isna() & parsed.code.eq("")
-        add(parsed.code, parsed.message)
+        id_columns[name] = parsed.ids
+        blank[name] = parsed.ids.isna().to_numpy(dtype=bool) & ~parsed.rejected
+        problems.add(
+            parsed.rejected,
+            f"invalid_{name}",
+            parsed.message.to_numpy(dtype=object)[parsed.rejected],
+        )
+    ids = pd.DataFrame(id_columns, index=index)
 
-    names = pd.DataFrame(index=index)
+    name_columns: dict[str, pd.Series] = {}
     for name in NAME_FIELDS:
         column = sheet.column(name)
         if column is None:
             continue
         text = _as_text(column)
-        names[name] = text
+        name_columns[name] = text
         if name in _EMAIL_FIELDS:
-            bad = text.ne("") & ~text.str.contains("@", regex=False)
-            add(
-                _where(bad, f"invalid_{name}", empty),
-                _where(bad, f"{name}: '" + text + "' is not an email address", empty),
+            values = text.to_numpy(dtype=object)
+            bad = (values != "") & ~_each(values, _has_at)
+            problems.add(
+                bad, f"invalid_{name}", f"{name}: '" + values[bad] + "' is not an email address"
             )
+    names = pd.DataFrame(name_columns, index=index)
 
-    for name, alternatives in (
-        ("customer", " (or a customer_email / customer_user_id)"),
-        ("application", ""),
+    for name, article, alternatives in (
+        ("customer", "a", " (or a customer_email / customer_user_id)"),
+        ("application", "an", ""),
     ):
-        missing = blank.get(name, pd.Series(True, index=index)) & ~_given(ids, names, name)
-        add(
-            _where(missing, f"missing_{name}", empty),
-            _where(missing, f"{name}: is blank; every row needs a {name} id{alternatives}", empty),
+        missing = blank.get(name, np.ones(size, dtype=bool)) & ~_given(ids, names, name)
+        problems.add(
+            missing,
+            f"missing_{name}",
+            f"{name}: is blank; every row needs {article} {name} id{alternatives}",
         )
 
-    message, message_type = _check_messages(sheet, ids, names, add, empty)
+    message, message_type = _check_messages(sheet, ids, names, problems)
 
-    error_code = _join(codes, index, "; ")
-    error_message = _join(messages, index, " | ")
-    invalid = error_code.ne("")
+    codes, messages = problems.joined()
+    invalid = codes != ""
 
     previous_chat_id = _previous_id(sheet, "chat_id")
     previous_message_id = _previous_id(sheet, "message_id")
-    done = previous_chat_id.notna()
+    done = previous_chat_id.notna().to_numpy(dtype=bool)
 
-    status = pd.Series(Status.VALID.value, index=index, dtype=object)
+    status = np.full(size, Status.VALID.value, dtype=object)
     status[invalid] = Status.INVALID.value
-    duplicate = _duplicates(ids, names, message, message_type) & ~invalid
+    duplicate = _duplicates(ids, names, message, message_type, among=~invalid)
     status[duplicate] = Status.DUPLICATE.value
-    error_code[duplicate] = "duplicate"
-    error_message[duplicate] = "repeats an earlier row's chat fields; not sent"
+    codes[duplicate] = "duplicate"
+    messages[duplicate] = "repeats an earlier row's chat fields; not sent"
     status[done] = Status.ALREADY_CREATED.value
-    error_code[done] = ""
-    error_message[done] = ""
+    codes[done] = ""
+    messages[done] = ""
     return Validation(
-        status=status,
-        error_code=error_code,
-        error_message=error_message,
+        status=pd.Series(status, index=index, dtype=object),
+        error_code=pd.Series(codes, index=index, dtype=object),
+        error_message=pd.Series(messages, index=index, dtype=object),
         ids=ids,
         names=names,
         message=message,
@@ -175,36 +177,47 @@ def parse_ids(column: pd.Series, field: str, *, header: str | None = None) -> _P
     Blank cells give <NA> with no error (whether a blank is allowed is decided by the
     caller). `header` is the column's header as the file spells it, for the fix advice.
     """
-    index = column.index
-    values = pd.Series(pd.NA, index=index, dtype="Int64")
-    rejected = pd.Series(False, index=index)
-    is_text = _text_mask(column)
+    cells = column.to_numpy(dtype=object)
+    size = len(cells)
+    values = np.zeros(size, dtype=np.int64)
+    valid = np.zeros(size, dtype=bool)
+    rejected = np.zeros(size, dtype=bool)
+    is_text = _text_mask(cells)
 
-    if is_text.any():
-        text = column[is_text].astype(str).str.strip()
-        digits = text.str.fullmatch(_ASCII_DIGITS) & text.str.len().le(MAX_ID_DIGITS)
-        parsed = text[digits].astype("int64")
-        positive = parsed.gt(0)
-        values[parsed.index[positive.to_numpy()]] = parsed[positive]
-        rejected[text.index[(~digits & text.ne("")).to_numpy()]] = True
-        rejected[parsed.index[(~positive).to_numpy()]] = True
+    text_at = np.arange(size) if is_text.all() else np.flatnonzero(is_text)
+    if len(text_at):
+        text = _each_text(cells[text_at], str.strip)
+        length = _each(text, len, np.int64)
+        # ASCII digits only: int() would take "١٢٣" too.
+        digits = _each(text, str.isascii) & _each(text, str.isdecimal) & (length <= MAX_ID_DIGITS)
+        at = text_at[digits]
+        numbers = text[digits].astype(np.int64)
+        positive = numbers > 0
+        values[at[positive]] = numbers[positive]
+        valid[at[positive]] = True
+        rejected[text_at[~digits & (length > 0)]] = True
+        rejected[at[~positive]] = True
 
-    others = column[~is_text]
-    if len(others):
-        numbers = pd.to_numeric(others[others.map(_is_number)], errors="coerce")
-        whole = numbers.notna() & numbers.gt(0) & numbers.le(MAX_EXACT_FLOAT)
-        whole &= numbers.where(whole, 0).mod(1).eq(0)
-        values[whole[whole].index] = numbers[whole].astype("int64")
-        rejected[others.index] = True
-        rejected[whole[whole].index] = False
+    other_at = np.flatnonzero(~is_text)
+    if len(other_at):
+        numbers, whole = _number_ids(cells[other_at])
+        values[other_at[whole]] = numbers[whole]
+        valid[other_at[whole]] = True
+        rejected[other_at[~whole]] = True
 
-    code = pd.Series("", index=index, dtype=object)
-    message = pd.Series("", index=index, dtype=object)
+    code = np.full(size, "", dtype=object)
+    message = np.full(size, "", dtype=object)
     if rejected.any():
-        bad = column[rejected]
-        code[bad.index] = f"invalid_{field}"
-        message[bad.index] = [explain_id(v, field, header=header) for v in bad]
-    return _Parsed(ids=values, code=code, message=message)
+        code[rejected] = f"invalid_{field}"
+        message[rejected] = np.array(
+            [explain_id(v, field, header=header) for v in cells[rejected]], dtype=object
+        )
+    return _Parsed(
+        ids=pd.Series(pd.arrays.IntegerArray(values, ~valid), index=column.index),
+        code=pd.Series(code, index=column.index, dtype=object),
+        message=pd.Series(message, index=column.index, dtype=object),
+        rejected=rejected,
+    )
 
 
 def explain_id(value: object, field: str, *, header: str | None = None) -> str:
@@ -215,8 +228,10 @@ def explain_id(value: object, field: str, *, header: str | None = None) -> str:
         return f"{field}: '{value.isoformat()}' is a date, not an id"
     if isinstance(value, dt.time | dt.timedelta):
         return f"{field}: '{value}' is a time, not an id"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return _explain_number(value, field)
+    if isinstance(value, int | np.integer):
+        return _explain_integer(int(value), field)
+    if isinstance(value, float | np.floating):
+        return _explain_number(float(value), field)
     text = str(value).strip()
     shown = f"{field}: '{text}'"
     folded = text.lower()
@@ -225,7 +240,8 @@ def explain_id(value: object, field: str, *, header: str | None = None) -> str:
     if any(c.isdigit() and not ("0" <= c <= "9") for c in text):
         return f"{shown} uses non-ASCII digits; type the id with the digits 0-9"
     if text.isdigit():
-        if int(text) == 0:
+        # Not int(text): Python refuses to convert more than 4300 digits.
+        if not text.strip("0"):
             return f"{shown} is not positive; ids start at 1"
         return f"{shown} is too large for an id ({len(text)} digits)"
     if _SIGNED.fullmatch(text):
@@ -252,26 +268,34 @@ def explain_id(value: object, field: str, *, header: str | None = None) -> str:
     return f"{shown} is not a whole number"
 
 
-def _explain_number(value: float, field: str) -> str:
-    number = float(value)
-    shown = f"{field}: {_show_number(value)}"
-    if number != number or number in (float("inf"), float("-inf")):
+def _explain_integer(number: int, field: str) -> str:
+    # Exact, never through float(): an int cell may have more digits than a float holds.
+    if number <= 0:
+        return f"{field}: '{number}' is not positive; ids start at 1"
+    return f"{field}: '{number}' {_ABOVE_EXACT}"
+
+
+def _explain_number(number: float, field: str) -> str:
+    shown = f"{field}: {_show_number(number)}"
+    if not math.isfinite(number):
         return f"{shown} is not a number"
     if number % 1:
         return f"{shown} is not a whole number; an id has no fraction"
     if number <= 0:
         return f"{shown} is not positive; ids start at 1"
-    return (
-        f"{shown} is a number cell above 2^53, so Excel may have changed its last digits; "
-        "format the column as text and type the id again"
-    )
+    return f"{shown} {_ABOVE_EXACT}"
 
 
-def _show_number(value: float) -> str:
-    number = float(value)
+_ABOVE_EXACT = (
+    "is a number cell above 2^53, so Excel may have changed its last digits; "
+    "format the column as text and type the id again"
+)
+
+
+def _show_number(number: float) -> str:
     if number.is_integer() and abs(number) < 1e16:
         return f"'{int(number)}'"
-    return f"'{value!r}'"
+    return f"'{number!r}'"
 
 
 def _mapping_hint(field: str, header: str | None) -> str:
@@ -283,6 +307,20 @@ def _mapping_hint(field: str, header: str | None) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _number_id(value: object) -> int | None:
+    """The id a number cell holds: whole, positive and at most 2**53; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | np.integer):
+        number = int(value)
+        return number if 0 < number <= MAX_EXACT_FLOAT else None
+    if isinstance(value, float | np.floating):
+        real = float(value)
+        if math.isfinite(real) and real.is_integer() and 0 < real <= MAX_EXACT_FLOAT:
+            return int(real)
+    return None
 
 
 def _text_mask(column: pd.Series) -> pd.Series:
@@ -332,15 +370,12 @@ def _check_messages(
     raw_text = sheet.column("message")
     text = _as_text(raw_text) if raw_text is not None else pd.Series("", index=index, dtype=object)
     raw_type = sheet.column("message_type")
-    kind = (
-        _as_text(raw_type).str.lower()
-        if raw_type is not None
-        else pd.Series("", index=index, dtype=object)
-    )
+    typed = _as_text(raw_type) if raw_type is not None else pd.Series("", index=index, dtype=object)
+    kind = typed.str.lower()
     bad_kind = kind.ne("") & ~kind.isin(MESSAGE_TYPES)
     add(
         _where(bad_kind, "invalid_message_type", empty),
-        _where(bad_kind, "message_type: '" + kind + "' is neither message nor private", empty),
+        _where(bad_kind, "message_type: '" + typed + "' is neither message nor private", empty),
     )
     kind = kind.where(kind.ne("") | text.eq(""), "message")
     agent_given = _given(ids, names, "message_agent")
@@ -370,14 +405,24 @@ def _previous_id(sheet: Sheet, name: str) -> pd.Series:
 
 
 def _duplicates(
-    ids: pd.DataFrame, names: pd.DataFrame, message: pd.Series, message_type: pd.Series
+    ids: pd.DataFrame,
+    names: pd.DataFrame,
+    message: pd.Series,
+    message_type: pd.Series,
+    *,
+    among: pd.Series,
 ) -> pd.Series:
-    """Rows whose chat fields repeat an earlier row's."""
+    """Rows of `among` whose chat fields repeat an earlier row's of `among`.
+
+    Invalid rows are left out: a bad id reads as blank, so a valid row would otherwise
+    count as a repeat of an invalid one that differs from it only in that bad cell.
+    """
     keys = pd.concat(
         [ids.astype("string"), names.apply(lambda c: c.str.lower()), message, message_type],
         axis=1,
     ).fillna("")
-    return keys.duplicated(keep="first")
+    repeated: pd.Series = keys[among].duplicated(keep="first")
+    return repeated.reindex(keys.index, fill_value=False)
 
 
 def _where(mask: pd.Series, value: object, empty: pd.Series) -> pd.Series:
