@@ -1,0 +1,393 @@
+"""The HelpCrunch REST API, as far as bulk-chats uses it (see the API notes).
+
+The only module that sees httpx and the API's error bodies: every failure leaves it as one
+of `bulk_chats.errors`, classed by what the caller must do about it:
+
+- `AuthenticationError`: 401.
+- `RateLimitedError` (a `NotSentError`): 429, with `Retry-After` when the server sent it.
+- `NotSentError`: 503; the connection could not be made (refused, connect timeout); no
+  connection came free in the pool. Nothing reached the server, so sending again is safe.
+- `MaybeSentError`: no answer after the request went out (read or write timeout, dropped
+  connection, read error), any other 5xx, or a 2xx whose body cannot be read. The request
+  may have taken effect: a chat is confirmed by search before it is sent again.
+- `RefusedError`: any other answer outside 2xx, with the API's codes and messages.
+
+Every request waits its turn at the run's `RateLimiter`, look-ups included, and reports
+429s to it. The key goes into the Authorization header and nowhere else: error messages
+are built from our own words, the status and the API's error entries, never from the
+request or its headers, and any outside text is scrubbed of the key. Nothing is logged.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib.metadata
+import math
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from bulk_chats.errors import (
+    ApiError,
+    AuthenticationError,
+    InputError,
+    MaybeSentError,
+    NotSentError,
+    RateLimitedError,
+    RefusedError,
+)
+from bulk_chats.settings import DEFAULT_RATE, ApiKey
+from bulk_chats.throttle import RateLimiter
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds to wait for an answer (read, write, pool)."""
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a connection; shorter, since a failed connect is safe to retry."""
+
+PAGE_SIZE = 100
+"""The API's largest page for `offset`/`limit` paging."""
+
+MAX_PAGES = 10_000
+"""A paged read stops with an error past this many pages rather than loop forever."""
+
+_DETAIL_LIMIT = 300
+"""Characters of outside text (exception text, error messages) kept in our messages."""
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("bulk-chats")
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"
+
+
+USER_AGENT = f"bulk-chats/{_package_version()}"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date.
+
+    None when absent or unreadable; never negative. `now` is unix seconds (wall clock) for
+    the HTTP-date form.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when: datetime = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _as_id(value: object) -> int | None:
+    """An id from a JSON value: an int, or a string of ASCII digits; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+class HelpCrunchClient:
+    """An async client for one run: one connection pool, one rate limiter, one key.
+
+    `base_url` is the API root (`https://api.helpcrunch.com/v1`); `api_key` None sends no
+    Authorization header (the sandbox needs none). `limiter` paces every request; when None,
+    one at `DEFAULT_RATE`. `timeout` is in seconds, `connect_timeout` the shorter wait for a
+    connection. `transport` replaces the network (tests, the in-process sandbox);
+    `wall_clock` (unix seconds) reads `Retry-After` dates. TLS certificates are always
+    verified. Use as `async with HelpCrunchClient(...) as client:`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: ApiKey | None,
+        *,
+        limiter: RateLimiter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._secret: str | None = None
+        if api_key is not None:
+            bearer = api_key.bearer()
+            # httpx would reject such a value with an exception that quotes it, key and all.
+            if not all(" " <= ch <= "~" for ch in bearer):
+                raise InputError(
+                    "the API key contains characters that cannot go in an HTTP header; "
+                    "copy it again from Settings → Developers → Public API"
+                )
+            headers["Authorization"] = bearer
+            self._secret = api_key.reveal()
+        self._limiter = limiter if limiter is not None else RateLimiter(DEFAULT_RATE)
+        self._wall_clock = wall_clock
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter every request of this client waits at."""
+        return self._limiter
+
+    async def __aenter__(self) -> Self:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"HelpCrunchClient(base_url={str(self._http.base_url)!r})"
+
+    async def check_key(self) -> None:
+        """One cheap read that proves the key works; `AuthenticationError` when it does not."""
+        await self._request("GET", "/agents", params={"limit": 1})
+
+    async def create_chat(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /chats`; the new chat object, its `id` an int.
+
+        Any 2xx counts as created (one revision of the docs says 200, another 201). A 2xx
+        whose chat id cannot be read raises `MaybeSentError`: the chat probably exists.
+        """
+        response = await self._request("POST", "/chats", json=payload)
+        return self._entity(response, "POST /chats")
+
+    async def post_message(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /messages`; the new message object, its `id` an int."""
+        response = await self._request("POST", "/messages", json=payload)
+        return self._entity(response, "POST /messages")
+
+    async def list_agents(self) -> list[dict[str, Any]]:
+        """Every agent of the account, read page by page (`PAGE_SIZE` a page)."""
+        return await self._paged("GET", "/agents")
+
+    async def list_departments(self) -> list[dict[str, Any]]:
+        """Every department of the account, read page by page."""
+        return await self._paged("GET", "/departments")
+
+    async def search_chats(self, customer: int, created_since: int) -> list[dict[str, Any]]:
+        """Chats of `customer` created at or after `created_since` (unix seconds)."""
+        return await self._paged(
+            "POST",
+            "/chats/search",
+            query={
+                "filter": [
+                    {"field": "chats.customer", "operator": "=", "value": customer},
+                    {"field": "chats.createdAt", "operator": ">=", "value": created_since},
+                ],
+                "comparison": "AND",
+            },
+        )
+
+    async def search_customers(self, field: str, value: str | int) -> list[dict[str, Any]]:
+        """Customers whose `field` (`email`, `userId`, `id`, …) equals `value`.
+
+        `value` must have the field's type (a string for `email`/`userId`, an int for
+        `id`): the API fails the query otherwise.
+        """
+        return await self._paged(
+            "POST",
+            "/customers/search",
+            query={
+                "filter": [{"field": f"customers.{field}", "operator": "=", "value": value}],
+                "comparison": "AND",
+            },
+        )
+
+    async def _paged(
+        self, method: str, path: str, *, query: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """All items of a paged read: `offset`/`limit` in the query string for GET, in the
+        body for search; stops when `meta.total` is reached or a page comes back short."""
+        label = f"{method} {path}"
+        items: list[dict[str, Any]] = []
+        offset = 0
+        for _ in range(MAX_PAGES):
+            window = {"offset": offset, "limit": PAGE_SIZE}
+            if method == "GET":
+                response = await self._request(method, path, params=window)
+            else:
+                response = await self._request(method, path, json={**(query or {}), **window})
+            body = self._json_object(response, label)
+            page = body.get("data")
+            if not isinstance(page, list):
+                raise MaybeSentError(
+                    f"{label}: the answer has no list of data", http_status=response.status_code
+                )
+            items.extend(entry for entry in page if isinstance(entry, dict))
+            offset += len(page)
+            meta = body.get("meta")
+            total = _as_id(meta.get("total")) if isinstance(meta, dict) else None
+            if len(page) < PAGE_SIZE or (total is not None and offset >= total):
+                return items
+        raise ApiError(f"{label}: more than {MAX_PAGES} pages; the answer does not end")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send one request at its turn; the response if 2xx, else one of our errors."""
+        label = f"{method} {path}"
+        granted = await self._limiter.acquire()
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except httpx.RequestError as exc:
+            error = self._transport_error(exc, label)
+            if not self._reveals_key(str(exc)):
+                raise error from exc
+        else:
+            return self._answer(response, label, granted=granted)
+        # The original text quotes the key: raised here, outside the handler, so that no
+        # traceback or `__context__` carries it.
+        raise error
+
+    def _answer(self, response: httpx.Response, label: str, *, granted: float) -> httpx.Response:
+        """Report the answer to the limiter; the response if 2xx, else one of our errors."""
+        status = response.status_code
+        retry_after: float | None = None
+        if status == 429:
+            retry_after = parse_retry_after(
+                response.headers.get("Retry-After"), now=self._wall_clock()
+            )
+            self._limiter.throttled(retry_after, sent_at=granted)
+        elif status < 500:
+            self._limiter.succeeded()
+        if 200 <= status < 300:
+            return response
+        raise self._status_error(response, label, retry_after=retry_after)
+
+    def _reveals_key(self, text: str) -> bool:
+        return self._secret is not None and self._secret in text
+
+    def _scrub(self, text: str) -> str:
+        """Outside text, fit for a message: the key masked, one line, bounded length."""
+        if self._secret is not None:
+            text = text.replace(self._secret, "***")
+        text = " ".join(text.split())
+        return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
+
+    def _transport_error(self, exc: httpx.RequestError, label: str) -> ApiError:
+        """Class a failure without an answer by whether the request can have reached the API."""
+        name = type(exc).__name__
+        text = self._scrub(str(exc))
+        detail = f"{name}: {text}" if text else name
+        if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+            return NotSentError(f"{label}: could not connect to the API ({detail})")
+        if isinstance(exc, httpx.PoolTimeout):
+            # Waiting for a free connection of our own pool: nothing was written yet.
+            return NotSentError(f"{label}: no connection came free in time ({detail})")
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return NotSentError(f"{label}: the API root is not an http(s) URL ({detail})")
+        if isinstance(exc, httpx.TimeoutException):
+            return MaybeSentError(f"{label}: no answer in time ({detail})")
+        return MaybeSentError(f"{label}: the connection failed after sending ({detail})")
+
+    def _status_error(
+        self, response: httpx.Response, label: str, *, retry_after: float | None
+    ) -> ApiError:
+        """Turn an answer outside 2xx into our error, with the API's codes and messages."""
+        status = response.status_code
+        codes, messages = self._error_entries(response)
+        summary = f"{label}: HTTP {status} {response.reason_phrase}".rstrip()
+        detail = "; ".join(m for m in messages if m)
+        message = f"{summary}: {detail}" if detail else summary
+        fields: dict[str, Any] = {"http_status": status, "codes": codes, "messages": messages}
+        if status == 401:
+            return AuthenticationError(message, **fields)
+        if status == 429:
+            return RateLimitedError(message, retry_after=retry_after, **fields)
+        if status == 503:
+            return NotSentError(message, **fields)
+        if status >= 500:
+            return MaybeSentError(message, **fields)
+        return RefusedError(message, **fields)
+
+    def _error_entries(self, response: httpx.Response) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The codes and messages of `{"errors": [{"code", "message"}, …]}`; empty when the
+        body is not that shape (an HTML error page from a proxy, say)."""
+        try:
+            body = response.json()
+        except ValueError:
+            return (), ()
+        entries = body.get("errors") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            return (), ()
+        codes: list[str] = []
+        messages: list[str] = []
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            code = entry.get("code")
+            if code is None or not str(code).strip():
+                continue
+            text = entry.get("message")
+            codes.append(self._scrub(str(code)))
+            messages.append(self._scrub(str(text)) if text is not None else "")
+        return tuple(codes), tuple(messages)
+
+    def _json_object(self, response: httpx.Response, label: str) -> dict[str, Any]:
+        """A 2xx answer's JSON object; `MaybeSentError` when the body is not one."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise MaybeSentError(
+                f"{label}: HTTP {response.status_code} but the answer is not a JSON object",
+                http_status=response.status_code,
+            )
+        return body
+
+    def _entity(self, response: httpx.Response, label: str) -> dict[str, Any]:
+        """The created object of a 2xx answer, `id` as an int (bare or under `data`)."""
+        body = self._json_object(response, label)
+        entity = body
+        if "id" not in body and isinstance(body.get("data"), dict):
+            entity = body["data"]
+        entity_id = _as_id(entity.get("id"))
+        if entity_id is None:
+            raise MaybeSentError(
+                f"{label}: HTTP {response.status_code} but the answer carries no id",
+                http_status=response.status_code,
+            )
+        return {**entity, "id": entity_id}

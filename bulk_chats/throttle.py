@@ -1,0 +1,151 @@
+"""One rate limiter for every request of a run, paced evenly, slowing down on 429s.
+
+The API counts all endpoints together (120 requests a minute by default) and does not
+document its window, so the limiter never bursts: the first request goes at once and each
+later one waits its turn, `60 / rate` seconds after the one before (PRODUCT.md › Sending).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+Clock = Callable[[], float]
+"""Monotonic seconds."""
+
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits the given seconds."""
+
+DECREASE_FACTOR = 0.8
+"""A 429 multiplies the effective rate by this."""
+
+MIN_RATE_FRACTION = 0.1
+"""The effective rate never drops below this fraction of the configured rate."""
+
+RECOVERY_RUN = 20
+"""Answers without a 429 in a row that earn one step back towards the configured rate."""
+
+RECOVERY_STEP = 0.05
+"""One recovery step, as a fraction of the configured rate."""
+
+DEFAULT_PAUSE = 5.0
+"""Seconds to hold every request after a 429 without `Retry-After`; doubles per 429 in a row."""
+
+MAX_PAUSE = 60.0
+"""The longest pause the limiter picks itself (a server's `Retry-After` is honoured in full)."""
+
+LATENCY_GUESS = 3.0
+"""Seconds a request may take on a slow day; the default concurrency keeps the rate full then."""
+
+MIN_CONCURRENCY = 4
+MAX_CONCURRENCY = 64
+
+
+class RateLimiter:
+    """Holds requests to `rate_per_minute`, evenly paced, shared by every task of a run.
+
+    Pacing: request *i* goes at `start + i * 60 / rate` (the first at once, no burst), or
+    later when requests come more slowly than that. Slots are handed out in arrival order
+    under a lock, so any number of tasks may call `acquire` at once.
+
+    Slowing down (AIMD): on a 429, `throttled` holds every later request until
+    `Retry-After` seconds from now (when the server sent none, `DEFAULT_PAUSE`, doubling for
+    each further 429 in a row, at most `MAX_PAUSE`), and multiplies the effective rate by
+    `DECREASE_FACTOR`, never below `MIN_RATE_FRACTION` of the configured rate. Several
+    requests already in flight at the old rate often draw 429s together; a 429 for a request
+    sent before the last slow-down pushes back but does not slow down again. After
+    `RECOVERY_RUN` answers in a row without a 429 (`succeeded`), the rate climbs back by
+    `RECOVERY_STEP` of the configured rate, up to the configured rate.
+
+    `clock` (monotonic seconds) and `sleep` are injectable so tests never wait.
+    """
+
+    def __init__(
+        self,
+        rate_per_minute: float,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        if not (rate_per_minute > 0 and math.isfinite(rate_per_minute)):
+            raise ValueError(
+                f"rate must be a positive number of requests per minute, not {rate_per_minute!r}"
+            )
+        self._configured = float(rate_per_minute)
+        self._rate = self._configured
+        self._floor = self._configured * MIN_RATE_FRACTION
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = anyio.Lock()
+        self._next = -math.inf
+        self._last_decrease = -math.inf
+        self._successes = 0
+        self._pause_streak = 0
+
+    @property
+    def configured_rate(self) -> float:
+        """The rate asked for, in requests per minute."""
+        return self._configured
+
+    @property
+    def rate(self) -> float:
+        """The effective rate now, in requests per minute (lower after 429s)."""
+        return self._rate
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests at the effective rate."""
+        return 60.0 / self._rate
+
+    async def acquire(self) -> float:
+        """Wait for this request's turn; returns the clock time it was granted."""
+        async with self._lock:
+            # Re-read the schedule after every sleep: `throttled` may have pushed it back.
+            while True:
+                now = self._clock()
+                wait = self._next - now
+                if wait <= 0:
+                    break
+                await self._sleep(wait)
+            self._next = max(now, self._next) + self.interval
+            return now
+
+    def throttled(self, retry_after: float | None, *, sent_at: float | None = None) -> float:
+        """Record a 429: hold every later request and slow down. Returns the pause in seconds.
+
+        `retry_after` is the server's `Retry-After` in seconds, None when absent;
+        `sent_at` is the time `acquire` granted the refused request, when known.
+        """
+        now = self._clock()
+        self._successes = 0
+        if retry_after is not None and retry_after >= 0:
+            pause = retry_after
+        else:
+            pause = min(DEFAULT_PAUSE * 2**self._pause_streak, MAX_PAUSE)
+            self._pause_streak += 1
+        self._next = max(self._next, now + pause)
+        if sent_at is None or sent_at > self._last_decrease:
+            self._rate = max(self._floor, self._rate * DECREASE_FACTOR)
+            self._last_decrease = now
+        return pause
+
+    def succeeded(self) -> None:
+        """Record an answer that was not a 429; a run of them restores the rate step by step."""
+        self._pause_streak = 0
+        self._successes += 1
+        if self._successes >= RECOVERY_RUN and self._rate < self._configured:
+            self._successes = 0
+            self._rate = min(self._configured, self._rate + self._configured * RECOVERY_STEP)
+
+
+def default_concurrency(rate_per_minute: float, *, latency: float = LATENCY_GUESS) -> int:
+    """Requests in flight needed to keep `rate_per_minute` full when each takes `latency` s.
+
+    One more than rate × latency, bounded to `MIN_CONCURRENCY`..`MAX_CONCURRENCY`: more
+    would only queue at the limiter, fewer would let slow answers lower the rate.
+    """
+    needed = math.ceil(rate_per_minute / 60.0 * latency) + 1
+    return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, needed))

@@ -1,0 +1,508 @@
+"""The API client: requests on the wire, answers and failures mapped to our errors."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio.lowlevel
+import httpx
+import pytest
+import respx
+
+from bulk_chats.client import USER_AGENT, HelpCrunchClient, parse_retry_after
+from bulk_chats.errors import (
+    ApiError,
+    AuthenticationError,
+    InputError,
+    MaybeSentError,
+    NotSentError,
+    RateLimitedError,
+    RefusedError,
+)
+from bulk_chats.records import ChatRequest
+from bulk_chats.settings import ApiKey
+from bulk_chats.throttle import DECREASE_FACTOR, RateLimiter
+
+BASE = "https://api.test/v1"
+KEY = "sk-live-0123456789abcdef"
+WALL = 1_700_000_000.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio."""
+    return "asyncio"
+
+
+class FakeTime:
+    """A clock that moves only when something sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    """A fresh fake clock at 0."""
+    return FakeTime()
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    """The mocked API root; every route a test adds must be used."""
+    with respx.mock(base_url=BASE) as router:
+        yield router
+
+
+@pytest.fixture
+async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCrunchClient]:
+    """A client at 60 requests a minute on the fake clock, with a known key.
+
+    Its transport is the mocked API itself, which spares each test building a TLS context.
+    """
+    limiter = RateLimiter(60, clock=fake.clock, sleep=fake.sleep)
+    async with HelpCrunchClient(
+        BASE,
+        ApiKey(KEY),
+        limiter=limiter,
+        transport=httpx.MockTransport(api.async_handler),
+        wall_clock=lambda: WALL,
+    ) as c:
+        yield c
+
+
+def errors_body(*entries: tuple[str, str]) -> dict[str, Any]:
+    return {"errors": [{"code": c, "message": m} for c, m in entries]}
+
+
+def chain(exc: BaseException) -> list[BaseException]:
+    """The exception and every cause and context behind it."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+@pytest.mark.anyio
+async def test_create_chat_sends_key_user_agent_and_integer_ids(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """POST /chats carries the bearer key, our User-Agent and exact JSON integers."""
+    route = api.post("/chats").respond(201, json={"id": 542335, "status": "empty"})
+    request = ChatRequest(index=0, source_row=2, customer=90071992547409931, application=3838)
+    chat = await client.create_chat(request.payload())
+    assert chat == {"id": 542335, "status": "empty"}
+    sent = route.calls.last.request
+    assert sent.headers["Authorization"] == f"Bearer {KEY}"
+    assert sent.headers["User-Agent"] == USER_AGENT
+    assert USER_AGENT.startswith("bulk-chats/")
+    assert json.loads(sent.content) == {"customer": 90071992547409931, "application": 3838}
+    assert b"90071992547409931," in sent.content
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (201, {"id": 7}, 7),
+        (200, {"id": "8"}, 8),
+        (201, {"data": {"id": 9, "status": "empty"}}, 9),
+    ],
+)
+async def test_any_2xx_with_an_id_is_a_created_chat(
+    client: HelpCrunchClient,
+    api: respx.MockRouter,
+    status: int,
+    body: dict[str, Any],
+    expected: int,
+) -> None:
+    """Any 2xx counts as created, and the chat's id comes back as an int."""
+    api.post("/chats").respond(status, json=body)
+    chat = await client.create_chat({"customer": 1, "application": 2})
+    assert chat["id"] == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("content", [b"<html>ok</html>", b'{"status": "empty"}', b"[]"])
+async def test_a_2xx_without_a_readable_id_may_have_created_the_chat(
+    client: HelpCrunchClient, api: respx.MockRouter, content: bytes
+) -> None:
+    """A 2xx whose chat id cannot be read raises MaybeSentError, so the run confirms."""
+    api.post("/chats").respond(201, content=content)
+    with pytest.raises(MaybeSentError):
+        await client.create_chat({"customer": 1, "application": 2})
+
+
+@pytest.mark.anyio
+async def test_400_is_refused_with_the_apis_specific_code_and_message(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """A 400 lists the API's entries; the specific code wins over invalid_request."""
+    api.post("/chats").respond(
+        400,
+        json=errors_body(
+            ("invalid_request", "Invalid request"),
+            ("customer", "This value should be of type numeric."),
+        ),
+    )
+    with pytest.raises(RefusedError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    error = caught.value
+    assert error.http_status == 400
+    assert error.codes == ("invalid_request", "customer")
+    assert error.error_code == "customer"
+    assert error.error_message == "This value should be of type numeric."
+    assert "POST /chats: HTTP 400" in str(error)
+
+
+@pytest.mark.anyio
+async def test_only_invalid_request_is_kept_when_it_is_the_sole_code(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """invalid_request is the row's code when the API gives no other."""
+    api.post("/chats").respond(400, json=errors_body(("invalid_request", "Invalid request")))
+    with pytest.raises(RefusedError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    assert caught.value.error_code == "invalid_request"
+    assert caught.value.error_message == "Invalid request"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "content",
+    [b"<html><body>Bad Gateway</body></html>", b'{"errors": "nope"}', b'{"errors": [1, {}]}', b""],
+)
+async def test_an_error_body_of_another_shape_still_maps_to_the_status(
+    client: HelpCrunchClient, api: respx.MockRouter, content: bytes
+) -> None:
+    """A 4xx whose body is not the API's error shape is refused with no codes."""
+    api.post("/chats").respond(404, content=content)
+    with pytest.raises(RefusedError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    assert caught.value.http_status == 404
+    assert caught.value.codes == ()
+    assert caught.value.error_message == "POST /chats: HTTP 404 Not Found"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (401, AuthenticationError),
+        (403, RefusedError),
+        (409, RefusedError),
+        (503, NotSentError),
+        (500, MaybeSentError),
+        (502, MaybeSentError),
+        (504, MaybeSentError),
+    ],
+)
+async def test_statuses_map_to_what_the_caller_must_do(
+    client: HelpCrunchClient, api: respx.MockRouter, status: int, error_type: type[ApiError]
+) -> None:
+    """401 stops, 503 surely created nothing, other 5xx may have, other 4xx are refusals."""
+    api.post("/chats").respond(status, json=errors_body(("code", "text")))
+    with pytest.raises(error_type) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    assert type(caught.value) is error_type
+    assert caught.value.http_status == status
+
+
+@pytest.mark.anyio
+async def test_429_carries_retry_after_and_slows_the_shared_limiter(
+    client: HelpCrunchClient, api: respx.MockRouter, fake: FakeTime
+) -> None:
+    """A 429 raises RateLimitedError with Retry-After and holds the limiter that long."""
+    api.post("/chats").respond(
+        429,
+        headers={"Retry-After": "7"},
+        json=errors_body(("invalid_request", "x"), ("too_many_requests", "Too many requests")),
+    )
+    with pytest.raises(RateLimitedError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    assert caught.value.retry_after == 7.0
+    assert caught.value.error_code == "too_many_requests"
+    assert client.limiter.rate == 60 * DECREASE_FACTOR
+    assert await client.limiter.acquire() == 7.0
+
+
+@pytest.mark.anyio
+async def test_429_retry_after_as_an_http_date(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """Retry-After as an HTTP-date becomes seconds from now (the injected wall clock)."""
+    date = email.utils.formatdate(WALL + 30, usegmt=True)
+    api.post("/chats").respond(429, headers={"Retry-After": date})
+    with pytest.raises(RateLimitedError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    assert caught.value.retry_after == 30.0
+
+
+@pytest.mark.anyio
+async def test_429_without_retry_after(client: HelpCrunchClient, api: respx.MockRouter) -> None:
+    """A 429 without Retry-After has retry_after None."""
+    api.post("/chats").respond(429)
+    with pytest.raises(RateLimitedError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    assert caught.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("5", 5.0),
+        (" 2.5 ", 2.5),
+        ("-3", 0.0),
+        ("soon", None),
+        ("nan", None),
+        (email.utils.formatdate(WALL + 90, usegmt=True), 90.0),
+        (email.utils.formatdate(WALL - 90, usegmt=True), 0.0),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    """Retry-After is delta-seconds or an HTTP-date; never negative; None when unreadable."""
+    assert parse_retry_after(value, now=WALL) == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("raised", "error_type"),
+    [
+        (httpx.ConnectError, NotSentError),
+        (httpx.ConnectTimeout, NotSentError),
+        (httpx.PoolTimeout, NotSentError),
+        (httpx.ReadTimeout, MaybeSentError),
+        (httpx.WriteTimeout, MaybeSentError),
+        (httpx.RemoteProtocolError, MaybeSentError),
+        (httpx.ReadError, MaybeSentError),
+        (httpx.WriteError, MaybeSentError),
+    ],
+)
+async def test_transport_failures_map_by_whether_the_request_left(
+    client: HelpCrunchClient,
+    api: respx.MockRouter,
+    raised: type[httpx.RequestError],
+    error_type: type[ApiError],
+) -> None:
+    """Failures before sending are NotSent; after it (timeouts, drops) MaybeSent."""
+    api.post("/chats").mock(side_effect=raised)
+    with pytest.raises(error_type) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    assert type(caught.value) is error_type
+    assert caught.value.http_status is None
+    assert isinstance(caught.value.__cause__, raised)
+
+
+@pytest.mark.anyio
+async def test_the_key_never_appears_in_errors_even_when_httpx_quotes_it(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """Errors (and their causes) never show the key, even if httpx's text contains it."""
+
+    def leak(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout(f"timed out; headers were {dict(request.headers)}", request=request)
+
+    api.post("/chats").mock(side_effect=leak)
+    with pytest.raises(MaybeSentError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    for error in chain(caught.value):
+        assert KEY not in str(error)
+        assert KEY not in repr(error)
+    assert "***" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_the_key_stays_out_of_errors_chained_to_an_httpx_exception(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """A mapped error keeps its httpx cause (request and all), yet no text shows the key."""
+    api.post("/chats").mock(side_effect=httpx.ConnectError("connection refused"))
+    with pytest.raises(NotSentError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    cause = caught.value.__cause__
+    assert isinstance(cause, httpx.ConnectError)
+    assert cause.request.headers["Authorization"] == f"Bearer {KEY}"
+    for error in chain(caught.value):
+        assert KEY not in str(error)
+        assert KEY not in repr(error)
+    assert KEY not in repr(client)
+
+
+@pytest.mark.anyio
+async def test_an_error_body_echoing_the_key_is_scrubbed(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """Text from the API that quotes the key is masked before it reaches a message."""
+    api.post("/chats").respond(400, json=errors_body(("token", f"bad token Bearer {KEY}")))
+    with pytest.raises(RefusedError) as caught:
+        await client.create_chat({"customer": 1, "application": 2})
+    assert KEY not in str(caught.value)
+    assert KEY not in caught.value.error_message
+    assert "Bearer ***" in caught.value.error_message
+
+
+@pytest.mark.parametrize("key", ["sk-\u00e9t\u00e9-secret", "sk-line\x7fbreak"])
+def test_a_key_that_cannot_be_a_header_is_refused_without_quoting_it(key: str) -> None:
+    """A key with characters a header cannot carry is an InputError that does not show it."""
+    with pytest.raises(InputError) as caught:
+        HelpCrunchClient(BASE, ApiKey(key))
+    assert key not in str(caught.value)
+    assert caught.value.__context__ is None
+
+
+@pytest.mark.anyio
+async def test_no_key_sends_no_authorization_header(api: respx.MockRouter) -> None:
+    """Without a key (the sandbox) no Authorization header goes out."""
+    route = api.get("/agents").respond(200, json={"data": [], "meta": {"total": 0}})
+    async with HelpCrunchClient(
+        BASE, None, transport=httpx.MockTransport(api.async_handler)
+    ) as client:
+        await client.check_key()
+    assert "Authorization" not in route.calls.last.request.headers
+
+
+@pytest.mark.anyio
+async def test_check_key_is_one_cheap_read(client: HelpCrunchClient, api: respx.MockRouter) -> None:
+    """check_key reads one agent; a 401 raises AuthenticationError."""
+    route = api.get("/agents").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": [{"id": 1}], "meta": {"total": 5}}),
+            httpx.Response(401, json=errors_body(("unauthorized", "Unauthorized"))),
+        ]
+    )
+    await client.check_key()
+    assert route.calls.last.request.url.params["limit"] == "1"
+    with pytest.raises(AuthenticationError):
+        await client.check_key()
+    assert route.call_count == 2
+
+
+@pytest.mark.anyio
+async def test_post_message_returns_the_message_with_an_int_id(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """POST /messages sends the payload as given and returns the message, id an int."""
+    route = api.post("/messages").respond(200, json={"id": "31", "from": "customer"})
+    message = await client.post_message({"chat": 5, "text": "hi", "type": "message"})
+    assert message == {"id": 31, "from": "customer"}
+    assert json.loads(route.calls.last.request.content) == {
+        "chat": 5,
+        "text": "hi",
+        "type": "message",
+    }
+
+
+@pytest.mark.anyio
+async def test_list_agents_reads_every_page(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """More than 100 agents come back whole, read 100 at a time until meta.total."""
+    agents = [{"id": n, "email": f"a{n}@example.com"} for n in range(1, 251)]
+
+    def page(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        limit = int(request.url.params["limit"])
+        return httpx.Response(
+            200, json={"data": agents[offset : offset + limit], "meta": {"total": len(agents)}}
+        )
+
+    route = api.get("/agents").mock(side_effect=page)
+    assert await client.list_agents() == agents
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "100", "200"]
+    assert {c.request.url.params["limit"] for c in route.calls} == {"100"}
+
+
+@pytest.mark.anyio
+async def test_list_departments_stops_at_total_without_an_extra_request(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """Exactly 100 departments with total 100 take one request, not a second empty page."""
+    departments = [{"id": n, "name": f"D{n}"} for n in range(100)]
+    route = api.get("/departments").respond(200, json={"data": departments, "meta": {"total": 100}})
+    assert await client.list_departments() == departments
+    assert route.call_count == 1
+
+
+@pytest.mark.anyio
+async def test_paging_without_a_total_stops_on_a_short_page(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """When meta.total is missing, a page shorter than the limit is the last."""
+    route = api.get("/departments").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": [{"id": n} for n in range(100)]}),
+            httpx.Response(200, json={"data": [{"id": 100}], "meta": {}}),
+        ]
+    )
+    assert len(await client.list_departments()) == 101
+    assert route.call_count == 2
+
+
+@pytest.mark.anyio
+async def test_search_chats_filters_by_customer_and_creation_time(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """Chat search asks for chats.customer = X AND chats.createdAt >= T, as integers."""
+    route = api.post("/chats/search").respond(200, json={"data": [{"id": 4}], "meta": {}})
+    assert await client.search_chats(8738438, 1_700_000_000) == [{"id": 4}]
+    body = json.loads(route.calls.last.request.content)
+    assert body["filter"] == [
+        {"field": "chats.customer", "operator": "=", "value": 8738438},
+        {"field": "chats.createdAt", "operator": ">=", "value": 1_700_000_000},
+    ]
+    assert body["comparison"] == "AND"
+    assert (body["offset"], body["limit"]) == (0, 100)
+
+
+@pytest.mark.anyio
+async def test_search_customers_by_a_field(client: HelpCrunchClient, api: respx.MockRouter) -> None:
+    """Customer search asks for customers.<field> = value."""
+    route = api.post("/customers/search").respond(200, json={"data": [{"id": 12}]})
+    assert await client.search_customers("email", "ann@example.com") == [{"id": 12}]
+    body = json.loads(route.calls.last.request.content)
+    assert body["filter"] == [
+        {"field": "customers.email", "operator": "=", "value": "ann@example.com"}
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_read_whose_answer_is_not_a_page_fails(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """A 2xx without a data list is an error, not an empty result."""
+    api.post("/chats/search").respond(200, json={"items": []})
+    with pytest.raises(MaybeSentError):
+        await client.search_chats(1, 0)
+
+
+@pytest.mark.anyio
+async def test_every_request_waits_its_turn_at_the_limiter(
+    client: HelpCrunchClient, api: respx.MockRouter, fake: FakeTime
+) -> None:
+    """Look-ups and writes alike are paced: at 60/min they go out one second apart."""
+    sent_at: list[float] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent_at.append(fake.now)
+        return httpx.Response(200, json={"id": 1, "data": [], "meta": {"total": 0}})
+
+    api.route().mock(side_effect=record)
+    await client.check_key()
+    await client.create_chat({"customer": 1, "application": 2})
+    await client.search_chats(1, 0)
+    await client.post_message({"chat": 1, "text": "x", "type": "message"})
+    assert sent_at == [0.0, 1.0, 2.0, 3.0]
