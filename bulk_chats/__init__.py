@@ -1,1 +1,51 @@
-"""bulk-chats: create HelpCrunch chats in bulk from a CSV or Excel sheet."""
+"""bulk-chats: create HelpCrunch chats in bulk from a CSV or Excel sheet.
+
+The command line (`bulk-chats`) is a thin layer over these functions:
+
+    from bulk_chats import Settings, validate_file
+    result = validate_file(Settings(input_path=Path("march.xlsx")))
+"""
+
+from bulk_chats.errors import (
+    ApiError,
+    AuthenticationError,
+    BulkChatsError,
+    InputError,
+    MaybeSentError,
+    NotSentError,
+    RateLimitedError,
+    RefusedError,
+)
+from bulk_chats.loading import Sheet, load_sheet
+from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
+from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
+from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, ApiKey, Settings, read_api_key
+from bulk_chats.validation import Validation, validate_sheet
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_RATE",
+    "ApiError",
+    "ApiKey",
+    "AuthenticationError",
+    "BulkChatsError",
+    "ChatRequest",
+    "FirstMessage",
+    "InputError",
+    "MaybeSentError",
+    "NotSentError",
+    "Outcome",
+    "Plan",
+    "RateLimitedError",
+    "RefusedError",
+    "RunResult",
+    "Settings",
+    "Sheet",
+    "Status",
+    "Validation",
+    "import_file",
+    "load_sheet",
+    "read_api_key",
+    "validate_file",
+    "validate_sheet",
+]

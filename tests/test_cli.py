@@ -1,0 +1,243 @@
+"""The command line: exit statuses, messages, the documented options, and the key kept
+secret. Imports run against the sandbox over real loopback HTTP."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+import bulk_chats
+from bulk_chats.cli import cli
+from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCT_OPTIONS = {
+    "validate": ["--out", "--sheet", "--column", "--no-progress"],
+    "import": [
+        "--out",
+        "--sheet",
+        "--column",
+        "--no-progress",
+        "--rate",
+        "--concurrency",
+        "--base-url",
+        "--api-key-file",
+        "--sandbox",
+        "--dry-run",
+        "--fresh",
+        "--yes",
+    ],
+    "sandbox": ["--host", "--port", "--rate", "--key", "--latency", "--fault", "--seed"],
+}
+FAKE_KEY = "hc-test-key-DO-NOT-LEAK-7f3a9c"
+VALID_ROWS = "customer,application,assignee\n8738438,3838,4188\n8738439,3838,\n"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory, so `reports/` lands in it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RunningSandbox]:
+    """A sandbox that accepts only `FAKE_KEY`, with a rate no test waits for."""
+    with run_in_thread(SandboxConfig(api_key=FAKE_KEY, rate=6000)) as running:
+        yield running
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run the CLI in-process; return the exit status and everything it printed."""
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_documented_command_and_option_exists_with_help() -> None:
+    """Each command and option PRODUCT.md names is accepted and has help text."""
+    for command, options in PRODUCT_OPTIONS.items():
+        status, output = run(command, "--help")
+        assert status == 0, output
+        for option in options:
+            match = re.search(rf"^\s+(-\w, )?{re.escape(option)}\b.*\S", output, re.MULTILINE)
+            assert match, f"{command} {option} is missing from --help"
+
+
+def test_public_api_is_listed_in_all() -> None:
+    """`bulk_chats.__all__` names exactly the public names the package exports."""
+    public = {name for name in vars(bulk_chats) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(bulk_chats, name)).__name__ == "module"}
+    assert set(bulk_chats.__all__) == public - modules
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    """`python -m bulk_chats --help` works like the console script."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bulk_chats", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "validate" in done.stdout and "import" in done.stdout
+
+
+def test_validate_all_valid_exits_0(workdir: Path) -> None:
+    """validate exits 0 when every row is valid and says where the workbook is."""
+    source = write(workdir / "good.csv", VALID_ROWS)
+    status, output = run("validate", str(source), "--out", "out.xlsx")
+    assert status == 0
+    assert "2 rows: valid 2" in output
+    assert (workdir / "out.xlsx").exists()
+
+
+def test_validate_with_invalid_rows_exits_1(workdir: Path) -> None:
+    """validate exits 1 when some rows are invalid, and names their error codes."""
+    source = write(workdir / "bad.csv", "customer,application\n8738438,3838\nabc,3838\n")
+    status, output = run("validate", str(source))
+    assert status == 1
+    assert "invalid 1" in output and "invalid_customer 1" in output
+    assert list((workdir / "reports").glob("bad-results-*.xlsx"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["validate", "missing.csv"], "bulk-chats: error: missing.csv: no such file\n"),
+        (
+            ["validate", "nocolumn.csv"],
+            "bulk-chats: error: nocolumn.csv: no application column (looked for application, "
+            "application_id, app, app_id); name one with --column application=HEADER\n",
+        ),
+        (
+            ["validate", "good.csv", "--column", "customer"],
+            None,
+        ),
+        (
+            ["import", "good.csv", "--base-url", "http://example.com/v1"],
+            "bulk-chats: error: --base-url: 'http://example.com/v1' uses plain http; use https "
+            "(plain http is allowed only for loopback addresses)\n",
+        ),
+        (
+            ["import", "good.csv"],
+            "bulk-chats: error: no API key: set HELPCRUNCH_API_KEY or pass --api-key-file "
+            "(or try the built-in sandbox with --sandbox)\n",
+        ),
+    ],
+)
+def test_unusable_input_or_options_exit_2_with_one_line(
+    workdir: Path, args: list[str], message: str | None
+) -> None:
+    """Unusable input or options: exit 2, one line, no traceback, no workbook."""
+    write(workdir / "good.csv", VALID_ROWS)
+    write(workdir / "nocolumn.csv", "customer,agent\n1,2\n")
+    status, output = run(*args)
+    assert status == 2
+    assert "Traceback" not in output
+    if message is not None:
+        assert output == message
+    assert not (workdir / "reports").exists() or not list((workdir / "reports").glob("*.xlsx"))
+
+
+def test_import_all_created_exits_0(workdir: Path, sandbox: RunningSandbox) -> None:
+    """import exits 0 when every row is created, once each."""
+    source = write(workdir / "good.csv", VALID_ROWS)
+    status, output = run(
+        "import",
+        str(source),
+        "--base-url",
+        sandbox.base_url,
+        "--out",
+        "out.xlsx",
+        env={"HELPCRUNCH_API_KEY": FAKE_KEY},
+    )
+    assert status == 0, output
+    assert "created 2" in output
+    assert sorted(c.customer.id for c in sandbox.state.chats) == [8738438, 8738439]
+
+
+def test_import_with_invalid_rows_exits_1_and_sends_only_valid(
+    workdir: Path, sandbox: RunningSandbox
+) -> None:
+    """import exits 1 when some rows are invalid; the invalid ones are never sent."""
+    source = write(workdir / "mixed.csv", "customer,application\n8738438,3838\n12.5,3838\n")
+    status, output = run(
+        "import",
+        str(source),
+        "--base-url",
+        sandbox.base_url,
+        "--out",
+        "out.xlsx",
+        env={"HELPCRUNCH_API_KEY": FAKE_KEY},
+    )
+    assert status == 1, output
+    assert [c.customer.id for c in sandbox.state.chats] == [8738438]
+    assert sandbox.state.requests["POST /v1/chats"] == 1
+
+
+def test_refused_key_exits_3_creates_nothing_and_marks_not_sent(
+    workdir: Path, sandbox: RunningSandbox
+) -> None:
+    """A 401 on the key check: exit 3, no chat request, every row not_sent in the workbook."""
+    source = write(workdir / "good.csv", VALID_ROWS)
+    status, output = run(
+        "import",
+        str(source),
+        "--base-url",
+        sandbox.base_url,
+        "--out",
+        "out.xlsx",
+        env={"HELPCRUNCH_API_KEY": "a-wrong-key"},
+    )
+    assert status == 3, output
+    assert sandbox.state.requests["POST /v1/chats"] == 0
+    sheet = openpyxl.load_workbook(workdir / "out.xlsx")["results"]
+    header = [c.value for c in sheet[1]]
+    statuses = [row[header.index("status")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert statuses == ["not_sent", "not_sent"]
+
+
+def test_api_key_appears_in_no_output_and_no_file(workdir: Path, sandbox: RunningSandbox) -> None:
+    """The key read from a file shows up in nothing the tool prints or writes."""
+    source = write(workdir / "mixed.csv", "customer,application\n8738438,3838\n8738499,3838\n")
+    key_file = write(workdir.parent / "key.txt", FAKE_KEY + "\n")
+    status, output = run(
+        "import",
+        str(source),
+        "--base-url",
+        sandbox.base_url,
+        "--api-key-file",
+        str(key_file),
+    )
+    assert status == 1, output
+    assert FAKE_KEY not in output
+    written = [p for p in (workdir / "reports").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".xlsx" for p in written)
+    for path in written:
+        assert FAKE_KEY.encode() not in path.read_bytes(), path
+        if path.suffix == ".xlsx":
+            import zipfile
+
+            with zipfile.ZipFile(path) as book:
+                for part in book.namelist():
+                    assert FAKE_KEY.encode() not in book.read(part), part
+
+
+def test_sandbox_demo_runs_without_a_key(workdir: Path) -> None:
+    """`import --sandbox` needs no key and creates the sample's valid rows."""
+    status, output = run("import", str(ROOT / "sample_data" / "chats.csv"), "--sandbox", "--yes", "--rate", "6000")
+    assert status == 1, output
+    assert "created 8" in output and "invalid 8" in output
