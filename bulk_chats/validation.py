@@ -95,73 +95,76 @@ class _Parsed:
 def validate_sheet(sheet: Sheet) -> Validation:
     """Check every row of `sheet`; no request is made, nothing is raised for bad rows."""
     index = sheet.cells.index
-    size = len(index)
-    problems = _Problems(size)
+    empty = pd.Series("", index=index, dtype=object)
+    codes: list[pd.Series] = []
+    messages: list[pd.Series] = []
 
-    id_columns: dict[str, pd.Series] = {}
-    blank: dict[str, _Bools] = {}
+    def add(code: pd.Series, message: pd.Series) -> None:
+        codes.append(code)
+        messages.append(message)
+
+    ids = pd.DataFrame(index=index)
+    blank: dict[str, pd.Series] = {}
     for name in ID_FIELDS:
         column = sheet.column(name)
         if column is None:
             continue
         parsed = parse_ids(column, name, header=sheet.headers[sheet.fields[name]])
-        id_columns[name] = parsed.ids
-        blank[name] = parsed.ids.isna().to_numpy(dtype=bool) & ~parsed.rejected
-        problems.add(
-            parsed.rejected,
-            f"invalid_{name}",
-            parsed.message.to_numpy(dtype=object)[parsed.rejected],
-        )
-    ids = pd.DataFrame(id_columns, index=index)
+        ids[name] = parsed.ids
+        blank[name] = parsed.ids.isna() & parsed.code.eq("")
+        add(parsed.code, parsed.message)
 
-    name_columns: dict[str, pd.Series] = {}
+    names = pd.DataFrame(index=index)
     for name in NAME_FIELDS:
         column = sheet.column(name)
         if column is None:
             continue
         text = _as_text(column)
-        name_columns[name] = text
+        names[name] = text
         if name in _EMAIL_FIELDS:
-            values = text.to_numpy(dtype=object)
-            bad = (values != "") & ~_each(values, _has_at)
-            problems.add(
-                bad, f"invalid_{name}", f"{name}: '" + values[bad] + "' is not an email address"
+            bad = text.ne("") & ~text.str.contains("@", regex=False)
+            add(
+                _where(bad, f"invalid_{name}", empty),
+                _where(bad, f"{name}: '" + text + "' is not an email address", empty),
             )
-    names = pd.DataFrame(name_columns, index=index)
 
     for name, article, alternatives in (
         ("customer", "a", " (or a customer_email / customer_user_id)"),
         ("application", "an", ""),
     ):
-        missing = blank.get(name, np.ones(size, dtype=bool)) & ~_given(ids, names, name)
-        problems.add(
-            missing,
-            f"missing_{name}",
-            f"{name}: is blank; every row needs {article} {name} id{alternatives}",
+        missing = blank.get(name, pd.Series(True, index=index)) & ~_given(ids, names, name)
+        add(
+            _where(missing, f"missing_{name}", empty),
+            _where(
+                missing,
+                f"{name}: is blank; every row needs {article} {name} id{alternatives}",
+                empty,
+            ),
         )
 
-    message, message_type = _check_messages(sheet, ids, names, problems)
+    message, message_type = _check_messages(sheet, ids, names, add, empty)
 
-    codes, messages = problems.joined()
-    invalid = codes != ""
+    error_code = _join(codes, index, "; ")
+    error_message = _join(messages, index, " | ")
+    invalid = error_code.ne("")
 
     previous_chat_id = _previous_id(sheet, "chat_id")
     previous_message_id = _previous_id(sheet, "message_id")
-    done = previous_chat_id.notna().to_numpy(dtype=bool)
+    done = previous_chat_id.notna()
 
-    status = np.full(size, Status.VALID.value, dtype=object)
+    status = pd.Series(Status.VALID.value, index=index, dtype=object)
     status[invalid] = Status.INVALID.value
     duplicate = _duplicates(ids, names, message, message_type, among=~invalid)
     status[duplicate] = Status.DUPLICATE.value
-    codes[duplicate] = "duplicate"
-    messages[duplicate] = "repeats an earlier row's chat fields; not sent"
+    error_code[duplicate] = "duplicate"
+    error_message[duplicate] = "repeats an earlier row's chat fields; not sent"
     status[done] = Status.ALREADY_CREATED.value
-    codes[done] = ""
-    messages[done] = ""
+    error_code[done] = ""
+    error_message[done] = ""
     return Validation(
-        status=pd.Series(status, index=index, dtype=object),
-        error_code=pd.Series(codes, index=index, dtype=object),
-        error_message=pd.Series(messages, index=index, dtype=object),
+        status=status,
+        error_code=error_code,
+        error_message=error_message,
         ids=ids,
         names=names,
         message=message,
@@ -177,47 +180,38 @@ def parse_ids(column: pd.Series, field: str, *, header: str | None = None) -> _P
     Blank cells give <NA> with no error (whether a blank is allowed is decided by the
     caller). `header` is the column's header as the file spells it, for the fix advice.
     """
-    cells = column.to_numpy(dtype=object)
-    size = len(cells)
-    values = np.zeros(size, dtype=np.int64)
-    valid = np.zeros(size, dtype=bool)
-    rejected = np.zeros(size, dtype=bool)
-    is_text = _text_mask(cells)
+    index = column.index
+    values = pd.Series(pd.NA, index=index, dtype="Int64")
+    rejected = pd.Series(False, index=index)
+    is_text = _text_mask(column)
 
-    text_at = np.arange(size) if is_text.all() else np.flatnonzero(is_text)
-    if len(text_at):
-        text = _each_text(cells[text_at], str.strip)
-        length = _each(text, len, np.int64)
-        # ASCII digits only: int() would take "١٢٣" too.
-        digits = _each(text, str.isascii) & _each(text, str.isdecimal) & (length <= MAX_ID_DIGITS)
-        at = text_at[digits]
-        numbers = text[digits].astype(np.int64)
-        positive = numbers > 0
-        values[at[positive]] = numbers[positive]
-        valid[at[positive]] = True
-        rejected[text_at[~digits & (length > 0)]] = True
-        rejected[at[~positive]] = True
+    if is_text.any():
+        text = column[is_text].astype(str).str.strip()
+        digits = text.str.fullmatch(_ASCII_DIGITS) & text.str.len().le(MAX_ID_DIGITS)
+        parsed = text[digits].astype("int64")
+        positive = parsed.gt(0)
+        values[parsed.index[positive.to_numpy()]] = parsed[positive]
+        rejected[text.index[(~digits & text.ne("")).to_numpy()]] = True
+        rejected[parsed.index[(~positive).to_numpy()]] = True
 
-    other_at = np.flatnonzero(~is_text)
-    if len(other_at):
-        numbers, whole = _number_ids(cells[other_at])
-        values[other_at[whole]] = numbers[whole]
-        valid[other_at[whole]] = True
-        rejected[other_at[~whole]] = True
+    others = column[~is_text]
+    if len(others):
+        # Cell by cell, not pd.to_numeric: a column mixing int and float cells becomes
+        # float64 there, and an int cell of 2**53 + 1 would pass as 2**53.
+        numbers = pd.array([_number_id(v) for v in others.tolist()], dtype="Int64")
+        whole = ~np.asarray(numbers.isna(), dtype=bool)
+        values[others.index[whole]] = numbers[whole]
+        rejected[others.index[~whole]] = True
 
-    code = np.full(size, "", dtype=object)
-    message = np.full(size, "", dtype=object)
+    code = pd.Series("", index=index, dtype=object)
+    message = pd.Series("", index=index, dtype=object)
     if rejected.any():
-        code[rejected] = f"invalid_{field}"
-        message[rejected] = np.array(
-            [explain_id(v, field, header=header) for v in cells[rejected]], dtype=object
+        bad = column[rejected]
+        code[bad.index] = f"invalid_{field}"
+        message[bad.index] = pd.Series(
+            [explain_id(v, field, header=header) for v in bad], index=bad.index, dtype=object
         )
-    return _Parsed(
-        ids=pd.Series(pd.arrays.IntegerArray(values, ~valid), index=column.index),
-        code=pd.Series(code, index=column.index, dtype=object),
-        message=pd.Series(message, index=column.index, dtype=object),
-        rejected=rejected,
-    )
+    return _Parsed(ids=values, code=code, message=message)
 
 
 def explain_id(value: object, field: str, *, header: str | None = None) -> str:
