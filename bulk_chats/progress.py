@@ -93,6 +93,7 @@ class LogProgress:
         self._done = 0
         self._started = 0.0
         self._last = 0.0
+        self._reported = -1
 
     def start(self, total: int) -> None:
         self._total = total
@@ -107,10 +108,11 @@ class LogProgress:
             self._write(now)
 
     def close(self) -> None:
-        if self._total:
+        if self._total and self._reported != self._done:
             self._write(self._clock())
 
     def _write(self, now: float) -> None:
+        self._reported = self._done
         elapsed = max(now - self._started, 1e-9)
         per_minute = self._done / elapsed * 60
         left = self._total - self._done

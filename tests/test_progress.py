@@ -1,0 +1,59 @@
+"""Progress sinks: what the user sees while rows are sent."""
+
+from __future__ import annotations
+
+import io
+
+from bulk_chats.progress import BarProgress, LogProgress, NullProgress
+from bulk_chats.records import Outcome, Status
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_log_progress_writes_a_line_per_interval_and_at_the_end() -> None:
+    """LogProgress prints done/total, created and failed counts, rate and ETA."""
+    stream, clock = io.StringIO(), FakeClock()
+    sink = LogProgress(stream, interval=30, clock=clock)
+    sink.start(4)
+    clock.now = 10
+    sink.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
+    assert stream.getvalue() == ""
+    clock.now = 30
+    sink.advance(Outcome(index=1, status=Status.FAILED))
+    sink.advance(Outcome(index=2, status=Status.CREATED, chat_id=2))
+    clock.now = 60
+    sink.advance(Outcome(index=3, status=Status.UNKNOWN))
+    sink.close()
+    assert stream.getvalue().splitlines() == [
+        "progress: 2/4 rows, created=1 failed=1, 4/min, eta 30s",
+        "progress: 4/4 rows, created=2 failed=2, 4/min, eta 0s",
+    ]
+
+
+def test_bar_progress_counts_rows_and_shows_created_and_failed() -> None:
+    """BarProgress advances one step per row and shows the counts beside the bar."""
+    stream = io.StringIO()
+    sink = BarProgress(stream)
+    sink.start(2)
+    sink.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
+    sink.advance(Outcome(index=1, status=Status.MESSAGE_FAILED, chat_id=2))
+    sink.close()
+    text = stream.getvalue()
+    assert "2/2" in text
+    assert "created=1 failed=1" in text
+
+
+def test_null_progress_prints_nothing() -> None:
+    """NullProgress (--no-progress) accepts every call and shows nothing."""
+    sink = NullProgress()
+    sink.start(1)
+    sink.advance(Outcome(index=0, status=Status.CREATED))
+    sink.close()
