@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,10 @@ NAME_FOR_ID = {
     "department": "department_name",
     "message_agent": "message_agent_email",
 }
+
+_Bools: TypeAlias = np.ndarray[Any, np.dtype[np.bool_]]
+_Ints: TypeAlias = np.ndarray[Any, np.dtype[np.intp]]
+_Objects: TypeAlias = np.ndarray[Any, np.dtype[np.object_]]
 
 _EMAIL_FIELDS = ("customer_email", "assignee_email", "message_agent_email")
 _ASCII_DIGITS = r"[0-9]+"
@@ -90,81 +95,121 @@ class _Parsed:
     ids: pd.Series
     code: pd.Series
     message: pd.Series
+    rejected: _Bools
+
+
+class _Problems:
+    """Each row's error codes and messages, gathered sparsely: only rows with a problem
+    ever get a string, so a million valid rows cost next to nothing.
+
+    Codes join with "; " as the API's do; messages with " | ", since a message's own fix
+    already follows a "; " (`'4,188' is not a whole number; remove the separator`).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._found: list[tuple[_Ints, str | _Objects, str | _Objects]] = []
+
+    def add(self, mask: _Bools, code: str | _Objects, message: str | _Objects) -> None:
+        """Record a problem for the rows of `mask`: one text for all of them, or an array
+        with one text per row of `mask`, in order."""
+        positions = np.flatnonzero(mask)
+        if len(positions):
+            self._found.append((positions, code, message))
+
+    def joined(self) -> tuple[_Objects, _Objects]:
+        """Every row's codes and messages, "" where it has none."""
+        codes = _filled(self._size, "")
+        messages = _filled(self._size, "")
+        for positions, code, message in self._found:
+            _append(codes, positions, code, "; ")
+            _append(messages, positions, message, " | ")
+        return codes, messages
+
+
+def _filled(size: int, text: str) -> _Objects:
+    """An object array of `size` references to the one `text` (np.full would make a copy
+    of the string for every element)."""
+    filled = np.empty(size, dtype=object)
+    filled.fill(text)
+    return filled
+
+
+def _append(target: _Objects, positions: _Ints, text: str | _Objects, separator: str) -> None:
+    current = target[positions]
+    target[positions] = np.where(current != "", current + separator, current) + text
 
 
 def validate_sheet(sheet: Sheet) -> Validation:
     """Check every row of `sheet`; no request is made, nothing is raised for bad rows."""
     index = sheet.cells.index
-    empty = pd.Series("", index=index, dtype=object)
-    codes: list[pd.Series] = []
-    messages: list[pd.Series] = []
+    size = len(index)
+    problems = _Problems(size)
 
-    def add(code: pd.Series, message: pd.Series) -> None:
-        codes.append(code)
-        messages.append(message)
-
-    ids = pd.DataFrame(index=index)
-    blank: dict[str, pd.Series] = {}
+    id_columns: dict[str, pd.Series] = {}
+    blank: dict[str, _Bools] = {}
     for name in ID_FIELDS:
         column = sheet.column(name)
         if column is None:
             continue
         parsed = parse_ids(column, name, header=sheet.headers[sheet.fields[name]])
-        ids[name] = parsed.ids
-        blank[name] = parsed.ids.isna() & parsed.code.eq("")
-        add(parsed.code, parsed.message)
+        id_columns[name] = parsed.ids
+        blank[name] = parsed.ids.isna().to_numpy(dtype=bool) & ~parsed.rejected
+        problems.add(
+            parsed.rejected,
+            f"invalid_{name}",
+            parsed.message.to_numpy(dtype=object)[parsed.rejected],
+        )
+    ids = pd.DataFrame(id_columns, index=index)
 
-    names = pd.DataFrame(index=index)
+    name_columns: dict[str, pd.Series] = {}
     for name in NAME_FIELDS:
         column = sheet.column(name)
         if column is None:
             continue
         text = _as_text(column)
-        names[name] = text
+        name_columns[name] = text
         if name in _EMAIL_FIELDS:
-            bad = text.ne("") & ~text.str.contains("@", regex=False)
-            add(
-                _where(bad, f"invalid_{name}", empty),
-                _where(bad, f"{name}: '" + text + "' is not an email address", empty),
+            values = text.to_numpy(dtype=object)
+            bad = (values != "") & ~_each(values, _has_at)
+            problems.add(
+                bad, f"invalid_{name}", f"{name}: '" + values[bad] + "' is not an email address"
             )
+    names = pd.DataFrame(name_columns, index=index)
 
     for name, article, alternatives in (
         ("customer", "a", " (or a customer_email / customer_user_id)"),
         ("application", "an", ""),
     ):
-        missing = blank.get(name, pd.Series(True, index=index)) & ~_given(ids, names, name)
-        add(
-            _where(missing, f"missing_{name}", empty),
-            _where(
-                missing,
-                f"{name}: is blank; every row needs {article} {name} id{alternatives}",
-                empty,
-            ),
+        missing = blank.get(name, np.ones(size, dtype=bool)) & ~_given(ids, names, name)
+        problems.add(
+            missing,
+            f"missing_{name}",
+            f"{name}: is blank; every row needs {article} {name} id{alternatives}",
         )
 
-    message, message_type = _check_messages(sheet, ids, names, add, empty)
+    message, message_type = _check_messages(sheet, ids, names, problems)
 
-    error_code = _join(codes, index, "; ")
-    error_message = _join(messages, index, " | ")
-    invalid = error_code.ne("")
+    codes, messages = problems.joined()
+    invalid = codes != ""
 
     previous_chat_id = _previous_id(sheet, "chat_id")
     previous_message_id = _previous_id(sheet, "message_id")
-    done = previous_chat_id.notna()
+    done = previous_chat_id.notna().to_numpy(dtype=bool)
 
-    status = pd.Series(Status.VALID.value, index=index, dtype=object)
+    status = _filled(size, Status.VALID.value)
     status[invalid] = Status.INVALID.value
     duplicate = _duplicates(ids, names, message, message_type, among=~invalid)
     status[duplicate] = Status.DUPLICATE.value
-    error_code[duplicate] = "duplicate"
-    error_message[duplicate] = "repeats an earlier row's chat fields; not sent"
+    codes[duplicate] = "duplicate"
+    messages[duplicate] = "repeats an earlier row's chat fields; not sent"
     status[done] = Status.ALREADY_CREATED.value
-    error_code[done] = ""
-    error_message[done] = ""
+    codes[done] = ""
+    messages[done] = ""
     return Validation(
-        status=status,
-        error_code=error_code,
-        error_message=error_message,
+        status=pd.Series(status, index=index, dtype=object),
+        error_code=pd.Series(codes, index=index, dtype=object),
+        error_message=pd.Series(messages, index=index, dtype=object),
         ids=ids,
         names=names,
         message=message,
@@ -180,38 +225,47 @@ def parse_ids(column: pd.Series, field: str, *, header: str | None = None) -> _P
     Blank cells give <NA> with no error (whether a blank is allowed is decided by the
     caller). `header` is the column's header as the file spells it, for the fix advice.
     """
-    index = column.index
-    values = pd.Series(pd.NA, index=index, dtype="Int64")
-    rejected = pd.Series(False, index=index)
-    is_text = _text_mask(column)
+    cells = column.to_numpy(dtype=object)
+    size = len(cells)
+    values = np.zeros(size, dtype=np.int64)
+    valid = np.zeros(size, dtype=bool)
+    rejected = np.zeros(size, dtype=bool)
+    is_text = _text_mask(cells)
 
-    if is_text.any():
-        text = column[is_text].astype(str).str.strip()
-        digits = text.str.fullmatch(_ASCII_DIGITS) & text.str.len().le(MAX_ID_DIGITS)
-        parsed = text[digits].astype("int64")
-        positive = parsed.gt(0)
-        values[parsed.index[positive.to_numpy()]] = parsed[positive]
-        rejected[text.index[(~digits & text.ne("")).to_numpy()]] = True
-        rejected[parsed.index[(~positive).to_numpy()]] = True
+    text_at = np.arange(size) if is_text.all() else np.flatnonzero(is_text)
+    if len(text_at):
+        text = _each_text(cells[text_at], str.strip)
+        length = _each(text, len, np.int64)
+        # ASCII digits only: int() would take "١٢٣" too.
+        digits = _each(text, str.isascii) & _each(text, str.isdecimal) & (length <= MAX_ID_DIGITS)
+        at = text_at[digits]
+        numbers = text[digits].astype(np.int64)
+        positive = numbers > 0
+        values[at[positive]] = numbers[positive]
+        valid[at[positive]] = True
+        rejected[text_at[~digits & (length > 0)]] = True
+        rejected[at[~positive]] = True
 
-    others = column[~is_text]
-    if len(others):
-        # Cell by cell, not pd.to_numeric: a column mixing int and float cells becomes
-        # float64 there, and an int cell of 2**53 + 1 would pass as 2**53.
-        numbers = pd.array([_number_id(v) for v in others.tolist()], dtype="Int64")
-        whole = ~np.asarray(numbers.isna(), dtype=bool)
-        values[others.index[whole]] = numbers[whole]
-        rejected[others.index[~whole]] = True
+    other_at = np.flatnonzero(~is_text)
+    if len(other_at):
+        numbers, whole = _number_ids(cells[other_at])
+        values[other_at[whole]] = numbers[whole]
+        valid[other_at[whole]] = True
+        rejected[other_at[~whole]] = True
 
-    code = pd.Series("", index=index, dtype=object)
-    message = pd.Series("", index=index, dtype=object)
+    code = _filled(size, "")
+    message = _filled(size, "")
     if rejected.any():
-        bad = column[rejected]
-        code[bad.index] = f"invalid_{field}"
-        message[bad.index] = pd.Series(
-            [explain_id(v, field, header=header) for v in bad], index=bad.index, dtype=object
+        code[rejected] = f"invalid_{field}"
+        message[rejected] = np.array(
+            [explain_id(v, field, header=header) for v in cells[rejected]], dtype=object
         )
-    return _Parsed(ids=values, code=code, message=message)
+    return _Parsed(
+        ids=pd.Series(pd.arrays.IntegerArray(values, ~valid), index=column.index),
+        code=pd.Series(code, index=column.index, dtype=object),
+        message=pd.Series(message, index=column.index, dtype=object),
+        rejected=rejected,
+    )
 
 
 def explain_id(value: object, field: str, *, header: str | None = None) -> str:
@@ -317,18 +371,67 @@ def _number_id(value: object) -> int | None:
     return None
 
 
-def _text_mask(column: pd.Series) -> pd.Series:
+def _number_ids(cells: _Objects) -> tuple[np.ndarray[Any, np.dtype[np.int64]], _Bools]:
+    """The ids that number cells hold, and where they hold one (whole, positive, at most
+    2**53). A column of floats only, or of ints only, is checked as one array."""
+    kind = pd.api.types.infer_dtype(cells, skipna=False)
+    if kind == "floating":
+        floats = cells.astype(np.float64)
+        whole = (
+            np.isfinite(floats)
+            & (floats > 0)
+            & (floats <= MAX_EXACT_FLOAT)
+            & (np.floor(floats) == floats)
+        )
+        return np.where(whole, floats, 0).astype(np.int64), whole
+    if kind == "integer" and all(-(2**63) <= v < 2**63 for v in (cells.min(), cells.max())):
+        ints = cells.astype(np.int64)
+        return ints, (ints > 0) & (ints <= MAX_EXACT_FLOAT)
+    # Cell by cell, not as one array: a column mixing int and float cells becomes float64
+    # there, and an int cell of 2**53 + 1 would pass as 2**53.
+    found = [_number_id(v) for v in cells]
+    whole = np.array([v is not None for v in found], dtype=bool)
+    numbers = np.array([v or 0 for v in found], dtype=np.int64)
+    return numbers, whole
+
+
+def _text_mask(cells: _Objects) -> _Bools:
     """True where a cell is text. CSV columns are all text: checked once, not per cell."""
-    if pd.api.types.infer_dtype(column, skipna=False) in ("string", "empty"):
-        return pd.Series(True, index=column.index)
-    return column.map(lambda v: isinstance(v, str))
+    if pd.api.types.infer_dtype(cells, skipna=False) in ("string", "empty"):
+        return np.ones(len(cells), dtype=bool)
+    mask: _Bools = _each(cells, _is_text)
+    return mask
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _has_at(text: str) -> bool:
+    return "@" in text
+
+
+def _each(
+    values: Iterable[Any], test: Callable[[Any], Any], dtype: type[np.generic] = np.bool_
+) -> Any:
+    """`test` of every value, as an array: a C-level map, no Python frame when `test` is
+    a built-in such as `str.isdecimal` or `len`."""
+    items = values if isinstance(values, np.ndarray) else list(values)
+    return np.fromiter(map(test, items), dtype=dtype, count=len(items))
+
+
+def _each_text(values: _Objects, change: Callable[[str], str]) -> _Objects:
+    """`change` (a str method such as `str.strip`) applied to every text value."""
+    changed: _Objects = np.fromiter(map(change, values), dtype=object, count=len(values))
+    return changed
 
 
 def _as_text(column: pd.Series) -> pd.Series:
     """A text field's cells as stripped text; a whole number cell reads as its digits."""
-    if pd.api.types.infer_dtype(column, skipna=False) in ("string", "empty"):
-        return column.astype(str).str.strip()
-    return column.map(_cell_text).astype(str).str.strip()
+    cells = column.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(cells, skipna=False) not in ("string", "empty"):
+        cells = _each(cells, _cell_text, np.object_)
+    return pd.Series(_each_text(cells, str.strip), index=column.index, dtype=object)
 
 
 def _cell_text(value: object) -> str:
@@ -339,55 +442,57 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> pd.Series:
+def _given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> _Bools:
     """Rows where `field` is given, by id or by a name column standing in for it."""
-    given = ids[field].notna() if field in ids else pd.Series(False, index=ids.index)
+    given = (
+        ids[field].notna().to_numpy(dtype=bool)
+        if field in ids
+        else np.zeros(len(ids.index), dtype=bool)
+    )
     alternatives = [NAME_FOR_ID.get(field)]
     if field == "customer":
         alternatives.append("customer_user_id")
     for name in alternatives:
         if name and name in names:
-            given |= names[name].ne("")
+            given |= names[name].to_numpy(dtype=object) != ""
     return given
 
 
 def _check_messages(
-    sheet: Sheet,
-    ids: pd.DataFrame,
-    names: pd.DataFrame,
-    add: Callable[[pd.Series, pd.Series], None],
-    empty: pd.Series,
+    sheet: Sheet, ids: pd.DataFrame, names: pd.DataFrame, problems: _Problems
 ) -> tuple[pd.Series, pd.Series]:
     """The first-message columns: type is message or private; a private note needs its
     agent; type or agent without text is a mistake. Returns (text, type) per row."""
     index = sheet.cells.index
+    size = len(index)
     raw_text = sheet.column("message")
-    text = _as_text(raw_text) if raw_text is not None else pd.Series("", index=index, dtype=object)
+    text = _as_text(raw_text).to_numpy(dtype=object) if raw_text is not None else _filled(size, "")
     raw_type = sheet.column("message_type")
-    typed = _as_text(raw_type) if raw_type is not None else pd.Series("", index=index, dtype=object)
-    kind = typed.str.lower()
-    bad_kind = kind.ne("") & ~kind.isin(MESSAGE_TYPES)
-    add(
-        _where(bad_kind, "invalid_message_type", empty),
-        _where(bad_kind, "message_type: '" + typed + "' is neither message nor private", empty),
-    )
-    kind = kind.where(kind.ne("") | text.eq(""), "message")
+    if raw_type is None:
+        kind = _filled(size, "")
+    else:
+        typed = _as_text(raw_type).to_numpy(dtype=object)
+        kind = _each_text(typed, str.lower)
+        bad_kind = (kind != "") & ~np.isin(kind, MESSAGE_TYPES)
+        problems.add(
+            bad_kind,
+            "invalid_message_type",
+            "message_type: '" + typed[bad_kind] + "' is neither message nor private",
+        )
+    kind = kind.copy()
+    kind[(kind == "") & (text != "")] = "message"
     agent_given = _given(ids, names, "message_agent")
-    private_alone = kind.eq("private") & ~agent_given & text.ne("")
-    add(
-        _where(private_alone, "missing_message_agent", empty),
-        _where(
-            private_alone,
-            "message_agent: is blank; a private note needs the agent who writes it",
-            empty,
-        ),
+    private_alone = (kind == "private") & ~agent_given & (text != "")
+    problems.add(
+        private_alone,
+        "missing_message_agent",
+        "message_agent: is blank; a private note needs the agent who writes it",
     )
-    orphan = text.eq("") & (kind.ne("") | agent_given)
-    add(
-        _where(orphan, "missing_message", empty),
-        _where(orphan, "message: is blank, but message_type or message_agent is set", empty),
+    orphan = (text == "") & ((kind != "") | agent_given)
+    problems.add(
+        orphan, "missing_message", "message: is blank, but message_type or message_agent is set"
     )
-    return text, kind
+    return pd.Series(text, index=index, dtype=object), pd.Series(kind, index=index, dtype=object)
 
 
 def _previous_id(sheet: Sheet, name: str) -> pd.Series:
@@ -404,33 +509,29 @@ def _duplicates(
     message: pd.Series,
     message_type: pd.Series,
     *,
-    among: pd.Series,
-) -> pd.Series:
+    among: _Bools,
+) -> _Bools:
     """Rows of `among` whose chat fields repeat an earlier row's of `among`.
 
     Invalid rows are left out: a bad id reads as blank, so a valid row would otherwise
     count as a repeat of an invalid one that differs from it only in that bad cell.
+    Blank ids (<NA>) count as equal to each other.
     """
-    keys = pd.concat(
-        [ids.astype("string"), names.apply(lambda c: c.str.lower()), message, message_type],
-        axis=1,
-    ).fillna("")
-    repeated: pd.Series = keys[among].duplicated(keep="first")
-    return repeated.reindex(keys.index, fill_value=False)
-
-
-def _where(mask: pd.Series, value: object, empty: pd.Series) -> pd.Series:
-    return empty.where(~mask, value)
-
-
-def _join(parts: list[pd.Series], index: pd.Index, separator: str) -> pd.Series:
-    """Join per-row texts with `separator`, skipping blanks (vectorised).
-
-    Codes join with "; " as the API's do; messages with " | ", since a message's own fix
-    already follows a "; " (`'4,188' is not a whole number; remove the separator`).
-    """
-    joined = pd.Series("", index=index, dtype=object)
-    for part in parts:
-        both = joined.ne("") & part.ne("")
-        joined = (joined + np.where(both, separator, "") + part).astype(object)
-    return joined
+    chosen = np.flatnonzero(among)
+    # (column, whether case is ignored): names and emails match whatever their case.
+    keys = [(ids[name], False) for name in ids.columns]
+    keys += [(names[name], True) for name in names.columns]
+    keys += [(message, False), (message_type, False)]
+    # One group number per distinct combination, built a key at a time (the numbers stay
+    # below len(chosen)**2, well inside int64), rather than a frame of every key.
+    group = np.zeros(len(chosen), dtype=np.int64)
+    for key, folded in keys:
+        values: Any = key.array[chosen]
+        if folded:
+            values = _each_text(np.asarray(values, dtype=object), str.lower)
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        if len(uniques) > 1:
+            group, _ = pd.factorize(group * len(uniques) + codes)
+    repeated = np.zeros(len(among), dtype=bool)
+    repeated[chosen] = pd.Series(group).duplicated(keep="first").to_numpy(dtype=bool)
+    return repeated
