@@ -444,8 +444,9 @@ def _cell_text(value: object) -> str:
 
 def _given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> _Bools:
     """Rows where `field` is given, by id or by a name column standing in for it."""
+    # A copy: pandas may hand out a read-only view, and `|=` below writes into it.
     given = (
-        ids[field].notna().to_numpy(dtype=bool)
+        ids[field].notna().to_numpy(dtype=bool, copy=True)
         if field in ids
         else np.zeros(len(ids.index), dtype=bool)
     )
