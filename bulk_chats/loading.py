@@ -14,6 +14,7 @@ import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -325,15 +326,16 @@ def _is_encrypted_package(path: Path) -> bool:
 def _blank_values(column: pd.Series) -> np.ndarray[Any, np.dtype[np.bool_]]:
     """True where a cell is empty or only white space.
 
-    Vectorised: one comparison for the whole column, then a strip of only the cells that
-    are not plainly "" (a non-text cell is never blank).
+    Vectorised: one comparison for the whole column, then a look at only the text cells
+    that are not plainly "" (a number or date cell is never blank).
     """
     values = column.to_numpy(dtype=object)
     blank: np.ndarray[Any, np.dtype[np.bool_]] = np.asarray(values == "", dtype=bool)
     rest = np.flatnonzero(~blank)
     if len(rest):
-        stripped = pd.Series(values[rest], dtype=object).str.strip()
-        blank[rest] = stripped.eq("").to_numpy(dtype=bool, na_value=False)
+        text = rest[np.fromiter(map(isinstance, values[rest], repeat(str)), dtype=bool)]
+        # Not "": so white space only exactly when isspace().
+        blank[text] = np.fromiter(map(str.isspace, values[text]), dtype=bool, count=len(text))
     return blank
 
 

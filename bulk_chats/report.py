@@ -1,13 +1,14 @@
 """The results workbook: one row per input data row, in input order, plus a summary.
 
-Written with xlsxwriter in constant-memory mode (rows stream to disk, so 100,000 rows
-cost no more memory than 100), or as UTF-8 CSV with a BOM when `--out` ends in `.csv`.
+Written a chunk of rows at a time (so 100,000 rows cost no more memory than a chunk) by
+`bulk_chats.xlsx`, or as UTF-8 CSV with a BOM when `--out` ends in `.csv`.
 The file is written beside its destination and renamed into place, so a run killed
 mid-write leaves the previous file (or none), never half a workbook.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
 import re
@@ -15,18 +16,20 @@ import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-import xlsxwriter
 
+from bulk_chats import xlsx
 from bulk_chats.loading import Sheet
 from bulk_chats.records import Outcome, Status
 from bulk_chats.validation import Validation
 
 OUTCOME_COLUMNS = ("status", "chat_id", "error_code", "error_message", "http_status", "attempts")
-MAX_EXACT_DIGITS = 15
+MAX_EXACT_DIGITS = xlsx.MAX_EXACT_DIGITS
 """Excel keeps 15 significant digits: longer integers are written as text."""
 
 STATUS_COLOURS = {
@@ -132,104 +135,117 @@ def write_results(results: pd.DataFrame, out: Path, summary: Summary) -> Path:
 
 def count_statuses(results: pd.DataFrame) -> dict[str, int]:
     """Rows by status, in the order of `Status`."""
-    counts = Counter(results["status"])
-    return {s.value: counts[s.value] for s in Status if counts[s.value]}
+    counts = results["status"].value_counts()
+    return {s.value: int(counts[s.value]) for s in Status if counts.get(s.value, 0)}
 
 
 def count_error_codes(results: pd.DataFrame) -> dict[str, int]:
     """Rows by error code; a row with several codes counts once for each."""
+    codes = results["error_code"]
     counts: Counter[str] = Counter()
-    for codes in results["error_code"]:
-        if codes:
-            counts.update(code.strip() for code in str(codes).split(";") if code.strip())
+    for text in codes[codes.notna() & codes.ne("")]:
+        counts.update(code.strip() for code in str(text).split(";") if code.strip())
     return dict(counts.most_common())
 
 
+CHUNK_ROWS = 16_384
+"""Rows converted and written at a time: the writers' memory does not grow with the sheet."""
+
+
 def _write_csv(results: pd.DataFrame, path: Path) -> None:
-    # Every cell made text here: left to pandas, a column of ints with blanks turns
-    # float and `attempts` 1 is written "1.0".
-    frame = pd.DataFrame(
-        {i: [_csv_cell(v) for v in results.iloc[:, i].tolist()] for i in range(results.shape[1])},
-        dtype=object,
-    )
-    frame.columns = results.columns
-    frame.to_csv(path, index=False, encoding="utf-8-sig")
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([str(label) for label in results.columns])
+        for start in range(0, len(results), CHUNK_ROWS):
+            chunk = results.iloc[start : start + CHUNK_ROWS]
+            columns = [_csv_column(chunk.iloc[:, i]) for i in range(chunk.shape[1])]
+            writer.writerows(zip(*columns, strict=True))
 
 
-def _csv_cell(value: object) -> str:
-    if value is None or value is pd.NA:
-        return ""
-    if isinstance(value, float):
-        if value != value:
-            return ""
-        if value.is_integer():
-            return str(int(value))
-    return str(value)
+def _csv_column(column: pd.Series) -> Any:
+    """A column's cells as the csv module writes them: blanks "", whole floats without
+    ".0" (else `attempts` 1 would read "1.0"), ints exact, the rest as `str()` gives them.
+    """
+    values = column.to_numpy(dtype=object)
+    missing = np.asarray(pd.isna(values), dtype=bool)
+    present = np.flatnonzero(~missing)
+    if len(present) == len(values) and pd.api.types.infer_dtype(values) in ("string", "integer"):
+        return values
+    out = np.empty(len(values), dtype=object)
+    out.fill("")
+    chosen = values[present]
+    if pd.api.types.infer_dtype(chosen) in ("string", "integer", "empty"):
+        out[present] = chosen
+    else:
+        out[present] = np.array([_csv_cell(v) for v in chosen] + [None], dtype=object)[:-1]
+    return out
 
 
-def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary) -> None:
-    book = xlsxwriter.Workbook(
-        str(path),
-        {
-            "constant_memory": True,
-            # Text that looks like a formula or a link stays text (PRODUCT.md › The results
-            # workbook): a spreadsheet must never run what a row says.
-            "strings_to_formulas": False,
-            "strings_to_urls": False,
-            "strings_to_numbers": False,
-            "default_date_format": "yyyy-mm-dd hh:mm:ss",
-            "nan_inf_to_errors": True,
-        },
-    )
-    try:
-        _write_results_sheet(book, results)
-        _write_summary_sheet(book, results, summary)
-    finally:
-        book.close()
-
-
-def _write_results_sheet(book: Any, results: pd.DataFrame) -> None:
-    sheet = book.add_worksheet("results")
-    header = book.add_format({"bold": True, "bg_color": "#D9D9D9", "bottom": 1})
-    status_formats = {s.value: book.add_format({"bg_color": c}) for s, c in STATUS_COLOURS.items()}
-    labels = [str(label) for label in results.columns]
-    status_at = labels.index("status")
-    for position, label in enumerate(labels):
-        sample = results.iloc[:200, position]
-        width = max([len(label), *(len(str(v)) for v in sample if v is not None)], default=8)
-        sheet.set_column(position, position, min(max(width + 2, 8), 60))
-    sheet.freeze_panes(1, 0)
-    sheet.write_row(0, 0, labels, header)
-    columns = [_xlsx_column(results.iloc[:, i]) for i in range(results.shape[1])]
-    row = 0
-    for row, values in enumerate(zip(*columns, strict=True), start=1):
-        sheet.write_row(row, 0, values)
-        status = values[status_at]
-        sheet.write_string(row, status_at, status, status_formats.get(status))
-    sheet.autofilter(0, 0, max(row, 1), len(labels) - 1)
-
-
-def _xlsx_column(column: pd.Series) -> list[object]:
-    """Cells ready for xlsxwriter: blanks as None, integers too long for Excel as text."""
-    return [_xlsx_cell(v) for v in column.tolist()]
-
-
-def _xlsx_cell(value: object) -> object:
-    if value is None or value is pd.NA or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value) if len(str(abs(value))) > MAX_EXACT_DIGITS else value
-    if isinstance(value, float) and value != value:
-        return None
+def _csv_cell(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
-def _write_summary_sheet(book: Any, results: pd.DataFrame, summary: Summary) -> None:
-    sheet = book.add_worksheet("summary")
-    bold = book.add_format({"bold": True})
-    sheet.set_column(0, 0, 24)
-    sheet.set_column(1, 1, 60)
-    rows: list[tuple[object, object]] = [
+def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary) -> None:
+    """The results sheet then the summary sheet, streamed a chunk of rows at a time.
+
+    Text is always written as text, never as a formula or a link, whatever it starts with
+    (PRODUCT.md › The results workbook): a spreadsheet must never run what a row says.
+    """
+    with xlsx.Workbook(path) as book:
+        _write_results_sheet(book, results)
+        _write_summary_sheet(book, results, summary)
+
+
+def _write_results_sheet(book: xlsx.Workbook, results: pd.DataFrame) -> None:
+    labels = [str(label) for label in results.columns]
+    status_at = labels.index("status")
+    header = book.add_style(xlsx.Style(bold=True, fill="#D9D9D9", bottom_border=True))
+    status_styles = {
+        status.value: f' s="{book.add_style(xlsx.Style(fill=colour))}"'
+        for status, colour in STATUS_COLOURS.items()
+    }
+    widths = []
+    for position, label in enumerate(labels):
+        sample = results.iloc[:200, position].dropna()
+        width = max([len(label), *(len(str(v)) for v in sample)], default=8)
+        widths.append(min(max(width + 2, 8), 60))
+    with book.sheet(
+        "results",
+        rows=len(results) + 1,
+        columns=len(labels),
+        widths=widths,
+        freeze_header=True,
+        autofilter=True,
+    ) as sheet:
+        first = xlsx.row_numbers(1, 1)
+        sheet.write_rows(
+            first,
+            [xlsx.cells([label], i, first, style=header) for i, label in enumerate(labels)],
+        )
+        for start in range(0, len(results), CHUNK_ROWS):
+            chunk = results.iloc[start : start + CHUNK_ROWS]
+            rows = xlsx.row_numbers(start + 2, len(chunk))
+            columns = []
+            for position in range(chunk.shape[1]):
+                values = chunk.iloc[:, position]
+                style: int | Any = 0
+                if position == status_at:
+                    style = np.fromiter(
+                        map(status_styles.get, values.to_numpy(dtype=object), repeat("")),
+                        dtype=object,
+                        count=len(values),
+                    )
+                columns.append(
+                    xlsx.cells(values, position, rows, style=style, date_style=book.date_style)
+                )
+            sheet.write_rows(rows, columns)
+
+
+def _write_summary_sheet(book: xlsx.Workbook, results: pd.DataFrame, summary: Summary) -> None:
+    bold = book.add_style(xlsx.Style(bold=True))
+    pairs: list[tuple[object, object]] = [
         ("input", str(summary.input_path)),
         ("mode", summary.mode),
         ("api", summary.api_root or "(none: nothing was sent)"),
@@ -237,9 +253,23 @@ def _write_summary_sheet(book: Any, results: pd.DataFrame, summary: Summary) -> 
         ("rows", len(results)),
         ("", ""),
     ]
-    rows += [("status", "rows"), *count_statuses(results).items(), ("", "")]
-    rows += [("error_code", "rows"), *count_error_codes(results).items()]
-    for number, (label, value) in enumerate(rows):
-        is_heading = label in ("status", "error_code") and value == "rows"
-        sheet.write_string(number, 0, str(label), bold if is_heading else None)
-        sheet.write(number, 1, value, bold if is_heading else None)
+    pairs += [("status", "rows"), *count_statuses(results).items(), ("", "")]
+    pairs += [("error_code", "rows"), *count_error_codes(results).items()]
+    headings = np.array(
+        [
+            f' s="{bold}"' if label in ("status", "error_code") and value == "rows" else ""
+            for label, value in pairs
+        ],
+        dtype=object,
+    )
+    rows = xlsx.row_numbers(1, len(pairs))
+    labels = np.array([str(label) for label, _ in pairs] + [None], dtype=object)[:-1]
+    values = np.array([value for _, value in pairs] + [None], dtype=object)[:-1]
+    with book.sheet("summary", rows=len(pairs), columns=2, widths=(24, 60)) as sheet:
+        sheet.write_rows(
+            rows,
+            [
+                xlsx.cells(labels, 0, rows, style=headings),
+                xlsx.cells(values, 1, rows, style=headings),
+            ],
+        )
