@@ -13,9 +13,12 @@ of `bulk_chats.errors`, classed by what the caller must do about it:
 - `RefusedError`: any other answer outside 2xx, with the API's codes and messages.
 
 Every request waits its turn at the run's `RateLimiter`, look-ups included, and reports
-429s to it. The key goes into the Authorization header and nowhere else: error messages
-are built from our own words, the status and the API's error entries, never from the
-request or its headers, and any outside text is scrubbed of the key. Nothing is logged.
+429s to it. `stop_waiting` (a run stopping on Ctrl-C) ends those waits at once with
+`NotSentError`: a request that has not had its turn has sent nothing.
+
+The key goes into the Authorization header and nowhere else: error messages are built
+from our own words, the status and the API's error entries, never from the request or its
+headers, and any outside text is scrubbed of the key. Nothing is logged.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import httpx
 
 from bulk_chats.errors import (
@@ -142,6 +146,8 @@ class HelpCrunchClient:
             headers["Authorization"] = bearer
             self._secret = api_key.reveal()
         self._limiter = limiter if limiter is not None else RateLimiter(DEFAULT_RATE)
+        self._waits: set[anyio.CancelScope] = set()
+        self._waits_stopped = False
         self._wall_clock = wall_clock
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -174,6 +180,17 @@ class HelpCrunchClient:
 
     def __repr__(self) -> str:
         return f"HelpCrunchClient(base_url={str(self._http.base_url)!r})"
+
+    def stop_waiting(self) -> None:
+        """End every wait for a turn at the limiter, now and later, with `NotSentError`.
+
+        For a run that is stopping: requests already sent still get their answers, but none
+        that has not had its turn goes out, however long the limiter would hold it (a long
+        `Retry-After`). Call it from the event loop that runs the requests.
+        """
+        self._waits_stopped = True
+        for scope in list(self._waits):
+            scope.cancel()
 
     async def check_key(self) -> None:
         """One cheap read that proves the key works; `AuthenticationError` when it does not."""
@@ -268,7 +285,7 @@ class HelpCrunchClient:
     ) -> httpx.Response:
         """Send one request at its turn; the response if 2xx, else one of our errors."""
         label = f"{method} {path}"
-        granted = await self._limiter.acquire()
+        granted = await self._turn(label)
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx.RequestError as exc:
@@ -280,6 +297,17 @@ class HelpCrunchClient:
         # The original text quotes the key: raised here, outside the handler, so that no
         # traceback or `__context__` carries it.
         raise error
+
+    async def _turn(self, label: str) -> float:
+        """Wait for this request's turn at the limiter; `NotSentError` once `stop_waiting`."""
+        with anyio.CancelScope() as scope:
+            if not self._waits_stopped:
+                self._waits.add(scope)
+                try:
+                    return await self._limiter.acquire()
+                finally:
+                    self._waits.discard(scope)
+        raise NotSentError(f"{label}: not sent: the run stopped before this request's turn")
 
     def _answer(self, response: httpx.Response, label: str, *, granted: float) -> httpx.Response:
         """Report the answer to the limiter; the response if 2xx, else one of our errors."""
