@@ -283,7 +283,7 @@ def _run_import(
 
 
 def _confirm(plan: Plan) -> bool:
-    click.echo(plan.describe(), err=True)
+    """Ask to go on; the plan itself was already printed (it is printed on every run)."""
     return click.confirm("Go on?", default=False, err=True)
 
 

@@ -1,16 +1,17 @@
 """The two jobs, start to end: `validate_file` and `import_file`.
 
-Each reads the sheet, validates it, and (for import) checks the key, plans, sends and
-journals, then writes the results workbook. They return a `RunResult`; the CLI maps it to
-an exit status. Nothing here prints: notices go to the `notify` callback.
+Each reads the sheet, validates it, and (for import) runs the pre-flight, plans, looks up
+names, sends and journals, then writes the results workbook. They return a `RunResult`;
+the CLI maps it to an exit status. Nothing here prints: notices, the plan among them, go
+to the `notify` callback.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -18,11 +19,11 @@ import httpx
 import pandas as pd
 
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.errors import AuthenticationError, InputError
+from bulk_chats.errors import ApiError, AuthenticationError, InputError
 from bulk_chats.journal import Earlier, Journal, journal_path, plan_resume, scope_for
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.progress import NullProgress, ProgressSink
-from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
+from bulk_chats.records import ChatRequest, Outcome, Status
 from bulk_chats.report import (
     Summary,
     build_results,
@@ -31,8 +32,17 @@ from bulk_chats.report import (
     default_out_path,
     write_results,
 )
+from bulk_chats.resolve import (
+    Draft,
+    Preflight,
+    check_rows,
+    draft_rows,
+    read_directory,
+    resolve_customers,
+    resolved_columns,
+)
 from bulk_chats.sending import send_chats
-from bulk_chats.settings import Settings
+from bulk_chats.settings import DEFAULT_RATE, Settings
 from bulk_chats.throttle import RateLimiter, default_concurrency
 from bulk_chats.validation import Validation, validate_sheet
 
@@ -41,36 +51,76 @@ Notify = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What an import is about to do, for the confirmation prompt.
+    """What an import is about to do, shown before it starts and for the confirmation prompt.
 
-    `requests` counts every request the plan needs (key check, chats, messages); `seconds`
-    is how long they take at the rate.
+    `to_send` rows passed the pre-flight: they need `chats` chats, `messages` first messages
+    and `lookups` customer searches (one per distinct email or userId); `requests` counts
+    them all and `seconds` is how long they take at `rate` requests per minute. The key
+    check and the reads of agents and departments are done by then and not counted.
+    `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
+    or duplicate. `warnings` counts rows sent despite a warning.
     """
 
     rows: int
     to_send: int
     chats: int
     messages: int
+    lookups: int
     requests: int
     seconds: float
     already_done: int
     not_to_send: int
+    rate: float = DEFAULT_RATE
+    warnings: int = 0
+    dry_run: bool = False
 
     def describe(self) -> str:
         """The plan in a few lines, as the CLI shows it before asking to go on."""
-        minutes, seconds = divmod(math.ceil(self.seconds), 60)
-        hours, minutes = divmod(minutes, 60)
-        duration = f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
-        lines = [
-            f"{self.to_send} of {self.rows} rows to send: {self.chats} chats"
-            + (f" and {self.messages} first messages" if self.messages else ""),
-            f"{self.requests} requests, about {duration} at the rate",
-        ]
+        work = [_count(self.chats, "chat")]
+        if self.messages:
+            work.append(_count(self.messages, "first message"))
+        if self.lookups:
+            work.append(_count(self.lookups, "customer look-up"))
+        rows = f"{self.to_send} of {_count(self.rows, 'row')}"
+        if self.dry_run:
+            lines = [
+                f"dry run: {rows} would be sent ({', '.join(work)}); nothing is created",
+            ]
+            if self.lookups:
+                lines.append(
+                    f"the look-ups are made now: {_count(self.lookups, 'request')}, about "
+                    f"{_duration(self.lookups * 60 / self.rate)} at {self.rate:g} a minute"
+                )
+        else:
+            lines = [
+                f"{rows} to send: {', '.join(work)}",
+                f"{_count(self.requests, 'request')}, about {_duration(self.seconds)} at "
+                f"{self.rate:g} a minute",
+            ]
+        if self.lookups:
+            lines.append("rows whose customer matches no one, or several, are left out")
         if self.already_done:
-            lines.append(f"{self.already_done} rows already created earlier; not sent again")
+            lines.append(f"{_count(self.already_done, 'row')} already created earlier; not sent")
         if self.not_to_send:
-            lines.append(f"{self.not_to_send} rows invalid or duplicate; not sent")
+            lines.append(f"{_count(self.not_to_send, 'row')} invalid or duplicate; not sent")
+        if self.warnings:
+            sent = "would be sent" if self.dry_run else "sent"
+            lines.append(
+                f"{_count(self.warnings, 'row')} with a warning, {sent} anyway (see error_message)"
+            )
         return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +169,19 @@ async def import_file(
     transport: httpx.AsyncBaseTransport | None = None,
     now: dt.datetime | None = None,
 ) -> RunResult:
-    """Validate, check the key, then create a chat for every valid row and write the
-    results workbook.
+    """Validate, run the pre-flight, then create a chat (and its first message) for every
+    row that passed, and write the results workbook.
 
-    Every request shares one limiter at `settings.rate` per minute. `confirm` sees the plan
-    before anything is created and may decline; `stop` (set on Ctrl-C) stops starting new
-    rows. A 401 stops the run: the rest is `not_sent`. Raises InputError when the file or
-    the settings cannot be used.
+    In order: read and validate; open the journal and set aside the rows an earlier run
+    finished (they are neither looked up nor sent); the pre-flight (its first request
+    checks the key: a 401 stops here, nothing created; then agent and department ids and
+    names are checked); the plan, given to `notify` and then to `confirm`, which may
+    decline; the customer look-ups; the sending. With `settings.dry_run` everything but
+    the sending runs, and the rows that would be sent are `valid`.
+
+    Every request shares one limiter at `settings.rate` per minute. `stop` (set on Ctrl-C)
+    stops starting new look-ups and rows. A 401 stops the run: the rest is `not_sent`.
+    Raises InputError when the file or the settings cannot be used.
     """
     now = now or dt.datetime.now()
     say = notify or (lambda _: None)
@@ -134,8 +190,10 @@ async def import_file(
     sheet, validation = read_and_validate(settings)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
     mode = "dry-run" if settings.dry_run else "import"
-    summary = Summary(settings.input_path, mode, settings.base_url, now)
-    requests = build_requests(sheet, validation)
+    report = _Report(
+        sheet, validation, out, Summary(settings.input_path, mode, settings.base_url, now)
+    )
+    drafts = draft_rows(sheet, validation)
     limiter = RateLimiter(settings.rate)
     concurrency = settings.concurrency or default_concurrency(settings.rate)
 
@@ -145,38 +203,64 @@ async def import_file(
         fresh=settings.fresh,
         input_name=settings.input_path.name,
     ) as journal:
-        earlier = journal.earlier(r.key for r in requests)
-        resume = plan_resume(requests, earlier)
-        if earlier:
-            say(resume.describe())
-        done = {o.index: o for o in resume.already_created}
-        to_send = resume.to_send
+        earlier = journal.earlier(d.key for d in drafts)
+        finished, pending, last_created_at = _set_aside_finished(drafts, earlier)
+        report.outcomes.update(finished)
         claimed = _claimed_chat_ids(validation, earlier.values())
 
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
             try:
-                await client.check_key()
+                directory = await read_directory(client, pending)
             except AuthenticationError as exc:
                 say(f"the API refused the key ({exc.http_status}): nothing was sent")
-                outcomes = done | _all(
-                    to_send, Status.NOT_SENT, "not sent: the API refused the key"
+                report.outcomes.update(_all(pending, Status.NOT_SENT, _KEY_REFUSED))
+                return report.finish(auth_failed=True)
+            except ApiError as exc:
+                say(f"the pre-flight read failed, so nothing was sent: {exc}")
+                report.outcomes.update(
+                    _all(pending, Status.NOT_SENT, f"not sent: the pre-flight read failed: {exc}")
                 )
-                return _finish(sheet, validation, outcomes, out, summary, auth_failed=True)
+                return report.finish()
+            preflight = check_rows(pending, directory)
+            report.outcomes.update(preflight.rejected)
+            report.warnings.update(preflight.warnings)
 
-            plan = make_plan(validation, to_send, already_done=len(done), rate=settings.rate)
-            if settings.dry_run:
-                outcomes = done | _all(to_send, Status.VALID, "")
-                return _finish(sheet, validation, outcomes, out, summary, plan=plan)
-            if confirm is not None and to_send and not confirm(plan):
-                outcomes = done | _all(
-                    to_send, Status.NOT_SENT, "not sent: the run was not confirmed"
+            plan = make_plan(
+                validation,
+                drafts,
+                preflight,
+                already_done=len(finished),
+                rate=settings.rate,
+                dry_run=settings.dry_run,
+            )
+            if earlier:
+                say(_resume_note(finished, pending, earlier, last_created_at))
+            say(plan.describe())
+            report.plan = plan
+            if not settings.dry_run and confirm is not None and plan.to_send and not confirm(plan):
+                report.outcomes.update(
+                    _all(preflight.passed, Status.NOT_SENT, "not sent: the run was not confirmed")
                 )
-                return _finish(sheet, validation, outcomes, out, summary, plan=plan, declined=True)
+                return report.finish(declined=True)
+
+            resolution = await resolve_customers(
+                client, preflight, concurrency=concurrency, stop=stop
+            )
+            report.outcomes.update(resolution.outcomes)
+            report.resolved = resolution.resolved
+            resume = plan_resume(resolution.requests, earlier)
+            if settings.dry_run:
+                report.outcomes.update(_all(resume.to_send, Status.VALID, ""))
+                return report.finish(interrupted=_stopped(stop))
+            if resolution.auth_failed:
+                say("the API refused the key (401) during the look-ups: nothing more was sent")
+                report.outcomes.update(_all(resume.to_send, Status.NOT_SENT, _KEY_REFUSED))
+                return report.finish(auth_failed=True)
 
             result = await send_chats(
-                to_send,
+                resume.to_send,
                 client,
                 concurrency=concurrency,
                 progress=progress or NullProgress(),
@@ -184,91 +268,112 @@ async def import_file(
                 stop=stop,
                 claimed_chat_ids=claimed,
             )
-    return _finish(
-        sheet,
-        validation,
-        done | dict(result.outcomes),
-        out,
-        summary,
-        plan=plan,
-        auth_failed=result.auth_failed,
-        interrupted=result.interrupted,
-    )
+    report.outcomes.update(result.outcomes)
+    return report.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
 
 
-def build_requests(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
-    """A `ChatRequest` for every valid row, and for every earlier-created row whose first
-    message is still missing (that one carries its `chat_id`, so only the message goes)."""
-    status = validation.status
-    message_missing = (
-        status.eq(Status.ALREADY_CREATED.value)
-        & validation.message.ne("")
-        & validation.previous_message_id.isna()
-    )
-    chosen = (status.eq(Status.VALID.value) | message_missing).to_numpy()
-    positions = [int(p) for p in status.index[chosen]]
+_KEY_REFUSED = "not sent: the API refused the key"
 
-    def ids(name: str) -> list[int | None]:
-        column = validation.ids.get(name)
-        if column is None:
-            return [None] * len(positions)
-        return _optional_ints(column[chosen])
 
-    customers, applications = ids("customer"), ids("application")
-    assignees, departments, agents = ids("assignee"), ids("department"), ids("message_agent")
-    chat_ids = _optional_ints(validation.previous_chat_id[chosen])
-    texts = validation.message[chosen].tolist()
-    kinds = validation.message_type[chosen].tolist()
-    requests = []
-    for n, position in enumerate(positions):
-        customer, application = customers[n], applications[n]
-        if customer is None or application is None:
-            continue  # named by a customer_email / customer_user_id column: resolved later
-        requests.append(
-            ChatRequest(
-                index=position,
-                source_row=sheet.source_rows[position],
-                customer=customer,
-                application=application,
-                assignee=assignees[n],
-                department=departments[n],
-                message=FirstMessage(texts[n], kinds[n], agents[n]) if texts[n] else None,
-                chat_id=chat_ids[n],
+def _stopped(stop: anyio.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def _resume_note(
+    finished: Mapping[int, Outcome],
+    pending: Sequence[Draft],
+    earlier: Mapping[str, Earlier],
+    last_created_at: float | None,
+) -> str:
+    """One line on what earlier runs left, e.g. `312 rows were already created ...`."""
+    parts = []
+    if finished:
+        when = ""
+        if last_created_at is not None:
+            when = f" (the latest on {dt.datetime.fromtimestamp(last_created_at):%Y-%m-%d %H:%M})"
+        verb = "was" if len(finished) == 1 else "were"
+        parts.append(f"{_count(len(finished), 'row')} {verb} already created{when}")
+    notes = []
+    message_only = sum(1 for d in pending if d.chat_id is not None)
+    if message_only:
+        notes.append(f"{message_only} only the first message")
+    to_confirm = 0
+    for draft in pending:
+        entry = earlier.get(draft.key)
+        if entry is not None and entry.chat_id is None and entry.unresolved_since is not None:
+            to_confirm += 1
+    if to_confirm:
+        notes.append(f"{to_confirm} first looked for, as an earlier attempt got no answer")
+    text = f"{len(pending)} to send"
+    parts.append(f"{text} ({'; '.join(notes)})" if notes else text)
+    return "; ".join(parts)
+
+
+def _set_aside_finished(
+    drafts: Sequence[Draft], earlier: Mapping[str, Earlier]
+) -> tuple[dict[int, Outcome], list[Draft], float | None]:
+    """Split off the drafts an earlier run finished (chat created, and its first message
+    posted if it has one): their outcomes (`already_created`), the rest, and when the
+    latest of them was created. The rest are sorted further by `plan_resume` once their
+    ids are known; this split only spares the finished rows their look-ups."""
+    finished: dict[int, Outcome] = {}
+    pending: list[Draft] = []
+    latest: float | None = None
+    for draft in drafts:
+        entry = earlier.get(draft.key)
+        if entry is None or entry.chat_id is None:
+            pending.append(draft)
+        elif draft.message is not None and entry.message_id is None:
+            pending.append(replace(draft, chat_id=entry.chat_id))
+        else:
+            finished[draft.index] = Outcome(
+                index=draft.index,
+                status=Status.ALREADY_CREATED,
+                chat_id=entry.chat_id,
+                message_id=entry.message_id,
             )
-        )
-    return requests
-
-
-def _optional_ints(column: pd.Series) -> list[int | None]:
-    """A nullable Int64 column as Python ints (JSON-ready) and None."""
-    return [None if value is pd.NA else int(value) for value in column.tolist()]
+            if entry.created_at is not None and (latest is None or entry.created_at > latest):
+                latest = entry.created_at
+    return finished, pending, latest
 
 
 def make_plan(
-    validation: Validation, requests: list[ChatRequest], *, already_done: int, rate: float
+    validation: Validation,
+    drafts: Sequence[Draft],
+    preflight: Preflight,
+    *,
+    already_done: int,
+    rate: float,
+    dry_run: bool = False,
 ) -> Plan:
-    """Count what `requests` will cost at `rate` requests per minute.
+    """Count what the rows that passed the pre-flight will cost at `rate` requests per minute.
 
-    `already_done` counts the rows the journal knows as created; rows an earlier results
-    workbook gave a chat id count too, unless only their message is left.
+    `drafts` are every row considered for sending; `already_done` counts those an earlier
+    run finished (from the journal). Rows an earlier results workbook gave a chat id count
+    as done too, unless only their message is left.
     """
-    chats = sum(1 for r in requests if r.chat_id is None)
-    messages = sum(1 for r in requests if r.message is not None)
-    total = chats + messages + 1
-    message_only = len(requests) - chats
+    passed = preflight.passed
+    chats = sum(1 for d in passed if d.chat_id is None)
+    messages = sum(1 for d in passed if d.message is not None)
+    lookups = preflight.lookups
+    total = chats + messages + lookups
     from_workbook = int(validation.status.eq(Status.ALREADY_CREATED.value).sum())
-    done = already_done + from_workbook - message_only
+    message_only_from_workbook = sum(1 for d in drafts if d.chat_id is not None)
+    invalid = int(validation.status.isin([Status.INVALID.value, Status.DUPLICATE.value]).sum())
     return Plan(
         rows=len(validation.status),
-        to_send=len(requests),
+        to_send=len(passed),
         chats=chats,
         messages=messages,
+        lookups=lookups,
         requests=total,
         seconds=total * 60 / rate,
-        already_done=done,
-        not_to_send=int(
-            validation.status.isin([Status.INVALID.value, Status.DUPLICATE.value]).sum()
-        ),
+        already_done=already_done + from_workbook - message_only_from_workbook,
+        not_to_send=invalid
+        + sum(1 for o in preflight.rejected.values() if o.status is Status.INVALID),
+        rate=rate,
+        warnings=len(preflight.warnings),
+        dry_run=dry_run,
     )
 
 
@@ -279,11 +384,51 @@ def _claimed_chat_ids(validation: Validation, earlier: Iterable[Earlier]) -> set
     return claimed
 
 
-def _all(requests: list[ChatRequest], status: Status, message: str) -> dict[int, Outcome]:
+def _all(rows: Iterable[ChatRequest | Draft], status: Status, message: str) -> dict[int, Outcome]:
     return {
         r.index: Outcome(index=r.index, status=status, chat_id=r.chat_id, error_message=message)
-        for r in requests
+        for r in rows
     }
+
+
+@dataclass(slots=True)
+class _Report:
+    """What a run gathers for its results workbook as it goes."""
+
+    sheet: Sheet
+    validation: Validation
+    out: Path
+    summary: Summary
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    warnings: dict[int, str] = field(default_factory=dict)
+    resolved: dict[str, dict[int, int]] = field(default_factory=dict)
+    plan: Plan | None = None
+
+    def finish(
+        self, *, auth_failed: bool = False, interrupted: bool = False, declined: bool = False
+    ) -> RunResult:
+        """Write the workbook; the run's result."""
+        outcomes = dict(self.outcomes)
+        for index, warning in self.warnings.items():
+            outcome = outcomes.get(index)
+            if outcome is not None:
+                text = outcome.error_message
+                outcomes[index] = replace(
+                    outcome, error_message=f"{text} | {warning}" if text else warning
+                )
+        resolved = resolved_columns(self.sheet, self.validation, self.resolved)
+        return _finish(
+            self.sheet,
+            self.validation,
+            outcomes,
+            self.out,
+            self.summary,
+            resolved=resolved,
+            plan=self.plan,
+            auth_failed=auth_failed,
+            interrupted=interrupted,
+            declined=declined,
+        )
 
 
 def _finish(
@@ -292,9 +437,11 @@ def _finish(
     outcomes: dict[int, Outcome],
     out: Path,
     summary: Summary,
+    *,
+    resolved: pd.DataFrame | None = None,
     **flags: object,
 ) -> RunResult:
-    results = build_results(sheet, validation, outcomes)
+    results = build_results(sheet, validation, outcomes, resolved=resolved)
     write_results(results, out, summary)
     return RunResult(
         out=out,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -55,7 +56,9 @@ class ChatRequest:
     row number the spreadsheet shows. `chat_id` is set when an earlier run already created
     the chat, so only the first message is left to post. `confirm_since` (unix seconds) is
     set when an earlier attempt may have created the chat: the sender searches for it
-    before sending again.
+    before sending again. `names` holds the name columns that stood in for ids, as
+    (name field, value) pairs such as `("assignee_email", "anna@example.com")`: the ids above
+    were looked up from them, and `key` is built from them.
     """
 
     index: int
@@ -67,6 +70,7 @@ class ChatRequest:
     message: FirstMessage | None = None
     chat_id: int | None = None
     confirm_since: float | None = None
+    names: tuple[tuple[str, str], ...] = ()
 
     def payload(self) -> dict[str, int]:
         """The body of `POST /v1/chats`: JSON integers, blank optional fields left out."""
@@ -79,14 +83,62 @@ class ChatRequest:
 
     @property
     def key(self) -> str:
-        """A fingerprint of the chat fields: the same row gets the same key in every run."""
-        return fingerprint(
-            self.customer,
-            self.application,
-            self.assignee,
-            self.department,
-            *((self.message.text, self.message.type, self.message.agent) if self.message else ()),
+        """A fingerprint of the chat fields: the same row gets the same key in every run.
+
+        A name in `names` takes the place of the id it was resolved to (see `row_key`).
+        """
+        return row_key(
+            customer=self.customer,
+            application=self.application,
+            assignee=self.assignee,
+            department=self.department,
+            message=self.message,
+            names=self.names,
         )
+
+
+NAMED_FIELDS: dict[str, str] = {
+    "customer_email": "customer",
+    "customer_user_id": "customer",
+    "assignee_email": "assignee",
+    "department_name": "department",
+    "message_agent_email": "message_agent",
+}
+"""Each name field, and the id field it stands in for."""
+
+
+def row_key(
+    *,
+    customer: int | None,
+    application: int,
+    assignee: int | None,
+    department: int | None,
+    message: FirstMessage | None,
+    names: Iterable[tuple[str, str]] = (),
+) -> str:
+    """The fingerprint that recognises a row across runs (`ChatRequest.key`).
+
+    The fields as the sheet gives them: an id given by a name column is fingerprinted as
+    that name (`assignee_email:anna@example.com`, trimmed and lower-cased as validation
+    compares names), not as the id it resolves to. So a re-run finds the rows an earlier
+    run created before looking anything up, and looks up only what is left to send. A row
+    whose mapping changes between runs (a name column replaced by ids) is a new row.
+    """
+    parts: dict[str, object] = {
+        "customer": customer,
+        "assignee": assignee,
+        "department": department,
+        "message_agent": message.agent if message else None,
+    }
+    for field, value in names:
+        parts[NAMED_FIELDS[field]] = f"{field}:{value.strip().lower()}"
+    return fingerprint(
+        parts["customer"],
+        application,
+        parts["assignee"],
+        parts["department"],
+        *((message.text, message.type, parts["message_agent"]) if message else ()),
+    )
 
 
 def fingerprint(*values: object) -> str:

@@ -1,0 +1,290 @@
+"""End to end against the sandbox over loopback HTTP: names for ids, first messages, the
+pre-flight, the plan and --dry-run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from bulk_chats.cli import cli
+from bulk_chats.pipeline import Plan, RunResult, import_file
+from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.settings import ApiKey, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Ids mixed with names, with messages of every kind; the last three rows name nothing
+#: the account has. Customers N=1..20 are customerN@example.com, userId crm-(1000+N).
+MIXED = (
+    "customer,customer_email,user_id,application,assignee,agent_email,department_name,"
+    "message,message_type,sender_email\n"
+    "8738438,,,3838,4188,,Support,Hello from the customer,,\n"
+    ",customer2@example.com,,3838,,BEN@example.com,support,An agent writes,message,"
+    "ben@example.com\n"
+    ",,crm-1003,3839,,chloe@example.com,Sales,A private note,private,chloe@example.com\n"
+    ",customer4@example.com,,3838,4191,,,,,\n"
+    ",nobody@example.com,,3838,,,,Lost,,\n"
+    ",customer6@example.com,,3838,,,Marketing,Lost too,,\n"
+    ",customer7@example.com,,3838,,zed@example.com,,Lost as well,,\n"
+)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RunningSandbox]:
+    """A fresh sandbox on loopback, with no rate limit to wait for."""
+    with run_in_thread(SandboxConfig(rate=None)) as running:
+        yield running
+
+
+def settings(sandbox: RunningSandbox, tmp_path: Path, source: Path, **fields: Any) -> Settings:
+    """Settings for importing `source` into `sandbox`, reports under `tmp_path`."""
+    fields.setdefault("out", tmp_path / "out.xlsx")
+    return Settings(
+        input_path=source,
+        base_url=sandbox.base_url,
+        api_key=ApiKey("sandbox-key"),
+        rate=60_000,
+        reports_dir=tmp_path / "reports",
+        **fields,
+    )
+
+
+def run(
+    sandbox: RunningSandbox,
+    tmp_path: Path,
+    source: Path,
+    *,
+    confirm: Callable[[Plan], bool] | None = None,
+    notes: list[str] | None = None,
+    **fields: Any,
+) -> RunResult:
+    """Import `source` into `sandbox` through the library, as the CLI does."""
+    import anyio
+
+    async def main() -> RunResult:
+        return await import_file(
+            settings(sandbox, tmp_path, source, **fields),
+            confirm=confirm,
+            notify=(notes if notes is not None else []).append,
+        )
+
+    return anyio.run(main)
+
+
+def rows(path: Path) -> list[dict[str, Any]]:
+    """The results sheet as one dict per row, by header."""
+    sheet = openpyxl.load_workbook(path)["results"]
+    header = [c.value for c in sheet[1]]
+    return [dict(zip(header, r, strict=True)) for r in sheet.iter_rows(min_row=2, values_only=True)]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_ids_and_names_mixed_give_each_chat_its_one_message(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Each chat gets exactly one message with the right text, type and sender; unknown
+    names are invalid and nothing is sent for them."""
+    source = write(tmp_path / "mixed.csv", MIXED)
+    result = run(sandbox, tmp_path, source)
+    state = sandbox.state
+    chats = {chat.customer.id: chat for chat in state.chats}
+    assert sorted(chats) == [8738438, 8738439, 8738440, 8738441]
+    by_chat = {m.chat_id: m for m in state.messages}
+    assert len(state.messages) == len(by_chat) == 3
+    sent = {
+        customer: (m.text, m.type, m.agent.id if m.agent else None)
+        for customer, chat in chats.items()
+        if (m := by_chat.get(chat.id)) is not None
+    }
+    assert sent == {
+        8738438: ("Hello from the customer", "message", None),
+        8738439: ("An agent writes", "message", 4189),
+        8738440: ("A private note", "private", 4190),
+    }
+    assert chats[8738438].payload == {
+        "customer": 8738438,
+        "application": 3838,
+        "assignee": 4188,
+        "department": 233048,
+    }
+    assert chats[8738441].payload == {"customer": 8738441, "application": 3838, "assignee": 4191}
+    # One search per customer name among the rows that passed the pre-flight.
+    assert state.requests["POST /v1/customers/search"] == 4
+    assert state.requests["GET /v1/agents"] == 1
+    assert state.requests["GET /v1/departments"] == 1
+
+    table = rows(result.out)
+    assert [r["status"] for r in table] == ["created"] * 4 + ["invalid"] * 3
+    assert [r["error_code"] for r in table[4:]] == [
+        "unresolved_customer_email",
+        "unresolved_department_name",
+        "unresolved_assignee_email",
+    ]
+    assert [r["resolved_customer"] for r in table] == [
+        8738438,
+        8738439,
+        8738440,
+        8738441,
+        None,
+        None,
+        None,
+    ]
+    assert [r["resolved_assignee"] for r in table[:4]] == [4188, 4189, 4190, 4191]
+    assert [r["resolved_message_agent"] for r in table[:4]] == [None, 4189, 4190, None]
+    assert all(r["message_id"] for r in table[:3])
+    assert result.counts == {"created": 4, "invalid": 3}
+
+
+def test_unknown_ids_are_invalid_before_anything_is_sent(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Assignee, department and message agent ids the account lacks are caught by the
+    pre-flight; an assignee outside the department is sent, with a warning."""
+    source = write(
+        tmp_path / "ids.csv",
+        "customer,application,assignee,department,message,message_agent\n"
+        "8738438,3838,4199,,Hi,\n"
+        "8738439,3838,,233999,Hi,\n"
+        "8738440,3838,,,Hi,4299\n"
+        "8738441,3838,4191,233048,Hi,\n",
+    )
+    notes: list[str] = []
+    result = run(sandbox, tmp_path, source, notes=notes)
+    table = rows(result.out)
+    assert [(r["status"], r["error_code"]) for r in table] == [
+        ("invalid", "unknown_assignee"),
+        ("invalid", "unknown_department"),
+        ("invalid", "unknown_message_agent"),
+        ("created", None),
+    ]
+    assert table[3]["error_message"] == (
+        "warning: assignee 4191 (dmitri@example.com) is not in department 233048 (Support); "
+        "sent as it is"
+    )
+    assert [c.customer.id for c in sandbox.state.chats] == [8738441]
+    assert sandbox.state.requests["POST /v1/messages"] == 1
+    assert any("1 row with a warning" in note for note in notes)
+
+
+def test_a_refused_message_is_message_failed_and_a_rerun_posts_only_it(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """An agent removed after the pre-flight: the API refuses the message, the chat stays;
+    the same command again posts only that message, into the same chat."""
+    source = write(
+        tmp_path / "notes.csv",
+        "customer_email,application,message,message_type,message_agent_email\n"
+        "customer1@example.com,3838,Note by Emma,private,emma@example.com\n"
+        "customer2@example.com,3838,Hello,,\n",
+    )
+    state = sandbox.state
+    emma = state.agents[4192]
+
+    def remove_emma(plan: Plan) -> bool:
+        del state.agents[4192]
+        return True
+
+    first = run(sandbox, tmp_path, source, confirm=remove_emma)
+    table = rows(first.out)
+    assert [r["status"] for r in table] == ["message_failed", "created"]
+    assert (table[0]["error_code"], table[0]["http_status"]) == ("entity_not_found", 404)
+    chat_id = table[0]["chat_id"]
+    assert chat_id == state.chats[0].id
+    assert state.chat(chat_id).last_message is None  # type: ignore[union-attr]
+
+    state.agents[4192] = emma
+    searches = state.requests["POST /v1/customers/search"]
+    second = run(sandbox, tmp_path, source, out=tmp_path / "again.xlsx")
+    assert len(state.chats) == 2
+    assert state.requests["POST /v1/chats"] == 2
+    assert state.requests["POST /v1/messages"] == 3
+    assert [(m.chat_id, m.text, m.type, m.agent) for m in state.messages[-1:]] == [
+        (chat_id, "Note by Emma", "private", emma)
+    ]
+    assert [(r["status"], r["chat_id"]) for r in rows(second.out)] == [
+        ("already_created", chat_id),
+        ("already_created", state.chats[1].id),
+    ]
+    # Only the row with its message left was looked up again.
+    assert state.requests["POST /v1/customers/search"] == searches + 1
+
+
+def test_a_rerun_on_the_results_workbook_posts_only_the_missing_message(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Fed its own results (no journal), import posts the missing message to the chat
+    the workbook names and creates no chat."""
+    source = write(
+        tmp_path / "note.csv",
+        "customer_user_id,application,message,message_type,message_agent\n"
+        "crm-1001,3838,Note,private,4192\n",
+    )
+    state = sandbox.state
+    emma = state.agents[4192]
+
+    def remove_emma(plan: Plan) -> bool:
+        del state.agents[4192]
+        return True
+
+    first = run(sandbox, tmp_path, source, confirm=remove_emma)
+    assert first.counts == {"message_failed": 1}
+    state.agents[4192] = emma
+    again = run(
+        sandbox, tmp_path / "elsewhere", first.out, out=tmp_path / "again.xlsx", confirm=None
+    )
+    assert again.counts == {"already_created": 1}
+    assert state.requests["POST /v1/chats"] == 1
+    assert [(m.chat_id, m.agent) for m in state.messages] == [(state.chats[0].id, emma)]
+    [row] = rows(again.out)
+    assert (row["chat_id"], row["message_id"], row["resolved_customer"]) == (
+        state.chats[0].id,
+        state.messages[0].id,
+        8738438,
+    )
+
+
+def test_dry_run_looks_up_and_reports_but_creates_nothing(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """--dry-run reads, checks and looks up, sends no chat or message, and marks the rows
+    that would be sent valid."""
+    source = write(tmp_path / "mixed.csv", MIXED)
+    notes: list[str] = []
+    result = run(sandbox, tmp_path, source, dry_run=True, notes=notes)
+    requests = sandbox.state.requests
+    assert requests["POST /v1/chats"] == 0
+    assert requests["POST /v1/messages"] == 0
+    assert requests["POST /v1/customers/search"] == 4
+    assert result.counts == {"valid": 4, "invalid": 3}
+    assert [r["resolved_customer"] for r in rows(result.out)][:4] == [
+        8738438,
+        8738439,
+        8738440,
+        8738441,
+    ]
+    assert notes[0].splitlines()[0] == (
+        "dry run: 5 of 7 rows would be sent (5 chats, 4 first messages, 4 customer look-ups); "
+        "nothing is created"
+    )
+
+
+def test_the_cli_prints_the_plan_before_sending(tmp_path: Path, monkeypatch: Any) -> None:
+    """`import --sandbox --yes` prints rows, requests and time before it sends anything."""
+    monkeypatch.chdir(tmp_path)
+    source = ROOT / "sample_data" / "chats-with-names.csv"
+    result = CliRunner().invoke(
+        cli, ["import", str(source), "--sandbox", "--yes", "--rate", "60000", "--no-progress"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "9 of 12 rows to send: 9 chats, 8 first messages, 8 customer look-ups" in result.output
+    assert "25 requests, about 1s at 60000 a minute" in result.output
+    assert "12 rows: created 8, invalid 4" in result.output
