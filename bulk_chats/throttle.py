@@ -49,7 +49,9 @@ class RateLimiter:
 
     Pacing: request *i* goes at `start + i * 60 / rate` (the first at once, no burst), or
     later when requests come more slowly than that. Slots are handed out in arrival order
-    under a lock, so any number of tasks may call `acquire` at once.
+    under a lock, so any number of tasks may call `acquire` at once. A sleep that wakes a
+    little late does not shift the schedule, so the rate holds over a long run; no request
+    ever goes before its slot.
 
     Slowing down (AIMD): on a 429, `throttled` holds every later request until
     `Retry-After` seconds from now (when the server sent none, `DEFAULT_PAUSE`, doubling for
@@ -103,6 +105,7 @@ class RateLimiter:
     async def acquire(self) -> float:
         """Wait for this request's turn; returns the clock time it was granted."""
         async with self._lock:
+            waited = False
             # Re-read the schedule after every sleep: `throttled` may have pushed it back.
             while True:
                 now = self._clock()
@@ -110,7 +113,15 @@ class RateLimiter:
                 if wait <= 0:
                     break
                 await self._sleep(wait)
-            self._next = max(now, self._next) + self.interval
+                waited = True
+            # A request that waited for its slot holds it from the scheduled moment: a sleep
+            # wakes a little late (timer granularity, a busy loop), and counting from the
+            # wake-up would push every later slot back by that much, a few percent of the
+            # rate at 20 requests a second. An overshoot of a whole interval or more, or a
+            # request that came after its slot was free, starts the schedule afresh from
+            # now, so no burst builds up.
+            keep_schedule = waited and now - self._next < self.interval
+            self._next = (self._next if keep_schedule else now) + self.interval
             return now
 
     def throttled(self, retry_after: float | None, *, sent_at: float | None = None) -> float:

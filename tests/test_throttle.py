@@ -86,6 +86,31 @@ async def test_idle_time_does_not_build_up_a_burst(fake: FakeTime) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_sleep_that_wakes_late_does_not_shift_later_slots(fake: FakeTime) -> None:
+    """Timer overshoot delays only its own request: later slots stay on the 60/R grid."""
+
+    async def oversleep(seconds: float) -> None:
+        await fake.sleep(seconds + 0.01)
+
+    limiter = RateLimiter(120, clock=fake.clock, sleep=oversleep)
+    times = [await limiter.acquire() for _ in range(5)]
+    assert times == pytest.approx([0.0, 0.51, 1.01, 1.51, 2.01])
+
+
+@pytest.mark.anyio
+async def test_a_stall_longer_than_an_interval_restarts_the_schedule(fake: FakeTime) -> None:
+    """A wake-up a whole interval late counts the next slot from then: no catch-up burst."""
+    stalls = [2.0]
+
+    async def stall_once(seconds: float) -> None:
+        await fake.sleep(seconds + (stalls.pop() if stalls else 0.0))
+
+    limiter = RateLimiter(120, clock=fake.clock, sleep=stall_once)
+    times = [await limiter.acquire() for _ in range(4)]
+    assert times == [0.0, 2.5, 3.0, 3.5]
+
+
+@pytest.mark.anyio
 async def test_throttled_pushes_every_later_slot_back_and_slows_down(fake: FakeTime) -> None:
     """A 429 with Retry-After holds the next request that long, then paces at a lower rate."""
     limiter = limiter_at(120, fake)
