@@ -51,8 +51,18 @@ Fresh runs
 Resume
     `plan_resume` turns the earlier entries into what the next run does: rows whose chat
     exists are `already_created`, rows whose chat exists without its first message get only
-    the message, rows with an unanswered attempt are first looked for by search, the rest
-    are sent.
+    the message (after a look at the chat, since the run that created it may have died
+    with the message in flight), rows with an unanswered attempt are first looked for by
+    search, the rest are sent.
+
+    A results workbook fed back in says which rows an earlier run left `unknown`. When the
+    journal knows those rows, it says since when to search. When it does not (the workbook
+    was moved to another directory, `reports/` was deleted, the run was against another
+    API root), nothing says when the request went out, and a search without that bound
+    could adopt an older chat of the same customer and leave the row without its own. Such
+    rows are held back as `unknown`, with a message that says how to settle them: put the
+    chat's id in `chat_id` when it exists, clear the `status` cell when it does not, or
+    import with `--fresh` to send them regardless.
 """
 
 from __future__ import annotations
@@ -64,9 +74,9 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -225,14 +235,17 @@ class ResumePlan:
 
     `already_created` holds finished outcomes (status `already_created`, `attempts` 0: this
     run sent nothing for them). `to_send` holds the requests to give the sender, in input
-    order, with `chat_id` set when only the first message is left and `confirm_since` set
-    when an earlier attempt may have created the chat.
+    order: `confirm_since` set without `chat_id` when an earlier attempt may have created
+    the chat (search for it first); `chat_id` set when only the first message is left, with
+    `confirm_since` too when an earlier run may have posted it (look at the chat first).
+    `held` holds `unknown` outcomes for rows not sent at all (see the module docs).
     """
 
     already_created: list[Outcome]
     to_send: list[ChatRequest]
     last_created_at: float | None = None
     """When the latest of the `already_created` chats was created (unix seconds)."""
+    held: list[Outcome] = field(default_factory=list)
 
     @property
     def message_only(self) -> int:
@@ -242,7 +255,11 @@ class ResumePlan:
     @property
     def to_confirm(self) -> int:
         """Rows to look for by search before sending, since an attempt got no answer."""
-        return sum(1 for request in self.to_send if request.confirm_since is not None)
+        return sum(
+            1
+            for request in self.to_send
+            if request.chat_id is None and request.confirm_since is not None
+        )
 
     def describe(self) -> str:
         """One line for the start of a run, e.g. `312 rows were already created ...`."""
@@ -263,30 +280,59 @@ class ResumePlan:
         if notes:
             text += f" ({'; '.join(notes)})"
         parts.append(text)
+        if self.held:
+            parts.append(
+                f"{len(self.held)} held back: an earlier run left "
+                f"{'it' if len(self.held) == 1 else 'them'} unknown and the journal does not "
+                "know when it was sent (see error_message)"
+            )
         return "; ".join(parts)
+
+
+HELD_UNKNOWN = (
+    "an earlier run left this row unknown: its chat may exist, and this journal does not "
+    "know when it was sent, so it is not sent again; look for the chat in HelpCrunch and "
+    "put its id in chat_id if it exists, or clear this status cell if it does not, then "
+    "run again (or import with --fresh to send it regardless)"
+)
+"""The `error_message` of a row `plan_resume` holds back."""
 
 
 def _rows(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
 
 
-def plan_resume(requests: Sequence[ChatRequest], earlier: Mapping[str, Earlier]) -> ResumePlan:
+def plan_resume(
+    requests: Sequence[ChatRequest],
+    earlier: Mapping[str, Earlier],
+    *,
+    unknown_before: Collection[int] = (),
+) -> ResumePlan:
     """Sort `requests` by what earlier runs left of them.
 
     - a chat exists and its first message was posted, or it has none: `already_created`;
     - a chat exists but the message is missing: sent with `chat_id` set, so only the
-      message goes out, never a second chat;
+      message goes out, never a second chat, and `confirm_since` set to the chat's first
+      attempt, so that the sender looks for the message in the chat before posting it;
     - an attempt got no answer (`sending`, `unknown`, or stopped mid-request): sent with
       `confirm_since` set to that attempt's start, so the sender searches for the chat
       first. It is the local clock's time: the search should allow for some clock skew;
+    - no entry, but `unknown_before` (the `ChatRequest.index` of rows a results workbook
+      fed back in marks `unknown`) names the row: held back, `unknown` (module docs). Give
+      none in a `--fresh` run;
     - refused earlier (`failed`), `not_sent`, or no entry: sent as is.
     """
     already_created: list[Outcome] = []
     to_send: list[ChatRequest] = []
+    held: list[Outcome] = []
     last_created_at: float | None = None
     for request in requests:
         entry = earlier.get(request.key)
-        if entry is None:
+        if entry is None and request.chat_id is None and request.index in unknown_before:
+            held.append(
+                Outcome(index=request.index, status=Status.UNKNOWN, error_message=HELD_UNKNOWN)
+            )
+        elif entry is None:
             to_send.append(request)
         elif entry.chat_id is not None:
             if request.message is None or entry.message_id is not None:
@@ -304,12 +350,15 @@ def plan_resume(requests: Sequence[ChatRequest], earlier: Mapping[str, Earlier])
                 ):
                     last_created_at = created_at
             else:
-                to_send.append(replace(request, chat_id=entry.chat_id, confirm_since=None))
+                since = entry.first_started_at
+                if since is None:
+                    since = entry.created_at
+                to_send.append(replace(request, chat_id=entry.chat_id, confirm_since=since))
         elif entry.unresolved_since is not None:
             to_send.append(replace(request, confirm_since=entry.unresolved_since))
         else:
             to_send.append(request)
-    return ResumePlan(already_created, to_send, last_created_at)
+    return ResumePlan(already_created, to_send, last_created_at, held)
 
 
 class Journal:

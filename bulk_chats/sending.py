@@ -24,14 +24,23 @@ Policy (PRODUCT.md › Sending):
 - Any other 4xx: `failed` with the API's codes and messages, never retried.
 - 401: the run stops starting rows; the row is `not_sent` (a 401 created nothing), rows in
   flight finish, rows not started are `not_sent`, and `SendResult.auth_failed` is set.
-- `stop` (Ctrl-C): no new rows and no further retries; rows in flight finish their current
-  request; the rest are `not_sent` and `SendResult.interrupted` is set.
+- `stop` (Ctrl-C): no new rows, no further retries, and back-offs end at once; requests
+  already sent finish (bounded by the client's timeout); rows in flight get `stop_grace`
+  seconds to have their next request's turn at the rate limiter, after which every wait
+  there ends (`HelpCrunchClient.stop_waiting`): a request that has not had its turn has sent
+  nothing, so a long `Retry-After` no longer holds the run up. Rows not started are
+  `not_sent` and `SendResult.interrupted` is set.
 - The first message is posted once the chat exists (also for a row whose `chat_id` an
-  earlier run found). 429, 503 and failed connections are retried as above. A refusal,
-  exhausted retries, or a message that may have been posted but got no answer make the row
-  `message_failed`, keeping its `chat_id`. The last case is not resent blindly: there is
-  no search for messages, and a re-run posts it again, a duplicate message at worst,
-  which is less harmful than a duplicate chat.
+  earlier run found). 429, 503 and failed connections are retried as above. A refusal or
+  exhausted retries make the row `message_failed`, keeping its `chat_id`.
+- A message is never posted blindly when it may be in the chat already: after a timeout,
+  a 5xx or a dropped connection, and for a row whose chat an earlier run created when
+  the request carries `confirm_since` (that run may have died with the message in
+  flight), the chat is looked at first (`POST /chats/search` for the customer's chats
+  since its creation, less `CONFIRM_SKEW`). The message is adopted when it is the chat's
+  last message (`lastMessageId`, `lastMessageText`), posted when the chat is still
+  `empty`; when the answer cannot tell, an earlier run's message is posted (a duplicate
+  message at worst, less harmful than none) and this run's is `message_failed`.
 - An unexpected exception ends only its row: `failed` if nothing was sent for it,
   `unknown` if a `POST /chats` was in flight or an earlier run may have created the chat,
   `message_failed` once the chat existed.
@@ -83,6 +92,13 @@ the API's may disagree, and a chat created a little "before" the attempt must be
 SEARCH_ATTEMPTS = 3
 """Tries of a confirming search on 429, 503, timeouts and dropped connections."""
 
+STOP_GRACE = 3.0
+"""Seconds a stopped run lets rows in flight wait for their next turn at the rate limiter
+(a confirming search, a first message) before every wait there is refused."""
+
+EMPTY_CHAT = "empty"
+"""A chat's `status` while it has no message (the API documents it for a new chat)."""
+
 
 class JournalSink(Protocol):
     """Where the sending stage writes what it does, as it happens, so a killed run can resume.
@@ -126,6 +142,7 @@ async def send_chats(
     stop: anyio.Event | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     max_wait: float = DEFAULT_MAX_WAIT,
+    stop_grace: float = STOP_GRACE,
     claimed_chat_ids: Iterable[int] = (),
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
@@ -134,10 +151,11 @@ async def send_chats(
     """Create a chat, and post its first message, for every request; see the module docs.
 
     `concurrency` is the number of requests in flight at once; `max_attempts` and
-    `max_wait` (seconds) bound the retries of each request. `claimed_chat_ids` are chats
-    known to belong to other rows (from earlier runs): a confirming search never adopts
-    them. `clock` (monotonic seconds), `wall_clock` (unix seconds, for the journal and the
-    search) and `sleep` (back-off) are injectable for tests.
+    `max_wait` (seconds) bound the retries of each request; `stop_grace` (seconds) is how
+    long a stopped run waits at the rate limiter (see the module docs). `claimed_chat_ids`
+    are chats known to belong to other rows (from earlier runs): a confirming search never
+    adopts them. `clock` (monotonic seconds), `wall_clock` (unix seconds, for the journal
+    and the search) and `sleep` (back-off) are injectable for tests.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -150,6 +168,7 @@ async def send_chats(
         stop=stop,
         max_attempts=max_attempts,
         max_wait=max_wait,
+        stop_grace=stop_grace,
         claimed=claimed_chat_ids,
         clock=clock,
         wall_clock=wall_clock,
@@ -172,6 +191,9 @@ class _Row:
     attempts: int = 0
     in_flight: bool = False
     message_id: int | None = None
+    chat_since: float | None = None
+    """Unix seconds no later than the chat's creation, once known: where a search for the
+    chat (to see whether its message is in it) begins, less `CONFIRM_SKEW`."""
 
 
 class _Sender:
@@ -184,6 +206,7 @@ class _Sender:
         stop: anyio.Event | None,
         max_attempts: int,
         max_wait: float,
+        stop_grace: float,
         claimed: Iterable[int],
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
@@ -195,6 +218,7 @@ class _Sender:
         self._stop = stop
         self._max_attempts = max_attempts
         self._max_wait = max_wait
+        self._stop_grace = stop_grace
         self._claimed: set[int] = set(claimed)
         self._clock = clock
         self._wall_clock = wall_clock
@@ -210,9 +234,13 @@ class _Sender:
         self._queue = iter(requests)
         self._progress.start(len(requests))
         try:
-            async with anyio.create_task_group() as group:
-                for _ in range(min(concurrency, len(requests))):
-                    group.start_soon(self._worker)
+            async with anyio.create_task_group() as watch:
+                if self._stop is not None:
+                    watch.start_soon(self._end_waits_once_stopped, self._stop)
+                async with anyio.create_task_group() as group:
+                    for _ in range(min(concurrency, len(requests))):
+                        group.start_soon(self._worker)
+                watch.cancel_scope.cancel()
             reason = self._not_sent_reason()
             for request in self._queue:
                 outcome = Outcome(index=request.index, status=Status.NOT_SENT, error_message=reason)
@@ -227,6 +255,31 @@ class _Sender:
             auth_failed=self._auth_failed,
             interrupted=self._stop is not None and self._stop.is_set(),
         )
+
+    async def _end_waits_once_stopped(self, stop: anyio.Event) -> None:
+        """Once `stop` is set, give rows in flight `stop_grace` seconds, then make the rate
+        limiter refuse every wait: those requests have sent nothing, so nothing is lost."""
+        await stop.wait()
+        await self._sleep(self._stop_grace)
+        self._client.stop_waiting()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less when the run is told to stop: no retry follows then."""
+        stop = self._stop
+        if stop is None:
+            await self._sleep(seconds)
+            return
+        if stop.is_set():
+            return
+        async with anyio.create_task_group() as group:
+
+            async def wake() -> None:
+                await stop.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(wake)
+            await self._sleep(seconds)
+            group.cancel_scope.cancel()
 
     def _stopping(self) -> bool:
         stopped = self._stop is not None and self._stop.is_set()
@@ -252,7 +305,12 @@ class _Sender:
 
     async def _run_row(self, request: ChatRequest) -> Outcome:
         """Send one row; whatever goes wrong ends as this row's outcome, not the run's."""
-        row = _Row(request, chat_id=request.chat_id, from_earlier_run=request.chat_id is not None)
+        row = _Row(
+            request,
+            chat_id=request.chat_id,
+            from_earlier_run=request.chat_id is not None,
+            chat_since=request.confirm_since if request.chat_id is not None else None,
+        )
         try:
             return await self._send_row(row)
         except _JournalFailure as failure:
@@ -307,6 +365,7 @@ class _Sender:
                 )
             if found is not None:
                 row.from_earlier_run = True
+                row.chat_since = request.confirm_since
                 return found
 
         deadline = self._clock() + self._max_wait
@@ -338,12 +397,14 @@ class _Sender:
             except NotSentError as exc:
                 row.in_flight = False
                 last = exc
+                if self._stopping():
+                    continue
                 if not await self._backoff(row.attempts, deadline):
                     return self._gave_up(row, last)
             except MaybeSentError as exc:
                 last = exc
                 # Let the API finish whatever it may have begun before looking for it.
-                await self._sleep(min(_delay(row.attempts), max(0.0, deadline - self._clock())))
+                await self._pause(min(_delay(row.attempts), max(0.0, deadline - self._clock())))
                 try:
                     found = await self._confirm(row, since=started_at)
                 except ApiError as search_exc:
@@ -357,6 +418,7 @@ class _Sender:
                     )
                 row.in_flight = False
                 if found is not None:
+                    row.chat_since = started_at
                     return found
                 if self._clock() >= deadline:
                     return self._gave_up(row, last)
@@ -367,6 +429,7 @@ class _Sender:
                 row.in_flight = False
                 chat_id = int(chat["id"])
                 self._claimed.add(chat_id)
+                row.chat_since = started_at
                 return chat_id
 
     async def _confirm(self, row: _Row, *, since: float) -> int | None:
@@ -376,24 +439,57 @@ class _Sender:
         Raises the search's `ApiError` when it cannot be done.
         """
         created_since = math.floor(since - CONFIRM_SKEW)
+        chats = await self._search(row.request.customer, created_since)
+        chosen = _pick_chat(chats, row.request, created_since, self._claimed)
+        if chosen is not None:
+            self._claimed.add(chosen)
+        return chosen
+
+    async def _search(self, customer: int, created_since: int) -> list[dict[str, Any]]:
+        """The customer's chats created since `created_since` (unix seconds); a transient
+        failure is tried `SEARCH_ATTEMPTS` times, since a search changes nothing."""
         attempt = 1
         while True:
             try:
-                chats = await self._client.search_chats(row.request.customer, created_since)
+                return await self._client.search_chats(customer, created_since)
             except (NotSentError, MaybeSentError):
-                # A search changes nothing, so any transient failure may be retried.
                 if attempt >= SEARCH_ATTEMPTS:
                     raise
-                await self._sleep(_delay(attempt))
+                await self._pause(_delay(attempt))
                 attempt += 1
+
+    async def _look_for_message(self, row: _Row) -> tuple[int | None, bool]:
+        """Whether the row's first message is in its chat already, by search: the message's
+        id when it is the chat's last message, and whether the chat was seen empty. (None,
+        False) when the search cannot tell."""
+        message = row.request.message
+        if row.chat_id is None or row.chat_since is None or message is None:
+            return None, False
+        try:
+            chats = await self._search(
+                row.request.customer, math.floor(row.chat_since - CONFIRM_SKEW)
+            )
+        except ApiError as exc:
+            self._auth_failed |= isinstance(exc, AuthenticationError)
+            return None, False
+        for chat in chats:
+            if _ref_id(chat.get("id")) != row.chat_id:
                 continue
-            chosen = _pick_chat(chats, row.request, created_since, self._claimed)
-            if chosen is not None:
-                self._claimed.add(chosen)
-            return chosen
+            if chat.get("status") == EMPTY_CHAT:
+                return None, True
+            text = chat.get("lastMessageText")
+            if isinstance(text, str) and text.strip() == message.text.strip():
+                return _ref_id(chat.get("lastMessageId")), False
+        return None, False
 
     async def _post_message(self, row: _Row, payload: Mapping[str, Any]) -> Outcome:
         """Post the row's first message into its chat; the row's final outcome."""
+        if row.from_earlier_run and row.chat_since is not None:
+            # The earlier run may have died with this message in flight.
+            message_id, _ = await self._look_for_message(row)
+            if message_id is not None:
+                row.message_id = message_id
+                return self._chat_outcome(row)
         deadline = self._clock() + self._max_wait
         tries = 0
         while True:
@@ -424,6 +520,15 @@ class _Sender:
                         row, Status.MESSAGE_FAILED, exc, prefix=f"gave up after {tries} tries: "
                     )
             except MaybeSentError as exc:
+                # Let the API finish whatever it may have begun before looking for it.
+                await self._pause(min(_delay(tries), max(0.0, deadline - self._clock())))
+                message_id, empty = await self._look_for_message(row)
+                if message_id is not None:
+                    row.message_id = message_id
+                    return self._chat_outcome(row)
+                retry = empty and not self._stopping()
+                if retry and tries < self._max_attempts and self._clock() < deadline:
+                    continue
                 return self._outcome(
                     row,
                     Status.MESSAGE_FAILED,
@@ -442,7 +547,7 @@ class _Sender:
         delay = _delay(attempt)
         if self._clock() + delay > deadline:
             return False
-        await self._sleep(delay)
+        await self._pause(delay)
         return True
 
     def _gave_up(self, row: _Row, last: ApiError | None) -> Outcome:

@@ -288,8 +288,61 @@ def test_killed_run_leaves_rows_to_confirm_and_its_lock_goes(path: Path) -> None
     assert plan.already_created == []
     assert plan.to_send == [
         replace(unanswered, confirm_since=1000.0),
-        replace(half_done, chat_id=555),
+        replace(half_done, chat_id=555, confirm_since=1001.0),
     ]
+
+
+WRITING_RUN = """
+import sys
+from pathlib import Path
+from bulk_chats.journal import Journal
+from bulk_chats.records import ChatRequest, Outcome, Status
+
+journal = Journal.open(Path(sys.argv[1]), scope=sys.argv[2])
+for n in range(1_000_000):
+    request = ChatRequest(index=n, source_row=n + 2, customer=n + 1, application=7)
+    journal.attempt(request, started_at=1000.0 + n)
+    journal.record(request, Outcome(index=n, status=Status.CREATED, chat_id=10_000 + n))
+    print(n, flush=True)
+"""
+
+
+def test_run_killed_while_writing_keeps_every_write_that_returned(path: Path) -> None:
+    """kill -9 in the middle of a stream of writes: the journal opens, passes SQLite's
+    integrity check, and holds every write that returned before the kill."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITING_RUN, str(path), SCOPE],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        last = -1
+        while last < 150:
+            line = process.stdout.readline()
+            assert line, "the writing run ended early"
+            last = int(line)
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        connection.close()
+    requests = [
+        ChatRequest(index=n, source_row=n + 2, customer=n + 1, application=7)
+        for n in range(last + 1)
+    ]
+    with Journal.open(path, scope=SCOPE) as journal:
+        plan = plan_resume(requests, journal.earlier(r.key for r in requests))
+    assert plan.to_send == []
+    assert [o.chat_id for o in plan.already_created] == [10_000 + n for n in range(last + 1)]
 
 
 # --- resume planning ---------------------------------------------------------------------
@@ -350,7 +403,7 @@ def record_as(status: Status, **fields: object) -> Step:
         pytest.param(
             [attempt_at(100), record_as(Status.CREATED, chat_id=555)],
             "hello",
-            ("message", 555),
+            ("message", 555, 100),
             id="created-message-pending",
         ),
         pytest.param(
@@ -360,7 +413,7 @@ def record_as(status: Status, **fields: object) -> Step:
                 record_as(Status.MESSAGE_FAILED, chat_id=555, http_status=404),
             ],
             "hello",
-            ("message", 555),
+            ("message", 555, 100),
             id="message-failed",
         ),
         pytest.param(
@@ -369,7 +422,7 @@ def record_as(status: Status, **fields: object) -> Step:
                 record_as(Status.NOT_SENT),
             ],
             "hello",
-            ("message", 555),
+            ("message", 555, 1_000_000),
             id="message-retry-stopped",
         ),
         pytest.param(
@@ -390,7 +443,8 @@ def record_as(status: Status, **fields: object) -> Step:
 def test_plan_resume_classifies_each_state(
     path: Path, steps: list[Step], message: str | None, expected: object
 ) -> None:
-    """Each earlier state leads to already_created, message only, search first, or send."""
+    """Each earlier state leads to already_created, message only (after a look at the
+    chat), search first, or send."""
     request = make_request(message=message)
     with Journal.open(path, scope=SCOPE, clock=lambda: 1_000_000.0) as journal:
         for step in steps:
@@ -405,7 +459,9 @@ def test_plan_resume_classifies_each_state(
         assert plan.to_send == [replace(request, confirm_since=expected[1])]  # type: ignore[index]
     elif expected[0] == "message":  # type: ignore[index]
         assert plan.already_created == []
-        assert plan.to_send == [replace(request, chat_id=expected[1])]  # type: ignore[index]
+        assert plan.to_send == [
+            replace(request, chat_id=expected[1], confirm_since=expected[2])  # type: ignore[index]
+        ]
     else:
         assert plan.to_send == []
         [done] = plan.already_created
@@ -454,6 +510,32 @@ def test_plan_resume_keeps_input_order_and_describes_itself() -> None:
         "(1 only the first message; 1 first looked for, as an earlier attempt got no answer)"
     )
     assert plan_resume(requests[:1], {}).describe() == "1 to send"
+
+
+def test_workbook_unknown_rows_the_journal_does_not_know_are_held_back(journal: Journal) -> None:
+    """Rows a fed-back workbook marks unknown are held back when the journal has no entry
+    for them, searched for when it has, and sent only when they carry no such mark."""
+    unknown_here = make_request(1, index=0)
+    unknown_elsewhere = make_request(2, index=1)
+    message_left = make_request(3, index=2, message="hi")
+    message_left = replace(message_left, chat_id=77)
+    plain = make_request(4, index=3)
+    journal.attempt(unknown_here, started_at=500.0)
+    journal.record(unknown_here, outcome(unknown_here, Status.UNKNOWN))
+
+    requests = [unknown_here, unknown_elsewhere, message_left, plain]
+    plan = plan_resume(requests, journal.earlier(r.key for r in requests), unknown_before={0, 1, 2})
+
+    assert plan.to_send == [replace(unknown_here, confirm_since=500.0), message_left, plain]
+    assert plan.held == [
+        Outcome(index=1, status=Status.UNKNOWN, error_message=journal_module.HELD_UNKNOWN)
+    ]
+    assert "chat_id" in journal_module.HELD_UNKNOWN
+    assert "--fresh" in journal_module.HELD_UNKNOWN
+    assert plan.describe().endswith(
+        "1 held back: an earlier run left it unknown and the journal does not know when it "
+        "was sent (see error_message)"
+    )
 
 
 def test_rows_are_recognised_by_their_chat_fields_not_their_position(journal: Journal) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -515,6 +516,71 @@ async def test_a_stop_ends_retries_of_a_row_that_surely_created_nothing(harness:
     assert route.call_count == 1
 
 
+async def send_in_real_time(
+    api: respx.MockRouter, requests: Sequence[ChatRequest], stop: anyio.Event, **options: Any
+) -> tuple[SendResult, float]:
+    """Send on the real clock; the result and the seconds it took."""
+    started = time.monotonic()
+    async with HelpCrunchClient(
+        BASE,
+        ApiKey("sk-test"),
+        limiter=RateLimiter(6000),
+        transport=httpx.MockTransport(api.async_handler),
+    ) as client:
+        with anyio.fail_after(10):
+            result = await send_chats(
+                requests, client, progress=Progress(), journal=Journal(), stop=stop, **options
+            )
+    return result, time.monotonic() - started
+
+
+@pytest.mark.anyio
+async def test_a_stop_ends_waits_for_a_long_retry_after_at_once(api: respx.MockRouter) -> None:
+    """Ctrl-C while every request sits out a 300 s Retry-After: the run ends after the
+    grace, and the rows that were waiting, having sent nothing, are not_sent."""
+    stop = anyio.Event()
+
+    route = api.post("/chats").respond(
+        429, headers={"Retry-After": "300"}, json={"errors": [{"code": "too_many_requests"}]}
+    )
+
+    async def interrupt() -> None:
+        await anyio.sleep(0.2)
+        stop.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(interrupt)
+        result, seconds = await send_in_real_time(
+            api, [row(i) for i in range(3)], stop, concurrency=2, stop_grace=0.2
+        )
+    assert seconds < 3
+    assert result.interrupted
+    assert [o.status for o in result.outcomes.values()] == [Status.NOT_SENT] * 3
+    assert route.call_count == 1
+
+
+@pytest.mark.anyio
+async def test_a_stop_lets_a_row_in_flight_post_its_message_within_the_grace(
+    api: respx.MockRouter,
+) -> None:
+    """Ctrl-C as a chat is created: its first message still goes, the next rows do not."""
+    stop = anyio.Event()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        stop.set()
+        return created(41)
+
+    api.post("/chats").mock(side_effect=answer)
+    api.post("/messages").respond(200, json={"id": 910})
+    requests = [row(i, message=FirstMessage("Hi")) for i in range(3)]
+    result, _ = await send_in_real_time(api, requests, stop, concurrency=1)
+    assert [(o.status, o.message_id) for o in result.outcomes.values()] == [
+        (Status.CREATED, 910),
+        (Status.NOT_SENT, None),
+        (Status.NOT_SENT, None),
+    ]
+
+
 @pytest.mark.anyio
 async def test_a_customer_message_follows_the_chat(harness: Harness) -> None:
     """A first message without an agent is the customer's, posted into the new chat."""
@@ -578,14 +644,100 @@ async def test_a_message_is_retried_after_a_503(harness: Harness) -> None:
     assert messages.call_count == 2
 
 
+def with_message(chat_id: int, customer: int, text: str, message_id: int) -> dict[str, Any]:
+    """A chat object whose last message is `text`."""
+    return chat(chat_id, customer, status="new", lastMessageId=message_id, lastMessageText=text)
+
+
 @pytest.mark.anyio
-async def test_a_message_that_may_have_been_posted_is_not_resent(harness: Harness) -> None:
-    """A message timeout is message_failed with an explanation, not blindly resent."""
+async def test_a_message_timeout_finds_the_message_in_the_chat_and_adopts_it(
+    harness: Harness,
+) -> None:
+    """A message that timed out but reached the chat is adopted, not posted again."""
     harness.api.post("/chats").mock(return_value=created(54))
     messages = harness.api.post("/messages").mock(side_effect=httpx.ReadTimeout)
+    search = harness.api.post("/chats/search").mock(
+        return_value=found(chat(53, 100), with_message(54, 100, "Hi", 905))
+    )
+    outcome = (await harness.send([row(0, message=FirstMessage("Hi"))])).outcomes[0]
+    assert (outcome.status, outcome.chat_id, outcome.message_id) == (Status.CREATED, 54, 905)
+    assert (messages.call_count, search.call_count) == (1, 1)
+    assert body(search.calls.last)["filter"][1]["value"] == int(WALL0 - CONFIRM_SKEW)
+
+
+@pytest.mark.anyio
+async def test_a_message_timeout_with_the_chat_still_empty_posts_again(harness: Harness) -> None:
+    """A message that timed out and is not in the still empty chat is posted again."""
+    harness.api.post("/chats").mock(return_value=created(54))
+    messages = harness.api.post("/messages").mock(
+        side_effect=[httpx.ReadTimeout, httpx.Response(200, json={"id": 906})]
+    )
+    harness.api.post("/chats/search").mock(return_value=found(chat(54, 100)))
+    outcome = (await harness.send([row(0, message=FirstMessage("Hi"))])).outcomes[0]
+    assert (outcome.status, outcome.message_id) == (Status.CREATED, 906)
+    assert messages.call_count == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(found(), id="chat-not-listed"),
+        pytest.param(found(with_message(54, 100, "Other text", 907)), id="another-message"),
+        pytest.param(errors(400, ("filter", "bad")), id="search-refused"),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_message_that_may_have_been_posted_is_not_resent_blindly(
+    harness: Harness, answer: httpx.Response
+) -> None:
+    """When the chat's answer cannot tell, a message timeout is message_failed, not resent."""
+    harness.api.post("/chats").mock(return_value=created(54))
+    messages = harness.api.post("/messages").mock(side_effect=httpx.ReadTimeout)
+    harness.api.post("/chats/search").mock(return_value=answer)
     outcome = (await harness.send([row(0, message=FirstMessage("Hi"))])).outcomes[0]
     assert (outcome.status, outcome.chat_id) == (Status.MESSAGE_FAILED, 54)
     assert "may have been posted" in outcome.error_message
+    assert messages.call_count == 1
+
+
+@pytest.mark.anyio
+async def test_an_earlier_runs_message_found_in_its_chat_is_not_posted_again(
+    harness: Harness,
+) -> None:
+    """A chat from an earlier run that may have posted the message: found there, adopted."""
+    messages = harness.api.post("/messages")
+    search = harness.api.post("/chats/search").mock(
+        return_value=found(with_message(60, 100, "Hi", 908))
+    )
+    request = row(0, chat_id=60, message=FirstMessage("Hi"), confirm_since=WALL0 - 600)
+    outcome = (await harness.send([request])).outcomes[0]
+    assert (outcome.status, outcome.chat_id, outcome.message_id) == (
+        Status.ALREADY_CREATED,
+        60,
+        908,
+    )
+    assert messages.call_count == 0
+    assert body(search.calls.last)["filter"][1]["value"] == int(WALL0 - 600 - CONFIRM_SKEW)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(found(chat(60, 100)), id="chat-empty"),
+        pytest.param(found(), id="chat-not-listed"),
+        pytest.param(errors(503), id="search-failing"),
+    ],
+)
+@pytest.mark.anyio
+async def test_an_earlier_runs_message_not_seen_in_its_chat_is_posted(
+    harness: Harness, answer: httpx.Response
+) -> None:
+    """A chat from an earlier run without the message in sight gets the message posted."""
+    messages = harness.api.post("/messages").respond(200, json={"id": 909})
+    harness.api.post("/chats/search").mock(return_value=answer)
+    request = row(0, chat_id=60, message=FirstMessage("Hi"), confirm_since=WALL0 - 600)
+    outcome = (await harness.send([request])).outcomes[0]
+    assert (outcome.status, outcome.message_id) == (Status.ALREADY_CREATED, 909)
     assert messages.call_count == 1
 
 
