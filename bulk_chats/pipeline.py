@@ -251,13 +251,13 @@ async def import_file(
             report.outcomes.update(resolution.outcomes)
             report.resolved = resolution.resolved
             resume = plan_resume(resolution.requests, earlier)
-            if settings.dry_run:
-                report.outcomes.update(_all(resume.to_send, Status.VALID, ""))
-                return report.finish(interrupted=_stopped(stop))
             if resolution.auth_failed:
                 say("the API refused the key (401) during the look-ups: nothing more was sent")
                 report.outcomes.update(_all(resume.to_send, Status.NOT_SENT, _KEY_REFUSED))
                 return report.finish(auth_failed=True)
+            if settings.dry_run:
+                report.outcomes.update(_all(resume.to_send, Status.VALID, ""))
+                return report.finish(interrupted=_stopped(stop))
 
             result = await send_chats(
                 resume.to_send,
