@@ -300,8 +300,8 @@ async def read_directory(
 ) -> Directory:
     """Read the agents and the departments (every page) when some draft refers to them.
 
-    The first request doubles as the key check; when neither listing is needed, that check
-    is `client.check_key()`, one cheap read. Raises `AuthenticationError` on a 401 and the
+    The two reads double as the key check; when neither listing is needed, that check is
+    `client.check_key()`, one cheap read. Raises `AuthenticationError` on a 401 and the
     last `ApiError` when a read keeps failing (`LOOKUP_ATTEMPTS` tries).
     """
     need_agents = any(_refers_to_agents(d) for d in drafts)
@@ -309,9 +309,27 @@ async def read_directory(
     if not (need_agents or need_departments):
         await _read(client.check_key, sleep=sleep)
         return Directory()
-    agents = await _read(client.list_agents, sleep=sleep) if need_agents else None
-    departments = await _read(client.list_departments, sleep=sleep) if need_departments else None
-    return Directory.from_listings(agents, departments)
+    # Both reads go out together, each at its turn at the rate limiter: one after the other
+    # they would hold the first chat back by a whole round trip (2% of a 20-second run at
+    # 400 ms latency). Reads create nothing, so a refused key costs at most one more 401.
+    listings: dict[str, list[dict[str, Any]]] = {}
+    failures: list[ApiError] = []
+
+    async def read(name: str, call: Callable[[], Awaitable[list[dict[str, Any]]]]) -> None:
+        try:
+            listings[name] = await _read(call, sleep=sleep)
+        except ApiError as exc:
+            failures.append(exc)
+            group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        if need_agents:
+            group.start_soon(read, "agents", client.list_agents)
+        if need_departments:
+            group.start_soon(read, "departments", client.list_departments)
+    if failures:
+        raise next((f for f in failures if isinstance(f, AuthenticationError)), failures[0])
+    return Directory.from_listings(listings.get("agents"), listings.get("departments"))
 
 
 async def _read(call: Callable[[], Awaitable[T]], *, sleep: Sleep) -> T:
