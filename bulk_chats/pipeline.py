@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,7 +20,14 @@ import pandas as pd
 
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
-from bulk_chats.journal import Earlier, Journal, journal_path, plan_resume, scope_for
+from bulk_chats.journal import (
+    HELD_UNKNOWN,
+    Earlier,
+    Journal,
+    journal_path,
+    plan_resume,
+    scope_for,
+)
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import ChatRequest, Outcome, Status
@@ -58,7 +65,8 @@ class Plan:
     them all and `seconds` is how long they take at `rate` requests per minute. The key
     check and the reads of agents and departments are done by then and not counted.
     `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
-    or duplicate. `warnings` counts rows sent despite a warning.
+    or duplicate; `held` rows an earlier run left `unknown` are held back (see
+    `journal.plan_resume`). `warnings` counts rows sent despite a warning.
     """
 
     rows: int
@@ -72,6 +80,7 @@ class Plan:
     not_to_send: int
     rate: float = DEFAULT_RATE
     warnings: int = 0
+    held: int = 0
     dry_run: bool = False
 
     def describe(self) -> str:
@@ -103,6 +112,11 @@ class Plan:
             lines.append(f"{_count(self.already_done, 'row')} already created earlier; not sent")
         if self.not_to_send:
             lines.append(f"{_count(self.not_to_send, 'row')} invalid or duplicate; not sent")
+        if self.held:
+            lines.append(
+                f"{_count(self.held, 'row')} left unknown by an earlier run; held back "
+                "(see error_message)"
+            )
         if self.warnings:
             sent = "would be sent" if self.dry_run else "sent"
             lines.append(
@@ -204,8 +218,10 @@ async def import_file(
         input_name=settings.input_path.name,
     ) as journal:
         earlier = journal.earlier(d.key for d in drafts)
-        finished, pending, last_created_at = _set_aside_finished(drafts, earlier)
+        unknown_before = _unknown_before(sheet, fresh=settings.fresh)
+        finished, held, pending, last_created_at = _set_aside(drafts, earlier, unknown_before)
         report.outcomes.update(finished)
+        report.outcomes.update(held)
         claimed = _claimed_chat_ids(validation, earlier.values())
 
         async with HelpCrunchClient(
@@ -232,11 +248,12 @@ async def import_file(
                 drafts,
                 preflight,
                 already_done=len(finished),
+                held=len(held),
                 rate=settings.rate,
                 dry_run=settings.dry_run,
             )
-            if earlier:
-                say(_resume_note(finished, pending, earlier, last_created_at))
+            if earlier or held:
+                say(_resume_note(finished, held, pending, earlier, last_created_at))
             say(plan.describe())
             report.plan = plan
             if not settings.dry_run and confirm is not None and plan.to_send and not confirm(plan):
@@ -250,7 +267,8 @@ async def import_file(
             )
             report.outcomes.update(resolution.outcomes)
             report.resolved = resolution.resolved
-            resume = plan_resume(resolution.requests, earlier)
+            resume = plan_resume(resolution.requests, earlier, unknown_before=unknown_before)
+            report.outcomes.update((o.index, o) for o in resume.held)
             if resolution.auth_failed:
                 say("the API refused the key (401) during the look-ups: nothing more was sent")
                 report.outcomes.update(_all(resume.to_send, Status.NOT_SENT, _KEY_REFUSED))
@@ -281,11 +299,13 @@ def _stopped(stop: anyio.Event | None) -> bool:
 
 def _resume_note(
     finished: Mapping[int, Outcome],
+    held: Mapping[int, Outcome],
     pending: Sequence[Draft],
     earlier: Mapping[str, Earlier],
     last_created_at: float | None,
 ) -> str:
-    """One line on what earlier runs left, e.g. `312 rows were already created ...`."""
+    """One line on what earlier runs left, e.g. `312 rows were already created ...`, in
+    the words of `ResumePlan.describe`."""
     parts = []
     if finished:
         when = ""
@@ -306,22 +326,46 @@ def _resume_note(
         notes.append(f"{to_confirm} first looked for, as an earlier attempt got no answer")
     text = f"{len(pending)} to send"
     parts.append(f"{text} ({'; '.join(notes)})" if notes else text)
+    if held:
+        parts.append(
+            f"{len(held)} held back: an earlier run left "
+            f"{'it' if len(held) == 1 else 'them'} unknown and the journal does not "
+            "know when it was sent (see error_message)"
+        )
     return "; ".join(parts)
 
 
-def _set_aside_finished(
-    drafts: Sequence[Draft], earlier: Mapping[str, Earlier]
-) -> tuple[dict[int, Outcome], list[Draft], float | None]:
-    """Split off the drafts an earlier run finished (chat created, and its first message
-    posted if it has one): their outcomes (`already_created`), the rest, and when the
-    latest of them was created. The rest are sorted further by `plan_resume` once their
-    ids are known; this split only spares the finished rows their look-ups."""
+def _unknown_before(sheet: Sheet, *, fresh: bool) -> frozenset[int]:
+    """Rows a results workbook fed back in marks `unknown` (none in a `--fresh` run)."""
+    column = sheet.column("status") if "status" in sheet.previous else None
+    if fresh or column is None:
+        return frozenset()
+    marked = column.astype(str).str.strip().str.lower().eq(Status.UNKNOWN.value)
+    return frozenset(int(i) for i in column.index[marked.to_numpy(dtype=bool)])
+
+
+def _set_aside(
+    drafts: Sequence[Draft], earlier: Mapping[str, Earlier], unknown_before: Collection[int]
+) -> tuple[dict[int, Outcome], dict[int, Outcome], list[Draft], float | None]:
+    """Split off the drafts that will not be sent, before anything is looked up for them.
+
+    Returns the outcomes of the rows an earlier run finished (`already_created`: chat
+    created, and its first message posted if it has one), the outcomes of the rows held
+    back (`unknown`, as `plan_resume` holds them: a fed-back workbook says `unknown` and
+    the journal does not know them), the rest, and when the latest finished chat was
+    created. The rest are sorted further by `plan_resume` once their ids are known.
+    """
     finished: dict[int, Outcome] = {}
+    held: dict[int, Outcome] = {}
     pending: list[Draft] = []
     latest: float | None = None
     for draft in drafts:
         entry = earlier.get(draft.key)
-        if entry is None or entry.chat_id is None:
+        if entry is None and draft.chat_id is None and draft.index in unknown_before:
+            held[draft.index] = Outcome(
+                index=draft.index, status=Status.UNKNOWN, error_message=HELD_UNKNOWN
+            )
+        elif entry is None or entry.chat_id is None:
             pending.append(draft)
         elif draft.message is not None and entry.message_id is None:
             pending.append(replace(draft, chat_id=entry.chat_id))
@@ -334,7 +378,7 @@ def _set_aside_finished(
             )
             if entry.created_at is not None and (latest is None or entry.created_at > latest):
                 latest = entry.created_at
-    return finished, pending, latest
+    return finished, held, pending, latest
 
 
 def make_plan(
@@ -343,6 +387,7 @@ def make_plan(
     preflight: Preflight,
     *,
     already_done: int,
+    held: int = 0,
     rate: float,
     dry_run: bool = False,
 ) -> Plan:
@@ -373,6 +418,7 @@ def make_plan(
         + sum(1 for o in preflight.rejected.values() if o.status is Status.INVALID),
         rate=rate,
         warnings=len(preflight.warnings),
+        held=held,
         dry_run=dry_run,
     )
 

@@ -288,3 +288,28 @@ def test_the_cli_prints_the_plan_before_sending(tmp_path: Path, monkeypatch: Any
     assert "9 of 12 rows to send: 9 chats, 8 first messages, 8 customer look-ups" in result.output
     assert "25 requests, about 1s at 60000 a minute" in result.output
     assert "12 rows: created 8, invalid 4" in result.output
+
+
+def test_a_row_an_earlier_workbook_left_unknown_is_held_back_unless_fresh(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Fed back as `unknown` with no journal entry, a named row is neither looked up nor
+    sent; with --fresh it is sent."""
+    source = write(
+        tmp_path / "results.csv",
+        "source_row,customer_email,application,status,chat_id\n"
+        "2,customer1@example.com,3838,unknown,\n"
+        "3,customer2@example.com,3838,failed,\n",
+    )
+    notes: list[str] = []
+    held = run(sandbox, tmp_path, source, notes=notes)
+    assert [(r["status"], r["chat_id"]) for r in rows(held.out)] == [
+        ("unknown", None),
+        ("created", sandbox.state.chats[0].id),
+    ]
+    assert [c.customer.id for c in sandbox.state.chats] == [8738439]
+    assert sandbox.state.requests["POST /v1/customers/search"] == 1
+    assert any("1 row left unknown by an earlier run; held back" in n for n in notes)
+
+    fresh = run(sandbox, tmp_path, source, fresh=True, out=tmp_path / "fresh.xlsx")
+    assert fresh.counts == {"created": 2}
