@@ -80,13 +80,15 @@ def build_results(
     Column labels may repeat (inputs may repeat headers), so positions matter, not labels.
     """
     index = sheet.cells.index
-    status = validation.status.copy()
-    chat_id = validation.previous_chat_id.astype(object).copy()
-    message_id = validation.previous_message_id.astype(object).copy()
-    error_code = validation.error_code.copy()
-    error_message = validation.error_message.copy()
-    http_status = pd.Series(None, index=index, dtype=object)
-    attempts = pd.Series(None, index=index, dtype=object)
+    # Shallow copies: pandas copies the data only if an outcome below changes it, so a
+    # validate run (no outcomes) adds no column of a million rows.
+    status = validation.status.copy(deep=False)
+    chat_id = validation.previous_chat_id.copy(deep=False)
+    message_id = validation.previous_message_id.copy(deep=False)
+    error_code = validation.error_code.copy(deep=False)
+    error_message = validation.error_message.copy(deep=False)
+    http_status = pd.Series(pd.NA, index=index, dtype="Int64")
+    attempts = http_status.copy(deep=False)
     for position, outcome in outcomes.items():
         status.iat[position] = outcome.status.value
         chat_id.iat[position] = outcome.chat_id
@@ -97,7 +99,8 @@ def build_results(
         http_status.iat[position] = outcome.http_status
         attempts.iat[position] = outcome.attempts or None
 
-    parts: list[tuple[str, pd.Series]] = [("source_row", pd.Series(sheet.source_rows, index=index))]
+    rows = pd.Series(np.asarray(sheet.source_rows, dtype=np.int64), index=index, copy=False)
+    parts: list[tuple[str, pd.Series]] = [("source_row", rows)]
     parts += [(sheet.headers[i], sheet.cells[i]) for i in sheet.echoed]
     parts += [
         ("status", status),

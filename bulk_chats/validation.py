@@ -44,6 +44,8 @@ _Bools: TypeAlias = np.ndarray[Any, np.dtype[np.bool_]]
 _Ints: TypeAlias = np.ndarray[Any, np.dtype[np.intp]]
 _Objects: TypeAlias = np.ndarray[Any, np.dtype[np.object_]]
 
+_CHUNK_ROWS = 65_536
+
 _EMAIL_FIELDS = ("customer_email", "assignee_email", "message_agent_email")
 _ASCII_DIGITS = r"[0-9]+"
 _SEPARATED = re.compile(r"[0-9]{1,3}([,.'\u00a0\u202f ][0-9]{3})+")
@@ -160,7 +162,7 @@ def validate_sheet(sheet: Sheet) -> Validation:
             f"invalid_{name}",
             parsed.message.to_numpy(dtype=object)[parsed.rejected],
         )
-    ids = pd.DataFrame(id_columns, index=index)
+    ids = pd.DataFrame(id_columns, index=index, copy=False)
 
     name_columns: dict[str, pd.Series] = {}
     for name in NAME_FIELDS:
@@ -175,7 +177,7 @@ def validate_sheet(sheet: Sheet) -> Validation:
             problems.add(
                 bad, f"invalid_{name}", f"{name}: '" + values[bad] + "' is not an email address"
             )
-    names = pd.DataFrame(name_columns, index=index)
+    names = pd.DataFrame(name_columns, index=index, copy=False)
 
     for name, article, alternatives in (
         ("customer", "a", " (or a customer_email / customer_user_id)"),
@@ -194,7 +196,11 @@ def validate_sheet(sheet: Sheet) -> Validation:
     invalid = codes != ""
 
     previous_chat_id = _previous_id(sheet, "chat_id")
-    previous_message_id = _previous_id(sheet, "message_id")
+    if "message_id" in sheet.previous or "chat_id" in sheet.previous:
+        previous_message_id = _previous_id(sheet, "message_id")
+    else:
+        # Both all blank: one column, shared (copy on write keeps them apart).
+        previous_message_id = previous_chat_id.copy(deep=False)
     done = previous_chat_id.notna().to_numpy(dtype=bool)
 
     status = _filled(size, Status.VALID.value)
@@ -207,9 +213,9 @@ def validate_sheet(sheet: Sheet) -> Validation:
     codes[done] = ""
     messages[done] = ""
     return Validation(
-        status=pd.Series(status, index=index, dtype=object),
-        error_code=pd.Series(codes, index=index, dtype=object),
-        error_message=pd.Series(messages, index=index, dtype=object),
+        status=pd.Series(status, index=index, dtype=object, copy=False),
+        error_code=pd.Series(codes, index=index, dtype=object, copy=False),
+        error_message=pd.Series(messages, index=index, dtype=object, copy=False),
         ids=ids,
         names=names,
         message=message,
@@ -230,8 +236,35 @@ def parse_ids(column: pd.Series, field: str, *, header: str | None = None) -> _P
     values = np.zeros(size, dtype=np.int64)
     valid = np.zeros(size, dtype=bool)
     rejected = np.zeros(size, dtype=bool)
-    is_text = _text_mask(cells)
+    # A chunk at a time, so that the working arrays stay small however long the sheet.
+    for start in range(0, size, _CHUNK_ROWS):
+        part = slice(start, start + _CHUNK_ROWS)
+        _parse_chunk(cells[part], values[part], valid[part], rejected[part])
 
+    code = _filled(size, "")
+    message = _filled(size, "")
+    if rejected.any():
+        code[rejected] = f"invalid_{field}"
+        message[rejected] = np.array(
+            [explain_id(v, field, header=header) for v in cells[rejected]], dtype=object
+        )
+    return _Parsed(
+        ids=pd.Series(pd.arrays.IntegerArray(values, ~valid), index=column.index, copy=False),
+        code=pd.Series(code, index=column.index, dtype=object, copy=False),
+        message=pd.Series(message, index=column.index, dtype=object, copy=False),
+        rejected=rejected,
+    )
+
+
+def _parse_chunk(
+    cells: _Objects,
+    values: np.ndarray[Any, np.dtype[np.int64]],
+    valid: _Bools,
+    rejected: _Bools,
+) -> None:
+    """Parse `cells` into `values`, `valid` and `rejected` (views of the same length)."""
+    size = len(cells)
+    is_text = _text_mask(cells)
     text_at = np.arange(size) if is_text.all() else np.flatnonzero(is_text)
     if len(text_at):
         text = _each_text(cells[text_at], str.strip)
@@ -252,20 +285,6 @@ def parse_ids(column: pd.Series, field: str, *, header: str | None = None) -> _P
         values[other_at[whole]] = numbers[whole]
         valid[other_at[whole]] = True
         rejected[other_at[~whole]] = True
-
-    code = _filled(size, "")
-    message = _filled(size, "")
-    if rejected.any():
-        code[rejected] = f"invalid_{field}"
-        message[rejected] = np.array(
-            [explain_id(v, field, header=header) for v in cells[rejected]], dtype=object
-        )
-    return _Parsed(
-        ids=pd.Series(pd.arrays.IntegerArray(values, ~valid), index=column.index),
-        code=pd.Series(code, index=column.index, dtype=object),
-        message=pd.Series(message, index=column.index, dtype=object),
-        rejected=rejected,
-    )
 
 
 def explain_id(value: object, field: str, *, header: str | None = None) -> str:
@@ -431,7 +450,7 @@ def _as_text(column: pd.Series) -> pd.Series:
     cells = column.to_numpy(dtype=object)
     if pd.api.types.infer_dtype(cells, skipna=False) not in ("string", "empty"):
         cells = _each(cells, _cell_text, np.object_)
-    return pd.Series(_each_text(cells, str.strip), index=column.index, dtype=object)
+    return pd.Series(_each_text(cells, str.strip), index=column.index, dtype=object, copy=False)
 
 
 def _cell_text(value: object) -> str:
@@ -467,8 +486,18 @@ def _check_messages(
     index = sheet.cells.index
     size = len(index)
     raw_text = sheet.column("message")
-    text = _as_text(raw_text).to_numpy(dtype=object) if raw_text is not None else _filled(size, "")
     raw_type = sheet.column("message_type")
+    if raw_text is None and raw_type is None:
+        # No message columns: only an agent without a message to write can be wrong, and
+        # text and type share one blank column (copy on write keeps them apart).
+        problems.add(
+            _given(ids, names, "message_agent"),
+            "missing_message",
+            "message: is blank, but message_type or message_agent is set",
+        )
+        blank = pd.Series(_filled(size, ""), index=index, dtype=object, copy=False)
+        return blank, blank.copy(deep=False)
+    text = _as_text(raw_text).to_numpy(dtype=object) if raw_text is not None else _filled(size, "")
     if raw_type is None:
         kind = _filled(size, "")
     else:
@@ -493,7 +522,10 @@ def _check_messages(
     problems.add(
         orphan, "missing_message", "message: is blank, but message_type or message_agent is set"
     )
-    return pd.Series(text, index=index, dtype=object), pd.Series(kind, index=index, dtype=object)
+    return (
+        pd.Series(text, index=index, dtype=object, copy=False),
+        pd.Series(kind, index=index, dtype=object, copy=False),
+    )
 
 
 def _previous_id(sheet: Sheet, name: str) -> pd.Series:
@@ -519,20 +551,37 @@ def _duplicates(
     Blank ids (<NA>) count as equal to each other.
     """
     chosen = np.flatnonzero(among)
-    # (column, whether case is ignored): names and emails match whatever their case.
-    keys = [(ids[name], False) for name in ids.columns]
-    keys += [(names[name], True) for name in names.columns]
-    keys += [(message, False), (message_type, False)]
-    # One group number per distinct combination, built a key at a time (the numbers stay
-    # below len(chosen)**2, well inside int64), rather than a frame of every key.
-    group = np.zeros(len(chosen), dtype=np.int64)
-    for key, folded in keys:
-        values: Any = key.array[chosen]
+    everything = len(chosen) == len(among)
+    keys: list[Any] = []
+    for name in ids.columns:
+        # Ids are positive, so 0 can stand for a blank one.
+        key = ids[name].to_numpy(dtype=np.int64, na_value=0)
+        key = key if everything else key[chosen]
+        if len(key) and key.max() < 2**31:
+            key = key.astype(np.int32)
+        keys.append(key)
+    texts = [(names[name], True) for name in names.columns]
+    texts += [(message, False), (message_type, False)]
+    for column, folded in texts:
+        values = column.to_numpy(dtype=object)
+        if not len(values) or (values == values[0]).all():
+            continue
+        values = values if everything else values[chosen]
         if folded:
-            values = _each_text(np.asarray(values, dtype=object), str.lower)
-        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+            # Names and emails match whatever their case.
+            values = _each_text(values, str.lower)
+        codes, uniques = pd.factorize(values)
         if len(uniques) > 1:
-            group, _ = pd.factorize(group * len(uniques) + codes)
+            keys.append(codes)
     repeated = np.zeros(len(among), dtype=bool)
-    repeated[chosen] = pd.Series(group).duplicated(keep="first").to_numpy(dtype=bool)
+    if not len(chosen):
+        return repeated
+    # Sorted (stably, so each group keeps input order), a row repeats the one before it
+    # when every key is equal: less memory than hashing whole rows.
+    order = np.lexsort(keys[::-1]) if keys else np.arange(len(chosen))
+    same = np.ones(len(chosen) - 1, dtype=bool)
+    for key in keys:
+        ordered = key[order]
+        same &= ordered[1:] == ordered[:-1]
+    repeated[chosen[order[1:][same]]] = True
     return repeated
