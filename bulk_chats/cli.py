@@ -220,6 +220,13 @@ def import_(
     "error_before, unavailable, drop_before, error_after, drop_after, slow_after.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the faults.")
+@click.option(
+    "--customers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Made-up customers added to the 20 seeded ones (ids follow theirs), for large runs.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -228,9 +235,10 @@ def sandbox(
     latency: str | None,
     faults: tuple[str, ...],
     seed: int,
+    customers: int,
 ) -> None:
     """Run a local stand-in for the HelpCrunch API on loopback until Ctrl-C."""
-    from bulk_chats.sandbox import Faults, SandboxConfig, serve
+    from bulk_chats.sandbox import Faults, SandboxConfig, SandboxState, Seed, serve
 
     try:
         config = SandboxConfig(
@@ -242,7 +250,8 @@ def sandbox(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     with _user_errors():
-        serve(config, host=host, port=port, announce=lambda url: click.echo(url))
+        state = SandboxState(Seed.generated(customers=customers))
+        serve(config, host=host, port=port, state=state, announce=lambda url: click.echo(url))
 
 
 def _run_import(
