@@ -1,0 +1,326 @@
+"""End to end over real loopback HTTP: the sample workbook, 429 pressure, a refused key and
+every fault kind, each against its own sandbox served by `run_in_thread`.
+
+What each test checks is the sandbox's own state: which chats exist, with which fields,
+and how many requests it saw; and that it matches the results workbook (or outcomes).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+import bulk_chats.sandbox.app as sandbox_app
+from bulk_chats.cli import cli
+from bulk_chats.client import HelpCrunchClient
+from bulk_chats.pipeline import RunResult, import_file
+from bulk_chats.progress import NullProgress
+from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.sandbox import (
+    APPLICATIONS,
+    CUSTOMERS,
+    DEPARTMENTS,
+    Chat,
+    Faults,
+    RunningSandbox,
+    SandboxConfig,
+    SandboxState,
+    Seed,
+    create_app,
+    run_in_thread,
+)
+from bulk_chats.sandbox.app import SlidingWindow
+from bulk_chats.sending import send_chats
+from bulk_chats.settings import ApiKey, Settings
+from bulk_chats.throttle import RateLimiter
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data" / "chats.xlsx"
+KEY = ApiKey("e2e-key")
+FAST = 6000
+"""Requests a minute where pacing is not the point: 100 a second."""
+
+#: What `sample_data/chats.xlsx` must become, by source row: the body each valid row's
+#: chat is created with (blank optional fields left out), or the status of a row that
+#: gets no chat. Row 18's customer is unknown to the account: sent once, refused with 404.
+SAMPLE_CHATS = {
+    2: {"customer": 8738438, "application": 3838, "assignee": 4188, "department": 233048},
+    3: {"customer": 8738439, "application": 3838, "assignee": 4189, "department": 233048},
+    4: {"customer": 8738440, "application": 3838, "department": 233049},
+    5: {"customer": 8738441, "application": 3838, "assignee": 4190},
+    6: {"customer": 8738442, "application": 3839, "assignee": 4192, "department": 233050},
+    7: {"customer": 8738443, "application": 3838, "assignee": 4191, "department": 233049},
+    8: {"customer": 8738444, "application": 3838, "assignee": 4188, "department": 233048},
+    19: {"customer": 8738453, "application": 3838, "assignee": 4188, "department": 233048},
+}
+SAMPLE_OTHERS = {
+    **dict.fromkeys(range(9, 17), "invalid"),
+    17: "duplicate",
+    18: "failed",
+}
+
+
+def results(path: Path) -> dict[int, dict[str, Any]]:
+    """The results sheet of a workbook, one dict per row by header, keyed by source_row."""
+    book = openpyxl.load_workbook(path, read_only=True)
+    try:
+        rows = book["results"].iter_rows(values_only=True)
+        header = [str(cell) for cell in next(rows)]
+        table = [dict(zip(header, row, strict=True)) for row in rows]
+    finally:
+        book.close()
+    return {int(row["source_row"]): row for row in table}
+
+
+def chat_fields(chat: Chat) -> tuple[int, int, int | None, int | None]:
+    """What a stored chat is: customer, application, assignee, department."""
+    return (
+        chat.customer.id,
+        chat.application,
+        None if chat.assignee is None else chat.assignee.id,
+        None if chat.department is None else chat.department.id,
+    )
+
+
+def request_fields(request: ChatRequest) -> tuple[int, int, int | None, int | None]:
+    """What a row asks for, in the shape of `chat_fields`."""
+    return (request.customer, request.application, request.assignee, request.department)
+
+
+def import_into(sandbox: RunningSandbox, tmp_path: Path, source: Path, *, rate: float) -> RunResult:
+    """Import `source` into `sandbox` through the library, as `bulk-chats import` does."""
+    settings = Settings(
+        input_path=source,
+        out=tmp_path / "results.xlsx",
+        rate=rate,
+        base_url=sandbox.base_url,
+        api_key=KEY,
+        reports_dir=tmp_path / "reports",
+    )
+
+    async def main() -> RunResult:
+        return await import_file(settings)
+
+    return anyio.run(main)
+
+
+def write_rows(path: Path, requests: Sequence[ChatRequest]) -> Path:
+    """A CSV with one row per request (customer, application, assignee, department)."""
+    lines = ["customer,application,assignee,department"]
+    lines += [",".join("" if v is None else str(v) for v in request_fields(r)) for r in requests]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+#: Every (assignee, department) pair of the seeded account where the agent is a member.
+TEAMS = [(agent, d.id) for d in DEPARTMENTS for agent in d.agent_ids]
+
+
+def distinct_rows(count: int) -> list[ChatRequest]:
+    """`count` rows with one customer each (the seeded ones first), ids the sandbox knows."""
+    customers = Seed.generated(customers=max(0, count - len(CUSTOMERS))).customers
+    return [
+        ChatRequest(
+            index=n,
+            source_row=n + 2,
+            customer=customers[n].id,
+            application=APPLICATIONS[n % len(APPLICATIONS)],
+            assignee=TEAMS[n % len(TEAMS)][0],
+            department=TEAMS[n % len(TEAMS)][1],
+        )
+        for n in range(count)
+    ]
+
+
+def assert_each_row_once(
+    requests: Sequence[ChatRequest], outcomes: dict[int, Outcome], state: SandboxState
+) -> None:
+    """No row has two chats, every chat belongs to a row, and no row is silently lost: a row
+    is `created` with its own chat, or `unknown`/`failed` with a reason (and only `unknown`
+    may leave a chat it cannot vouch for)."""
+    per_row = Counter(chat_fields(chat) for chat in state.chats)
+    assert set(per_row) <= {request_fields(r) for r in requests}, "a chat no row asked for"
+    for request in requests:
+        outcome = outcomes[request.index]
+        chats = per_row[request_fields(request)]
+        assert chats <= 1, f"row {request.source_row} has {chats} chats"
+        if outcome.status is Status.CREATED:
+            assert outcome.chat_id is not None
+            chat = state.chat(outcome.chat_id)
+            assert chat is not None, f"row {request.source_row}: chat {outcome.chat_id} missing"
+            assert chat_fields(chat) == request_fields(request)
+        else:
+            assert outcome.status in {Status.UNKNOWN, Status.FAILED}, outcome
+            assert outcome.error_message, f"row {request.source_row}: {outcome.status} unexplained"
+            if chats:
+                assert outcome.status is Status.UNKNOWN, outcome
+    created = [o.chat_id for o in outcomes.values() if o.status is Status.CREATED]
+    assert len(created) == len(set(created)), "two rows claim one chat"
+
+
+def test_the_sample_workbook_creates_each_valid_row_once_with_its_fields(tmp_path: Path) -> None:
+    """sample_data/chats.xlsx: one chat per valid row with its exact body; nothing else sent."""
+    with run_in_thread(SandboxConfig(rate=FAST)) as sandbox:
+        result = import_into(sandbox, tmp_path, SAMPLE, rate=FAST)
+        state = sandbox.state
+        rows = results(result.out)
+
+    assert {n: row["status"] for n, row in rows.items()} == {
+        **dict.fromkeys(SAMPLE_CHATS, "created"),
+        **SAMPLE_OTHERS,
+    }
+    assert len(state.chats) == len(SAMPLE_CHATS)
+    for source_row, body in SAMPLE_CHATS.items():
+        chat = state.chat(int(rows[source_row]["chat_id"]))
+        assert chat is not None, f"row {source_row}: its chat id is not the sandbox's"
+        assert chat.payload == body
+        assert chat_fields(chat) == (
+            body["customer"],
+            body["application"],
+            body.get("assignee"),
+            body.get("department"),
+        )
+    workbook_ids = {int(row["chat_id"]) for row in rows.values() if row["chat_id"] is not None}
+    assert workbook_ids == {chat.id for chat in state.chats}
+    # Invalid and duplicate rows never went out: one POST per valid row, the 404 included.
+    assert state.requests["POST /v1/chats"] == len(SAMPLE_CHATS) + 1
+    assert (rows[18]["error_code"], rows[18]["http_status"]) == ("entity_not_found", 404)
+
+
+@pytest.fixture
+def short_window(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The sandbox's rate window cut from 60 s to 2 s, so that 429s come and go in seconds;
+    a sandbox `rate` then counts per 2 s."""
+    window = 2.0
+    monkeypatch.setattr(
+        sandbox_app, "SlidingWindow", functools.partial(SlidingWindow, window=window)
+    )
+    return window
+
+
+def test_a_rate_above_the_limit_draws_429s_yet_creates_each_row_once(
+    tmp_path: Path, short_window: float
+) -> None:
+    """Told five times the sandbox's limit, the tool meets 429s, backs off and still creates
+    every row exactly once."""
+    requests = distinct_rows(30)
+    limit = 20  # per 2-second window: 600 a minute
+    state = SandboxState(Seed.generated(customers=len(requests)))
+    app = create_app(SandboxConfig(rate=limit), state=state)
+    source = write_rows(tmp_path / "chats.csv", requests)
+    with run_in_thread(app) as sandbox:
+        result = import_into(sandbox, tmp_path, source, rate=5 * limit * 60 / short_window)
+    rows = results(result.out)
+
+    assert state.rate_limited > 0
+    assert {row["status"] for row in rows.values()} == {"created"}
+    assert sorted(chat_fields(c) for c in state.chats) == sorted(map(request_fields, requests))
+    assert {int(row["chat_id"]) for row in rows.values()} == {c.id for c in state.chats}
+    # A POST beyond one per row was refused with 429, and a 429 creates nothing.
+    assert len(requests) < state.requests["POST /v1/chats"] <= len(requests) + state.rate_limited
+
+
+def test_a_refused_key_exits_3_sends_no_chat_and_marks_every_row_not_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 on the pre-flight: exit 3, no POST /v1/chats, every sendable row not_sent."""
+    monkeypatch.chdir(tmp_path)
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("not-the-key\n", encoding="utf-8")
+    with run_in_thread(SandboxConfig(api_key="the-key", rate=FAST)) as sandbox:
+        outcome = CliRunner().invoke(
+            cli,
+            [
+                "import",
+                str(SAMPLE),
+                "--base-url",
+                sandbox.base_url,
+                "--api-key-file",
+                str(key_file),
+                "--out",
+                "results.xlsx",
+                "--yes",
+                "--no-progress",
+            ],
+            catch_exceptions=False,
+        )
+        state = sandbox.state
+    rows = results(tmp_path / "results.xlsx")
+
+    assert outcome.exit_code == 3, outcome.output
+    assert state.requests["POST /v1/chats"] == 0
+    assert state.chats == []
+    sendable = {*SAMPLE_CHATS, 18}
+    assert {n: row["status"] for n, row in rows.items()} == {
+        **dict.fromkeys(sendable, "not_sent"),
+        **{n: s for n, s in SAMPLE_OTHERS.items() if n not in sendable},
+    }
+    assert all(rows[n]["chat_id"] is None for n in sendable)
+
+
+async def quick_sleep(seconds: float) -> None:
+    """The sender's back-off, cut short: the sandbox stores before it fails, so the search
+    that follows needs no real pause."""
+    await anyio.sleep(min(seconds, 0.05))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", Faults.KINDS)
+async def test_each_fault_kind_ends_with_no_duplicate_and_no_row_lost(kind: str) -> None:
+    """With 30% of chat requests failing this way, every row ends created once (or unknown
+    or failed with a reason) and no chat is created twice."""
+    requests = distinct_rows(20)
+    faults = Faults(seed=3, slow_seconds=10.0, **{kind: 0.3})
+    with run_in_thread(SandboxConfig(rate=None, faults=faults)) as sandbox:
+        # A client timeout well under slow_seconds: a slow_after answer times out.
+        async with HelpCrunchClient(
+            sandbox.base_url, KEY, limiter=RateLimiter(FAST), timeout=1.0
+        ) as client:
+            result = await send_chats(
+                requests, client, concurrency=8, progress=NullProgress(), sleep=quick_sleep
+            )
+        state = sandbox.state
+        assert state.faults[kind] > 0, "the fault never struck"
+        assert_each_row_once(requests, dict(result.outcomes), state)
+        # The confirming search never fails in the sandbox, so every row ends created.
+        assert {o.status for o in result.outcomes.values()} == {Status.CREATED}
+
+
+def test_every_fault_kind_at_once_through_the_pipeline_keeps_the_workbook_true(
+    tmp_path: Path,
+) -> None:
+    """A whole import with every fault kind mixed in: the workbook's chat ids are exactly the
+    sandbox's chats, one per row, and no row is left without a status and a reason."""
+    requests = distinct_rows(20)
+    # With this seed the first 20 chat requests meet each kind exactly once and the retries
+    # meet none, so the real back-off costs about a second.
+    chance = dict.fromkeys(Faults.KINDS, 0.05)
+    faults = Faults(seed=3995, slow_seconds=0.3, **chance)
+    state = SandboxState(Seed.generated(customers=len(requests)))
+    source = write_rows(tmp_path / "chats.csv", requests)
+    with run_in_thread(create_app(SandboxConfig(rate=None, faults=faults), state=state)) as sb:
+        result = import_into(sb, tmp_path, source, rate=FAST)
+    rows = results(result.out)
+
+    assert state.faults == Counter(Faults.KINDS)
+    outcomes = {
+        r.index: Outcome(
+            index=r.index,
+            status=Status(rows[r.source_row]["status"]),
+            chat_id=rows[r.source_row]["chat_id"],
+            error_message=rows[r.source_row]["error_message"] or "",
+        )
+        for r in requests
+    }
+    assert_each_row_once(requests, outcomes, state)
+    # The confirming search never fails in the sandbox, so every row ends created.
+    assert {row["status"] for row in rows.values()} == {"created"}
+    assert {int(row["chat_id"]) for row in rows.values()} == {c.id for c in state.chats}
