@@ -57,9 +57,11 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
+import anyio.to_thread
 
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import (
@@ -103,9 +105,12 @@ EMPTY_CHAT = "empty"
 class JournalSink(Protocol):
     """Where the sending stage writes what it does, as it happens, so a killed run can resume.
 
-    Calls come from the event loop thread only. An exception from the journal stops the
-    run like Ctrl-C and is re-raised from `send_chats` once rows in flight finish: without
-    the journal a later run could not know what this one sent.
+    Calls come from worker threads (a commit that waits for the disk must not stall the
+    event loop, and with it the pacing of every request), one at a time for any one row
+    but possibly for several rows at once: an implementation must be thread-safe, as
+    `bulk_chats.journal.Journal` is. An exception from the journal stops the run like
+    Ctrl-C and is re-raised from `send_chats` once rows in flight finish: without the
+    journal a later run could not know what this one sent.
     """
 
     def attempt(self, request: ChatRequest, *, started_at: float) -> None:
@@ -300,7 +305,7 @@ class _Sender:
                 return
             outcome = await self._run_row(request)
             self._outcomes[request.index] = outcome
-            self._record(request, outcome)
+            await self._record(request, outcome)
             self._progress.advance(outcome)
 
     async def _run_row(self, request: ChatRequest) -> Outcome:
@@ -343,7 +348,7 @@ class _Sender:
                 return created
             chat_id = row.chat_id = created
             if request.message is not None:
-                self._record(request, self._chat_outcome(row))
+                await self._record(request, self._chat_outcome(row))
         if request.message is None:
             return self._chat_outcome(row)
         return await self._post_message(row, request.message.payload(chat_id))
@@ -380,7 +385,7 @@ class _Sender:
                 return self._gave_up(row, last)
             row.attempts += 1
             started_at = self._wall_clock()
-            self._journal_attempt(request, started_at)
+            await self._journal_attempt(request, started_at)
             row.in_flight = True
             try:
                 chat = await self._client.create_chat(request.payload())
@@ -582,19 +587,22 @@ class _Sender:
             attempts=row.attempts,
         )
 
-    def _journal_attempt(self, request: ChatRequest, started_at: float) -> None:
-        if self._journal is None:
+    async def _journal_attempt(self, request: ChatRequest, started_at: float) -> None:
+        journal = self._journal
+        if journal is None:
             return
         try:
-            self._journal.attempt(request, started_at=started_at)
+            # Even when cancelled this waits for the thread: no write is left half-known.
+            await anyio.to_thread.run_sync(partial(journal.attempt, request, started_at=started_at))
         except Exception as exc:
             raise _JournalFailure from exc
 
-    def _record(self, request: ChatRequest, outcome: Outcome) -> None:
-        if self._journal is None:
+    async def _record(self, request: ChatRequest, outcome: Outcome) -> None:
+        journal = self._journal
+        if journal is None:
             return
         try:
-            self._journal.record(request, outcome)
+            await anyio.to_thread.run_sync(journal.record, request, outcome)
         except Exception as exc:
             self._journal_error = self._journal_error or exc
 
