@@ -3,12 +3,15 @@
 The API counts all endpoints together (120 requests a minute by default) and does not
 document its window, so the limiter never bursts: the first request goes at once and each
 later one waits its turn, `60 / rate` seconds after the one before (PRODUCT.md › Sending).
+It also never lets more than `rate` requests go in any `WINDOW + WINDOW_MARGIN` seconds,
+which even pacing alone does not promise against a sliding one-minute window.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -37,6 +40,18 @@ DEFAULT_PAUSE = 5.0
 MAX_PAUSE = 60.0
 """The longest pause the limiter picks itself (a server's `Retry-After` is honoured in full)."""
 
+WINDOW = 60.0
+"""Seconds the rate is counted over: the API's limit is a number of requests a minute."""
+
+WINDOW_MARGIN = 0.25
+"""Seconds added to `WINDOW` before a slot counted in it frees again.
+
+Paced at exactly the limit, request *i + rate* goes exactly `WINDOW` seconds after request
+*i*; a few milliseconds of jitter on the way then put both in the server's window at once,
+and a server that counts over a sliding minute answers 429, about once a minute. The
+margin absorbs that jitter for a quarter of a second each minute (0.4% of the rate).
+"""
+
 LATENCY_GUESS = 3.0
 """Seconds a request may take on a slow day; the default concurrency keeps the rate full then."""
 
@@ -51,7 +66,9 @@ class RateLimiter:
     later when requests come more slowly than that. Slots are handed out in arrival order
     under a lock, so any number of tasks may call `acquire` at once. A sleep that wakes a
     little late does not shift the schedule, so the rate holds over a long run; no request
-    ever goes before its slot.
+    ever goes before its slot. Besides, at most `rate` (the configured rate, rounded down)
+    requests go in any `WINDOW + WINDOW_MARGIN` seconds: at the limit, once a minute, the
+    schedule slips by up to `WINDOW_MARGIN` rather than crowd the server's minute.
 
     Slowing down (AIMD): on a 429, `throttled` holds every later request until
     `Retry-After` seconds from now (when the server sent none, `DEFAULT_PAUSE`, doubling for
@@ -86,6 +103,9 @@ class RateLimiter:
         self._last_decrease = -math.inf
         self._successes = 0
         self._pause_streak = 0
+        # The grant times of the last `rate` requests: the oldest frees a place in the
+        # window `WINDOW + WINDOW_MARGIN` seconds after it went.
+        self._granted: deque[float] = deque(maxlen=max(1, math.floor(self._configured)))
 
     @property
     def configured_rate(self) -> float:
@@ -109,7 +129,7 @@ class RateLimiter:
             # Re-read the schedule after every sleep: `throttled` may have pushed it back.
             while True:
                 now = self._clock()
-                wait = self._next - now
+                wait = max(self._next, self._window_frees()) - now
                 if wait <= 0:
                     break
                 await self._sleep(wait)
@@ -122,7 +142,14 @@ class RateLimiter:
             # now, so no burst builds up.
             keep_schedule = waited and now - self._next < self.interval
             self._next = (self._next if keep_schedule else now) + self.interval
+            self._granted.append(now)
             return now
+
+    def _window_frees(self) -> float:
+        """When the window has room for one more request: at once until it is full."""
+        if len(self._granted) < (self._granted.maxlen or 0):
+            return -math.inf
+        return self._granted[0] + WINDOW + WINDOW_MARGIN
 
     def throttled(self, retry_after: float | None, *, sent_at: float | None = None) -> float:
         """Record a 429: hold every later request and slow down. Returns the pause in seconds.

@@ -14,6 +14,8 @@ from bulk_chats.throttle import (
     MIN_RATE_FRACTION,
     RECOVERY_RUN,
     RECOVERY_STEP,
+    WINDOW,
+    WINDOW_MARGIN,
     RateLimiter,
     default_concurrency,
 )
@@ -108,6 +110,17 @@ async def test_a_stall_longer_than_an_interval_restarts_the_schedule(fake: FakeT
     limiter = RateLimiter(120, clock=fake.clock, sleep=stall_once)
     times = [await limiter.acquire() for _ in range(4)]
     assert times == [0.0, 2.5, 3.0, 3.5]
+
+
+@pytest.mark.anyio
+async def test_no_more_than_rate_requests_in_any_window_and_a_margin(fake: FakeTime) -> None:
+    """At the limit, request rate+1 waits WINDOW + WINDOW_MARGIN after the first, not WINDOW."""
+    limiter = limiter_at(4, fake)
+    times = [await limiter.acquire() for _ in range(7)]
+    shifted = WINDOW + WINDOW_MARGIN
+    assert times == pytest.approx([0, 15, 30, 45, shifted, shifted + 15, shifted + 30])
+    for n in range(len(times) - 4):
+        assert times[n + 4] - times[n] >= WINDOW + WINDOW_MARGIN
 
 
 @pytest.mark.anyio
