@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees a HELPCRUNCH_* variable from the machine that runs it."""
     for name in list(os.environ):
         if name.startswith("HELPCRUNCH_"):
             monkeypatch.delenv(name)
-    yield
 
 
 @pytest.fixture

@@ -92,7 +92,8 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=False,
     )
     assert done.returncode == 0
-    assert "validate" in done.stdout and "import" in done.stdout
+    assert "validate" in done.stdout
+    assert "import" in done.stdout
 
 
 def test_validate_all_valid_exits_0(workdir: Path) -> None:
@@ -109,7 +110,8 @@ def test_validate_with_invalid_rows_exits_1(workdir: Path) -> None:
     source = write(workdir / "bad.csv", "customer,application\n8738438,3838\nabc,3838\n")
     status, output = run("validate", str(source))
     assert status == 1
-    assert "invalid 1" in output and "invalid_customer 1" in output
+    assert "invalid 1" in output
+    assert "invalid_customer 1" in output
     assert list((workdir / "reports").glob("bad-results-*.xlsx"))
 
 
@@ -238,6 +240,9 @@ def test_api_key_appears_in_no_output_and_no_file(workdir: Path, sandbox: Runnin
 
 def test_sandbox_demo_runs_without_a_key(workdir: Path) -> None:
     """`import --sandbox` needs no key and creates the sample's valid rows."""
-    status, output = run("import", str(ROOT / "sample_data" / "chats.csv"), "--sandbox", "--yes", "--rate", "6000")
+    status, output = run(
+        "import", str(ROOT / "sample_data" / "chats.csv"), "--sandbox", "--yes", "--rate", "6000"
+    )
     assert status == 1, output
-    assert "created 8" in output and "invalid 8" in output
+    assert "created 8" in output
+    assert "invalid 8" in output
