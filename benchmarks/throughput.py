@@ -1,0 +1,422 @@
+"""Does bulk-chats keep the account's rate full? Its throughput against the sandbox.
+
+    python benchmarks/throughput.py [--rows N] [--long-rows N] [--adaptive-rows N]
+                                    [--sequential-rows N]
+
+Every case starts a fresh `bulk-chats sandbox --port 0 --rate 1200 --latency 0.4` (a limit
+of 1,200 requests a minute, every answer 0.4 s late) and imports a generated CSV into it
+through `bulk_chats.pipeline.import_file`, the function behind `bulk-chats import`: the
+pre-flight (its reads of agents and departments are the key check), then one
+`POST /v1/chats` per row. Each row has its own customer, an application, an assignee and
+a department.
+
+1. told the limit (`--rate 1200`), `--rows` rows (400): target >= 0.97 of the limit, no 429;
+2. the same, `--long-rows` rows (1,300), long enough to run past the sandbox's window,
+   where pacing alone at exactly the limit would meet the window's edge: same target;
+3. told twice the limit (`--rate 2400`), `--rows` rows: reported, no target (see below);
+4. told twice the limit, `--adaptive-rows` rows (2,600), long enough to run through two
+   windows: target >= 0.80 of the limit with at most 10% of requests answered 429;
+5. for contrast, a plain loop that sends one request and awaits its answer before the next,
+   `--sequential-rows` rows (50): no target.
+
+What is counted. Every HTTP request the tool makes (the pre-flight reads included) is
+recorded as it is handed to the network, with the status that came back; a request is
+accepted when the answer is anything but 429. The achieved rate is (accepted - 1) per
+minute over the time from the first request to the last accepted one, so requests sent
+exactly at the limit read 1.00 (the pre-flight's round trip before the first chat counts
+against it). The counts are checked against the sandbox's own (`GET /_sandbox/state`).
+
+The window. The sandbox admits at most 1,200 requests in any 60 seconds (a sliding window,
+all endpoints together, its 429s carrying Retry-After). 400 rows told 2,400 a minute take
+10 s: they all fit in the first window, so they draw no 429 and read about 2 of the limit,
+which says nothing about adapting. Case 4 therefore sends enough rows to keep sending
+through two windows and is measured over whole windows from its first request: the
+accepted requests in the first k whole 60-second windows, over k x 1,200, the most any
+client can get there. Case 3 is printed only to make that visible.
+
+Why a separate process for the sandbox. The sender's pacing rests on its event loop waking
+on time. A sandbox in a thread of the same process shares the GIL and would delay those
+wake-ups with its own work; the figures would then measure two programs fighting over one
+interpreter, where the real API runs on another machine.
+
+Each case is bounded in time (`anyio.fail_after`). Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+
+from bulk_chats.pipeline import import_file
+from bulk_chats.sandbox import APPLICATIONS, DEPARTMENTS
+from bulk_chats.sandbox.seed import FIRST_CUSTOMER_ID
+from bulk_chats.settings import ApiKey, Settings
+
+LIMIT = 1200
+"""The sandbox's limit: requests a minute, over a sliding window of WINDOW seconds."""
+WINDOW = 60.0
+LATENCY = 0.4
+"""Seconds the sandbox holds every answer."""
+
+ROWS = 400
+LONG_ROWS = 1300
+ADAPTIVE_ROWS = 2600
+SEQUENTIAL_ROWS = 50
+
+RIGHT_TARGET = 0.97
+ADAPTIVE_TARGET = 0.80
+ADAPTIVE_MAX_429 = 0.10
+
+KEY = ApiKey("benchmark-key")
+
+
+# --- the sandbox, in a child process ----------------------------------------------------
+
+
+def sandbox_command(*, customers: int) -> list[str]:
+    """`bulk-chats sandbox` at the benchmark's limit and latency, on a free loopback port."""
+    return [
+        sys.executable,
+        "-m",
+        "bulk_chats",
+        "sandbox",
+        "--port=0",
+        f"--rate={LIMIT}",
+        f"--latency={LATENCY}",
+        f"--customers={customers}",
+    ]
+
+
+@contextmanager
+def sandbox_process(*, customers: int) -> Iterator[str]:
+    """A fresh `bulk-chats sandbox` process for the `with` block; yields its API root."""
+    process = subprocess.Popen(
+        sandbox_command(customers=customers),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # It prints its API root once it listens; read that line off the main thread so a
+        # sandbox that never starts cannot hang the benchmark.
+        lines: queue.Queue[str] = queue.Queue()
+        assert process.stdout is not None
+        threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
+        try:
+            base_url = lines.get(timeout=30).strip()
+        except queue.Empty:
+            base_url = ""
+        if not base_url.startswith("http://"):
+            raise RuntimeError(f"the sandbox did not start: {shlex.join(process.args)}")
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def sandbox_counts(base_url: str) -> tuple[int, int, int]:
+    """The sandbox's own view: requests it saw, 429s it answered, chats it holds."""
+    state = httpx.get(base_url.removesuffix("/v1") + "/_sandbox/state", timeout=30).json()
+    return sum(state["requests"].values()), state["rateLimited"], len(state["chats"])
+
+
+# --- what the sender does, recorded at the transport -------------------------------------
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Real HTTP, noting when each request was handed to the network and its status."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.log: list[tuple[float, int | None]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        sent = time.monotonic()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except Exception:
+            self.log.append((sent, None))
+            raise
+        self.log.append((sent, response.status_code))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One case's figures, from the requests as the sender sent them."""
+
+    requests: int
+    rate_limited: int
+    unanswered: int
+    accepted_times: list[float]
+    created: int
+    server_requests: int
+    server_rate_limited: int
+    server_chats: int
+
+    @property
+    def span(self) -> float:
+        """Seconds from the first request to the last accepted one."""
+        return self.accepted_times[-1] - self.accepted_times[0]
+
+    @property
+    def per_minute(self) -> float:
+        """Accepted requests a minute: the intervals between them over the span."""
+        return (len(self.accepted_times) - 1) / self.span * 60 if self.span > 0 else math.inf
+
+    @property
+    def share_429(self) -> float:
+        return self.rate_limited / self.requests if self.requests else 0.0
+
+    def whole_windows(self) -> tuple[int, int]:
+        """(k, accepted in the first k whole windows from the first request)."""
+        first = self.accepted_times[0]
+        windows = int(self.span // WINDOW)
+        end = first + windows * WINDOW
+        return windows, sum(1 for t in self.accepted_times if t < end)
+
+    def describe(self) -> str:
+        check = (
+            "matches the sandbox"
+            if (self.server_requests, self.server_rate_limited, self.server_chats)
+            == (self.requests, self.rate_limited, self.created)
+            else f"the sandbox saw {self.server_requests} requests, {self.server_rate_limited} "
+            f"answered 429, {self.server_chats} chats"
+        )
+        unanswered = f", {self.unanswered} got no answer" if self.unanswered else ""
+        return (
+            f"  {self.requests} requests, {self.rate_limited} answered 429{unanswered}, "
+            f"{self.created} chats created, {self.span:.1f} s ({check})"
+        )
+
+
+def measure(log: list[tuple[float, int | None]], created: int, base_url: str) -> Measured:
+    server_requests, server_rate_limited, server_chats = sandbox_counts(base_url)
+    return Measured(
+        requests=len(log),
+        rate_limited=sum(1 for _, status in log if status == 429),
+        unanswered=sum(1 for _, status in log if status is None),
+        accepted_times=sorted(t for t, status in log if status is not None and status != 429),
+        created=created,
+        server_requests=server_requests,
+        server_rate_limited=server_rate_limited,
+        server_chats=server_chats,
+    )
+
+
+# --- the cases ----------------------------------------------------------------------------
+
+
+TEAMS = [(agent, department.id) for department in DEPARTMENTS for agent in department.agent_ids]
+"""Every (assignee, department) pair of the seeded account where the agent is a member."""
+
+
+def write_rows(path: Path, rows: int) -> Path:
+    """A CSV of `rows` distinct chats, one customer each, ids the sandbox knows."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer", "application", "assignee", "department"])
+        for n in range(rows):
+            assignee, department = TEAMS[n % len(TEAMS)]
+            customer = FIRST_CUSTOMER_ID + n
+            writer.writerow([customer, APPLICATIONS[n % len(APPLICATIONS)], assignee, department])
+    return path
+
+
+def run_import(rows: int, rate: int, workdir: Path) -> Measured:
+    """Import `rows` rows at `--rate rate` into a fresh sandbox; the figures."""
+    workdir.mkdir()
+    source = write_rows(workdir / "chats.csv", rows)
+    # Generous: at a quarter of the limit, plus start-up.
+    bound = 60 + 4 * (rows + 1) * 60 / LIMIT
+    with sandbox_process(customers=rows) as base_url:
+        transport = RecordingTransport()
+        settings = Settings(
+            input_path=source,
+            out=workdir / "results.csv",
+            rate=rate,
+            base_url=base_url,
+            api_key=KEY,
+            reports_dir=workdir / "reports",
+        )
+
+        async def main() -> int:
+            with anyio.fail_after(bound):
+                result = await import_file(settings, transport=transport)
+            return result.counts.get("created", 0)
+
+        created = anyio.run(main)
+        return measure(transport.log, created, base_url)
+
+
+def run_sequential(rows: int) -> Measured:
+    """The naive loop: the key check, then one chat after another, each awaiting its answer."""
+    with sandbox_process(customers=rows) as base_url:
+        transport = RecordingTransport()
+
+        async def main() -> int:
+            created = 0
+            with anyio.fail_after(60 + 4 * (rows + 1) * LATENCY):
+                async with httpx.AsyncClient(
+                    base_url=base_url,
+                    transport=transport,
+                    headers={"Authorization": KEY.bearer()},
+                    timeout=30,
+                ) as client:
+                    (await client.get("/agents", params={"limit": 1})).raise_for_status()
+                    for n in range(rows):
+                        chat = {"customer": FIRST_CUSTOMER_ID + n, "application": APPLICATIONS[0]}
+                        response = await client.post("/chats", json=chat)
+                        created += response.status_code == 201
+            return created
+
+        created = anyio.run(main)
+        return measure(transport.log, created, base_url)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def at_the_limit(measured: Measured) -> bool:
+    """Print and judge a case told the right rate; True when it meets its target."""
+    fraction = measured.per_minute / LIMIT
+    ok = fraction >= RIGHT_TARGET and measured.rate_limited == 0
+    print(measured.describe())
+    print(
+        f"  achieved {measured.per_minute:.0f}/min = {fraction:.3f} of the limit, "
+        f"{measured.rate_limited} answered 429 (target >= {RIGHT_TARGET} and no 429): "
+        f"{verdict(ok)}"
+    )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=ROWS, help=f"rows of cases 1 and 3 ({ROWS})")
+    parser.add_argument(
+        "--long-rows",
+        type=int,
+        default=LONG_ROWS,
+        help=f"rows at the limit, enough to run past the window ({LONG_ROWS})",
+    )
+    parser.add_argument(
+        "--adaptive-rows",
+        type=int,
+        default=ADAPTIVE_ROWS,
+        help=f"rows told twice the limit, enough for two windows ({ADAPTIVE_ROWS})",
+    )
+    parser.add_argument(
+        "--sequential-rows",
+        type=int,
+        default=SEQUENTIAL_ROWS,
+        help=f"rows of the one-at-a-time loop ({SEQUENTIAL_ROWS})",
+    )
+    args = parser.parse_args(argv)
+    command = shlex.join(
+        [
+            "python",
+            "benchmarks/throughput.py",
+            f"--rows={args.rows}",
+            f"--long-rows={args.long_rows}",
+            f"--adaptive-rows={args.adaptive_rows}",
+            f"--sequential-rows={args.sequential_rows}",
+        ]
+    )
+    sandbox = shlex.join(["bulk-chats", *sandbox_command(customers=0)[3:-1]]) + " --customers=N"
+    print(
+        f"sandbox: {sandbox}, a fresh process per case: at most {LIMIT} requests in any "
+        f"{WINDOW:.0f} s (a sliding window, all endpoints together; 429s carry Retry-After), "
+        f"every answer {LATENCY} s late"
+    )
+    print(
+        "rate = accepted requests (anything but a 429; the pre-flight reads included) a "
+        "minute, from the first request to the last accepted one; "
+        f"'of the limit' = rate / {LIMIT}"
+    )
+    passed = True
+    with tempfile.TemporaryDirectory(prefix="bulk-chats-throughput-") as tmp:
+        work = Path(tmp)
+
+        print(f"\n1. told the limit: --rate {LIMIT}, {args.rows} rows")
+        passed &= at_the_limit(run_import(args.rows, LIMIT, work / "right"))
+
+        print(f"\n2. told the limit: --rate {LIMIT}, {args.long_rows} rows, past the window")
+        passed &= at_the_limit(run_import(args.long_rows, LIMIT, work / "long"))
+
+        print(f"\n3. told twice the limit: --rate {2 * LIMIT}, {args.rows} rows (no target)")
+        short = run_import(args.rows, 2 * LIMIT, work / "short")
+        print(short.describe())
+        print(
+            f"  achieved {short.per_minute:.0f}/min = {short.per_minute / LIMIT:.3f} of the "
+            f"limit, {short.rate_limited} answered 429: "
+            + (
+                f"all {short.requests} requests fit in one {WINDOW:.0f} s window, where the "
+                f"sandbox admits {LIMIT} at any speed, so there is nothing to adapt to"
+                if short.requests <= LIMIT
+                else "see case 4"
+            )
+        )
+
+        print(
+            f"\n4. told twice the limit: --rate {2 * LIMIT}, {args.adaptive_rows} rows, "
+            "through two windows"
+        )
+        adaptive = run_import(args.adaptive_rows, 2 * LIMIT, work / "adaptive")
+        print(adaptive.describe())
+        windows, in_windows = adaptive.whole_windows()
+        if windows == 0:
+            passed = False
+            print(
+                f"  the run lasted {adaptive.span:.1f} s, less than one {WINDOW:.0f} s window: "
+                "raise --adaptive-rows: FAIL"
+            )
+        else:
+            fraction = in_windows / (windows * LIMIT)
+            ok = fraction >= ADAPTIVE_TARGET and adaptive.share_429 <= ADAPTIVE_MAX_429
+            passed &= ok
+            print(
+                f"  accepted in its first {windows} whole window(s) ({windows * WINDOW:.0f} s "
+                f"from the first request): {in_windows} of at most {windows * LIMIT} = "
+                f"{fraction:.3f} of the limit; answered 429: {adaptive.rate_limited} of "
+                f"{adaptive.requests} requests = {adaptive.share_429:.1%} "
+                f"(target >= {ADAPTIVE_TARGET} and <= {ADAPTIVE_MAX_429:.0%}): {verdict(ok)}"
+            )
+
+        print(f"\n5. sequential loop, one request at a time, {args.sequential_rows} rows")
+        sequential = run_sequential(args.sequential_rows)
+        print(sequential.describe())
+        print(
+            f"  achieved {sequential.per_minute:.0f}/min = "
+            f"{sequential.per_minute / LIMIT:.3f} of the limit (contrast; no target)"
+        )
+
+    print(f"\n{'all targets met' if passed else 'a target was missed'}; reproduce: {command}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
