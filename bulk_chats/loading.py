@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import pickle
 import re
+import struct
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +88,9 @@ RESULT_COLUMNS = (
 )
 """Columns the results workbook adds. Read back, they are not input: the next results
 workbook writes them afresh rather than echoing the old ones."""
+
+MAX_COLUMNS = 16_384 - len(RESULT_COLUMNS)
+"""Input columns a sheet may have: a worksheet holds 16,384, and the results add theirs."""
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"})
@@ -324,38 +331,212 @@ def _sniff_delimiter(text: str) -> str:
         return max(_DELIMITERS, key=header.count)
 
 
-def _read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
+# The workbook reader runs in a child process. calamine (Rust) trusts sizes written in the
+# file: a 6 KB .xlsx with one cell at XFD1048576 makes it allocate 512 GiB, an .xls whose
+# sector chain loops makes it allocate until the process dies, and either way Rust aborts
+# the whole process, which no `except` can catch. In a child held to `READER_MEMORY`,
+# such a file costs a failed child and a one-line error instead.
+_READER = r"""
+import pickle, sys
+path, sheet, memory, budget = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), int(sys.argv[4])
+try:
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    limit = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+except (ImportError, OSError, ValueError):
+    pass
+
+
+def read():
     from python_calamine import CalamineWorkbook
 
     try:
-        if path.suffix.lower() in {".xlsx", ".xlsm"} and not zipfile.is_zipfile(path):
-            raise InputError(_not_a_workbook(path))
-        book = CalamineWorkbook.from_path(str(path))
-        names = book.sheet_names
-        if sheet is None:
-            if not names:
-                raise InputError(f"{path}: the workbook has no sheets")
-            chosen = book.get_sheet_by_index(0)
-        elif sheet in names:
-            chosen = book.get_sheet_by_name(sheet)
-        else:
-            listed = ", ".join(repr(n) for n in names)
-            raise InputError(f"{path}: no sheet named {sheet!r}; the workbook has {listed}")
-        data: list[list[Any]] = chosen.to_python(skip_empty_area=False)
-    except InputError:
-        raise
-    except Exception as exc:  # calamine raises its own types for every broken file
-        raise InputError(_not_a_workbook(path, exc)) from None
+        book = CalamineWorkbook.from_path(path)
+        names = list(book.sheet_names)
+        if not names:
+            return ("no sheets",)
+        if sheet is not None and sheet not in names:
+            return ("no such sheet", names)
+        chosen = book.get_sheet_by_index(0) if sheet is None else book.get_sheet_by_name(sheet)
+        if chosen.height * chosen.width > budget:
+            return ("too sparse", chosen.height, chosen.width)
+        return ("rows", chosen.to_python(skip_empty_area=False))
+    except Exception as exc:
+        return ("error", f"{type(exc).__name__}: {exc}")
+
+
+sys.stdout.buffer.write(pickle.dumps(read(), protocol=pickle.HIGHEST_PROTOCOL))
+"""
+
+READER_MEMORY = 4 << 30
+"""Bytes of address space the workbook reader may use."""
+
+READER_TIMEOUT = 600.0
+"""Seconds the workbook reader may take."""
+
+_CELLS_PER_BYTE = 50
+"""A sheet's rows times columns may be this many times its file's size (or 10 million,
+whichever is more): a real sheet that large has a large file; a few cells placed far
+apart, in a small file, would make a million-row grid of blanks."""
+
+
+def _read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix in {".xlsx", ".xlsm", ".xlsb", ".ods"} and not zipfile.is_zipfile(path):
+        raise InputError(_not_a_workbook(path))
+    if _is_encrypted_package(path):
+        raise InputError(_not_a_workbook(path))
+    problem = _compound_file_problem(path)
+    if problem:
+        raise InputError(f"{path}: not a readable {suffix} workbook ({problem})")
+    budget = max(10_000_000, _CELLS_PER_BYTE * path.stat().st_size)
+    command = [sys.executable, "-c", _READER, str(path), sheet or "", str(READER_MEMORY)]
+    try:
+        # Our own interpreter and code, arguments as a list (no shell): nothing to inject.
+        child = subprocess.run(  # noqa: S603
+            [*command, str(budget)], capture_output=True, timeout=READER_TIMEOUT, check=False
+        )
+        # Trusted: our own child, pickling only the plain values calamine returns.
+        answer = pickle.loads(child.stdout) if child.returncode == 0 else None  # noqa: S301
+    except subprocess.TimeoutExpired:
+        raise InputError(
+            f"{path}: reading the workbook took more than {READER_TIMEOUT:.0f} s; "
+            "save it again from Excel, or as CSV"
+        ) from None
+    except (OSError, pickle.UnpicklingError, EOFError):
+        answer = None
+    if answer is None:
+        raise InputError(
+            f"{path}: not a readable {suffix} workbook (reading it failed: damaged, or built "
+            "to exhaust memory)"
+        )
+    kind, *details = answer
+    if kind == "no sheets":
+        raise InputError(f"{path}: the workbook has no sheets")
+    if kind == "no such sheet":
+        listed = ", ".join(repr(name) for name in details[0])
+        raise InputError(f"{path}: no sheet named {sheet!r}; the workbook has {listed}")
+    if kind == "too sparse":
+        height, width = details
+        raise InputError(
+            f"{path}: the sheet spans {height:,} rows by {width:,} columns but the file is "
+            "too small to fill them (a stray cell far from the data?); delete the empty "
+            "rows and columns around the data, or save it as CSV"
+        )
+    if kind == "error":
+        raise InputError(_not_a_workbook(path, details[0]))
+    data: list[list[Any]] = details[0]
     if not data:
         raise InputError(f"{path}: the sheet is empty")
     return pd.DataFrame(data, dtype=object).fillna("")
 
 
-def _not_a_workbook(path: Path, exc: Exception | None = None) -> str:
-    text = str(exc).lower() if exc else ""
+def _not_a_workbook(path: Path, error: str = "") -> str:
+    text = error.lower()
     if "password" in text or "encrypt" in text or _is_encrypted_package(path):
         return f"{path}: the workbook is password-protected; save an unprotected copy"
     return f"{path}: not a readable {path.suffix.lower()} workbook (damaged or another format)"
+
+
+_OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+_LAST_SECTOR = 0xFFFFFFFA
+"""Sector numbers from here up mark chain ends, free and FAT sectors, never a next sector."""
+
+
+def _compound_file_problem(path: Path) -> str | None:
+    """What is structurally wrong with an OLE compound file (the .xls container), or None
+    (also for a file that is not one).
+
+    calamine follows sector chains without a bound: a chain that loops back makes it
+    allocate until the process dies. So before it reads, every FAT and mini-FAT chain is
+    checked to end, every pointer to lie inside its table, and every stream to be no
+    larger than the file.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 512 or not data.startswith(_OLE_MAGIC):
+        return None
+    try:
+        return _compound_structure_problem(data)
+    except (struct.error, ValueError):
+        return "its structure is damaged"
+
+
+def _compound_structure_problem(data: bytes) -> str | None:
+    shift, mini_shift = struct.unpack_from("<HH", data, 30)
+    if shift not in (9, 12) or mini_shift != 6:
+        return "its sector sizes are not those of a compound file"
+    size = 1 << shift
+    sectors = (len(data) - size) // size
+    fat_count, directory_start = struct.unpack_from("<II", data, 44)
+    cutoff, mini_fat_start, _, difat_start, difat_count = struct.unpack_from("<IIIII", data, 56)
+    if fat_count > sectors or difat_count > sectors:
+        return "its header counts more sectors than the file holds"
+
+    def sector(number: int) -> bytes:
+        if number >= sectors:
+            return b""
+        return data[size + number * size : size + (number + 1) * size]
+
+    fat_sectors = list(struct.unpack_from("<109I", data, 76))
+    for _ in range(difat_count):
+        if difat_start >= sectors:
+            break
+        *entries, difat_start = struct.unpack(f"<{size // 4}I", sector(difat_start))
+        fat_sectors += entries
+    fat_sectors = fat_sectors[:fat_count]
+    if any(number >= sectors for number in fat_sectors):
+        return "its sector table points outside the file"
+    fat = np.frombuffer(b"".join(sector(n) for n in fat_sectors), dtype="<u4")
+    if problem := _chain_problem(fat):
+        return problem
+    mini_fat = np.frombuffer(b"".join(sector(n) for n in _chain(fat, mini_fat_start)), dtype="<u4")
+    if problem := _chain_problem(mini_fat):
+        return problem
+    directory = b"".join(sector(n) for n in _chain(fat, directory_start))
+    for offset in range(0, len(directory) - 127, 128):
+        kind = directory[offset + 66]
+        start, length = struct.unpack_from("<II", directory, offset + 116)
+        if kind not in (1, 2, 5):
+            continue
+        # A small stream lives in the mini stream, numbered by the mini FAT.
+        table = mini_fat if kind == 2 and length < cutoff else fat
+        if length > len(data) or (start < _LAST_SECTOR and start >= len(table) and length):
+            return "a stream claims more than the file holds"
+    return None
+
+
+def _chain(fat: np.ndarray[Any, Any], start: int) -> list[int]:
+    """The sectors of the chain from `start`, in a FAT already checked to have no loops."""
+    found = []
+    while start < min(_LAST_SECTOR, len(fat)):
+        found.append(start)
+        start = int(fat[start])
+    return found
+
+
+def _chain_problem(fat: np.ndarray[Any, Any]) -> str | None:
+    """Why the chains of `fat` cannot all be followed to their end, or None.
+
+    Every next-sector pointer must lie inside the table, and following pointers from any
+    sector must end: checked by doubling (each step squares the walk), so a table of
+    n sectors costs log2(n) array operations rather than a walk per chain.
+    """
+    count = len(fat)
+    pointers = fat.astype(np.int64)
+    linked = pointers < _LAST_SECTOR
+    if (linked & (pointers >= count)).any():
+        return "its sector table points outside the file"
+    # Sector `count` is a sink that every chain end leads to.
+    walk = np.append(np.where(linked, pointers, count), count)
+    for _ in range(max(count, 1).bit_length() + 1):
+        walk = walk[walk]
+    if (walk[:count] != count).any():
+        return "a chain of its sectors loops back on itself"
+    return None
 
 
 def _is_encrypted_package(path: Path) -> bool:
@@ -409,6 +590,11 @@ def _to_sheet(path: Path, rows: pd.DataFrame, columns: Mapping[str, str]) -> She
     headers = [str(h).strip() for h in rows.iloc[first]]
     while headers and not headers[-1] and _blank_values(rows.iloc[:, len(headers) - 1]).all():
         headers.pop()
+    if len(headers) > MAX_COLUMNS:
+        raise InputError(
+            f"{path}: {len(headers):,} columns, more than a results workbook can hold beside "
+            f"its own ({MAX_COLUMNS:,}); remove the columns the import does not need"
+        )
     keep = filled[1:]
     if len(keep) and keep[-1] - keep[0] == len(keep) - 1:
         # No blank row among the data (the usual case): a slice, not a copy.

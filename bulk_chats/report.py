@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from bulk_chats import xlsx
-from bulk_chats.loading import Sheet
+from bulk_chats.errors import InputError
+from bulk_chats.loading import RESULT_COLUMNS, Sheet, normalise_header
 from bulk_chats.records import Outcome, Status
 from bulk_chats.validation import Validation
 
@@ -101,7 +102,7 @@ def build_results(
 
     rows = pd.Series(np.asarray(sheet.source_rows, dtype=np.int64), index=index, copy=False)
     parts: list[tuple[str, pd.Series]] = [("source_row", rows)]
-    parts += [(sheet.headers[i], sheet.cells[i]) for i in sheet.echoed]
+    parts += [(_echo_label(sheet.headers[i]), sheet.cells[i]) for i in sheet.echoed]
     parts += [
         ("status", status),
         ("chat_id", chat_id),
@@ -119,8 +120,39 @@ def build_results(
     return frame
 
 
+def check_room(out: Path, rows: int, columns: int) -> None:
+    """Raise InputError when `rows` data rows by `columns` columns cannot go into `out`: a
+    worksheet holds 1,048,576 rows (the header included) and 16,384 columns; CSV has no
+    limit. Call it before sending, so that a run never ends unable to write its results.
+    """
+    if out.suffix.lower() == ".csv":
+        return
+    if rows + 1 > xlsx.MAX_ROWS:
+        raise InputError(
+            f"{out}: {rows:,} rows are more than a workbook sheet holds "
+            f"({xlsx.MAX_ROWS - 1:,} below the header); write CSV with --out NAME.csv"
+        )
+    if columns > xlsx.MAX_COLUMNS:
+        raise InputError(
+            f"{out}: {columns:,} columns are more than a workbook sheet holds "
+            f"({xlsx.MAX_COLUMNS:,}); write CSV with --out NAME.csv"
+        )
+
+
+def _echo_label(header: str) -> str:
+    """An input column's header in the results. One that reads as a column the results add
+    (`status` in a sheet that is not a results workbook) gets " (input)" after it: two
+    `status` columns would leave both the summary and the next run guessing which is which.
+    """
+    return f"{header} (input)" if normalise_header(header) in RESULT_COLUMNS else header
+
+
 def write_results(results: pd.DataFrame, out: Path, summary: Summary) -> Path:
-    """Write `results` to `out` (xlsx, or csv when `out` ends in .csv) and return it."""
+    """Write `results` to `out` (xlsx, or csv when `out` ends in .csv) and return it.
+
+    Raises InputError when the results do not fit a workbook (see `check_room`).
+    """
+    check_room(out, len(results), results.shape[1])
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)

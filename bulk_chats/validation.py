@@ -175,7 +175,11 @@ def validate_sheet(sheet: Sheet) -> Validation:
             values = text.to_numpy(dtype=object)
             bad = (values != "") & ~_each(values, _has_at)
             problems.add(
-                bad, f"invalid_{name}", f"{name}: '" + values[bad] + "' is not an email address"
+                bad,
+                f"invalid_{name}",
+                f"{name}: '"
+                + _each(values[bad], _shorten, np.object_)
+                + "' is not an email address",
             )
     names = pd.DataFrame(name_columns, index=index, copy=False)
 
@@ -300,7 +304,7 @@ def explain_id(value: object, field: str, *, header: str | None = None) -> str:
     if isinstance(value, float | np.floating):
         return _explain_number(float(value), field)
     text = str(value).strip()
-    shown = f"{field}: '{text}'"
+    shown = f"{field}: '{_shorten(text)}'"
     folded = text.lower()
     if folded in {"true", "false", "yes", "no"}:
         return f"{shown} is a true/false value, not an id"
@@ -333,6 +337,17 @@ def explain_id(value: object, field: str, *, header: str | None = None) -> str:
     if any(c.isalpha() for c in text):
         return f"{shown} is a name or text, not an id" + hint
     return f"{shown} is not a whole number"
+
+
+def _shorten(text: str) -> str:
+    """`text` as a message quotes it: whole when short, else its start and its length (a
+    cell of megabytes would otherwise fill the report's message cell)."""
+    if len(text) <= _QUOTED_LIMIT:
+        return text
+    return f"{text[: _QUOTED_LIMIT - 20]}… ({len(text):,} characters)"
+
+
+_QUOTED_LIMIT = 80
 
 
 def _explain_integer(number: int, field: str) -> str:
@@ -507,7 +522,9 @@ def _check_messages(
         problems.add(
             bad_kind,
             "invalid_message_type",
-            "message_type: '" + typed[bad_kind] + "' is neither message nor private",
+            "message_type: '"
+            + _each(typed[bad_kind], _shorten, np.object_)
+            + "' is neither message nor private",
         )
     kind = kind.copy()
     kind[(kind == "") & (text != "")] = "message"
