@@ -223,10 +223,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
     """Every cell as text; the header is row 0. Blank lines stay, to keep row numbers.
 
     pandas' C parser reads the file straight from disk (no copy of the text in memory,
-    so a million rows stay within a few hundred MiB). It refuses a file that starts with a
-    blank line or has a row with more cells than the first one, both of which a
-    spreadsheet opens without complaint: those files are read again with the csv module,
-    short rows padded with "".
+    so a million rows stay within a few hundred MiB). It takes the width of the table
+    from the first line, so it refuses a file that starts with a blank line or has a row
+    longer than the first, both of which a spreadsheet opens without complaint: for
+    those the csv module finds the widest row first (also reporting a quote left open),
+    and pandas reads again at that width, short rows padded with "".
     """
     try:
         size = path.stat().st_size
@@ -241,10 +242,28 @@ def _read_csv(path: Path) -> pd.DataFrame:
     encoding = _encoding(path)
     delimiter = _sniff_delimiter(head.decode(encoding, errors="ignore"))
     try:
+        return _read_csv_frame(path, encoding, delimiter, width=None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
+        pass
+    width = _csv_width(path, encoding, delimiter)
+    if not width:
+        raise InputError(f"{path}: the file is empty")
+    try:
+        return _read_csv_frame(path, encoding, delimiter, width=width)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
+        return _read_csv_records(path, encoding, delimiter)
+
+
+def _read_csv_frame(
+    path: Path, encoding: str, delimiter: str, *, width: int | None
+) -> pd.DataFrame:
+    """pandas' reading: as wide as the first line, or `width` columns."""
+    try:
         frame = pd.read_csv(
             path,
             sep=delimiter,
             header=None,
+            names=None if width is None else range(width),
             dtype=object,
             keep_default_na=False,
             na_filter=False,
@@ -252,12 +271,23 @@ def _read_csv(path: Path) -> pd.DataFrame:
             encoding=encoding,
             engine="c",
         )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError):
-        return _read_csv_records(path, encoding, delimiter)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     frame.columns = pd.RangeIndex(frame.shape[1])
     return frame
+
+
+def _csv_width(path: Path, encoding: str, delimiter: str) -> int:
+    """The most cells in any row, read with the csv module (nothing kept in memory)."""
+    with path.open(encoding=encoding, newline="") as handle:
+        # strict: a quote left open would otherwise swallow every later row into one cell.
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        try:
+            return max(map(len, reader), default=0)
+        except csv.Error as exc:
+            raise InputError(
+                f"{path}: cannot parse as CSV (line {reader.line_num}: {exc})"
+            ) from None
 
 
 def _read_csv_records(path: Path, encoding: str, delimiter: str) -> pd.DataFrame:
