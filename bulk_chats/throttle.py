@@ -75,7 +75,8 @@ class RateLimiter:
     each further 429 in a row, at most `MAX_PAUSE`), and multiplies the effective rate by
     `DECREASE_FACTOR`, never below `MIN_RATE_FRACTION` of the configured rate. Several
     requests already in flight at the old rate often draw 429s together; a 429 for a request
-    sent before the last slow-down pushes back but does not slow down again. After
+    sent before the last slow-down neither slows down again nor doubles the pause (its
+    `Retry-After`, when sent, is still honoured). After
     `RECOVERY_RUN` answers in a row without a 429 (`succeeded`), the rate climbs back by
     `RECOVERY_STEP` of the configured rate, up to the configured rate.
 
@@ -159,13 +160,20 @@ class RateLimiter:
         """
         now = self._clock()
         self._successes = 0
+        # A request sent before the last slow-down met the same full window as the 429 that
+        # caused it, and the requests in flight then draw 429s together: such a 429 says
+        # nothing new, so it neither slows down again nor doubles the pause (a dozen of
+        # them would otherwise stretch it to MAX_PAUSE at once).
+        fresh = sent_at is None or sent_at > self._last_decrease
         if retry_after is not None and retry_after >= 0:
             pause = retry_after
-        else:
+        elif fresh:
             pause = min(DEFAULT_PAUSE * 2**self._pause_streak, MAX_PAUSE)
             self._pause_streak += 1
+        else:
+            pause = max(0.0, self._next - now)
         self._next = max(self._next, now + pause)
-        if sent_at is None or sent_at > self._last_decrease:
+        if fresh:
             self._rate = max(self._floor, self._rate * DECREASE_FACTOR)
             self._last_decrease = now
         return pause

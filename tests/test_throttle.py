@@ -161,6 +161,22 @@ def test_429_without_retry_after_pauses_and_doubles(fake: FakeTime) -> None:
     assert limiter.throttled(None) == DEFAULT_PAUSE
 
 
+@pytest.mark.anyio
+async def test_429s_of_requests_in_flight_do_not_double_the_pause(fake: FakeTime) -> None:
+    """Without Retry-After, 429s for requests sent before the first one's slow-down keep
+    the pause it started; the next 429 of a later request doubles it."""
+    limiter = limiter_at(120, fake)
+    in_flight = [await limiter.acquire() for _ in range(4)]
+    fake.now = 2.0
+    assert limiter.throttled(None, sent_at=in_flight[0]) == DEFAULT_PAUSE
+    for sent_at in in_flight[1:]:
+        fake.now += 0.1
+        limiter.throttled(None, sent_at=sent_at)
+    later = await limiter.acquire()
+    assert later == 2.0 + DEFAULT_PAUSE
+    assert limiter.throttled(None, sent_at=later) == 2 * DEFAULT_PAUSE
+
+
 def test_rate_never_drops_below_the_floor(fake: FakeTime) -> None:
     """However many 429s come, the effective rate stays at or above the floor."""
     limiter = limiter_at(120, fake)
