@@ -8,7 +8,6 @@ import csv
 import datetime as dt
 import io
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -394,16 +393,19 @@ def test_billion_laughs_cannot_exhaust_memory(workdir: Path) -> None:
     to 1 GiB of memory, ends within seconds with exit 0 or 2 and no traceback."""
     (workdir / "bomb.xlsx").write_bytes(bomb_workbook(9))
 
-    def limit_memory() -> None:  # runs in the child, before it starts Python
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-
+    # The limit is set by the child itself, then it becomes the CLI: no preexec_fn, which
+    # is unsafe while this process runs threads (the sandbox).
+    limited = (
+        "import os, resource, sys; "
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'bulk_chats', *sys.argv[1:]])"
+    )
     completed = subprocess.run(
-        [sys.executable, "-m", "bulk_chats", "validate", "bomb.xlsx", "--out", "out.csv"],
+        [sys.executable, "-c", limited, "validate", "bomb.xlsx", "--out", "out.csv"],
         cwd=workdir,
         capture_output=True,
         text=True,
         timeout=50,
-        preexec_fn=limit_memory,
         check=False,
     )
     assert completed.returncode in (0, 2), completed.stderr
