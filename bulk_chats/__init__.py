@@ -11,10 +11,12 @@ from bulk_chats.errors import (
     AuthenticationError,
     BulkChatsError,
     InputError,
+    JournalError,
     MaybeSentError,
     NotSentError,
     RateLimitedError,
     RefusedError,
+    ReportError,
 )
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
@@ -32,12 +34,14 @@ __all__ = [
     "ChatRequest",
     "FirstMessage",
     "InputError",
+    "JournalError",
     "MaybeSentError",
     "NotSentError",
     "Outcome",
     "Plan",
     "RateLimitedError",
     "RefusedError",
+    "ReportError",
     "RunResult",
     "Settings",
     "Sheet",

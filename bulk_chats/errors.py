@@ -2,6 +2,8 @@
 
     BulkChatsError
     ├── InputError            the input or command line is unusable: exit 2, nothing sent
+    ├── JournalError          the journal cannot be written: stop before sending unrecorded
+    ├── ReportError           the results workbook cannot be written (after the run)
     └── ApiError              a request to the API did not succeed
         ├── AuthenticationError   401: stop the run, the rest is not_sent, exit 3
         ├── NotSentError          surely created nothing (429, 503, connection refused): retry
@@ -23,6 +25,14 @@ class BulkChatsError(Exception):
 
 class InputError(BulkChatsError):
     """The input file or the command line cannot be used; the message is one human line."""
+
+
+class JournalError(BulkChatsError):
+    """The journal could not be written: stop, so that no request goes out unrecorded."""
+
+
+class ReportError(BulkChatsError):
+    """The results workbook could not be written; the journal still holds every outcome."""
 
 
 class ApiError(BulkChatsError):

@@ -82,7 +82,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit
 
-from bulk_chats.errors import BulkChatsError, InputError
+from bulk_chats.errors import InputError, JournalError
 from bulk_chats.records import ChatRequest, Outcome, Status
 
 if sys.platform == "win32":
@@ -175,10 +175,6 @@ SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 _SELECT_CHUNK = 500
 """Keys per `IN (...)` query, well under SQLite's limit on bound parameters."""
-
-
-class JournalError(BulkChatsError):
-    """The journal could not be written: stop, so that no request goes out unrecorded."""
 
 
 def journal_path(reports_dir: Path) -> Path:

@@ -28,7 +28,7 @@ from bulk_chats.journal import (
     plan_resume,
     scope_for,
 )
-from bulk_chats.loading import Sheet, load_sheet
+from bulk_chats.loading import RESULT_COLUMNS, Sheet, load_sheet
 from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import ChatRequest, Outcome, Status
 from bulk_chats.report import (
@@ -37,6 +37,7 @@ from bulk_chats.report import (
     count_error_codes,
     count_statuses,
     default_out_path,
+    prepare_out,
     write_results,
 )
 from bulk_chats.resolve import (
@@ -164,7 +165,13 @@ def validate_file(settings: Settings, *, now: dt.datetime | None = None) -> RunR
     now = now or dt.datetime.now()
     sheet, validation = read_and_validate(settings)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
+    _prepare(out, sheet)
     return _finish(sheet, validation, {}, out, Summary(settings.input_path, "validate", "", now))
+
+
+def _prepare(out: Path, sheet: Sheet) -> None:
+    """Fail before any work is done or sent when the results could not be written."""
+    prepare_out(out, len(sheet), len(sheet.headers) + len(RESULT_COLUMNS) + 1)
 
 
 def read_and_validate(settings: Settings) -> tuple[Sheet, Validation]:
@@ -203,6 +210,7 @@ async def import_file(
         raise InputError("no API key given")
     sheet, validation = read_and_validate(settings)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
+    _prepare(out, sheet)
     mode = "dry-run" if settings.dry_run else "import"
     report = _Report(
         sheet, validation, out, Summary(settings.input_path, mode, settings.base_url, now)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bulk_chats import xlsx
-from bulk_chats.errors import InputError
+from bulk_chats.errors import InputError, ReportError
 from bulk_chats.loading import RESULT_COLUMNS, Sheet, normalise_header
 from bulk_chats.records import Outcome, Status
 from bulk_chats.validation import Validation
@@ -139,6 +139,18 @@ def check_room(out: Path, rows: int, columns: int) -> None:
         )
 
 
+def prepare_out(out: Path, rows: int, columns: int) -> None:
+    """Make sure the results can be written to `out` before anything is sent: they fit
+    (`check_room`), and its folder exists and takes a new file. Raises InputError."""
+    check_room(out, rows, columns)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the results there ({exc.strerror})") from None
+
+
 def _echo_label(header: str) -> str:
     """An input column's header in the results. One that reads as a column the results add
     (`status` in a sheet that is not a results workbook) gets " (input)" after it: two
@@ -153,9 +165,12 @@ def write_results(results: pd.DataFrame, out: Path, summary: Summary) -> Path:
     Raises InputError when the results do not fit a workbook (see `check_room`).
     """
     check_room(out, len(results), results.shape[1])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot write the results ({exc.strerror})") from None
     temp = Path(temp_name)
     try:
         if out.suffix.lower() == ".csv":
@@ -163,6 +178,8 @@ def write_results(results: pd.DataFrame, out: Path, summary: Summary) -> Path:
         else:
             _write_xlsx(results, temp, summary)
         os.replace(temp, out)
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot write the results ({exc.strerror})") from None
     finally:
         temp.unlink(missing_ok=True)
     return out

@@ -246,3 +246,23 @@ def test_sandbox_demo_runs_without_a_key(workdir: Path) -> None:
     assert status == 1, output
     assert "created 8" in output
     assert "invalid 8" in output
+
+
+def test_unwritable_out_exits_2_before_anything_is_sent(
+    workdir: Path, sandbox: RunningSandbox
+) -> None:
+    """An --out that cannot be written stops the import before its first request."""
+    source = write(workdir / "good.csv", VALID_ROWS)
+    write(workdir / "blocker", "a file, not a folder")
+    status, output = run(
+        "import",
+        str(source),
+        "--base-url",
+        sandbox.base_url,
+        "--out",
+        "blocker/out.xlsx",
+        env={"HELPCRUNCH_API_KEY": FAKE_KEY},
+    )
+    assert status == 2, output
+    assert output.startswith("bulk-chats: error: blocker/out.xlsx: cannot write the results")
+    assert sum(sandbox.state.requests.values()) == 0

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from bulk_chats import report
+from bulk_chats.errors import ReportError
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.records import Outcome, Status
 from bulk_chats.report import Summary, build_results, default_out_path, write_results
@@ -304,11 +305,11 @@ def test_unwritable_directory(tmp_path: Path) -> None:
 
 
 def test_out_below_a_file(tmp_path: Path) -> None:
-    """An --out whose directory is a file raises and creates nothing."""
+    """An --out whose directory is a file raises one line and creates nothing."""
     _, results = results_of(tmp_path, "customer,application\n1,2\n")
     blocker = tmp_path / "reports"
     blocker.write_text("not a directory")
-    with pytest.raises(OSError):  # noqa: PT011 - the OS picks which subclass
+    with pytest.raises(ReportError, match=r"out\.xlsx: cannot write the results"):
         write(results, blocker / "out.xlsx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["march.csv", "reports"]
 
