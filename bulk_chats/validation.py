@@ -294,7 +294,7 @@ def _parse_chunk(
 def explain_id(value: object, field: str, *, header: str | None = None) -> str:
     """Why `value` is not an id, and how to fix it: `field: 'value' <rule>; <fix>`."""
     if isinstance(value, bool):
-        return f"{field}: {value!r} is a true/false value, not an id"
+        return f"{field}: '{str(value).upper()}' is a true/false value, not an id"
     if isinstance(value, dt.datetime | dt.date):
         return f"{field}: '{value.isoformat()}' is a date, not an id"
     if isinstance(value, dt.time | dt.timedelta):
