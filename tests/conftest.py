@@ -1,10 +1,12 @@
-"""Fixtures every test gets: a clean environment and the asyncio backend for anyio."""
+"""Fixtures every test gets: a clean environment, the asyncio backend for anyio, fake time."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from tests.fakes import FakeTime
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +21,9 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 def anyio_backend() -> str:
     """Async tests run on asyncio, the loop the command line uses."""
     return "asyncio"
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    """A fresh fake clock at 0."""
+    return FakeTime()

@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import anyio.lowlevel
 import httpx
 import pytest
 import respx
@@ -25,36 +24,10 @@ from bulk_chats.errors import (
 from bulk_chats.records import ChatRequest
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import DECREASE_FACTOR, RateLimiter
+from tests.fakes import WALL0, FakeTime
 
 BASE = "https://api.test/v1"
 KEY = "sk-live-0123456789abcdef"
-WALL = 1_700_000_000.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """Async tests run on asyncio."""
-    return "asyncio"
-
-
-class FakeTime:
-    """A clock that moves only when something sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
-
-
-@pytest.fixture
-def fake() -> FakeTime:
-    """A fresh fake clock at 0."""
-    return FakeTime()
 
 
 @pytest.fixture
@@ -76,7 +49,7 @@ async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCru
         ApiKey(KEY),
         limiter=limiter,
         transport=httpx.MockTransport(api.async_handler),
-        wall_clock=lambda: WALL,
+        wall_clock=lambda: WALL0,
     ) as c:
         yield c
 
@@ -243,7 +216,7 @@ async def test_429_retry_after_as_an_http_date(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:
     """Retry-After as an HTTP-date becomes seconds from now (the injected wall clock)."""
-    date = email.utils.formatdate(WALL + 30, usegmt=True)
+    date = email.utils.formatdate(WALL0 + 30, usegmt=True)
     api.post("/chats").respond(429, headers={"Retry-After": date})
     with pytest.raises(RateLimitedError) as caught:
         await client.create_chat({"customer": 1, "application": 2})
@@ -269,13 +242,13 @@ async def test_429_without_retry_after(client: HelpCrunchClient, api: respx.Mock
         ("-3", 0.0),
         ("soon", None),
         ("nan", None),
-        (email.utils.formatdate(WALL + 90, usegmt=True), 90.0),
-        (email.utils.formatdate(WALL - 90, usegmt=True), 0.0),
+        (email.utils.formatdate(WALL0 + 90, usegmt=True), 90.0),
+        (email.utils.formatdate(WALL0 - 90, usegmt=True), 0.0),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     """Retry-After is delta-seconds or an HTTP-date; never negative; None when unreadable."""
-    assert parse_retry_after(value, now=WALL) == expected
+    assert parse_retry_after(value, now=WALL0) == expected
 
 
 @pytest.mark.anyio

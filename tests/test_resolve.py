@@ -31,6 +31,7 @@ from bulk_chats.resolve import (
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
 from bulk_chats.validation import validate_sheet
+from tests.fakes import FakeTime
 
 BASE = "https://api.test/v1"
 
@@ -44,28 +45,6 @@ DEPARTMENTS = [
     {"id": 233049, "name": " Sales ", "agents": [AGENTS[2]]},
 ]
 DIRECTORY = Directory.from_listings(AGENTS, DEPARTMENTS)
-
-
-class FakeTime:
-    """A clock that moves only when something sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
-
-
-@pytest.fixture
-def fake() -> FakeTime:
-    """A fresh fake clock at 0."""
-    return FakeTime()
 
 
 @pytest.fixture

@@ -20,34 +20,9 @@ from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 from bulk_chats.sending import BACKOFF_BASE, CONFIRM_SKEW, SEARCH_ATTEMPTS, SendResult, send_chats
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
+from tests.fakes import WALL0, FakeTime
 
 BASE = "https://api.test/v1"
-WALL0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """Async tests run on asyncio."""
-    return "asyncio"
-
-
-class FakeTime:
-    """Monotonic and wall clocks that move only when something sleeps on them."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return WALL0 + self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 @dataclass

@@ -19,34 +19,7 @@ from bulk_chats.throttle import (
     RateLimiter,
     default_concurrency,
 )
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """Async tests run on asyncio."""
-    return "asyncio"
-
-
-class FakeTime:
-    """A clock that moves only when something sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
-
-
-@pytest.fixture
-def fake() -> FakeTime:
-    """A fresh fake clock at 0."""
-    return FakeTime()
+from tests.fakes import FakeTime
 
 
 def limiter_at(rate: float, fake: FakeTime) -> RateLimiter:
