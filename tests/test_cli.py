@@ -60,6 +60,21 @@ def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def run_import(
+    source: Path, sandbox: RunningSandbox, *, out: str = "out.xlsx", key: str = FAKE_KEY
+) -> tuple[int, str]:
+    """Run `import` of `source` into `sandbox`, results to `out`, `key` in the environment."""
+    return run(
+        "import",
+        str(source),
+        "--base-url",
+        sandbox.base_url,
+        "--out",
+        out,
+        env={"HELPCRUNCH_API_KEY": key},
+    )
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
@@ -157,15 +172,7 @@ def test_unusable_input_or_options_exit_2_with_one_line(
 def test_import_all_created_exits_0(workdir: Path, sandbox: RunningSandbox) -> None:
     """import exits 0 when every row is created, once each."""
     source = write(workdir / "good.csv", VALID_ROWS)
-    status, output = run(
-        "import",
-        str(source),
-        "--base-url",
-        sandbox.base_url,
-        "--out",
-        "out.xlsx",
-        env={"HELPCRUNCH_API_KEY": FAKE_KEY},
-    )
+    status, output = run_import(source, sandbox)
     assert status == 0, output
     assert "created 2" in output
     assert sorted(c.customer.id for c in sandbox.state.chats) == [8738438, 8738439]
@@ -176,15 +183,7 @@ def test_import_with_invalid_rows_exits_1_and_sends_only_valid(
 ) -> None:
     """import exits 1 when some rows are invalid; the invalid ones are never sent."""
     source = write(workdir / "mixed.csv", "customer,application\n8738438,3838\n12.5,3838\n")
-    status, output = run(
-        "import",
-        str(source),
-        "--base-url",
-        sandbox.base_url,
-        "--out",
-        "out.xlsx",
-        env={"HELPCRUNCH_API_KEY": FAKE_KEY},
-    )
+    status, output = run_import(source, sandbox)
     assert status == 1, output
     assert [c.customer.id for c in sandbox.state.chats] == [8738438]
     assert sandbox.state.requests["POST /v1/chats"] == 1
@@ -195,15 +194,7 @@ def test_refused_key_exits_3_creates_nothing_and_marks_not_sent(
 ) -> None:
     """A 401 on the key check: exit 3, no chat request, every row not_sent in the workbook."""
     source = write(workdir / "good.csv", VALID_ROWS)
-    status, output = run(
-        "import",
-        str(source),
-        "--base-url",
-        sandbox.base_url,
-        "--out",
-        "out.xlsx",
-        env={"HELPCRUNCH_API_KEY": "a-wrong-key"},
-    )
+    status, output = run_import(source, sandbox, key="a-wrong-key")
     assert status == 3, output
     assert sandbox.state.requests["POST /v1/chats"] == 0
     sheet = openpyxl.load_workbook(workdir / "out.xlsx")["results"]
@@ -254,15 +245,7 @@ def test_unwritable_out_exits_2_before_anything_is_sent(
     """An --out that cannot be written stops the import before its first request."""
     source = write(workdir / "good.csv", VALID_ROWS)
     write(workdir / "blocker", "a file, not a folder")
-    status, output = run(
-        "import",
-        str(source),
-        "--base-url",
-        sandbox.base_url,
-        "--out",
-        "blocker/out.xlsx",
-        env={"HELPCRUNCH_API_KEY": FAKE_KEY},
-    )
+    status, output = run_import(source, sandbox, out="blocker/out.xlsx")
     assert status == 2, output
     assert output.startswith("bulk-chats: error: blocker/out.xlsx: cannot write the results")
     assert sum(sandbox.state.requests.values()) == 0
