@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bulk_chats.errors import InputError
+from bulk_chats.xlsx import column_letter
 
 ID_FIELDS = ("customer", "application", "assignee", "department", "message_agent")
 """Fields that hold a HelpCrunch id."""
@@ -685,8 +686,9 @@ def _map_columns(
         if found in fields:
             other = headers[fields[found]]
             raise InputError(
-                f"{path}: two columns give {found}: {other!r} (column {_letter(fields[found])}) "
-                f"and {header!r} (column {_letter(position)}); remove one, or map the one to "
+                f"{path}: two columns give {found}: {other!r} "
+                f"(column {column_letter(fields[found])}) and {header!r} "
+                f"(column {column_letter(position)}); remove one, or map the one to "
                 f"use with --column {found}=HEADER"
             )
         fields[found] = position
@@ -704,13 +706,3 @@ def _require(path: Path, fields: Mapping[str, int]) -> None:
             f"{path}: no customer column (looked for customer, customer_id, customerid, or "
             "customer_email / customer_user_id); name one with --column customer=HEADER"
         )
-
-
-def _letter(position: int) -> str:
-    """The spreadsheet's column letter for a 0-based position (0 → A, 26 → AA)."""
-    letters = ""
-    position += 1
-    while position:
-        position, rest = divmod(position - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
