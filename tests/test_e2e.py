@@ -7,7 +7,6 @@ and how many requests it saw; and that it matches the results workbook (or outco
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,6 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-import bulk_chats.sandbox.app as sandbox_app
 from bulk_chats.cli import cli
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.pipeline import RunResult, import_file
@@ -37,7 +35,6 @@ from bulk_chats.sandbox import (
     create_app,
     run_in_thread,
 )
-from bulk_chats.sandbox.app import SlidingWindow
 from bulk_chats.sending import send_chats
 from bulk_chats.settings import ApiKey, Settings
 from bulk_chats.throttle import RateLimiter
@@ -195,29 +192,20 @@ def test_the_sample_workbook_creates_each_valid_row_once_with_its_fields(tmp_pat
     assert (rows[18]["error_code"], rows[18]["http_status"]) == ("entity_not_found", 404)
 
 
-@pytest.fixture
-def short_window(monkeypatch: pytest.MonkeyPatch) -> float:
-    """The sandbox's rate window cut from 60 s to 2 s, so that 429s come and go in seconds;
-    a sandbox `rate` then counts per 2 s."""
-    window = 2.0
-    monkeypatch.setattr(
-        sandbox_app, "SlidingWindow", functools.partial(SlidingWindow, window=window)
-    )
-    return window
+SHORT_WINDOW = 2.0
+"""The sandbox's rate window cut from 60 s, so that 429s come and go in seconds."""
 
 
-def test_a_rate_above_the_limit_draws_429s_yet_creates_each_row_once(
-    tmp_path: Path, short_window: float
-) -> None:
+def test_a_rate_above_the_limit_draws_429s_yet_creates_each_row_once(tmp_path: Path) -> None:
     """Told five times the sandbox's limit, the tool meets 429s, backs off and still creates
     every row exactly once."""
     requests = distinct_rows(30)
     limit = 20  # per 2-second window: 600 a minute
     state = SandboxState(Seed.generated(customers=len(requests)))
-    app = create_app(SandboxConfig(rate=limit), state=state)
+    app = create_app(SandboxConfig(rate=limit, window=SHORT_WINDOW), state=state)
     source = write_rows(tmp_path / "chats.csv", requests)
     with run_in_thread(app) as sandbox:
-        result = import_into(sandbox, tmp_path, source, rate=5 * limit * 60 / short_window)
+        result = import_into(sandbox, tmp_path, source, rate=5 * limit * 60 / SHORT_WINDOW)
     rows = results(result.out)
 
     assert state.rate_limited > 0

@@ -456,6 +456,29 @@ async def test_retry_after_can_be_left_out(clock: FakeClock) -> None:
 
 
 @pytest.mark.anyio
+async def test_rate_limit_window_can_be_shortened(clock: FakeClock) -> None:
+    """With window=2, `rate` counts per 2 s: Retry-After and the room again follow it."""
+    app = make_app(clock, rate=2, window=2.0)
+    async with client(app) as c:
+        assert (await c.get("/agents")).status_code == 200
+        clock.now += 0.5
+        assert (await c.get("/agents")).status_code == 200
+        refused = await c.get("/agents")
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "2"  # 1.5 s until the first leaves, rounded up
+        clock.now += 1.5
+        assert (await c.get("/agents")).status_code == 200
+    assert app.state.rate_limited == 1
+
+
+@pytest.mark.parametrize("window", [0.0, -1.0, float("nan")])
+def test_a_window_that_is_not_positive_is_refused(window: float) -> None:
+    """A rate window of zero, negative or NaN seconds raises ValueError."""
+    with pytest.raises(ValueError, match="window must be seconds > 0"):
+        SandboxConfig(window=window)
+
+
+@pytest.mark.anyio
 async def test_refused_requests_do_not_use_up_the_rate(clock: FakeClock) -> None:
     """A 401 or a 429 does not take a place in the window."""
     app = make_app(clock, rate=2, api_key=KEY)

@@ -11,10 +11,10 @@ the stricter answer so that client bugs show:
 - A limit over 100 gets a 400 rather than a shorter page.
 - 5xx bodies have no `invalid_request` entry (they are not the client's fault):
   `{"errors": [{"code": "internal_error", ...}]}`, `service_unavailable` for 503.
-- The rate limit counts the requests it lets through in a sliding 60-second window, all
-  `/v1` endpoints together; 401s and 429s do not count. A 429 carries `Retry-After`
-  (whole seconds until a slot frees) unless `retry_after_header` is off, as the real API
-  documents none.
+- The rate limit counts the requests it lets through in a sliding window (60 seconds
+  unless `SandboxConfig.window` says otherwise), all `/v1` endpoints together; 401s and
+  429s do not count. A 429 carries `Retry-After` (whole seconds until a slot frees)
+  unless `retry_after_header` is off, as the real API documents none.
 
 Order of work for each `/v1` request: latency, count, authenticate (401), rate limit (429),
 draw a fault, then the endpoint (400, 404, store, answer).
@@ -81,7 +81,7 @@ DROP_CONNECTION = "bulk_chats.sandbox.drop_connection"
 """The key under `scope["extensions"]` of the sandbox server's "close this connection"."""
 
 WINDOW_SECONDS = 60.0
-"""The rate limit's window: the rate is per minute."""
+"""The rate limit's default window: the rate is per minute."""
 
 MESSAGE_TYPES = ("message", "private")
 
@@ -140,9 +140,10 @@ _BEFORE = frozenset({"error_before", "unavailable", "drop_before"})
 class SandboxConfig:
     """How a sandbox behaves.
 
-    `api_key` None accepts any non-empty bearer key. `rate` is in requests per minute,
-    None for no limit. `latency` is seconds added before each `/v1` answer, fixed or drawn
-    uniformly from a (min, max) range.
+    `api_key` None accepts any non-empty bearer key. `rate` is in requests per `window`
+    seconds (per minute by default), None for no limit; a short `window` lets tests see
+    429s come and go in seconds. `latency` is seconds added before each `/v1` answer, fixed
+    or drawn uniformly from a (min, max) range.
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -150,10 +151,13 @@ class SandboxConfig:
     latency: float | tuple[float, float] = 0.0
     faults: Faults = field(default_factory=Faults)
     retry_after_header: bool = True
+    window: float = WINDOW_SECONDS
 
     def __post_init__(self) -> None:
         if self.rate is not None and self.rate < 1:
             raise ValueError("rate must be at least 1 request per minute, or None")
+        if not self.window > 0:
+            raise ValueError("window must be seconds > 0")
         low, high = self.latency if isinstance(self.latency, tuple) else (self.latency,) * 2
         if not 0 <= low <= high:
             raise ValueError("latency must be seconds >= 0, or a (min, max) range")
@@ -193,7 +197,9 @@ class SandboxApp:
         self.config = config
         self.state = state
         self._sleep = sleep
-        self._limiter = None if config.rate is None else SlidingWindow(config.rate, clock)
+        self._limiter = (
+            None if config.rate is None else SlidingWindow(config.rate, clock, window=config.window)
+        )
         self._fault_rng = random.Random(config.faults.seed)
         # Latency has its own generator so that it never shifts the sequence of faults.
         self._latency_rng = random.Random(f"latency-{config.faults.seed}")
