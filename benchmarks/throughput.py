@@ -29,12 +29,13 @@ exactly at the limit read 1.00 (the pre-flight's round trip before the first cha
 against it). The counts are checked against the sandbox's own (`GET /_sandbox/state`).
 
 The window. The sandbox admits at most 1,200 requests in any 60 seconds (a sliding window,
-all endpoints together; its 429s carry Retry-After unless case 5 turns it off). 400 rows
-told 2,400 a minute take 10 s: they all fit in the first window, so they draw no 429 and
-read about 2 of the limit, which says nothing about adapting. Cases 4 and 5 therefore send
-enough rows to keep sending through two windows and are measured over whole windows from
-the first request: the accepted requests in the first k whole 60-second windows, over
-k x 1,200, the most any client can get there. Case 3 is printed only to make that visible.
+all endpoints together; its 429s carry Retry-After unless case 5 starts it with
+`--no-retry-after`). 400 rows told 2,400 a minute take 10 s: they all fit in the first
+window, so they draw no 429 and read about 2 of the limit, which says nothing about
+adapting. Cases 4 and 5 therefore send enough rows to keep sending through two windows and
+are measured over whole windows from the first request: the accepted requests in the first
+k whole 60-second windows, over k x 1,200, the most any client can get there. Case 3 is
+printed only to make that visible.
 
 Why a separate process for the sandbox. The sender's pacing rests on its event loop waking
 on time. A sandbox in a thread of the same process shares the GIL and would delay those
@@ -92,8 +93,9 @@ KEY = ApiKey("benchmark-key")
 # --- the sandbox, in a child process ----------------------------------------------------
 
 
-def sandbox_command(*, customers: int) -> list[str]:
-    """`bulk-chats sandbox` at the benchmark's limit and latency, on a free loopback port."""
+def sandbox_command(*, customers: int, retry_after: bool = True) -> list[str]:
+    """`bulk-chats sandbox` at the benchmark's limit and latency, on a free loopback port;
+    its 429s carry Retry-After unless `retry_after` is off (case 5)."""
     return [
         sys.executable,
         "-m",
@@ -102,31 +104,15 @@ def sandbox_command(*, customers: int) -> list[str]:
         "--port=0",
         f"--rate={LIMIT}",
         f"--latency={LATENCY}",
+        *([] if retry_after else ["--no-retry-after"]),
         f"--customers={customers}",
     ]
-
-
-#: Case 5's sandbox: as `sandbox_command`, but its 429s carry no Retry-After, which
-#: `bulk-chats sandbox` has no option for. Prints its API root like the command.
-NO_RETRY_AFTER = f"""
-import sys
-from bulk_chats.sandbox import SandboxConfig, SandboxState, Seed, serve
-config = SandboxConfig(rate={LIMIT}, latency={LATENCY}, retry_after_header=False)
-state = SandboxState(Seed.generated(customers=int(sys.argv[1])))
-try:
-    serve(config, state=state, announce=lambda url: print(url, flush=True))
-except KeyboardInterrupt:
-    pass
-"""
 
 
 @contextmanager
 def sandbox_process(*, customers: int, retry_after: bool = True) -> Iterator[str]:
     """A fresh sandbox process for the `with` block; yields its API root."""
-    if retry_after:
-        command = sandbox_command(customers=customers)
-    else:
-        command = [sys.executable, "-c", NO_RETRY_AFTER, str(customers)]
+    command = sandbox_command(customers=customers, retry_after=retry_after)
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,

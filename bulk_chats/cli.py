@@ -221,6 +221,11 @@ def import_(
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the faults.")
 @click.option(
+    "--no-retry-after",
+    is_flag=True,
+    help="Answer 429 without a Retry-After header, as HelpCrunch documents none.",
+)
+@click.option(
     "--customers",
     type=click.IntRange(min=0),
     default=0,
@@ -235,6 +240,7 @@ def sandbox(
     latency: str | None,
     faults: tuple[str, ...],
     seed: int,
+    no_retry_after: bool,
     customers: int,
 ) -> None:
     """Run a local stand-in for the HelpCrunch API on loopback until Ctrl-C."""
@@ -246,6 +252,7 @@ def sandbox(
             rate=rate,
             latency=_parse_latency(latency),
             faults=Faults(seed=seed, **_parse_faults(faults)),
+            retry_after_header=not no_retry_after,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -34,7 +34,16 @@ PRODUCT_OPTIONS = {
         "--fresh",
         "--yes",
     ],
-    "sandbox": ["--host", "--port", "--rate", "--key", "--latency", "--fault", "--seed"],
+    "sandbox": [
+        "--host",
+        "--port",
+        "--rate",
+        "--key",
+        "--latency",
+        "--fault",
+        "--seed",
+        "--no-retry-after",
+    ],
 }
 FAKE_KEY = "hc-test-key-DO-NOT-LEAK-7f3a9c"
 VALID_ROWS = "customer,application,assignee\n8738438,3838,4188\n8738439,3838,\n"
