@@ -504,7 +504,10 @@ def read_row(path: Path, number: int) -> tuple[object, ...]:
 
 def _check_outcome(result: Result, out: Path) -> None:
     """Read (exit 0 or 1, a report written) or refused (exit 2, one line); never a crash."""
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    # click reports a clean exit 0 as no exception at all, any other exit as SystemExit.
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
     assert "Traceback" not in result.output
     if result.exit_code == 2:
         lines = result.stderr.splitlines()
