@@ -259,30 +259,49 @@ class ResumePlan:
 
     def describe(self) -> str:
         """One line for the start of a run, e.g. `312 rows were already created ...`."""
-        parts = []
-        done = len(self.already_created)
-        if done:
-            when = ""
-            if self.last_created_at is not None:
-                stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.last_created_at))
-                when = f" (the latest on {stamp})"
-            parts.append(f"{_rows(done)} {'was' if done == 1 else 'were'} already created{when}")
-        text = f"{len(self.to_send)} to send"
-        notes = []
-        if self.message_only:
-            notes.append(f"{self.message_only} only the first message")
-        if self.to_confirm:
-            notes.append(f"{self.to_confirm} first looked for, as an earlier attempt got no answer")
-        if notes:
-            text += f" ({'; '.join(notes)})"
-        parts.append(text)
-        if self.held:
-            parts.append(
-                f"{len(self.held)} held back: an earlier run left "
-                f"{'it' if len(self.held) == 1 else 'them'} unknown and the journal does not "
-                "know when it was sent (see error_message)"
-            )
-        return "; ".join(parts)
+        return describe_resume(
+            finished=len(self.already_created),
+            last_created_at=self.last_created_at,
+            to_send=len(self.to_send),
+            message_only=self.message_only,
+            to_confirm=self.to_confirm,
+            held=len(self.held),
+        )
+
+
+def describe_resume(
+    *,
+    finished: int,
+    last_created_at: float | None,
+    to_send: int,
+    message_only: int,
+    to_confirm: int,
+    held: int,
+) -> str:
+    """What earlier runs left, in one line: `312 rows were already created (the latest on
+    2026-11-25 14:12); 88 to send (5 only the first message)`."""
+    parts = []
+    if finished:
+        when = ""
+        if last_created_at is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(last_created_at))
+            when = f" (the latest on {stamp})"
+        parts.append(
+            f"{_rows(finished)} {'was' if finished == 1 else 'were'} already created{when}"
+        )
+    notes = []
+    if message_only:
+        notes.append(f"{message_only} only the first message")
+    if to_confirm:
+        notes.append(f"{to_confirm} first looked for, as an earlier attempt got no answer")
+    text = f"{to_send} to send"
+    parts.append(f"{text} ({'; '.join(notes)})" if notes else text)
+    if held:
+        parts.append(
+            f"{held} held back: an earlier run left {'it' if held == 1 else 'them'} unknown "
+            "and the journal does not know when it was sent (see error_message)"
+        )
+    return "; ".join(parts)
 
 
 HELD_UNKNOWN = (

@@ -24,6 +24,7 @@ from bulk_chats.journal import (
     HELD_UNKNOWN,
     Earlier,
     Journal,
+    describe_resume,
     journal_path,
     plan_resume,
     scope_for,
@@ -312,35 +313,20 @@ def _resume_note(
     earlier: Mapping[str, Earlier],
     last_created_at: float | None,
 ) -> str:
-    """One line on what earlier runs left, e.g. `312 rows were already created ...`, in
-    the words of `ResumePlan.describe`."""
-    parts = []
-    if finished:
-        when = ""
-        if last_created_at is not None:
-            when = f" (the latest on {dt.datetime.fromtimestamp(last_created_at):%Y-%m-%d %H:%M})"
-        verb = "was" if len(finished) == 1 else "were"
-        parts.append(f"{_count(len(finished), 'row')} {verb} already created{when}")
-    notes = []
-    message_only = sum(1 for d in pending if d.chat_id is not None)
-    if message_only:
-        notes.append(f"{message_only} only the first message")
+    """One line on what earlier runs left, e.g. `312 rows were already created ...`."""
     to_confirm = 0
     for draft in pending:
         entry = earlier.get(draft.key)
         if entry is not None and entry.chat_id is None and entry.unresolved_since is not None:
             to_confirm += 1
-    if to_confirm:
-        notes.append(f"{to_confirm} first looked for, as an earlier attempt got no answer")
-    text = f"{len(pending)} to send"
-    parts.append(f"{text} ({'; '.join(notes)})" if notes else text)
-    if held:
-        parts.append(
-            f"{len(held)} held back: an earlier run left "
-            f"{'it' if len(held) == 1 else 'them'} unknown and the journal does not "
-            "know when it was sent (see error_message)"
-        )
-    return "; ".join(parts)
+    return describe_resume(
+        finished=len(finished),
+        last_created_at=last_created_at,
+        to_send=len(pending),
+        message_only=sum(1 for d in pending if d.chat_id is not None),
+        to_confirm=to_confirm,
+        held=len(held),
+    )
 
 
 def _unknown_before(sheet: Sheet, *, fresh: bool) -> frozenset[int]:
