@@ -238,9 +238,15 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     if not head.strip() and size <= len(head):
         raise InputError(f"{path}: the file is empty")
-    if b"\x00" in head:
+    if head.startswith(_UTF16_BOMS):
+        # Excel's "Unicode text" export: UTF-16 with a byte order mark, tab-separated.
+        encoding = "utf-16"
+        if _decodes(path, encoding) is not None:
+            raise InputError(f"{path}: not valid UTF-16 text, though it starts like it")
+    elif b"\x00" in head:
         raise InputError(f"{path}: not a text file (it holds binary data); expected CSV")
-    encoding = _encoding(path)
+    else:
+        encoding = _encoding(path)
     delimiter = _sniff_delimiter(head.decode(encoding, errors="ignore"))
     try:
         return _read_csv_frame(path, encoding, delimiter, width=None)
@@ -310,6 +316,9 @@ def _read_csv_records(path: Path, encoding: str, delimiter: str) -> pd.DataFrame
         if len(record) < width:
             record.extend([""] * (width - len(record)))
     return pd.DataFrame(records, dtype=object)
+
+
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def _encoding(path: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,6 +96,19 @@ def test_utf8_without_bom() -> None:
     """UTF-8 without a BOM reads its non-ASCII text exactly."""
     sheet = load_sheet(DATA / "utf8.csv")
     assert [row["note"] for row in echoed(sheet)] == ["Zoë", "€ 5"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_with_bom_as_excel_exports_unicode_text(tmp_path: Path, encoding: str) -> None:
+    """UTF-16 with a byte order mark (Excel's "Unicode text"), tab-separated, reads exactly."""
+    text = "Customer ID\tApp\tNote\n90071992547409931\t3838\tZoë\n"
+    bom = codecs.BOM_UTF16_LE if encoding.endswith("le") else codecs.BOM_UTF16_BE
+    path = tmp_path / "unicode.csv"
+    path.write_bytes(bom + text.encode(encoding))
+    sheet = load_sheet(path)
+    assert sheet.fields == {"customer": 0, "application": 1}
+    assert [row["Note"] for row in echoed(sheet)] == ["Zoë"]
+    assert validate_sheet(sheet).ids["customer"].tolist() == [90071992547409931]
 
 
 def test_cp1252() -> None:
