@@ -343,37 +343,68 @@ def plan_resume(
     last_created_at: float | None = None
     for request in requests:
         entry = earlier.get(request.key)
-        if entry is None and request.chat_id is None and request.index in unknown_before:
-            held.append(
-                Outcome(index=request.index, status=Status.UNKNOWN, error_message=HELD_UNKNOWN)
-            )
-        elif entry is None:
-            to_send.append(request)
-        elif entry.chat_id is not None:
-            if request.message is None or entry.message_id is not None:
-                already_created.append(
-                    Outcome(
-                        index=request.index,
-                        status=Status.ALREADY_CREATED,
-                        chat_id=entry.chat_id,
-                        message_id=entry.message_id,
-                    )
-                )
-                created_at = entry.created_at
-                if created_at is not None and (
-                    last_created_at is None or created_at > last_created_at
-                ):
-                    last_created_at = created_at
-            else:
-                since = entry.first_started_at
-                if since is None:
-                    since = entry.created_at
-                to_send.append(replace(request, chat_id=entry.chat_id, confirm_since=since))
-        elif entry.unresolved_since is not None:
-            to_send.append(replace(request, confirm_since=entry.unresolved_since))
+        outcome = settled(
+            request.index,
+            chat_id=request.chat_id,
+            has_message=request.message is not None,
+            entry=entry,
+            unknown_before=unknown_before,
+        )
+        if outcome is None:
+            to_send.append(_to_send(request, entry))
+        elif outcome.status is Status.UNKNOWN:
+            held.append(outcome)
         else:
-            to_send.append(request)
+            already_created.append(outcome)
+            last_created_at = latest(last_created_at, entry)
     return ResumePlan(already_created, to_send, last_created_at, held)
+
+
+def settled(
+    index: int,
+    *,
+    chat_id: int | None,
+    has_message: bool,
+    entry: Earlier | None,
+    unknown_before: Collection[int] = (),
+) -> Outcome | None:
+    """The outcome of a row that earlier runs settled, so that nothing is sent for it, or
+    None when it is to be sent (see `plan_resume`): `already_created` when its chat exists
+    with its first message (if it has one); held back `unknown` when a fed-back workbook
+    says `unknown` and the journal does not know the row."""
+    if entry is None:
+        if chat_id is None and index in unknown_before:
+            return Outcome(index=index, status=Status.UNKNOWN, error_message=HELD_UNKNOWN)
+        return None
+    if entry.chat_id is not None and (not has_message or entry.message_id is not None):
+        return Outcome(
+            index=index,
+            status=Status.ALREADY_CREATED,
+            chat_id=entry.chat_id,
+            message_id=entry.message_id,
+        )
+    return None
+
+
+def latest(when: float | None, entry: Earlier | None) -> float | None:
+    """The later of `when` and the creation time of `entry`'s chat."""
+    created_at = None if entry is None else entry.created_at
+    if created_at is None:
+        return when
+    return created_at if when is None else max(when, created_at)
+
+
+def _to_send(request: ChatRequest, entry: Earlier | None) -> ChatRequest:
+    """`request` as the sender gets it: with the chat id when only the message is left,
+    and `confirm_since` when an earlier attempt (or message) may have gone through."""
+    if entry is None:
+        return request
+    if entry.chat_id is not None:
+        since = entry.first_started_at if entry.first_started_at is not None else entry.created_at
+        return replace(request, chat_id=entry.chat_id, confirm_since=since)
+    if entry.unresolved_since is not None:
+        return replace(request, confirm_since=entry.unresolved_since)
+    return request
 
 
 class Journal:

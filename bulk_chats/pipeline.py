@@ -21,13 +21,14 @@ import pandas as pd
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
 from bulk_chats.journal import (
-    HELD_UNKNOWN,
     Earlier,
     Journal,
     describe_resume,
     journal_path,
+    latest,
     plan_resume,
     scope_for,
+    settled,
 )
 from bulk_chats.loading import RESULT_COLUMNS, Sheet, load_sheet
 from bulk_chats.progress import NullProgress, ProgressSink
@@ -352,27 +353,25 @@ def _set_aside(
     finished: dict[int, Outcome] = {}
     held: dict[int, Outcome] = {}
     pending: list[Draft] = []
-    latest: float | None = None
+    last_created_at: float | None = None
     for draft in drafts:
         entry = earlier.get(draft.key)
-        if entry is None and draft.chat_id is None and draft.index in unknown_before:
-            held[draft.index] = Outcome(
-                index=draft.index, status=Status.UNKNOWN, error_message=HELD_UNKNOWN
-            )
-        elif entry is None or entry.chat_id is None:
-            pending.append(draft)
-        elif draft.message is not None and entry.message_id is None:
-            pending.append(replace(draft, chat_id=entry.chat_id))
+        outcome = settled(
+            draft.index,
+            chat_id=draft.chat_id,
+            has_message=draft.message is not None,
+            entry=entry,
+            unknown_before=unknown_before,
+        )
+        if outcome is None:
+            known_chat = entry.chat_id if entry is not None else None
+            pending.append(draft if known_chat is None else replace(draft, chat_id=known_chat))
+        elif outcome.status is Status.UNKNOWN:
+            held[draft.index] = outcome
         else:
-            finished[draft.index] = Outcome(
-                index=draft.index,
-                status=Status.ALREADY_CREATED,
-                chat_id=entry.chat_id,
-                message_id=entry.message_id,
-            )
-            if entry.created_at is not None and (latest is None or entry.created_at > latest):
-                latest = entry.created_at
-    return finished, held, pending, latest
+            finished[draft.index] = outcome
+            last_created_at = latest(last_created_at, entry)
+    return finished, held, pending, last_created_at
 
 
 def make_plan(
