@@ -12,7 +12,8 @@
         │                         connection after sending): confirm by search before resending
         └── RefusedError          any other 4xx: the row is failed, never retried
 
-A bad row is not an exception: validation returns it as data (`validation.RowError`).
+A bad row is not an exception: validation returns it as data, a stable `error_code` and
+a message per row (`validation.Validation`).
 Only `client.py` turns httpx exceptions and API error bodies into these.
 """
 

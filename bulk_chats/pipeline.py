@@ -152,7 +152,6 @@ class RunResult:
     interrupted: bool = False
     declined: bool = False
     plan: Plan | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def all_done(self) -> bool:

@@ -24,10 +24,6 @@ class Status(StrEnum):
     NOT_SENT = "not_sent"
 
 
-#: Statuses that mean the row's chat exists.
-DONE_STATUSES = frozenset({Status.CREATED, Status.ALREADY_CREATED})
-
-
 @dataclass(frozen=True, slots=True)
 class FirstMessage:
     """The message posted right after a row's chat is created.

@@ -29,7 +29,6 @@ from bulk_chats.loading import RESULT_COLUMNS, Sheet, normalise_header
 from bulk_chats.records import Outcome, Status
 from bulk_chats.validation import Validation
 
-OUTCOME_COLUMNS = ("status", "chat_id", "error_code", "error_message", "http_status", "attempts")
 MAX_EXACT_DIGITS = xlsx.MAX_EXACT_DIGITS
 """Excel keeps 15 significant digits: longer integers are written as text."""
 

@@ -57,18 +57,6 @@ _SIGNED = re.compile(r"[+-][0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
-class RowError:
-    """One problem of one row, as the results workbook shows it.
-
-    `code` is stable (`missing_customer`, `invalid_assignee`, …) and names the field.
-    """
-
-    field: str
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
 class Validation:
     """The verdict on every data row of a `Sheet`, aligned with `sheet.cells`.
 
@@ -385,10 +373,6 @@ def _mapping_hint(field: str, header: str | None) -> str:
     if name_field is None:
         return ""
     return f"; to use names or emails map the column with --column {name_field}={header or field}"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def _number_id(value: object) -> int | None:
