@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from bulk_chats.answers import Agent, Chat, Customer, Department, Message
 from bulk_chats.client import USER_AGENT, HelpCrunchClient, parse_retry_after
 from bulk_chats.errors import (
     ApiError,
@@ -76,7 +77,7 @@ async def test_create_chat_sends_key_user_agent_and_integer_ids(
     route = api.post("/chats").respond(201, json={"id": 542335, "status": "empty"})
     request = ChatRequest(index=0, source_row=2, customer=90071992547409931, application=3838)
     chat = await client.create_chat(request.payload())
-    assert chat == {"id": 542335, "status": "empty"}
+    assert chat == Chat(id=542335, status="empty")
     sent = route.calls.last.request
     assert sent.headers["Authorization"] == f"Bearer {KEY}"
     assert sent.headers["User-Agent"] == USER_AGENT
@@ -104,7 +105,7 @@ async def test_any_2xx_with_an_id_is_a_created_chat(
     """Any 2xx counts as created, and the chat's id comes back as an int."""
     api.post("/chats").respond(status, json=body)
     chat = await client.create_chat({"customer": 1, "application": 2})
-    assert chat["id"] == expected
+    assert chat.id == expected
 
 
 @pytest.mark.anyio
@@ -371,7 +372,7 @@ async def test_post_message_returns_the_message_with_an_int_id(
     """POST /messages sends the payload as given and returns the message, id an int."""
     route = api.post("/messages").respond(200, json={"id": "31", "from": "customer"})
     message = await client.post_message({"chat": 5, "text": "hi", "type": "message"})
-    assert message == {"id": 31, "from": "customer"}
+    assert message == Message(id=31)
     assert json.loads(route.calls.last.request.content) == {
         "chat": 5,
         "text": "hi",
@@ -394,7 +395,7 @@ async def test_list_agents_reads_every_page(
         )
 
     route = api.get("/agents").mock(side_effect=page)
-    assert await client.list_agents() == agents
+    assert await client.list_agents() == [Agent(a["id"], email=a["email"]) for a in agents]
     assert [c.request.url.params["offset"] for c in route.calls] == ["0", "100", "200"]
     assert {c.request.url.params["limit"] for c in route.calls} == {"100"}
 
@@ -406,7 +407,7 @@ async def test_list_departments_stops_at_total_without_an_extra_request(
     """Exactly 100 departments with total 100 take one request, not a second empty page."""
     departments = [{"id": n, "name": f"D{n}"} for n in range(100)]
     route = api.get("/departments").respond(200, json={"data": departments, "meta": {"total": 100}})
-    assert await client.list_departments() == departments
+    assert await client.list_departments() == [Department(d["id"], d["name"]) for d in departments]
     assert route.call_count == 1
 
 
@@ -431,7 +432,7 @@ async def test_search_chats_filters_by_customer_and_creation_time(
 ) -> None:
     """Chat search asks for chats.customer = X AND chats.createdAt >= T, as integers."""
     route = api.post("/chats/search").respond(200, json={"data": [{"id": 4}], "meta": {}})
-    assert await client.search_chats(8738438, 1_700_000_000) == [{"id": 4}]
+    assert await client.search_chats(8738438, 1_700_000_000) == [Chat(id=4)]
     body = json.loads(route.calls.last.request.content)
     assert body["filter"] == [
         {"field": "chats.customer", "operator": "=", "value": 8738438},
@@ -445,7 +446,7 @@ async def test_search_chats_filters_by_customer_and_creation_time(
 async def test_search_customers_by_a_field(client: HelpCrunchClient, api: respx.MockRouter) -> None:
     """Customer search asks for customers.<field> = value."""
     route = api.post("/customers/search").respond(200, json={"data": [{"id": 12}]})
-    assert await client.search_customers("email", "ann@example.com") == [{"id": 12}]
+    assert await client.search_customers("email", "ann@example.com") == [Customer(id=12)]
     body = json.loads(route.calls.last.request.content)
     assert body["filter"] == [
         {"field": "customers.email", "operator": "=", "value": "ann@example.com"}

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import respx
 
+from bulk_chats.answers import Agent, Department
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import AuthenticationError
 from bulk_chats.loading import load_sheet
@@ -44,7 +45,17 @@ DEPARTMENTS = [
     {"id": 233048, "name": "Support", "agents": [AGENTS[0], AGENTS[1]]},
     {"id": 233049, "name": " Sales ", "agents": [AGENTS[2]]},
 ]
-DIRECTORY = Directory.from_listings(AGENTS, DEPARTMENTS)
+
+
+def directory_of(agents: list[dict[str, Any]], departments: list[dict[str, Any]]) -> Directory:
+    """A Directory from listings as the API writes them."""
+    return Directory.from_listings(
+        [a for a in map(Agent.parse, agents) if a],
+        [d for d in map(Department.parse, departments) if d],
+    )
+
+
+DIRECTORY = directory_of(AGENTS, DEPARTMENTS)
 
 
 @pytest.fixture
@@ -154,7 +165,8 @@ async def test_a_read_is_retried_after_a_transient_failure(
     )
     directory = await read_directory(client, [draft(0, department=233049)], sleep=fake.sleep)
     assert set(directory.departments or {}) == {233048, 233049}
-    assert fake.sleeps == [1.0]
+    assert len(fake.sleeps) == 1
+    assert 0.5 <= fake.sleeps[0] <= 1.0
 
 
 @pytest.mark.anyio
@@ -259,7 +271,7 @@ def test_a_name_that_matches_nothing_makes_the_row_invalid(
 
 def test_a_name_that_matches_several_makes_the_row_invalid() -> None:
     """Two departments called Support: the row is invalid and the message says how many."""
-    directory = Directory.from_listings(AGENTS, [*DEPARTMENTS, {"id": 7, "name": "support"}])
+    directory = directory_of(AGENTS, [*DEPARTMENTS, {"id": 7, "name": "support"}])
     outcome = check_rows([draft(0, names=(("department_name", "Support"),))], directory).rejected[0]
     assert outcome.error_code == "unresolved_department_name"
     assert "matches 2 departments (7, 233048)" in outcome.error_message
