@@ -13,7 +13,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Set
 from dataclasses import dataclass
 
-from bulk_chats.answers import ABSENT, Chat
+from bulk_chats.answers import ABSENT, PUBLIC_API, Chat
 from bulk_chats.records import ChatRequest
 
 CONFIRM_SKEW = 120.0
@@ -90,9 +90,14 @@ def pick_chat(
 def matches(chat: Chat, request: ChatRequest, *, created_since: int) -> bool:
     """Whether a searched chat could be the one `request` asked for.
 
-    A field the answer leaves out is not held against it; an assignee or department the
-    row left blank may have been set by the account's routing rules, so any will do.
+    Only a chat made through the API: a customer may open one in the widget at any moment,
+    and taking that for ours would post our message into their conversation. A field the
+    answer leaves out (`createdWith` included, which older revisions lack) is not held
+    against it; an assignee or department the row left blank may have been set by the
+    account's routing rules, so any will do.
     """
+    if chat.created_with is not None and chat.created_with != PUBLIC_API:
+        return False
     asked = (
         (chat.customer, request.customer),
         (chat.application, request.application),

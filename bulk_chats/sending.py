@@ -376,6 +376,15 @@ class _Sender:
                 return self._outcome(row, Status.FAILED, exc)
             else:
                 row.in_flight = False
+                if chat.id in self._claimed:
+                    # Another row's chat: reporting it here too would count one chat twice,
+                    # and posting this row's message would put it into that chat.
+                    return self._outcome(
+                        row,
+                        Status.UNKNOWN,
+                        error_message=f"the API answered with chat {chat.id}, which another "
+                        "row already has; check this customer's chats before re-running",
+                    )
                 self._claimed.add(chat.id)
                 row.chat_since = started_at
                 return chat.id

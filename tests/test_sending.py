@@ -381,6 +381,34 @@ async def test_confirmation_adopts_only_an_unclaimed_chat_that_matches(harness: 
 
 
 @pytest.mark.anyio
+async def test_confirmation_never_adopts_a_chat_the_customer_opened(harness: Harness) -> None:
+    """Only a public_api chat is adopted: a widget chat of a second earlier is passed over."""
+    harness.api.post("/chats").mock(side_effect=httpx.ReadTimeout)
+    harness.api.post("/chats/search").mock(
+        return_value=found(
+            chat(20, 100, createdWith="customer_message"),
+            chat(21, 100, createdWith="public_api", createdAt=int(WALL0) + 1),
+        )
+    )
+    result = await harness.send([row(0)])
+    assert (result.outcomes[0].status, result.outcomes[0].chat_id) == (Status.CREATED, 21)
+
+
+@pytest.mark.anyio
+async def test_a_created_chat_id_another_row_has_is_reported_not_doubled(
+    harness: Harness,
+) -> None:
+    """A POST answer naming a claimed chat leaves that row unknown, without the id or a message."""
+    harness.api.post("/chats").respond(201, json=chat(12, 100))
+    messages = harness.api.post("/messages")
+    result = await harness.send([row(0, message=FirstMessage("Hello"))], claimed_chat_ids=[12])
+    outcome = result.outcomes[0]
+    assert (outcome.status, outcome.chat_id) == (Status.UNKNOWN, None)
+    assert "chat 12, which another row already has" in outcome.error_message
+    assert messages.call_count == 0
+
+
+@pytest.mark.anyio
 async def test_confirmation_never_adopts_a_chat_another_row_of_the_run_created(
     harness: Harness,
 ) -> None:
@@ -743,9 +771,10 @@ async def test_an_unexpected_error_ends_only_its_row(harness: Harness) -> None:
     """An exception no rule expects makes its row unknown (a POST was out); others go on."""
 
     def answer(request: httpx.Request) -> httpx.Response:
-        if body_of(request)["customer"] == 101:
+        customer = body_of(request)["customer"]
+        if customer == 101:
             raise ValueError("something odd")
-        return created(70)
+        return created(customer)
 
     def body_of(request: httpx.Request) -> dict[str, Any]:
         return dict(json.loads(request.content))
