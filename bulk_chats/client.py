@@ -35,7 +35,7 @@ from typing import Any, Self, TypeVar
 import anyio
 import httpx
 
-from bulk_chats.answers import Agent, Chat, Customer, Department, Message, parse_id
+from bulk_chats.answers import Agent, Chat, Customer, Department, Message
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -207,7 +207,8 @@ class HelpCrunchClient:
         return await self._paged("GET", "/departments", parse=Department.parse)
 
     async def search_chats(self, customer: int, created_since: int) -> list[Chat]:
-        """Chats of `customer` created at or after `created_since` (unix seconds)."""
+        """Chats of `customer` created at or after `created_since` (unix seconds), sorted by
+        id so that pages do not shift while they are read."""
         return await self._paged(
             "POST",
             "/chats/search",
@@ -217,6 +218,8 @@ class HelpCrunchClient:
                     {"field": "chats.createdAt", "operator": ">=", "value": created_since},
                 ],
                 "comparison": "AND",
+                "sort": "chats.id",
+                "order": "asc",
             },
             parse=Chat.parse,
         )
@@ -233,6 +236,8 @@ class HelpCrunchClient:
             query={
                 "filter": [{"field": f"customers.{field}", "operator": "=", "value": value}],
                 "comparison": "AND",
+                "sort": "customers.id",
+                "order": "asc",
             },
             parse=Customer.parse,
         )
@@ -246,8 +251,14 @@ class HelpCrunchClient:
         query: dict[str, Any] | None = None,
     ) -> list[T]:
         """All items of a paged read, each through `parse` (items it cannot read are left
-        out): `offset`/`limit` in the query string for GET, in the body for search; stops
-        when `meta.total` is reached or a page comes back short."""
+        out): `offset`/`limit` in the query string for GET, in the body for search.
+
+        `meta.total` is never trusted (the API's own examples show `total: 0` beside data,
+        and a total too high). A GET listing is read until an empty page: a server may
+        answer pages shorter than asked (50 where 100 were asked), and a listing is read
+        once a run, so one more request is cheap. A search ends at a page shorter than
+        asked: searches go out per row, and their pages are full ones.
+        """
         label = f"{method} {path}"
         items: list[T] = []
         offset = 0
@@ -266,9 +277,7 @@ class HelpCrunchClient:
             parsed = (parse(entry) for entry in page if isinstance(entry, dict))
             items.extend(item for item in parsed if item is not None)
             offset += len(page)
-            meta = body.get("meta")
-            total = parse_id(meta.get("total")) if isinstance(meta, dict) else None
-            if len(page) < PAGE_SIZE or (total is not None and offset >= total):
+            if not page or (method != "GET" and len(page) < PAGE_SIZE):
                 return items
         raise ApiError(f"{label}: more than {MAX_PAGES} pages; the answer does not end")
 
