@@ -224,17 +224,21 @@ class HelpCrunchClient:
             parse=Chat.parse,
         )
 
-    async def search_customers(self, field: str, value: str | int) -> list[Customer]:
-        """Customers whose `field` (`email`, `userId`, `id`, …) equals `value`.
+    async def search_customers(
+        self, field: str, value: str | int, *, operator: str = "="
+    ) -> list[Customer]:
+        """Customers whose `field` (`email`, `userId`, `id`, …) compares to `value` by
+        `operator` (`=`, or `~` for text that contains it), sorted by id.
 
         `value` must have the field's type (a string for `email`/`userId`, an int for
-        `id`): the API fails the query otherwise.
+        `id`): the API fails the query otherwise. The answer is the server's opinion: the
+        caller checks that each customer carries what it asked for.
         """
         return await self._paged(
             "POST",
             "/customers/search",
             query={
-                "filter": [{"field": f"customers.{field}", "operator": "=", "value": value}],
+                "filter": [{"field": f"customers.{field}", "operator": operator, "value": value}],
                 "comparison": "AND",
                 "sort": "customers.id",
                 "order": "asc",

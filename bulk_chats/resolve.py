@@ -606,12 +606,15 @@ async def _search_customer(
     """The ids of the customers `name` (field, value) matches, or why there are none."""
     field, value = name
     search_field = CUSTOMER_SEARCH_FIELDS[field]
+    if field == "customer_email":
+        # The documentation does not say whether `=` ignores case: `~` (contains, ignoring
+        # case) finds `anna@x.com` for `ANNA@X.COM` either way, and `_carries` keeps only
+        # the exact address.
+        search = partial(client.search_customers, search_field, value.strip(), operator="~")
+    else:
+        search = partial(client.search_customers, search_field, value)
     try:
-        answer = await read_with_retries(
-            partial(client.search_customers, search_field, value),
-            attempts=LOOKUP_ATTEMPTS,
-            sleep=sleep,
-        )
+        answer = await read_with_retries(search, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
     except AuthenticationError as exc:
         on_auth(exc)
         return _Failure(Status.NOT_SENT, exc, "not sent: the API refused the key (401)")
@@ -619,24 +622,20 @@ async def _search_customer(
         return _Failure(
             Status.FAILED, exc, f"{field}: the look-up of '{value}' failed: {exc.error_message}"
         )
-    ids: list[int] = []
-    for customer in answer:
-        # Kept only when the answer agrees: a server that matched loosely (or ignored the
-        # filter) must not hand a row someone else's chat.
-        if not _same(field, customer, value):
-            continue
-        if customer.id not in ids:
-            ids.append(customer.id)
-    return ids
+    # Only customers that carry the value asked for: a server that matched loosely, or
+    # ignored the filter, or answered a customer without an email, must not hand a row
+    # someone else's chat.
+    return list(dict.fromkeys(c.id for c in answer if _carries(c, field, value)))
 
 
-def _same(field: str, customer: Customer, wanted: str) -> bool:
-    """Whether `customer` does not contradict name field `field` = `wanted`."""
+def _carries(customer: Customer, field: str, wanted: str) -> bool:
+    """Whether `customer` has name field `field` = `wanted`: emails ignoring case, both
+    ignoring surrounding spaces; a customer without the field does not."""
     if field == "customer_email":
-        return customer.email is None or (
-            customer.email.strip().casefold() == wanted.strip().casefold()
-        )
-    return customer.user_id is None or customer.user_id.strip() == wanted.strip()
+        have = customer.email
+        return have is not None and have.strip().casefold() == wanted.strip().casefold()
+    have = customer.user_id
+    return have is not None and have.strip() == wanted.strip()
 
 
 def _failed(draft: Draft, failure: _Failure) -> Outcome:

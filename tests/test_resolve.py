@@ -352,7 +352,7 @@ async def test_customers_are_looked_up_once_per_distinct_value(
 async def test_customer_search_asks_for_the_field_with_a_string_value(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:
-    """An email is searched as customers.email, a userId as customers.userId, both as text."""
+    """An email is searched as text containing it (case aside), a userId as equal to it."""
     route = api.post("/customers/search").mock(side_effect=customers_by({}))
     passed = [
         draft(0, customer=None, names=(("customer_email", "a@example.com"),)),
@@ -360,7 +360,7 @@ async def test_customer_search_asks_for_the_field_with_a_string_value(
     ]
     await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
     assert [body(c)["filter"] for c in route.calls] == [
-        [{"field": "customers.email", "operator": "=", "value": "a@example.com"}],
+        [{"field": "customers.email", "operator": "~", "value": "a@example.com"}],
         [{"field": "customers.userId", "operator": "=", "value": "1001"}],
     ]
 
@@ -382,6 +382,47 @@ async def test_a_loose_match_from_the_server_is_not_taken(
     passed = [draft(0, customer=None, names=(("customer_email", "ann@example.com"),))]
     resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
     assert [r.customer for r in resolution.requests] == [2]
+
+
+@pytest.mark.anyio
+async def test_a_customer_without_the_value_asked_for_is_not_taken(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """A search hit with a null email or userId is no match: the row is invalid, not theirs."""
+    api.post("/customers/search").respond(
+        200, json={"data": [{"id": 1, "email": None}, {"id": 2, "userId": None}, {"id": 3}]}
+    )
+    passed = [
+        draft(0, customer=None, names=(("customer_email", "ann@example.com"),)),
+        draft(1, customer=None, names=(("customer_user_id", "crm-7"),)),
+    ]
+    resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    assert resolution.requests == []
+    assert [o.error_code for o in resolution.outcomes.values()] == [
+        "unresolved_customer_email",
+        "unresolved_customer_user_id",
+    ]
+
+
+@pytest.mark.anyio
+async def test_an_email_typed_in_another_case_finds_its_customer(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """ANNA@X.COM is searched as contained text and matches anna@x.com, not hanna@x.com."""
+    route = api.post("/customers/search").respond(
+        200,
+        json={"data": [{"id": 8, "email": "hanna@x.com"}, {"id": 9, "email": " anna@x.com"}]},
+    )
+    passed = [draft(0, customer=None, names=(("customer_email", " ANNA@X.COM "),))]
+    resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    assert [r.customer for r in resolution.requests] == [9]
+    assert body(route.calls.last)["filter"] == [
+        {"field": "customers.email", "operator": "~", "value": "ANNA@X.COM"}
+    ]
+    assert (body(route.calls.last)["sort"], body(route.calls.last)["order"]) == (
+        "customers.id",
+        "asc",
+    )
 
 
 @pytest.mark.anyio
