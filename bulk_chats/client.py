@@ -198,6 +198,10 @@ class HelpCrunchClient:
         response = await self._request("POST", "/messages", json=payload)
         return self._entity(response, "POST /messages", Message.parse)
 
+    async def list_messages(self, chat_id: int) -> list[Message]:
+        """Every message of chat `chat_id`, newest first (`GET /chats/{id}/messages`)."""
+        return await self._paged("GET", f"/chats/{chat_id}/messages", parse=Message.parse)
+
     async def list_agents(self) -> list[Agent]:
         """Every agent of the account, read page by page (`PAGE_SIZE` a page)."""
         return await self._paged("GET", "/agents", parse=Agent.parse)

@@ -1,10 +1,10 @@
 """Confirmation: whether a request that got no usable answer took effect after all.
 
 After a lost answer to `POST /v1/chats` (or a run that died with one in flight) the chat
-may exist, and sending again would make a second one; after a lost `POST /v1/messages`
-the message may be in the chat. Both are decided from a search for the customer's chats
-created since the attempt, less `CONFIRM_SKEW`. The sender owns when to ask and what to
-do with the answer; this module owns what counts as a match.
+may exist, and sending again would make a second one: a search for the customer's chats
+created since the attempt (less `CONFIRM_SKEW`) finds it. After a lost `POST
+/v1/messages` the message may be in the chat: the chat's messages show it. The sender
+owns when to ask and what to do with the answer; this module owns what counts as a match.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Set
 from dataclasses import dataclass
 
-from bulk_chats.answers import ABSENT, PUBLIC_API, Chat
+from bulk_chats.answers import ABSENT, PUBLIC_API, Chat, Message
 from bulk_chats.records import ChatRequest
 
 CONFIRM_SKEW = 120.0
 """Seconds subtracted from an attempt's start when searching for its chat: our clock and
 the API's may disagree, and a chat created a little "before" the attempt must be found."""
-
-EMPTY_CHAT = "empty"
-"""A chat's `status` while it has no message (the API documents it for a new chat)."""
 
 SearchChats = Callable[[int, int], Awaitable[list[Chat]]]
 """Chats of a customer created at or after unix seconds: `HelpCrunchClient.search_chats`,
@@ -43,34 +40,25 @@ async def find_chat(
 
 @dataclass(frozen=True, slots=True)
 class MessageCheck:
-    """What a search showed of a chat's first message.
+    """What a chat's messages showed of a row's first message.
 
-    `message_id` is set when the message is the chat's last one; `empty` when the chat was
-    seen with no message at all. Neither: the answer cannot tell.
+    `message_id` is set when the message is there; `absent` when the messages were read
+    and it is not among them, so posting it makes no duplicate. Neither: they could not
+    be read.
     """
 
     message_id: int | None = None
-    empty: bool = False
+    absent: bool = False
 
 
-async def look_for_message(
-    search: SearchChats, request: ChatRequest, *, chat_id: int, chat_since: float
-) -> MessageCheck:
-    """Whether `request`'s first message is in chat `chat_id` already, created no earlier
-    than `chat_since` (unix seconds). Raises the search's `ApiError`."""
-    message = request.message
-    if message is None:
+def find_message(messages: Iterable[Message], request: ChatRequest) -> MessageCheck:
+    """Whether `request`'s first message is among a chat's `messages` (its whole list,
+    read from `GET /v1/chats/{id}/messages`): the same text, spaces around aside."""
+    if request.message is None:
         return MessageCheck()
-    chats = await search(request.customer, math.floor(chat_since - CONFIRM_SKEW))
-    for chat in chats:
-        if chat.id != chat_id:
-            continue
-        if chat.status == EMPTY_CHAT:
-            return MessageCheck(empty=True)
-        text = chat.last_message_text
-        if text is not None and text.strip() == message.text.strip():
-            return MessageCheck(message_id=chat.last_message_id)
-    return MessageCheck()
+    text = request.message.text.strip()
+    found = next((m for m in messages if m.text is not None and m.text.strip() == text), None)
+    return MessageCheck(message_id=found.id) if found is not None else MessageCheck(absent=True)
 
 
 def pick_chat(

@@ -17,14 +17,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from bulk_chats.answers import Chat
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.confirm import MessageCheck, find_chat, look_for_message
+from bulk_chats.confirm import MessageCheck, find_chat, find_message
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -42,8 +42,9 @@ DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_MAX_WAIT = 600.0
 """Seconds one request (a chat, or its message) may spend being retried."""
 
-SEARCH_ATTEMPTS = 3
-"""Tries of a confirming search on 429, 503, timeouts and dropped connections."""
+CONFIRM_READ_ATTEMPTS = 3
+"""Tries of a read made to confirm (a chat search, a chat's messages) on 429, 503,
+timeouts and dropped connections."""
 
 STOP_GRACE = 3.0
 """Seconds a stopped run lets rows in flight wait for their next turn at the rate limiter
@@ -83,6 +84,7 @@ class SendResult:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 async def send_chats(
@@ -144,9 +146,6 @@ class _Row:
     attempts: int = 0
     in_flight: bool = False
     message_id: int | None = None
-    chat_since: float | None = None
-    """Unix seconds no later than the chat's creation, once known: where a search for the
-    chat (to see whether its message is in it) begins."""
 
 
 class _Sender:
@@ -262,7 +261,6 @@ class _Sender:
             request,
             chat_id=request.chat_id,
             from_earlier_run=request.chat_id is not None,
-            chat_since=request.confirm_since if request.chat_id is not None else None,
         )
         try:
             return await self._send_row(row)
@@ -318,7 +316,6 @@ class _Sender:
                 )
             if found is not None:
                 row.from_earlier_run = True
-                row.chat_since = request.confirm_since
                 return found
 
         budget = self._budget()
@@ -367,7 +364,6 @@ class _Sender:
                     )
                 row.in_flight = False
                 if found is not None:
-                    row.chat_since = started_at
                     return found
                 if budget.expired():
                     return self._gave_up(row, last)
@@ -386,7 +382,6 @@ class _Sender:
                         "row already has; check this customer's chats before re-running",
                     )
                 self._claimed.add(chat.id)
-                row.chat_since = started_at
                 return chat.id
 
     def _budget(self) -> Budget:
@@ -402,30 +397,30 @@ class _Sender:
         return chosen
 
     async def _search(self, customer: int, created_since: int) -> list[Chat]:
-        """The customer's chats created since `created_since` (unix seconds); a search
-        changes nothing, so a transient failure is tried again, `SEARCH_ATTEMPTS` tries."""
-        return await read_with_retries(
-            partial(self._client.search_chats, customer, created_since),
-            attempts=SEARCH_ATTEMPTS,
-            sleep=self._pause,
-        )
+        """The customer's chats created since `created_since` (unix seconds)."""
+        return await self._read(partial(self._client.search_chats, customer, created_since))
+
+    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A read made to confirm: it changes nothing, so a transient failure is tried
+        again, `CONFIRM_READ_ATTEMPTS` tries; a stopping run cuts the back-off short."""
+        return await read_with_retries(call, attempts=CONFIRM_READ_ATTEMPTS, sleep=self._pause)
 
     async def _look_for_message(self, row: _Row) -> MessageCheck:
-        """What a search shows of the row's first message in its chat; nothing when the
-        search fails (a 401 also stops the run)."""
-        if row.chat_id is None or row.chat_since is None:
+        """What the chat's messages show of the row's first message; nothing when they
+        cannot be read (a 401 also stops the run)."""
+        chat_id = row.chat_id
+        if chat_id is None:
             return MessageCheck()
         try:
-            return await look_for_message(
-                self._search, row.request, chat_id=row.chat_id, chat_since=row.chat_since
-            )
+            messages = await self._read(partial(self._client.list_messages, chat_id))
         except ApiError as exc:
             self._auth_failed |= isinstance(exc, AuthenticationError)
             return MessageCheck()
+        return find_message(messages, row.request)
 
     async def _post_message(self, row: _Row, payload: Mapping[str, Any]) -> Outcome:
         """Post the row's first message into its chat; the row's final outcome."""
-        if row.from_earlier_run and row.chat_since is not None:
+        if row.from_earlier_run and row.request.confirm_since is not None:
             # The earlier run may have died with this message in flight.
             seen = await self._look_for_message(row)
             if seen.message_id is not None:
@@ -461,7 +456,7 @@ class _Sender:
                 if seen.message_id is not None:
                     row.message_id = seen.message_id
                     return self._chat_outcome(row)
-                retry = seen.empty and not self._stopping()
+                retry = seen.absent and not self._stopping()
                 if retry and tries < self._max_attempts and not budget.expired():
                     continue
                 return self._outcome(

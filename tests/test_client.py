@@ -381,6 +381,21 @@ async def test_post_message_returns_the_message_with_an_int_id(
 
 
 @pytest.mark.anyio
+async def test_list_messages_reads_a_chats_messages_newest_first(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """GET /chats/{id}/messages comes back as messages in the API's order, to an empty page."""
+    route = api.get("/chats/54/messages").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": [{"id": "9", "text": "b"}, {"id": 8}], "total": 2}),
+            httpx.Response(200, json={"data": [], "total": 2}),
+        ]
+    )
+    assert await client.list_messages(54) == [Message(9, "b"), Message(8)]
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "2"]
+
+
+@pytest.mark.anyio
 async def test_list_agents_reads_every_page(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bulk_chats.answers import Chat
-from bulk_chats.confirm import CONFIRM_SKEW, MessageCheck, find_chat, look_for_message, pick_chat
+from bulk_chats.answers import Chat, Message
+from bulk_chats.confirm import CONFIRM_SKEW, MessageCheck, find_chat, find_message, pick_chat
 from bulk_chats.records import ChatRequest, FirstMessage
 
 REQUEST = ChatRequest(index=0, source_row=2, customer=100, application=9, assignee=4)
@@ -46,26 +46,12 @@ async def test_find_chat_searches_from_the_attempt_less_the_skew() -> None:
     assert asked == [(100, int(1000.5 - CONFIRM_SKEW))]
 
 
-@pytest.mark.anyio
-async def test_look_for_message_tells_posted_empty_and_unknown_apart() -> None:
-    """The row's text as the last message is posted; an empty chat is not; else unknown."""
+def test_find_message_tells_posted_and_absent_apart() -> None:
+    """The row's text among the messages is posted; messages without it mean absent."""
     request = ChatRequest(
         index=0, source_row=2, customer=100, application=9, message=FirstMessage(" Hello ")
     )
-    answers = {
-        "posted": [Chat(8, last_message_id=70, last_message_text="Hello")],
-        "empty": [Chat(8, status="empty")],
-        "other": [Chat(8, last_message_text="Something else"), Chat(9, status="empty")],
-    }
-    seen = {}
-    for name, chats in answers.items():
-
-        async def search(customer: int, since: int, chats: list[Chat] = chats) -> list[Chat]:
-            return chats
-
-        seen[name] = await look_for_message(search, request, chat_id=8, chat_since=1000.0)
-    assert seen == {
-        "posted": MessageCheck(message_id=70),
-        "empty": MessageCheck(empty=True),
-        "other": MessageCheck(),
-    }
+    newest_first = [Message(71, "Thanks!"), Message(70, "Hello")]
+    assert find_message(newest_first, request) == MessageCheck(message_id=70)
+    assert find_message([Message(71, "Thanks!")], request) == MessageCheck(absent=True)
+    assert find_message([], request) == MessageCheck(absent=True)
