@@ -1,7 +1,8 @@
 """The HelpCrunch REST API, as far as bulk-chats uses it (see the API notes).
 
-The only module that sees httpx and the API's error bodies: every failure leaves it as one
-of `bulk_chats.errors`, classed by what the caller must do about it:
+The only module that sees httpx and the API's bodies: answers leave it as the records of
+`bulk_chats.answers`, and every failure as one of `bulk_chats.errors`, classed by what the
+caller must do about it:
 
 - `AuthenticationError`: 401.
 - `RateLimitedError` (a `NotSentError`): 429, with `Retry-After` when the server sent it.
