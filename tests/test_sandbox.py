@@ -106,6 +106,8 @@ async def test_create_chat_answers_201_with_the_chat_object(clock: FakeClock) ->
     body = response.json()
     assert body["id"] == FIRST_CHAT_ID
     assert body["status"] == "empty"
+    assert body["createdWith"] == "public_api"
+    assert body["lastMessageId"] is None
     assert body["createdAt"] == int(clock.now)
     assert body["applicationId"] == APP
     assert body["customer"] == {
@@ -395,7 +397,8 @@ async def test_a_bad_search_gets_400_naming_the_entry(
     ("field", "operator", "value", "expected"),
     [
         ("customers.email", "=", "customer3@example.com", [CUSTOMERS[2].id]),
-        ("customers.email", "=", "CUSTOMER3@example.com", []),
+        ("customers.email", "=", "CUSTOMER3@example.com", [CUSTOMERS[2].id]),
+        ("customers.email", "~", "TOMER3@EXAMPLE", [CUSTOMERS[2].id]),
         ("customers.userId", "=", "crm-1020", [CUSTOMERS[19].id]),
         ("customers.name", "~", "GARCÍA", [CUSTOMERS[5].id]),
         ("customers.id", "=", CUSTOMER, [CUSTOMER]),
@@ -405,7 +408,7 @@ async def test_a_bad_search_gets_400_naming_the_entry(
 async def test_customer_search_finds_by_email_user_id_name_and_id(
     field: str, operator: str, value: object, expected: list[int]
 ) -> None:
-    """Customer search matches = exactly and ~ as contains, ignoring case."""
+    """Customer search matches = as equal and ~ as contains, both ignoring case."""
     query = {"filter": [{"field": field, "operator": operator, "value": value}]}
     async with client(make_app()) as c:
         response = await c.post("/customers/search", json=query)
@@ -619,7 +622,9 @@ async def test_faults_reach_messages_only_when_asked() -> None:
             customer=CUSTOMERS[0], application=APP, assignee=None, department=None, payload={}
         )
         async with client(app) as c:
-            response = await c.post("/messages", json={"chat": chat.id, "text": "Hi"})
+            response = await c.post(
+                "/messages", json={"chat": chat.id, "text": "Hi", "type": "message"}
+            )
         assert response.status_code == (500 if app is loud else 200)
 
 
@@ -674,17 +679,19 @@ async def test_a_message_is_stored_and_the_chat_is_no_longer_empty(clock: FakeCl
         ({"text": 5}, 400, ("text", "This value should be of type string.")),
         ({"chat": "542336", "text": "Hi"}, 400, ("chat", NUMERIC)),
         ({"text": "Hi", "agent": "4188"}, 400, ("agent", NUMERIC)),
+        ({"text": "Hi", "type": None}, 400, ("type", BLANK)),
+        ({"text": "Hi", "type": "", "agent": AGENT}, 400, ("type", BLANK)),
     ],
 )
 @pytest.mark.anyio
 async def test_a_bad_message_is_refused(
     body: dict[str, Any], status: int, entry: tuple[str, str]
 ) -> None:
-    """An unknown chat or agent is 404; a bad type, text or id is 400; nothing is stored."""
+    """A missing or bad type, text or id is 400, an unknown chat or agent 404; none stored."""
     app = make_app()
     async with client(app) as c:
         chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
-        response = await c.post("/messages", json={"chat": chat_id, **body})
+        response = await c.post("/messages", json={"chat": chat_id, "type": "message", **body})
     assert response.status_code == status
     assert response.json() == errors(entry)
     assert app.state.messages == []
