@@ -367,9 +367,9 @@ def _parse_faults(pairs: tuple[str, ...]) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     for pair in pairs:
         kind, _, value = pair.partition("=")
-        if kind not in Faults.KINDS:
+        if kind not in Faults.ALL_KINDS:
             raise click.BadParameter(
-                f"{kind!r} is not one of {', '.join(Faults.KINDS)}", param_hint="--fault"
+                f"{kind!r} is not one of {', '.join(Faults.ALL_KINDS)}", param_hint="--fault"
             )
         try:
             chosen[kind] = float(value)

@@ -179,12 +179,15 @@ class Faults:
         "error_after",
         "drop_after",
         "slow_after",
-        "widget_chat",
     )
-    """The fault kinds, in the order one draw is matched against them."""
+    """The faults of the connection and the server, which every endpoint can meet."""
+
+    ALL_KINDS: ClassVar[tuple[str, ...]] = (*KINDS, "widget_chat")
+    """`KINDS` and the customer's own widget chat, in the order one draw is matched
+    against them."""
 
     def __post_init__(self) -> None:
-        chances = [getattr(self, kind) for kind in self.KINDS]
+        chances = [getattr(self, kind) for kind in self.ALL_KINDS]
         if any(not 0.0 <= p <= 1.0 for p in chances):
             raise ValueError("fault probabilities must be between 0 and 1")
         if sum(chances) > 1.0 + 1e-9:
@@ -195,7 +198,7 @@ class Faults:
     def draw(self, rng: random.Random) -> str | None:
         """The fault for one request (one number drawn from `rng`), or None."""
         point = rng.random()
-        for kind in self.KINDS:
+        for kind in self.ALL_KINDS:
             point -= getattr(self, kind)
             if point < 0:
                 return kind
