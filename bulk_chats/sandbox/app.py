@@ -79,9 +79,9 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import httpx
@@ -120,6 +120,8 @@ Clock = Callable[[], float]
 
 Sleep = Callable[[float], Awaitable[None]]
 """Waits the given seconds, for latency and `slow_after`."""
+
+V = TypeVar("V")
 
 DROP_CONNECTION = "bulk_chats.sandbox.drop_connection"
 """The key under `scope["extensions"]` of the sandbox server's "close this connection"."""
@@ -235,6 +237,14 @@ class SandboxConfig:
         low, high = self.latency if isinstance(self.latency, tuple) else (self.latency,) * 2
         if not 0 <= low <= high:
             raise ValueError("latency must be seconds >= 0, or a (min, max) range")
+
+
+class _Answered(Exception):
+    """A request answered before its endpoint did its work (a "before" fault)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class SlidingWindow:
@@ -366,10 +376,12 @@ class SandboxApp:
                 return await handler(request)
             except Refusal as refusal:
                 return refusal.response()
+            except _Answered as answered:
+                return answered.response
 
         return endpoint
 
-    def _draw_fault(self, endpoint: str = "chats") -> str | None:
+    def _draw_fault(self, endpoint: str) -> str | None:
         """The fault for one request to `endpoint` ("chats", or a `Faults` flag's name)."""
         faults = self.config.faults
         if endpoint != "chats" and not getattr(faults, endpoint):
@@ -380,6 +392,14 @@ class SandboxApp:
         if kind in _BEFORE:
             self.state.count_fault(kind)
         return kind
+
+    async def _begin(self, request: Request, endpoint: str) -> tuple[str | None, dict[str, Any]]:
+        """Draw the request's fault (see `_draw_fault`) and read its body; a "before" fault
+        is answered at once, without reading it."""
+        fault = self._draw_fault(endpoint)
+        if fault in _BEFORE:
+            raise _Answered(_before_fault(request, fault))
+        return fault, await json_object(request)
 
     async def _answer(self, request: Request, fault: str | None, response: Response) -> Response:
         """`response` after something was stored, unless an "after" fault strikes."""
@@ -394,10 +414,7 @@ class SandboxApp:
         return response
 
     async def _create_chat(self, request: Request) -> Response:
-        fault = self._draw_fault()
-        if fault in _BEFORE:
-            return _before_fault(request, fault)
-        body = await json_object(request)
+        fault, body = await self._begin(request, "chats")
         errors: list[Entry] = []
         customer_id = id_field(body, "customer", errors, required=True)
         application = id_field(body, "application", errors, required=True)
@@ -456,10 +473,7 @@ class SandboxApp:
         )
 
     async def _create_message(self, request: Request) -> Response:
-        fault = self._draw_fault("messages")
-        if fault in _BEFORE:
-            return _before_fault(request, fault)
-        body = await json_object(request)
+        fault, body = await self._begin(request, "messages")
         errors: list[Entry] = []
         chat_id = id_field(body, "chat", errors, required=True)
         text = text_field(body, "text", errors, required=True)
@@ -537,10 +551,7 @@ class SandboxApp:
         return JSONResponse(answer)
 
     async def _create_customer(self, request: Request) -> Response:
-        fault = self._draw_fault("customers")
-        if fault in _BEFORE:
-            return _before_fault(request, fault)
-        body = await json_object(request)
+        fault, body = await self._begin(request, "customers")
         errors: list[Entry] = []
         values = {
             name: text_field(body, name, errors, required=False) for name in CUSTOMER_TEXT_FIELDS
@@ -572,32 +583,20 @@ class SandboxApp:
         return await self._update(request, "status", value)
 
     async def _set_assignee(self, request: Request) -> Response:
-        def value(body: dict[str, Any], errors: list[Entry]) -> Any:
-            raw = body.get("assignee")
-            if raw is None and "assignee" in body:
-                return None  # null unassigns
-            if raw is not None and not is_id(raw):
-                errors.append(("assignee", NUMERIC))
-                return None
-            agent = None if raw is None else self.state.agents.get(raw)
-            if agent is None:
-                errors.append(("invalid_chat_value", "assignee value is invalid"))
-            return agent
-
-        return await self._update(request, "assignee", value)
+        agents = self.state.agents
+        return await self._update(
+            request,
+            "assignee",
+            lambda body, errors: _reference(body, "assignee", agents, errors, nullable=True),
+        )
 
     async def _set_department(self, request: Request) -> Response:
-        def value(body: dict[str, Any], errors: list[Entry]) -> Any:
-            raw = body.get("department")
-            if raw is not None and not is_id(raw):
-                errors.append(("department", NUMERIC))
-                return None
-            department = None if raw is None else self.state.departments.get(raw)
-            if department is None:
-                errors.append(("invalid_chat_value", "department value is invalid"))
-            return department
-
-        return await self._update(request, "department", value)
+        departments = self.state.departments
+        return await self._update(
+            request,
+            "department",
+            lambda body, errors: _reference(body, "department", departments, errors),
+        )
 
     async def _update(
         self,
@@ -606,10 +605,7 @@ class SandboxApp:
         parse: Callable[[dict[str, Any], list[Entry]], Any],
     ) -> Response:
         """A `PUT /v1/chats/<field>`: check the body, find the chat, change it, answer it."""
-        fault = self._draw_fault("updates")
-        if fault in _BEFORE:
-            return _before_fault(request, fault)
-        body = await json_object(request)
+        fault, body = await self._begin(request, "updates")
         errors: list[Entry] = []
         chat_id = id_field(body, "id", errors, required=True)
         value = parse(body, errors)
@@ -638,6 +634,28 @@ def create_app(
     `slow_after`, so tests can replace both and wait for nothing.
     """
     return SandboxApp(config or SandboxConfig(), state or SandboxState(), clock=clock, sleep=sleep)
+
+
+def _reference(
+    body: dict[str, Any],
+    name: str,
+    known: Mapping[int, V],
+    errors: list[Entry],
+    *,
+    nullable: bool = False,
+) -> V | None:
+    """`body[name]`, the id of one of `known`, as that one; None for null when `nullable`
+    (null unassigns). Appends to `errors` what is wrong with it."""
+    raw = body.get(name)
+    if raw is None and nullable and name in body:
+        return None
+    if raw is not None and not is_id(raw):
+        errors.append((name, NUMERIC))
+        return None
+    found = None if raw is None else known.get(raw)
+    if found is None:
+        errors.append(("invalid_chat_value", f"{name} value is invalid"))
+    return found
 
 
 def _page(request: Request) -> Page:
