@@ -607,6 +607,7 @@ async def test_seeded_faults_repeat_exactly() -> None:
         {"drop_after": -0.1},
         {"error_after": 0.6, "drop_after": 0.6},
         {"slow_seconds": -1},
+        {"widget_chat": 0.5, "drop_after": 0.6},
     ],
 )
 def test_impossible_faults_are_refused(faults: dict[str, float]) -> None:
@@ -788,6 +789,19 @@ def test_drop_after_closes_the_connection_unanswered_but_keeps_the_chat() -> Non
             c.post("/chats", json=CHAT)
         assert len(served.state.chats) == 1
         assert c.get("/agents").status_code == 200  # the server itself is fine
+
+
+def test_over_http_widget_chat_stores_two_chats_then_disconnects() -> None:
+    """Over HTTP, widget_chat stores the customer's chat and ours, then drops; not on updates."""
+    faults = Faults(widget_chat=1.0, updates=True)
+    with run_in_thread(SandboxConfig(faults=faults)) as served, http(served.base_url) as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.post("/chats", json=CHAT)
+        widget, ours = served.state.chats
+        closed = c.put("/chats/status", json={"id": ours.id, "status": "closed"})
+    assert (widget.created_with, ours.created_with) == ("customer_message", "public_api")
+    assert closed.status_code == 200
+    assert (ours.status, served.state.faults) == ("closed", {"widget_chat": 1})
 
 
 def test_slow_after_makes_the_client_time_out_with_the_chat_stored() -> None:
