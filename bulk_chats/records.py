@@ -187,3 +187,16 @@ class FedBack:
     finished: int = 0
     unknown: frozenset[int] = frozenset()
     chat_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Why validation sends a row nowhere: `status` is `invalid` or `duplicate`, `error_code`
+    names the fields ("; " between codes) and `error_message` says what is wrong and the fix
+    (" | " between messages)."""
+
+    index: int
+    source_row: int
+    status: Status
+    error_code: str
+    error_message: str

@@ -1,9 +1,10 @@
 """Validation's verdict as records for the stages after it.
 
 Validation works on whole columns, which is what makes a million rows cheap. What comes
-after it (the resume plan, the pre-flight, the look-ups, the sender) handles one row at a
-time, and only the rows to send: they get frozen `ChatRequest` records and a `FedBack`,
-built here once, and never reach back into the sheet's columns.
+after it (the resume plan, the pre-flight, the look-ups, the sender, a page listing the
+problems) handles one row at a time, and only some rows: they get frozen records
+(`ChatRequest`, `RowProblem`, `FedBack`), built here once, and never reach back into the
+sheet's columns.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pandas as pd
 
 from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, names_for
 from bulk_chats.loading import Sheet
-from bulk_chats.records import ChatRequest, FedBack, FirstMessage, Status
+from bulk_chats.records import ChatRequest, FedBack, FirstMessage, RowProblem, Status
 from bulk_chats.validation import Validation
 
 
@@ -85,6 +86,28 @@ def fed_back(sheet: Sheet, validation: Validation) -> FedBack:
         unknown=unknown,
         chat_ids=frozenset(int(i) for i in chat_ids),
     )
+
+
+def problems(sheet: Sheet, validation: Validation) -> list[RowProblem]:
+    """A `RowProblem` for every row validation rejected (`invalid` or `duplicate`), in order."""
+    rejected = validation.status.isin([Status.INVALID.value, Status.DUPLICATE.value]).to_numpy()
+    positions = validation.status.index[rejected]
+    return [
+        RowProblem(
+            index=int(position),
+            source_row=sheet.source_rows[int(position)],
+            status=Status(status),
+            error_code=code,
+            error_message=message,
+        )
+        for position, status, code, message in zip(
+            positions,
+            validation.status[rejected].tolist(),
+            validation.error_code[rejected].tolist(),
+            validation.error_message[rejected].tolist(),
+            strict=True,
+        )
+    ]
 
 
 def _message_missing(validation: Validation) -> pd.Series:

@@ -12,18 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from bulk_chats import journal as journal_module
+from bulk_chats import journal_schema
 from bulk_chats.errors import InputError
 from bulk_chats.journal import (
-    APPLICATION_ID,
-    SCHEMA_VERSION,
-    SENDING,
     Journal,
     JournalEntry,
     JournalError,
     journal_path,
     scope_for,
 )
+from bulk_chats.journal_schema import APPLICATION_ID, SCHEMA_VERSION, SENDING
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 from bulk_chats.resume import plan_resume
 
@@ -433,8 +431,8 @@ def test_older_journal_is_upgraded_in_place(path: Path, monkeypatch: pytest.Monk
     with Journal.open(path, scope=SCOPE) as journal:
         journal.record(request, created(request, 555))
 
-    upgraded = (*journal_module._MIGRATIONS, ("ALTER TABLE entries ADD COLUMN note TEXT",))
-    monkeypatch.setattr(journal_module, "_MIGRATIONS", upgraded)
+    upgraded = (*journal_schema._MIGRATIONS, ("ALTER TABLE entries ADD COLUMN note TEXT",))
+    monkeypatch.setattr(journal_schema, "_MIGRATIONS", upgraded)
     entry = read_back(path, request)
     assert entry is not None
     assert entry.chat_id == 555

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bulk_chats.journal import SENDING, Journal, JournalEntry, journal_path
+from bulk_chats.journal import Journal, JournalEntry, journal_path
+from bulk_chats.journal_schema import SENDING
 from bulk_chats.records import ChatRequest, FedBack, FirstMessage, Outcome, Status
 from bulk_chats.resume import HELD_UNKNOWN, ResumePlan, plan_resume
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bulk_chats.loading import load_sheet
-from bulk_chats.records import FedBack, FirstMessage
-from bulk_chats.rows import fed_back, rows_to_send
+from bulk_chats.records import FedBack, FirstMessage, Status
+from bulk_chats.rows import fed_back, problems, rows_to_send
 from bulk_chats.validation import validate_sheet
 
 
@@ -73,3 +73,22 @@ def test_a_sheet_that_is_no_results_workbook_says_nothing_of_earlier_runs(tmp_pa
     source.write_text("customer,application,status\n101,3838,unknown\n", encoding="utf-8")
     sheet = load_sheet(source)
     assert fed_back(sheet, validate_sheet(sheet)) == FedBack()
+
+
+def test_problems_list_each_rejected_row_with_its_codes_and_fix(tmp_path: Path) -> None:
+    """Invalid and duplicate rows become RowProblem records in input order; valid rows none."""
+    source = tmp_path / "bad.csv"
+    source.write_text(
+        "customer,application\n101,3838\nabc,3838\n101,3838\n",
+        encoding="utf-8",
+    )
+    sheet = load_sheet(source)
+    invalid, duplicate = problems(sheet, validate_sheet(sheet))
+    assert (invalid.index, invalid.source_row, invalid.status) == (1, 3, Status.INVALID)
+    assert invalid.error_code == "invalid_customer"
+    assert "'abc'" in invalid.error_message
+    assert (duplicate.source_row, duplicate.status, duplicate.error_code) == (
+        4,
+        Status.DUPLICATE,
+        "duplicate",
+    )
