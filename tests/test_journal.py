@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from bulk_chats.journal import (
     Journal,
     JournalEntry,
     JournalError,
-    journal_path,
     scope_for,
 )
 from bulk_chats.journal_schema import APPLICATION_ID, SCHEMA_VERSION, SENDING
@@ -53,17 +51,6 @@ def created(request: ChatRequest, chat_id: int, message_id: int | None = None) -
 
 def outcome(request: ChatRequest, status: Status, **fields: object) -> Outcome:
     return Outcome(index=request.index, status=status, **fields)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return journal_path(tmp_path / "reports")
-
-
-@pytest.fixture
-def journal(path: Path) -> Iterator[Journal]:
-    with Journal.open(path, scope=SCOPE, input_name="march.xlsx") as opened:
-        yield opened
 
 
 def read_back(path: Path, request: ChatRequest, scope: str = SCOPE) -> JournalEntry | None:

@@ -335,24 +335,18 @@ def test_default_out_path(stem: str, expected: str) -> None:
 def test_resolved_columns_show_the_ids_used_for_each_name_column(tmp_path: Path) -> None:
     """After an import each id field given by a name column gets a resolved_* column with
     the id this run used; a validate run writes none."""
-    source = tmp_path / "mixed.csv"
+    source = tmp_path / "named.csv"
     source.write_text(
-        "customer,customer_email,application,agent_email,message,sender_email\n"
-        "8738438,customer1@example.com,3838,anna@example.com,Hi,\n"
-        ",customer2@example.com,3838,,Note,ben@example.com\n",
+        "customer,email,app,dept_name\n8738438,,3838,Support\n,b@example.com,3838,\n",
         encoding="utf-8",
     )
     sheet = load_sheet(source)
     validation = validate_sheet(sheet)
 
     frame = build_results(sheet, validation, {}, resolved={"customer": {0: 8738438, 1: 8738439}})
-    assert list(frame.columns[-3:]) == [
-        "resolved_customer",
-        "resolved_assignee",
-        "resolved_message_agent",
-    ]
+    assert list(frame.columns[-2:]) == ["resolved_customer", "resolved_department"]
     assert frame["resolved_customer"].tolist() == [8738438, 8738439]
-    assert frame["resolved_assignee"].tolist() == [None, None]
+    assert frame["resolved_department"].tolist() == [None, None]
     assert not any(str(c).startswith("resolved_") for c in build_results(sheet, validation, {}))
 
 

@@ -3,45 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bulk_chats.journal import Journal, JournalEntry, journal_path
+from bulk_chats.journal import Journal, JournalEntry
 from bulk_chats.journal_schema import SENDING
-from bulk_chats.records import ChatRequest, FedBack, FirstMessage, Outcome, Status
+from bulk_chats.records import ChatRequest, FedBack, Outcome, Status
 from bulk_chats.resume import HELD_UNKNOWN, ResumePlan, plan_resume
-
-SCOPE = "https://api.helpcrunch.com/v1"
-
-
-def make_request(customer: int = 101, *, message: str | None = None, index: int = 0) -> ChatRequest:
-    return ChatRequest(
-        index=index,
-        source_row=index + 2,
-        customer=customer,
-        application=7,
-        assignee=4188,
-        message=FirstMessage(message) if message is not None else None,
-    )
-
-
-def outcome(request: ChatRequest, status: Status, **fields: object) -> Outcome:
-    return Outcome(index=request.index, status=status, **fields)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return journal_path(tmp_path / "reports")
-
-
-@pytest.fixture
-def journal(path: Path) -> Iterator[Journal]:
-    with Journal.open(path, scope=SCOPE, input_name="march.xlsx") as opened:
-        yield opened
-
+from tests.test_journal import SCOPE, make_request, outcome
 
 Step = Callable[[Journal, ChatRequest], None]
 
