@@ -87,9 +87,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-SCHEMA_VERSION: Final = len(_MIGRATIONS)
-"""The schema this module writes, kept in `PRAGMA user_version`."""
-
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open the journal file, in WAL mode with full sync, creating or upgrading its schema."""

@@ -87,8 +87,8 @@ def build_results(
     # Shallow copies: pandas copies the data only if an outcome below changes it, so a
     # validate run (no outcomes) adds no column of a million rows.
     status = validation.status.copy(deep=False)
-    chat_id = validation.previous_chat_id.copy(deep=False)
-    message_id = validation.previous_message_id.copy(deep=False)
+    chat_id = validation.fed_back_chat_id.copy(deep=False)
+    message_id = validation.fed_back_message_id.copy(deep=False)
     error_code = validation.error_code.copy(deep=False)
     error_message = validation.error_message.copy(deep=False)
     http_status = pd.Series(pd.NA, index=index, dtype="Int64")

@@ -39,7 +39,7 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
         else blank_names
         for name in NAME_FIELDS
     }
-    chat_ids = optional_ints(validation.previous_chat_id[chosen])
+    chat_ids = optional_ints(validation.fed_back_chat_id[chosen])
     texts = validation.message[chosen].tolist()
     kinds = validation.message_type[chosen].tolist()
     rows = []
@@ -74,7 +74,7 @@ def fed_back(sheet: Sheet, validation: Validation) -> FedBack:
     """What the results workbook `sheet` says an earlier run did (empty when it is none)."""
     if not sheet.fed_back:
         return FedBack()
-    chat_ids = validation.previous_chat_id.dropna()
+    chat_ids = validation.fed_back_chat_id.dropna()
     finished = validation.status.eq(Status.ALREADY_CREATED.value) & ~_message_missing(validation)
     status = sheet.column("status")
     unknown = frozenset[int]()
@@ -116,7 +116,7 @@ def _message_missing(validation: Validation) -> pd.Series:
     return (
         validation.status.eq(Status.ALREADY_CREATED.value)
         & validation.message.ne("")
-        & validation.previous_message_id.isna()
+        & validation.fed_back_message_id.isna()
         & validation.ids["application"].notna()
     )
 

@@ -48,8 +48,8 @@ class Validation:
     names: pd.DataFrame
     message: pd.Series
     message_type: pd.Series
-    previous_chat_id: pd.Series
-    previous_message_id: pd.Series
+    fed_back_chat_id: pd.Series
+    fed_back_message_id: pd.Series
 
     def counts(self) -> dict[str, int]:
         """Rows by status."""
@@ -145,13 +145,13 @@ def validate_sheet(sheet: Sheet) -> Validation:
     codes, messages = problems.joined()
     invalid = codes != ""
 
-    previous_chat_id = _previous_id(sheet, "chat_id")
+    fed_back_chat_id = _fed_back_id(sheet, "chat_id")
     if "message_id" in sheet.fed_back or "chat_id" in sheet.fed_back:
-        previous_message_id = _previous_id(sheet, "message_id")
+        fed_back_message_id = _fed_back_id(sheet, "message_id")
     else:
         # Both all blank: one column, shared (copy on write keeps them apart).
-        previous_message_id = previous_chat_id.copy(deep=False)
-    done = previous_chat_id.notna().to_numpy(dtype=bool)
+        fed_back_message_id = fed_back_chat_id.copy(deep=False)
+    done = fed_back_chat_id.notna().to_numpy(dtype=bool)
 
     status = filled(size, Status.VALID.value)
     status[invalid] = Status.INVALID.value
@@ -170,8 +170,8 @@ def validate_sheet(sheet: Sheet) -> Validation:
         names=names,
         message=message,
         message_type=message_type,
-        previous_chat_id=previous_chat_id,
-        previous_message_id=previous_message_id,
+        fed_back_chat_id=fed_back_chat_id,
+        fed_back_message_id=fed_back_message_id,
     )
 
 
@@ -261,7 +261,7 @@ def _check_messages(
     )
 
 
-def _previous_id(sheet: Sheet, name: str) -> pd.Series:
+def _fed_back_id(sheet: Sheet, name: str) -> pd.Series:
     """An id an earlier results workbook recorded (chat_id, message_id), or <NA>."""
     column = sheet.column(name) if name in sheet.fed_back else None
     if column is None:

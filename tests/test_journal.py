@@ -19,13 +19,14 @@ from bulk_chats.journal import (
     JournalError,
     scope_for,
 )
-from bulk_chats.journal_schema import APPLICATION_ID, SCHEMA_VERSION, SENDING
+from bulk_chats.journal_schema import APPLICATION_ID, SENDING
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 from bulk_chats.resume import plan_resume
 
 SCOPE = "https://api.helpcrunch.com/v1"
 OTHER_SCOPE = "http://127.0.0.1:8765/v1"
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA_VERSION = len(journal_schema._MIGRATIONS)
 
 
 def make_request(customer: int = 101, *, message: str | None = None, index: int = 0) -> ChatRequest:
