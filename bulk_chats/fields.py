@@ -42,8 +42,8 @@ class Field:
 
 
 FIELDS: Final = (
-    Field("customer", Kind.ID, ("customerid", "customer_id")),
-    Field("application", Kind.ID, ("application_id", "applicationid", "app", "app_id")),
+    Field("customer", Kind.ID, ("customer_id", "customerid")),
+    Field("application", Kind.ID, ("application_id", "app", "app_id", "applicationid")),
     Field("assignee", Kind.ID, ("assignee_id", "agent", "agent_id")),
     Field("department", Kind.ID, ("department_id", "dept", "dept_id")),
     Field("message_agent", Kind.ID, ("message_agent_id",)),
@@ -96,6 +96,11 @@ STANDS_FOR: Final = {f.name: f.stands_for for f in FIELDS if f.stands_for is not
 
 CUSTOMER_SEARCH_FIELDS: Final = {f.name: f.search_as for f in FIELDS if f.search_as is not None}
 """Customer name field → the field of `POST /v1/customers/search` it is matched against."""
+
+
+def headers_for(field: str) -> tuple[str, ...]:
+    """The headers (normalised) that name `field`: its own name, then its aliases."""
+    return (field, *next(f.aliases for f in FIELDS if f.name == field))
 
 
 def names_for(id_field: str) -> tuple[str, ...]:

@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 from bulk_chats.errors import InputError
-from bulk_chats.fields import ALIASES, FED_BACK_COLUMNS, FIELD_NAMES, RESULT_COLUMNS
+from bulk_chats.fields import (
+    ALIASES,
+    FED_BACK_COLUMNS,
+    FIELD_NAMES,
+    RESULT_COLUMNS,
+    headers_for,
+    names_for,
+)
 from bulk_chats.xlsx import column_letter
 
 MAX_COLUMNS = 16_384 - len(RESULT_COLUMNS)
@@ -647,11 +654,12 @@ def _map_columns(
 def _require(path: Path, fields: Mapping[str, int]) -> None:
     if "application" not in fields:
         raise InputError(
-            f"{path}: no application column (looked for application, application_id, app, "
-            "app_id); name one with --column application=HEADER"
+            f"{path}: no application column (looked for {', '.join(headers_for('application'))}"
+            "); name one with --column application=HEADER"
         )
-    if not {"customer", "customer_email", "customer_user_id"} & fields.keys():
+    customer_names = names_for("customer")
+    if not {"customer", *customer_names} & fields.keys():
         raise InputError(
-            f"{path}: no customer column (looked for customer, customer_id, customerid, or "
-            "customer_email / customer_user_id); name one with --column customer=HEADER"
+            f"{path}: no customer column (looked for {', '.join(headers_for('customer'))}, or "
+            f"{' / '.join(customer_names)}); name one with --column customer=HEADER"
         )
