@@ -218,7 +218,14 @@ class Preflight:
 
 
 def check_rows(rows: Iterable[ChatRequest], directory: Directory) -> Preflight:
-    """Check every row's agent and department ids and names against `directory`; offline."""
+    """Check every row's agent and department ids and names against `directory`; offline.
+
+    An id must be one of the account's (else `unknown_<field>`); an agent email or a
+    department name must match exactly one, ignoring case and surrounding spaces (else
+    `unresolved_<name field>`). A row giving both an id and a name uses the id. An assignee
+    outside the row's department is only warned about: routing rules may allow it, and
+    the API accepts it.
+    """
     passed: list[ChatRequest] = []
     rejected: dict[int, Outcome] = {}
     warnings: dict[int, str] = {}
