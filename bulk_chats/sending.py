@@ -341,7 +341,7 @@ class _Sender:
         request = row.request
         chat_id = row.chat_id
         if chat_id is None:
-            lock = self._customer_locks.setdefault(request.customer, anyio.Lock())
+            lock = self._customer_locks.setdefault(request.customer_id, anyio.Lock())
             async with lock:
                 created = await self._create(row)
             if isinstance(created, Outcome):
@@ -444,7 +444,7 @@ class _Sender:
         Raises the search's `ApiError` when it cannot be done.
         """
         created_since = math.floor(since - CONFIRM_SKEW)
-        chats = await self._search(row.request.customer, created_since)
+        chats = await self._search(row.request.customer_id, created_since)
         chosen = _pick_chat(chats, row.request, created_since, self._claimed)
         if chosen is not None:
             self._claimed.add(chosen)
@@ -472,7 +472,7 @@ class _Sender:
             return None, False
         try:
             chats = await self._search(
-                row.request.customer, math.floor(row.chat_since - CONFIRM_SKEW)
+                row.request.customer_id, math.floor(row.chat_since - CONFIRM_SKEW)
             )
         except ApiError as exc:
             self._auth_failed |= isinstance(exc, AuthenticationError)
