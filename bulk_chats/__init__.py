@@ -20,7 +20,7 @@ from bulk_chats.errors import (
 )
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
-from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
+from bulk_chats.records import ChatRequest, FirstMessage, Outcome, RowProblem, Status
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, ApiKey, Settings, read_api_key
 from bulk_chats.validation import Validation, validate_sheet
 
@@ -42,6 +42,7 @@ __all__ = [
     "RateLimitedError",
     "RefusedError",
     "ReportError",
+    "RowProblem",
     "RunResult",
     "Settings",
     "Sheet",

@@ -123,6 +123,12 @@ def validate(
     is_flag=True,
     help="Start the local stand-in for the API in-process and import into it; no key needed.",
 )
+@click.option(
+    "--quirks",
+    is_flag=True,
+    hidden=True,  # for the tests: the stand-in answers as the API's other revisions do
+    help="With --sandbox: answer as the API documentation's other revisions do.",
+)
 @click.option("--dry-run", is_flag=True, help="Everything but creating chats: key check, look-ups.")
 @click.option(
     "--fresh", is_flag=True, help="Ignore earlier runs of the same rows and send them again."
@@ -139,6 +145,7 @@ def import_(
     base_url: str | None,
     api_key_file: Path | None,
     sandbox: bool,
+    quirks: bool,
     dry_run: bool,
     fresh: bool,
     yes: bool,
@@ -158,9 +165,12 @@ def import_(
                 )
             from bulk_chats.sandbox import SandboxConfig, run_in_thread
 
-            running = stack.enter_context(run_in_thread(SandboxConfig(rate=round(rate))))
+            config = SandboxConfig(rate=round(rate), quirks=quirks)
+            running = stack.enter_context(run_in_thread(config))
             root, key = running.base_url, ApiKey(SANDBOX_KEY)
             click.echo(f"sandbox: a local stand-in for the API at {root}", err=True)
+        elif quirks:
+            raise InputError("--quirks changes the stand-in's answers: use it with --sandbox")
         else:
             root = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
             key = read_api_key(api_key_file)
@@ -217,7 +227,16 @@ def import_(
     multiple=True,
     metavar="KIND=P",
     help="Inject a fault into POST /v1/chats with probability P; repeatable. Kinds: "
-    "error_before, unavailable, drop_before, error_after, drop_after, slow_after.",
+    "error_before, unavailable, drop_before, error_after, drop_after, slow_after, "
+    "widget_chat (the customer opens a chat of their own, then the connection drops).",
+)
+@click.option(
+    "--fault-on",
+    "fault_on",
+    multiple=True,
+    type=click.Choice(["messages", "customers", "updates"]),
+    help="Inject the faults into POST /v1/messages, POST /v1/customers or the "
+    "PUT /v1/chats/... endpoints too; repeatable.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the faults.")
 @click.option(
@@ -232,6 +251,12 @@ def import_(
     show_default=True,
     help="Made-up customers added to the 20 seeded ones (ids follow theirs), for large runs.",
 )
+@click.option(
+    "--quirks",
+    is_flag=True,
+    help="Answer as the API documentation's other revisions do: string timestamps, new "
+    "chats 'new', short pages, a wrong meta.total, a stray customer in every search.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -239,9 +264,11 @@ def sandbox(
     key: str | None,
     latency: str | None,
     faults: tuple[str, ...],
+    fault_on: tuple[str, ...],
     seed: int,
     no_retry_after: bool,
     customers: int,
+    quirks: bool,
 ) -> None:
     """Run a local stand-in for the HelpCrunch API on loopback until Ctrl-C."""
     from bulk_chats.sandbox import Faults, SandboxConfig, SandboxState, Seed, serve
@@ -251,8 +278,9 @@ def sandbox(
             api_key=key,
             rate=rate,
             latency=_parse_latency(latency),
-            faults=Faults(seed=seed, **_parse_faults(faults)),
+            faults=Faults(seed=seed, **_parse_faults(faults), **dict.fromkeys(fault_on, True)),
             retry_after_header=not no_retry_after,
+            quirks=quirks,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -339,9 +367,9 @@ def _parse_faults(pairs: tuple[str, ...]) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     for pair in pairs:
         kind, _, value = pair.partition("=")
-        if kind not in Faults.KINDS:
+        if kind not in Faults.ALL_KINDS:
             raise click.BadParameter(
-                f"{kind!r} is not one of {', '.join(Faults.KINDS)}", param_hint="--fault"
+                f"{kind!r} is not one of {', '.join(Faults.ALL_KINDS)}", param_hint="--fault"
             )
         try:
             chosen[kind] = float(value)

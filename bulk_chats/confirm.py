@@ -34,7 +34,7 @@ async def find_chat(
     Raises the search's `ApiError` when it cannot be done.
     """
     created_since = math.floor(since - CONFIRM_SKEW)
-    chats = await search(request.customer, created_since)
+    chats = await search(request.customer_id, created_since)
     return pick_chat(chats, request, created_since=created_since, claimed=claimed)
 
 

@@ -26,69 +26,15 @@ import numpy as np
 import pandas as pd
 
 from bulk_chats.errors import InputError
+from bulk_chats.fields import (
+    ALIASES,
+    FED_BACK_COLUMNS,
+    FIELD_NAMES,
+    RESULT_COLUMNS,
+    headers_for,
+    names_for,
+)
 from bulk_chats.xlsx import column_letter
-
-ID_FIELDS = ("customer", "application", "assignee", "department", "message_agent")
-"""Fields that hold a HelpCrunch id."""
-
-NAME_FIELDS = (
-    "customer_email",
-    "customer_user_id",
-    "assignee_email",
-    "department_name",
-    "message_agent_email",
-)
-"""Fields that name what an id field would number; `import` resolves them to ids."""
-
-TEXT_FIELDS = ("message", "message_type")
-
-FIELDS = ID_FIELDS + NAME_FIELDS + TEXT_FIELDS
-
-ALIASES: dict[str, str] = {
-    "customerid": "customer",
-    "customer_id": "customer",
-    "application_id": "application",
-    "applicationid": "application",
-    "app": "application",
-    "app_id": "application",
-    "assignee_id": "assignee",
-    "agent": "assignee",
-    "agent_id": "assignee",
-    "department_id": "department",
-    "dept": "department",
-    "dept_id": "department",
-    "email": "customer_email",
-    "customer_mail": "customer_email",
-    "user_id": "customer_user_id",
-    "userid": "customer_user_id",
-    "customer_userid": "customer_user_id",
-    "agent_email": "assignee_email",
-    "assignee_mail": "assignee_email",
-    "dept_name": "department_name",
-    "department_title": "department_name",
-    "message_text": "message",
-    "text": "message",
-    "message_agent_id": "message_agent",
-    "sender_email": "message_agent_email",
-}
-"""Header (normalised) → field, beyond each field's own name."""
-
-RESULT_COLUMNS = (
-    "source_row",
-    "status",
-    "chat_id",
-    "message_id",
-    "error_code",
-    "error_message",
-    "http_status",
-    "attempts",
-    "resolved_customer",
-    "resolved_assignee",
-    "resolved_department",
-    "resolved_message_agent",
-)
-"""Columns the results workbook adds. Read back, they are not input: the next results
-workbook writes them afresh rather than echoing the old ones."""
 
 MAX_COLUMNS = 16_384 - len(RESULT_COLUMNS)
 """Input columns a sheet may have: a worksheet holds 16,384, and the results add theirs."""
@@ -109,7 +55,7 @@ def normalise_header(header: object) -> str:
 def field_for_header(header: object) -> str | None:
     """The field a header names (directly or by alias), or None."""
     name = normalise_header(header)
-    if name in FIELDS:
+    if name in FIELD_NAMES:
         return name
     return ALIASES.get(name)
 
@@ -166,8 +112,8 @@ class Sheet:
     `cells` has one column per input column, labelled by position (headers may repeat
     or be blank), object dtype, blank cells as "". `source_rows[i]` is the row number
     the spreadsheet shows for data row `i` (header = 1). `fields` maps a field to its
-    column position; `previous` maps the columns of an earlier results workbook
-    (`chat_id`, `message_id`, `status`) to theirs; `echoed` lists the positions of the
+    column position; `fed_back` maps the result columns (`status`, `chat_id`, …) of a
+    results workbook fed back in to theirs; `echoed` lists the positions of the
     columns the results workbook repeats.
     """
 
@@ -176,7 +122,7 @@ class Sheet:
     cells: pd.DataFrame
     source_rows: Sequence[int]
     fields: dict[str, int]
-    previous: dict[str, int] = field(default_factory=dict)
+    fed_back: dict[str, int] = field(default_factory=dict)
     echoed: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -184,7 +130,7 @@ class Sheet:
 
     def column(self, name: str) -> pd.Series | None:
         """The cells of a field (or of an earlier result column), or None if absent."""
-        position = self.fields.get(name, self.previous.get(name))
+        position = self.fields.get(name, self.fed_back.get(name))
         return None if position is None else self.cells[position]
 
 
@@ -645,10 +591,10 @@ def _to_sheet(path: Path, rows: pd.DataFrame, columns: Mapping[str, str]) -> She
     cells.columns = pd.RangeIndex(len(headers))
     if cells.empty:
         raise InputError(f"{path}: no data rows below the header")
-    fields, previous = _map_columns(path, headers, columns)
-    if not ({"source_row", "status", "chat_id"} <= previous.keys()):
-        previous = {}
-    echoed = [i for i in range(len(headers)) if i not in previous.values()]
+    fields, fed_back = _map_columns(path, headers, columns)
+    if not fed_back.keys() >= FED_BACK_COLUMNS:
+        fed_back = {}
+    echoed = [i for i in range(len(headers)) if i not in fed_back.values()]
     _require(path, fields)
     return Sheet(
         path=path,
@@ -656,7 +602,7 @@ def _to_sheet(path: Path, rows: pd.DataFrame, columns: Mapping[str, str]) -> She
         cells=cells,
         source_rows=RowNumbers(keep + 1),
         fields=fields,
-        previous=previous,
+        fed_back=fed_back,
         echoed=echoed,
     )
 
@@ -667,9 +613,10 @@ def _map_columns(
     """Field → column position, from `--column` first, then names and aliases."""
     fields: dict[str, int] = {}
     for name, header in columns.items():
-        if name not in FIELDS:
+        if name not in FIELD_NAMES:
             raise InputError(
-                f"--column {name}={header}: unknown field {name!r}; fields are " + ", ".join(FIELDS)
+                f"--column {name}={header}: unknown field {name!r}; fields are "
+                + ", ".join(FIELD_NAMES)
             )
         matches = [i for i, h in enumerate(headers) if h == header] or [
             i for i, h in enumerate(headers) if normalise_header(h) == normalise_header(header)
@@ -681,13 +628,13 @@ def _map_columns(
             )
         fields[name] = matches[0]
     mapped = set(fields.values())
-    previous: dict[str, int] = {}
+    fed_back: dict[str, int] = {}
     for position, header in enumerate(headers):
         if position in mapped:
             continue
         normal = normalise_header(header)
         if normal in RESULT_COLUMNS:
-            previous.setdefault(normal, position)
+            fed_back.setdefault(normal, position)
             continue
         found = field_for_header(header)
         if found is None or found in columns:
@@ -701,17 +648,18 @@ def _map_columns(
                 f"use with --column {found}=HEADER"
             )
         fields[found] = position
-    return fields, previous
+    return fields, fed_back
 
 
 def _require(path: Path, fields: Mapping[str, int]) -> None:
     if "application" not in fields:
         raise InputError(
-            f"{path}: no application column (looked for application, application_id, app, "
-            "app_id); name one with --column application=HEADER"
+            f"{path}: no application column (looked for {', '.join(headers_for('application'))}"
+            "); name one with --column application=HEADER"
         )
-    if not {"customer", "customer_email", "customer_user_id"} & fields.keys():
+    customer_names = names_for("customer")
+    if not {"customer", *customer_names} & fields.keys():
         raise InputError(
-            f"{path}: no customer column (looked for customer, customer_id, customerid, or "
-            "customer_email / customer_user_id); name one with --column customer=HEADER"
+            f"{path}: no customer column (looked for {', '.join(headers_for('customer'))}, or "
+            f"{' / '.join(customer_names)}); name one with --column customer=HEADER"
         )

@@ -10,27 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
 import httpx
-import pandas as pd
 
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
-from bulk_chats.journal import (
-    Earlier,
-    Journal,
-    describe_resume,
-    journal_path,
-    latest,
-    plan_resume,
-    scope_for,
-    settled,
-)
-from bulk_chats.loading import RESULT_COLUMNS, Sheet, load_sheet
+from bulk_chats.fields import RESULT_COLUMNS
+from bulk_chats.journal import Journal, journal_path, scope_for
+from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import ChatRequest, Outcome, Status
 from bulk_chats.report import (
@@ -42,15 +33,9 @@ from bulk_chats.report import (
     prepare_out,
     write_results,
 )
-from bulk_chats.resolve import (
-    Draft,
-    Preflight,
-    check_rows,
-    draft_rows,
-    read_directory,
-    resolve_customers,
-    resolved_columns,
-)
+from bulk_chats.resolve import Preflight, check_rows, read_directory, resolve_customers
+from bulk_chats.resume import ResumePlan, plan_resume
+from bulk_chats.rows import fed_back, rows_to_send
 from bulk_chats.sending import send_chats
 from bulk_chats.settings import DEFAULT_RATE, Settings
 from bulk_chats.throttle import RateLimiter, default_concurrency
@@ -69,7 +54,7 @@ class Plan:
     check and the reads of agents and departments are done by then and not counted.
     `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
     or duplicate; `held` rows an earlier run left `unknown` are held back (see
-    `journal.plan_resume`). `warnings` counts rows sent despite a warning.
+    `resume.plan_resume`). `warnings` counts rows sent despite a warning.
     """
 
     rows: int
@@ -194,8 +179,8 @@ async def import_file(
     """Validate, run the pre-flight, then create a chat (and its first message) for every
     row that passed, and write the results workbook.
 
-    In order: read and validate; open the journal and set aside the rows an earlier run
-    finished (they are neither looked up nor sent); the pre-flight (its first request
+    In order: read and validate; open the journal and plan the resume (rows an earlier
+    run finished are neither looked up nor sent); the pre-flight (its first request
     checks the key: a 401 stops here, nothing created; then agent and department ids and
     names are checked); the plan, given to `notify` and then to `confirm`, which may
     decline; the customer look-ups; the sending. With `settings.dry_run` everything but
@@ -206,17 +191,17 @@ async def import_file(
     Raises InputError when the file or the settings cannot be used.
     """
     now = now or dt.datetime.now()
-    say = notify or (lambda _: None)
+    tell = notify or (lambda _: None)
     if settings.api_key is None:
         raise InputError("no API key given")
     sheet, validation = read_and_validate(settings)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
     _prepare(out, sheet)
     mode = "dry-run" if settings.dry_run else "import"
-    report = _Report(
+    results = _ResultsSoFar(
         sheet, validation, out, Summary(settings.input_path, mode, settings.base_url, now)
     )
-    drafts = draft_rows(sheet, validation)
+    rows = rows_to_send(sheet, validation)
     limiter = RateLimiter(settings.rate)
     concurrency = settings.concurrency or default_concurrency(settings.rate)
 
@@ -226,77 +211,69 @@ async def import_file(
         fresh=settings.fresh,
         input_name=settings.input_path.name,
     ) as journal:
-        earlier = journal.earlier(d.key for d in drafts)
-        unknown_before = _unknown_before(sheet, fresh=settings.fresh)
-        finished, held, pending, last_created_at = _set_aside(drafts, earlier, unknown_before)
-        report.outcomes.update(finished)
-        report.outcomes.update(held)
-        claimed = _claimed_chat_ids(validation, earlier.values())
+        resume = plan_resume(
+            rows,
+            journal.entries(row.key for row in rows),
+            fed_back(sheet, validation),
+            fresh=settings.fresh,
+        )
+        results.record(resume.finished)
+        results.record(resume.held)
 
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
             try:
-                directory = await read_directory(client, pending)
+                directory = await read_directory(client, resume.to_send)
             except AuthenticationError as exc:
-                say(f"the API refused the key ({exc.http_status}): nothing was sent")
-                report.outcomes.update(_all(pending, Status.NOT_SENT, _KEY_REFUSED))
-                return report.finish(auth_failed=True)
+                tell(f"the API refused the key ({exc.http_status}): nothing was sent")
+                results.record(_ending(resume.to_send, Status.NOT_SENT, _KEY_REFUSED))
+                return results.finish(auth_failed=True)
             except ApiError as exc:
-                say(f"the pre-flight read failed, so nothing was sent: {exc}")
-                report.outcomes.update(
-                    _all(pending, Status.NOT_SENT, f"not sent: the pre-flight read failed: {exc}")
-                )
-                return report.finish()
-            preflight = check_rows(pending, directory)
-            report.outcomes.update(preflight.rejected)
-            report.warnings.update(preflight.warnings)
+                tell(f"the pre-flight read failed, so nothing was sent: {exc}")
+                failed = f"not sent: the pre-flight read failed: {exc}"
+                results.record(_ending(resume.to_send, Status.NOT_SENT, failed))
+                return results.finish()
+            preflight = check_rows(resume.to_send, directory)
+            results.record(preflight.rejected.values())
+            results.warnings.update(preflight.warnings)
 
             plan = make_plan(
-                validation,
-                drafts,
-                preflight,
-                already_done=len(finished),
-                held=len(held),
-                rate=settings.rate,
-                dry_run=settings.dry_run,
+                validation.counts(), resume, preflight, rate=settings.rate, dry_run=settings.dry_run
             )
-            if earlier or held:
-                say(_resume_note(finished, held, pending, earlier, last_created_at))
-            say(plan.describe())
-            report.plan = plan
+            if resume.worth_telling:
+                tell(resume.describe())
+            tell(plan.describe())
+            results.plan = plan
             if not settings.dry_run and confirm is not None and plan.to_send and not confirm(plan):
-                report.outcomes.update(
-                    _all(preflight.passed, Status.NOT_SENT, "not sent: the run was not confirmed")
-                )
-                return report.finish(declined=True)
+                declined = "not sent: the run was not confirmed"
+                results.record(_ending(preflight.passed, Status.NOT_SENT, declined))
+                return results.finish(declined=True)
 
             resolution = await resolve_customers(
                 client, preflight, concurrency=concurrency, stop=stop
             )
-            report.outcomes.update(resolution.outcomes)
-            report.resolved = resolution.resolved
-            resume = plan_resume(resolution.requests, earlier, unknown_before=unknown_before)
-            report.outcomes.update((o.index, o) for o in resume.held)
+            results.record(resolution.outcomes.values())
+            results.resolved = resolution.resolved
             if resolution.auth_failed:
-                say("the API refused the key (401) during the look-ups: nothing more was sent")
-                report.outcomes.update(_all(resume.to_send, Status.NOT_SENT, _KEY_REFUSED))
-                return report.finish(auth_failed=True)
+                tell("the API refused the key (401) during the look-ups: nothing more was sent")
+                results.record(_ending(resolution.requests, Status.NOT_SENT, _KEY_REFUSED))
+                return results.finish(auth_failed=True)
             if settings.dry_run:
-                report.outcomes.update(_all(resume.to_send, Status.VALID, ""))
-                return report.finish(interrupted=_stopped(stop))
+                results.record(_ending(resolution.requests, Status.VALID, ""))
+                return results.finish(interrupted=_stopped(stop))
 
             result = await send_chats(
-                resume.to_send,
+                resolution.requests,
                 client,
                 concurrency=concurrency,
                 progress=progress or NullProgress(),
                 journal=journal,
                 stop=stop,
-                claimed_chat_ids=claimed,
+                claimed_chat_ids=set(resume.claimed_chat_ids),
             )
-    report.outcomes.update(result.outcomes)
-    return report.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
+    results.record(result.outcomes.values())
+    return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
 
 
 _KEY_REFUSED = "not sent: the API refused the key"
@@ -306,132 +283,55 @@ def _stopped(stop: anyio.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
 
-def _resume_note(
-    finished: Mapping[int, Outcome],
-    held: Mapping[int, Outcome],
-    pending: Sequence[Draft],
-    earlier: Mapping[str, Earlier],
-    last_created_at: float | None,
-) -> str:
-    """One line on what earlier runs left, e.g. `312 rows were already created ...`."""
-    to_confirm = 0
-    for draft in pending:
-        entry = earlier.get(draft.key)
-        if entry is not None and entry.chat_id is None and entry.unresolved_since is not None:
-            to_confirm += 1
-    return describe_resume(
-        finished=len(finished),
-        last_created_at=last_created_at,
-        to_send=len(pending),
-        message_only=sum(1 for d in pending if d.chat_id is not None),
-        to_confirm=to_confirm,
-        held=len(held),
-    )
-
-
-def _unknown_before(sheet: Sheet, *, fresh: bool) -> frozenset[int]:
-    """Rows a results workbook fed back in marks `unknown` (none in a `--fresh` run)."""
-    column = sheet.column("status") if "status" in sheet.previous else None
-    if fresh or column is None:
-        return frozenset()
-    marked = column.astype(str).str.strip().str.lower().eq(Status.UNKNOWN.value)
-    return frozenset(int(i) for i in column.index[marked.to_numpy(dtype=bool)])
-
-
-def _set_aside(
-    drafts: Sequence[Draft], earlier: Mapping[str, Earlier], unknown_before: Collection[int]
-) -> tuple[dict[int, Outcome], dict[int, Outcome], list[Draft], float | None]:
-    """Split off the drafts that will not be sent, before anything is looked up for them.
-
-    Returns the outcomes of the rows an earlier run finished (`already_created`: chat
-    created, and its first message posted if it has one), the outcomes of the rows held
-    back (`unknown`, as `plan_resume` holds them: a fed-back workbook says `unknown` and
-    the journal does not know them), the rest, and when the latest finished chat was
-    created. The rest are sorted further by `plan_resume` once their ids are known.
-    """
-    finished: dict[int, Outcome] = {}
-    held: dict[int, Outcome] = {}
-    pending: list[Draft] = []
-    last_created_at: float | None = None
-    for draft in drafts:
-        entry = earlier.get(draft.key)
-        outcome = settled(
-            draft.index,
-            chat_id=draft.chat_id,
-            has_message=draft.message is not None,
-            entry=entry,
-            unknown_before=unknown_before,
-        )
-        if outcome is None:
-            known_chat = entry.chat_id if entry is not None else None
-            pending.append(draft if known_chat is None else replace(draft, chat_id=known_chat))
-        elif outcome.status is Status.UNKNOWN:
-            held[draft.index] = outcome
-        else:
-            finished[draft.index] = outcome
-            last_created_at = latest(last_created_at, entry)
-    return finished, held, pending, last_created_at
-
-
 def make_plan(
-    validation: Validation,
-    drafts: Sequence[Draft],
+    counts: Mapping[str, int],
+    resume: ResumePlan,
     preflight: Preflight,
     *,
-    already_done: int,
-    held: int = 0,
     rate: float,
     dry_run: bool = False,
 ) -> Plan:
     """Count what the rows that passed the pre-flight will cost at `rate` requests per minute.
 
-    `drafts` are every row considered for sending; `already_done` counts those an earlier
-    run finished (from the journal). Rows an earlier results workbook gave a chat id count
-    as done too, unless only their message is left.
+    `counts` are validation's rows by status; `resume` says which rows earlier runs
+    finished or left held back.
     """
     passed = preflight.passed
-    chats = sum(1 for d in passed if d.chat_id is None)
-    messages = sum(1 for d in passed if d.message is not None)
+    chats = sum(1 for row in passed if row.chat_id is None)
+    messages = sum(1 for row in passed if row.message is not None)
     lookups = preflight.lookups
     total = chats + messages + lookups
-    from_workbook = int(validation.status.eq(Status.ALREADY_CREATED.value).sum())
-    message_only_from_workbook = sum(1 for d in drafts if d.chat_id is not None)
-    invalid = int(validation.status.isin([Status.INVALID.value, Status.DUPLICATE.value]).sum())
+    invalid = counts.get(Status.INVALID.value, 0) + counts.get(Status.DUPLICATE.value, 0)
     return Plan(
-        rows=len(validation.status),
+        rows=sum(counts.values()),
         to_send=len(passed),
         chats=chats,
         messages=messages,
         lookups=lookups,
         requests=total,
         seconds=total * 60 / rate,
-        already_done=already_done + from_workbook - message_only_from_workbook,
+        already_done=resume.already_done,
         not_to_send=invalid
         + sum(1 for o in preflight.rejected.values() if o.status is Status.INVALID),
         rate=rate,
         warnings=len(preflight.warnings),
-        held=held,
+        held=len(resume.held),
         dry_run=dry_run,
     )
 
 
-def _claimed_chat_ids(validation: Validation, earlier: Iterable[Earlier]) -> set[int]:
-    """Chats known to belong to rows: a confirming search must never adopt them."""
-    claimed = {int(i) for i in validation.previous_chat_id.dropna()}
-    claimed.update(e.chat_id for e in earlier if e.chat_id is not None)
-    return claimed
-
-
-def _all(rows: Iterable[ChatRequest | Draft], status: Status, message: str) -> dict[int, Outcome]:
-    return {
-        r.index: Outcome(index=r.index, status=status, chat_id=r.chat_id, error_message=message)
+def _ending(rows: Iterable[ChatRequest], status: Status, message: str) -> list[Outcome]:
+    """The same outcome for each of `rows`, keeping a chat id an earlier run found."""
+    return [
+        Outcome(index=r.index, status=status, chat_id=r.chat_id, error_message=message)
         for r in rows
-    }
+    ]
 
 
 @dataclass(slots=True)
-class _Report:
-    """What a run gathers for its results workbook as it goes."""
+class _ResultsSoFar:
+    """What a run gathers for its results workbook as it goes: the last outcome recorded
+    for a row is the one written."""
 
     sheet: Sheet
     validation: Validation
@@ -441,6 +341,10 @@ class _Report:
     warnings: dict[int, str] = field(default_factory=dict)
     resolved: dict[str, dict[int, int]] = field(default_factory=dict)
     plan: Plan | None = None
+
+    def record(self, outcomes: Iterable[Outcome]) -> None:
+        """Keep `outcomes`, each replacing what was recorded for its row before."""
+        self.outcomes.update((o.index, o) for o in outcomes)
 
     def finish(
         self, *, auth_failed: bool = False, interrupted: bool = False, declined: bool = False
@@ -454,14 +358,13 @@ class _Report:
                 outcomes[index] = replace(
                     outcome, error_message=f"{text} | {warning}" if text else warning
                 )
-        resolved = resolved_columns(self.sheet, self.validation, self.resolved)
         return _finish(
             self.sheet,
             self.validation,
             outcomes,
             self.out,
             self.summary,
-            resolved=resolved,
+            resolved=self.resolved,
             plan=self.plan,
             auth_failed=auth_failed,
             interrupted=interrupted,
@@ -476,7 +379,7 @@ def _finish(
     out: Path,
     summary: Summary,
     *,
-    resolved: pd.DataFrame | None = None,
+    resolved: Mapping[str, Mapping[int, int]] | None = None,
     **flags: object,
 ) -> RunResult:
     results = build_results(sheet, validation, outcomes, resolved=resolved)

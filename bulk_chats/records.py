@@ -1,4 +1,8 @@
-"""The records that pass between the stages: statuses, rows ready to send, outcomes."""
+"""The records that pass between the stages: statuses, rows to send, outcomes.
+
+They are frozen and free of pandas: validation turns its columns into them, and the
+pre-flight, the resume plan, the sender and the journal read nothing else.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS, STANDS_FOR
 
 
 class Status(StrEnum):
@@ -46,20 +52,23 @@ class FirstMessage:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """One valid row, with every id resolved, ready to become a chat.
+    """A row to send, from validation to the sender.
 
     `index` is the row's 0-based position among the sheet's data rows; `source_row` the
-    row number the spreadsheet shows. `chat_id` is set when an earlier run already created
-    the chat, so only the first message is left to post. `confirm_since` (unix seconds) is
-    set when an earlier attempt may have created the chat: the sender searches for it
-    before sending again. `names` holds the name columns that stood in for ids, as
-    (name field, value) pairs such as `("assignee_email", "anna@example.com")`: the ids above
-    were looked up from them, and `key` is built from them.
+    row number the spreadsheet shows. Ids the sheet gives are set from the start; `names`
+    holds (name field, value) for each id the row gives by name only, such as
+    `("assignee_email", "anna@example.com")`, and the id it stands in for (for a named
+    message agent, `message.agent`) stays None until the pre-flight and the customer
+    look-ups fill it in. `key` is built from the names, not the ids they resolve to.
+
+    `chat_id` is set when an earlier run already created the chat, so only the first
+    message is left. `confirm_since` (unix seconds) is set when an earlier attempt may have
+    created the chat (or posted its message): the sender looks for it before sending again.
     """
 
     index: int
     source_row: int
-    customer: int
+    customer: int | None
     application: int
     assignee: int | None = None
     department: int | None = None
@@ -68,9 +77,16 @@ class ChatRequest:
     confirm_since: float | None = None
     names: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def customer_id(self) -> int:
+        """The customer's id; the look-ups give every row that reaches the sender one."""
+        if self.customer is None:
+            raise ValueError(f"row {self.source_row}: the customer is not looked up yet")
+        return self.customer
+
     def payload(self) -> dict[str, int]:
         """The body of `POST /v1/chats`: JSON integers, blank optional fields left out."""
-        body = {"customer": self.customer, "application": self.application}
+        body = {"customer": self.customer_id, "application": self.application}
         if self.assignee is not None:
             body["assignee"] = self.assignee
         if self.department is not None:
@@ -92,15 +108,16 @@ class ChatRequest:
             names=self.names,
         )
 
+    def name(self, field: str) -> str | None:
+        """The value of name field `field`, when the row gives that id by name."""
+        return next((value for name, value in self.names if name == field), None)
 
-NAMED_FIELDS: dict[str, str] = {
-    "customer_email": "customer",
-    "customer_user_id": "customer",
-    "assignee_email": "assignee",
-    "department_name": "department",
-    "message_agent_email": "message_agent",
-}
-"""Each name field, and the id field it stands in for."""
+    @property
+    def customer_lookup(self) -> tuple[str, str] | None:
+        """(name field, value) the customer is to be looked up by, while it has no id."""
+        if self.customer is not None:
+            return None
+        return next(((n, v) for n, v in self.names if n in CUSTOMER_SEARCH_FIELDS), None)
 
 
 def row_key(
@@ -127,7 +144,7 @@ def row_key(
         "message_agent": message.agent if message else None,
     }
     for field, value in names:
-        parts[NAMED_FIELDS[field]] = f"{field}:{value.strip().lower()}"
+        parts[STANDS_FOR[field]] = f"{field}:{value.strip().lower()}"
     return fingerprint(
         parts["customer"],
         application,
@@ -155,3 +172,31 @@ class Outcome:
     error_message: str = ""
     http_status: int | None = None
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FedBack:
+    """What a results workbook fed back in says an earlier run did; empty for other sheets.
+
+    `finished` counts the rows it gives a chat whose first message (if the row has one)
+    is posted too: they are `already_created`, and nothing is sent for them. `unknown` holds
+    the `index` of each row it left `unknown`. `chat_ids` are the chats it gives its rows:
+    a confirming search must never adopt one of them for another row.
+    """
+
+    finished: int = 0
+    unknown: frozenset[int] = frozenset()
+    chat_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Why validation sends a row nowhere: `status` is `invalid` or `duplicate`, `error_code`
+    names the fields ("; " between codes) and `error_message` says what is wrong and the fix
+    (" | " between messages)."""
+
+    index: int
+    source_row: int
+    status: Status
+    error_code: str
+    error_message: str

@@ -25,8 +25,11 @@ import pandas as pd
 
 from bulk_chats import xlsx
 from bulk_chats.errors import InputError, ReportError
-from bulk_chats.loading import RESULT_COLUMNS, Sheet, normalise_header
+from bulk_chats.fields import RESOLVED_COLUMNS, RESULT_COLUMNS, names_for
+from bulk_chats.ids import parse_ids
+from bulk_chats.loading import Sheet, normalise_header
 from bulk_chats.records import Outcome, Status
+from bulk_chats.rows import optional_ints
 from bulk_chats.validation import Validation
 
 MAX_EXACT_DIGITS = xlsx.MAX_EXACT_DIGITS
@@ -71,11 +74,12 @@ def build_results(
     validation: Validation,
     outcomes: Mapping[int, Outcome],
     *,
-    resolved: pd.DataFrame | None = None,
+    resolved: Mapping[str, Mapping[int, int]] | None = None,
 ) -> pd.DataFrame:
     """The results sheet as a frame: `source_row`, the echoed input columns (original
     headers and values), then the outcome columns, `message_id` when the input has
-    messages, and `resolved_*` for each name column.
+    messages, and after an import a `resolved_*` column for each id field that a name
+    column stands in for. `resolved` maps such an id field to the id used per row index.
 
     Column labels may repeat (inputs may repeat headers), so positions matter, not labels.
     """
@@ -83,8 +87,8 @@ def build_results(
     # Shallow copies: pandas copies the data only if an outcome below changes it, so a
     # validate run (no outcomes) adds no column of a million rows.
     status = validation.status.copy(deep=False)
-    chat_id = validation.previous_chat_id.copy(deep=False)
-    message_id = validation.previous_message_id.copy(deep=False)
+    chat_id = validation.fed_back_chat_id.copy(deep=False)
+    message_id = validation.fed_back_message_id.copy(deep=False)
     error_code = validation.error_code.copy(deep=False)
     error_message = validation.error_message.copy(deep=False)
     http_status = pd.Series(pd.NA, index=index, dtype="Int64")
@@ -113,10 +117,33 @@ def build_results(
     if "message" in sheet.fields:
         parts.append(("message_id", message_id))
     if resolved is not None:
-        parts += [(str(label), resolved[label]) for label in resolved.columns]
+        parts += _resolved_columns(sheet, resolved)
     frame = pd.concat([series.rename(None) for _, series in parts], axis=1)
     frame.columns = [label for label, _ in parts]
     return frame
+
+
+def _resolved_columns(
+    sheet: Sheet, resolved: Mapping[str, Mapping[int, int]]
+) -> list[tuple[str, pd.Series]]:
+    """A `resolved_*` column per id field the sheet gives by name: the id this run used,
+    or for a row it did not resolve what the fed-back workbook showed (re-run on its own
+    results, a finished row keeps its ids)."""
+    index = sheet.cells.index
+    columns = []
+    for label, id_field in RESOLVED_COLUMNS.items():
+        if not any(name in sheet.fields for name in names_for(id_field)):
+            continue
+        earlier = sheet.column(label) if label in sheet.fed_back else None
+        values = (
+            pd.Series(optional_ints(parse_ids(earlier, label).ids), index=index, dtype=object)
+            if earlier is not None
+            else pd.Series([None] * len(index), index=index, dtype=object)
+        )
+        for position, value in resolved.get(id_field, {}).items():
+            values.iat[position] = value
+        columns.append((label, values))
+    return columns
 
 
 def check_room(out: Path, rows: int, columns: int) -> None:

@@ -1,33 +1,16 @@
-"""Pre-flight and names → ids: what `import` checks and looks up before the first chat.
+"""The pre-flight and names → ids: what `import` checks and looks up before the first chat.
 
-PRODUCT.md › Beyond bare ids. Three steps, in the order `import` runs them:
-
-1. `draft_rows`: the rows to send as the sheet gives them (`Draft`), ids where the sheet has
-   ids and the names standing in for the rest. Offline; the drafts' keys find the rows an
-   earlier run finished, which are then neither looked up nor sent.
-2. `read_directory`: the account's agents and departments, each in one paged read, only
-   when some row to send refers to them; else one cheap read that proves the key. Either
-   way the first request is the key check: a 401 raises `AuthenticationError` before
-   anything is created. Then `check_rows`, offline: every assignee, department and message
-   agent id must be one of the account's, every agent email and department name must match
-   exactly one (emails and names compared case-insensitively, names trimmed). A row that
-   fails is `invalid` (`unknown_<field>` for an id, `unresolved_<name field>` for a name).
-   An assignee outside the row's department is only warned about: routing rules may
-   allow it, and the API accepts it.
-3. `resolve_customers`: `POST /v1/customers/search` once per distinct customer email or
-   userId among the rows still to send, through the client, so every look-up waits its turn
-   at the run's rate limiter. No match or several make the row `invalid`
-   (`unresolved_customer_email` / `unresolved_customer_user_id`); a look-up the API
-   refuses, or that keeps failing, makes it `failed`. The result is a `Resolution`: a
-   `ChatRequest` for every row whose ids are all known, an `Outcome` for every other.
+It owns the rules of PRODUCT.md › Beyond bare ids that need the account: `read_directory`
+reads its agents and departments (the first request doubles as the key check),
+`check_rows` checks every row's agent and department against them offline, and
+`resolve_customers` looks up each distinct customer email or userId once. Rows go in and
+come out as `ChatRequest` records: the same row with its ids filled in, or an `Outcome`
+saying why it is not sent.
 
 A row whose chat already exists (only its first message is left) is checked for its
 message agent only, and one that fails keeps its chat: it is `message_failed`, not
-`invalid`. When a row gives both an id and a name for the same field, the id is used and
-the name is not looked up.
-
-Reads change nothing, so they are retried on any transient failure (429, 5xx, timeouts,
-dropped connections), `LOOKUP_ATTEMPTS` tries at most (`bulk_chats.retry`).
+`invalid`. Reads change nothing, so they are retried on any transient failure
+(`bulk_chats.retry`).
 """
 
 from __future__ import annotations
@@ -39,162 +22,23 @@ from functools import partial
 from typing import TypeVar
 
 import anyio
-import pandas as pd
 
 from bulk_chats.answers import Agent, Customer, Department
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError, AuthenticationError
-from bulk_chats.loading import Sheet
-from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status, row_key
+from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS
+from bulk_chats.records import ChatRequest, Outcome, Status
 from bulk_chats.retry import read_with_retries
-from bulk_chats.validation import Validation, parse_ids
 
 LOOKUP_ATTEMPTS = 4
 """Tries of one read (a listing or a customer search) before its rows are given up."""
 
-CUSTOMER_SEARCH_FIELDS = {"customer_email": "email", "customer_user_id": "userId"}
-"""Customer name field → the field of `POST /v1/customers/search` it is matched against."""
-
-RESOLVED_COLUMNS = {
-    "resolved_customer": ("customer", ("customer_email", "customer_user_id")),
-    "resolved_assignee": ("assignee", ("assignee_email",)),
-    "resolved_department": ("department", ("department_name",)),
-    "resolved_message_agent": ("message_agent", ("message_agent_email",)),
-}
-"""Results workbook column → (the id field it shows, the name columns that bring it)."""
 
 _LISTED_NAMES = 10
 """Up to this many departments are listed in a message about an unmatched name."""
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A row to send, as the sheet gives it: ids where it has them, names for the rest.
-
-    `names` holds (name field, value) for each id the row gives by name only; the id
-    fields it stands in for are None here (for a named message agent, `message.agent`),
-    until `check_rows` and `resolve_customers` fill them in. `chat_id` is set when an
-    earlier results workbook says the chat exists, so only the first message is left.
-    """
-
-    index: int
-    source_row: int
-    application: int
-    customer: int | None
-    assignee: int | None = None
-    department: int | None = None
-    message: FirstMessage | None = None
-    names: tuple[tuple[str, str], ...] = ()
-    chat_id: int | None = None
-
-    @property
-    def key(self) -> str:
-        """The key its `ChatRequest` will have: the journal knows the row by it."""
-        return row_key(
-            customer=self.customer,
-            application=self.application,
-            assignee=self.assignee,
-            department=self.department,
-            message=self.message,
-            names=self.names,
-        )
-
-    def name(self, field: str) -> str | None:
-        """The value of name field `field`, when the row gives that id by name."""
-        return next((value for name, value in self.names if name == field), None)
-
-    @property
-    def customer_name(self) -> tuple[str, str] | None:
-        """(field, value) of the name the customer is to be looked up by, if any."""
-        if self.customer is not None:
-            return None
-        return next(((n, v) for n, v in self.names if n in CUSTOMER_SEARCH_FIELDS), None)
-
-
-def draft_rows(sheet: Sheet, validation: Validation) -> list[Draft]:
-    """A `Draft` for every valid row, and for every row an earlier results workbook gave a
-    chat whose first message is still missing (that one carries its `chat_id`)."""
-    status = validation.status
-    message_missing = (
-        status.eq(Status.ALREADY_CREATED.value)
-        & validation.message.ne("")
-        & validation.previous_message_id.isna()
-    )
-    chosen = (status.eq(Status.VALID.value) | message_missing).to_numpy()
-    positions = [int(p) for p in status.index[chosen]]
-
-    def ids(name: str) -> list[int | None]:
-        column = validation.ids.get(name)
-        if column is None:
-            return [None] * len(positions)
-        return optional_ints(column[chosen])
-
-    def names(name: str) -> list[str]:
-        column = validation.names.get(name)
-        if column is None:
-            return [""] * len(positions)
-        return [str(v) for v in column[chosen].tolist()]
-
-    given = {name: ids(name) for name in ("customer", "application", "assignee", "department")}
-    agents = ids("message_agent")
-    named = {
-        name: names(name)
-        for name in (
-            "customer_email",
-            "customer_user_id",
-            "assignee_email",
-            "department_name",
-            "message_agent_email",
-        )
-    }
-    chat_ids = optional_ints(validation.previous_chat_id[chosen])
-    texts = validation.message[chosen].tolist()
-    kinds = validation.message_type[chosen].tolist()
-    drafts = []
-    for n, position in enumerate(positions):
-        application = given["application"][n]
-        if application is None:  # validation lets no such row through
-            continue
-        row_names: list[tuple[str, str]] = []
-        customer = given["customer"][n]
-        if customer is None:
-            # The first name column given stands in for the customer; email before userId.
-            for name in ("customer_email", "customer_user_id"):
-                if named[name][n]:
-                    row_names.append((name, named[name][n]))
-                    break
-        assignee, department, agent = given["assignee"][n], given["department"][n], agents[n]
-        if assignee is None and named["assignee_email"][n]:
-            row_names.append(("assignee_email", named["assignee_email"][n]))
-        if department is None and named["department_name"][n]:
-            row_names.append(("department_name", named["department_name"][n]))
-        message = None
-        if texts[n]:
-            if agent is None and named["message_agent_email"][n]:
-                row_names.append(("message_agent_email", named["message_agent_email"][n]))
-            message = FirstMessage(texts[n], kinds[n], agent)
-        drafts.append(
-            Draft(
-                index=position,
-                source_row=sheet.source_rows[position],
-                application=application,
-                customer=customer,
-                assignee=assignee,
-                department=department,
-                message=message,
-                names=tuple(row_names),
-                chat_id=chat_ids[n],
-            )
-        )
-    return drafts
-
-
-def optional_ints(column: pd.Series) -> list[int | None]:
-    """A nullable Int64 column as Python ints (JSON-ready) and None."""
-    return [None if value is pd.NA else int(value) for value in column.tolist()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +98,7 @@ def _by_id(entities: Iterable[_Entity]) -> dict[int, _Entity]:
     return found
 
 
-def _refers_to_agents(draft: Draft) -> bool:
+def _refers_to_agents(draft: ChatRequest) -> bool:
     needs_chat = draft.chat_id is None
     agent = draft.message is not None and (
         draft.message.agent is not None or draft.name("message_agent_email") is not None
@@ -265,14 +109,14 @@ def _refers_to_agents(draft: Draft) -> bool:
     return agent or assignee
 
 
-def _refers_to_departments(draft: Draft) -> bool:
+def _refers_to_departments(draft: ChatRequest) -> bool:
     return draft.chat_id is None and (
         draft.department is not None or draft.name("department_name") is not None
     )
 
 
 async def read_directory(
-    client: HelpCrunchClient, drafts: Sequence[Draft], *, sleep: Sleep = anyio.sleep
+    client: HelpCrunchClient, drafts: Sequence[ChatRequest], *, sleep: Sleep = anyio.sleep
 ) -> Directory:
     """Read the agents and the departments (every page) when some draft refers to them.
 
@@ -328,55 +172,62 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class Preflight:
-    """The drafts after `check_rows`.
+    """The rows after `check_rows`.
 
-    `passed` are the drafts whose assignee, department and message agent are known, filled
+    `passed` are the rows whose assignee, department and message agent are known, filled
     in with their ids; `rejected` the outcomes of the others (`invalid`, or
     `message_failed` when the chat exists); `warnings` a note per row that is sent anyway
     (an assignee outside the row's department).
     """
 
-    passed: list[Draft]
+    passed: list[ChatRequest]
     rejected: dict[int, Outcome]
     warnings: dict[int, str]
 
     @property
     def lookups(self) -> int:
         """Customer searches `resolve_customers` will make: one per distinct name."""
-        return len({d.customer_name for d in self.passed if d.customer_name is not None})
+        return len({d.customer_lookup for d in self.passed if d.customer_lookup is not None})
 
 
-def check_rows(drafts: Iterable[Draft], directory: Directory) -> Preflight:
-    """Check every draft's agent and department ids and names against `directory`; offline."""
-    passed: list[Draft] = []
+def check_rows(rows: Iterable[ChatRequest], directory: Directory) -> Preflight:
+    """Check every row's agent and department ids and names against `directory`; offline.
+
+    An id must be one of the account's (else `unknown_<field>`); an agent email or a
+    department name must match exactly one, ignoring case and surrounding spaces (else
+    `unresolved_<name field>`). A row giving both an id and a name uses the id. An assignee
+    outside the row's department is only warned about: routing rules may allow it, and
+    the API accepts it.
+    """
+    passed: list[ChatRequest] = []
     rejected: dict[int, Outcome] = {}
     warnings: dict[int, str] = {}
-    for draft in drafts:
+    for row in rows:
         problems: list[Problem] = []
-        assignee, department = draft.assignee, draft.department
-        if draft.chat_id is None:
+        assignee, department = row.assignee, row.department
+        if row.chat_id is None:
             assignee = _agent(
-                draft.assignee, draft.name("assignee_email"), "assignee", directory, problems
+                row.assignee, row.name("assignee_email"), "assignee", directory, problems
             )
-            department = _department(draft, directory, problems)
-        message = draft.message
+            department = _department(row, directory, problems)
+        message = row.message
         if message is not None:
             agent = _agent(
                 message.agent,
-                draft.name("message_agent_email"),
+                row.name("message_agent_email"),
                 "message_agent",
                 directory,
                 problems,
             )
             message = replace(message, agent=agent)
         if problems:
-            rejected[draft.index] = _rejected(draft, problems)
+            rejected[row.index] = _rejected(row, problems)
             continue
-        if draft.chat_id is None and assignee is not None and department is not None:
+        if row.chat_id is None and assignee is not None and department is not None:
             members = directory.members.get(department)
             if members is not None and assignee not in members:
-                warnings[draft.index] = _outside_department(assignee, department, directory)
-        passed.append(replace(draft, assignee=assignee, department=department, message=message))
+                warnings[row.index] = _outside_department(assignee, department, directory)
+        passed.append(replace(row, assignee=assignee, department=department, message=message))
     return Preflight(passed, rejected, warnings)
 
 
@@ -408,18 +259,18 @@ def _agent(
     )
 
 
-def _department(draft: Draft, directory: Directory, problems: list[Problem]) -> int | None:
+def _department(row: ChatRequest, directory: Directory, problems: list[Problem]) -> int | None:
     departments = directory.departments or {}
-    if draft.department is not None:
-        if draft.department not in departments:
+    if row.department is not None:
+        if row.department not in departments:
             problems.append(
                 Problem(
                     "unknown_department",
-                    f"department: {draft.department} is not a department of this account",
+                    f"department: {row.department} is not a department of this account",
                 )
             )
-        return draft.department
-    name = draft.name("department_name")
+        return row.department
+    name = row.name("department_name")
     if name is None:
         return None
     names = sorted(d.name or "" for d in departments.values())
@@ -459,14 +310,14 @@ def _outside_department(assignee: int, department: int, directory: Directory) ->
     return f"warning: assignee {who} is not in department {where}; sent as it is"
 
 
-def _rejected(draft: Draft, problems: Sequence[Problem]) -> Outcome:
+def _rejected(row: ChatRequest, problems: Sequence[Problem]) -> Outcome:
     """A row pre-flight or resolution stops: `invalid`, or `message_failed` when its chat
     exists (it keeps the chat; a re-run posts only the message)."""
-    status = Status.INVALID if draft.chat_id is None else Status.MESSAGE_FAILED
+    status = Status.INVALID if row.chat_id is None else Status.MESSAGE_FAILED
     return Outcome(
-        index=draft.index,
+        index=row.index,
         status=status,
-        chat_id=draft.chat_id,
+        chat_id=row.chat_id,
         error_code="; ".join(p.code for p in problems),
         error_message=" | ".join(p.message for p in problems),
     )
@@ -480,14 +331,12 @@ class Resolution:
     rows (`invalid`: a name matched nothing or several; `failed`: its look-up was refused
     or kept failing; `not_sent`: the run stopped first; `message_failed` when the chat
     exists). `resolved` maps each id field to the id used per row index, for the
-    workbook's `resolved_*` columns. `lookups` counts the searches made; `auth_failed` is
-    set when one got a 401.
+    workbook's `resolved_*` columns. `auth_failed` is set when a look-up got a 401.
     """
 
     requests: list[ChatRequest]
     outcomes: dict[int, Outcome]
     resolved: dict[str, dict[int, int]]
-    lookups: int = 0
     auth_failed: bool = False
 
 
@@ -508,14 +357,14 @@ async def resolve_customers(
     stop: anyio.Event | None = None,
     sleep: Sleep = anyio.sleep,
 ) -> Resolution:
-    """Look up each distinct customer email and userId of `preflight.passed`, then turn
-    every passed draft into a `ChatRequest` or an outcome.
+    """Look up each distinct customer email and userId of `preflight.passed`, then give
+    every passed row its customer id, or an outcome.
 
     `concurrency` searches are in flight at once, each waiting its turn at the client's
     rate limiter. `stop` (Ctrl-C) and a 401 end the look-ups: the rows not looked up are
     `not_sent`. Nothing is sent but searches.
     """
-    wanted = list(dict.fromkeys(d.customer_name for d in preflight.passed if d.customer_name))
+    wanted = list(dict.fromkeys(d.customer_lookup for d in preflight.passed if d.customer_lookup))
     found: dict[tuple[str, str], list[int] | _Failure] = {}
     queue: Iterator[tuple[str, str]] = iter(wanted)
     auth: list[AuthenticationError] = []
@@ -545,13 +394,13 @@ async def resolve_customers(
     requests: list[ChatRequest] = []
     outcomes: dict[int, Outcome] = {}
     resolved: dict[str, dict[int, int]] = defaultdict(dict)
-    for draft in preflight.passed:
-        customer = draft.customer
-        name = draft.customer_name
+    for row in preflight.passed:
+        customer = row.customer
+        name = row.customer_lookup
         if name is not None:
             match = found.get(name, stopped)
             if isinstance(match, _Failure):
-                outcomes[draft.index] = _failed(draft, match)
+                outcomes[row.index] = _failed(row, match)
                 continue
             if len(match) != 1:
                 field, value = name
@@ -561,37 +410,25 @@ async def resolve_customers(
                         field, value, "customer", match, "check it, or give the customer id"
                     ),
                 )
-                outcomes[draft.index] = _rejected(draft, [problem])
+                outcomes[row.index] = _rejected(row, [problem])
                 continue
             customer = match[0]
         if customer is None:  # validation lets no such row through
             continue
-        request = ChatRequest(
-            index=draft.index,
-            source_row=draft.source_row,
-            customer=customer,
-            application=draft.application,
-            assignee=draft.assignee,
-            department=draft.department,
-            message=draft.message,
-            chat_id=draft.chat_id,
-            names=draft.names,
-        )
-        requests.append(request)
+        requests.append(replace(row, customer=customer))
         used = {
             "customer": customer,
-            "assignee": draft.assignee,
-            "department": draft.department,
-            "message_agent": draft.message.agent if draft.message else None,
+            "assignee": row.assignee,
+            "department": row.department,
+            "message_agent": row.message.agent if row.message else None,
         }
         for id_field, used_id in used.items():
             if used_id is not None:
-                resolved[id_field][draft.index] = used_id
+                resolved[id_field][row.index] = used_id
     return Resolution(
         requests=requests,
         outcomes=outcomes,
         resolved=dict(resolved),
-        lookups=len(found),
         auth_failed=bool(auth),
     )
 
@@ -638,7 +475,7 @@ def _carries(customer: Customer, field: str, wanted: str) -> bool:
     return have is not None and have.strip() == wanted.strip()
 
 
-def _failed(draft: Draft, failure: _Failure) -> Outcome:
+def _failed(draft: ChatRequest, failure: _Failure) -> Outcome:
     error = failure.error
     status = failure.status
     if draft.chat_id is not None and status is Status.FAILED:
@@ -651,31 +488,3 @@ def _failed(draft: Draft, failure: _Failure) -> Outcome:
         error_message=failure.message,
         http_status=error.http_status if error is not None else None,
     )
-
-
-def resolved_columns(
-    sheet: Sheet, validation: Validation, resolved: Mapping[str, Mapping[int, int]]
-) -> pd.DataFrame | None:
-    """The workbook's `resolved_*` columns: one per id field given by a name column.
-
-    A row shows the id this run used; a row this run did not resolve keeps what an earlier
-    results workbook showed (re-run on its own results, a finished row keeps its ids).
-    None when the sheet has no name columns.
-    """
-    index = sheet.cells.index
-    columns: dict[str, pd.Series] = {}
-    for label, (id_field, name_fields) in RESOLVED_COLUMNS.items():
-        if not any(name in validation.names.columns for name in name_fields):
-            continue
-        earlier = sheet.column(label) if label in sheet.previous else None
-        values = (
-            pd.Series(optional_ints(parse_ids(earlier, label).ids), index=index, dtype=object)
-            if earlier is not None
-            else pd.Series([None] * len(index), index=index, dtype=object)
-        )
-        for position, value in resolved.get(id_field, {}).items():
-            values.iat[position] = value
-        columns[label] = values
-    if not columns:
-        return None
-    return pd.DataFrame(columns, index=index)

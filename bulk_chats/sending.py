@@ -287,7 +287,7 @@ class _Sender:
         request = row.request
         chat_id = row.chat_id
         if chat_id is None:
-            lock = self._customer_locks.setdefault(request.customer, anyio.Lock())
+            lock = self._customer_locks.setdefault(request.customer_id, anyio.Lock())
             async with lock:
                 created = await self._create(row)
             if isinstance(created, Outcome):

@@ -1,11 +1,15 @@
-"""Fixtures every test gets: a clean environment, the asyncio backend for anyio, fake time."""
+"""Fixtures the tests share: a clean environment, the asyncio backend for anyio, fake time,
+a journal."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from bulk_chats.journal import Journal, journal_path
 from tests.fakes import FakeTime
 
 
@@ -27,3 +31,16 @@ def anyio_backend() -> str:
 def fake() -> FakeTime:
     """A fresh fake clock at 0."""
     return FakeTime()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """Where a journal goes in a fresh reports directory."""
+    return journal_path(tmp_path / "reports")
+
+
+@pytest.fixture
+def journal(path: Path) -> Iterator[Journal]:
+    """A journal open at `path` for the HelpCrunch API root, closed after the test."""
+    with Journal.open(path, scope="https://api.helpcrunch.com/v1", input_name="march.xlsx") as j:
+        yield j

@@ -146,7 +146,8 @@ def test_validate_with_invalid_rows_exits_1(workdir: Path) -> None:
         (
             ["validate", "nocolumn.csv"],
             "bulk-chats: error: nocolumn.csv: no application column (looked for application, "
-            "application_id, app, app_id); name one with --column application=HEADER\n",
+            "application_id, app, app_id, applicationid); name one with --column "
+            "application=HEADER\n",
         ),
         (
             ["validate", "good.csv", "--column", "customer"],

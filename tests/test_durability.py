@@ -47,8 +47,9 @@ from click.testing import CliRunner
 
 from bulk_chats import retry, sending
 from bulk_chats.cli import cli
-from bulk_chats.journal import HELD_UNKNOWN, JOURNAL_NAME
+from bulk_chats.journal import JOURNAL_NAME
 from bulk_chats.pipeline import import_file
+from bulk_chats.resume import HELD_UNKNOWN
 from bulk_chats.sandbox import AGENTS, DEPARTMENTS, Faults, SandboxApp, SandboxConfig, Seed
 from bulk_chats.sandbox import run_in_thread as serve_in_thread
 from bulk_chats.sandbox.answers import error_response

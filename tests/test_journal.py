@@ -1,4 +1,4 @@
-"""The journal: durable per-row progress, resume planning, scopes, fresh runs, locking."""
+"""The journal: durable per-row progress, scopes, fresh runs, locking."""
 
 from __future__ import annotations
 
@@ -6,32 +6,27 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bulk_chats import journal as journal_module
+from bulk_chats import journal_schema
 from bulk_chats.errors import InputError
 from bulk_chats.journal import (
-    APPLICATION_ID,
-    SCHEMA_VERSION,
-    SENDING,
-    Earlier,
     Journal,
+    JournalEntry,
     JournalError,
-    ResumePlan,
-    journal_path,
-    plan_resume,
     scope_for,
 )
+from bulk_chats.journal_schema import APPLICATION_ID, SENDING
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
+from bulk_chats.resume import plan_resume
 
 SCOPE = "https://api.helpcrunch.com/v1"
 OTHER_SCOPE = "http://127.0.0.1:8765/v1"
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA_VERSION = len(journal_schema._MIGRATIONS)
 
 
 def make_request(customer: int = 101, *, message: str | None = None, index: int = 0) -> ChatRequest:
@@ -59,20 +54,9 @@ def outcome(request: ChatRequest, status: Status, **fields: object) -> Outcome:
     return Outcome(index=request.index, status=status, **fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return journal_path(tmp_path / "reports")
-
-
-@pytest.fixture
-def journal(path: Path) -> Iterator[Journal]:
-    with Journal.open(path, scope=SCOPE, input_name="march.xlsx") as opened:
-        yield opened
-
-
-def read_back(path: Path, request: ChatRequest, scope: str = SCOPE) -> Earlier | None:
+def read_back(path: Path, request: ChatRequest, scope: str = SCOPE) -> JournalEntry | None:
     with Journal.open(path, scope=scope) as reopened:
-        return reopened.earlier([request.key]).get(request.key)
+        return reopened.entries([request.key]).get(request.key)
 
 
 # --- writing and reading ---------------------------------------------------------------
@@ -84,7 +68,7 @@ def test_attempt_then_record_round_trips(journal: Journal) -> None:
     journal.attempt(request, started_at=1000.0)
     journal.record(request, created(request, 555))
 
-    entry = journal.earlier([request.key])[request.key]
+    entry = journal.entries([request.key])[request.key]
     assert entry.state == "created"
     assert entry.chat_id == 555
     assert entry.attempts == 1
@@ -100,7 +84,7 @@ def test_attempt_alone_reads_back_as_sending(journal: Journal) -> None:
     request = make_request()
     journal.attempt(request, started_at=1000.0)
 
-    entry = journal.earlier([request.key])[request.key]
+    entry = journal.entries([request.key])[request.key]
     assert entry.state == SENDING
     assert entry.unresolved_since == 1000.0
 
@@ -110,10 +94,10 @@ def test_chat_then_message_keeps_both_ids(journal: Journal) -> None:
     request = make_request(message="hello")
     journal.attempt(request, started_at=1000.0)
     journal.record(request, created(request, 555))
-    first = journal.earlier([request.key])[request.key]
+    first = journal.entries([request.key])[request.key]
     journal.record(request, created(request, 555, message_id=9))
 
-    entry = journal.earlier([request.key])[request.key]
+    entry = journal.entries([request.key])[request.key]
     assert (entry.chat_id, entry.message_id) == (555, 9)
     assert entry.created_at == first.created_at
 
@@ -124,7 +108,7 @@ def test_later_outcome_without_ids_keeps_the_chat(journal: Journal) -> None:
     journal.record(request, created(request, 555))
     journal.record(request, outcome(request, Status.NOT_SENT))
 
-    entry = journal.earlier([request.key])[request.key]
+    entry = journal.entries([request.key])[request.key]
     assert entry.state == "not_sent"
     assert entry.chat_id == 555
 
@@ -143,13 +127,13 @@ def test_errors_are_kept_and_cleared_by_the_next_attempt(journal: Journal) -> No
             http_status=400,
         ),
     )
-    entry = journal.earlier([request.key])[request.key]
+    entry = journal.entries([request.key])[request.key]
     assert (entry.state, entry.error_code, entry.http_status) == ("failed", "customer", 400)
     assert entry.error_message == "This value should be of type numeric."
     assert entry.unresolved_since is None
 
     journal.attempt(request, started_at=2000.0)
-    entry = journal.earlier([request.key])[request.key]
+    entry = journal.entries([request.key])[request.key]
     assert (entry.error_code, entry.error_message, entry.http_status) == ("", "", None)
     assert entry.attempts == 2
     assert entry.first_started_at == 1000.0
@@ -165,7 +149,7 @@ def test_statuses_that_never_reach_the_sender_are_not_recorded(
     """Rows that were never sent leave no entry."""
     request = make_request()
     journal.record(request, outcome(request, status))
-    assert journal.earlier([request.key]) == {}
+    assert journal.entries([request.key]) == {}
 
 
 def test_reopened_journal_sees_everything(path: Path) -> None:
@@ -178,7 +162,7 @@ def test_reopened_journal_sees_everything(path: Path) -> None:
                 first.record(request, created(request, 10_000 + request.index))
 
     with Journal.open(path, scope=SCOPE) as second:
-        found = second.earlier(r.key for r in requests)
+        found = second.entries(r.key for r in requests)
     assert len(found) == len(requests)
     assert found[requests[1].key].chat_id == 10_001
     assert found[requests[0].key].state == SENDING
@@ -189,7 +173,7 @@ def test_large_ids_round_trip_exactly(journal: Journal) -> None:
     """Ids beyond 2^53 come back exactly, never through a float."""
     request = make_request(90071992547409931)
     journal.record(request, created(request, 90071992547409933, message_id=2**62))
-    entry = journal.earlier([request.key])[request.key]
+    entry = journal.entries([request.key])[request.key]
     assert entry.chat_id == 90071992547409933
     assert entry.message_id == 2**62
 
@@ -199,7 +183,7 @@ def test_input_name_keeps_only_the_file_name(path: Path) -> None:
     request = make_request()
     with Journal.open(path, scope=SCOPE, input_name=str(Path("exports") / "march.csv")) as j:
         j.attempt(request, started_at=1.0)
-        assert j.earlier([request.key])[request.key].input_name == "march.csv"
+        assert j.entries([request.key])[request.key].input_name == "march.csv"
 
 
 def test_file_is_wal_with_full_sync(journal: Journal, path: Path) -> None:
@@ -283,13 +267,13 @@ def test_killed_run_leaves_rows_to_confirm_and_its_lock_goes(path: Path) -> None
     )
     with Journal.open(path, scope=SCOPE) as journal:
         plan = plan_resume(
-            [unanswered, half_done], journal.earlier([unanswered.key, half_done.key])
+            [unanswered, half_done], journal.entries([unanswered.key, half_done.key])
         )
-    assert plan.already_created == []
-    assert plan.to_send == [
+    assert plan.finished == ()
+    assert plan.to_send == (
         replace(unanswered, confirm_since=1000.0),
         replace(half_done, chat_id=555, confirm_since=1001.0),
-    ]
+    )
 
 
 WRITING_RUN = """
@@ -340,213 +324,9 @@ def test_run_killed_while_writing_keeps_every_write_that_returned(path: Path) ->
         for n in range(last + 1)
     ]
     with Journal.open(path, scope=SCOPE) as journal:
-        plan = plan_resume(requests, journal.earlier(r.key for r in requests))
-    assert plan.to_send == []
-    assert [o.chat_id for o in plan.already_created] == [10_000 + n for n in range(last + 1)]
-
-
-# --- resume planning ---------------------------------------------------------------------
-
-Step = Callable[[Journal, ChatRequest], None]
-
-
-def attempt_at(started_at: float) -> Step:
-    return lambda j, r: j.attempt(r, started_at=started_at)
-
-
-def record_as(status: Status, **fields: object) -> Step:
-    return lambda j, r: j.record(r, outcome(r, status, **fields))
-
-
-@pytest.mark.parametrize(
-    ("steps", "message", "expected"),
-    [
-        pytest.param([], None, "send", id="no-entry"),
-        pytest.param([attempt_at(100)], None, ("confirm", 100), id="sending"),
-        pytest.param(
-            [attempt_at(100), attempt_at(200)], None, ("confirm", 100), id="two-unanswered"
-        ),
-        pytest.param(
-            [attempt_at(100), record_as(Status.UNKNOWN)], None, ("confirm", 100), id="unknown"
-        ),
-        pytest.param(
-            [attempt_at(100), record_as(Status.NOT_SENT)],
-            None,
-            ("confirm", 100),
-            id="stopped-mid-request",
-        ),
-        pytest.param([record_as(Status.NOT_SENT)], None, "send", id="not-sent"),
-        pytest.param(
-            [attempt_at(100), record_as(Status.FAILED, http_status=400)],
-            None,
-            "send",
-            id="failed",
-        ),
-        pytest.param(
-            [attempt_at(100), record_as(Status.UNKNOWN), attempt_at(300), record_as(Status.FAILED)],
-            None,
-            "send",
-            id="unknown-then-refused",
-        ),
-        pytest.param(
-            [attempt_at(100), record_as(Status.CREATED, chat_id=555)],
-            None,
-            ("already", 555),
-            id="created",
-        ),
-        pytest.param(
-            [attempt_at(100), record_as(Status.UNKNOWN), record_as(Status.CREATED, chat_id=555)],
-            None,
-            ("already", 555),
-            id="unknown-then-found",
-        ),
-        pytest.param(
-            [attempt_at(100), record_as(Status.CREATED, chat_id=555)],
-            "hello",
-            ("message", 555, 100),
-            id="created-message-pending",
-        ),
-        pytest.param(
-            [
-                attempt_at(100),
-                record_as(Status.CREATED, chat_id=555),
-                record_as(Status.MESSAGE_FAILED, chat_id=555, http_status=404),
-            ],
-            "hello",
-            ("message", 555, 100),
-            id="message-failed",
-        ),
-        pytest.param(
-            [
-                record_as(Status.MESSAGE_FAILED, chat_id=555),
-                record_as(Status.NOT_SENT),
-            ],
-            "hello",
-            ("message", 555, 1_000_000),
-            id="message-retry-stopped",
-        ),
-        pytest.param(
-            [
-                attempt_at(100),
-                record_as(Status.CREATED, chat_id=555),
-                record_as(Status.CREATED, chat_id=555, message_id=9),
-            ],
-            "hello",
-            ("already", 555),
-            id="created-with-message",
-        ),
-        pytest.param(
-            [record_as(Status.UNKNOWN)], None, ("confirm", 1_000_000), id="unknown-unannounced"
-        ),
-    ],
-)
-def test_plan_resume_classifies_each_state(
-    path: Path, steps: list[Step], message: str | None, expected: object
-) -> None:
-    """Each earlier state leads to already_created, message only (after a look at the
-    chat), search first, or send."""
-    request = make_request(message=message)
-    with Journal.open(path, scope=SCOPE, clock=lambda: 1_000_000.0) as journal:
-        for step in steps:
-            step(journal, request)
-    with Journal.open(path, scope=SCOPE) as journal:
-        plan = plan_resume([request], journal.earlier([request.key]))
-
-    if expected == "send":
-        assert plan == ResumePlan([], [request])
-    elif expected[0] == "confirm":  # type: ignore[index]
-        assert plan.already_created == []
-        assert plan.to_send == [replace(request, confirm_since=expected[1])]  # type: ignore[index]
-    elif expected[0] == "message":  # type: ignore[index]
-        assert plan.already_created == []
-        assert plan.to_send == [
-            replace(request, chat_id=expected[1], confirm_since=expected[2])  # type: ignore[index]
-        ]
-    else:
-        assert plan.to_send == []
-        [done] = plan.already_created
-        assert done.status is Status.ALREADY_CREATED
-        assert (done.index, done.chat_id, done.attempts) == (0, expected[1], 0)  # type: ignore[index]
-
-
-def test_plan_resume_keeps_input_order_and_describes_itself() -> None:
-    """The plan keeps input order, counts each kind and says so in one line."""
-    requests = [make_request(c, index=i, message="hi") for i, c in enumerate((1, 2, 3, 4, 5))]
-
-    def entry(**fields: object) -> Earlier:
-        base: dict[str, object] = {
-            "state": "created",
-            "chat_id": None,
-            "message_id": None,
-            "attempts": 1,
-            "first_started_at": 100.0,
-            "last_started_at": 100.0,
-            "unresolved_since": None,
-            "created_at": None,
-            "error_code": "",
-            "error_message": "",
-            "http_status": None,
-            "source_row": 2,
-            "input_name": "march.xlsx",
-            "updated_at": 100.0,
-        }
-        return Earlier(**{**base, **fields})  # type: ignore[arg-type]
-
-    earlier = {
-        requests[0].key: entry(chat_id=10, message_id=1, created_at=1_700_000_000.0),
-        requests[1].key: entry(chat_id=11, message_id=2, created_at=1_700_000_600.0),
-        requests[2].key: entry(chat_id=12),
-        requests[3].key: entry(state=SENDING, unresolved_since=100.0),
-    }
-    plan = plan_resume(requests, earlier)
-
-    assert [o.index for o in plan.already_created] == [0, 1]
-    assert [r.index for r in plan.to_send] == [2, 3, 4]
-    assert (plan.message_only, plan.to_confirm) == (1, 1)
-    assert plan.last_created_at == 1_700_000_600.0
-    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_600.0))
-    assert plan.describe() == (
-        f"2 rows were already created (the latest on {stamp}); 3 to send "
-        "(1 only the first message; 1 first looked for, as an earlier attempt got no answer)"
-    )
-    assert plan_resume(requests[:1], {}).describe() == "1 to send"
-
-
-def test_workbook_unknown_rows_the_journal_does_not_know_are_held_back(journal: Journal) -> None:
-    """Rows a fed-back workbook marks unknown are held back when the journal has no entry
-    for them, searched for when it has, and sent only when they carry no such mark."""
-    unknown_here = make_request(1, index=0)
-    unknown_elsewhere = make_request(2, index=1)
-    message_left = make_request(3, index=2, message="hi")
-    message_left = replace(message_left, chat_id=77)
-    plain = make_request(4, index=3)
-    journal.attempt(unknown_here, started_at=500.0)
-    journal.record(unknown_here, outcome(unknown_here, Status.UNKNOWN))
-
-    requests = [unknown_here, unknown_elsewhere, message_left, plain]
-    plan = plan_resume(requests, journal.earlier(r.key for r in requests), unknown_before={0, 1, 2})
-
-    assert plan.to_send == [replace(unknown_here, confirm_since=500.0), message_left, plain]
-    assert plan.held == [
-        Outcome(index=1, status=Status.UNKNOWN, error_message=journal_module.HELD_UNKNOWN)
-    ]
-    assert "chat_id" in journal_module.HELD_UNKNOWN
-    assert "--fresh" in journal_module.HELD_UNKNOWN
-    assert plan.describe().endswith(
-        "1 held back: an earlier run left it unknown and the journal does not know when it "
-        "was sent (see error_message)"
-    )
-
-
-def test_rows_are_recognised_by_their_chat_fields_not_their_position(journal: Journal) -> None:
-    """A reordered or re-exported input finds its rows again by their chat fields."""
-    request = make_request(101, index=0)
-    journal.record(request, created(request, 555))
-
-    moved = replace(make_request(101, index=40), source_row=99)
-    assert moved.key == request.key
-    plan = plan_resume([moved], journal.earlier([moved.key]))
-    assert [o.index for o in plan.already_created] == [40]
+        plan = plan_resume(requests, journal.entries(r.key for r in requests))
+    assert plan.to_send == ()
+    assert [o.chat_id for o in plan.finished] == [10_000 + n for n in range(last + 1)]
 
 
 # --- scopes and fresh runs ---------------------------------------------------------------
@@ -587,8 +367,7 @@ def test_fresh_run_ignores_earlier_entries_and_replaces_them_on_write(path: Path
         journal.record(untouched, created(untouched, 556))
 
     with Journal.open(path, scope=SCOPE, fresh=True) as journal:
-        assert journal.fresh
-        assert journal.earlier([request.key, untouched.key]) == {}
+        assert journal.entries([request.key, untouched.key]) == {}
     assert read_back(path, request) is not None  # stopped at the prompt: nothing lost
 
     with Journal.open(path, scope=SCOPE, fresh=True) as journal:
@@ -640,8 +419,8 @@ def test_older_journal_is_upgraded_in_place(path: Path, monkeypatch: pytest.Monk
     with Journal.open(path, scope=SCOPE) as journal:
         journal.record(request, created(request, 555))
 
-    upgraded = (*journal_module._MIGRATIONS, ("ALTER TABLE entries ADD COLUMN note TEXT",))
-    monkeypatch.setattr(journal_module, "_MIGRATIONS", upgraded)
+    upgraded = (*journal_schema._MIGRATIONS, ("ALTER TABLE entries ADD COLUMN note TEXT",))
+    monkeypatch.setattr(journal_schema, "_MIGRATIONS", upgraded)
     entry = read_back(path, request)
     assert entry is not None
     assert entry.chat_id == 555
@@ -731,4 +510,4 @@ def test_second_run_on_the_same_scope_is_refused(path: Path) -> None:
     first.close()
 
     with Journal.open(path, scope=SCOPE) as again:
-        assert again.earlier([request.key])[request.key].first_started_at == 1.0
+        assert again.entries([request.key])[request.key].first_started_at == 1.0

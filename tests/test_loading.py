@@ -426,7 +426,7 @@ def test_results_columns_recognised(tmp_path: Path) -> None:
         "2,1,2,created,777,,1\n3,4,5,invalid,,invalid_customer,\n",
     )
     sheet = load_sheet(path)
-    assert sheet.previous == {
+    assert sheet.fed_back == {
         "source_row": 0,
         "status": 3,
         "chat_id": 4,
@@ -434,7 +434,7 @@ def test_results_columns_recognised(tmp_path: Path) -> None:
         "attempts": 6,
     }
     assert sheet.echoed == [1, 2]
-    assert validate_sheet(sheet).previous_chat_id.tolist() == [777, pd.NA]
+    assert validate_sheet(sheet).fed_back_chat_id.tolist() == [777, pd.NA]
 
 
 @pytest.mark.parametrize("dropped", ["source_row", "status", "chat_id"])
@@ -447,6 +447,6 @@ def test_results_columns_need_all_three(tmp_path: Path, dropped: str) -> None:
         tmp_path / "x.csv", ",".join(headers) + "\n" + ",".join(["7"] * len(headers)) + "\n"
     )
     sheet = load_sheet(path)
-    assert sheet.previous == {}
+    assert sheet.fed_back == {}
     assert sheet.echoed == list(range(len(headers)))
     assert validate_sheet(sheet).status.tolist() == ["valid"]

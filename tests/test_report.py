@@ -242,10 +242,10 @@ def test_round_trip(tmp_path: Path, suffix: str) -> None:
     assert [back.headers[i] for i in back.echoed] == sheet.headers
     assert back.cells[back.echoed].values.tolist() == sheet.cells.values.tolist()
     assert back.fields == {"customer": 1, "application": 2, "assignee": 3}
-    assert {"source_row", "status", "chat_id", "error_code"} <= back.previous.keys()
+    assert {"source_row", "status", "chat_id", "error_code"} <= back.fed_back.keys()
     after = validate_sheet(back)
     pd.testing.assert_frame_equal(after.ids, before.ids)
-    assert after.previous_chat_id.tolist() == [BIG_CHAT_ID, 7, pd.NA, pd.NA]
+    assert after.fed_back_chat_id.tolist() == [BIG_CHAT_ID, 7, pd.NA, pd.NA]
     assert after.status.tolist() == ["already_created", "already_created", "invalid", "valid"]
     assert back.source_rows == sheet.source_rows
 
@@ -330,3 +330,30 @@ def test_default_out_path(stem: str, expected: str) -> None:
     now = dt.datetime(2026, 11, 26, 9, 5, 7)
     path = default_out_path(Path("in") / f"{stem}.xlsx", Path("reports"), now)
     assert path == Path("reports") / f"{expected}-results-20261126-090507.xlsx"
+
+
+def test_resolved_columns_show_the_ids_used_for_each_name_column(tmp_path: Path) -> None:
+    """After an import each id field given by a name column gets a resolved_* column with
+    the id this run used; a validate run writes none."""
+    source = tmp_path / "named.csv"
+    source.write_text(
+        "customer,email,app,dept_name\n8738438,,3838,Support\n,b@example.com,3838,\n",
+        encoding="utf-8",
+    )
+    sheet = load_sheet(source)
+    validation = validate_sheet(sheet)
+
+    frame = build_results(sheet, validation, {}, resolved={"customer": {0: 8738438, 1: 8738439}})
+    assert list(frame.columns[-2:]) == ["resolved_customer", "resolved_department"]
+    assert frame["resolved_customer"].tolist() == [8738438, 8738439]
+    assert frame["resolved_department"].tolist() == [None, None]
+    assert not any(str(c).startswith("resolved_") for c in build_results(sheet, validation, {}))
+
+
+def test_no_resolved_columns_without_name_columns(tmp_path: Path) -> None:
+    """A sheet of ids only gets no resolved_* columns."""
+    source = tmp_path / "ids.csv"
+    source.write_text("customer,application\n8738438,3838\n", encoding="utf-8")
+    sheet = load_sheet(source)
+    frame = build_results(sheet, validate_sheet(sheet), {}, resolved={"customer": {0: 8738438}})
+    assert not any(str(c).startswith("resolved_") for c in frame.columns)

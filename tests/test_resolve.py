@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,22 +15,17 @@ import respx
 from bulk_chats.answers import Agent, Department
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import AuthenticationError
-from bulk_chats.loading import load_sheet
 from bulk_chats.records import ChatRequest, FirstMessage, Status
 from bulk_chats.resolve import (
     LOOKUP_ATTEMPTS,
     Directory,
-    Draft,
     Preflight,
     check_rows,
-    draft_rows,
     read_directory,
     resolve_customers,
-    resolved_columns,
 )
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
-from bulk_chats.validation import validate_sheet
 from tests.fakes import FakeTime
 
 BASE = "https://api.test/v1"
@@ -75,10 +69,10 @@ async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCru
         yield c
 
 
-def draft(index: int = 0, **fields: Any) -> Draft:
+def draft(index: int = 0, **fields: Any) -> ChatRequest:
     fields.setdefault("customer", 8738438)
     fields.setdefault("application", 3838)
-    return Draft(index=index, source_row=index + 2, **fields)
+    return ChatRequest(index=index, source_row=index + 2, **fields)
 
 
 def paged(items: list[dict[str, Any]]) -> Any:
@@ -345,7 +339,6 @@ async def test_customers_are_looked_up_once_per_distinct_value(
     assert (several.status, several.error_code) == (Status.INVALID, "unresolved_customer_user_id")
     assert "'crm-2' matches 2 customers (21, 22)" in several.error_message
     assert resolution.resolved["customer"] == {0: 11, 3: 11, 4: 8738440}
-    assert resolution.lookups == 3
 
 
 @pytest.mark.anyio
@@ -481,7 +474,7 @@ async def test_a_stop_before_the_look_ups_makes_none(
     assert [r.index for r in resolution.requests] == [1]
 
 
-def test_a_named_row_keeps_its_key_from_draft_to_request() -> None:
+def test_a_named_row_keeps_its_key_through_the_look_ups() -> None:
     """The journal knows a row by its names: the key is the same before and after look-ups."""
     names = (("customer_email", "Ann@Example.com"), ("assignee_email", "anna@example.com"))
     message = FirstMessage("Hi", "message")
@@ -497,39 +490,3 @@ def test_a_named_row_keeps_its_key_from_draft_to_request() -> None:
     )
     assert before.key == after.key
     assert after.key != ChatRequest(0, 2, 8738438, 3838, 4188, message=message).key
-
-
-def test_drafts_take_ids_first_and_names_only_where_ids_are_blank(tmp_path: Path) -> None:
-    """A row with an id and an email uses the id; one with the email alone names it."""
-    source = tmp_path / "mixed.csv"
-    source.write_text(
-        "customer,customer_email,application,agent_email,message,sender_email\n"
-        "8738438,customer1@example.com,3838,anna@example.com,Hi,\n"
-        ",customer2@example.com,3838,,Note,ben@example.com\n",
-        encoding="utf-8",
-    )
-    sheet = load_sheet(source)
-    validation = validate_sheet(sheet)
-    first, second = draft_rows(sheet, validation)
-    assert (first.customer, first.names) == (8738438, (("assignee_email", "anna@example.com"),))
-    assert (second.customer, second.names) == (
-        None,
-        (("customer_email", "customer2@example.com"), ("message_agent_email", "ben@example.com")),
-    )
-    frame = resolved_columns(sheet, validation, {"customer": {0: 8738438, 1: 8738439}})
-    assert frame is not None
-    assert list(frame.columns) == [
-        "resolved_customer",
-        "resolved_assignee",
-        "resolved_message_agent",
-    ]
-    assert frame["resolved_customer"].tolist() == [8738438, 8738439]
-    assert frame["resolved_assignee"].tolist() == [None, None]
-
-
-def test_no_resolved_columns_without_name_columns(tmp_path: Path) -> None:
-    """A sheet of ids only gets no resolved_* columns."""
-    source = tmp_path / "ids.csv"
-    source.write_text("customer,application\n8738438,3838\n", encoding="utf-8")
-    sheet = load_sheet(source)
-    assert resolved_columns(sheet, validate_sheet(sheet), {"customer": {0: 8738438}}) is None

@@ -7,12 +7,15 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from bulk_chats import sandbox
+from bulk_chats.cli import cli
 from bulk_chats.errors import InputError
 from bulk_chats.sandbox import (
     AGENTS,
@@ -106,6 +109,8 @@ async def test_create_chat_answers_201_with_the_chat_object(clock: FakeClock) ->
     body = response.json()
     assert body["id"] == FIRST_CHAT_ID
     assert body["status"] == "empty"
+    assert body["createdWith"] == "public_api"
+    assert body["lastMessageId"] is None
     assert body["createdAt"] == int(clock.now)
     assert body["applicationId"] == APP
     assert body["customer"] == {
@@ -395,7 +400,8 @@ async def test_a_bad_search_gets_400_naming_the_entry(
     ("field", "operator", "value", "expected"),
     [
         ("customers.email", "=", "customer3@example.com", [CUSTOMERS[2].id]),
-        ("customers.email", "=", "CUSTOMER3@example.com", []),
+        ("customers.email", "=", "CUSTOMER3@example.com", [CUSTOMERS[2].id]),
+        ("customers.email", "~", "TOMER3@EXAMPLE", [CUSTOMERS[2].id]),
         ("customers.userId", "=", "crm-1020", [CUSTOMERS[19].id]),
         ("customers.name", "~", "GARCÍA", [CUSTOMERS[5].id]),
         ("customers.id", "=", CUSTOMER, [CUSTOMER]),
@@ -405,7 +411,7 @@ async def test_a_bad_search_gets_400_naming_the_entry(
 async def test_customer_search_finds_by_email_user_id_name_and_id(
     field: str, operator: str, value: object, expected: list[int]
 ) -> None:
-    """Customer search matches = exactly and ~ as contains, ignoring case."""
+    """Customer search matches = as equal and ~ as contains, both ignoring case."""
     query = {"filter": [{"field": field, "operator": operator, "value": value}]}
     async with client(make_app()) as c:
         response = await c.post("/customers/search", json=query)
@@ -601,6 +607,7 @@ async def test_seeded_faults_repeat_exactly() -> None:
         {"drop_after": -0.1},
         {"error_after": 0.6, "drop_after": 0.6},
         {"slow_seconds": -1},
+        {"widget_chat": 0.5, "drop_after": 0.6},
     ],
 )
 def test_impossible_faults_are_refused(faults: dict[str, float]) -> None:
@@ -619,7 +626,9 @@ async def test_faults_reach_messages_only_when_asked() -> None:
             customer=CUSTOMERS[0], application=APP, assignee=None, department=None, payload={}
         )
         async with client(app) as c:
-            response = await c.post("/messages", json={"chat": chat.id, "text": "Hi"})
+            response = await c.post(
+                "/messages", json={"chat": chat.id, "text": "Hi", "type": "message"}
+            )
         assert response.status_code == (500 if app is loud else 200)
 
 
@@ -674,17 +683,19 @@ async def test_a_message_is_stored_and_the_chat_is_no_longer_empty(clock: FakeCl
         ({"text": 5}, 400, ("text", "This value should be of type string.")),
         ({"chat": "542336", "text": "Hi"}, 400, ("chat", NUMERIC)),
         ({"text": "Hi", "agent": "4188"}, 400, ("agent", NUMERIC)),
+        ({"text": "Hi", "type": None}, 400, ("type", BLANK)),
+        ({"text": "Hi", "type": "", "agent": AGENT}, 400, ("type", BLANK)),
     ],
 )
 @pytest.mark.anyio
 async def test_a_bad_message_is_refused(
     body: dict[str, Any], status: int, entry: tuple[str, str]
 ) -> None:
-    """An unknown chat or agent is 404; a bad type, text or id is 400; nothing is stored."""
+    """A missing or bad type, text or id is 400, an unknown chat or agent 404; none stored."""
     app = make_app()
     async with client(app) as c:
         chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
-        response = await c.post("/messages", json={"chat": chat_id, **body})
+        response = await c.post("/messages", json={"chat": chat_id, "type": "message", **body})
     assert response.status_code == status
     assert response.json() == errors(entry)
     assert app.state.messages == []
@@ -780,6 +791,19 @@ def test_drop_after_closes_the_connection_unanswered_but_keeps_the_chat() -> Non
         assert c.get("/agents").status_code == 200  # the server itself is fine
 
 
+def test_over_http_widget_chat_stores_two_chats_then_disconnects() -> None:
+    """Over HTTP, widget_chat stores the customer's chat and ours, then drops; not on updates."""
+    faults = Faults(widget_chat=1.0, updates=True)
+    with run_in_thread(SandboxConfig(faults=faults)) as served, http(served.base_url) as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.post("/chats", json=CHAT)
+        widget, ours = served.state.chats
+        closed = c.put("/chats/status", json={"id": ours.id, "status": "closed"})
+    assert (widget.created_with, ours.created_with) == ("customer_message", "public_api")
+    assert closed.status_code == 200
+    assert (ours.status, served.state.faults) == ("closed", {"widget_chat": 1})
+
+
 def test_slow_after_makes_the_client_time_out_with_the_chat_stored() -> None:
     """Over HTTP, slow_after holds the answer past the client's timeout; the chat exists."""
     faults = Faults(slow_after=1.0, slow_seconds=30)
@@ -828,3 +852,493 @@ def test_serve_announces_the_real_port_and_stops_on_ctrl_c() -> None:
             process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=10)
     assert "KeyboardInterrupt" in stderr  # the caller maps it to exit status 130
+
+
+# --- the messages of a chat -------------------------------------------------------------
+
+
+async def post_messages(c: httpx.AsyncClient, chat_id: int, *texts: str) -> list[int]:
+    """Post `texts` into `chat_id` as agent messages; their ids."""
+    ids = []
+    for text in texts:
+        body = {"chat": chat_id, "text": text, "type": "message", "agent": AGENT}
+        response = await c.post("/messages", json=body)
+        assert response.status_code == 200
+        ids.append(response.json()["id"])
+    return ids
+
+
+@pytest.mark.anyio
+async def test_a_chats_messages_are_listed_newest_first_with_a_total() -> None:
+    """GET /v1/chats/{id}/messages lists newest first, pages by offset/limit, top-level total."""
+    app = make_app()
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        empty = (await c.get(f"/chats/{chat_id}/messages")).json()
+        ids = await post_messages(c, chat_id, "one", "two", "three")
+        listed = (await c.get(f"/chats/{chat_id}/messages")).json()
+        second = await c.get(f"/chats/{chat_id}/messages", params={"offset": 1, "limit": 1})
+        missing = await c.get("/chats/1/messages")
+    assert empty == {"data": [], "total": 0}
+    assert [m["id"] for m in listed["data"]] == ids[::-1]
+    assert [m["text"] for m in listed["data"]] == ["three", "two", "one"]
+    assert listed["total"] == 3
+    assert (second.json()["data"][0]["text"], second.json()["total"]) == ("two", 3)
+    assert missing.status_code == 404
+    assert missing.json() == errors(("chat_not_found", "Chat not found"))
+    assert app.state.requests["GET /v1/chats/{id}/messages"] == 4
+
+
+@pytest.mark.anyio
+async def test_a_chat_carries_its_last_message_and_no_answer_has_markdown_text(
+    clock: FakeClock,
+) -> None:
+    """A chat shows lastMessageId/Text/At; a message answer has no markdownText."""
+    app = make_app(clock)
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        clock.now += 5
+        posted = await c.post(
+            "/messages",
+            json={"chat": chat_id, "text": "Hi", "type": "message", "markdownText": "**Hi**"},
+        )
+        found = await c.post(
+            "/chats/search",
+            json={"filter": [{"field": "chats.id", "operator": "=", "value": chat_id}]},
+        )
+    assert "markdownText" not in posted.json()
+    chat = found.json()["data"][0]
+    assert (chat["lastMessageId"], chat["lastMessageText"], chat["lastMessageAt"]) == (
+        posted.json()["id"],
+        "Hi",
+        int(clock.now),
+    )
+    assert chat["lastCustomerMessageAt"] == int(clock.now)
+
+
+# --- quirks: the documentation's other revisions -----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_quirks_give_timestamps_as_strings_some_with_a_fraction() -> None:
+    """With quirks createdAt and lastMessageAt are digit strings; odd ids carry milliseconds."""
+    clock = FakeClock(1_601_557_390.769)
+    app = make_app(clock, quirks=True)
+    async with client(app) as c:
+        even = (await c.post("/chats", json=CHAT)).json()
+        odd = (await c.post("/chats", json=CHAT)).json()
+        message = (
+            await c.post("/messages", json={"chat": even["id"], "text": "Hi", "type": "message"})
+        ).json()
+        listed = (await c.get(f"/chats/{even['id']}/messages")).json()
+        found = await c.post("/chats/search", json={"sort": "chats.id"})
+    assert even["id"] % 2 == 0
+    assert (even["createdAt"], odd["createdAt"]) == ("1601557390", "1601557390.769")
+    assert message["createdAt"] == "1601557390.769"  # the first message id is odd
+    assert listed["data"][0]["createdAt"] == "1601557390.769"
+    assert found.json()["data"][0]["lastMessageAt"] == "1601557390"
+
+
+@pytest.mark.anyio
+async def test_quirks_call_a_new_chat_new_and_answer_creations_200() -> None:
+    """With quirks a new chat's status is new (not empty) and POST /v1/chats answers 200."""
+    app = make_app(quirks=True)
+    async with client(app) as c:
+        created = await c.post("/chats", json=CHAT)
+    assert created.status_code == 200
+    assert (created.json()["status"], created.json()["lastMessageId"]) == ("new", None)
+
+
+@pytest.mark.anyio
+async def test_quirks_page_agents_and_departments_by_50_with_a_wrong_total() -> None:
+    """With quirks pages hold at most 50 whatever limit asks; totals are wrong (agents) or 0."""
+    state = SandboxState(Seed.generated(agents=115, departments=57))
+    app = make_app(state=state, quirks=True)
+    async with client(app) as c:
+        agents = [
+            (await c.get("/agents", params={"offset": o, "limit": 100})).json()
+            for o in (0, 50, 100)
+        ]
+        departments = (await c.get("/departments")).json()
+        small = (await c.get("/agents", params={"limit": 3})).json()
+    assert [len(page["data"]) for page in agents] == [50, 50, 20]
+    assert {page["meta"]["total"] for page in agents} == {121}
+    assert [a["id"] for page in agents for a in page["data"]] == [a.id for a in state.seed.agents]
+    assert (len(departments["data"]), departments["meta"]) == (50, {"total": 0})
+    assert len(small["data"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("quirks", "value", "expected"),
+    [
+        (False, "CUSTOMER3@example.com", [CUSTOMERS[2].id]),
+        (True, "CUSTOMER3@example.com", [sandbox.VISITOR.id]),
+        (True, "customer3@example.com", [sandbox.VISITOR.id, CUSTOMERS[2].id]),
+    ],
+)
+@pytest.mark.anyio
+async def test_quirks_compare_text_exactly_and_add_a_customer_without_email(
+    quirks: bool, value: str, expected: list[int]
+) -> None:
+    """With quirks text = is case-sensitive and every search also finds a null-email customer."""
+    query = {"filter": [{"field": "customers.email", "operator": "=", "value": value}]}
+    async with client(make_app(quirks=quirks)) as c:
+        body = (await c.post("/customers/search", json=query)).json()
+    assert [customer["id"] for customer in body["data"]] == expected
+    assert body["meta"] == {"total": len(expected)}
+    if quirks:
+        assert body["data"][0]["email"] is None
+
+
+@pytest.mark.parametrize("quirks", [False, True])
+@pytest.mark.anyio
+async def test_contains_ignores_case_in_both_modes(quirks: bool) -> None:
+    """~ finds a customer by part of the email in any case, with or without quirks."""
+    query = {"filter": [{"field": "customers.email", "operator": "~", "value": "CUSTOMER20@"}]}
+    async with client(make_app(quirks=quirks)) as c:
+        body = (await c.post("/customers/search", json=query)).json()
+    ids = [customer["id"] for customer in body["data"]]
+    assert CUSTOMERS[19].id in ids
+    assert set(ids) - {CUSTOMERS[19].id} == ({sandbox.VISITOR.id} if quirks else set())
+
+
+# --- creating customers -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_customer_is_created_with_a_new_id_and_can_be_found() -> None:
+    """POST /v1/customers answers 201 with the customer and its new id; search finds it."""
+    app = make_app()
+    body = {
+        "name": "Ola Nordmann",
+        "email": "ola@example.no",
+        "userId": "crm-9",
+        "company": "Fjord AS",
+        "phone": "+47 1234",
+        "tags": ["vip"],
+    }
+    async with client(app) as c:
+        created = await c.post("/customers", json=body)
+        twin = await c.post("/customers", json={"email": "ola@example.no"})
+        found = await c.post(
+            "/customers/search",
+            json={
+                "filter": [{"field": "customers.email", "operator": "=", "value": "OLA@example.no"}]
+            },
+        )
+    assert created.status_code == 201
+    new_id = CUSTOMERS[-1].id + 1
+    assert created.json() == {
+        "id": new_id,
+        "name": "Ola Nordmann",
+        "email": "ola@example.no",
+        "userId": "crm-9",
+        "company": "Fjord AS",
+        "phone": "+47 1234",
+    }
+    assert twin.status_code == 201  # emails are not unique
+    assert [c["id"] for c in found.json()["data"]] == [new_id, new_id + 1]
+    assert [c.id for c in app.state.created_customers] == [new_id, new_id + 1]
+
+
+@pytest.mark.parametrize(
+    ("body", "entry"),
+    [
+        ({"userId": "crm-1001"}, ("userId", "This value is already used.")),
+        ({"email": "not-an-email"}, ("email", "This value is not a valid email address.")),
+        ({"email": " ola@example.no"}, ("email", "This value is not a valid email address.")),
+        ({"name": 5}, ("name", "This value should be of type string.")),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_customer_with_a_used_user_id_or_a_bad_email_is_refused(
+    body: dict[str, Any], entry: tuple[str, str]
+) -> None:
+    """A userId in use, an invalid email or a field of the wrong type is a 400; none stored."""
+    app = make_app()
+    async with client(app) as c:
+        response = await c.post("/customers", json=body)
+    assert response.status_code == 400
+    assert response.json() == errors(entry)
+    assert app.state.created_customers == []
+
+
+# --- changing chats ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("new", "new"),
+        ("opened", "opened"),
+        ("pending", "pending"),
+        ("on hold", "on hold"),
+        ("no communication", "no communication"),
+        ("closed", "closed"),
+        ("on-hold", "on hold"),
+        ("onhold", "on hold"),
+        ("open", "opened"),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_chats_status_is_set_in_any_documented_spelling(sent: str, stored: str) -> None:
+    """PUT /v1/chats/status accepts each status and older spelling, answers 200 with the chat."""
+    app = make_app()
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        response = await c.put("/chats/status", json={"id": chat_id, "status": sent})
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["status"]) == (chat_id, stored)
+    assert [(ch.chat_id, ch.field, ch.old, ch.new) for ch in app.state.changes] == [
+        (chat_id, "status", "empty", stored)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "entry"),
+    [
+        ("status", {"status": "Closed"}, 400, ("invalid_chat_value", "status value is invalid")),
+        ("status", {"status": None}, 400, ("invalid_chat_value", "status value is invalid")),
+        ("status", {"id": 1, "status": "closed"}, 404, ("chat_not_found", "Chat is missing")),
+        ("status", {"id": "1", "status": "closed"}, 400, ("id", NUMERIC)),
+        ("assignee", {"assignee": 1}, 400, ("invalid_chat_value", "assignee value is invalid")),
+        ("assignee", {}, 400, ("invalid_chat_value", "assignee value is invalid")),
+        ("assignee", {"assignee": "4188"}, 400, ("assignee", NUMERIC)),
+        ("assignee", {"id": 1, "assignee": AGENT}, 404, ("chat_not_found", "Chat is missing")),
+        (
+            "department",
+            {"department": 1},
+            400,
+            ("invalid_chat_value", "department value is invalid"),
+        ),
+        (
+            "department",
+            {"department": None},
+            400,
+            ("invalid_chat_value", "department value is invalid"),
+        ),
+        (
+            "department",
+            {"id": 1, "department": DEPARTMENT},
+            404,
+            ("chat_not_found", "Chat is missing"),
+        ),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_bad_chat_update_is_refused(
+    path: str, body: dict[str, Any], status: int, entry: tuple[str, str]
+) -> None:
+    """A bad value is 400 invalid_chat_value, an unknown chat 404 chat_not_found; no change."""
+    app = make_app()
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        response = await c.put(f"/chats/{path}", json={"id": chat_id, **body})
+    assert response.status_code == status
+    assert response.json() == errors(entry)
+    assert app.state.changes == []
+    assert app.state.chats[0].status == "empty"
+
+
+@pytest.mark.anyio
+async def test_assignee_and_department_are_changed_and_null_unassigns() -> None:
+    """PUT assignee and department answer the changed chat; assignee null unassigns."""
+    app = make_app()
+    other_agent, other_department = AGENTS[4].id, DEPARTMENTS[2].id
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        assigned = await c.put("/chats/assignee", json={"id": chat_id, "assignee": other_agent})
+        moved = await c.put(
+            "/chats/department", json={"id": chat_id, "department": other_department}
+        )
+        unassigned = await c.put("/chats/assignee", json={"id": chat_id, "assignee": None})
+    assert assigned.json()["assignee"]["id"] == other_agent
+    assert moved.json()["department"] == {"id": other_department, "name": "Billing"}
+    assert unassigned.status_code == 200
+    assert unassigned.json()["assignee"] is None
+    assert [(ch.field, ch.old, ch.new) for ch in app.state.changes] == [
+        ("assignee", AGENT, other_agent),
+        ("department", DEPARTMENT, other_department),
+        ("assignee", other_agent, None),
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_message_into_a_closed_chat_reopens_it(clock: FakeClock) -> None:
+    """A message posted into a closed chat makes it opened, recorded as a status change."""
+    app = make_app(clock)
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        await post_messages(c, chat_id, "first")
+        closed = (await c.put("/chats/status", json={"id": chat_id, "status": "closed"})).json()
+        await post_messages(c, chat_id, "again")
+    assert (closed["status"], closed["closedAt"]) == ("closed", int(clock.now))
+    chat = app.state.chats[0]
+    assert (chat.status, chat.closed_at) == ("opened", None)
+    assert [(ch.old, ch.new, ch.cause) for ch in app.state.changes] == [
+        ("new", "closed", "update"),
+        ("closed", "opened", "message"),
+    ]
+    orders = [m.order for m in app.state.messages] + [ch.order for ch in app.state.changes]
+    assert sorted(orders) == [1, 2, 3, 4]
+    assert app.state.messages[0].order < app.state.changes[0].order < app.state.messages[1].order
+
+
+# --- faults on customers, updates and widget chats ----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_faults_reach_customers_and_updates_only_when_asked() -> None:
+    """drop_after on customers/updates stores the customer or applies the change, then drops."""
+    quiet = make_app(faults=Faults(drop_after=1.0))
+    loud = make_app(faults=Faults(drop_after=1.0, customers=True, updates=True))
+    for app in (quiet, loud):
+        chat = app.state.add_chat(
+            customer=CUSTOMERS[0], application=APP, assignee=None, department=None, payload={}
+        )
+        calls = [
+            ("POST", "/customers", {"email": "new@example.com"}),
+            ("PUT", "/chats/status", {"id": chat.id, "status": "closed"}),
+            ("PUT", "/chats/assignee", {"id": chat.id, "assignee": AGENT}),
+            ("PUT", "/chats/department", {"id": chat.id, "department": DEPARTMENT}),
+        ]
+        async with client(app) as c:
+            for method, path, body in calls:
+                if app is quiet:
+                    assert (await c.request(method, path, json=body)).status_code in (200, 201)
+                else:
+                    with pytest.raises(httpx.RemoteProtocolError):
+                        await c.request(method, path, json=body)
+        assert len(app.state.created_customers) == 1
+        assert (chat.status, chat.assignee, chat.department) == (
+            "closed",
+            AGENTS[0],
+            DEPARTMENTS[0],
+        )
+    assert loud.state.faults == {"drop_after": 4}
+    assert quiet.state.faults == {}
+
+
+@pytest.mark.anyio
+async def test_before_faults_on_updates_change_nothing() -> None:
+    """error_before on an update answers 500 and leaves the chat as it was."""
+    app = make_app(faults=Faults(error_before=1.0, updates=True))
+    chat = app.state.add_chat(
+        customer=CUSTOMERS[0], application=APP, assignee=None, department=None, payload={}
+    )
+    async with client(app) as c:
+        response = await c.put("/chats/status", json={"id": chat.id, "status": "closed"})
+    assert response.status_code == 500
+    assert (chat.status, app.state.changes) == ("empty", [])
+
+
+@pytest.mark.anyio
+async def test_widget_chat_opens_the_customers_own_chat_before_a_dropped_answer() -> None:
+    """widget_chat stores a customer_message chat with their message, then ours, then drops."""
+    app = make_app(faults=Faults(widget_chat=1.0, messages=True))
+    async with client(app) as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.post("/chats", json=CHAT)
+        found = await c.post(
+            "/chats/search",
+            json={"filter": [{"field": "chats.customer", "operator": "=", "value": CUSTOMER}]},
+        )
+        ours = found.json()["data"][1]["id"]
+        message = await c.post("/messages", json={"chat": ours, "text": "Hi", "type": "message"})
+    widget, mine = found.json()["data"]
+    assert (widget["createdWith"], widget["status"], widget["lastMessageId"] is not None) == (
+        "customer_message",
+        "new",
+        True,
+    )
+    assert (mine["createdWith"], mine["status"]) == ("public_api", "empty")
+    assert app.state.chats[1].payload == CHAT
+    assert widget["id"] < mine["id"]
+    assert [(m.chat_id, m.agent) for m in app.state.messages[:1]] == [(widget["id"], None)]
+    assert message.status_code == 200  # widget_chat is no fault on messages
+    assert app.state.faults == {"widget_chat": 1}
+
+
+# --- what tests count -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_state_counts_customers_chats_by_status_messages_and_status_changes() -> None:
+    """The snapshot counts customers created, chats by status, messages per chat and changes."""
+    app = make_app()
+    async with client(app) as c:
+        first = (await c.post("/chats", json=CHAT)).json()["id"]
+        second = (await c.post("/chats", json=CHAT)).json()["id"]
+        await post_messages(c, first, "a", "b")
+        await c.put("/chats/status", json={"id": first, "status": "closed"})
+        await c.put("/chats/assignee", json={"id": second, "assignee": None})
+        await c.post("/customers", json={"email": "someone@example.com"})
+        snapshot = (await c.get("http://sandbox.test/_sandbox/state")).json()
+    assert [c["email"] for c in snapshot["customersCreated"]] == ["someone@example.com"]
+    assert snapshot["chatsByStatus"] == {"closed": 1, "empty": 1}
+    assert snapshot["messagesPerChat"] == {str(first): 2, str(second): 0}
+    assert [(s["chat"], s["from"], s["to"]) for s in snapshot["statusChanges"]] == [
+        (first, "new", "closed")
+    ]
+    assert len(snapshot["changes"]) == 2
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+def test_the_sandbox_command_passes_quirks_and_the_new_fault_kinds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`bulk-chats sandbox --quirks --fault widget_chat=P --fault-on ...` configures them."""
+    seen: list[SandboxConfig] = []
+    monkeypatch.setattr(sandbox, "serve", lambda config, **_: seen.append(config))
+    args = [
+        "sandbox",
+        "--quirks",
+        "--fault",
+        "widget_chat=0.25",
+        "--fault-on",
+        "customers",
+        "--fault-on",
+        "updates",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert config.quirks
+    assert (config.faults.widget_chat, config.faults.customers, config.faults.updates) == (
+        0.25,
+        True,
+        True,
+    )
+    assert not config.faults.messages
+
+
+def test_import_quirks_needs_the_sandbox(tmp_path: Path) -> None:
+    """`import --quirks` without --sandbox is one line and exit 2, nothing sent."""
+    source = tmp_path / "chats.csv"
+    source.write_text("customer,application\n8738438,3838\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["import", str(source), "--quirks", "--yes"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "bulk-chats: error: --quirks changes the stand-in's answers: use it with --sandbox"
+    )
+
+
+def test_import_into_the_quirks_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`import --sandbox --quirks` runs the import against a sandbox configured with quirks."""
+    configs: list[SandboxConfig] = []
+
+    def recording(config: SandboxConfig) -> Any:
+        configs.append(config)
+        return run_in_thread(config)
+
+    monkeypatch.setattr(sandbox, "run_in_thread", recording)
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "chats.csv"
+    source.write_text("customer,application\n8738438,3838\n8738439,3839\n", encoding="utf-8")
+    args = ["import", str(source), "--sandbox", "--quirks", "--yes", "--rate", "6000"]
+    result = CliRunner().invoke(cli, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "2 rows: created 2" in result.output
+    assert [config.quirks for config in configs] == [True]

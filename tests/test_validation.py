@@ -16,8 +16,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from bulk_chats.ids import parse_ids
 from bulk_chats.loading import Sheet, field_for_header, load_sheet
-from bulk_chats.validation import Validation, parse_ids, validate_sheet
+from bulk_chats.validation import Validation, validate_sheet
 
 BIG_ID = 90071992547409931
 
@@ -256,12 +257,12 @@ def test_row_with_a_chat_id_from_an_earlier_run_is_already_created() -> None:
         cells=sheet.cells,
         source_rows=sheet.source_rows,
         fields={"customer": 1, "application": 2},
-        previous={"source_row": 0, "status": 3, "chat_id": 4},
+        fed_back={"source_row": 0, "status": 3, "chat_id": 4},
         echoed=[1, 2],
     )
     validation = validate_sheet(sheet)
     assert validation.status.tolist() == ["already_created", "valid"]
-    assert validation.previous_chat_id.tolist() == [555, pd.NA]
+    assert validation.fed_back_chat_id.tolist() == [555, pd.NA]
 
 
 # --- first messages --------------------------------------------------------------------

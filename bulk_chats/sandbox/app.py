@@ -1,30 +1,58 @@
 """The sandbox's ASGI app: HelpCrunch's endpoints over a `SandboxState`.
 
-Endpoints, status codes and error bodies follow HelpCrunch's REST API documentation (v1).
-Where the documentation is silent the sandbox chooses, and says so here, erring towards
-the stricter answer so that client bugs show:
+Endpoints, status codes and error bodies follow HelpCrunch's REST API documentation (v1):
+`POST /v1/chats`, `POST /v1/messages`, `GET /v1/chats/{id}/messages`, `GET /v1/agents`,
+`GET /v1/departments`, `POST /v1/chats/search`, `POST /v1/customers/search`,
+`POST /v1/customers`, `PUT /v1/chats/status`, `PUT /v1/chats/assignee` and
+`PUT /v1/chats/department`. Where the documentation is silent the sandbox chooses, and
+says so here, erring towards the stricter answer so that client bugs show:
 
 - An application id other than the seeded ones gets 404 `entity_not_found` "Application
   not found", like an unknown customer, assignee or department.
 - Ids must be JSON integers. A digit string ("4188"), a float (4188.0) or a boolean gets
   400 "This value should be of type numeric.", though the real API may accept the string.
 - A limit over 100 gets a 400 rather than a shorter page.
+- `POST /v1/messages` needs `type` ("message" or "private"), for customer messages too.
+  A message into a closed chat reopens it (`opened`), as a help desk does.
+- `POST /v1/customers` refuses an email that is not `local@domain.tld` (spaces included:
+  a client should trim) and a `userId` any customer has, with 400 naming the field.
+  Emails may repeat, as on the real API.
+- `PUT /v1/chats/status` takes the statuses of `STATUSES` and the older spellings
+  `on-hold`, `onhold` and `open`, and stores the current one (`on hold`, `opened`). A
+  missing or null `department` is "department value is invalid" (there is no way to take
+  a chat out of every department); a missing `assignee` is "assignee value is invalid",
+  a null one unassigns. Every `PUT` that passes is recorded, changed value or not.
 - 5xx bodies have no `invalid_request` entry (they are not the client's fault):
   `{"errors": [{"code": "internal_error", ...}]}`, `service_unavailable` for 503.
 - The rate limit counts the requests it lets through in a sliding window (60 seconds
   unless `SandboxConfig.window` says otherwise), all `/v1` endpoints together; 401s and
   429s do not count. A 429 carries `Retry-After` (whole seconds until a slot frees)
   unless `retry_after_header` is off, as the real API documents none.
+- `=` on text ignores case (see `bulk_chats.sandbox.search`).
+
+With `SandboxConfig.quirks` (`bulk-chats sandbox --quirks`) it answers as the
+documentation's other revisions do, so that a client meets them in tests:
+
+- timestamps are strings of unix seconds (`"1603885746"`), those of odd ids with
+  milliseconds (`"1601557390.769"`);
+- a new chat is `new` rather than `empty`, and `POST /v1/chats` and `POST /v1/customers`
+  answer 200 rather than 201;
+- agents and departments come in pages of at most `QUIRKS_PAGE` whatever `limit` asks,
+  `meta.total` is 0 on departments and one too many on agents;
+- every customer search also returns the seeded customers without email or userId
+  (`Seed.visitors`), whatever it asked;
+- `=` and `!=` on text compare exactly, case and all.
 
 Order of work for each `/v1` request: latency, count, authenticate (401), rate limit (429),
 draw a fault, then the endpoint (400, 404, store, answer).
 
-Faults hit `POST /v1/chats` (and `POST /v1/messages` when `Faults.messages`). Each such
-request that passes authentication and the rate limit draws one number from
-`random.Random(seed)` and gets at most one fault, so the n-th request meets the same fault
-in every run with the same seed. "Before" faults answer without reading the body; "after"
-faults strike only when something was stored (a request refused with 400/404 is answered
-normally):
+Faults hit `POST /v1/chats`, and `POST /v1/messages`, `POST /v1/customers` and the
+`PUT /v1/chats/...` endpoints when `Faults.messages`, `Faults.customers` and
+`Faults.updates` say so. Each such request that passes authentication and the rate limit
+draws one number from `random.Random(seed)` and gets at most one fault, so the n-th
+request meets the same fault in every run with the same seed. "Before" faults answer
+without reading the body; "after" faults strike only when something was stored or changed
+(a request refused with 400/404 is answered normally):
 
 - `error_before`: 500, nothing stored;
 - `unavailable`: 503, nothing stored;
@@ -32,7 +60,11 @@ normally):
 - `error_after`: stored, then 500;
 - `drop_after`: stored, then the connection is closed without an answer;
 - `slow_after`: stored, then answered normally after `slow_seconds`, so that a client with
-  a shorter timeout gives up first.
+  a shorter timeout gives up first;
+- `widget_chat` (`POST /v1/chats` only; elsewhere it is no fault): the customer opens a
+  chat of their own in the widget (`createdWith` `customer_message`, with a message from
+  them), then the requested chat is stored and the connection closed without an answer,
+  so a search for the customer's new chats finds two, the widget's first.
 
 Closing a connection needs the sandbox's own server (`run_in_thread`, `serve`). In process,
 under `httpx.ASGITransport`, a drop raises `httpx.RemoteProtocolError`, the error httpx
@@ -44,11 +76,12 @@ from __future__ import annotations
 import hmac
 import math
 import random
+import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import httpx
@@ -60,15 +93,26 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from bulk_chats.sandbox.answers import (
+    NOT_BLANK,
+    NUMERIC,
     Entry,
     Refusal,
     error_response,
     id_field,
+    is_id,
     json_object,
     text_field,
 )
-from bulk_chats.sandbox.search import CHAT_FIELDS, CUSTOMER_FIELDS, parse_page, search
-from bulk_chats.sandbox.state import SandboxState
+from bulk_chats.sandbox.search import CHAT_FIELDS, CUSTOMER_FIELDS, Page, parse_page, search
+from bulk_chats.sandbox.seed import Customer
+from bulk_chats.sandbox.state import (
+    EMPTY,
+    NEW,
+    STATUSES,
+    WIDGET_CHAT,
+    Chat,
+    SandboxState,
+)
 from bulk_chats.settings import DEFAULT_RATE
 
 Clock = Callable[[], float]
@@ -76,6 +120,8 @@ Clock = Callable[[], float]
 
 Sleep = Callable[[float], Awaitable[None]]
 """Waits the given seconds, for latency and `slow_after`."""
+
+V = TypeVar("V")
 
 DROP_CONNECTION = "bulk_chats.sandbox.drop_connection"
 """The key under `scope["extensions"]` of the sandbox server's "close this connection"."""
@@ -85,13 +131,34 @@ WINDOW_SECONDS = 60.0
 
 MESSAGE_TYPES = ("message", "private")
 
+STATUS_SPELLINGS: dict[str, str] = {
+    **{status: status for status in STATUSES},
+    "on-hold": "on hold",
+    "onhold": "on hold",
+    "open": "opened",
+}
+"""What `PUT /v1/chats/status` accepts, older spellings included, and what it stores."""
+
+QUIRKS_PAGE = 50
+"""The most agents or departments one page holds with quirks, whatever `limit` asks."""
+
+WIDGET_TEXT = "Hi, I have a question about my order"
+"""The message a customer's own widget chat (the `widget_chat` fault) begins with."""
+
+CUSTOMER_TEXT_FIELDS = ("name", "email", "userId", "company", "phone", "notes")
+"""The text fields of `POST /v1/customers` (all optional)."""
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
 
 @dataclass(frozen=True, slots=True)
 class Faults:
     """Which faults to inject, each a probability in [0, 1]; together at most 1.
 
     `seed` makes the sequence of faults repeatable. `slow_seconds` is how long `slow_after`
-    holds its answer. `messages` extends the faults to `POST /v1/messages`.
+    holds its answer. `messages` extends the faults to `POST /v1/messages`, `customers` to
+    `POST /v1/customers`, `updates` to the `PUT /v1/chats/...` endpoints (a change applied,
+    then the fault). `widget_chat` strikes `POST /v1/chats` only.
     """
 
     seed: int = 0
@@ -101,8 +168,11 @@ class Faults:
     error_after: float = 0.0
     drop_after: float = 0.0
     slow_after: float = 0.0
+    widget_chat: float = 0.0
     slow_seconds: float = 30.0
     messages: bool = False
+    customers: bool = False
+    updates: bool = False
 
     KINDS: ClassVar[tuple[str, ...]] = (
         "error_before",
@@ -112,10 +182,14 @@ class Faults:
         "drop_after",
         "slow_after",
     )
-    """The fault kinds, in the order one draw is matched against them."""
+    """The faults of the connection and the server, which every endpoint can meet."""
+
+    ALL_KINDS: ClassVar[tuple[str, ...]] = (*KINDS, "widget_chat")
+    """`KINDS` and the customer's own widget chat, in the order one draw is matched
+    against them."""
 
     def __post_init__(self) -> None:
-        chances = [getattr(self, kind) for kind in self.KINDS]
+        chances = [getattr(self, kind) for kind in self.ALL_KINDS]
         if any(not 0.0 <= p <= 1.0 for p in chances):
             raise ValueError("fault probabilities must be between 0 and 1")
         if sum(chances) > 1.0 + 1e-9:
@@ -126,7 +200,7 @@ class Faults:
     def draw(self, rng: random.Random) -> str | None:
         """The fault for one request (one number drawn from `rng`), or None."""
         point = rng.random()
-        for kind in self.KINDS:
+        for kind in self.ALL_KINDS:
             point -= getattr(self, kind)
             if point < 0:
                 return kind
@@ -143,7 +217,8 @@ class SandboxConfig:
     `api_key` None accepts any non-empty bearer key. `rate` is in requests per `window`
     seconds (per minute by default), None for no limit; a short `window` lets tests see
     429s come and go in seconds. `latency` is seconds added before each `/v1` answer, fixed
-    or drawn uniformly from a (min, max) range.
+    or drawn uniformly from a (min, max) range. `quirks` answers as the documentation's
+    other revisions do (see the module docstring).
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -152,6 +227,7 @@ class SandboxConfig:
     faults: Faults = field(default_factory=Faults)
     retry_after_header: bool = True
     window: float = WINDOW_SECONDS
+    quirks: bool = False
 
     def __post_init__(self) -> None:
         if self.rate is not None and self.rate < 1:
@@ -161,6 +237,14 @@ class SandboxConfig:
         low, high = self.latency if isinstance(self.latency, tuple) else (self.latency,) * 2
         if not 0 <= low <= high:
             raise ValueError("latency must be seconds >= 0, or a (min, max) range")
+
+
+class _Answered(Exception):
+    """A request answered before its endpoint did its work (a "before" fault)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class SlidingWindow:
@@ -208,14 +292,26 @@ class SandboxApp:
         v1 = [
             ("POST", "/v1/chats", self._create_chat),
             ("POST", "/v1/messages", self._create_message),
+            ("GET", "/v1/chats/{id:int}/messages", self._list_messages),
             ("GET", "/v1/agents", self._list_agents),
             ("GET", "/v1/departments", self._list_departments),
             ("POST", "/v1/chats/search", self._search_chats),
             ("POST", "/v1/customers/search", self._search_customers),
+            ("POST", "/v1/customers", self._create_customer),
+            ("PUT", "/v1/chats/status", self._set_status),
+            ("PUT", "/v1/chats/assignee", self._set_assignee),
+            ("PUT", "/v1/chats/department", self._set_department),
         ]
         self._router = Starlette(
             routes=[
-                *(Route(path, self._v1(handler), methods=[method]) for method, path, handler in v1),
+                *(
+                    Route(
+                        path,
+                        self._v1(handler, f"{method} {path.replace(':int', '')}"),
+                        methods=[method],
+                    )
+                    for method, path, handler in v1
+                ),
                 Route("/_sandbox/state", self._inspect, methods=["GET"]),
             ],
             exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
@@ -257,13 +353,14 @@ class SandboxApp:
         return expected is None or hmac.compare_digest(key.encode(), expected.encode())
 
     def _v1(
-        self, handler: Callable[[Request], Awaitable[Response]]
+        self, handler: Callable[[Request], Awaitable[Response]], label: str
     ) -> Callable[[Request], Awaitable[Response]]:
-        """`handler` behind latency, counting, authentication and the rate limit."""
+        """`handler` behind latency, counting (as `label`), authentication and the rate
+        limit."""
 
         async def endpoint(request: Request) -> Response:
             await self._pause(self._latency())
-            self.state.count(f"{request.method} {request.url.path}")
+            self.state.count(label)
             if not self._authorized(request):
                 return error_response(401, ("unauthorized", "Unauthorized"))
             wait = None if self._limiter is None else self._limiter.admit()
@@ -279,17 +376,30 @@ class SandboxApp:
                 return await handler(request)
             except Refusal as refusal:
                 return refusal.response()
+            except _Answered as answered:
+                return answered.response
 
         return endpoint
 
-    def _draw_fault(self, *, messages: bool = False) -> str | None:
+    def _draw_fault(self, endpoint: str) -> str | None:
+        """The fault for one request to `endpoint` ("chats", or a `Faults` flag's name)."""
         faults = self.config.faults
-        if messages and not faults.messages:
+        if endpoint != "chats" and not getattr(faults, endpoint):
             return None
         kind = faults.draw(self._fault_rng)
+        if kind == "widget_chat" and endpoint != "chats":
+            return None
         if kind in _BEFORE:
             self.state.count_fault(kind)
         return kind
+
+    async def _begin(self, request: Request, endpoint: str) -> tuple[str | None, dict[str, Any]]:
+        """Draw the request's fault (see `_draw_fault`) and read its body; a "before" fault
+        is answered at once, without reading it."""
+        fault = self._draw_fault(endpoint)
+        if fault in _BEFORE:
+            raise _Answered(_before_fault(request, fault))
+        return fault, await json_object(request)
 
     async def _answer(self, request: Request, fault: str | None, response: Response) -> Response:
         """`response` after something was stored, unless an "after" fault strikes."""
@@ -298,16 +408,13 @@ class SandboxApp:
         self.state.count_fault(fault)
         if fault == "error_after":
             return _server_error()
-        if fault == "drop_after":
+        if fault in ("drop_after", "widget_chat"):
             return _drop(request)
         await self._pause(self.config.faults.slow_seconds)
         return response
 
     async def _create_chat(self, request: Request) -> Response:
-        fault = self._draw_fault()
-        if fault in _BEFORE:
-            return _before_fault(request, fault)
-        body = await json_object(request)
+        fault, body = await self._begin(request, "chats")
         errors: list[Entry] = []
         customer_id = id_field(body, "customer", errors, required=True)
         application = id_field(body, "application", errors, required=True)
@@ -327,29 +434,57 @@ class SandboxApp:
         department = None if department_id is None else state.departments.get(department_id)
         if department_id is not None and department is None:
             raise Refusal(404, ("entity_not_found", "Department not found"))
+        if fault == "widget_chat":
+            self._open_widget_chat(customer, application)
         chat = state.add_chat(
             customer=customer,
             application=application,
             assignee=assignee,
             department=department,
             payload=body,
+            status=self._new_chat_status,
         )
-        return await self._answer(request, fault, JSONResponse(chat.to_json(), status_code=201))
+        return await self._answer(request, fault, self._created(self._chat_json(chat)))
+
+    @property
+    def _new_chat_status(self) -> str:
+        return NEW if self.config.quirks else EMPTY
+
+    def _created(self, body: dict[str, Any]) -> Response:
+        """A creation's answer: 201, or 200 as an older revision has it."""
+        return JSONResponse(body, status_code=200 if self.config.quirks else 201)
+
+    def _chat_json(self, chat: Chat) -> dict[str, Any]:
+        return chat.to_json(quirks=self.config.quirks)
+
+    def _open_widget_chat(self, customer: Customer, application: int) -> None:
+        """The customer opens a chat of their own in the widget and writes in it."""
+        chat = self.state.add_chat(
+            customer=customer,
+            application=application,
+            assignee=None,
+            department=None,
+            payload={},
+            status=self._new_chat_status,
+            created_with=WIDGET_CHAT,
+        )
+        self.state.add_message(
+            chat, text=WIDGET_TEXT, type="message", agent=None, markdown_text=None, payload={}
+        )
 
     async def _create_message(self, request: Request) -> Response:
-        fault = self._draw_fault(messages=True)
-        if fault in _BEFORE:
-            return _before_fault(request, fault)
-        body = await json_object(request)
+        fault, body = await self._begin(request, "messages")
         errors: list[Entry] = []
         chat_id = id_field(body, "chat", errors, required=True)
         text = text_field(body, "text", errors, required=True)
         markdown = text_field(body, "markdownText", errors, required=False)
-        kind = body.get("type", "message")
-        if kind not in MESSAGE_TYPES:
+        kind = body.get("type")
+        if kind is None or kind == "":
+            errors.append(("type", NOT_BLANK))
+        elif kind not in MESSAGE_TYPES:
             errors.append(("invalid_chat_value", 'type must be "message" or "private"'))
         agent_id = id_field(body, "agent", errors, required=False)
-        if errors or chat_id is None or text is None:
+        if errors or chat_id is None or text is None or not isinstance(kind, str):
             raise Refusal(400, *errors)
         chat = self.state.chat(chat_id)
         if chat is None:
@@ -360,26 +495,127 @@ class SandboxApp:
         message = self.state.add_message(
             chat, text=text, type=kind, agent=agent, markdown_text=markdown, payload=body
         )
-        return await self._answer(request, fault, JSONResponse(message.to_json()))
+        answer = message.to_json(quirks=self.config.quirks)
+        return await self._answer(request, fault, JSONResponse(answer))
+
+    async def _list_messages(self, request: Request) -> Response:
+        """A chat's messages, newest first, with a top-level `total`."""
+        chat = self.state.chat(request.path_params["id"])
+        if chat is None:
+            raise Refusal(404, ("chat_not_found", "Chat not found"))
+        page = _page(request)
+        newest_first = [m.to_json(quirks=self.config.quirks) for m in reversed(chat.messages)]
+        return JSONResponse({"data": page.of(newest_first), "total": len(newest_first)})
 
     async def _list_agents(self, request: Request) -> Response:
         agents = [a.to_json() for a in self.state.agents.values()]
-        return _listing(request, agents)
+        # The agents example of the documentation counts one more than it lists.
+        return self._listing(request, agents, quirky_total=len(agents) + 1)
 
     async def _list_departments(self, request: Request) -> Response:
         state = self.state
-        return _listing(request, [state.department_json(d) for d in state.departments.values()])
+        departments = [state.department_json(d) for d in state.departments.values()]
+        # The departments example of the documentation says total 0 beside real data.
+        return self._listing(request, departments, quirky_total=0)
+
+    def _listing(
+        self, request: Request, items: list[dict[str, Any]], *, quirky_total: int
+    ) -> Response:
+        page = _page(request)
+        total = len(items)
+        if self.config.quirks:
+            page = Page(page.offset, min(page.limit, QUIRKS_PAGE))
+            total = quirky_total
+        return JSONResponse({"data": page.of(items), "meta": {"total": total}})
 
     async def _search_chats(self, request: Request) -> Response:
-        answer = search(await json_object(request), self.state.chats, CHAT_FIELDS)
-        answer["data"] = [chat.to_json() for chat in answer["data"]]
+        answer = search(
+            await json_object(request),
+            self.state.chats,
+            CHAT_FIELDS,
+            exact_text=self.config.quirks,
+        )
+        answer["data"] = [self._chat_json(chat) for chat in answer["data"]]
         return JSONResponse(answer)
 
     async def _search_customers(self, request: Request) -> Response:
-        customers = list(self.state.customers.values())
-        answer = search(await json_object(request), customers, CUSTOMER_FIELDS)
+        quirks = self.config.quirks
+        answer = search(
+            await json_object(request),
+            list(self.state.customers.values()),
+            CUSTOMER_FIELDS,
+            exact_text=quirks,
+            always=self.state.seed.visitors if quirks else (),
+        )
         answer["data"] = [customer.to_json() for customer in answer["data"]]
         return JSONResponse(answer)
+
+    async def _create_customer(self, request: Request) -> Response:
+        fault, body = await self._begin(request, "customers")
+        errors: list[Entry] = []
+        values = {
+            name: text_field(body, name, errors, required=False) for name in CUSTOMER_TEXT_FIELDS
+        }
+        email, user_id = values["email"], values["userId"]
+        if email is not None and not _EMAIL.fullmatch(email):
+            errors.append(("email", "This value is not a valid email address."))
+        if user_id is not None and any(c.user_id == user_id for c in self.state.customers.values()):
+            errors.append(("userId", "This value is already used."))
+        if errors:
+            raise Refusal(400, *errors)
+        customer = self.state.add_customer(
+            name=values["name"],
+            email=email,
+            user_id=user_id,
+            company=values["company"],
+            phone=values["phone"],
+        )
+        return await self._answer(request, fault, self._created(customer.to_json()))
+
+    async def _set_status(self, request: Request) -> Response:
+        def value(body: dict[str, Any], errors: list[Entry]) -> str | None:
+            raw = body.get("status")
+            status = STATUS_SPELLINGS.get(raw) if isinstance(raw, str) else None
+            if status is None:
+                errors.append(("invalid_chat_value", "status value is invalid"))
+            return status
+
+        return await self._update(request, "status", value)
+
+    async def _set_assignee(self, request: Request) -> Response:
+        agents = self.state.agents
+        return await self._update(
+            request,
+            "assignee",
+            lambda body, errors: _reference(body, "assignee", agents, errors, nullable=True),
+        )
+
+    async def _set_department(self, request: Request) -> Response:
+        departments = self.state.departments
+        return await self._update(
+            request,
+            "department",
+            lambda body, errors: _reference(body, "department", departments, errors),
+        )
+
+    async def _update(
+        self,
+        request: Request,
+        field: str,
+        parse: Callable[[dict[str, Any], list[Entry]], Any],
+    ) -> Response:
+        """A `PUT /v1/chats/<field>`: check the body, find the chat, change it, answer it."""
+        fault, body = await self._begin(request, "updates")
+        errors: list[Entry] = []
+        chat_id = id_field(body, "id", errors, required=True)
+        value = parse(body, errors)
+        if errors or chat_id is None:
+            raise Refusal(400, *errors)
+        chat = self.state.chat(chat_id)
+        if chat is None:
+            raise Refusal(404, ("chat_not_found", "Chat is missing"))
+        self.state.update_chat(chat, field, value)
+        return await self._answer(request, fault, JSONResponse(self._chat_json(chat)))
 
     async def _inspect(self, request: Request) -> Response:
         return JSONResponse(self.state.snapshot())
@@ -400,13 +636,36 @@ def create_app(
     return SandboxApp(config or SandboxConfig(), state or SandboxState(), clock=clock, sleep=sleep)
 
 
-def _listing(request: Request, items: list[dict[str, Any]]) -> Response:
+def _reference(
+    body: dict[str, Any],
+    name: str,
+    known: Mapping[int, V],
+    errors: list[Entry],
+    *,
+    nullable: bool = False,
+) -> V | None:
+    """`body[name]`, the id of one of `known`, as that one; None for null when `nullable`
+    (null unassigns). Appends to `errors` what is wrong with it."""
+    raw = body.get(name)
+    if raw is None and nullable and name in body:
+        return None
+    if raw is not None and not is_id(raw):
+        errors.append((name, NUMERIC))
+        return None
+    found = None if raw is None else known.get(raw)
+    if found is None:
+        errors.append(("invalid_chat_value", f"{name} value is invalid"))
+    return found
+
+
+def _page(request: Request) -> Page:
+    """The `offset` and `limit` of a listing's query string; 400 when they are wrong."""
     errors: list[Entry] = []
     query = request.query_params
     page = parse_page(query.get("offset"), query.get("limit"), from_query=True, errors=errors)
     if errors:
         raise Refusal(400, *errors)
-    return JSONResponse({"data": page.of(items), "meta": {"total": len(items)}})
+    return page
 
 
 def _server_error() -> Response:

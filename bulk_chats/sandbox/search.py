@@ -3,8 +3,13 @@
 A search body is `{"filter": [{"field", "operator", "value"}, ...], "comparison": "AND" |
 "OR", "sort": field, "order": "asc" | "desc", "offset", "limit"}`, all optional. Number
 fields take `= != > >= < <=` and a JSON integer (or null for `=`/`!=` on a field that may
-be empty); text fields take `= != ~` (`~`: contains, ignoring case) and a string. Anything
-else is a 400 naming the entry, e.g. code `filter[0].value`.
+be empty); text fields take `= != ~` and a string. Anything else is a 400 naming the entry,
+e.g. code `filter[0].value`.
+
+The documentation does not say whether `=` on text ignores case. By default the sandbox
+takes the lenient reading, `=` and `!=` ignoring case (`ANNA@X.COM` finds `anna@x.com`);
+with `exact_text` (`--quirks`) they compare exactly, case and all. `~` (contains) ignores
+case either way. An empty text field contains nothing.
 """
 
 from __future__ import annotations
@@ -40,10 +45,15 @@ _NUMBER_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
 }
-_TEXT_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+_EXACT_TEXT_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     "!=": operator.ne,
     "~": lambda have, want: want.casefold() in have.casefold(),
+}
+_CASELESS_TEXT_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    **_EXACT_TEXT_OPERATORS,
+    "=": lambda have, want: have.casefold() == want.casefold(),
+    "!=": lambda have, want: have.casefold() != want.casefold(),
 }
 
 
@@ -60,7 +70,7 @@ CHAT_FIELDS: dict[str, Field[Chat]] = {
     "chats.id": Field(False, lambda c: c.id),
     "chats.customer": Field(False, lambda c: c.customer.id),
     "chats.application": Field(False, lambda c: c.application),
-    "chats.createdAt": Field(False, lambda c: c.created_at),
+    "chats.createdAt": Field(False, lambda c: int(c.created_at)),  # whole seconds, as shown
     "chats.assignee": Field(False, lambda c: c.assignee and c.assignee.id, nullable=True),
     "chats.department": Field(False, lambda c: c.department and c.department.id, nullable=True),
     "chats.status": Field(True, lambda c: c.status),
@@ -120,21 +130,29 @@ def parse_page(offset: object, limit: object, *, from_query: bool, errors: list[
 @dataclass(frozen=True, slots=True)
 class _Condition(Generic[T]):
     field: Field[T]
+    operator: str
     test: Callable[[Any, Any], bool]
     value: Any
 
     def holds(self, item: T) -> bool:
         have = self.field.get(item)
         if have is None or self.value is None:
-            # An empty field equals only null and is neither above nor below anything.
-            if self.test in (operator.eq, operator.ne):
-                return self.test(have is None, self.value is None)
+            # An empty field equals only null, contains nothing and is neither above nor
+            # below anything.
+            if self.operator in ("=", "!="):
+                same = (have is None) == (self.value is None)
+                return same == (self.operator == "=")
             return False
         return self.test(have, self.value)
 
 
 def _condition(
-    index: int, entry: object, fields: dict[str, Field[T]], errors: list[Entry]
+    index: int,
+    entry: object,
+    fields: dict[str, Field[T]],
+    errors: list[Entry],
+    *,
+    exact_text: bool,
 ) -> _Condition[T] | None:
     where = f"filter[{index}]"
     if not isinstance(entry, dict):
@@ -148,9 +166,12 @@ def _condition(
         errors.append((f"{where}.field", NOT_VALID))
     if field is None:
         return None
-    operators = _TEXT_OPERATORS if field.text else _NUMBER_OPERATORS
+    if not field.text:
+        operators = _NUMBER_OPERATORS
+    else:
+        operators = _EXACT_TEXT_OPERATORS if exact_text else _CASELESS_TEXT_OPERATORS
     test = operators.get(op) if isinstance(op, str) else None
-    if test is None:
+    if test is None or not isinstance(op, str):
         errors.append((f"{where}.operator", NOT_BLANK if op in (None, "") else NOT_VALID))
         return None
     if value is None:
@@ -163,14 +184,23 @@ def _condition(
     elif not field.text and not is_id(value):
         errors.append((f"{where}.value", NUMERIC))
         return None
-    return _Condition(field, test, value)
+    return _Condition(field, op, test, value)
 
 
-def search(body: dict[str, Any], items: Sequence[T], fields: dict[str, Field[T]]) -> dict[str, Any]:
+def search(
+    body: dict[str, Any],
+    items: Sequence[T],
+    fields: dict[str, Field[T]],
+    *,
+    exact_text: bool = False,
+    always: Sequence[T] = (),
+) -> dict[str, Any]:
     """Answer a search `body` over `items`: `{"data": [...matches], "meta": {"total": N}}`.
 
     `data` holds the items themselves; the caller turns them into JSON. The default sort
-    is the first of `fields` (the id). Raises `Refusal` (400) listing every problem.
+    is the first of `fields` (the id). `exact_text` makes `=` on text case-sensitive;
+    `always` are counted among the matches whatever the filter says (an answer not to be
+    taken on trust). Raises `Refusal` (400) listing every problem.
     """
     errors: list[Entry] = []
     raw_filters = body.get("filter", [])
@@ -179,7 +209,7 @@ def search(body: dict[str, Any], items: Sequence[T], fields: dict[str, Field[T]]
         errors.append(("filter", ARRAY))
     else:
         for index, entry in enumerate(raw_filters):
-            condition = _condition(index, entry, fields, errors)
+            condition = _condition(index, entry, fields, errors, exact_text=exact_text)
             if condition is not None:
                 conditions.append(condition)
     comparison = body.get("comparison", "AND")
@@ -199,6 +229,8 @@ def search(body: dict[str, Any], items: Sequence[T], fields: dict[str, Field[T]]
         raise Refusal(400, *errors)
 
     combine = any if comparison.upper() == "OR" else all
-    matches = [i for i in items if not conditions or combine(c.holds(i) for c in conditions)]
+    matches = [
+        i for i in items if i in always or not conditions or combine(c.holds(i) for c in conditions)
+    ]
     matches.sort(key=lambda i: (sort.get(i) is None, sort.get(i)), reverse=order.lower() == "desc")
     return {"data": page.of(matches), "meta": {"total": len(matches)}}

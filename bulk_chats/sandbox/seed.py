@@ -2,7 +2,9 @@
 
 The default seed is fixed, so the sample data shipped with bulk-chats and the tests can
 name its ids: agents 4188-4192, departments 233048-233050, customers 8738438-8738457,
-applications 3838 and 3839 (the ids of HelpCrunch's own documentation examples).
+applications 3838 and 3839 (the ids of HelpCrunch's own documentation examples). One more
+customer, `VISITOR` (8738437), is a website visitor who never gave an email or a userId,
+as real accounts are full of; with `--quirks` every customer search returns it too.
 """
 
 from __future__ import annotations
@@ -36,15 +38,24 @@ class Department:
 
 @dataclass(frozen=True, slots=True)
 class Customer:
-    """A customer; `user_id` is the id the account's own system gave it (`userId`)."""
+    """A customer; `user_id` is the id the account's own system gave it (`userId`).
+
+    Every field but `id` may be None, as on a real account; emails are not unique.
+    """
 
     id: int
-    name: str
-    email: str
-    user_id: str
+    name: str | None
+    email: str | None
+    user_id: str | None
+    company: str | None = None
+    phone: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The customer object of the API."""
+        """The customer object of the API (customer search, `POST /v1/customers`)."""
+        return {**self.summary_json(), "company": self.company, "phone": self.phone}
+
+    def summary_json(self) -> dict[str, Any]:
+        """The customer as a chat object carries it."""
         return {"id": self.id, "name": self.name, "email": self.email, "userId": self.user_id}
 
 
@@ -97,6 +108,9 @@ CUSTOMERS: tuple[Customer, ...] = tuple(
     _customer(n, name) for n, name in enumerate(_CUSTOMER_NAMES, start=1)
 )
 
+VISITOR = Customer(FIRST_CUSTOMER_ID - 1, "Website visitor", None, None)
+"""A customer with neither email nor userId (see the module docstring)."""
+
 APPLICATIONS: tuple[int, ...] = (3838, 3839)
 
 
@@ -108,6 +122,8 @@ class Seed:
     departments: tuple[Department, ...] = DEPARTMENTS
     customers: tuple[Customer, ...] = CUSTOMERS
     applications: tuple[int, ...] = APPLICATIONS
+    visitors: tuple[Customer, ...] = (VISITOR,)
+    """Customers without email or userId, stored beside `customers`."""
 
     @classmethod
     def generated(cls, *, agents: int = 0, departments: int = 0, customers: int = 0) -> Seed:

@@ -1,0 +1,133 @@
+"""The vocabulary of a sheet: its fields, the headers that name them, the columns results add.
+
+Reading maps headers to these fields, validation checks them, the pre-flight resolves the
+name fields, the journal's row key and the results workbook are built from them. They are
+written here once, so that a new field is one line in `FIELDS` (PRODUCT.md › Input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+
+class Kind(StrEnum):
+    """What a field's cells hold."""
+
+    ID = "id"
+    """A HelpCrunch id: a positive whole number."""
+    NAME = "name"
+    """A name, email or userId standing in for an id field; `import` resolves it."""
+    TEXT = "text"
+    """Free text, such as the first message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of a sheet.
+
+    `aliases` are the headers (normalised: lower case, `_` between words) that name it
+    besides its own name. A name field `stands_for` the id field it is resolved to;
+    `search_as` is the field of `POST /v1/customers/search` a customer name is matched
+    against; `email` marks cells that must be email addresses.
+    """
+
+    name: str
+    kind: Kind
+    aliases: tuple[str, ...] = ()
+    stands_for: str | None = None
+    search_as: str | None = None
+    email: bool = False
+
+
+FIELDS: Final = (
+    Field("customer", Kind.ID, ("customer_id", "customerid")),
+    Field("application", Kind.ID, ("application_id", "app", "app_id", "applicationid")),
+    Field("assignee", Kind.ID, ("assignee_id", "agent", "agent_id")),
+    Field("department", Kind.ID, ("department_id", "dept", "dept_id")),
+    Field("message_agent", Kind.ID, ("message_agent_id",)),
+    # A customer given by both: the email is looked up, so it comes first.
+    Field(
+        "customer_email",
+        Kind.NAME,
+        ("email", "customer_mail"),
+        stands_for="customer",
+        search_as="email",
+        email=True,
+    ),
+    Field(
+        "customer_user_id",
+        Kind.NAME,
+        ("user_id", "userid", "customer_userid"),
+        stands_for="customer",
+        search_as="userId",
+    ),
+    Field(
+        "assignee_email",
+        Kind.NAME,
+        ("agent_email", "assignee_mail"),
+        stands_for="assignee",
+        email=True,
+    ),
+    Field("department_name", Kind.NAME, ("dept_name", "department_title"), stands_for="department"),
+    Field(
+        "message_agent_email",
+        Kind.NAME,
+        ("sender_email",),
+        stands_for="message_agent",
+        email=True,
+    ),
+    Field("message", Kind.TEXT, ("message_text", "text")),
+    Field("message_type", Kind.TEXT),
+)
+"""Every field, in the order messages list them."""
+
+FIELD_NAMES: Final = tuple(f.name for f in FIELDS)
+ID_FIELDS: Final = tuple(f.name for f in FIELDS if f.kind is Kind.ID)
+NAME_FIELDS: Final = tuple(f.name for f in FIELDS if f.kind is Kind.NAME)
+EMAIL_FIELDS: Final = frozenset(f.name for f in FIELDS if f.email)
+
+ALIASES: Final = {alias: f.name for f in FIELDS for alias in f.aliases}
+"""Header (normalised) → field, beyond each field's own name."""
+
+STANDS_FOR: Final = {f.name: f.stands_for for f in FIELDS if f.stands_for is not None}
+"""Name field → the id field it stands in for (`customer_email` → `customer`)."""
+
+CUSTOMER_SEARCH_FIELDS: Final = {f.name: f.search_as for f in FIELDS if f.search_as is not None}
+"""Customer name field → the field of `POST /v1/customers/search` it is matched against."""
+
+
+def headers_for(field: str) -> tuple[str, ...]:
+    """The headers (normalised) that name `field`: its own name, then its aliases."""
+    return (field, *next(f.aliases for f in FIELDS if f.name == field))
+
+
+def names_for(id_field: str) -> tuple[str, ...]:
+    """The name fields that can stand in for `id_field`, the one to look up first first."""
+    return tuple(name for name, target in STANDS_FOR.items() if target == id_field)
+
+
+RESOLVED_COLUMNS: Final = {
+    f"resolved_{id_field}": id_field for id_field in ID_FIELDS if names_for(id_field)
+}
+"""Results workbook column → the id field whose resolved id it shows; written when a name
+column stands in for that field."""
+
+RESULT_COLUMNS: Final = (
+    "source_row",
+    "status",
+    "chat_id",
+    "message_id",
+    "error_code",
+    "error_message",
+    "http_status",
+    "attempts",
+    *RESOLVED_COLUMNS,
+)
+"""Columns the results workbook adds. Read back, they are not input: the next results
+workbook writes them afresh rather than echoing the old ones."""
+
+FED_BACK_COLUMNS: Final = frozenset({"source_row", "status", "chat_id"})
+"""The result columns that make a sheet a results workbook fed back in: with all three, its
+`status`, `chat_id` and `message_id` say what an earlier run did."""
