@@ -1,7 +1,8 @@
 """The HelpCrunch REST API, as far as bulk-chats uses it (see the API notes).
 
-The only module that sees httpx and the API's error bodies: every failure leaves it as one
-of `bulk_chats.errors`, classed by what the caller must do about it:
+The only module that sees httpx and the API's bodies: answers leave it as the records of
+`bulk_chats.answers`, and every failure as one of `bulk_chats.errors`, classed by what the
+caller must do about it:
 
 - `AuthenticationError`: 401.
 - `RateLimitedError` (a `NotSentError`): 429, with `Retry-After` when the server sent it.
@@ -30,11 +31,12 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
 import httpx
 
+from bulk_chats.answers import Agent, Chat, Customer, Department, Message
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -72,6 +74,8 @@ def _package_version() -> str:
 
 USER_AGENT = f"bulk-chats/{_package_version()}"
 
+T = TypeVar("T")
+
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date.
@@ -98,17 +102,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
-
-
-def _as_id(value: object) -> int | None:
-    """An id from a JSON value: an int, or a string of ASCII digits; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
 
 
 class HelpCrunchClient:
@@ -174,10 +167,6 @@ class HelpCrunchClient:
     ) -> None:
         await self._http.__aexit__(exc_type, exc, tb)
 
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
-
     def __repr__(self) -> str:
         return f"HelpCrunchClient(base_url={str(self._http.base_url)!r})"
 
@@ -196,30 +185,35 @@ class HelpCrunchClient:
         """One cheap read that proves the key works; `AuthenticationError` when it does not."""
         await self._request("GET", "/agents", params={"limit": 1})
 
-    async def create_chat(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """`POST /chats`; the new chat object, its `id` an int.
+    async def create_chat(self, payload: Mapping[str, Any]) -> Chat:
+        """`POST /chats`; the new chat.
 
         Any 2xx counts as created (one revision of the docs says 200, another 201). A 2xx
         whose chat id cannot be read raises `MaybeSentError`: the chat probably exists.
         """
         response = await self._request("POST", "/chats", json=payload)
-        return self._entity(response, "POST /chats")
+        return self._entity(response, "POST /chats", Chat.parse)
 
-    async def post_message(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """`POST /messages`; the new message object, its `id` an int."""
+    async def post_message(self, payload: Mapping[str, Any]) -> Message:
+        """`POST /messages`; the new message."""
         response = await self._request("POST", "/messages", json=payload)
-        return self._entity(response, "POST /messages")
+        return self._entity(response, "POST /messages", Message.parse)
 
-    async def list_agents(self) -> list[dict[str, Any]]:
+    async def list_messages(self, chat_id: int) -> list[Message]:
+        """Every message of chat `chat_id`, newest first (`GET /chats/{id}/messages`)."""
+        return await self._paged("GET", f"/chats/{chat_id}/messages", parse=Message.parse)
+
+    async def list_agents(self) -> list[Agent]:
         """Every agent of the account, read page by page (`PAGE_SIZE` a page)."""
-        return await self._paged("GET", "/agents")
+        return await self._paged("GET", "/agents", parse=Agent.parse)
 
-    async def list_departments(self) -> list[dict[str, Any]]:
+    async def list_departments(self) -> list[Department]:
         """Every department of the account, read page by page."""
-        return await self._paged("GET", "/departments")
+        return await self._paged("GET", "/departments", parse=Department.parse)
 
-    async def search_chats(self, customer: int, created_since: int) -> list[dict[str, Any]]:
-        """Chats of `customer` created at or after `created_since` (unix seconds)."""
+    async def search_chats(self, customer: int, created_since: int) -> list[Chat]:
+        """Chats of `customer` created at or after `created_since` (unix seconds), sorted by
+        id so that pages do not shift while they are read."""
         return await self._paged(
             "POST",
             "/chats/search",
@@ -229,31 +223,53 @@ class HelpCrunchClient:
                     {"field": "chats.createdAt", "operator": ">=", "value": created_since},
                 ],
                 "comparison": "AND",
+                "sort": "chats.id",
+                "order": "asc",
             },
+            parse=Chat.parse,
         )
 
-    async def search_customers(self, field: str, value: str | int) -> list[dict[str, Any]]:
-        """Customers whose `field` (`email`, `userId`, `id`, …) equals `value`.
+    async def search_customers(
+        self, field: str, value: str | int, *, operator: str = "="
+    ) -> list[Customer]:
+        """Customers whose `field` (`email`, `userId`, `id`, …) compares to `value` by
+        `operator` (`=`, or `~` for text that contains it), sorted by id.
 
         `value` must have the field's type (a string for `email`/`userId`, an int for
-        `id`): the API fails the query otherwise.
+        `id`): the API fails the query otherwise. The answer is the server's opinion: the
+        caller checks that each customer carries what it asked for.
         """
         return await self._paged(
             "POST",
             "/customers/search",
             query={
-                "filter": [{"field": f"customers.{field}", "operator": "=", "value": value}],
+                "filter": [{"field": f"customers.{field}", "operator": operator, "value": value}],
                 "comparison": "AND",
+                "sort": "customers.id",
+                "order": "asc",
             },
+            parse=Customer.parse,
         )
 
     async def _paged(
-        self, method: str, path: str, *, query: dict[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """All items of a paged read: `offset`/`limit` in the query string for GET, in the
-        body for search; stops when `meta.total` is reached or a page comes back short."""
+        self,
+        method: str,
+        path: str,
+        *,
+        parse: Callable[[Mapping[str, Any]], T | None],
+        query: dict[str, Any] | None = None,
+    ) -> list[T]:
+        """All items of a paged read, each through `parse` (items it cannot read are left
+        out): `offset`/`limit` in the query string for GET, in the body for search.
+
+        `meta.total` is never trusted (the API's own examples show `total: 0` beside data,
+        and a total too high). A GET listing is read until an empty page: a server may
+        answer pages shorter than asked (50 where 100 were asked), and a listing is read
+        once a run, so one more request is cheap. A search ends at a page shorter than
+        asked: searches go out per row, and their pages are full ones.
+        """
         label = f"{method} {path}"
-        items: list[dict[str, Any]] = []
+        items: list[T] = []
         offset = 0
         for _ in range(MAX_PAGES):
             window = {"offset": offset, "limit": PAGE_SIZE}
@@ -267,11 +283,10 @@ class HelpCrunchClient:
                 raise MaybeSentError(
                     f"{label}: the answer has no list of data", http_status=response.status_code
                 )
-            items.extend(entry for entry in page if isinstance(entry, dict))
+            parsed = (parse(entry) for entry in page if isinstance(entry, dict))
+            items.extend(item for item in parsed if item is not None)
             offset += len(page)
-            meta = body.get("meta")
-            total = _as_id(meta.get("total")) if isinstance(meta, dict) else None
-            if len(page) < PAGE_SIZE or (total is not None and offset >= total):
+            if not page or (method != "GET" and len(page) < PAGE_SIZE):
                 return items
         raise ApiError(f"{label}: more than {MAX_PAGES} pages; the answer does not end")
 
@@ -406,16 +421,22 @@ class HelpCrunchClient:
             )
         return body
 
-    def _entity(self, response: httpx.Response, label: str) -> dict[str, Any]:
-        """The created object of a 2xx answer, `id` as an int (bare or under `data`)."""
+    def _entity(
+        self,
+        response: httpx.Response,
+        label: str,
+        parse: Callable[[Mapping[str, Any]], T | None],
+    ) -> T:
+        """The created object of a 2xx answer (bare or under `data`), through `parse`;
+        `MaybeSentError` when it carries no readable id."""
         body = self._json_object(response, label)
         entity = body
         if "id" not in body and isinstance(body.get("data"), dict):
             entity = body["data"]
-        entity_id = _as_id(entity.get("id"))
-        if entity_id is None:
+        parsed = parse(entity)
+        if parsed is None:
             raise MaybeSentError(
                 f"{label}: HTTP {response.status_code} but the answer carries no id",
                 http_status=response.status_code,
             )
-        return {**entity, "id": entity_id}
+        return parsed

@@ -9,7 +9,8 @@ saying why it is not sent.
 
 A row whose chat already exists (only its first message is left) is checked for its
 message agent only, and one that fails keeps its chat: it is `message_failed`, not
-`invalid`. Reads change nothing, so they are retried on any transient failure.
+`invalid`. Reads change nothing, so they are retried on any transient failure
+(`bulk_chats.retry`).
 """
 
 from __future__ import annotations
@@ -17,29 +18,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from functools import partial
+from typing import TypeVar
 
 import anyio
 
+from bulk_chats.answers import Agent, Customer, Department
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.errors import (
-    ApiError,
-    AuthenticationError,
-    MaybeSentError,
-    NotSentError,
-    RateLimitedError,
-)
+from bulk_chats.errors import ApiError, AuthenticationError
 from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS
 from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.retry import read_with_retries
 
 LOOKUP_ATTEMPTS = 4
 """Tries of one read (a listing or a customer search) before its rows are given up."""
 
-BACKOFF_BASE = 1.0
-"""Seconds before the first retry of a read after a 5xx or a failed connection; doubles."""
-
-BACKOFF_MAX = 30.0
-"""The longest back-off between two tries of a read, in seconds."""
 
 _LISTED_NAMES = 10
 """Up to this many departments are listed in a message about an unmatched name."""
@@ -50,33 +43,30 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Directory:
-    """The account's agents and departments, as pre-flight read them.
+    """The account's agents and departments, as pre-flight read them, by id.
 
     `agents` and `departments` are None when they were not read (no row to send refers to
     them). `members` maps a department to its agents' ids; a department whose listing
     carries no agents list is left out (its membership is unknown, so nothing is warned).
     """
 
-    agents: Mapping[int, Mapping[str, Any]] | None = None
-    departments: Mapping[int, Mapping[str, Any]] | None = None
+    agents: Mapping[int, Agent] | None = None
+    departments: Mapping[int, Department] | None = None
     members: Mapping[int, frozenset[int]] = field(default_factory=dict)
 
     @classmethod
     def from_listings(
-        cls,
-        agents: Iterable[Mapping[str, Any]] | None,
-        departments: Iterable[Mapping[str, Any]] | None,
+        cls, agents: Iterable[Agent] | None, departments: Iterable[Department] | None
     ) -> Directory:
-        """Index the answers of `GET /v1/agents` and `GET /v1/departments` by id."""
+        """Index the answers of `GET /v1/agents` and `GET /v1/departments` by id; the
+        first of two entries with one id wins."""
         by_id = None if agents is None else _by_id(agents)
         teams = None if departments is None else _by_id(departments)
-        members: dict[int, frozenset[int]] = {}
-        for department_id, department in (teams or {}).items():
-            listed = department.get("agents")
-            if isinstance(listed, list):
-                members[department_id] = frozenset(
-                    i for i in (_entity_id(a) for a in listed) if i is not None
-                )
+        members = {
+            department_id: department.agent_ids
+            for department_id, department in (teams or {}).items()
+            if department.agent_ids is not None
+        }
         return cls(by_id, teams, members)
 
     def agents_by_email(self, email: str) -> list[int]:
@@ -85,7 +75,7 @@ class Directory:
         return [
             agent_id
             for agent_id, agent in (self.agents or {}).items()
-            if str(agent.get("email") or "").strip().casefold() == wanted
+            if (agent.email or "").strip().casefold() == wanted
         ]
 
     def departments_by_name(self, name: str) -> list[int]:
@@ -94,29 +84,18 @@ class Directory:
         return [
             department_id
             for department_id, department in (self.departments or {}).items()
-            if str(department.get("name") or "").strip().casefold() == wanted
+            if (department.name or "").strip().casefold() == wanted
         ]
 
 
-def _by_id(entities: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
-    found: dict[int, Mapping[str, Any]] = {}
+_Entity = TypeVar("_Entity", Agent, Department)
+
+
+def _by_id(entities: Iterable[_Entity]) -> dict[int, _Entity]:
+    found: dict[int, _Entity] = {}
     for entity in entities:
-        entity_id = _entity_id(entity)
-        if entity_id is not None:
-            found.setdefault(entity_id, entity)
+        found.setdefault(entity.id, entity)
     return found
-
-
-def _entity_id(entity: object) -> int | None:
-    """The `id` of an API object: an int or a string of digits; None otherwise."""
-    value = entity.get("id") if isinstance(entity, Mapping) else None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _refers_to_agents(draft: ChatRequest) -> bool:
@@ -148,45 +127,39 @@ async def read_directory(
     need_agents = any(_refers_to_agents(d) for d in drafts)
     need_departments = any(_refers_to_departments(d) for d in drafts)
     if not (need_agents or need_departments):
-        await _read(client.check_key, sleep=sleep)
+        await read_with_retries(client.check_key, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
         return Directory()
     # Both reads go out together, each at its turn at the rate limiter: one after the other
     # they would hold the first chat back by a whole round trip (2% of a 20-second run at
     # 400 ms latency). Reads create nothing, so a refused key costs at most one more 401.
-    listings: dict[str, list[dict[str, Any]]] = {}
+    agents: list[Agent] | None = None
+    departments: list[Department] | None = None
     failures: list[ApiError] = []
 
-    async def read(name: str, call: Callable[[], Awaitable[list[dict[str, Any]]]]) -> None:
+    async def read(call: Callable[[], Awaitable[T]]) -> T | None:
         try:
-            listings[name] = await _read(call, sleep=sleep)
+            return await read_with_retries(call, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
         except ApiError as exc:
             failures.append(exc)
             group.cancel_scope.cancel()
+            return None
+
+    async def read_agents() -> None:
+        nonlocal agents
+        agents = await read(client.list_agents)
+
+    async def read_departments() -> None:
+        nonlocal departments
+        departments = await read(client.list_departments)
 
     async with anyio.create_task_group() as group:
         if need_agents:
-            group.start_soon(read, "agents", client.list_agents)
+            group.start_soon(read_agents)
         if need_departments:
-            group.start_soon(read, "departments", client.list_departments)
+            group.start_soon(read_departments)
     if failures:
         raise next((f for f in failures if isinstance(f, AuthenticationError)), failures[0])
-    return Directory.from_listings(listings.get("agents"), listings.get("departments"))
-
-
-async def _read(call: Callable[[], Awaitable[T]], *, sleep: Sleep) -> T:
-    """`call()`, tried again on a transient failure: a read changes nothing."""
-    for attempt in range(1, LOOKUP_ATTEMPTS + 1):
-        try:
-            return await call()
-        except RateLimitedError:
-            # The limiter already holds every request until Retry-After has passed.
-            if attempt == LOOKUP_ATTEMPTS:
-                raise
-        except (NotSentError, MaybeSentError):
-            if attempt == LOOKUP_ATTEMPTS:
-                raise
-            await sleep(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)))
-    raise AssertionError("unreachable")  # pragma: no cover
+    return Directory.from_listings(agents, departments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +273,7 @@ def _department(row: ChatRequest, directory: Directory, problems: list[Problem])
     name = row.name("department_name")
     if name is None:
         return None
-    names = sorted(str(d.get("name") or "") for d in departments.values())
+    names = sorted(d.name or "" for d in departments.values())
     hint = "check the name, or give the department id"
     if 0 < len(names) <= _LISTED_NAMES:
         hint = f"the account's departments are {', '.join(repr(n) for n in names)}"
@@ -330,10 +303,10 @@ def _unmatched(field: str, value: str, kind: str, found: Sequence[int], hint: st
 
 
 def _outside_department(assignee: int, department: int, directory: Directory) -> str:
-    agent = (directory.agents or {}).get(assignee, {})
-    team = (directory.departments or {}).get(department, {})
-    who = f"{assignee} ({agent['email']})" if agent.get("email") else str(assignee)
-    where = f"{department} ({team['name']})" if team.get("name") else str(department)
+    agent = (directory.agents or {}).get(assignee)
+    team = (directory.departments or {}).get(department)
+    who = f"{assignee} ({agent.email})" if agent and agent.email else str(assignee)
+    where = f"{department} ({team.name})" if team and team.name else str(department)
     return f"warning: assignee {who} is not in department {where}; sent as it is"
 
 
@@ -470,8 +443,15 @@ async def _search_customer(
     """The ids of the customers `name` (field, value) matches, or why there are none."""
     field, value = name
     search_field = CUSTOMER_SEARCH_FIELDS[field]
+    if field == "customer_email":
+        # The documentation does not say whether `=` ignores case: `~` (contains, ignoring
+        # case) finds `anna@x.com` for `ANNA@X.COM` either way, and `_carries` keeps only
+        # the exact address.
+        search = partial(client.search_customers, search_field, value.strip(), operator="~")
+    else:
+        search = partial(client.search_customers, search_field, value)
     try:
-        answer = await _read(lambda: client.search_customers(search_field, value), sleep=sleep)
+        answer = await read_with_retries(search, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
     except AuthenticationError as exc:
         on_auth(exc)
         return _Failure(Status.NOT_SENT, exc, "not sent: the API refused the key (401)")
@@ -479,23 +459,20 @@ async def _search_customer(
         return _Failure(
             Status.FAILED, exc, f"{field}: the look-up of '{value}' failed: {exc.error_message}"
         )
-    ids: list[int] = []
-    for customer in answer:
-        # Kept only when the answer agrees: a server that matched loosely (or ignored the
-        # filter) must not hand a row someone else's chat.
-        have = customer.get(search_field)
-        if have is not None and not _same(field, str(have), value):
-            continue
-        customer_id = _entity_id(customer)
-        if customer_id is not None and customer_id not in ids:
-            ids.append(customer_id)
-    return ids
+    # Only customers that carry the value asked for: a server that matched loosely, or
+    # ignored the filter, or answered a customer without an email, must not hand a row
+    # someone else's chat.
+    return list(dict.fromkeys(c.id for c in answer if _carries(c, field, value)))
 
 
-def _same(field: str, have: str, wanted: str) -> bool:
+def _carries(customer: Customer, field: str, wanted: str) -> bool:
+    """Whether `customer` has name field `field` = `wanted`: emails ignoring case, both
+    ignoring surrounding spaces; a customer without the field does not."""
     if field == "customer_email":
-        return have.strip().casefold() == wanted.strip().casefold()
-    return have.strip() == wanted.strip()
+        have = customer.email
+        return have is not None and have.strip().casefold() == wanted.strip().casefold()
+    have = customer.user_id
+    return have is not None and have.strip() == wanted.strip()
 
 
 def _failed(draft: ChatRequest, failure: _Failure) -> Outcome:

@@ -1,79 +1,40 @@
-"""The sending stage: turn valid rows into chats (and their first messages), safely.
+"""The sending stage: valid rows become chats, and their first messages, safely.
 
-Policy (PRODUCT.md › Sending):
-
-- `concurrency` workers take the rows in order; every request waits at the client's shared
-  rate limiter, which also absorbs 429s (it holds all requests for `Retry-After` and slows
-  down), so a 429 here is just retried.
-- `POST /chats` is sent again blindly only when it surely created nothing: 429, 503, a
-  connection that could not be made. Those retries are bounded by `max_attempts` POSTs
-  and `max_wait` seconds; 503s and failed connections back off exponentially
-  (`BACKOFF_BASE` doubling up to `BACKOFF_MAX`). When retries run out the row is `failed`.
-- After a timeout, another 5xx or a dropped connection the chat may exist. The row is
-  confirmed: after a short back-off, `POST /chats/search` for the customer's chats created
-  since the attempt began (less `CONFIRM_SKEW` for clock skew); an unclaimed chat matching
-  the row (customer, application, assignee and department where the answer shows them)
-  is adopted as `created`. If none matches the row is sent again (another attempt). If the
-  search itself fails (after `SEARCH_ATTEMPTS` tries for transient failures) the row is
-  `unknown` and not sent again in this run.
-- A row with `confirm_since` (an earlier run may have created its chat) is confirmed the
-  same way before any POST; a match makes it `already_created`.
-- At most one `POST /chats` per customer is unresolved at a time, so a confirmation can
-  tell this row's chat from the customer's other chats of this run: every chat id this run
-  created or adopted (and `claimed_chat_ids` from earlier runs) is never adopted again.
-- Any other 4xx: `failed` with the API's codes and messages, never retried.
-- 401: the run stops starting rows; the row is `not_sent` (a 401 created nothing), rows in
-  flight finish, rows not started are `not_sent`, and `SendResult.auth_failed` is set.
-- `stop` (Ctrl-C): no new rows, no further retries, and back-offs end at once; requests
-  already sent finish (bounded by the client's timeout); rows in flight get `stop_grace`
-  seconds to have their next request's turn at the rate limiter, after which every wait
-  there ends (`HelpCrunchClient.stop_waiting`): a request that has not had its turn has sent
-  nothing, so a long `Retry-After` no longer holds the run up. Rows not started are
-  `not_sent` and `SendResult.interrupted` is set.
-- The first message is posted once the chat exists (also for a row whose `chat_id` an
-  earlier run found). 429, 503 and failed connections are retried as above. A refusal or
-  exhausted retries make the row `message_failed`, keeping its `chat_id`.
-- A message is never posted blindly when it may be in the chat already: after a timeout,
-  a 5xx or a dropped connection, and for a row whose chat an earlier run created when
-  the request carries `confirm_since` (that run may have died with the message in
-  flight), the chat is looked at first (`POST /chats/search` for the customer's chats
-  since its creation, less `CONFIRM_SKEW`). The message is adopted when it is the chat's
-  last message (`lastMessageId`, `lastMessageText`), posted when the chat is still
-  `empty`; when the answer cannot tell, an earlier run's message is posted (a duplicate
-  message at worst, less harmful than none) and this run's is `message_failed`.
-- An unexpected exception ends only its row: `failed` if nothing was sent for it,
-  `unknown` if a `POST /chats` was in flight or an earlier run may have created the chat,
-  `message_failed` once the chat existed.
-
-The journal hears of every `POST /chats` before it goes out (`attempt`), of the chat as
-soon as it exists (`record` with `created`, before the message), and of each row's final
-outcome (`record`). Rows never started are not journaled. The progress sink hears
-`start`, one `advance` per row (never-started rows included) and `close`.
+It owns the order of things for one row (confirm what an earlier attempt may have created,
+create the chat, post the message) and what becomes of the row when something fails:
+which error is retried (`bulk_chats.retry`), which is confirmed by search first
+(`bulk_chats.confirm`), and which ends the row or the run. Rows go out `concurrency` at a
+time, each request at its turn at the client's rate limiter; at most one `POST /chats`
+per customer is unresolved at once, so a confirming search can tell this row's chat from
+the customer's others, and no chat id is adopted twice. The journal hears of each attempt
+before it goes out and of each chat as soon as it exists, so a killed run can resume.
+The rules themselves are PRODUCT.md › Sending.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
 
+from bulk_chats.answers import Chat
 from bulk_chats.client import HelpCrunchClient
+from bulk_chats.confirm import MessageCheck, find_chat, find_message
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
     MaybeSentError,
     NotSentError,
-    RateLimitedError,
     RefusedError,
 )
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.retry import Budget, read_with_retries
 
 DEFAULT_MAX_ATTEMPTS = 8
 """`POST /chats` attempts per row (and `POST /messages` attempts per message)."""
@@ -81,25 +42,13 @@ DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_MAX_WAIT = 600.0
 """Seconds one request (a chat, or its message) may spend being retried."""
 
-BACKOFF_BASE = 1.0
-"""Seconds before the first retry after a 503 or failed connection; doubles each time."""
-
-BACKOFF_MAX = 60.0
-"""The longest back-off between two attempts, in seconds."""
-
-CONFIRM_SKEW = 120.0
-"""Seconds subtracted from an attempt's start when searching for its chat: our clock and
-the API's may disagree, and a chat created a little "before" the attempt must be found."""
-
-SEARCH_ATTEMPTS = 3
-"""Tries of a confirming search on 429, 503, timeouts and dropped connections."""
+CONFIRM_READ_ATTEMPTS = 3
+"""Tries of a read made to confirm (a chat search, a chat's messages) on 429, 503,
+timeouts and dropped connections."""
 
 STOP_GRACE = 3.0
 """Seconds a stopped run lets rows in flight wait for their next turn at the rate limiter
 (a confirming search, a first message) before every wait there is refused."""
-
-EMPTY_CHAT = "empty"
-"""A chat's `status` while it has no message (the API documents it for a new chat)."""
 
 
 class JournalSink(Protocol):
@@ -135,6 +84,7 @@ class SendResult:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 async def send_chats(
@@ -196,9 +146,6 @@ class _Row:
     attempts: int = 0
     in_flight: bool = False
     message_id: int | None = None
-    chat_since: float | None = None
-    """Unix seconds no later than the chat's creation, once known: where a search for the
-    chat (to see whether its message is in it) begins, less `CONFIRM_SKEW`."""
 
 
 class _Sender:
@@ -314,7 +261,6 @@ class _Sender:
             request,
             chat_id=request.chat_id,
             from_earlier_run=request.chat_id is not None,
-            chat_since=request.confirm_since if request.chat_id is not None else None,
         )
         try:
             return await self._send_row(row)
@@ -370,10 +316,9 @@ class _Sender:
                 )
             if found is not None:
                 row.from_earlier_run = True
-                row.chat_since = request.confirm_since
                 return found
 
-        deadline = self._clock() + self._max_wait
+        budget = self._budget()
         last: ApiError | None = None
         while True:
             if self._stopping():
@@ -393,23 +338,19 @@ class _Sender:
                 row.in_flight = False
                 self._auth_failed = True
                 return self._outcome(row, Status.NOT_SENT, exc)
-            except RateLimitedError as exc:
-                # The limiter already holds every request until Retry-After has passed.
-                row.in_flight = False
-                last = exc
-                if self._clock() + (exc.retry_after or 0.0) > deadline:
-                    return self._gave_up(row, last)
             except NotSentError as exc:
                 row.in_flight = False
                 last = exc
                 if self._stopping():
                     continue
-                if not await self._backoff(row.attempts, deadline):
+                wait = budget.wait_after(exc, row.attempts)
+                if wait is None:
                     return self._gave_up(row, last)
+                await self._pause(wait)
             except MaybeSentError as exc:
                 last = exc
                 # Let the API finish whatever it may have begun before looking for it.
-                await self._pause(min(_delay(row.attempts), max(0.0, deadline - self._clock())))
+                await self._pause(budget.settle(row.attempts))
                 try:
                     found = await self._confirm(row, since=started_at)
                 except ApiError as search_exc:
@@ -423,79 +364,69 @@ class _Sender:
                     )
                 row.in_flight = False
                 if found is not None:
-                    row.chat_since = started_at
                     return found
-                if self._clock() >= deadline:
+                if budget.expired():
                     return self._gave_up(row, last)
             except RefusedError as exc:
                 row.in_flight = False
                 return self._outcome(row, Status.FAILED, exc)
             else:
                 row.in_flight = False
-                chat_id = int(chat["id"])
-                self._claimed.add(chat_id)
-                row.chat_since = started_at
-                return chat_id
+                if chat.id in self._claimed:
+                    # Another row's chat: reporting it here too would count one chat twice,
+                    # and posting this row's message would put it into that chat.
+                    return self._outcome(
+                        row,
+                        Status.UNKNOWN,
+                        error_message=f"the API answered with chat {chat.id}, which another "
+                        "row already has; check this customer's chats before re-running",
+                    )
+                self._claimed.add(chat.id)
+                return chat.id
+
+    def _budget(self) -> Budget:
+        """What one request (a chat, or its message) may spend on retries from now."""
+        return Budget.start(attempts=self._max_attempts, seconds=self._max_wait, clock=self._clock)
 
     async def _confirm(self, row: _Row, *, since: float) -> int | None:
         """The id of an unclaimed chat matching the row created since `since` (unix
-        seconds, less `CONFIRM_SKEW`), claimed for it; None when there is none.
-
-        Raises the search's `ApiError` when it cannot be done.
-        """
-        created_since = math.floor(since - CONFIRM_SKEW)
-        chats = await self._search(row.request.customer_id, created_since)
-        chosen = _pick_chat(chats, row.request, created_since, self._claimed)
+        seconds), claimed for it; None when there is none. Raises the search's `ApiError`."""
+        chosen = await find_chat(self._search, row.request, since=since, claimed=self._claimed)
         if chosen is not None:
             self._claimed.add(chosen)
         return chosen
 
-    async def _search(self, customer: int, created_since: int) -> list[dict[str, Any]]:
-        """The customer's chats created since `created_since` (unix seconds); a transient
-        failure is tried `SEARCH_ATTEMPTS` times, since a search changes nothing."""
-        attempt = 1
-        while True:
-            try:
-                return await self._client.search_chats(customer, created_since)
-            except (NotSentError, MaybeSentError):
-                if attempt >= SEARCH_ATTEMPTS:
-                    raise
-                await self._pause(_delay(attempt))
-                attempt += 1
+    async def _search(self, customer: int, created_since: int) -> list[Chat]:
+        """The customer's chats created since `created_since` (unix seconds)."""
+        return await self._read(partial(self._client.search_chats, customer, created_since))
 
-    async def _look_for_message(self, row: _Row) -> tuple[int | None, bool]:
-        """Whether the row's first message is in its chat already, by search: the message's
-        id when it is the chat's last message, and whether the chat was seen empty. (None,
-        False) when the search cannot tell."""
-        message = row.request.message
-        if row.chat_id is None or row.chat_since is None or message is None:
-            return None, False
+    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A read made to confirm: it changes nothing, so a transient failure is tried
+        again, `CONFIRM_READ_ATTEMPTS` tries; a stopping run cuts the back-off short."""
+        return await read_with_retries(call, attempts=CONFIRM_READ_ATTEMPTS, sleep=self._pause)
+
+    async def _look_for_message(self, row: _Row) -> MessageCheck:
+        """What the chat's messages show of the row's first message; nothing when they
+        cannot be read (a 401 also stops the run)."""
+        chat_id = row.chat_id
+        if chat_id is None:
+            return MessageCheck()
         try:
-            chats = await self._search(
-                row.request.customer_id, math.floor(row.chat_since - CONFIRM_SKEW)
-            )
+            messages = await self._read(partial(self._client.list_messages, chat_id))
         except ApiError as exc:
             self._auth_failed |= isinstance(exc, AuthenticationError)
-            return None, False
-        for chat in chats:
-            if _ref_id(chat.get("id")) != row.chat_id:
-                continue
-            if chat.get("status") == EMPTY_CHAT:
-                return None, True
-            text = chat.get("lastMessageText")
-            if isinstance(text, str) and text.strip() == message.text.strip():
-                return _ref_id(chat.get("lastMessageId")), False
-        return None, False
+            return MessageCheck()
+        return find_message(messages, row.request)
 
     async def _post_message(self, row: _Row, payload: Mapping[str, Any]) -> Outcome:
         """Post the row's first message into its chat; the row's final outcome."""
-        if row.from_earlier_run and row.chat_since is not None:
+        if row.from_earlier_run and row.request.confirm_since is not None:
             # The earlier run may have died with this message in flight.
-            message_id, _ = await self._look_for_message(row)
-            if message_id is not None:
-                row.message_id = message_id
+            seen = await self._look_for_message(row)
+            if seen.message_id is not None:
+                row.message_id = seen.message_id
                 return self._chat_outcome(row)
-        deadline = self._clock() + self._max_wait
+        budget = self._budget()
         tries = 0
         while True:
             tries += 1
@@ -512,27 +443,21 @@ class _Sender:
                         exc,
                         prefix="the run stopped before the message could be posted: ",
                     )
-                if tries >= self._max_attempts:
+                wait = budget.wait_after(exc, tries)
+                if wait is None:
                     return self._outcome(
                         row, Status.MESSAGE_FAILED, exc, prefix=f"gave up after {tries} tries: "
                     )
-                if isinstance(exc, RateLimitedError):
-                    waited = self._clock() + (exc.retry_after or 0.0) <= deadline
-                else:
-                    waited = await self._backoff(tries, deadline)
-                if not waited:
-                    return self._outcome(
-                        row, Status.MESSAGE_FAILED, exc, prefix=f"gave up after {tries} tries: "
-                    )
+                await self._pause(wait)
             except MaybeSentError as exc:
                 # Let the API finish whatever it may have begun before looking for it.
-                await self._pause(min(_delay(tries), max(0.0, deadline - self._clock())))
-                message_id, empty = await self._look_for_message(row)
-                if message_id is not None:
-                    row.message_id = message_id
+                await self._pause(budget.settle(tries))
+                seen = await self._look_for_message(row)
+                if seen.message_id is not None:
+                    row.message_id = seen.message_id
                     return self._chat_outcome(row)
-                retry = empty and not self._stopping()
-                if retry and tries < self._max_attempts and self._clock() < deadline:
+                retry = seen.absent and not self._stopping()
+                if retry and tries < self._max_attempts and not budget.expired():
                     continue
                 return self._outcome(
                     row,
@@ -544,16 +469,8 @@ class _Sender:
             except RefusedError as exc:
                 return self._outcome(row, Status.MESSAGE_FAILED, exc)
             else:
-                row.message_id = int(posted["id"])
+                row.message_id = posted.id
                 return self._chat_outcome(row)
-
-    async def _backoff(self, attempt: int, deadline: float) -> bool:
-        """Wait before retry number `attempt`; False (without waiting) past the deadline."""
-        delay = _delay(attempt)
-        if self._clock() + delay > deadline:
-            return False
-        await self._pause(delay)
-        return True
 
     def _gave_up(self, row: _Row, last: ApiError | None) -> Outcome:
         return self._outcome(
@@ -605,73 +522,3 @@ class _Sender:
             await anyio.to_thread.run_sync(journal.record, request, outcome)
         except Exception as exc:
             self._journal_error = self._journal_error or exc
-
-
-def _delay(attempt: int) -> float:
-    """Seconds of back-off before retry number `attempt` (1-based)."""
-    return float(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)))
-
-
-def _pick_chat(
-    chats: Iterable[Mapping[str, Any]],
-    request: ChatRequest,
-    created_since: int,
-    claimed: set[int],
-) -> int | None:
-    """The earliest created chat among `chats` that matches `request` and is unclaimed."""
-    best: tuple[float, int] | None = None
-    for chat in chats:
-        chat_id = _ref_id(chat.get("id"))
-        if chat_id is None or chat_id in claimed or not _matches(chat, request, created_since):
-            continue
-        created = _timestamp(chat.get("createdAt"))
-        key = (created if created is not None else math.inf, chat_id)
-        if best is None or key < best:
-            best = key
-    return best[1] if best is not None else None
-
-
-def _matches(chat: Mapping[str, Any], request: ChatRequest, created_since: int) -> bool:
-    """Whether a searched chat could be the one `request` asked for.
-
-    A field the answer leaves out is not held against it; an assignee or department the
-    row left blank may have been set by the account's routing rules, so any will do.
-    """
-    if "customer" in chat and _ref_id(chat["customer"]) != request.customer:
-        return False
-    for key in ("applicationId", "application"):
-        if key in chat and _ref_id(chat[key]) != request.application:
-            return False
-    for key, wanted in (("assignee", request.assignee), ("department", request.department)):
-        if wanted is not None and key in chat and _ref_id(chat[key]) != wanted:
-            return False
-    created = _timestamp(chat.get("createdAt"))
-    return created is None or created >= created_since
-
-
-def _ref_id(value: object) -> int | None:
-    """The id in a chat field: an int, a string of digits, or an object with an `id`."""
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def _timestamp(value: object) -> float | None:
-    """Unix seconds from `createdAt`, which the API writes as a number or a string."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None

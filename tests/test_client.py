@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from bulk_chats.answers import Agent, Chat, Customer, Message
 from bulk_chats.client import USER_AGENT, HelpCrunchClient, parse_retry_after
 from bulk_chats.errors import (
     ApiError,
@@ -76,7 +77,7 @@ async def test_create_chat_sends_key_user_agent_and_integer_ids(
     route = api.post("/chats").respond(201, json={"id": 542335, "status": "empty"})
     request = ChatRequest(index=0, source_row=2, customer=90071992547409931, application=3838)
     chat = await client.create_chat(request.payload())
-    assert chat == {"id": 542335, "status": "empty"}
+    assert chat == Chat(id=542335, status="empty")
     sent = route.calls.last.request
     assert sent.headers["Authorization"] == f"Bearer {KEY}"
     assert sent.headers["User-Agent"] == USER_AGENT
@@ -104,7 +105,7 @@ async def test_any_2xx_with_an_id_is_a_created_chat(
     """Any 2xx counts as created, and the chat's id comes back as an int."""
     api.post("/chats").respond(status, json=body)
     chat = await client.create_chat({"customer": 1, "application": 2})
-    assert chat["id"] == expected
+    assert chat.id == expected
 
 
 @pytest.mark.anyio
@@ -371,7 +372,7 @@ async def test_post_message_returns_the_message_with_an_int_id(
     """POST /messages sends the payload as given and returns the message, id an int."""
     route = api.post("/messages").respond(200, json={"id": "31", "from": "customer"})
     message = await client.post_message({"chat": 5, "text": "hi", "type": "message"})
-    assert message == {"id": 31, "from": "customer"}
+    assert message == Message(id=31)
     assert json.loads(route.calls.last.request.content) == {
         "chat": 5,
         "text": "hi",
@@ -380,10 +381,25 @@ async def test_post_message_returns_the_message_with_an_int_id(
 
 
 @pytest.mark.anyio
+async def test_list_messages_reads_a_chats_messages_newest_first(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """GET /chats/{id}/messages comes back as messages in the API's order, to an empty page."""
+    route = api.get("/chats/54/messages").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": [{"id": "9", "text": "b"}, {"id": 8}], "total": 2}),
+            httpx.Response(200, json={"data": [], "total": 2}),
+        ]
+    )
+    assert await client.list_messages(54) == [Message(9, "b"), Message(8)]
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "2"]
+
+
+@pytest.mark.anyio
 async def test_list_agents_reads_every_page(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:
-    """More than 100 agents come back whole, read 100 at a time until meta.total."""
+    """More than 100 agents come back whole, read 100 at a time until an empty page."""
     agents = [{"id": n, "email": f"a{n}@example.com"} for n in range(1, 251)]
 
     def page(request: httpx.Request) -> httpx.Response:
@@ -394,34 +410,41 @@ async def test_list_agents_reads_every_page(
         )
 
     route = api.get("/agents").mock(side_effect=page)
-    assert await client.list_agents() == agents
-    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "100", "200"]
+    assert await client.list_agents() == [Agent(a["id"], email=a["email"]) for a in agents]
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "100", "200", "250"]
     assert {c.request.url.params["limit"] for c in route.calls} == {"100"}
 
 
 @pytest.mark.anyio
-async def test_list_departments_stops_at_total_without_an_extra_request(
-    client: HelpCrunchClient, api: respx.MockRouter
+@pytest.mark.parametrize("total", [0, 50, None])
+async def test_a_listing_paged_by_50_is_read_whole_whatever_its_total(
+    client: HelpCrunchClient, api: respx.MockRouter, total: int | None
 ) -> None:
-    """Exactly 100 departments with total 100 take one request, not a second empty page."""
-    departments = [{"id": n, "name": f"D{n}"} for n in range(100)]
-    route = api.get("/departments").respond(200, json={"data": departments, "meta": {"total": 100}})
-    assert await client.list_departments() == departments
-    assert route.call_count == 1
+    """A server that answers 50 at a time, with total 0, too low or absent, loses nothing."""
+    departments = [{"id": n, "name": f"D{n}"} for n in range(120)]
+
+    def page(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        meta = {} if total is None else {"meta": {"total": total}}
+        return httpx.Response(200, json={"data": departments[offset : offset + 50], **meta})
+
+    route = api.get("/departments").mock(side_effect=page)
+    assert [d.id for d in await client.list_departments()] == list(range(120))
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "50", "100", "120"]
 
 
 @pytest.mark.anyio
-async def test_paging_without_a_total_stops_on_a_short_page(
+async def test_a_search_ends_at_a_short_page_whatever_its_total(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:
-    """When meta.total is missing, a page shorter than the limit is the last."""
-    route = api.get("/departments").mock(
+    """A search page shorter than asked is the last, even when total claims more."""
+    route = api.post("/chats/search").mock(
         side_effect=[
-            httpx.Response(200, json={"data": [{"id": n} for n in range(100)]}),
-            httpx.Response(200, json={"data": [{"id": 100}], "meta": {}}),
+            httpx.Response(200, json={"data": [{"id": n} for n in range(100)], "meta": {}}),
+            httpx.Response(200, json={"data": [{"id": 100}], "meta": {"total": 500}}),
         ]
     )
-    assert len(await client.list_departments()) == 101
+    assert len(await client.search_chats(1, 0)) == 101
     assert route.call_count == 2
 
 
@@ -429,15 +452,16 @@ async def test_paging_without_a_total_stops_on_a_short_page(
 async def test_search_chats_filters_by_customer_and_creation_time(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:
-    """Chat search asks for chats.customer = X AND chats.createdAt >= T, as integers."""
+    """Chat search asks for chats.customer = X AND chats.createdAt >= T, sorted by id."""
     route = api.post("/chats/search").respond(200, json={"data": [{"id": 4}], "meta": {}})
-    assert await client.search_chats(8738438, 1_700_000_000) == [{"id": 4}]
+    assert await client.search_chats(8738438, 1_700_000_000) == [Chat(id=4)]
     body = json.loads(route.calls.last.request.content)
     assert body["filter"] == [
         {"field": "chats.customer", "operator": "=", "value": 8738438},
         {"field": "chats.createdAt", "operator": ">=", "value": 1_700_000_000},
     ]
     assert body["comparison"] == "AND"
+    assert (body["sort"], body["order"]) == ("chats.id", "asc")
     assert (body["offset"], body["limit"]) == (0, 100)
 
 
@@ -445,7 +469,7 @@ async def test_search_chats_filters_by_customer_and_creation_time(
 async def test_search_customers_by_a_field(client: HelpCrunchClient, api: respx.MockRouter) -> None:
     """Customer search asks for customers.<field> = value."""
     route = api.post("/customers/search").respond(200, json={"data": [{"id": 12}]})
-    assert await client.search_customers("email", "ann@example.com") == [{"id": 12}]
+    assert await client.search_customers("email", "ann@example.com") == [Customer(id=12)]
     body = json.loads(route.calls.last.request.content)
     assert body["filter"] == [
         {"field": "customers.email", "operator": "=", "value": "ann@example.com"}

@@ -45,7 +45,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from bulk_chats import sending
+from bulk_chats import retry, sending
 from bulk_chats.cli import cli
 from bulk_chats.journal import JOURNAL_NAME
 from bulk_chats.pipeline import import_file
@@ -545,7 +545,7 @@ async def test_faults_after_storing_leave_no_duplicate_and_no_row_missing(
     """5xx, dropped connections and answers too slow to wait for, after the sandbox stored
     the chat or message (and before): one run and at most one re-run create every chat and
     post every message exactly once."""
-    monkeypatch.setattr(sending, "BACKOFF_BASE", 0.05)
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.05)
     faults = Faults(
         seed=11,
         error_before=0.04,

@@ -119,8 +119,9 @@ def test_ids_and_names_mixed_give_each_chat_its_one_message(
     assert chats[8738441].payload == {"customer": 8738441, "application": 3838, "assignee": 4191}
     # One search per customer name among the rows that passed the pre-flight.
     assert state.requests["POST /v1/customers/search"] == 4
-    assert state.requests["GET /v1/agents"] == 1
-    assert state.requests["GET /v1/departments"] == 1
+    # Each listing read once: its one page, and the empty page that ends it.
+    assert state.requests["GET /v1/agents"] == 2
+    assert state.requests["GET /v1/departments"] == 2
 
     table = rows(result.out)
     assert [r["status"] for r in table] == ["created"] * 4 + ["invalid"] * 3

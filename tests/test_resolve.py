@@ -12,6 +12,7 @@ import httpx
 import pytest
 import respx
 
+from bulk_chats.answers import Agent, Department
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import AuthenticationError
 from bulk_chats.records import ChatRequest, FirstMessage, Status
@@ -38,7 +39,17 @@ DEPARTMENTS = [
     {"id": 233048, "name": "Support", "agents": [AGENTS[0], AGENTS[1]]},
     {"id": 233049, "name": " Sales ", "agents": [AGENTS[2]]},
 ]
-DIRECTORY = Directory.from_listings(AGENTS, DEPARTMENTS)
+
+
+def directory_of(agents: list[dict[str, Any]], departments: list[dict[str, Any]]) -> Directory:
+    """A Directory from listings as the API writes them."""
+    return Directory.from_listings(
+        [a for a in map(Agent.parse, agents) if a],
+        [d for d in map(Department.parse, departments) if d],
+    )
+
+
+DIRECTORY = directory_of(AGENTS, DEPARTMENTS)
 
 
 @pytest.fixture
@@ -102,8 +113,8 @@ async def test_agents_and_departments_are_read_whole_past_100(
     department_route = api.get("/departments").mock(side_effect=paged(departments))
     drafts = [draft(0, assignee=250, department=150)]
     directory = await read_directory(client, drafts)
-    assert [c.request.url.params["offset"] for c in agent_route.calls] == ["0", "100", "200"]
-    assert [c.request.url.params["offset"] for c in department_route.calls] == ["0", "100"]
+    assert [c.request.url.params["offset"] for c in agent_route.calls] == ["0", "100", "200", "250"]
+    assert [c.request.url.params["offset"] for c in department_route.calls] == ["0", "100", "150"]
     assert len(directory.agents or {}) == 250
     assert len(directory.departments or {}) == 150
     checked = check_rows(drafts, directory)
@@ -144,11 +155,12 @@ async def test_a_read_is_retried_after_a_transient_failure(
         side_effect=[
             httpx.Response(503, json={"errors": [{"code": "service_unavailable"}]}),
             httpx.Response(200, json={"data": DEPARTMENTS, "meta": {"total": 2}}),
+            httpx.Response(200, json={"data": [], "meta": {"total": 2}}),
         ]
     )
     directory = await read_directory(client, [draft(0, department=233049)], sleep=fake.sleep)
     assert set(directory.departments or {}) == {233048, 233049}
-    assert fake.sleeps == [1.0]
+    assert 0.5 <= fake.sleeps[0] <= 1.0  # the back-off; later sleeps are the limiter's
 
 
 @pytest.mark.anyio
@@ -253,7 +265,7 @@ def test_a_name_that_matches_nothing_makes_the_row_invalid(
 
 def test_a_name_that_matches_several_makes_the_row_invalid() -> None:
     """Two departments called Support: the row is invalid and the message says how many."""
-    directory = Directory.from_listings(AGENTS, [*DEPARTMENTS, {"id": 7, "name": "support"}])
+    directory = directory_of(AGENTS, [*DEPARTMENTS, {"id": 7, "name": "support"}])
     outcome = check_rows([draft(0, names=(("department_name", "Support"),))], directory).rejected[0]
     assert outcome.error_code == "unresolved_department_name"
     assert "matches 2 departments (7, 233048)" in outcome.error_message
@@ -333,7 +345,7 @@ async def test_customers_are_looked_up_once_per_distinct_value(
 async def test_customer_search_asks_for_the_field_with_a_string_value(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:
-    """An email is searched as customers.email, a userId as customers.userId, both as text."""
+    """An email is searched as text containing it (case aside), a userId as equal to it."""
     route = api.post("/customers/search").mock(side_effect=customers_by({}))
     passed = [
         draft(0, customer=None, names=(("customer_email", "a@example.com"),)),
@@ -341,7 +353,7 @@ async def test_customer_search_asks_for_the_field_with_a_string_value(
     ]
     await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
     assert [body(c)["filter"] for c in route.calls] == [
-        [{"field": "customers.email", "operator": "=", "value": "a@example.com"}],
+        [{"field": "customers.email", "operator": "~", "value": "a@example.com"}],
         [{"field": "customers.userId", "operator": "=", "value": "1001"}],
     ]
 
@@ -363,6 +375,47 @@ async def test_a_loose_match_from_the_server_is_not_taken(
     passed = [draft(0, customer=None, names=(("customer_email", "ann@example.com"),))]
     resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
     assert [r.customer for r in resolution.requests] == [2]
+
+
+@pytest.mark.anyio
+async def test_a_customer_without_the_value_asked_for_is_not_taken(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """A search hit with a null email or userId is no match: the row is invalid, not theirs."""
+    api.post("/customers/search").respond(
+        200, json={"data": [{"id": 1, "email": None}, {"id": 2, "userId": None}, {"id": 3}]}
+    )
+    passed = [
+        draft(0, customer=None, names=(("customer_email", "ann@example.com"),)),
+        draft(1, customer=None, names=(("customer_user_id", "crm-7"),)),
+    ]
+    resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    assert resolution.requests == []
+    assert [o.error_code for o in resolution.outcomes.values()] == [
+        "unresolved_customer_email",
+        "unresolved_customer_user_id",
+    ]
+
+
+@pytest.mark.anyio
+async def test_an_email_typed_in_another_case_finds_its_customer(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """ANNA@X.COM is searched as contained text and matches anna@x.com, not hanna@x.com."""
+    route = api.post("/customers/search").respond(
+        200,
+        json={"data": [{"id": 8, "email": "hanna@x.com"}, {"id": 9, "email": " anna@x.com"}]},
+    )
+    passed = [draft(0, customer=None, names=(("customer_email", " ANNA@X.COM "),))]
+    resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    assert [r.customer for r in resolution.requests] == [9]
+    assert body(route.calls.last)["filter"] == [
+        {"field": "customers.email", "operator": "~", "value": "ANNA@X.COM"}
+    ]
+    assert (body(route.calls.last)["sort"], body(route.calls.last)["order"]) == (
+        "customers.id",
+        "asc",
+    )
 
 
 @pytest.mark.anyio

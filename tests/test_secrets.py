@@ -19,7 +19,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner, Result
 
-from bulk_chats import resolve, sending
+from bulk_chats import retry
 from bulk_chats.cli import cli
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError, InputError
@@ -42,8 +42,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries back off by a millisecond, so failing runs end at once."""
-    monkeypatch.setattr(sending, "BACKOFF_BASE", 0.001)
-    monkeypatch.setattr(resolve, "BACKOFF_BASE", 0.001)
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.001)
 
 
 @pytest.fixture

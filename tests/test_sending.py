@@ -16,8 +16,10 @@ import pytest
 import respx
 
 from bulk_chats.client import HelpCrunchClient
+from bulk_chats.confirm import CONFIRM_SKEW
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
-from bulk_chats.sending import BACKOFF_BASE, CONFIRM_SKEW, SEARCH_ATTEMPTS, SendResult, send_chats
+from bulk_chats.retry import BACKOFF_BASE
+from bulk_chats.sending import CONFIRM_READ_ATTEMPTS, SendResult, send_chats
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
 from tests.fakes import WALL0, FakeTime
@@ -263,7 +265,7 @@ async def test_503_then_201_creates_after_a_back_off(harness: Harness) -> None:
     outcome = (await harness.send([row(0)])).outcomes[0]
     assert (outcome.status, outcome.chat_id, outcome.attempts) == (Status.CREATED, 6, 2)
     assert route.call_count == 2
-    assert BACKOFF_BASE in harness.time.sleeps
+    assert any(BACKOFF_BASE / 2 <= s <= BACKOFF_BASE for s in harness.time.sleeps)
 
 
 @pytest.mark.anyio
@@ -290,7 +292,8 @@ async def test_retries_are_bounded(harness: Harness) -> None:
 async def test_retries_stop_at_max_wait(harness: Harness) -> None:
     """Back-offs that would pass max_wait end the row instead of waiting."""
     route = harness.api.post("/chats").mock(return_value=errors(503))
-    outcome = (await harness.send([row(0)], max_wait=2.5)).outcomes[0]
+    # The first back-off (at most 1 s) fits in 1.2 s; the second (at least 1 s) does not.
+    outcome = (await harness.send([row(0)], max_wait=1.2)).outcomes[0]
     assert outcome.status is Status.FAILED
     assert route.call_count == 2
 
@@ -341,13 +344,13 @@ async def test_a_timeout_whose_search_is_refused_is_unknown(harness: Harness) ->
 async def test_a_search_that_keeps_failing_is_tried_a_few_times_then_unknown(
     harness: Harness,
 ) -> None:
-    """Transient search failures are retried SEARCH_ATTEMPTS times before giving up."""
+    """Transient search failures are retried CONFIRM_READ_ATTEMPTS times before giving up."""
     post = harness.api.post("/chats").mock(return_value=errors(500))
     search = harness.api.post("/chats/search").mock(return_value=errors(502))
     outcome = (await harness.send([row(0)])).outcomes[0]
     assert outcome.status is Status.UNKNOWN
     assert outcome.http_status == 500
-    assert search.call_count == SEARCH_ATTEMPTS
+    assert search.call_count == CONFIRM_READ_ATTEMPTS
     assert post.call_count == 1
 
 
@@ -375,6 +378,34 @@ async def test_confirmation_adopts_only_an_unclaimed_chat_that_matches(harness: 
     )
     result = await harness.send([row(0, assignee=4188)], claimed_chat_ids=[5])
     assert result.outcomes[0].chat_id == 8
+
+
+@pytest.mark.anyio
+async def test_confirmation_never_adopts_a_chat_the_customer_opened(harness: Harness) -> None:
+    """Only a public_api chat is adopted: a widget chat of a second earlier is passed over."""
+    harness.api.post("/chats").mock(side_effect=httpx.ReadTimeout)
+    harness.api.post("/chats/search").mock(
+        return_value=found(
+            chat(20, 100, createdWith="customer_message"),
+            chat(21, 100, createdWith="public_api", createdAt=int(WALL0) + 1),
+        )
+    )
+    result = await harness.send([row(0)])
+    assert (result.outcomes[0].status, result.outcomes[0].chat_id) == (Status.CREATED, 21)
+
+
+@pytest.mark.anyio
+async def test_a_created_chat_id_another_row_has_is_reported_not_doubled(
+    harness: Harness,
+) -> None:
+    """A POST answer naming a claimed chat leaves that row unknown, without the id or a message."""
+    harness.api.post("/chats").respond(201, json=chat(12, 100))
+    messages = harness.api.post("/messages")
+    result = await harness.send([row(0, message=FirstMessage("Hello"))], claimed_chat_ids=[12])
+    outcome = result.outcomes[0]
+    assert (outcome.status, outcome.chat_id) == (Status.UNKNOWN, None)
+    assert "chat 12, which another row already has" in outcome.error_message
+    assert messages.call_count == 0
 
 
 @pytest.mark.anyio
@@ -619,9 +650,17 @@ async def test_a_message_is_retried_after_a_503(harness: Harness) -> None:
     assert messages.call_count == 2
 
 
-def with_message(chat_id: int, customer: int, text: str, message_id: int) -> dict[str, Any]:
-    """A chat object whose last message is `text`."""
-    return chat(chat_id, customer, status="new", lastMessageId=message_id, lastMessageText=text)
+def listed(*messages: tuple[int, str]) -> Any:
+    """A side effect for GET /chats/{id}/messages: `messages` (id, text), newest first, on
+    the first page, and an empty page after it."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        data = (
+            [] if int(request.url.params["offset"]) else [{"id": i, "text": t} for i, t in messages]
+        )
+        return httpx.Response(200, json={"data": data, "total": len(messages)})
+
+    return answer
 
 
 @pytest.mark.anyio
@@ -631,23 +670,31 @@ async def test_a_message_timeout_finds_the_message_in_the_chat_and_adopts_it(
     """A message that timed out but reached the chat is adopted, not posted again."""
     harness.api.post("/chats").mock(return_value=created(54))
     messages = harness.api.post("/messages").mock(side_effect=httpx.ReadTimeout)
-    search = harness.api.post("/chats/search").mock(
-        return_value=found(chat(53, 100), with_message(54, 100, "Hi", 905))
+    listing = harness.api.get("/chats/54/messages").mock(
+        side_effect=listed((906, "Thanks"), (905, "Hi"))
     )
+    search = harness.api.post("/chats/search")
     outcome = (await harness.send([row(0, message=FirstMessage("Hi"))])).outcomes[0]
     assert (outcome.status, outcome.chat_id, outcome.message_id) == (Status.CREATED, 54, 905)
-    assert (messages.call_count, search.call_count) == (1, 1)
-    assert body(search.calls.last)["filter"][1]["value"] == int(WALL0 - CONFIRM_SKEW)
+    assert (messages.call_count, search.call_count) == (1, 0)
+    assert listing.called
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(listed(), id="no-message"),
+        pytest.param(listed((907, "Other text")), id="another-message"),
+    ],
+)
 @pytest.mark.anyio
-async def test_a_message_timeout_with_the_chat_still_empty_posts_again(harness: Harness) -> None:
-    """A message that timed out and is not in the still empty chat is posted again."""
+async def test_a_message_timeout_not_in_the_chat_posts_again(harness: Harness, answer: Any) -> None:
+    """A message that timed out and is not among the chat's messages is posted again."""
     harness.api.post("/chats").mock(return_value=created(54))
     messages = harness.api.post("/messages").mock(
         side_effect=[httpx.ReadTimeout, httpx.Response(200, json={"id": 906})]
     )
-    harness.api.post("/chats/search").mock(return_value=found(chat(54, 100)))
+    harness.api.get("/chats/54/messages").mock(side_effect=answer)
     outcome = (await harness.send([row(0, message=FirstMessage("Hi"))])).outcomes[0]
     assert (outcome.status, outcome.message_id) == (Status.CREATED, 906)
     assert messages.call_count == 2
@@ -656,19 +703,18 @@ async def test_a_message_timeout_with_the_chat_still_empty_posts_again(harness: 
 @pytest.mark.parametrize(
     "answer",
     [
-        pytest.param(found(), id="chat-not-listed"),
-        pytest.param(found(with_message(54, 100, "Other text", 907)), id="another-message"),
-        pytest.param(errors(400, ("filter", "bad")), id="search-refused"),
+        pytest.param(errors(404, ("chat_not_found", "Chat is missing")), id="refused"),
+        pytest.param(httpx.ReadTimeout("slow"), id="no-answer"),
     ],
 )
 @pytest.mark.anyio
 async def test_a_message_that_may_have_been_posted_is_not_resent_blindly(
-    harness: Harness, answer: httpx.Response
+    harness: Harness, answer: httpx.Response | Exception
 ) -> None:
-    """When the chat's answer cannot tell, a message timeout is message_failed, not resent."""
+    """When the chat's messages cannot be read, a message timeout is message_failed."""
     harness.api.post("/chats").mock(return_value=created(54))
     messages = harness.api.post("/messages").mock(side_effect=httpx.ReadTimeout)
-    harness.api.post("/chats/search").mock(return_value=answer)
+    harness.api.get("/chats/54/messages").mock(side_effect=[answer] * CONFIRM_READ_ATTEMPTS)
     outcome = (await harness.send([row(0, message=FirstMessage("Hi"))])).outcomes[0]
     assert (outcome.status, outcome.chat_id) == (Status.MESSAGE_FAILED, 54)
     assert "may have been posted" in outcome.error_message
@@ -681,9 +727,7 @@ async def test_an_earlier_runs_message_found_in_its_chat_is_not_posted_again(
 ) -> None:
     """A chat from an earlier run that may have posted the message: found there, adopted."""
     messages = harness.api.post("/messages")
-    search = harness.api.post("/chats/search").mock(
-        return_value=found(with_message(60, 100, "Hi", 908))
-    )
+    harness.api.get("/chats/60/messages").mock(side_effect=listed((908, "Hi")))
     request = row(0, chat_id=60, message=FirstMessage("Hi"), confirm_since=WALL0 - 600)
     outcome = (await harness.send([request])).outcomes[0]
     assert (outcome.status, outcome.chat_id, outcome.message_id) == (
@@ -692,24 +736,26 @@ async def test_an_earlier_runs_message_found_in_its_chat_is_not_posted_again(
         908,
     )
     assert messages.call_count == 0
-    assert body(search.calls.last)["filter"][1]["value"] == int(WALL0 - 600 - CONFIRM_SKEW)
 
 
 @pytest.mark.parametrize(
     "answer",
     [
-        pytest.param(found(chat(60, 100)), id="chat-empty"),
-        pytest.param(found(), id="chat-not-listed"),
-        pytest.param(errors(503), id="search-failing"),
+        pytest.param(listed(), id="no-message"),
+        pytest.param(errors(503), id="messages-failing"),
     ],
 )
 @pytest.mark.anyio
 async def test_an_earlier_runs_message_not_seen_in_its_chat_is_posted(
-    harness: Harness, answer: httpx.Response
+    harness: Harness, answer: httpx.Response | Any
 ) -> None:
     """A chat from an earlier run without the message in sight gets the message posted."""
     messages = harness.api.post("/messages").respond(200, json={"id": 909})
-    harness.api.post("/chats/search").mock(return_value=answer)
+    route = harness.api.get("/chats/60/messages")
+    if isinstance(answer, httpx.Response):
+        route.mock(return_value=answer)
+    else:
+        route.mock(side_effect=answer)
     request = row(0, chat_id=60, message=FirstMessage("Hi"), confirm_since=WALL0 - 600)
     outcome = (await harness.send([request])).outcomes[0]
     assert (outcome.status, outcome.message_id) == (Status.ALREADY_CREATED, 909)
@@ -740,9 +786,10 @@ async def test_an_unexpected_error_ends_only_its_row(harness: Harness) -> None:
     """An exception no rule expects makes its row unknown (a POST was out); others go on."""
 
     def answer(request: httpx.Request) -> httpx.Response:
-        if body_of(request)["customer"] == 101:
+        customer = body_of(request)["customer"]
+        if customer == 101:
             raise ValueError("something odd")
-        return created(70)
+        return created(customer)
 
     def body_of(request: httpx.Request) -> dict[str, Any]:
         return dict(json.loads(request.content))

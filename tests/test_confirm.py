@@ -1,0 +1,57 @@
+"""Confirmation: which searched chat is a row's, and whether its first message is there."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulk_chats.answers import Chat, Message
+from bulk_chats.confirm import CONFIRM_SKEW, MessageCheck, find_chat, find_message, pick_chat
+from bulk_chats.records import ChatRequest, FirstMessage
+
+REQUEST = ChatRequest(index=0, source_row=2, customer=100, application=9, assignee=4)
+
+
+def test_the_earliest_unclaimed_matching_chat_is_picked() -> None:
+    """Of the matches the earliest wins; claimed ids and other assignees are passed over."""
+    chats = [
+        Chat(3, customer=100, application=9, assignee=4, created_at=30.0),
+        Chat(2, customer=100, application=9, assignee=5, created_at=10.0),
+        Chat(1, customer=100, application=9, assignee=4, created_at=5.0),
+        Chat(4, customer=100, application=9, assignee=4, created_at=20.0),
+    ]
+    assert pick_chat(chats, REQUEST, created_since=0, claimed={1}) == 4
+
+
+def test_fields_the_answer_leaves_out_are_not_held_against_a_chat() -> None:
+    """A chat showing only its id and time may be the row's; a null assignee may not."""
+    assert pick_chat([Chat(7, created_at=50.0)], REQUEST, created_since=0, claimed=set()) == 7
+    assert pick_chat([Chat(7, assignee=None)], REQUEST, created_since=0, claimed=set()) is None
+
+
+def test_a_chat_older_than_the_window_is_not_picked() -> None:
+    """A chat created before the search window belongs to something else."""
+    assert pick_chat([Chat(7, created_at=99.0)], REQUEST, created_since=100, claimed=set()) is None
+
+
+@pytest.mark.anyio
+async def test_find_chat_searches_from_the_attempt_less_the_skew() -> None:
+    """The search window starts CONFIRM_SKEW seconds before the attempt, rounded down."""
+    asked: list[tuple[int, int]] = []
+
+    async def search(customer: int, since: int) -> list[Chat]:
+        asked.append((customer, since))
+        return [Chat(8, customer=100, created_at=since + 1.0)]
+
+    assert await find_chat(search, REQUEST, since=1000.5, claimed=set()) == 8
+    assert asked == [(100, int(1000.5 - CONFIRM_SKEW))]
+
+
+def test_find_message_tells_posted_and_absent_apart() -> None:
+    """The row's text among the messages is posted; messages without it mean absent."""
+    request = ChatRequest(
+        index=0, source_row=2, customer=100, application=9, message=FirstMessage(" Hello ")
+    )
+    newest_first = [Message(71, "Thanks!"), Message(70, "Hello")]
+    assert find_message(newest_first, request) == MessageCheck(message_id=70)
+    assert find_message([Message(71, "Thanks!")], request) == MessageCheck(absent=True)
+    assert find_message([], request) == MessageCheck(absent=True)
