@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from bulk_chats.errors import JournalError
 from bulk_chats.journal_schema import SENDING, connect
 from bulk_chats.lock import ScopeLock
-from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
 
 JOURNAL_NAME: Final = "journal.sqlite3"
 """The journal's file name in the reports directory."""
@@ -296,31 +296,125 @@ class Journal:
                 source_row=request.source_row,
             )
 
+    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+        """Announce `change` of chat `chat_id`; on disk when this returns, so call it before
+        the request goes out. The change counts as done only once `change_record` says so."""
+        with self._writing() as connection:
+            connection.execute(
+                """
+                INSERT INTO changes (
+                    scope, chat_id, field, value, state, attempts, source_row, input_name,
+                    updated_at
+                ) VALUES (?, ?, ?, ?, 'sending', 1, ?, ?, ?)
+                ON CONFLICT (scope, chat_id, field, value) DO UPDATE SET
+                    state = 'sending',
+                    attempts = attempts + 1,
+                    error_code = '',
+                    error_message = '',
+                    http_status = NULL,
+                    source_row = excluded.source_row,
+                    input_name = excluded.input_name,
+                    updated_at = excluded.updated_at
+                """,
+                (
+                    self._scope,
+                    chat_id,
+                    change.field,
+                    change.journal_value,
+                    source_row,
+                    self._input_name,
+                    self._clock(),
+                ),
+            )
+
+    def change_record(
+        self, chat_id: int, change: ChatChange, state: str, *, source_row: int, error: Outcome
+    ) -> None:
+        """Keep what became of `change` of chat `chat_id`: `state` is `applied`, `failed`
+        or `not_sent`, with the error fields of `error`. An applied change drops the
+        entries of the same field's other values: the chat holds this one now, so a later
+        run asking for one of those again sends it."""
+        with self._writing() as connection:
+            if state == "applied":
+                connection.execute(
+                    "DELETE FROM changes WHERE scope = ? AND chat_id = ? AND field = ? "
+                    "AND value != ?",
+                    (self._scope, chat_id, change.field, change.journal_value),
+                )
+            connection.execute(
+                """
+                INSERT INTO changes (
+                    scope, chat_id, field, value, state, error_code, error_message,
+                    http_status, source_row, input_name, updated_at
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (scope, chat_id, field, value) DO UPDATE SET
+                    state = excluded.state,
+                    error_code = excluded.error_code,
+                    error_message = excluded.error_message,
+                    http_status = excluded.http_status,
+                    source_row = excluded.source_row,
+                    input_name = excluded.input_name,
+                    updated_at = excluded.updated_at
+                """,
+                (
+                    self._scope,
+                    chat_id,
+                    change.field,
+                    change.journal_value,
+                    state,
+                    error.error_code,
+                    error.error_message,
+                    error.http_status,
+                    source_row,
+                    self._input_name,
+                    self._clock(),
+                ),
+            )
+
+    def applied_changes(self, chat_ids: Iterable[int]) -> set[tuple[int, str, str]]:
+        """(chat id, field, `ChatChange.journal_value`) of every change earlier runs applied
+        to `chat_ids` in this scope; none in a fresh run."""
+        if self._fresh:
+            return set()
+        rows = self._select_in(
+            """
+            SELECT chat_id, field, value FROM changes
+            WHERE scope = ? AND state = 'applied' AND chat_id IN ({marks})
+            """,
+            chat_ids,
+        )
+        return {(int(c), str(f), str(v)) for c, f, v in rows}
+
     def entries(self, keys: Iterable[str]) -> dict[str, JournalEntry]:
         """The entries of `keys` in this scope that earlier runs left; none in a fresh run."""
         if self._fresh:
             return {}
-        found: dict[str, JournalEntry] = {}
-        wanted = list(dict.fromkeys(keys))
+        rows = self._select_in(
+            """
+            SELECT row_key, state, chat_id, message_id, attempts, first_started_at,
+                   last_started_at, unresolved_since, created_at, error_code,
+                   error_message, http_status, source_row, input_name, updated_at
+            FROM entries WHERE scope = ? AND row_key IN ({marks})
+            """,
+            keys,
+        )
+        return {key: JournalEntry(*fields) for key, *fields in rows}
+
+    def _select_in(self, query: str, values: Iterable[object]) -> list[Any]:
+        """The rows of `query` (its `{marks}` an `IN` list of `values`, its first parameter
+        the scope), read `_SELECT_CHUNK` values at a time."""
+        found: list[Any] = []
+        wanted = list(dict.fromkeys(values))
         with self._mutex:
             connection = self._open_connection()
             for start in range(0, len(wanted), _SELECT_CHUNK):
                 chunk = wanted[start : start + _SELECT_CHUNK]
-                marks = ", ".join("?" * len(chunk))
                 try:
-                    rows = connection.execute(
-                        f"""
-                        SELECT row_key, state, chat_id, message_id, attempts, first_started_at,
-                               last_started_at, unresolved_since, created_at, error_code,
-                               error_message, http_status, source_row, input_name, updated_at
-                        FROM entries WHERE scope = ? AND row_key IN ({marks})
-                        """,
-                        (self._scope, *chunk),
+                    found += connection.execute(
+                        query.format(marks=", ".join("?" * len(chunk))), (self._scope, *chunk)
                     ).fetchall()
                 except sqlite3.Error as exc:
                     raise JournalError(f"{self._path}: cannot read the journal ({exc})") from exc
-                for key, *fields in rows:
-                    found[key] = JournalEntry(*fields)
         return found
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from bulk_chats.fields import RESULT_COLUMNS
 from bulk_chats.journal import Journal, journal_path, scope_for
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.progress import NullProgress, ProgressSink
-from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.records import ChangeRequest, ChatRequest, Outcome, Status
 from bulk_chats.report import (
     Summary,
     build_results,
@@ -33,7 +33,13 @@ from bulk_chats.report import (
     prepare_out,
     write_results,
 )
-from bulk_chats.resolve import Preflight, check_rows, read_directory, resolve_customers
+from bulk_chats.resolve import (
+    Directory,
+    Preflight,
+    check_rows,
+    read_directory,
+    resolve_customers,
+)
 from bulk_chats.resume import ResumePlan, plan_resume
 from bulk_chats.rows import fed_back, rows_to_send
 from bulk_chats.sending import send_chats
@@ -54,7 +60,9 @@ class Plan:
     check and the reads of agents and departments are done by then and not counted.
     `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
     or duplicate; `held` rows an earlier run left `unknown` are held back (see
-    `resume.plan_resume`). `warnings` counts rows sent despite a warning.
+    `resume.plan_resume`). `warnings` counts rows sent despite a warning. `changes` counts
+    the `PUT /v1/chats/...` requests: the statuses an import sets, or with `updating`
+    every change of `update` or `close` (which create no chat).
     """
 
     rows: int
@@ -70,12 +78,16 @@ class Plan:
     warnings: int = 0
     held: int = 0
     dry_run: bool = False
+    changes: int = 0
+    updating: bool = False
 
     def describe(self) -> str:
         """The plan in a few lines, as the CLI shows it before asking to go on."""
-        work = [_count(self.chats, "chat")]
+        work = [] if self.updating else [_count(self.chats, "chat")]
         if self.messages:
             work.append(_count(self.messages, "first message"))
+        if self.changes or self.updating:
+            work.append(_count(self.changes, "change" if self.updating else "status change"))
         if self.lookups:
             work.append(_count(self.lookups, "customer look-up"))
         rows = f"{self.to_send} of {_count(self.rows, 'row')}"
@@ -97,7 +109,8 @@ class Plan:
         if self.lookups:
             lines.append("rows whose customer matches no one, or several, are left out")
         if self.already_done:
-            lines.append(f"{_count(self.already_done, 'row')} already created earlier; not sent")
+            done = "updated" if self.updating else "created"
+            lines.append(f"{_count(self.already_done, 'row')} already {done} earlier; not sent")
         if self.not_to_send:
             lines.append(f"{_count(self.not_to_send, 'row')} invalid or duplicate; not sent")
         if self.held:
@@ -140,8 +153,16 @@ class RunResult:
 
     @property
     def all_done(self) -> bool:
-        """Every row is created (now or earlier), or for validate every row is valid."""
-        done = {Status.CREATED, Status.ALREADY_CREATED, Status.VALID}
+        """Every row is created (now or earlier), or for validate every row is valid, or
+        for update and close every row is updated (now or earlier) or has nothing to do."""
+        done = {
+            Status.CREATED,
+            Status.ALREADY_CREATED,
+            Status.VALID,
+            Status.UPDATED,
+            Status.ALREADY_UPDATED,
+            Status.SKIPPED,
+        }
         return sum(self.counts.get(s.value, 0) for s in done) == self.total
 
 
@@ -223,17 +244,11 @@ async def import_file(
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
-            try:
-                directory = await read_directory(client, resume.to_send)
-            except AuthenticationError as exc:
-                tell(f"the API refused the key ({exc.http_status}): nothing was sent")
-                results.record(_ending(resume.to_send, Status.NOT_SENT, _KEY_REFUSED))
-                return results.finish(auth_failed=True)
-            except ApiError as exc:
-                tell(f"the pre-flight read failed, so nothing was sent: {exc}")
-                failed = f"not sent: the pre-flight read failed: {exc}"
-                results.record(_ending(resume.to_send, Status.NOT_SENT, failed))
-                return results.finish()
+            directory = await _read_directory(
+                client, resume.to_send, results, tell, rows=resume.to_send
+            )
+            if isinstance(directory, RunResult):
+                return directory
             preflight = check_rows(resume.to_send, directory)
             results.record(preflight.rejected.values())
             results.warnings.update(preflight.warnings)
@@ -279,6 +294,30 @@ async def import_file(
 _KEY_REFUSED = "not sent: the API refused the key"
 
 
+async def _read_directory(
+    client: HelpCrunchClient,
+    drafts: Sequence[ChatRequest],
+    results: _ResultsSoFar,
+    tell: Notify,
+    *,
+    rows: Iterable[_Row],
+) -> Directory | RunResult:
+    """The pre-flight's reads for `drafts` (`resolve.read_directory`), or the run's end
+    when they fail: a refused key or a read that keeps failing sends nothing, and `rows`
+    are `not_sent`."""
+    try:
+        return await read_directory(client, drafts)
+    except AuthenticationError as exc:
+        tell(f"the API refused the key ({exc.http_status}): nothing was sent")
+        results.record(_ending(rows, Status.NOT_SENT, _KEY_REFUSED))
+        return results.finish(auth_failed=True)
+    except ApiError as exc:
+        tell(f"the pre-flight read failed, so nothing was sent: {exc}")
+        failed = f"not sent: the pre-flight read failed: {exc}"
+        results.record(_ending(rows, Status.NOT_SENT, failed))
+        return results.finish()
+
+
 def _stopped(stop: anyio.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
@@ -320,7 +359,10 @@ def make_plan(
     )
 
 
-def _ending(rows: Iterable[ChatRequest], status: Status, message: str) -> list[Outcome]:
+_Row = ChatRequest | ChangeRequest
+
+
+def _ending(rows: Iterable[_Row], status: Status, message: str) -> list[Outcome]:
     """The same outcome for each of `rows`, keeping a chat id an earlier run found."""
     return [
         Outcome(index=r.index, status=status, chat_id=r.chat_id, error_message=message)

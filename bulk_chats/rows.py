@@ -13,7 +13,14 @@ import pandas as pd
 
 from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, names_for
 from bulk_chats.loading import Sheet
-from bulk_chats.records import ChatRequest, FedBack, FirstMessage, RowProblem, Status
+from bulk_chats.records import (
+    ChangeRequest,
+    ChatRequest,
+    FedBack,
+    FirstMessage,
+    RowProblem,
+    Status,
+)
 from bulk_chats.validation import Validation
 
 
@@ -65,6 +72,54 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
                 message=message,
                 chat_id=chat_ids[n],
                 names=tuple(row_names),
+            )
+        )
+    return rows
+
+
+def changes_to_send(sheet: Sheet, validation: Validation) -> list[ChangeRequest]:
+    """A `ChangeRequest` for every valid row of `update` or `close` (`validate_changes`):
+    its chat and what to change; an assignee or department given by name only is left in
+    `names` for the pre-flight."""
+    chosen = validation.status.eq(Status.VALID.value).to_numpy()
+    positions = [int(p) for p in validation.status.index[chosen]]
+    blank: list[int | None] = [None] * len(positions)
+
+    def ids(name: str) -> list[int | None]:
+        return optional_ints(validation.ids[name][chosen]) if name in validation.ids else blank
+
+    def texts(column: pd.Series | None) -> list[str]:
+        return [""] * len(positions) if column is None else column[chosen].tolist()
+
+    chat_ids, assignees, departments = ids("chat_id"), ids("assignee"), ids("department")
+    statuses = texts(validation.chat_status)
+    unassign = [bool(u) for u in texts(validation.unassign)]
+    names = {
+        name: texts(validation.names.get(name)) for name in ("assignee_email", "department_name")
+    }
+    rows = []
+    for n, position in enumerate(positions):
+        chat_id = chat_ids[n]
+        if chat_id is None:  # validation passes no row without one
+            continue
+        given = tuple(
+            (name, values[n])
+            for name, values, id_ in (
+                ("assignee_email", names["assignee_email"], assignees[n]),
+                ("department_name", names["department_name"], departments[n]),
+            )
+            if values[n] and id_ is None
+        )
+        rows.append(
+            ChangeRequest(
+                index=position,
+                source_row=sheet.source_rows[position],
+                chat_id=chat_id,
+                assignee=assignees[n],
+                unassign=unassign[n],
+                department=departments[n],
+                status=statuses[n] or None,
+                names=given,
             )
         )
     return rows

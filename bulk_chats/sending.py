@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -148,41 +148,42 @@ class _Row:
     message_id: int | None = None
 
 
-class _Sender:
+class Indexed(Protocol):
+    """A row to send: known by its 0-based position among the sheet's data rows."""
+
+    @property
+    def index(self) -> int: ...
+
+
+R = TypeVar("R", bound=Indexed)
+
+
+class RowRunner(Generic[R]):
+    """Rows go out `concurrency` at a time until they run out or the run stops (Ctrl-C,
+    a 401, a journal that cannot be written); the rest are `not_sent`. Subclasses say what
+    one row is (`_run_row`) and what the journal keeps of its outcome (`_record`); the
+    chats of `import` and the changes of `update` share this."""
+
     def __init__(
         self,
         client: HelpCrunchClient,
         *,
         progress: ProgressSink,
-        journal: JournalSink | None,
         stop: anyio.Event | None,
-        max_attempts: int,
-        max_wait: float,
         stop_grace: float,
-        claimed: Iterable[int],
-        clock: Callable[[], float],
-        wall_clock: Callable[[], float],
         sleep: Sleep,
     ) -> None:
         self._client = client
         self._progress = progress
-        self._journal = journal
         self._stop = stop
-        self._max_attempts = max_attempts
-        self._max_wait = max_wait
         self._stop_grace = stop_grace
-        self._claimed: set[int] = set(claimed)
-        self._clock = clock
-        self._wall_clock = wall_clock
         self._sleep = sleep
-        self._customer_locks: dict[int, anyio.Lock] = {}
         self._outcomes: dict[int, Outcome] = {}
-        self._queue: Iterator[ChatRequest] = iter(())
+        self._queue: Iterator[R] = iter(())
         self._auth_failed = False
         self._journal_error: BaseException | None = None
 
-    async def run(self, requests: Sequence[ChatRequest], *, concurrency: int) -> SendResult:
-        self._claimed.update(r.chat_id for r in requests if r.chat_id is not None)
+    async def run(self, requests: Sequence[R], *, concurrency: int) -> SendResult:
         self._queue = iter(requests)
         self._progress.start(len(requests))
         try:
@@ -207,6 +208,12 @@ class _Sender:
             auth_failed=self._auth_failed,
             interrupted=self._stop is not None and self._stop.is_set(),
         )
+
+    async def _run_row(self, request: R) -> Outcome:
+        raise NotImplementedError
+
+    async def _record(self, request: R, outcome: Outcome) -> None:
+        raise NotImplementedError
 
     async def _end_waits_once_stopped(self, stop: anyio.Event) -> None:
         """Once `stop` is set, give rows in flight `stop_grace` seconds, then make the rate
@@ -254,6 +261,36 @@ class _Sender:
             self._outcomes[request.index] = outcome
             await self._record(request, outcome)
             self._progress.advance(outcome)
+
+
+class _Sender(RowRunner[ChatRequest]):
+    def __init__(
+        self,
+        client: HelpCrunchClient,
+        *,
+        progress: ProgressSink,
+        journal: JournalSink | None,
+        stop: anyio.Event | None,
+        max_attempts: int,
+        max_wait: float,
+        stop_grace: float,
+        claimed: Iterable[int],
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        sleep: Sleep,
+    ) -> None:
+        super().__init__(client, progress=progress, stop=stop, stop_grace=stop_grace, sleep=sleep)
+        self._journal = journal
+        self._max_attempts = max_attempts
+        self._max_wait = max_wait
+        self._claimed: set[int] = set(claimed)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._customer_locks: dict[int, anyio.Lock] = {}
+
+    async def run(self, requests: Sequence[ChatRequest], *, concurrency: int) -> SendResult:
+        self._claimed.update(r.chat_id for r in requests if r.chat_id is not None)
+        return await super().run(requests, concurrency=concurrency)
 
     async def _run_row(self, request: ChatRequest) -> Outcome:
         """Send one row; whatever goes wrong ends as this row's outcome, not the run's."""

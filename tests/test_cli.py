@@ -33,7 +33,25 @@ PRODUCT_OPTIONS = {
         "--dry-run",
         "--fresh",
         "--yes",
+        "--chat-status",
     ],
+    **{
+        command: [
+            "--out",
+            "--sheet",
+            "--column",
+            "--no-progress",
+            "--rate",
+            "--concurrency",
+            "--base-url",
+            "--api-key-file",
+            "--sandbox",
+            "--fresh",
+            "--yes",
+            *extra,
+        ]
+        for command, extra in (("update", ["--chat-status"]), ("close", []))
+    },
     "sandbox": [
         "--host",
         "--port",

@@ -1,0 +1,216 @@
+"""The sending stage of `update` and `close`: each row's changes, one `PUT` per change.
+
+A row's changes go out in `records.CHANGE_ORDER` (assignee, department, then status), one
+at a time, each announced to the journal before it goes out and recorded once answered.
+The `PUT /v1/chats/...` endpoints set a value rather than add one, so unlike a
+`POST /chats` a change whose answer was lost is simply sent again (`retry.read_with_retries`
+treats it as it treats a read). The first refusal (a 4xx: `chat_not_found`, an
+`invalid_chat_value`) ends the row `failed`, naming the change; a re-run sends the changes
+still missing. Rows go out `concurrency` at a time (`sending.RowRunner`), every request at
+its turn at the client's rate limiter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Final, Protocol
+
+import anyio
+import anyio.to_thread
+
+from bulk_chats.answers import Chat
+from bulk_chats.client import HelpCrunchClient
+from bulk_chats.errors import ApiError, AuthenticationError
+from bulk_chats.progress import ProgressSink
+from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
+from bulk_chats.retry import read_with_retries
+from bulk_chats.sending import DEFAULT_MAX_ATTEMPTS, STOP_GRACE, RowRunner, SendResult, Sleep
+
+APPLIED: Final = "applied"
+FAILED: Final = "failed"
+NOT_SENT: Final = "not_sent"
+"""The journal's states of a change once answered (or given up)."""
+
+
+class ChangeJournal(Protocol):
+    """Where the sender writes each change as it happens (`bulk_chats.journal.Journal`);
+    called from worker threads, so it must be thread-safe."""
+
+    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+        """`change` of chat `chat_id` is about to go out."""
+
+    def change_record(
+        self, chat_id: int, change: ChatChange, state: str, *, source_row: int, error: Outcome
+    ) -> None:
+        """`change` ended in `state` (`APPLIED`, `FAILED`, `NOT_SENT`)."""
+
+
+def put_change(client: HelpCrunchClient, chat_id: int, change: ChatChange) -> Awaitable[Chat]:
+    """The `PUT /v1/chats/<field>` request that makes `change` in chat `chat_id`."""
+    value = change.value
+    if change.field == "assignee" and not isinstance(value, str):
+        return client.set_chat_assignee(chat_id, value)
+    if change.field == "department" and isinstance(value, int):
+        return client.set_chat_department(chat_id, value)
+    if change.field == "status" and isinstance(value, str):
+        return client.set_chat_status(chat_id, value)
+    raise ValueError(f"not a change the API knows: {change}")
+
+
+async def send_changes(
+    requests: Sequence[ChangeRequest],
+    client: HelpCrunchClient,
+    *,
+    concurrency: int,
+    progress: ProgressSink,
+    journal: ChangeJournal | None = None,
+    stop: anyio.Event | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    stop_grace: float = STOP_GRACE,
+    sleep: Sleep = anyio.sleep,
+) -> SendResult:
+    """Make every pending change of every request; see the module docs.
+
+    A row ends `updated` when all its changes are made, `failed` when one was refused or
+    kept failing (`max_attempts` tries each), `not_sent` when the run stopped first (Ctrl-C,
+    a 401). `error_message` says which changes were made by then.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    sender = _ChangeSender(
+        client,
+        progress=progress,
+        journal=journal,
+        stop=stop,
+        max_attempts=max_attempts,
+        stop_grace=stop_grace,
+        sleep=sleep,
+    )
+    return await sender.run(requests, concurrency=concurrency)
+
+
+class _ChangeSender(RowRunner[ChangeRequest]):
+    def __init__(
+        self,
+        client: HelpCrunchClient,
+        *,
+        progress: ProgressSink,
+        journal: ChangeJournal | None,
+        stop: anyio.Event | None,
+        max_attempts: int,
+        stop_grace: float,
+        sleep: Sleep,
+    ) -> None:
+        super().__init__(client, progress=progress, stop=stop, stop_grace=stop_grace, sleep=sleep)
+        self._journal = journal
+        self._max_attempts = max_attempts
+
+    async def _run_row(self, request: ChangeRequest) -> Outcome:
+        made: list[str] = []
+        attempts = 0
+        for change in request.pending:
+            # A stopped run lets the row finish within the grace (the limiter then refuses
+            # every wait); after a 401 or a journal failure nothing more goes out.
+            if self._auth_failed or self._journal_error is not None:
+                return self._ended(request, Status.NOT_SENT, made, attempts)
+            attempts += 1
+            try:
+                if self._journal is not None:
+                    await self._write(
+                        partial(
+                            self._journal.change_attempt,
+                            request.chat_id,
+                            change,
+                            source_row=request.source_row,
+                        )
+                    )
+                await read_with_retries(
+                    partial(put_change, self._client, request.chat_id, change),
+                    attempts=self._max_attempts,
+                    sleep=self._pause,
+                )
+            except _JournalFailed:
+                return self._ended(request, Status.NOT_SENT, made, attempts)
+            except ApiError as exc:
+                self._auth_failed |= isinstance(exc, AuthenticationError)
+                stopped = self._stopping()
+                outcome = self._ended(
+                    request,
+                    Status.NOT_SENT if stopped else Status.FAILED,
+                    made,
+                    attempts,
+                    exc,
+                    change=change,
+                )
+                await self._record_change(request, change, NOT_SENT if stopped else FAILED, outcome)
+                return outcome
+            made.append(change.field)
+            done = Outcome(index=request.index, status=Status.UPDATED, chat_id=request.chat_id)
+            await self._record_change(request, change, APPLIED, done)
+        return Outcome(
+            index=request.index, status=Status.UPDATED, chat_id=request.chat_id, attempts=attempts
+        )
+
+    async def _record(self, request: ChangeRequest, outcome: Outcome) -> None:
+        """Each change was journaled as it happened: nothing is left to write per row."""
+
+    def _ended(
+        self,
+        request: ChangeRequest,
+        status: Status,
+        made: list[str],
+        attempts: int,
+        error: ApiError | None = None,
+        *,
+        change: ChatChange | None = None,
+    ) -> Outcome:
+        """The outcome of a row cut short, naming the change that failed and those made."""
+        done = f"; made before: {', '.join(made)}" if made else ""
+        reason = self._not_sent_reason() if error is None else error.error_message
+        text = reason + done
+        code = ""
+        if error is not None and change is not None:
+            code = f"{change.field}:{error.error_code or 'failed'}"
+        return Outcome(
+            index=request.index,
+            status=status,
+            chat_id=request.chat_id,
+            error_code=code,
+            error_message=text,
+            http_status=error.http_status if error is not None else None,
+            attempts=attempts,
+        )
+
+    async def _record_change(
+        self, request: ChangeRequest, change: ChatChange, state: str, outcome: Outcome
+    ) -> None:
+        journal = self._journal
+        if journal is None:
+            return
+        # `_write` keeps a failure's error: the run stops and raises it at its end.
+        with contextlib.suppress(_JournalFailed):
+            await self._write(
+                partial(
+                    journal.change_record,
+                    request.chat_id,
+                    change,
+                    state,
+                    source_row=request.source_row,
+                    error=outcome,
+                )
+            )
+
+    async def _write(self, call: Callable[[], None]) -> None:
+        """A journal write on a worker thread (a commit waiting for the disk must not
+        stall every request's pacing); a failure stops the run and is raised at its end."""
+        try:
+            await anyio.to_thread.run_sync(call)
+        except Exception as exc:
+            self._journal_error = self._journal_error or exc
+            raise _JournalFailed from exc
+
+
+class _JournalFailed(Exception):
+    """The journal raised; the run keeps its exception and stops."""

@@ -1,0 +1,188 @@
+"""The change sender of `update` and `close` against a mocked API: the order of a row's
+requests, retries after lost answers, refusals, a refused key, and the journal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from bulk_chats.client import HelpCrunchClient
+from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
+from bulk_chats.sending import SendResult
+from bulk_chats.settings import ApiKey
+from bulk_chats.throttle import RateLimiter
+from bulk_chats.updating import APPLIED, FAILED, send_changes
+from tests.fakes import FakeTime
+
+BASE = "https://api.test/v1"
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Journal:
+    """Keeps every journal call in order."""
+
+    events: list[tuple[str, int, str, str]] = field(default_factory=list)
+
+    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+        self.events.append(("attempt", chat_id, change.field, change.journal_value))
+
+    def change_record(
+        self, chat_id: int, change: ChatChange, state: str, *, source_row: int, error: Outcome
+    ) -> None:
+        self.events.append((state, chat_id, change.field, change.journal_value))
+
+
+class Progress:
+    def start(self, total: int) -> None: ...
+
+    def advance(self, outcome: Outcome) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Harness:
+    api: respx.MockRouter
+    client: HelpCrunchClient
+    time: FakeTime
+    journal: Journal = field(default_factory=Journal)
+
+    async def send(self, requests: Sequence[ChangeRequest]) -> SendResult:
+        return await send_changes(
+            requests,
+            self.client,
+            concurrency=1,
+            progress=Progress(),
+            journal=self.journal,
+            sleep=self.time.sleep,
+        )
+
+    def bodies(self) -> list[tuple[str, dict[str, Any]]]:
+        """(path, body) of every PUT sent, in order."""
+        return [
+            (call.request.url.path.removeprefix("/v1"), json.loads(call.request.content))
+            for call in self.api.calls
+        ]
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE, assert_all_called=False) as router:
+        yield router
+
+
+@pytest.fixture
+async def harness(api: respx.MockRouter) -> AsyncIterator[Harness]:
+    fake = FakeTime()
+    limiter = RateLimiter(6000, clock=fake.clock, sleep=fake.sleep)
+    async with HelpCrunchClient(
+        BASE,
+        ApiKey("sk-test"),
+        limiter=limiter,
+        transport=httpx.MockTransport(api.async_handler),
+        wall_clock=fake.wall,
+    ) as client:
+        yield Harness(api, client, fake)
+
+
+def chat(request: httpx.Request) -> httpx.Response:
+    """The API's answer to a PUT that passed: the chat."""
+    return httpx.Response(200, json={"id": json.loads(request.content)["id"], "status": "new"})
+
+
+def answer_all(api: respx.MockRouter) -> None:
+    for field_name in ("assignee", "department", "status"):
+        api.put(f"/chats/{field_name}").mock(side_effect=chat)
+
+
+async def test_changes_go_out_assignee_then_department_then_status(harness: Harness) -> None:
+    """One PUT per change, in the order assignee, department, status; the row is updated."""
+    answer_all(harness.api)
+    row = ChangeRequest(0, 2, chat_id=7, assignee=4188, department=233048, status="closed")
+    result = await harness.send([row])
+    assert harness.bodies() == [
+        ("/chats/assignee", {"id": 7, "assignee": 4188}),
+        ("/chats/department", {"id": 7, "department": 233048}),
+        ("/chats/status", {"id": 7, "status": "closed"}),
+    ]
+    assert result.outcomes[0].status is Status.UPDATED
+    assert result.outcomes[0].chat_id == 7
+
+
+async def test_unassign_sends_null(harness: Harness) -> None:
+    """The cell `none` in assignee becomes `"assignee": null`."""
+    answer_all(harness.api)
+    await harness.send([ChangeRequest(0, 2, chat_id=7, unassign=True)])
+    assert harness.bodies() == [("/chats/assignee", {"id": 7, "assignee": None})]
+
+
+async def test_changes_applied_earlier_are_not_sent(harness: Harness) -> None:
+    """Only the changes not in `applied` go out."""
+    answer_all(harness.api)
+    row = ChangeRequest(
+        0,
+        2,
+        chat_id=7,
+        assignee=4188,
+        status="closed",
+        applied=frozenset({ChatChange("assignee", 4188)}),
+    )
+    await harness.send([row])
+    assert harness.bodies() == [("/chats/status", {"id": 7, "status": "closed"})]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.RemoteProtocolError("dropped"), httpx.ReadTimeout("slow")],
+    ids=["dropped", "timeout"],
+)
+async def test_a_lost_answer_is_sent_again(harness: Harness, failure: Exception) -> None:
+    """A change whose answer was lost is idempotent: sent again, and the row is updated."""
+    harness.api.put("/chats/status").mock(side_effect=[failure, chat])
+    result = await harness.send([ChangeRequest(0, 2, chat_id=7, status="closed")])
+    assert result.outcomes[0].status is Status.UPDATED
+    assert len(harness.api.calls) == 2
+    assert harness.journal.events == [
+        ("attempt", 7, "status", "closed"),
+        (APPLIED, 7, "status", "closed"),
+    ]
+
+
+async def test_a_refusal_fails_the_row_naming_the_change(harness: Harness) -> None:
+    """A 404 `chat_not_found` on the department: the row is failed, error_code names the
+    change and the code, the assignee made before is said, the status is not sent."""
+    harness.api.put("/chats/assignee").mock(side_effect=chat)
+    harness.api.put("/chats/department").mock(
+        return_value=httpx.Response(
+            404, json={"errors": [{"code": "chat_not_found", "message": "Chat is missing"}]}
+        )
+    )
+    status = harness.api.put("/chats/status").mock(side_effect=chat)
+    row = ChangeRequest(0, 2, chat_id=7, assignee=4188, department=5, status="closed")
+    result = await harness.send([row])
+    outcome = result.outcomes[0]
+    assert outcome.status is Status.FAILED
+    assert outcome.error_code == "department:chat_not_found"
+    assert "Chat is missing" in outcome.error_message
+    assert "made before: assignee" in outcome.error_message
+    assert outcome.http_status == 404
+    assert not status.called
+    assert (FAILED, 7, "department", "5") in harness.journal.events
+
+
+async def test_a_refused_key_stops_the_run(harness: Harness) -> None:
+    """A 401: the row and every row after it are not_sent, nothing more goes out."""
+    harness.api.put("/chats/status").mock(return_value=httpx.Response(401, json={}))
+    rows = [ChangeRequest(i, i + 2, chat_id=10 + i, status="closed") for i in range(3)]
+    result = await harness.send(rows)
+    assert result.auth_failed
+    assert [result.outcomes[i].status for i in range(3)] == [Status.NOT_SENT] * 3
+    assert len(harness.api.calls) == 1
