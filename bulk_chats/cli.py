@@ -225,9 +225,9 @@ def _send(
         if chat_status is not None:
             status = chat_status_spelling(chat_status)
             if status is None:
-                raise click.BadParameter(
-                    f"{chat_status!r} is not a chat status; use one of " + ", ".join(CHAT_STATUSES),
-                    param_hint="--chat-status",
+                raise InputError(
+                    f"--chat-status: {chat_status!r} is not a chat status; use one of "
+                    + ", ".join(CHAT_STATUSES)
                 )
         if sandbox:
             if base_url or api_key_file:

@@ -317,8 +317,8 @@ def test_cli_exit_statuses(
     assert run_cli("close", str(good), *root, *out("b"))[0] == 0
     assert run_cli("update", str(bad), *root, *out("c"))[0] == 1
     status, output = run_cli("update", str(good), *root, *out("d"), "--chat-status", "archived")
-    assert status == 2
-    assert "'archived' is not a chat status" in output
+    assert (status, output.count("\n")) == (2, 1)
+    assert "--chat-status: 'archived' is not a chat status" in output
     status, output = run_cli("close", str(no_chat), *root, *out("e"))
     assert (status, output.count("\n")) == (2, 1)
     assert "no chat_id column" in output
