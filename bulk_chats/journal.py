@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit
 
-from bulk_chats.errors import JournalError
+from bulk_chats.errors import ApiError, JournalError
 from bulk_chats.journal_schema import SENDING, connect
 from bulk_chats.lock import ScopeLock
 from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
@@ -328,10 +328,16 @@ class Journal:
             )
 
     def change_record(
-        self, chat_id: int, change: ChatChange, state: str, *, source_row: int, error: Outcome
+        self,
+        chat_id: int,
+        change: ChatChange,
+        state: str,
+        *,
+        source_row: int,
+        error: ApiError | None = None,
     ) -> None:
         """Keep what became of `change` of chat `chat_id`: `state` is `applied`, `failed`
-        or `not_sent`, with the error fields of `error`. An applied change drops the
+        or `not_sent`, with the fields of the `error` that ended it. An applied change drops the
         entries of the same field's other values: the chat holds this one now, so a later
         run asking for one of those again sends it."""
         with self._writing() as connection:
@@ -362,9 +368,9 @@ class Journal:
                     change.field,
                     change.journal_value,
                     state,
-                    error.error_code,
-                    error.error_message,
-                    error.http_status,
+                    error.error_code if error is not None else "",
+                    error.error_message if error is not None else "",
+                    error.http_status if error is not None else None,
                     source_row,
                     self._input_name,
                     self._clock(),

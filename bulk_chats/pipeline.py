@@ -184,7 +184,7 @@ def _prepare(out: Path, sheet: Sheet) -> None:
 def read_and_validate(settings: Settings) -> tuple[Sheet, Validation]:
     """The offline part of both jobs: load the sheet and validate every row."""
     sheet = load_sheet(settings.input_path, sheet=settings.sheet, columns=settings.columns)
-    return sheet, validate_sheet(sheet)
+    return sheet, validate_sheet(sheet, chat_status=settings.chat_status)
 
 
 async def import_file(
@@ -232,11 +232,14 @@ async def import_file(
         fresh=settings.fresh,
         input_name=settings.input_path.name,
     ) as journal:
+        entries = journal.entries(row.key for row in rows)
+        chats = [e.chat_id for e in entries.values()] + [r.chat_id for r in rows]
         resume = plan_resume(
             rows,
-            journal.entries(row.key for row in rows),
+            entries,
             fed_back(sheet, validation),
             fresh=settings.fresh,
+            applied=journal.applied_changes(c for c in chats if c is not None),
         )
         results.record(resume.finished)
         results.record(resume.held)
@@ -337,9 +340,10 @@ def make_plan(
     """
     passed = preflight.passed
     chats = sum(1 for row in passed if row.chat_id is None)
-    messages = sum(1 for row in passed if row.message is not None)
+    messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
+    statuses = sum(1 for row in passed if row.status is not None)
     lookups = preflight.lookups
-    total = chats + messages + lookups
+    total = chats + messages + statuses + lookups
     invalid = counts.get(Status.INVALID.value, 0) + counts.get(Status.DUPLICATE.value, 0)
     return Plan(
         rows=sum(counts.values()),
@@ -356,6 +360,7 @@ def make_plan(
         warnings=len(preflight.warnings),
         held=len(resume.held),
         dry_run=dry_run,
+        changes=statuses,
     )
 
 
@@ -363,9 +368,16 @@ _Row = ChatRequest | ChangeRequest
 
 
 def _ending(rows: Iterable[_Row], status: Status, message: str) -> list[Outcome]:
-    """The same outcome for each of `rows`, keeping a chat id an earlier run found."""
+    """The same outcome for each of `rows`, keeping the chat (and message) an earlier run
+    made."""
     return [
-        Outcome(index=r.index, status=status, chat_id=r.chat_id, error_message=message)
+        Outcome(
+            index=r.index,
+            status=status,
+            chat_id=r.chat_id,
+            message_id=r.message_id if isinstance(r, ChatRequest) else None,
+            error_message=message,
+        )
         for r in rows
     ]
 

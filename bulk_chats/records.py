@@ -66,8 +66,11 @@ class ChatRequest:
     look-ups fill it in. `key` is built from the names, not the ids they resolve to.
 
     `chat_id` is set when an earlier run already created the chat, so only the first
-    message is left. `confirm_since` (unix seconds) is set when an earlier attempt may have
-    created the chat (or posted its message): the sender looks for it before sending again.
+    message is left; `message_id` too when the message is posted, so only the status is.
+    `confirm_since` (unix seconds) is set when an earlier attempt may have created the
+    chat (or posted its message): the sender looks for it before sending again. `status`
+    is the `chat_status` the chat is to end in, as the API spells it, set after the chat
+    and its message exist; it is not part of `key`.
     """
 
     index: int
@@ -80,6 +83,8 @@ class ChatRequest:
     chat_id: int | None = None
     confirm_since: float | None = None
     names: tuple[tuple[str, str], ...] = ()
+    status: str | None = None
+    message_id: int | None = None
 
     @property
     def customer_id(self) -> int:

@@ -26,13 +26,15 @@ from bulk_chats.validation import Validation
 
 def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
     """A `ChatRequest` for every valid row, and for every row a results workbook fed back
-    in gives a chat whose first message is still missing (that one carries its `chat_id`).
+    in gives a chat whose first message is still missing, or that is to end in a
+    `chat_status` (those carry their `chat_id`, and `message_id` when posted).
 
     Ids are set where the sheet gives them; for the rest the first name column given
     stands in (`names`), to be resolved by the pre-flight and the customer look-ups.
     """
     status = validation.status
-    chosen = (status.eq(Status.VALID.value) | _message_missing(validation)).to_numpy()
+    left = _message_missing(validation) | _status_wanted(validation)
+    chosen = (status.eq(Status.VALID.value) | left).to_numpy()
     positions = [int(p) for p in status.index[chosen]]
     blank_ids: list[int | None] = [None] * len(positions)
     ids = {
@@ -47,6 +49,12 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
         for name in NAME_FIELDS
     }
     chat_ids = optional_ints(validation.fed_back_chat_id[chosen])
+    message_ids = optional_ints(validation.fed_back_message_id[chosen])
+    statuses = (
+        validation.chat_status[chosen].tolist()
+        if validation.chat_status is not None
+        else [""] * len(positions)
+    )
     texts = validation.message[chosen].tolist()
     kinds = validation.message_type[chosen].tolist()
     rows = []
@@ -72,6 +80,8 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
                 message=message,
                 chat_id=chat_ids[n],
                 names=tuple(row_names),
+                status=statuses[n] or None,
+                message_id=message_ids[n] if message is not None else None,
             )
         )
     return rows
@@ -130,7 +140,11 @@ def fed_back(sheet: Sheet, validation: Validation) -> FedBack:
     if not sheet.fed_back:
         return FedBack()
     chat_ids = validation.fed_back_chat_id.dropna()
-    finished = validation.status.eq(Status.ALREADY_CREATED.value) & ~_message_missing(validation)
+    finished = (
+        validation.status.eq(Status.ALREADY_CREATED.value)
+        & ~_message_missing(validation)
+        & ~_status_wanted(validation)
+    )
     status = sheet.column("status")
     unknown = frozenset[int]()
     if status is not None:
@@ -172,6 +186,18 @@ def _message_missing(validation: Validation) -> pd.Series:
         validation.status.eq(Status.ALREADY_CREATED.value)
         & validation.message.ne("")
         & validation.fed_back_message_id.isna()
+        & validation.ids["application"].notna()
+    )
+
+
+def _status_wanted(validation: Validation) -> pd.Series:
+    """Rows a fed-back workbook gives a chat that are to end in a `chat_status`: whether
+    an earlier run set it is the journal's to say (`resume.plan_resume`)."""
+    if validation.chat_status is None:
+        return pd.Series(False, index=validation.status.index)
+    return (
+        validation.status.eq(Status.ALREADY_CREATED.value)
+        & validation.chat_status.ne("")
         & validation.ids["application"].notna()
     )
 

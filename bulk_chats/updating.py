@@ -1,62 +1,33 @@
 """The sending stage of `update` and `close`: each row's changes, one `PUT` per change.
 
 A row's changes go out in `records.CHANGE_ORDER` (assignee, department, then status), one
-at a time, each announced to the journal before it goes out and recorded once answered.
-The `PUT /v1/chats/...` endpoints set a value rather than add one, so unlike a
-`POST /chats` a change whose answer was lost is simply sent again (`retry.read_with_retries`
-treats it as it treats a read). The first refusal (a 4xx: `chat_not_found`, an
-`invalid_chat_value`) ends the row `failed`, naming the change; a re-run sends the changes
-still missing. Rows go out `concurrency` at a time (`sending.RowRunner`), every request at
-its turn at the client's rate limiter.
+at a time, each announced to the journal before it goes out and recorded once answered,
+and a change whose answer was lost simply sent again (`sending.apply_change`). The first
+refusal (a 4xx: `chat_not_found`, an `invalid_chat_value`) ends the row `failed`, naming
+the change; a re-run sends the changes still missing. Rows go out `concurrency` at a time
+(`sending.RowRunner`), every request at its turn at the client's rate limiter.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
-from typing import Final, Protocol
+from collections.abc import Sequence
 
 import anyio
-import anyio.to_thread
 
-from bulk_chats.answers import Chat
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError, AuthenticationError
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
-from bulk_chats.retry import read_with_retries
-from bulk_chats.sending import DEFAULT_MAX_ATTEMPTS, STOP_GRACE, RowRunner, SendResult, Sleep
-
-APPLIED: Final = "applied"
-FAILED: Final = "failed"
-NOT_SENT: Final = "not_sent"
-"""The journal's states of a change once answered (or given up)."""
-
-
-class ChangeJournal(Protocol):
-    """Where the sender writes each change as it happens (`bulk_chats.journal.Journal`);
-    called from worker threads, so it must be thread-safe."""
-
-    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
-        """`change` of chat `chat_id` is about to go out."""
-
-    def change_record(
-        self, chat_id: int, change: ChatChange, state: str, *, source_row: int, error: Outcome
-    ) -> None:
-        """`change` ended in `state` (`APPLIED`, `FAILED`, `NOT_SENT`)."""
-
-
-def put_change(client: HelpCrunchClient, chat_id: int, change: ChatChange) -> Awaitable[Chat]:
-    """The `PUT /v1/chats/<field>` request that makes `change` in chat `chat_id`."""
-    value = change.value
-    if change.field == "assignee" and not isinstance(value, str):
-        return client.set_chat_assignee(chat_id, value)
-    if change.field == "department" and isinstance(value, int):
-        return client.set_chat_department(chat_id, value)
-    if change.field == "status" and isinstance(value, str):
-        return client.set_chat_status(chat_id, value)
-    raise ValueError(f"not a change the API knows: {change}")
+from bulk_chats.sending import (
+    DEFAULT_MAX_ATTEMPTS,
+    STOP_GRACE,
+    ChangeJournal,
+    JournalFailure,
+    RowRunner,
+    SendResult,
+    Sleep,
+    apply_change,
+)
 
 
 async def send_changes(
@@ -117,38 +88,24 @@ class _ChangeSender(RowRunner[ChangeRequest]):
                 return self._ended(request, Status.NOT_SENT, made, attempts)
             attempts += 1
             try:
-                if self._journal is not None:
-                    await self._write(
-                        partial(
-                            self._journal.change_attempt,
-                            request.chat_id,
-                            change,
-                            source_row=request.source_row,
-                        )
-                    )
-                await read_with_retries(
-                    partial(put_change, self._client, request.chat_id, change),
+                await apply_change(
+                    self._client,
+                    self._journal,
+                    request.chat_id,
+                    change,
+                    source_row=request.source_row,
                     attempts=self._max_attempts,
                     sleep=self._pause,
+                    stopping=self._stopping,
                 )
-            except _JournalFailed:
+            except JournalFailure as failure:
+                self._journal_error = self._journal_error or failure.__cause__ or failure
                 return self._ended(request, Status.NOT_SENT, made, attempts)
             except ApiError as exc:
                 self._auth_failed |= isinstance(exc, AuthenticationError)
-                stopped = self._stopping()
-                outcome = self._ended(
-                    request,
-                    Status.NOT_SENT if stopped else Status.FAILED,
-                    made,
-                    attempts,
-                    exc,
-                    change=change,
-                )
-                await self._record_change(request, change, NOT_SENT if stopped else FAILED, outcome)
-                return outcome
+                status = Status.NOT_SENT if self._stopping() else Status.FAILED
+                return self._ended(request, status, made, attempts, exc, change=change)
             made.append(change.field)
-            done = Outcome(index=request.index, status=Status.UPDATED, chat_id=request.chat_id)
-            await self._record_change(request, change, APPLIED, done)
         return Outcome(
             index=request.index, status=Status.UPDATED, chat_id=request.chat_id, attempts=attempts
         )
@@ -182,35 +139,3 @@ class _ChangeSender(RowRunner[ChangeRequest]):
             http_status=error.http_status if error is not None else None,
             attempts=attempts,
         )
-
-    async def _record_change(
-        self, request: ChangeRequest, change: ChatChange, state: str, outcome: Outcome
-    ) -> None:
-        journal = self._journal
-        if journal is None:
-            return
-        # `_write` keeps a failure's error: the run stops and raises it at its end.
-        with contextlib.suppress(_JournalFailed):
-            await self._write(
-                partial(
-                    journal.change_record,
-                    request.chat_id,
-                    change,
-                    state,
-                    source_row=request.source_row,
-                    error=outcome,
-                )
-            )
-
-    async def _write(self, call: Callable[[], None]) -> None:
-        """A journal write on a worker thread (a commit waiting for the disk must not
-        stall every request's pacing); a failure stops the run and is raised at its end."""
-        try:
-            await anyio.to_thread.run_sync(call)
-        except Exception as exc:
-            self._journal_error = self._journal_error or exc
-            raise _JournalFailed from exc
-
-
-class _JournalFailed(Exception):
-    """The journal raised; the run keeps its exception and stops."""

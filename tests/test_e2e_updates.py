@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,97 @@ def test_cli_exit_statuses(
     assert "no chat_id column" in output
     assert run_cli("close", str(good), *root, *out("f"), key="wrong")[0] == 3
     assert sandbox.state.requests["PUT /v1/chats/status"] == 1
+
+
+# --- chat_status on import --------------------------------------------------------------
+
+IMPORT_HEADER = ["customer", "application", "message", "chat_status"]
+IMPORT_STATUSES = ["closed", "", "pending", "On-Hold", "closed", "open"]
+
+
+def import_rows(count: int) -> list[list[object]]:
+    """`count` rows of distinct customers, each with a first message, most with a status
+    (blank cells take `--chat-status closed`)."""
+    return [
+        [CUSTOMERS[n].id, 3838, f"From the old desk, ticket {n}", IMPORT_STATUSES[n % 6]]
+        for n in range(count)
+    ]
+
+
+def wanted_status(n: int) -> str:
+    cell = IMPORT_STATUSES[n % 6]
+    return {"": "closed", "On-Hold": "on hold", "open": "opened"}.get(cell, cell)
+
+
+def test_import_sets_each_chat_status_after_its_message(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """With faults on messages and changes: every chat ends in its chat_status (blank
+    cells take --chat-status), set after its first message; the plan counts the status
+    requests; a re-run on the results workbook sends nothing."""
+    state = sandbox.state
+    source = write_csv(tmp_path / "history.csv", IMPORT_HEADER, import_rows(12))
+    plans: list[str] = []
+    reports = tmp_path / "reports"
+    result = anyio.run(
+        partial(
+            import_file,
+            settings(source, sandbox.base_url, reports / "a.xlsx", chat_status="closed"),
+            notify=plans.append,
+        )
+    )
+    if not result.all_done:  # a fault may leave a row for the re-run, as it would a user
+        result = anyio.run(
+            import_file,
+            settings(result.out, sandbox.base_url, reports / "b.xlsx", chat_status="closed"),
+        )
+    assert result.all_done, (result.counts, result.error_codes)
+    assert any("12 status changes" in text for text in plans), plans
+    by_customer = {chat.customer.id: chat for chat in state.chats}
+    assert len(by_customer) == len(state.chats) == 12
+    for n in range(12):
+        chat = by_customer[CUSTOMERS[n].id]
+        assert chat.status == wanted_status(n)
+        message = [m.order for m in state.messages if m.chat_id == chat.id]
+        statuses = [c.order for c in updates(state) if c.chat_id == chat.id]
+        assert len(message) == 1
+        assert statuses
+        assert min(statuses) > message[0]
+
+    sent = dict(state.requests)
+    again = anyio.run(
+        import_file,
+        settings(result.out, sandbox.base_url, reports / "c.xlsx", chat_status="closed"),
+    )
+    assert again.all_done
+    assert {k: v for k, v in state.requests.items() if k.startswith(("POST", "PUT"))} == {
+        k: v for k, v in sent.items() if k.startswith(("POST", "PUT"))
+    }
+
+
+def test_a_status_that_cannot_be_set_is_status_failed_and_a_rerun_sets_only_it(
+    tmp_path: Path,
+) -> None:
+    """Every status refused (the chats vanish from under the status endpoint): the rows
+    are status_failed and keep chat_id and message_id; the next run sends only the status."""
+    app = GatedSandbox(SandboxConfig(api_key=KEY, rate=None), SandboxState(Seed()))
+    source = write_csv(tmp_path / "history.csv", IMPORT_HEADER, import_rows(3))
+    reports = tmp_path / "reports"
+    with run_in_thread(app) as running:
+        app.broken = frozenset({"PUT /v1/chats/status"})
+        first = anyio.run(
+            import_file, settings(source, running.base_url, reports / "a.xlsx", chat_status="new")
+        )
+        rows = read_results(first.out)
+        assert {r["status"] for r in rows} == {"status_failed"}
+        assert all(r["chat_id"] and r["message_id"] for r in rows)
+        posts = app.state.requests["POST /v1/chats"], app.state.requests["POST /v1/messages"]
+
+        app.broken = frozenset()
+        second = anyio.run(import_file, settings(source, running.base_url, reports / "b.xlsx"))
+        assert second.counts == {"already_created": 3}
+        assert (
+            app.state.requests["POST /v1/chats"],
+            app.state.requests["POST /v1/messages"],
+        ) == posts
+        assert [c.status for c in app.state.chats] == ["closed", "new", "pending"]

@@ -13,11 +13,12 @@ import pytest
 import respx
 
 from bulk_chats.client import HelpCrunchClient
+from bulk_chats.errors import ApiError
 from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
-from bulk_chats.sending import SendResult
+from bulk_chats.sending import APPLIED, FAILED, SendResult
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
-from bulk_chats.updating import APPLIED, FAILED, send_changes
+from bulk_chats.updating import send_changes
 from tests.fakes import FakeTime
 
 BASE = "https://api.test/v1"
@@ -35,7 +36,13 @@ class Journal:
         self.events.append(("attempt", chat_id, change.field, change.journal_value))
 
     def change_record(
-        self, chat_id: int, change: ChatChange, state: str, *, source_row: int, error: Outcome
+        self,
+        chat_id: int,
+        change: ChatChange,
+        state: str,
+        *,
+        source_row: int,
+        error: ApiError | None = None,
     ) -> None:
         self.events.append((state, chat_id, change.field, change.journal_value))
 
