@@ -46,10 +46,14 @@ class NullProgress:
         pass
 
 
+_FAILURES = (Status.FAILED, Status.MESSAGE_FAILED, Status.STATUS_FAILED, Status.UNKNOWN)
+
+
 def _counts_text(counts: Counter[Status]) -> str:
-    created = counts[Status.CREATED]
-    failed = sum(counts[s] for s in (Status.FAILED, Status.MESSAGE_FAILED, Status.UNKNOWN))
-    return f"created={created} failed={failed}"
+    # `update` and `close` create nothing: their rows are counted as updated.
+    done = "updated" if counts[Status.UPDATED] else "created"
+    failed = sum(counts[s] for s in _FAILURES)
+    return f"{done}={counts[Status(done)]} failed={failed}"
 
 
 class BarProgress:

@@ -1,5 +1,6 @@
 """The change sender of `update` and `close` against a mocked API: the order of a row's
-requests, retries after lost answers, refusals, a refused key, and the journal."""
+requests, retries after lost answers, refusals, a refused key, and the journal; and the
+status step of `import` (sender and resume plan)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import respx
 
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError
-from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
-from bulk_chats.sending import APPLIED, FAILED, SendResult
+from bulk_chats.journal import JournalEntry
+from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, FirstMessage, Outcome, Status
+from bulk_chats.resume import plan_resume
+from bulk_chats.sending import APPLIED, FAILED, SendResult, send_chats
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
 from bulk_chats.updating import send_changes
@@ -193,3 +196,121 @@ async def test_a_refused_key_stops_the_run(harness: Harness) -> None:
     assert result.auth_failed
     assert [result.outcomes[i].status for i in range(3)] == [Status.NOT_SENT] * 3
     assert len(harness.api.calls) == 1
+
+
+# --- the status step of import ----------------------------------------------------------
+
+
+def created_chat(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(201, json={"id": 500, "status": "empty"})
+
+
+def posted_message(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(201, json={"id": 900, "chat": 500})
+
+
+class ImportJournal(Journal):
+    """Also keeps the chat journal's calls."""
+
+    def attempt(self, request: ChatRequest, *, started_at: float) -> None:
+        self.events.append(("chat-attempt", request.index, "", ""))
+
+    def record(self, request: ChatRequest, outcome: Outcome) -> None:
+        self.events.append(("chat-record", request.index, outcome.status.value, ""))
+
+
+async def send_import(harness: Harness, rows: Sequence[ChatRequest]) -> SendResult:
+    return await send_chats(
+        rows,
+        harness.client,
+        concurrency=1,
+        progress=Progress(),
+        journal=harness.journal,
+        clock=harness.time.clock,
+        wall_clock=harness.time.wall,
+        sleep=harness.time.sleep,
+    )
+
+
+def import_row(**fields: Any) -> ChatRequest:
+    return ChatRequest(
+        index=0,
+        source_row=2,
+        customer=8,
+        application=9,
+        message=FirstMessage("Hello"),
+        status="closed",
+        **fields,
+    )
+
+
+async def test_import_sets_the_status_after_the_message(harness: Harness) -> None:
+    """Chat, message, then `PUT /chats/status`; the chat is journaled with its message
+    before the status goes out; the row is created."""
+    harness.journal = ImportJournal()
+    harness.api.post("/chats").mock(side_effect=created_chat)
+    harness.api.post("/messages").mock(side_effect=posted_message)
+    harness.api.put("/chats/status").mock(side_effect=chat)
+    result = await send_import(harness, [import_row()])
+    assert [c.request.url.path for c in harness.api.calls] == [
+        "/v1/chats",
+        "/v1/messages",
+        "/v1/chats/status",
+    ]
+    outcome = result.outcomes[0]
+    assert (outcome.status, outcome.chat_id, outcome.message_id) == (Status.CREATED, 500, 900)
+    assert harness.journal.events.index(("chat-record", 0, "created", "")) < (
+        harness.journal.events.index(("attempt", 500, "status", "closed"))
+    )
+
+
+async def test_a_refused_status_is_status_failed_and_keeps_the_chat(harness: Harness) -> None:
+    """A 400 on the status: `status_failed`, with the chat and message ids and the reason."""
+    harness.journal = ImportJournal()
+    harness.api.post("/chats").mock(side_effect=created_chat)
+    harness.api.post("/messages").mock(side_effect=posted_message)
+    harness.api.put("/chats/status").mock(
+        return_value=httpx.Response(
+            400, json={"errors": [{"code": "invalid_chat_value", "message": "status value"}]}
+        )
+    )
+    outcome = (await send_import(harness, [import_row()])).outcomes[0]
+    assert (outcome.status, outcome.chat_id, outcome.message_id) == (
+        Status.STATUS_FAILED,
+        500,
+        900,
+    )
+    assert outcome.error_code == "invalid_chat_value"
+    assert (FAILED, 500, "status", "closed") in harness.journal.events
+
+
+async def test_a_row_with_only_its_status_left_sends_only_the_status(harness: Harness) -> None:
+    """A row whose chat and message exist (from an earlier run) sends one PUT and nothing
+    else; it is already_created."""
+    harness.journal = ImportJournal()
+    harness.api.put("/chats/status").mock(side_effect=chat)
+    outcome = (
+        await send_import(harness, [import_row(chat_id=500, message_id=900, confirm_since=1.0)])
+    ).outcomes[0]
+    assert [c.request.url.path for c in harness.api.calls] == ["/v1/chats/status"]
+    assert outcome.status is Status.ALREADY_CREATED
+
+
+def entry(**fields: Any) -> JournalEntry:
+    values: dict[str, Any] = dict.fromkeys(JournalEntry.__slots__)
+    values.update(state="created", attempts=1, error_code="", error_message="", input_name="")
+    values.update(updated_at=0.0, **fields)
+    return JournalEntry(**values)
+
+
+def test_resume_sends_only_a_status_not_yet_applied() -> None:
+    """The journal has the chat and message: with the status applied the row is finished;
+    without, it is sent with chat and message ids, so only the status goes out."""
+    row = import_row()
+    entries = {row.key: entry(chat_id=500, message_id=900, created_at=1.0)}
+    done = plan_resume([row], entries, applied={(500, "status", "closed")})
+    assert [o.status for o in done.finished] == [Status.ALREADY_CREATED]
+    left = plan_resume([row], entries, applied={(500, "status", "pending")})
+    assert [(r.chat_id, r.message_id) for r in left.to_send] == [(500, 900)]
+    assert left.status_only == 1
+    assert "1 only the status" in left.describe()
