@@ -17,20 +17,18 @@ import httpx
 
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import InputError
-from bulk_chats.journal import Journal, journal_path, scope_for
 from bulk_chats.loading import load_sheet
 from bulk_chats.pipeline import (
     Notify,
     Plan,
     RunResult,
     _ending,
-    _prepare,
+    _open_journal,
     _read_directory,
-    _ResultsSoFar,
+    _results_for,
 )
 from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, Outcome, Status
-from bulk_chats.report import Summary, default_out_path
 from bulk_chats.resolve import Preflight, check_rows
 from bulk_chats.rows import changes_to_send
 from bulk_chats.settings import Settings
@@ -118,22 +116,14 @@ async def _change_file(
         settings.input_path, sheet=settings.sheet, columns=settings.columns, chats=True
     )
     validation = validate_changes(sheet, close=close, chat_status=settings.chat_status)
-    out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
-    _prepare(out, sheet)
-    mode = "close" if close else "update"
-    results = _ResultsSoFar(
-        sheet, validation, out, Summary(settings.input_path, mode, settings.base_url, now)
+    results = _results_for(
+        settings, sheet, validation, mode="close" if close else "update", now=now
     )
     rows = changes_to_send(sheet, validation)
     limiter = RateLimiter(settings.rate)
     concurrency = settings.concurrency or default_concurrency(settings.rate)
 
-    with Journal.open(
-        journal_path(settings.reports_dir),
-        scope=scope_for(settings.base_url),
-        fresh=settings.fresh,
-        input_name=settings.input_path.name,
-    ) as journal:
+    with _open_journal(settings) as journal:
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:

@@ -181,6 +181,26 @@ def _prepare(out: Path, sheet: Sheet) -> None:
     prepare_out(out, len(sheet), len(sheet.headers) + len(RESULT_COLUMNS) + 1)
 
 
+def _results_for(
+    settings: Settings, sheet: Sheet, validation: Validation, *, mode: str, now: dt.datetime
+) -> _ResultsSoFar:
+    """What gathers a run's outcomes, once it is sure its results workbook can be written."""
+    out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
+    _prepare(out, sheet)
+    summary = Summary(settings.input_path, mode, settings.base_url, now)
+    return _ResultsSoFar(sheet, validation, out, summary)
+
+
+def _open_journal(settings: Settings) -> Journal:
+    """The journal of the run's API root, in its reports directory."""
+    return Journal.open(
+        journal_path(settings.reports_dir),
+        scope=scope_for(settings.base_url),
+        fresh=settings.fresh,
+        input_name=settings.input_path.name,
+    )
+
+
 def read_and_validate(settings: Settings) -> tuple[Sheet, Validation]:
     """The offline part of both jobs: load the sheet and validate every row."""
     sheet = load_sheet(settings.input_path, sheet=settings.sheet, columns=settings.columns)
@@ -216,22 +236,13 @@ async def import_file(
     if settings.api_key is None:
         raise InputError("no API key given")
     sheet, validation = read_and_validate(settings)
-    out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
-    _prepare(out, sheet)
     mode = "dry-run" if settings.dry_run else "import"
-    results = _ResultsSoFar(
-        sheet, validation, out, Summary(settings.input_path, mode, settings.base_url, now)
-    )
+    results = _results_for(settings, sheet, validation, mode=mode, now=now)
     rows = rows_to_send(sheet, validation)
     limiter = RateLimiter(settings.rate)
     concurrency = settings.concurrency or default_concurrency(settings.rate)
 
-    with Journal.open(
-        journal_path(settings.reports_dir),
-        scope=scope_for(settings.base_url),
-        fresh=settings.fresh,
-        input_name=settings.input_path.name,
-    ) as journal:
+    with _open_journal(settings) as journal:
         entries = journal.entries(row.key for row in rows)
         chats = [e.chat_id for e in entries.values()] + [r.chat_id for r in rows]
         resume = plan_resume(
