@@ -22,6 +22,7 @@ from bulk_chats.errors import BulkChatsError, InputError
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
 from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink
 from bulk_chats.settings import (
+    API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
     DEFAULT_RATE,
@@ -287,6 +288,67 @@ def sandbox(
     with _user_errors():
         state = SandboxState(Seed.generated(customers=customers))
         serve(config, host=host, port=port, state=state, announce=lambda url: click.echo(url))
+
+
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1; 0 picks a free one (the printed URL shows it).",
+)
+@click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Start the local stand-in for the API in-process and work against it; no key needed.",
+)
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help=f"API root; else env {BASE_URL_ENV}, else {DEFAULT_BASE_URL}.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the API key from this file; else env HELPCRUNCH_API_KEY, else typed into the page.",
+)
+def ui(
+    port: int, no_browser: bool, sandbox: bool, base_url: str | None, api_key_file: Path | None
+) -> None:
+    """Serve a local web page that validates, dry-runs and imports, until Ctrl-C.
+
+    Prints `ui: <url>`; the URL carries a random token, without which the page refuses
+    every request. The first Ctrl-C stops a run in progress as in `import`.
+    """
+    import webbrowser
+
+    from bulk_chats.ui import UiConfig, serve_ui
+
+    with _user_errors(), contextlib.ExitStack() as stack:
+        if sandbox:
+            if base_url or api_key_file:
+                raise InputError(
+                    "--sandbox runs its own API: leave out --base-url and --api-key-file"
+                )
+            from bulk_chats.sandbox import SandboxConfig, run_in_thread
+
+            running = stack.enter_context(run_in_thread(SandboxConfig()))
+            config = UiConfig(base_url=running.base_url, api_key=ApiKey(SANDBOX_KEY), sandbox=True)
+        else:
+            root = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+            key = (
+                read_api_key(api_key_file) if api_key_file or os.environ.get(API_KEY_ENV) else None
+            )
+            config = UiConfig(base_url=root, api_key=key)
+        status = serve_ui(
+            config,
+            port=port,
+            announce=lambda text: click.echo(text, err=True),
+            open_browser=None if no_browser else webbrowser.open,
+        )
+    sys.exit(status)
 
 
 def _run_import(
