@@ -57,9 +57,7 @@ def q(**params: str) -> dict[str, str]:
 
 
 async def upload(client: httpx.AsyncClient, path: Path, name: str | None = None) -> httpx.Response:
-    return await client.post(
-        "/upload", params=q(name=name or path.name), content=path.read_bytes()
-    )
+    return await client.post("/upload", params=q(name=name or path.name), content=path.read_bytes())
 
 
 async def run(app: UiApp, client: httpx.AsyncClient, kind: str, **body: object) -> None:
@@ -165,7 +163,9 @@ async def test_a_path_in_the_name_stays_inside_reports(
     assert list((tmp_path / "reports" / "uploads").glob("*/outside.csv"))
 
 
-async def test_sheet_values_are_escaped(ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path) -> None:
+async def test_sheet_values_are_escaped(
+    ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path
+) -> None:
     """A header and a cell holding `<script>` are shown as text in the mapping and in the
     Problems table, never as markup."""
     app, client = ui
@@ -189,11 +189,13 @@ async def test_a_mapping_change_is_a_column_option(
 ) -> None:
     """Choosing a header for a field reads the sheet as `--column FIELD=HEADER` does, and
     the page shows that option."""
-    app, client = ui
+    _app, client = ui
     sheet = tmp_path / "owner.csv"
     sheet.write_text("Customer ID,Application,Owner\n8738438,3838,4188\n", encoding="utf-8")
     assert (await upload(client, sheet)).status_code == 200
-    answer = await client.post("/mapping", params=q(), json={"field": "assignee", "header": "Owner"})
+    answer = await client.post(
+        "/mapping", params=q(), json={"field": "assignee", "header": "Owner"}
+    )
     assert answer.status_code == 200
     page = (await client.get("/", params=q())).text
     assert "--column assignee=Owner" in page
@@ -215,13 +217,12 @@ async def test_a_missing_required_column_still_offers_the_headers(
     await client.post("/mapping", params=q(), json={"field": "application", "header": "App code"})
     await run(app, client, "validate")
     view = app.job.view() if app.job else None
-    assert view is not None and view.result is not None
+    assert view is not None
+    assert view.result is not None
     assert view.result.counts == {"valid": 1}
 
 
-async def test_the_key_is_in_no_answer_and_no_file(
-    tmp_path: Path, sandbox: RunningSandbox
-) -> None:
+async def test_the_key_is_in_no_answer_and_no_file(tmp_path: Path, sandbox: RunningSandbox) -> None:
     """A key typed into the page reaches the API but no response, event stream, results
     workbook or journal."""
     app = make_ui(tmp_path, base_url=sandbox.base_url)
@@ -291,7 +292,8 @@ async def test_one_run_at_a_time_and_stop_declines_the_plan(
         assert (await client.post("/stop", params=q())).status_code == 200
         assert await anyio.to_thread.run_sync(job.join, RUN_TIMEOUT)
     result = job.view().result
-    assert result is not None and result.declined
+    assert result is not None
+    assert result.declined
     assert sandbox.state.chats == []
 
 

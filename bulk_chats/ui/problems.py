@@ -18,6 +18,9 @@ MAX_PROBLEMS = 500
 """Rows the table shows at most; the workbook has them all."""
 
 _FINE = frozenset({Status.VALID.value, Status.CREATED.value, Status.ALREADY_CREATED.value})
+_UNREACHED = Status.NOT_SENT.value
+"""Rows a run did not reach (Stop, a refused key): the summary counts them; they are not
+problems of the row to fix."""
 _MESSAGE_SEPARATOR = " | "
 """How a row's messages are joined in `error_message` (one per problem)."""
 
@@ -43,7 +46,8 @@ class Problems:
 
 
 def read_problems(out: Path, field_headers: Mapping[str, str]) -> Problems:
-    """The rows of the results workbook at `out` that did not end valid or created.
+    """The rows of the results workbook at `out` that did not end valid, created or
+    not_sent.
 
     `field_headers` maps a field to the input header it was read from, to show the cell's
     value. A CSV results file or an unreadable workbook gives no problems (the summary
@@ -67,7 +71,7 @@ def read_problems(out: Path, field_headers: Mapping[str, str]) -> Problems:
     count = 0
     for row in rows[1:]:
         status = str(row[at["status"]])
-        if status in _FINE:
+        if status in _FINE or status == _UNREACHED:
             continue
         count += 1
         if len(shown) >= MAX_PROBLEMS:
