@@ -302,3 +302,19 @@ def test_a_reload_during_a_run(page: Any, tmp_path: Path, shots: Shots) -> None:
     shots(page, "reloaded")
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_text("Stopped.")).to_be_visible()
+
+
+def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
+    """Enter on a focused button starts the run, and when it ends the keyboard is left on
+    the Summary, which a screen reader announces."""
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.csv")
+    validate = page.get_by_role("button", name="Validate")
+    expect(validate).to_be_enabled()
+    page.get_by_label("Requests per minute", exact=True).focus()
+    page.keyboard.press("Tab")
+    expect(validate).to_be_focused()
+    page.keyboard.press("Enter")
+    summary = page.get_by_role("status", name="Summary")
+    expect(summary).to_contain_text("valid 9")
+    expect(summary).to_be_focused()
+    shots(page, "keyboard")

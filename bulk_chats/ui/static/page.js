@@ -9,6 +9,7 @@
   const ACTIVE = new Set(["running", "confirm"]);
   let events = null;
   let lastPhase = null;
+  let startedHere = false;
 
   function url(path, params) {
     const query = new URLSearchParams(Object.assign({ token: token }, params || {}));
@@ -65,12 +66,22 @@
     document.title = fresh.title;
     sizeBars(document);
     const phase = document.getElementById("actions").dataset.phase;
-    const confirm = document.getElementById("confirm");
-    if (phase === "confirm" && confirm && lastPhase !== "confirm") {
-      confirm.focus();
-    } else if (focused && document.getElementById(focused)) {
-      document.getElementById(focused).focus();
+    const ended = !ACTIVE.has(phase) && (ACTIVE.has(lastPhase) || startedHere);
+    const before = focused && document.getElementById(focused);
+    const stop = document.getElementById("stop");
+    if (phase === "confirm" && lastPhase !== "confirm") {
+      document.getElementById("confirm").focus();
+    } else if (ended) {
+      // The run is over: the keyboard (and a screen reader) lands on its outcome.
+      const summary = document.getElementById("summary");
+      if (summary) summary.focus();
+    } else if (before && !before.disabled) {
+      before.focus();
+    } else if (ACTIVE.has(phase) && stop && !stop.disabled) {
+      // The button pressed is gone or disabled now: keep the keyboard near the run.
+      stop.focus();
     }
+    startedHere = false;
     lastPhase = phase;
     if (ACTIVE.has(phase)) watch();
   }
@@ -147,7 +158,10 @@
         rate: document.getElementById("rate").value,
         api_key: key && button.dataset.run !== "validate" ? key.value : "",
       };
-      if (await post("/run", body)) await refresh();
+      if (await post("/run", body)) {
+        startedHere = true;
+        await refresh();
+      }
     } else if (button.id === "confirm") {
       if (await post("/confirm", { go_on: true })) await refresh();
     } else if (button.id === "stop") {
