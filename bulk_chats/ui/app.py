@@ -185,7 +185,6 @@ class UiApp:
             problems=problems,
             statuses=[s.value for s in Status],
             progress_text=_progress_text(view) if view else "",
-            duration=_duration,
         )
         return HTMLResponse(html)
 

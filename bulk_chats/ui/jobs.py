@@ -173,8 +173,8 @@ class Job:
     `stop()` and `answer()` are safe from any thread.
 
     `settings` (and with it a key typed into the page) is dropped when the run ends.
-    `on_change` is called, from the run's thread, whenever the view changes;
-    `on_result` with the result before the run shows as finished (to read its workbook).
+    `on_result` is called, in the run's thread, with the result before the run shows as
+    finished (to read its workbook); every change of the view raises its `version`.
     """
 
     def __init__(
@@ -183,7 +183,6 @@ class Job:
         settings: Settings,
         *,
         input_name: str,
-        on_change: Callable[[], None] = lambda: None,
         on_result: Callable[[RunResult], None] = lambda _: None,
         clock: Callable[[], float] = time.monotonic,
         confirm_timeout: float = CONFIRM_TIMEOUT,
@@ -192,7 +191,6 @@ class Job:
         self.id = next(_ids)
         self.input_name = input_name
         self._settings: Settings | None = settings
-        self._on_change = on_change
         self._on_result = on_result
         self._clock = clock
         self._confirm_timeout = confirm_timeout
@@ -259,9 +257,9 @@ class Job:
             )
 
     def _touch(self) -> None:
+        # Watchers compare versions (the page's event stream looks a few times a second).
         with self._lock:
             self._version += 1
-        self._on_change()
 
     def _main(self) -> None:
         settings = self._settings
