@@ -42,8 +42,8 @@ STEP_TIMEOUT = 20_000
 """Milliseconds any one browser step may take."""
 FAST = 60_000
 """Requests a minute where pacing is not the point."""
-SLOW = 120
-"""Requests a minute for runs the test stops or reloads midway: two rows a second."""
+SLOW = 240
+"""Requests a minute for runs the test stops or reloads midway: four rows a second."""
 
 
 def chromium_path() -> str:
@@ -271,6 +271,9 @@ def test_stop_in_the_middle_then_resume(
     expect(page.get_by_text("Stopped.")).to_be_visible()
     first = summary_counts(page)
     shots(page, "stopped")
+    bar = page.get_by_role("progressbar")
+    expect(bar).to_have_attribute("aria-valuenow", str(first["created"]))
+    expect(bar).to_have_attribute("aria-valuemax", "60")
     assert first["created"] >= 2
     assert first["not_sent"] >= 1
     assert first["created"] + first["not_sent"] == 60

@@ -504,13 +504,13 @@ def _event(view: JobView) -> dict[str, Any]:
 
 
 def _progress_text(view: JobView) -> str:
-    """`12 of 100 rows · 45 a minute · about 2m 00s left`."""
+    """`12 of 100 rows · 45 rows a minute · about 2m 00s left`."""
     progress = view.progress
     if not progress.total:
         return ""
     parts = [f"{progress.done} of {progress.total} rows"]
     if progress.per_minute is not None:
-        parts.append(f"{progress.per_minute:.0f} a minute")
+        parts.append(f"{progress.per_minute:.0f} rows a minute")
     if progress.eta is not None and progress.done < progress.total:
         parts.append(f"about {_duration(progress.eta)} left")
     return " · ".join(parts)

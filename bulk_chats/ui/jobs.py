@@ -23,7 +23,7 @@ import anyio
 
 from bulk_chats.errors import BulkChatsError
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
-from bulk_chats.records import Outcome
+from bulk_chats.records import Outcome, Status
 from bulk_chats.settings import Settings
 
 CONFIRM_TIMEOUT = 3600.0
@@ -110,7 +110,10 @@ class JobProgress:
 
     def advance(self, outcome: Outcome) -> None:
         with self._lock:
-            self.done += 1
+            # After Stop the rest arrive at once as not_sent: counted, but not as progress
+            # (nor in the rate), so the bar shows where the run stopped.
+            if outcome.status is not Status.NOT_SENT:
+                self.done += 1
             self.counts[outcome.status.value] += 1
         self._changed()
 
