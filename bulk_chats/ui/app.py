@@ -39,7 +39,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bulk_chats.errors import InputError
-from bulk_chats.loading import Sheet, field_for_header, load_sheet
+from bulk_chats.fields import FIELD_NAMES, ID_FIELDS, names_for
+from bulk_chats.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES, Sheet, load_sheet
 from bulk_chats.pipeline import RunResult
 from bulk_chats.records import Status
 from bulk_chats.report import STATUS_COLOURS
@@ -60,26 +61,6 @@ EVENT_INTERVAL = 0.25
 HEARTBEAT = 15.0
 """Seconds of quiet after which an event stream sends a comment, to keep it open."""
 
-SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xls", ".ods")
-WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".ods"})
-
-MAPPED_FIELDS = (
-    "customer",
-    "customer_email",
-    "customer_user_id",
-    "application",
-    "assignee",
-    "assignee_email",
-    "department",
-    "department_name",
-    "message",
-    "message_type",
-    "message_agent",
-    "message_agent_email",
-)
-"""The fields the mapping offers, in the order a person reads them: each id field, then
-the names that may stand in for it. Only those the loader knows are shown."""
-
 _HERE = Path(__file__).parent
 _SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'none'"),
@@ -87,6 +68,16 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+
+
+def mapping_fields() -> tuple[str, ...]:
+    """The fields the mapping offers, in the order a person reads them: each id field and
+    then the names that may stand in for it, then the rest. From the vocabulary, so that a
+    new field shows up on the page by itself."""
+    order: list[str] = []
+    for name in ID_FIELDS:
+        order += [name, *names_for(name)]
+    return (*order, *(name for name in FIELD_NAMES if name not in order))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +169,7 @@ class UiApp:
             config=self.config,
             upload=upload,
             preview=self._preview,
-            fields=[f for f in MAPPED_FIELDS if field_for_header(f) == f],
+            fields=mapping_fields(),
             column_options=_column_options(upload),
             kinds=list(JOB_KINDS.values()),
             job=view,
@@ -203,7 +194,7 @@ class UiApp:
         if self._busy():
             return _error("a run is in progress; stop it or wait for it to end", 409)
         name = _safe_name(request.query_params.get("name", ""))
-        if not name.lower().endswith(SUFFIXES):
+        if Path(name).suffix.lower() not in CSV_SUFFIXES | WORKBOOK_SUFFIXES:
             return _error(
                 f"{name or 'the file'}: not a spreadsheet; choose a .csv, .xlsx, .xls or .ods file",
                 400,
@@ -247,7 +238,7 @@ class UiApp:
             return self._not_now()
         body = await _json(request)
         name, header = str(body.get("field", "")), str(body.get("header", ""))
-        if name not in MAPPED_FIELDS:
+        if name not in FIELD_NAMES:
             return _error(f"unknown field {name!r}", 400)
         if header and header not in self._preview.headers:
             return _error(f"no column headed {header!r}", 400)

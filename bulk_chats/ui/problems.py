@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bulk_chats.loading import field_for_header
+from bulk_chats.fields import FIELD_NAMES
 from bulk_chats.records import Status
 
 MAX_PROBLEMS = 500
@@ -95,7 +95,7 @@ def _messages(text: str) -> list[tuple[str, str]]:
     found = []
     for part in text.split(_MESSAGE_SEPARATOR):
         name, sep, _ = part.partition(":")
-        field = name.strip() if sep and field_for_header(name.strip()) == name.strip() else ""
+        field = name.strip() if sep and name.strip() in FIELD_NAMES else ""
         found.append((field, part.strip()))
     return found or [("", "")]
 
