@@ -192,7 +192,7 @@ class UiApp:
     async def upload(self, request: Request) -> Response:
         """Store the request body (the file itself) under the reports folder, 0600."""
         if self._busy():
-            return _error("a run is in progress; stop it or wait for it to end", 409)
+            return self._not_now()
         name = _safe_name(request.query_params.get("name", ""))
         if Path(name).suffix.lower() not in CSV_SUFFIXES | WORKBOOK_SUFFIXES:
             return _error(
