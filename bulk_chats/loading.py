@@ -139,12 +139,15 @@ def load_sheet(
     *,
     sheet: str | None = None,
     columns: Mapping[str, str] | None = None,
+    require: bool = True,
 ) -> Sheet:
     """Read `path` (CSV or workbook) into a `Sheet`.
 
     `sheet` picks a workbook's sheet by name (default: the first); `columns` maps a field
-    to a header that the aliases don't cover (`--column FIELD=HEADER`). Raises InputError
-    with one human line for anything unusable.
+    to a header that the aliases don't cover (`--column FIELD=HEADER`). `require=False`
+    accepts a sheet that lacks a required column, so that the web page can show its
+    headers for the user to map. Raises InputError with one human line for anything
+    unusable.
     """
     path = Path(path)
     if path.is_dir():
@@ -163,7 +166,7 @@ def load_sheet(
             f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .xlsx, .xlsm, "
             ".xls or .ods"
         )
-    return _to_sheet(path, rows, columns or {})
+    return _to_sheet(path, rows, columns or {}, require=require)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -567,7 +570,9 @@ def _blank_rows(rows: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
     return blank
 
 
-def _to_sheet(path: Path, rows: pd.DataFrame, columns: Mapping[str, str]) -> Sheet:
+def _to_sheet(
+    path: Path, rows: pd.DataFrame, columns: Mapping[str, str], *, require: bool = True
+) -> Sheet:
     blank = _blank_rows(rows)
     filled = np.flatnonzero(~blank)
     if not len(filled):
@@ -595,7 +600,8 @@ def _to_sheet(path: Path, rows: pd.DataFrame, columns: Mapping[str, str]) -> She
     if not fed_back.keys() >= FED_BACK_COLUMNS:
         fed_back = {}
     echoed = [i for i in range(len(headers)) if i not in fed_back.values()]
-    _require(path, fields)
+    if require:
+        _require(path, fields)
     return Sheet(
         path=path,
         headers=headers,
