@@ -24,6 +24,7 @@ from typing import Any, overload
 
 import numpy as np
 import pandas as pd
+from xlsxwriter.utility import xl_col_to_name
 
 from bulk_chats import workbook_reader
 from bulk_chats.errors import InputError
@@ -35,7 +36,6 @@ from bulk_chats.fields import (
     headers_for,
     names_for,
 )
-from bulk_chats.xlsx import column_letter
 
 MAX_COLUMNS = 16_384 - len(RESULT_COLUMNS)
 """Input columns a sheet may have: a worksheet holds 16,384, and the results add theirs."""
@@ -616,8 +616,8 @@ def _map_columns(
             other = headers[fields[found]]
             raise InputError(
                 f"{path}: two columns give {found}: {other!r} "
-                f"(column {column_letter(fields[found])}) and {header!r} "
-                f"(column {column_letter(position)}); remove one, or map the one to "
+                f"(column {xl_col_to_name(fields[found])}) and {header!r} "
+                f"(column {xl_col_to_name(position)}); remove one, or map the one to "
                 f"use with --column {found}=HEADER"
             )
         fields[found] = position
