@@ -1,10 +1,8 @@
 """The results workbook: one row per input data row, in input order, plus a summary.
 
 Written with xlsxwriter in its constant-memory mode (a row at a time, so 100,000 rows cost
-no more memory than one), or as UTF-8 CSV with a BOM when `--out` ends in `.csv`. Either
-file is written in a hidden folder beside its destination and renamed into place, so a run
-killed mid-write leaves the earlier file (or none), never half a workbook; the next run
-removes such a folder (`remove_leftovers`).
+no more memory than one), or as UTF-8 CSV with a BOM when `--out` ends in `.csv`; put in
+place by `out_files`, so that a run killed mid-write leaves no half workbook.
 """
 
 from __future__ import annotations
@@ -14,13 +12,9 @@ import datetime as dt
 import math
 import os
 import re
-import shutil
-import sys
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,17 +23,16 @@ import numpy as np
 import pandas as pd
 import xlsxwriter
 from xlsxwriter.exceptions import FileCreateError
+from xlsxwriter.utility import xl_col_to_name
 
 from bulk_chats.errors import InputError, ReportError
 from bulk_chats.fields import RESOLVED_COLUMNS, RESULT_COLUMNS, names_for
 from bulk_chats.ids import parse_ids
 from bulk_chats.loading import Sheet, normalise_header
+from bulk_chats.out_files import numbered, place, remove_leftovers, staging
 from bulk_chats.records import Outcome, Status
 from bulk_chats.rows import optional_ints
 from bulk_chats.validation import Validation
-
-if sys.platform != "win32":
-    import fcntl
 
 STATUS_COLOURS = {
     Status.VALID: "#E2EFDA",
@@ -62,9 +55,6 @@ MAX_COLUMNS = 16_384
 MAX_TEXT = 32_767
 """Characters (UTF-16 units) a workbook cell holds; Excel refuses a file with a longer one."""
 
-STALE_AFTER = 60.0
-"""Seconds after which a hidden folder left by a write that no process holds is removed."""
-
 DATE_FORMATS = {
     dt.datetime: "yyyy-mm-dd hh:mm:ss",
     dt.date: "yyyy-mm-dd",
@@ -77,10 +67,6 @@ _EXACT_BELOW = 10**15
 """Excel keeps 15 significant digits: integers from here up are written as text."""
 
 _STAMPED = re.compile(r"-results-\d{8}-\d{4,6}(-\d+)?$")
-_STAGING = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
-"""The name of the folder `write_results` writes in: `.<name>.<8 random characters>.tmp`."""
-_MAX_NUMBER = 10_000
-"""How far `_numbered` counts before giving up on finding a free name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,15 +89,7 @@ def default_out_path(input_path: Path, reports_dir: Path, now: dt.datetime) -> P
     """
     stem = _STAMPED.sub("", input_path.stem)
     first = reports_dir / f"{stem}-results-{now:%Y%m%d-%H%M%S}.xlsx"
-    return next(path for path in _numbered(first) if not os.path.lexists(path))
-
-
-def _numbered(path: Path) -> Iterator[Path]:
-    """`path`, then `<stem>-2<suffix>`, `<stem>-3<suffix>`, …"""
-    yield path
-    for number in range(2, _MAX_NUMBER):
-        yield path.with_name(f"{path.stem}-{number}{path.suffix}")
-    raise ReportError(f"{path}: {_MAX_NUMBER} files of that name already; move some away")
+    return next(path for path in numbered(first) if not os.path.lexists(path))
 
 
 def build_results(
@@ -223,65 +201,6 @@ def prepare_out(out: Path, rows: int, columns: int) -> None:
     remove_leftovers(out.parent)
 
 
-def remove_leftovers(folder: Path) -> list[Path]:
-    """Remove what writes killed midway left in `folder`; return what was removed.
-
-    Only hidden folders named as `write_results` names them (and files so named, which
-    earlier versions wrote), untouched for `STALE_AFTER` seconds and held by no process:
-    a run writing its results beside ours right now keeps its folder. (Where folders
-    cannot be locked, on Windows, only what was untouched for a day.)
-    """
-    try:
-        entries = [e for e in os.scandir(folder) if _STAGING.fullmatch(e.name)]
-    except OSError:
-        return []
-    removed = []
-    for entry in entries:
-        try:
-            if entry.is_symlink():
-                continue
-            age = time.time() - entry.stat().st_mtime
-            if age < STALE_AFTER or _held(entry.path, age):
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            continue
-        removed.append(Path(entry.path))
-    return removed
-
-
-def _held(path: str, age: float) -> bool:
-    """Whether a process is writing in `path` (it holds the lock `_holding` takes)."""
-    if sys.platform == "win32":
-        return age < 86_400
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-@contextmanager
-def _holding(folder: Path) -> Iterator[None]:
-    """Hold a lock on `folder` while writing in it, so that `remove_leftovers` of another
-    run leaves it alone. The lock ends with the process, however it ends."""
-    if sys.platform == "win32":
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _echo_label(header: str) -> str:
     """An input column's header in the results. One that reads as a column the results add
     (`status` in a sheet that is not a results workbook) gets " (input)" after it: two
@@ -297,52 +216,23 @@ def write_results(
     writable by its owner only, and return the path written.
 
     With `replace` False an existing file is never replaced: the results go to the first
-    free name of `_numbered(out)` instead (for the default path, which another run may
+    free name of `numbered(out)` instead (for the default path, which another run may
     take while this one runs). Raises InputError when the results do not fit a workbook
     (see `check_room`), ReportError when they cannot be written.
     """
     check_room(out, len(results), results.shape[1])
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as exc:
-        raise ReportError(f"{out}: cannot write the results ({exc.strerror})") from None
-    try:
-        with _holding(staging):
-            staged = staging / out.name
-            # Created owner-only; the writers open it again by name, which keeps its mode.
-            os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        with staging(out) as staged:
             if out.suffix.lower() == ".csv":
                 _write_csv(results, staged)
             else:
-                _write_xlsx(results, staged, summary, scratch=staging)
-            return _move(staged, out, replace=replace)
+                _write_xlsx(results, staged, summary, scratch=staged.parent)
+            return place(staged, out, replace=replace)
     except OSError as exc:
         raise ReportError(f"{out}: cannot write the results ({exc.strerror})") from None
     except FileCreateError as exc:
         raise ReportError(f"{out}: cannot write the results ({exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _move(staged: Path, out: Path, *, replace: bool) -> Path:
-    """Rename `staged` to `out`, or with `replace` False to the first free name."""
-    if replace:
-        os.replace(staged, out)
-        return out
-    for path in _numbered(out):
-        try:
-            # Claims the name: of two runs finishing at once, one gets it.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            continue
-        try:
-            os.replace(staged, path)
-        except OSError:
-            path.unlink(missing_ok=True)
-            raise
-        return path
-    raise AssertionError("unreachable: _numbered raises when it runs out")
 
 
 def count_statuses(results: pd.DataFrame) -> dict[str, int]:
@@ -487,17 +377,20 @@ def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
                 sheet.write_string(row, status_at, status, status_formats.get(status))
             if too_long:
                 cut += len(too_long)
-                sheet.write_string(row, error_at, _cut_note(values[error_at], too_long))
+                note = _cut_note([labels[c] for c in too_long], too_long)
+                message = values[error_at]
+                sheet.write_string(row, error_at, f"{message} | {note}" if message else note)
     return cut
 
 
-def _cut_note(message: object, columns: list[int]) -> str:
-    note = (
-        f"{len(columns)} cell(s) cut to the {MAX_TEXT:,} characters a workbook cell holds "
-        f"(columns {', '.join(xlsxwriter.utility.xl_col_to_name(c) for c in columns)}); "
-        "--out NAME.csv keeps them whole"
+def _cut_note(labels: list[str], columns: list[int]) -> str:
+    named = ", ".join(
+        f"{label} (column {xl_col_to_name(c)})" for label, c in zip(labels, columns, strict=True)
     )
-    return f"{message} | {note}" if message else note
+    return (
+        f"cut to the {MAX_TEXT:,} characters a workbook cell holds: {named}; "
+        "--out NAME.csv keeps the whole text"
+    )
 
 
 def _cell_values(column: pd.Series) -> list[Any]:
@@ -550,9 +443,11 @@ class _CellWriter:
                 return int(sheet.write_number(row, column, number))
             return int(sheet.write_string(row, column, str(number)))
         if isinstance(value, float | np.floating):
-            # NaN is pandas' blank and never gets here; an infinity has no cell of its own
-            # in a workbook, so it is written as the text it reads as.
             real = float(value)
+            if math.isfinite(real):
+                return int(sheet.write_number(row, column, real))
+            # An infinity has no cell of its own in a workbook: it is written as the text
+            # it reads as. (NaN is pandas' blank and never gets here.)
             return int(sheet.write_string(row, column, str(real)))
         kind = _date_kind(value)
         if kind is not None:
@@ -567,8 +462,10 @@ def _date_kind(value: object) -> type | None:
         return dt.datetime if value.year >= 1900 else None
     if isinstance(value, dt.date):
         return dt.date if value.year >= 1900 else None
-    if isinstance(value, dt.time | dt.timedelta):
-        return type(value) if isinstance(value, dt.time) else dt.timedelta
+    if isinstance(value, dt.time):
+        return dt.time
+    if isinstance(value, dt.timedelta):
+        return dt.timedelta
     return None
 
 

@@ -16,18 +16,17 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from bulk_chats import report
+from bulk_chats import out_files, report
 from bulk_chats.errors import ReportError
 from bulk_chats.loading import Sheet, load_sheet
+from bulk_chats.out_files import STALE_AFTER, remove_leftovers
 from bulk_chats.pipeline import validate_file
 from bulk_chats.records import Outcome, Status
 from bulk_chats.report import (
-    STALE_AFTER,
     Summary,
     build_results,
     default_out_path,
     prepare_out,
-    remove_leftovers,
     write_results,
 )
 from bulk_chats.settings import Settings
@@ -440,7 +439,7 @@ def test_leftovers_of_a_killed_write_are_removed(tmp_path: Path) -> None:
     earlier = tmp_path / ".march.csv.abcdefgh.tmp"
     earlier.write_bytes(b"half a CSV")
     os.utime(earlier, (time.time() - old, time.time() - old))
-    with report._holding(held):
+    with out_files._holding(held):
         assert sorted(remove_leftovers(tmp_path)) == sorted([stale, earlier])
     assert not stale.exists()
     assert not earlier.exists()
