@@ -256,7 +256,7 @@ CHUNK_ROWS = 16_384
 
 # The CSV writer below is kept because the loader benchmark needs it: for its 1,000,000
 # rows it takes 1.7 s of CPU where `DataFrame.to_csv` takes 6.0 s, which would put
-# `validate --out x.csv` at about 2.1x of its baseline (target 2x) instead of 1.3x.
+# `validate --out x.csv` at about 2x of its baseline (the target's limit) instead of 1.1x.
 def _write_csv(results: pd.DataFrame, path: Path) -> None:
     """RFC 4180 CSV, UTF-8 with a BOM, a chunk of rows at a time.
 
