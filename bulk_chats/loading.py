@@ -24,7 +24,9 @@ from typing import Any, overload
 
 import numpy as np
 import pandas as pd
+from xlsxwriter.utility import xl_col_to_name
 
+from bulk_chats import workbook_reader
 from bulk_chats.errors import InputError
 from bulk_chats.fields import (
     ALIASES,
@@ -34,7 +36,6 @@ from bulk_chats.fields import (
     headers_for,
     names_for,
 )
-from bulk_chats.xlsx import column_letter
 
 MAX_COLUMNS = 16_384 - len(RESULT_COLUMNS)
 """Input columns a sheet may have: a worksheet holds 16,384, and the results add theirs."""
@@ -320,44 +321,8 @@ def _sniff_delimiter(text: str) -> str:
         return max(_DELIMITERS, key=header.count)
 
 
-# The workbook reader runs in a child process. calamine (Rust) trusts sizes written in the
-# file: a 6 KB .xlsx with one cell at XFD1048576 makes it allocate 512 GiB, an .xls whose
-# sector chain loops makes it allocate until the process dies, and either way Rust aborts
-# the whole process, which no `except` can catch. In a child held to `READER_MEMORY`,
-# such a file costs a failed child and a one-line error instead.
-_READER = r"""
-import pickle, sys
-path, sheet, memory, budget = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), int(sys.argv[4])
-try:
-    import resource
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    limit = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-except (ImportError, OSError, ValueError):
-    pass
-
-
-def read():
-    from python_calamine import CalamineWorkbook
-
-    try:
-        book = CalamineWorkbook.from_path(path)
-        names = list(book.sheet_names)
-        if not names:
-            return ("no sheets",)
-        if sheet is not None and sheet not in names:
-            return ("no such sheet", names)
-        chosen = book.get_sheet_by_index(0) if sheet is None else book.get_sheet_by_name(sheet)
-        if chosen.height * chosen.width > budget:
-            return ("too sparse", chosen.height, chosen.width)
-        return ("rows", chosen.to_python(skip_empty_area=False))
-    except Exception as exc:
-        return ("error", f"{type(exc).__name__}: {exc}")
-
-
-sys.stdout.buffer.write(pickle.dumps(read(), protocol=pickle.HIGHEST_PROTOCOL))
-"""
-
+# The workbook is read by `workbook_reader` in a child process held to `READER_MEMORY`:
+# a file built to exhaust memory costs a failed child and a one-line error (see there).
 READER_MEMORY = 4 << 30
 """Bytes of address space the workbook reader may use."""
 
@@ -380,11 +345,19 @@ def _read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
     if problem:
         raise InputError(f"{path}: not a readable {suffix} workbook ({problem})")
     budget = max(10_000_000, _CELLS_PER_BYTE * path.stat().st_size)
-    command = [sys.executable, "-c", _READER, str(path), sheet or "", str(READER_MEMORY)]
+    command = [
+        sys.executable,
+        "-P",
+        workbook_reader.__file__,
+        str(path),
+        sheet or "",
+        str(READER_MEMORY),
+        str(budget),
+    ]
     try:
         # Our own interpreter and code, arguments as a list (no shell): nothing to inject.
         child = subprocess.run(  # noqa: S603
-            [*command, str(budget)], capture_output=True, timeout=READER_TIMEOUT, check=False
+            command, capture_output=True, timeout=READER_TIMEOUT, check=False
         )
         # Trusted: our own child, pickling only the plain values calamine returns.
         answer = pickle.loads(child.stdout) if child.returncode == 0 else None  # noqa: S301
@@ -649,8 +622,8 @@ def _map_columns(
             other = headers[fields[found]]
             raise InputError(
                 f"{path}: two columns give {found}: {other!r} "
-                f"(column {column_letter(fields[found])}) and {header!r} "
-                f"(column {column_letter(position)}); remove one, or map the one to "
+                f"(column {xl_col_to_name(fields[found])}) and {header!r} "
+                f"(column {xl_col_to_name(position)}); remove one, or map the one to "
                 f"use with --column {found}=HEADER"
             )
         fields[found] = position

@@ -152,7 +152,8 @@ def validate_file(settings: Settings, *, now: dt.datetime | None = None) -> RunR
     sheet, validation = read_and_validate(settings)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
     _prepare(out, sheet)
-    return _finish(sheet, validation, {}, out, Summary(settings.input_path, "validate", "", now))
+    summary = Summary(settings.input_path, "validate", "", now)
+    return _finish(sheet, validation, {}, out, summary, out_given=settings.out is not None)
 
 
 def _prepare(out: Path, sheet: Sheet) -> None:
@@ -199,7 +200,11 @@ async def import_file(
     _prepare(out, sheet)
     mode = "dry-run" if settings.dry_run else "import"
     results = _ResultsSoFar(
-        sheet, validation, out, Summary(settings.input_path, mode, settings.base_url, now)
+        sheet,
+        validation,
+        out,
+        Summary(settings.input_path, mode, settings.base_url, now),
+        out_given=settings.out is not None,
     )
     rows = rows_to_send(sheet, validation)
     limiter = RateLimiter(settings.rate)
@@ -337,6 +342,8 @@ class _ResultsSoFar:
     validation: Validation
     out: Path
     summary: Summary
+    out_given: bool
+    """`out` came from --out, so the workbook may replace a file there."""
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     warnings: dict[int, str] = field(default_factory=dict)
     resolved: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -365,6 +372,7 @@ class _ResultsSoFar:
             self.out,
             self.summary,
             resolved=self.resolved,
+            out_given=self.out_given,
             plan=self.plan,
             auth_failed=auth_failed,
             interrupted=interrupted,
@@ -380,12 +388,13 @@ def _finish(
     summary: Summary,
     *,
     resolved: Mapping[str, Mapping[int, int]] | None = None,
+    out_given: bool,
     **flags: object,
 ) -> RunResult:
     results = build_results(sheet, validation, outcomes, resolved=resolved)
-    write_results(results, out, summary)
     return RunResult(
-        out=out,
+        # A path of our choosing never replaces a file; one given with --out may.
+        out=write_results(results, out, summary, replace=out_given),
         counts=count_statuses(results),
         error_codes=count_error_codes(results),
         total=len(results),
