@@ -54,6 +54,9 @@ and a server that counts over a sliding minute answers 429, about once a minute.
 margin absorbs that jitter for a quarter of a second each minute (0.4% of the rate).
 """
 
+PROBE_POLL = 0.1
+"""Seconds between two looks at the schedule while a probe's answer is awaited."""
+
 MIN_WINDOW = 1.0
 """The shortest window, in seconds, a `Retry-After` is taken to show."""
 
@@ -87,7 +90,13 @@ class RateLimiter:
     tells when the server's oldest counted request leaves its window, hence the window's
     length: the time since the oldest accepted request plus `Retry-After`, at most `WINDOW`.
     The limit is then the accepted count scaled from that window to a minute. Without
-    `Retry-After` such a server is not recognised and gets the count of one window a minute.
+    `Retry-After`, when the pause ends before the full window frees, one request (a probe)
+    goes past it: accepted, the window is at most as long as from the oldest request the
+    lesson counted to the probe, and the limit is scaled from that; refused, the next probe
+    waits a pause twice as long, until the window frees on its own. Against the documented
+    minute that costs a 429 or two per lesson; against a shorter window the probe that
+    gets through comes less than twice its length after the oldest request, so the limit
+    learned is at least half the true one.
 
     A 429 when no request was accepted in the last minute teaches nothing (the account's
     requests went elsewhere): the rate is multiplied by `DECREASE_FACTOR`, never below
@@ -123,13 +132,20 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = anyio.Lock()
-        self._next = -math.inf
+        self._last = -math.inf  # the slot of the last request granted
+        self._next = -math.inf  # the earliest slot of the next, by pacing
+        self._hold = -math.inf  # no request before this: a 429's pause
         self._last_lesson = -math.inf
         self._pause_streak = 0
         # Grant times of the last `WINDOW + WINDOW_MARGIN` seconds, oldest first, and those
         # of them answered 429: the window's cap counts both, the lesson only the others.
         self._granted: deque[float] = deque()
         self._refused: set[float] = set()
+        # Probing a window's length without Retry-After: when one request may go past the
+        # full window, the one that went, and what the lesson counted since when.
+        self._probe_at: float | None = None
+        self._probe: float | None = None
+        self._lesson = (0, 0.0)
 
     @property
     def configured_rate(self) -> float:
@@ -154,23 +170,34 @@ class RateLimiter:
     async def acquire(self) -> float:
         """Wait for this request's turn; returns the clock time it was granted."""
         async with self._lock:
-            waited = False
+            waited_for = -math.inf
             # Re-read the schedule after every sleep: `throttled` may have pushed it back.
             while True:
                 now = self._clock()
-                wait = max(self._next, self._window_frees(now)) - now
-                if wait <= 0:
+                frees = self._window_frees(now)
+                if self._probe_at is not None and self._probe is None:
+                    frees = min(frees, self._probe_at)
+                slot = max(self._next, self._hold, frees)
+                if slot <= now:
                     break
-                await self._sleep(wait)
-                waited = True
+                waited_for = slot
+                # The probe's answer may free the window long before the cap would: look
+                # again every PROBE_POLL seconds while it is out.
+                poll = PROBE_POLL if self._probe is not None else math.inf
+                await self._sleep(min(slot - now, poll))
+            if now < self._window_frees(now):
+                self._probe = now  # past a full window: the probe for its length
+            elif self._probe is None:
+                self._probe_at = None  # the window freed before any probe went: none needed
             # A request that waited for its slot holds it from the scheduled moment: a sleep
             # wakes a little late (timer granularity, a busy loop), and counting from the
             # wake-up would push every later slot back by that much, a few percent of the
             # rate at 20 requests a second. An overshoot of a whole interval or more, or a
             # request that came after its slot was free, starts the schedule afresh from
             # now, so no burst builds up.
-            keep_schedule = waited and now - self._next < self.interval
-            self._next = (self._next if keep_schedule else now) + self.interval
+            keep_schedule = 0 <= now - waited_for < self.interval
+            self._last = waited_for if keep_schedule else now
+            self._next = self._last + self.interval
             self._granted.append(now)
             return now
 
@@ -191,59 +218,78 @@ class RateLimiter:
         `sent_at` is the time `acquire` granted the refused request, when known.
         """
         now = self._clock()
-        if sent_at is not None:
-            self._refused.add(sent_at)
+        if sent_at is not None and self._granted and sent_at >= self._granted[0]:
+            self._refused.add(sent_at)  # still in the window, where the lesson counts
+        if self._probe is not None and sent_at in (None, self._probe):
+            self._probe = None  # refused: the window is longer; the next probe waits longer
         # A request sent before the last lesson met the same full window as the 429 that
         # taught it, and the requests in flight then draw 429s together: such a 429 says
         # nothing new, so it neither lowers the limit again nor doubles the pause (a dozen
         # of them would otherwise stretch it to MAX_PAUSE at once).
         fresh = sent_at is None or sent_at > self._last_lesson
-        if retry_after is not None and retry_after >= 0:
+        told = retry_after is not None and retry_after >= 0
+        if retry_after is not None and told:
             pause = retry_after
+            self._hold = max(self._hold, now + pause)
         elif fresh:
             pause = min(DEFAULT_PAUSE * 2**self._pause_streak, MAX_PAUSE)
             self._pause_streak += 1
         else:
-            pause = max(0.0, self._next - now)
-        self._next = max(self._next, now + pause)
-        if fresh:
-            self._last_lesson = now
-            self._learn(
-                self._accepted_per_minute(now if sent_at is None else sent_at, now, retry_after)
-            )
+            return max(0.0, self._hold - now)
+        if not fresh:
+            return pause
+        self._last_lesson = now
+        accepted = self._accepted_before(now if sent_at is None else sent_at)
+        if not accepted:
+            self._hold = max(self._hold, now + pause)
+            self._rate = min(self._rate, max(self._floor, self._rate * DECREASE_FACTOR))
+            return pause
+        if retry_after is not None and told:
+            self._probe_at = None
+            self._learn(_per_minute(len(accepted), now - accepted[0] + retry_after))
+        else:
+            # The window is full until its oldest request leaves it, and the cap at the
+            # limit holds every request till then; the pause only says when to probe.
+            self._lesson = (len(accepted), accepted[0])
+            self._probe_at = now + pause
+            self._learn(len(accepted))
         return pause
 
-    def _accepted_per_minute(
-        self, refused_at: float, now: float, retry_after: float | None
-    ) -> float | None:
-        """The limit a 429 for a request granted at `refused_at` shows, per minute; None if
-        no request was accepted in the `WINDOW` seconds before it."""
-        accepted = [
+    def _accepted_before(self, refused_at: float) -> list[float]:
+        """Grant times in the `WINDOW` seconds before `refused_at` not answered 429."""
+        return [
             t
             for t in self._granted
             if refused_at - WINDOW < t < refused_at and t not in self._refused
         ]
-        if not accepted:
-            return None
-        window = WINDOW
-        if retry_after is not None and retry_after >= 0:
-            window = min(WINDOW, max(now - accepted[0] + retry_after, MIN_WINDOW))
-        return math.floor(len(accepted) * WINDOW / window)
 
-    def _learn(self, limit: float | None) -> None:
-        """Run at `limit` from now on; slow down blindly when it is None."""
-        if limit is None:
-            self._rate = min(self._rate, max(self._floor, self._rate * DECREASE_FACTOR))
-            return
+    def _learn(self, limit: int) -> None:
+        """Run at `limit` requests a minute from now on (at most the configured rate)."""
         self._rate = min(self._configured, limit)
+        self._next = self._last + self.interval
         if limit != self._learned:
             self._learned = limit
             if self._on_learned is not None:
                 self._on_learned(limit)
 
-    def succeeded(self) -> None:
-        """Record an answer that was not a 429: the next 429 pauses `DEFAULT_PAUSE` again."""
+    def succeeded(self, *, sent_at: float | None = None) -> None:
+        """Record an answer that was not a 429: the next 429 pauses `DEFAULT_PAUSE` again.
+
+        `sent_at` is the time `acquire` granted the request, when known; without it an
+        answer that comes while a probe is out is taken for the probe's.
+        """
         self._pause_streak = 0
+        if self._probe is not None and sent_at in (None, self._probe):
+            # Accepted past the lesson's full window: that window is at most this long.
+            count, since = self._lesson
+            window = self._probe - since
+            self._probe = self._probe_at = None
+            self._learn(_per_minute(count, window))
+
+
+def _per_minute(accepted: int, window: float) -> int:
+    """`accepted` requests in a window of `window` seconds (at most `WINDOW`), a minute."""
+    return math.floor(accepted * WINDOW / min(WINDOW, max(window, MIN_WINDOW)))
 
 
 def _check_rate(what: str, value: float) -> None:

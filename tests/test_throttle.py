@@ -14,6 +14,7 @@ from bulk_chats.throttle import (
     MAX_CONCURRENCY,
     MIN_CONCURRENCY,
     MIN_RATE_FRACTION,
+    PROBE_POLL,
     WINDOW,
     WINDOW_MARGIN,
     RateLimiter,
@@ -207,7 +208,7 @@ async def send_and_accept(limiter: RateLimiter, requests: int) -> list[float]:
     times = []
     for _ in range(requests):
         times.append(await limiter.acquire())
-        limiter.succeeded()
+        limiter.succeeded(sent_at=times[-1])
     return times
 
 
@@ -222,7 +223,7 @@ async def test_a_429_at_the_limit_teaches_the_limit_and_the_limiter_runs_at_it(
     accepted = await send_and_accept(limiter, 60)
     refused = await limiter.acquire()
     assert refused == 30.0
-    limiter.throttled(None, sent_at=refused)
+    assert limiter.throttled(30.0, sent_at=refused) == 30.0
     assert (limiter.learned_limit, limiter.rate, heard) == (60, 60, [60])
     later = [await limiter.acquire() for _ in range(70)]
     # The window still holds the 60 accepted and the refused one: it frees at the second.
@@ -288,3 +289,67 @@ async def test_a_remembered_limit_above_the_told_rate_keeps_the_told_rate(fake: 
     limiter = RateLimiter(60, learned=1200, clock=fake.clock, sleep=fake.sleep)
     assert limiter.rate == 60
     assert [await limiter.acquire() for _ in range(3)] == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.anyio
+async def test_without_retry_after_a_probe_shows_a_window_shorter_than_a_minute(
+    fake: FakeTime,
+) -> None:
+    """Told 240 where the server admits 20 in any 10 s and sends no Retry-After: after the
+    pause one probe goes past the full window; accepted 10.4 s after the first request,
+    it shows 20 in 10.4 s, 115 a minute, and the limiter paces at that."""
+    heard: list[float] = []
+    limiter = RateLimiter(240, on_learned=heard.append, clock=fake.clock, sleep=fake.sleep)
+    await send_and_accept(limiter, 20)
+    refused = await limiter.acquire()
+    fake.now = refused + 0.4
+    assert limiter.throttled(None, sent_at=refused) == DEFAULT_PAUSE
+    assert limiter.learned_limit == 20
+    probe = await limiter.acquire()
+    assert probe == pytest.approx(refused + 0.4 + DEFAULT_PAUSE)
+    fake.now = probe + 0.4
+    limiter.succeeded(sent_at=probe)
+    assert (limiter.learned_limit, heard) == (115, [20, 115])
+    assert await limiter.acquire() == pytest.approx(probe + 60 / 115)
+
+
+@pytest.mark.anyio
+async def test_refused_probes_wait_longer_each_and_end_when_the_window_frees(
+    fake: FakeTime,
+) -> None:
+    """Against the documented minute and no Retry-After, the probes after 5 s and 10 s more
+    are refused without lowering the limit, and the next request waits for the window."""
+    limiter = limiter_at(120, fake)
+    accepted = await send_and_accept(limiter, 60)
+    limiter.throttled(None, sent_at=await limiter.acquire())
+    probes = []
+    for _ in range(2):
+        probes.append(await limiter.acquire())
+        limiter.throttled(None, sent_at=probes[-1])
+    assert probes == [30.0 + DEFAULT_PAUSE, 30.0 + 3 * DEFAULT_PAUSE]
+    assert limiter.learned_limit == 60
+    assert await limiter.acquire() == accepted[3] + WINDOW + WINDOW_MARGIN
+
+
+@pytest.mark.anyio
+async def test_a_request_waiting_for_the_window_goes_once_the_probe_is_accepted(
+    fake: FakeTime,
+) -> None:
+    """A request held by the full window while the probe is out goes within PROBE_POLL of
+    the probe's acceptance, not when the window would have freed."""
+    answer_due: list[float] = []
+
+    async def sleep_and_answer(seconds: float) -> None:
+        await fake.sleep(seconds)
+        if answer_due and fake.now >= answer_due[0]:
+            limiter.succeeded(sent_at=answer_due.pop() - 0.4)
+
+    limiter = RateLimiter(240, clock=fake.clock, sleep=sleep_and_answer)
+    await send_and_accept(limiter, 20)
+    refused = await limiter.acquire()
+    limiter.throttled(None, sent_at=refused)
+    probe = await limiter.acquire()
+    answer_due.append(probe + 0.4)
+    after = await limiter.acquire()
+    assert probe + 0.4 <= after <= probe + 0.4 + PROBE_POLL
+    assert max(fake.sleeps) <= DEFAULT_PAUSE
