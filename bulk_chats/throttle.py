@@ -95,16 +95,21 @@ class RateLimiter:
     lesson counted to the probe, and the limit is scaled from that; refused, the next probe
     waits a pause twice as long, until the window frees on its own. Against the documented
     minute that costs a 429 or two per lesson; against a shorter window the probe that
-    gets through comes less than twice its length after the oldest request, so the limit
-    learned is at least half the true one.
+    gets through comes less than twice its length after the oldest request (when that
+    went `DEFAULT_PAUSE` or more before the lesson), so more than half the true limit is
+    learned. Either way the estimate counts from the oldest request accepted in the last
+    minute: a break in sending before the 429 (a confirmation prompt after the pre-flight
+    reads) makes a short window look longer, and the limit learned lower.
 
     A 429 when no request was accepted in the last minute teaches nothing (the account's
     requests went elsewhere): the rate is multiplied by `DECREASE_FACTOR`, never below
     `MIN_RATE_FRACTION` of the configured rate.
 
-    Pausing: each 429 holds every later request until `Retry-After` seconds from now (when
-    the server sent none, `DEFAULT_PAUSE`, doubling for each further 429 in a row, at most
-    `MAX_PAUSE`; a 429 of a request sent before the last lesson keeps the pause as it is).
+    Pausing: a 429 with `Retry-After` holds every later request that long. Without it the
+    pause is `DEFAULT_PAUSE`, doubling for each further 429 in a row, at most `MAX_PAUSE`:
+    after a lesson it only says when the probe may go, since the window is full and the
+    cap holds every other request until it frees; after a 429 that teaches nothing it holds
+    every later request. A 429 of a request sent before the last lesson changes no pause.
 
     `learned` starts the limiter from a limit remembered from an earlier run (requests a
     minute): it paces at the lower of that and `rate_per_minute` from the first request.
@@ -187,8 +192,11 @@ class RateLimiter:
                 await self._sleep(min(slot - now, poll))
             if now < self._window_frees(now):
                 self._probe = now  # past a full window: the probe for its length
-            elif self._probe is None:
-                self._probe_at = None  # the window freed before any probe went: none needed
+            else:
+                # The window freed on its own: no probe is needed, and the answer of one
+                # still out (perhaps admitted only because the window had freed by then,
+                # perhaps lost) would tell nothing sure.
+                self._probe = self._probe_at = None
             # A request that waited for its slot holds it from the scheduled moment: a sleep
             # wakes a little late (timer granularity, a busy loop), and counting from the
             # wake-up would push every later slot back by that much, a few percent of the

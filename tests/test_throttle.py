@@ -353,3 +353,16 @@ async def test_a_request_waiting_for_the_window_goes_once_the_probe_is_accepted(
     after = await limiter.acquire()
     assert probe + 0.4 <= after <= probe + 0.4 + PROBE_POLL
     assert max(fake.sleeps) <= DEFAULT_PAUSE
+
+
+@pytest.mark.anyio
+async def test_a_probe_answered_after_the_window_freed_teaches_nothing(fake: FakeTime) -> None:
+    """A probe with no answer by the time the window frees on its own is forgotten: its
+    late success does not pass for a short window."""
+    limiter = limiter_at(120, fake)
+    accepted = await send_and_accept(limiter, 60)
+    limiter.throttled(None, sent_at=await limiter.acquire())
+    probe = await limiter.acquire()
+    assert await limiter.acquire() == pytest.approx(accepted[2] + WINDOW + WINDOW_MARGIN)
+    limiter.succeeded(sent_at=probe)
+    assert limiter.learned_limit == 60
