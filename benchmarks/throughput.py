@@ -20,10 +20,10 @@ a department.
    none: the tool then has only its own count of what was accepted to go by; same target;
 6. for contrast, a plain loop that sends one request and awaits its answer before the next,
    `--sequential-rows` rows (50): no target;
-7. a second run, told twice the limit again, `--long-rows` rows, starting from the limit
-   case 4 learned (case 4 runs first when not chosen): target no 429 at all, from the first
-   request on, and >= 0.97 of the limit. The journal is to remember that limit per API
-   root; until it does, the benchmark hands it to the second run's limiter itself;
+7. a second run against the same API root and reports directory as case 4 (which runs
+   first when not chosen), `--long-rows` rows, without `--rate`: it starts at the limit the
+   journal remembers from case 4; target no 429 at all, from the first request on, and
+   >= 0.97 of the limit;
 8. told twice the limit of a sandbox whose window is 10 s (undocumented: 200 requests in
    any 10 s, the same 1,200 a minute), `--long-rows` rows: target >= 0.50 of the limit;
 9. the same, its 429s without Retry-After: same target.
@@ -60,6 +60,7 @@ import math
 import queue
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -69,18 +70,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from unittest import mock
 
 import anyio
 import httpx
 
-from bulk_chats import pipeline
 from bulk_chats.pipeline import import_file
 from bulk_chats.sandbox import APPLICATIONS, DEPARTMENTS
 from bulk_chats.sandbox.seed import FIRST_CUSTOMER_ID
 from bulk_chats.settings import ApiKey, Settings
-from bulk_chats.throttle import RateLimiter
 
 LIMIT = 1200
 """The sandbox's limit: requests a minute, over a sliding window of WINDOW seconds."""
@@ -128,7 +125,7 @@ except KeyboardInterrupt:
 
 
 def sandbox_command(
-    *, customers: int, retry_after: bool = True, window: float = WINDOW
+    *, customers: int, retry_after: bool = True, window: float = WINDOW, port: int = 0
 ) -> list[str]:
     """`bulk-chats sandbox` at the benchmark's limit and latency, on a free loopback port;
     its 429s carry Retry-After unless `retry_after` is off (cases 5 and 9). A `window` other
@@ -146,7 +143,7 @@ def sandbox_command(
         "-m",
         "bulk_chats",
         "sandbox",
-        "--port=0",
+        f"--port={port}",
         f"--rate={LIMIT}",
         f"--latency={LATENCY}",
         *([] if retry_after else ["--no-retry-after"]),
@@ -156,10 +153,12 @@ def sandbox_command(
 
 @contextmanager
 def sandbox_process(
-    *, customers: int, retry_after: bool = True, window: float = WINDOW
+    *, customers: int, retry_after: bool = True, window: float = WINDOW, port: int = 0
 ) -> Iterator[str]:
     """A fresh sandbox process for the `with` block; yields its API root."""
-    command = sandbox_command(customers=customers, retry_after=retry_after, window=window)
+    command = sandbox_command(
+        customers=customers, retry_after=retry_after, window=window, port=port
+    )
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -310,45 +309,26 @@ def write_rows(path: Path, rows: int) -> Path:
     return path
 
 
-@contextmanager
-def limiters(remembered: float | None) -> Iterator[list[RateLimiter]]:
-    """Collect the limiters `import_file` makes in the block, started from `remembered`.
-
-    Until the journal remembers the account's limit per API root, this hands it to the
-    second run (case 7) by hand, through the limiter's own `learned` parameter.
-    """
-    made: list[RateLimiter] = []
-
-    def make(rate: float, **kwargs: Any) -> RateLimiter:
-        if remembered is not None:
-            kwargs["learned"] = remembered
-        limiter = RateLimiter(rate, **kwargs)
-        made.append(limiter)
-        return limiter
-
-    with mock.patch.object(pipeline, "RateLimiter", make):
-        yield made
-
-
 def run_import(
     rows: int,
-    rate: int,
+    rate: int | None,
     workdir: Path,
     *,
     retry_after: bool = True,
     window: float = WINDOW,
-    remembered: float | None = None,
+    port: int = 0,
+    reports: Path | None = None,
 ) -> Measured:
-    """Import `rows` rows at `--rate rate` into a fresh sandbox; the figures. The sandbox
-    counts over `window` seconds; the limiter starts from the `remembered` limit."""
+    """Import `rows` rows at `--rate rate` (None: no --rate) into a fresh sandbox on `port`;
+    the figures. The sandbox counts over `window` seconds. `reports` is the reports
+    directory, where the journal remembers a learned limit per API root."""
     workdir.mkdir()
     source = write_rows(workdir / "chats.csv", rows)
     # Generous: at a quarter of the limit, plus start-up.
     bound = 60 + 4 * (rows + 1) * 60 / LIMIT
-    with (
-        sandbox_process(customers=rows, retry_after=retry_after, window=window) as base_url,
-        limiters(remembered) as made,
-    ):
+    with sandbox_process(
+        customers=rows, retry_after=retry_after, window=window, port=port
+    ) as base_url:
         transport = RecordingTransport()
         settings = Settings(
             input_path=source,
@@ -356,16 +336,23 @@ def run_import(
             rate=rate,
             base_url=base_url,
             api_key=KEY,
-            reports_dir=workdir / "reports",
+            reports_dir=reports or workdir / "reports",
         )
 
-        async def main() -> int:
+        async def main() -> tuple[int, float | None]:
             with anyio.fail_after(bound):
                 result = await import_file(settings, transport=transport)
-            return result.counts.get("created", 0)
+            return result.counts.get("created", 0), result.learned_limit
 
-        created = anyio.run(main)
-        return measure(transport.log, created, base_url, learned=made[0].learned_limit)
+        created, learned = anyio.run(main)
+        return measure(transport.log, created, base_url, learned=learned)
+
+
+def free_port() -> int:
+    """A loopback port free now, for two sandboxes in turn at one API root (cases 4 and 7)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def run_sequential(rows: int) -> Measured:
@@ -501,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     passed = True
     with tempfile.TemporaryDirectory(prefix="bulk-chats-throughput-") as tmp:
         work = Path(tmp)
+        # Cases 4 and 7 share an API root (one port) and a journal (one reports directory).
+        port, reports = free_port(), work / "reports"
 
         if 1 in cases:
             print(f"\n1. told the limit: --rate {LIMIT}, {args.rows} rows")
@@ -530,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n4. told twice the limit: --rate {2 * LIMIT}, {args.adaptive_rows} rows, "
                 "three minutes and more"
             )
-            first = run_import(args.adaptive_rows, 2 * LIMIT, work / "adaptive")
+            first = run_import(
+                args.adaptive_rows, 2 * LIMIT, work / "adaptive", port=port, reports=reports
+            )
             passed &= adapted(first)
 
         if 5 in cases:
@@ -552,11 +543,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if 7 in cases:
             print(
-                f"\n7. a second run, told twice the limit: --rate {2 * LIMIT}, "
-                f"{args.long_rows} rows, starting from the limit case 4 learned"
-                + ("" if first.learned is not None else " (it learned none)")
+                f"\n7. a second run: {args.long_rows} rows, no --rate, the same API root and "
+                "journal as case 4"
             )
-            again = run_import(args.long_rows, 2 * LIMIT, work / "again", remembered=first.learned)
+            again = run_import(args.long_rows, None, work / "again", port=port, reports=reports)
             passed &= at_the_limit(again)
 
         if 8 in cases:

@@ -20,7 +20,7 @@ import click
 
 from bulk_chats.errors import BulkChatsError, InputError
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
-from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink
+from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink, limit_text
 from bulk_chats.settings import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -124,9 +124,9 @@ def validate(
 @click.option(
     "--rate",
     type=click.FloatRange(min=1, min_open=False),
-    default=DEFAULT_RATE,
-    show_default=True,
-    help="Requests per minute, all requests counted.",
+    default=None,
+    help=f"Requests per minute, all requests counted.  [default: {DEFAULT_RATE}, or the "
+    "account's limit an earlier run learned for this API root]",
 )
 @click.option(
     "--concurrency",
@@ -174,7 +174,7 @@ def import_(
             sandbox=sandbox,
             base_url=base_url,
             api_key_file=api_key_file,
-            rate=rate,
+            rate=rate or DEFAULT_RATE,
             quirks=quirks,
         )
         settings = Settings(
@@ -477,6 +477,8 @@ def _print_summary(result: RunResult) -> None:
     if result.error_codes:
         top = ", ".join(f"{code} {n}" for code, n in list(result.error_codes.items())[:8])
         click.echo(f"errors: {top}", err=True)
+    if result.learned_limit is not None:
+        click.echo(limit_text(result.learned_limit), err=True)
     click.echo(f"results: {result.out}", err=True)
 
 

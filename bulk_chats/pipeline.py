@@ -137,6 +137,8 @@ class RunResult:
     interrupted: bool = False
     declined: bool = False
     plan: Plan | None = None
+    learned_limit: float | None = None
+    """The account's limit (requests a minute) the run learned from a 429, if it did."""
 
     @property
     def all_done(self) -> bool:
@@ -207,8 +209,7 @@ async def import_file(
         out_given=settings.out is not None,
     )
     rows = rows_to_send(sheet, validation)
-    limiter = RateLimiter(settings.rate)
-    concurrency = settings.concurrency or default_concurrency(settings.rate)
+    sink = progress or NullProgress()
 
     with Journal.open(
         journal_path(settings.reports_dir),
@@ -216,6 +217,9 @@ async def import_file(
         fresh=settings.fresh,
         input_name=settings.input_path.name,
     ) as journal:
+        limiter = open_limiter(settings.rate, journal, sink)
+        results.limiter = limiter
+        concurrency = settings.concurrency or default_concurrency(limiter.rate)
         resume = plan_resume(
             rows,
             journal.entries(row.key for row in rows),
@@ -244,7 +248,7 @@ async def import_file(
             results.warnings.update(preflight.warnings)
 
             plan = make_plan(
-                validation.counts(), resume, preflight, rate=settings.rate, dry_run=settings.dry_run
+                validation.counts(), resume, preflight, rate=limiter.rate, dry_run=settings.dry_run
             )
             if resume.worth_telling:
                 tell(resume.describe())
@@ -272,7 +276,7 @@ async def import_file(
                 resolution.requests,
                 client,
                 concurrency=concurrency,
-                progress=progress or NullProgress(),
+                progress=sink,
                 journal=journal,
                 stop=stop,
                 claimed_chat_ids=set(resume.claimed_chat_ids),
@@ -282,6 +286,22 @@ async def import_file(
 
 
 _KEY_REFUSED = "not sent: the API refused the key"
+
+
+def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -> RateLimiter:
+    """The run's one rate limiter: at `rate` requests a minute when given, else at the
+    account's limit an earlier run learned for this API root, else at `DEFAULT_RATE`.
+
+    A limit learned during the run goes to the journal at once, so that a killed run
+    remembers it too, and to `progress`.
+    """
+
+    def learned(per_minute: float) -> None:
+        journal.remember_limit(per_minute)
+        progress.limit_learned(per_minute)
+
+    remembered = journal.learned_limit() if rate is None else None
+    return RateLimiter(rate or remembered or DEFAULT_RATE, learned=remembered, on_learned=learned)
 
 
 def _stopped(stop: anyio.Event | None) -> bool:
@@ -348,6 +368,7 @@ class _ResultsSoFar:
     warnings: dict[int, str] = field(default_factory=dict)
     resolved: dict[str, dict[int, int]] = field(default_factory=dict)
     plan: Plan | None = None
+    limiter: RateLimiter | None = None
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Keep `outcomes`, each replacing what was recorded for its row before."""
@@ -374,6 +395,7 @@ class _ResultsSoFar:
             resolved=self.resolved,
             out_given=self.out_given,
             plan=self.plan,
+            learned_limit=self.limiter.learned_limit if self.limiter is not None else None,
             auth_failed=auth_failed,
             interrupted=interrupted,
             declined=declined,

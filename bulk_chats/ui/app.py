@@ -42,6 +42,7 @@ from bulk_chats.errors import InputError
 from bulk_chats.fields import FIELD_NAMES, ID_FIELDS, names_for
 from bulk_chats.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES, Sheet, load_sheet
 from bulk_chats.pipeline import RunResult
+from bulk_chats.progress import limit_text
 from bulk_chats.records import Status
 from bulk_chats.report import STATUS_COLOURS
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
@@ -504,6 +505,8 @@ def _progress_text(view: JobView) -> str:
         parts.append(f"{progress.per_minute:.0f} rows a minute")
     if progress.eta is not None and progress.done < progress.total:
         parts.append(f"about {_duration(progress.eta)} left")
+    if progress.learned_limit is not None:
+        parts.append(limit_text(progress.learned_limit))
     return " · ".join(parts)
 
 

@@ -101,6 +101,7 @@ class JobProgress:
         self.done = 0
         self.counts: Counter[str] = Counter()
         self.started: float | None = None
+        self.learned_limit: float | None = None
 
     def start(self, total: int) -> None:
         with self._lock:
@@ -117,6 +118,11 @@ class JobProgress:
             self.counts[outcome.status.value] += 1
         self._changed()
 
+    def limit_learned(self, rate: float) -> None:
+        with self._lock:
+            self.learned_limit = rate
+        self._changed()
+
     def close(self) -> None:
         self._changed()
 
@@ -124,25 +130,33 @@ class JobProgress:
         """Rows done of total now, with the rate in rows a minute and the seconds left."""
         with self._lock:
             done, total, started = self.done, self.total, self.started
-            counts = dict(self.counts)
+            counts, learned = dict(self.counts), self.learned_limit
         per_minute = eta = None
         if started is not None and done:
             elapsed = max(self._clock() - started, 1e-6)
             per_minute = done / elapsed * 60
             eta = (total - done) / (per_minute / 60)
-        return ProgressView(total=total, done=done, counts=counts, per_minute=per_minute, eta=eta)
+        return ProgressView(
+            total=total,
+            done=done,
+            counts=counts,
+            per_minute=per_minute,
+            eta=eta,
+            learned_limit=learned,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressView:
     """Progress at one moment; `per_minute` (rows) and `eta` (seconds) are None until the
-    first row is done."""
+    first row is done; `learned_limit` (requests a minute) once the account's limit is known."""
 
     total: int
     done: int
     counts: dict[str, int]
     per_minute: float | None
     eta: float | None
+    learned_limit: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
