@@ -26,13 +26,14 @@ from bulk_chats.pipeline import (
     _open_journal,
     _read_directory,
     _results_for,
+    open_limiter,
 )
 from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, Outcome, Status
 from bulk_chats.resolve import Preflight, check_rows
 from bulk_chats.rows import changes_to_send
 from bulk_chats.settings import Settings
-from bulk_chats.throttle import RateLimiter, default_concurrency
+from bulk_chats.throttle import default_concurrency
 from bulk_chats.updating import send_changes
 from bulk_chats.validation import validate_changes
 
@@ -120,10 +121,12 @@ async def _change_file(
         settings, sheet, validation, mode="close" if close else "update", now=now
     )
     rows = changes_to_send(sheet, validation)
-    limiter = RateLimiter(settings.rate)
-    concurrency = settings.concurrency or default_concurrency(settings.rate)
+    sink = progress or NullProgress()
 
     with _open_journal(settings) as journal:
+        limiter = open_limiter(settings.rate, journal, sink)
+        results.limiter = limiter
+        concurrency = settings.concurrency or default_concurrency(limiter.rate)
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
@@ -138,7 +141,7 @@ async def _change_file(
             applied = journal.applied_changes(row.chat_id for row in checked)
             to_send, finished = _resume(checked, applied)
             results.record(finished)
-            plan = _plan(validation.counts(), to_send, finished, rejected, rate=settings.rate)
+            plan = _plan(validation.counts(), to_send, finished, rejected, rate=limiter.rate)
             plan = replace(plan, warnings=len(warnings))
             tell(plan.describe())
             results.plan = plan
@@ -151,7 +154,7 @@ async def _change_file(
                 to_send,
                 client,
                 concurrency=concurrency,
-                progress=progress or NullProgress(),
+                progress=sink,
                 journal=journal,
                 stop=stop,
             )
