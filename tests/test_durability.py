@@ -45,7 +45,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from bulk_chats import retry, sending
+from bulk_chats import retry, stopping
 from bulk_chats.cli import cli
 from bulk_chats.journal import JOURNAL_NAME
 from bulk_chats.pipeline import import_file
@@ -516,7 +516,7 @@ def test_ctrl_c_during_a_long_retry_after_stops_within_seconds(
     interrupted_at = time.monotonic()
     first.signal(signal.SIGINT)
     assert first.wait(timeout=20) == 130, first.stderr
-    assert time.monotonic() - interrupted_at < sending.STOP_GRACE + 5
+    assert time.monotonic() - interrupted_at < stopping.STOP_GRACE + 5
     stopped = statuses(read_results(first.out))
     assert set(stopped) == {"created", "not_sent"}, stopped
     assert stopped["created"] == len(sandbox.state.chats)
