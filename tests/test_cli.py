@@ -4,6 +4,7 @@ secret. Imports run against the sandbox over real loopback HTTP."""
 from __future__ import annotations
 
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -259,3 +260,23 @@ def test_unwritable_out_exits_2_before_anything_is_sent(
     assert status == 2, output
     assert output.startswith("bulk-chats: error: blocker/out.xlsx: cannot write the results")
     assert sum(sandbox.state.requests.values()) == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+@pytest.mark.usefixtures("open_umask")
+def test_everything_written_with_customer_data_is_the_owners_alone(
+    workdir: Path, sandbox: RunningSandbox
+) -> None:
+    """With a umask of 0, an import makes reports/ 0700 and the journal, its side files and
+    the default workbook in it 0600."""
+    source = write(workdir / "good.csv", VALID_ROWS)
+    status, output = run(
+        "import", str(source), "--base-url", sandbox.base_url, env={"HELPCRUNCH_API_KEY": FAKE_KEY}
+    )
+    assert status == 0, output
+    reports = workdir / "reports"
+    written = {p.name: stat.S_IMODE(p.stat().st_mode) for p in reports.iterdir()}
+    assert {"journal.sqlite3", "journal.sqlite3-lock"} <= set(written)
+    assert any(name.endswith(".xlsx") for name in written)
+    assert written == dict.fromkeys(written, 0o600)
+    assert stat.S_IMODE(reports.stat().st_mode) == 0o700
