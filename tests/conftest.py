@@ -1,5 +1,5 @@
 """Fixtures the tests share: a clean environment, the asyncio backend for anyio, fake time,
-a journal, an open umask."""
+a journal, an open umask, and both kinds of sandbox answers."""
 
 from __future__ import annotations
 
@@ -54,3 +54,10 @@ def open_umask() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+@pytest.fixture(params=[False, True], ids=["docs", "quirks"])
+def quirks(request: pytest.FixtureRequest) -> bool:
+    """A test that takes it runs twice: against a sandbox answering as the documentation the
+    tool follows, and with `SandboxConfig(quirks=True)`, as its other revisions do."""
+    return bool(request.param)

@@ -163,9 +163,11 @@ def assert_each_row_once(
     assert len(created) == len(set(created)), "two rows claim one chat"
 
 
-def test_the_sample_workbook_creates_each_valid_row_once_with_its_fields(tmp_path: Path) -> None:
+def test_the_sample_workbook_creates_each_valid_row_once_with_its_fields(
+    tmp_path: Path, quirks: bool
+) -> None:
     """sample_data/chats.xlsx: one chat per valid row with its exact body; nothing else sent."""
-    with run_in_thread(SandboxConfig(rate=FAST)) as sandbox:
+    with run_in_thread(SandboxConfig(rate=FAST, quirks=quirks)) as sandbox:
         result = import_into(sandbox, tmp_path, SAMPLE, rate=FAST)
         state = sandbox.state
         rows = results(result.out)
@@ -196,13 +198,15 @@ SHORT_WINDOW = 2.0
 """The sandbox's rate window cut from 60 s, so that 429s come and go in seconds."""
 
 
-def test_a_rate_above_the_limit_draws_429s_yet_creates_each_row_once(tmp_path: Path) -> None:
+def test_a_rate_above_the_limit_draws_429s_yet_creates_each_row_once(
+    tmp_path: Path, quirks: bool
+) -> None:
     """Told five times the sandbox's limit, the tool meets 429s, backs off and still creates
     every row exactly once."""
     requests = distinct_rows(30)
     limit = 20  # per 2-second window: 600 a minute
     state = SandboxState(Seed.generated(customers=len(requests)))
-    app = create_app(SandboxConfig(rate=limit, window=SHORT_WINDOW), state=state)
+    app = create_app(SandboxConfig(rate=limit, window=SHORT_WINDOW, quirks=quirks), state=state)
     source = write_rows(tmp_path / "chats.csv", requests)
     with run_in_thread(app) as sandbox:
         result = import_into(sandbox, tmp_path, source, rate=5 * limit * 60 / SHORT_WINDOW)
@@ -262,12 +266,14 @@ async def quick_sleep(seconds: float) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", Faults.KINDS)
-async def test_each_fault_kind_ends_with_no_duplicate_and_no_row_lost(kind: str) -> None:
+async def test_each_fault_kind_ends_with_no_duplicate_and_no_row_lost(
+    kind: str, quirks: bool
+) -> None:
     """With 30% of chat requests failing this way, every row ends created once (or unknown
     or failed with a reason) and no chat is created twice."""
     requests = distinct_rows(20)
     faults = Faults(seed=3, slow_seconds=10.0, **{kind: 0.3})
-    with run_in_thread(SandboxConfig(rate=None, faults=faults)) as sandbox:
+    with run_in_thread(SandboxConfig(rate=None, faults=faults, quirks=quirks)) as sandbox:
         # A client timeout well under slow_seconds: a slow_after answer times out.
         async with HelpCrunchClient(
             sandbox.base_url, KEY, limiter=RateLimiter(FAST), timeout=1.0
@@ -283,7 +289,7 @@ async def test_each_fault_kind_ends_with_no_duplicate_and_no_row_lost(kind: str)
 
 
 def test_every_fault_kind_at_once_through_the_pipeline_keeps_the_workbook_true(
-    tmp_path: Path,
+    tmp_path: Path, quirks: bool
 ) -> None:
     """A whole import with every fault kind mixed in: the workbook's chat ids are exactly the
     sandbox's chats, one per row, and no row is left without a status and a reason."""
@@ -294,7 +300,8 @@ def test_every_fault_kind_at_once_through_the_pipeline_keeps_the_workbook_true(
     faults = Faults(seed=3995, slow_seconds=0.3, **chance)
     state = SandboxState(Seed.generated(customers=len(requests)))
     source = write_rows(tmp_path / "chats.csv", requests)
-    with run_in_thread(create_app(SandboxConfig(rate=None, faults=faults), state=state)) as sb:
+    config = SandboxConfig(rate=None, faults=faults, quirks=quirks)
+    with run_in_thread(create_app(config, state=state)) as sb:
         result = import_into(sb, tmp_path, source, rate=FAST)
     rows = results(result.out)
 
