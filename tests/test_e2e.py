@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import openpyxl
 import pytest
 from click.testing import CliRunner
@@ -319,3 +320,66 @@ def test_every_fault_kind_at_once_through_the_pipeline_keeps_the_workbook_true(
     # The confirming search never fails in the sandbox, so every row ends created.
     assert {row["status"] for row in rows.values()} == {"created"}
     assert {int(row["chat_id"]) for row in rows.values()} == {c.id for c in state.chats}
+
+
+class Watched(httpx.AsyncHTTPTransport):
+    """Real HTTP that notes, at the first 401 answer, how many other requests were on the
+    wire, and counts every request sent after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_the_wire = 0
+        self.refused = 0
+        self.on_the_wire_at_first_401: int | None = None
+        self.sent_after_first_401 = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.on_the_wire_at_first_401 is not None:
+            self.sent_after_first_401 += 1
+        self.on_the_wire += 1
+        try:
+            response = await super().handle_async_request(request)
+        finally:
+            self.on_the_wire -= 1
+        if response.status_code == 401:
+            self.refused += 1
+            if self.on_the_wire_at_first_401 is None:
+                self.on_the_wire_at_first_401 = self.on_the_wire
+        return response
+
+
+@pytest.mark.anyio
+async def test_a_key_revoked_mid_run_draws_no_401_beyond_the_requests_already_sent(
+    tmp_path: Path, quirks: bool
+) -> None:
+    """At 1200 a minute (about 60 requests queued at the limiter) the key is revoked after
+    the 25th request: no request leaves after the first 401 comes back, so the sandbox
+    sees that one 401 plus only those already on the wire; every row without a chat is
+    not_sent, and every created row's chat exists."""
+    requests = distinct_rows(120)
+    state = SandboxState(Seed.generated(customers=len(requests)))
+    config = SandboxConfig(rate=None, revoke_key_after=25, quirks=quirks)
+    source = write_rows(tmp_path / "chats.csv", requests)
+    transport = Watched()
+    with run_in_thread(create_app(config, state=state)) as sandbox:
+        settings = Settings(
+            input_path=source,
+            out=tmp_path / "results.xlsx",
+            rate=1200,
+            base_url=sandbox.base_url,
+            api_key=KEY,
+            reports_dir=tmp_path / "reports",
+        )
+        with anyio.fail_after(60):
+            result = await import_file(settings, transport=transport)
+    rows = results(result.out)
+
+    assert result.auth_failed
+    assert transport.on_the_wire_at_first_401 is not None
+    assert transport.sent_after_first_401 == 0
+    assert state.unauthorized == transport.refused
+    assert 1 <= state.unauthorized <= 1 + transport.on_the_wire_at_first_401
+    created = {n: row for n, row in rows.items() if row["status"] == "created"}
+    assert {int(row["chat_id"]) for row in created.values()} == {c.id for c in state.chats}
+    assert {row["status"] for n, row in rows.items() if n not in created} == {"not_sent"}
+    assert len(created) == len(state.chats) > 0
