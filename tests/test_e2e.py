@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
+from bulk_chats import retry
 from bulk_chats.cli import cli
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.pipeline import RunResult, import_file
@@ -36,6 +38,8 @@ from bulk_chats.sandbox import (
     create_app,
     run_in_thread,
 )
+from bulk_chats.sandbox.app import WIDGET_TEXT
+from bulk_chats.sandbox.state import API_CHAT
 from bulk_chats.sending import send_chats
 from bulk_chats.settings import ApiKey, Settings
 from bulk_chats.throttle import RateLimiter
@@ -110,10 +114,13 @@ def import_into(sandbox: RunningSandbox, tmp_path: Path, source: Path, *, rate: 
     return anyio.run(main)
 
 
-def write_rows(path: Path, requests: Sequence[ChatRequest]) -> Path:
-    """A CSV with one row per request (customer, application, assignee, department)."""
-    lines = ["customer,application,assignee,department"]
-    lines += [",".join("" if v is None else str(v) for v in request_fields(r)) for r in requests]
+def write_rows(path: Path, requests: Sequence[ChatRequest], *, messages: bool = False) -> Path:
+    """A CSV with one row per request (customer, application, assignee, department), and
+    with `messages` the first message "Hello row N", N the source row."""
+    lines = ["customer,application,assignee,department" + (",message" if messages else "")]
+    for r in requests:
+        cells = ["" if v is None else str(v) for v in request_fields(r)]
+        lines.append(",".join(cells + ([f"Hello row {r.source_row}"] if messages else [])))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -383,3 +390,41 @@ async def test_a_key_revoked_mid_run_draws_no_401_beyond_the_requests_already_se
     assert {int(row["chat_id"]) for row in created.values()} == {c.id for c in state.chats}
     assert {row["status"] for n, row in rows.items() if n not in created} == {"not_sent"}
     assert len(created) == len(state.chats) > 0
+
+
+def test_widget_chats_and_dropped_connections_never_get_a_message_of_ours(
+    tmp_path: Path, quirks: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Customers open chats of their own in the widget just before our chat's answer is
+    lost, and connections drop before and after storing: every row's chat_id is a
+    public_api chat with that row's fields, and no message of ours lands in a chat the tool
+    did not create."""
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.05)
+    # Half the rows leave assignee and department blank, as a widget chat has them: only
+    # how a chat began tells it from ours.
+    requests = [
+        replace(r, assignee=None, department=None) if r.index % 2 else r for r in distinct_rows(30)
+    ]
+    faults = Faults(seed=5, widget_chat=0.3, drop_before=0.1, drop_after=0.1, messages=True)
+    state = SandboxState(Seed.generated(customers=len(requests)))
+    source = write_rows(tmp_path / "chats.csv", requests, messages=True)
+    config = SandboxConfig(rate=None, faults=faults, quirks=quirks)
+    with run_in_thread(create_app(config, state=state)) as sandbox:
+        result = import_into(sandbox, tmp_path, source, rate=FAST)
+    rows = results(result.out)
+
+    assert state.faults["widget_chat"] > 0
+    assert state.faults["drop_before"] > 0
+    assert state.faults["drop_after"] > 0
+    assert {row["status"] for row in rows.values()} == {"created"}
+    for request in requests:
+        row = rows[request.source_row]
+        chat = state.chat(int(row["chat_id"]))
+        assert chat is not None, row
+        assert chat.created_with == API_CHAT, row
+        assert chat_fields(chat) == request_fields(request)
+        assert [m.text for m in chat.messages] == [f"Hello row {request.source_row}"]
+    widget = [c for c in state.chats if c.created_with != API_CHAT]
+    assert len(widget) == state.faults["widget_chat"]
+    assert all([m.text for m in c.messages] == [WIDGET_TEXT] for c in widget)
+    assert len(state.chats) == len(requests) + len(widget)
