@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
+from bulk_chats import owner_only
 from bulk_chats.errors import InputError
 from bulk_chats.records import Status
 
@@ -100,9 +101,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open the journal file, in WAL mode with full sync, creating or upgrading its schema."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
+    """Open the journal file, in WAL mode with full sync, creating or upgrading its schema.
+
+    The file is created owner-only before SQLite opens it; SQLite gives its `-wal` and
+    `-shm` files the same mode. A journal of an earlier version is made owner-only too.
+    """
+    try:
+        owner_only.make_folder(path.parent)
+        created = owner_only.create_file(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the journal ({exc.strerror})") from None
+    if not created:
+        for suffix in ("", "-wal", "-shm"):
+            owner_only.restrict(path.with_name(path.name + suffix))
     try:
         # Autocommit (isolation_level=None): every write opens and commits its own
         # transaction explicitly, so none is left open between the sender's calls.

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import httpx
 
+from bulk_chats import owner_only
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
 from bulk_chats.fields import RESULT_COLUMNS
@@ -152,10 +153,23 @@ def validate_file(settings: Settings, *, now: dt.datetime | None = None) -> RunR
     results workbook. Raises InputError when the file cannot be used."""
     now = now or dt.datetime.now()
     sheet, validation = read_and_validate(settings)
+    if settings.out is None:
+        _make_reports_dir(settings.reports_dir)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
     _prepare(out, sheet)
     summary = Summary(settings.input_path, "validate", "", now)
     return _finish(sheet, validation, {}, out, summary, out_given=settings.out is not None)
+
+
+def _make_reports_dir(reports_dir: Path) -> None:
+    """Create the reports folder owner-only when it is missing: the journal and the default
+    workbook in it hold customer data. Raises InputError."""
+    try:
+        owner_only.make_folder(reports_dir)
+    except OSError as exc:
+        raise InputError(
+            f"{reports_dir}: cannot create the reports folder ({exc.strerror})"
+        ) from None
 
 
 def _prepare(out: Path, sheet: Sheet) -> None:
@@ -198,6 +212,7 @@ async def import_file(
     if settings.api_key is None:
         raise InputError("no API key given")
     sheet, validation = read_and_validate(settings)
+    _make_reports_dir(settings.reports_dir)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
     _prepare(out, sheet)
     mode = "dry-run" if settings.dry_run else "import"

@@ -29,6 +29,7 @@ from bulk_chats.errors import ApiError, AuthenticationError
 from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS
 from bulk_chats.records import ChatRequest, Outcome, Status
 from bulk_chats.retry import read_with_retries
+from bulk_chats.stopping import STOP_GRACE, pause, waits_end_once_stopped
 
 LOOKUP_ATTEMPTS = 4
 """Tries of one read (a listing or a customer search) before its rows are given up."""
@@ -355,6 +356,7 @@ async def resolve_customers(
     *,
     concurrency: int,
     stop: anyio.Event | None = None,
+    stop_grace: float = STOP_GRACE,
     sleep: Sleep = anyio.sleep,
 ) -> Resolution:
     """Look up each distinct customer email and userId of `preflight.passed`, then give
@@ -362,7 +364,9 @@ async def resolve_customers(
 
     `concurrency` searches are in flight at once, each waiting its turn at the client's
     rate limiter. `stop` (Ctrl-C) and a 401 end the look-ups: the rows not looked up are
-    `not_sent`. Nothing is sent but searches.
+    `not_sent`. Once `stop` is set, look-ups in flight have `stop_grace` seconds before
+    their waits at the limiter end (`bulk_chats.stopping`), and back-offs end at once.
+    `sleep` waits out back-offs and the grace. Nothing is sent but searches.
     """
     wanted = list(dict.fromkeys(d.customer_lookup for d in preflight.passed if d.customer_lookup))
     found: dict[tuple[str, str], list[int] | _Failure] = {}
@@ -372,15 +376,24 @@ async def resolve_customers(
     def stopping() -> bool:
         return bool(auth) or (stop is not None and stop.is_set())
 
+    async def wait(seconds: float) -> None:
+        await pause(seconds, stop=stop, sleep=sleep)
+
     async def worker() -> None:
         # Taking the next name involves no await, so workers never take the same one.
         while not stopping():
             name = next(queue, None)
             if name is None:
                 return
-            found[name] = await _search_customer(client, name, sleep=sleep, on_auth=auth.append)
+            match = await _search_customer(client, name, sleep=wait, on_auth=auth.append)
+            if isinstance(match, _Failure) and stop is not None and stop.is_set():
+                return  # cut short by the stop: the row is not_sent, not failed
+            found[name] = match
 
-    async with anyio.create_task_group() as group:
+    async with (
+        waits_end_once_stopped(client, stop, grace=stop_grace, sleep=sleep),
+        anyio.create_task_group() as group,
+    ):
         for _ in range(max(1, min(concurrency, len(wanted)))):
             group.start_soon(worker)
 

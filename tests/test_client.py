@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -503,3 +504,41 @@ async def test_every_request_waits_its_turn_at_the_limiter(
     await client.search_chats(1, 0)
     await client.post_message({"chat": 1, "text": "x", "type": "message"})
     assert sent_at == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.anyio
+async def test_the_first_401_ends_every_wait_and_no_later_request_leaves(
+    fake: FakeTime, api: respx.MockRouter
+) -> None:
+    """A key revoked mid-run at 1200 a minute, 60 requests queued at the limiter: exactly one
+    401 goes out; every queued request and every later one fails with AuthenticationError
+    without being sent."""
+    answers = iter([*(httpx.Response(201, json={"id": n}) for n in range(1, 6))])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(401, json=errors_body(("unauthorized", "No"))))
+
+    route = api.post("/chats").mock(side_effect=answer)
+    limiter = RateLimiter(1200, clock=fake.clock, sleep=fake.sleep)
+    failures: list[ApiError] = []
+    async with HelpCrunchClient(
+        BASE, ApiKey(KEY), limiter=limiter, transport=httpx.MockTransport(api.async_handler)
+    ) as client:
+
+        async def create() -> None:
+            try:
+                await client.create_chat({"customer": 1, "application": 2})
+            except ApiError as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(60):
+                group.start_soon(create)
+        with pytest.raises(AuthenticationError, match="not sent"):
+            await client.check_key()
+
+    statuses = [call.response.status_code for call in route.calls]
+    assert statuses == [201] * 5 + [401]
+    assert len(failures) == 55
+    assert all(isinstance(f, AuthenticationError) for f in failures)
+    assert [f.http_status for f in failures].count(401) == 1

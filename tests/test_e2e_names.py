@@ -35,9 +35,10 @@ MIXED = (
 
 
 @pytest.fixture
-def sandbox() -> Iterator[RunningSandbox]:
-    """A fresh sandbox on loopback, with no rate limit to wait for."""
-    with run_in_thread(SandboxConfig(rate=None)) as running:
+def sandbox(quirks: bool) -> Iterator[RunningSandbox]:
+    """A fresh sandbox on loopback, with no rate limit to wait for, answering as the
+    documentation does and (`quirks`) as its other revisions do."""
+    with run_in_thread(SandboxConfig(rate=None, quirks=quirks)) as running:
         yield running
 
 
@@ -280,12 +281,16 @@ def test_dry_run_looks_up_and_reports_but_creates_nothing(
     )
 
 
-def test_the_cli_prints_the_plan_before_sending(tmp_path: Path, monkeypatch: Any) -> None:
-    """`import --sandbox --yes` prints rows, requests and time before it sends anything."""
+def test_the_cli_prints_the_plan_before_sending(
+    tmp_path: Path, monkeypatch: Any, quirks: bool
+) -> None:
+    """`import --sandbox --yes` (and `--quirks`) prints rows, requests and time before it
+    sends anything."""
     monkeypatch.chdir(tmp_path)
     source = ROOT / "sample_data" / "chats-with-names.csv"
+    sandbox = ["--sandbox", "--quirks"] if quirks else ["--sandbox"]
     result = CliRunner().invoke(
-        cli, ["import", str(source), "--sandbox", "--yes", "--rate", "60000", "--no-progress"]
+        cli, ["import", str(source), *sandbox, "--yes", "--rate", "60000", "--no-progress"]
     )
     assert result.exit_code == 1, result.output
     assert "9 of 12 rows to send: 9 chats, 8 first messages, 8 customer look-ups" in result.output

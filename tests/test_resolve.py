@@ -490,3 +490,46 @@ def test_a_named_row_keeps_its_key_through_the_look_ups() -> None:
     )
     assert before.key == after.key
     assert after.key != ChatRequest(0, 2, 8738438, 3838, 4188, message=message).key
+
+
+@pytest.mark.anyio
+async def test_a_stop_ends_a_look_up_sitting_out_a_long_retry_after(
+    fake: FakeTime, api: respx.MockRouter
+) -> None:
+    """Ctrl-C while a look-up waits out a 300 s Retry-After at the limiter: after the grace
+    the wait ends, nothing more is searched, and the row is not_sent, not failed."""
+    route = api.post("/customers/search").respond(
+        429, headers={"Retry-After": "300"}, json={"errors": [{"code": "too_many_requests"}]}
+    )
+    stop = anyio.Event()
+    held: list[float] = []
+
+    async def limiter_sleep(seconds: float) -> None:
+        # Fake time that never passes at the limiter: only a stop can end this wait.
+        held.append(seconds)
+        stop.set()
+        await anyio.sleep_forever()
+
+    limiter = RateLimiter(6000, clock=fake.clock, sleep=limiter_sleep)
+    passed = [draft(0, customer=None, names=(("customer_email", "a@example.com"),)), draft(1)]
+    async with HelpCrunchClient(
+        BASE, ApiKey("sk-test"), limiter=limiter, transport=httpx.MockTransport(api.async_handler)
+    ) as client:
+        with anyio.fail_after(10):
+            resolution = await resolve_customers(
+                client,
+                Preflight(passed, {}, {}),
+                concurrency=2,
+                stop=stop,
+                stop_grace=2.5,
+                sleep=fake.sleep,
+            )
+    assert route.call_count == 1
+    assert held == [300.0]
+    assert fake.sleeps == [2.5]
+    outcome = resolution.outcomes[0]
+    assert (outcome.status, outcome.error_message) == (
+        Status.NOT_SENT,
+        "not sent: the run was interrupted",
+    )
+    assert [r.index for r in resolution.requests] == [1]
