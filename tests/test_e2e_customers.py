@@ -158,6 +158,14 @@ def test_the_plan_counts_customers_and_a_dry_run_creates_none(tmp_path: Path) ->
         assert (plans[0].customers, plans[0].requests) == (4, 4 + 2 * to_send)
         assert len(running.state.created_customers) == 4
 
+        # Its results workbook fed back in: nothing to send, and the marks are kept.
+        first = read_results(tmp_path / "out.xlsx")
+        again = run(running, tmp_path / "again", tmp_path / "out.xlsx")
+        assert again.counts == {"already_created": len(first)}
+        kept = [row["customer_created"] for row in read_results(again.out)]
+        assert kept == [row["customer_created"] for row in first]
+        assert kept.count("yes") == len(first) - len(EXISTING)
+
 
 def test_kill_during_the_customers_then_resume_creates_none_twice(
     tmp_path: Path, sandbox: Sandbox, importers: Callable[..., Importer]
