@@ -344,6 +344,16 @@ async def create_customers(
     )
 
 
+def created_earlier(journal: Journal, rows: Iterable[ChatRequest]) -> frozenset[int]:
+    """The indexes of `rows` whose customer, by its name, an earlier run created: for rows
+    that are not looked up again (their chat is done), read from the journal alone."""
+    named = {row.index: name_key(row.customer_lookup) for row in rows if row.customer_lookup}
+    made = journal.customers(named.values())
+    return frozenset(
+        index for index, key in named.items() if key in made and made[key].state == "created"
+    )
+
+
 def _payloads(lookups: Lookups, rows: Iterable[ChatRequest]) -> dict[str, dict[str, str]]:
     """The body of `POST /v1/customers` for each missing name."""
     missing = set(lookups.missing)

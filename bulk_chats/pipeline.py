@@ -19,7 +19,13 @@ import anyio
 import httpx
 
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.customers import Lookups, create_customers, look_up_customers, search_requests
+from bulk_chats.customers import (
+    Lookups,
+    create_customers,
+    created_earlier,
+    look_up_customers,
+    search_requests,
+)
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
 from bulk_chats.fields import RESULT_COLUMNS
 from bulk_chats.journal import Journal, journal_path, scope_for
@@ -233,6 +239,8 @@ async def import_file(
         )
         results.record(resume.finished)
         results.record(resume.held)
+        done = {outcome.index for outcome in resume.finished}
+        earlier = created_earlier(journal, (row for row in rows if row.index in done))
 
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
@@ -293,8 +301,8 @@ async def import_file(
             )
             results.record(resolution.outcomes.values())
             results.resolved = resolution.resolved
-            if create or resolution.customer_created:
-                results.customer_created = resolution.customer_created
+            if create or earlier or resolution.customer_created:
+                results.customer_created = earlier | resolution.customer_created
             if resolution.auth_failed:
                 tell("the API refused the key (401) during the look-ups: nothing more was sent")
                 results.record(_ending(resolution.requests, Status.NOT_SENT, _KEY_REFUSED))

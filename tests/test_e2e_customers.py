@@ -99,19 +99,22 @@ def created_by_name(running: RunningSandbox | Sandbox) -> collections.Counter[st
 def assert_one_customer_each(
     running: RunningSandbox | Sandbox, results: list[dict[str, Any]]
 ) -> None:
-    """Each new name exists exactly once; every row is created with the customer its name
-    names, and `customer_created` says yes on exactly the rows of new customers."""
+    """Each new name exists exactly once; every row's chat is its name's customer's (and so
+    is `resolved_customer`, where this run resolved it), and `customer_created` says yes on
+    exactly the rows of new customers."""
     wanted = {"nina@corp.example", "userId:legacy-7"} | {f"new{n}@shop.example" for n in range(6)}
     assert created_by_name(running) == dict.fromkeys(wanted, 1)
     by_key = {
         (c.email or "").casefold() or f"userId:{c.user_id}": c
         for c in running.state.customers.values()
     }
+    chats = {chat.id: chat for chat in running.state.chats}
     for row in results:
         assert row["status"] in ("created", "already_created"), row
         key = (row["Email"] or "").strip().casefold() or f"userId:{row['User ID']}"
         customer = by_key[key]
-        assert int(row["resolved_customer"]) == customer.id
+        assert chats[int(row["chat_id"])].customer.id == customer.id
+        assert row["resolved_customer"] in (None, customer.id, str(customer.id))
         assert row["customer_created"] == ("yes" if key in wanted else None)
     nina = by_key["nina@corp.example"]
     assert (nina.email, nina.name, nina.company) == ("nina@corp.example", "Nina Novak", "Corp")
@@ -167,20 +170,33 @@ def test_the_plan_counts_customers_and_a_dry_run_creates_none(tmp_path: Path) ->
         assert kept.count("yes") == len(first) - len(EXISTING)
 
 
-def test_kill_during_the_customers_then_resume_creates_none_twice(
-    tmp_path: Path, sandbox: Sandbox, importers: Callable[..., Importer]
+@pytest.mark.parametrize(
+    ("endpoint", "nth", "customers", "chats"),
+    [
+        pytest.param("POST /v1/customers", 3, 3, 0, id="customers"),
+        pytest.param("POST /v1/chats", 5, 8, 5, id="chats"),
+    ],
+)
+def test_kill_then_resume_creates_no_customer_twice(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    importers: Callable[..., Importer],
+    endpoint: str,
+    nth: int,
+    customers: int,
+    chats: int,
 ) -> None:
-    """kill -9 with the third new customer stored and its answer held: the re-run finds it by
-    search, creates the others once, and marks every new customer's rows created by us."""
+    """kill -9 with the third new customer (or the fifth chat) stored and its answer held:
+    the re-run finds it, creates the rest once, and marks every new customer's rows created
+    by us, those whose chat the killed run finished too."""
     source = write_csv(tmp_path / "migration.csv", migration_rows())
-    gate = sandbox.hold("POST /v1/customers", 3)
+    gate = sandbox.hold(endpoint, nth)
     first = importers(tmp_path, source, sandbox, "--create-customers", "--concurrency", "1")
-    wait_until(gate.held.is_set, "the third POST /v1/customers")
+    wait_until(gate.held.is_set, f"request {nth} to {endpoint}")
     first.kill()
     gate.released.set()
     assert journal_integrity(tmp_path) == "ok"
-    assert len(sandbox.state.created_customers) == 3
-    assert sandbox.state.chats == []
+    assert (len(sandbox.state.created_customers), len(sandbox.state.chats)) == (customers, chats)
 
     second = importers(tmp_path, source, sandbox, "--create-customers")
     assert second.wait() == 0, second.stderr
