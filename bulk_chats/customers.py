@@ -310,6 +310,14 @@ async def create_customers(
             if isinstance(outcome, int):
                 found[key] = [outcome]
                 created[key] = outcome
+            elif isinstance(outcome, ApiError):
+                field_name, value = lookups.names[key]
+                found[key] = Failure(
+                    Status.FAILED,
+                    outcome,
+                    f"{field_name}: a new customer for '{value}' could not be created: "
+                    f"{outcome.error_message}",
+                )
             elif outcome is not None:
                 found[key] = outcome
         if not lost or stops:
@@ -378,10 +386,10 @@ async def _create_all(
     concurrency: int,
     sleep: Sleep,
     wall_clock: Callable[[], float],
-) -> dict[str, int | Failure | None]:
+) -> dict[str, int | ApiError | Failure | None]:
     """`_create_one` for each of `payloads`, `concurrency` at a time, in order."""
     queue = deque(payloads)
-    outcomes: dict[str, int | Failure | None] = {}
+    outcomes: dict[str, int | ApiError | Failure | None] = {}
 
     async def worker() -> None:
         while queue:
@@ -404,8 +412,9 @@ async def _create_one(
     stops: _Stops,
     sleep: Sleep,
     wall_clock: Callable[[], float],
-) -> int | Failure | None:
-    """One customer created: its id, a failure, or None when the answer was lost (the
+) -> int | ApiError | Failure | None:
+    """One customer created: its id; the API's refusal (or the last error once the tries
+    run out); the failure of a run that stopped; or None when the answer was lost (the
     customer may exist). Each try is announced in the journal before it goes out; one
     that surely created nothing (429, 503, refused connection) is sent again."""
     attempt = 0
@@ -435,9 +444,7 @@ async def _create_one(
                         http_status=exc.http_status,
                     )
                 )
-                return Failure(
-                    Status.FAILED, exc, f"the customer could not be created: {exc.error_message}"
-                )
+                return exc
             if wait > 0:
                 await sleep(wait)
             continue

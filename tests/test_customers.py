@@ -293,6 +293,10 @@ async def test_a_refused_creation_fails_its_name(
         Status.FAILED,
         "userId",
     )
+    assert failure.message == (
+        "customer_user_id: a new customer for 'crm-1' could not be created: "
+        "This value is already used."
+    )
     assert journal.customers(["customer_user_id:crm-1"])["customer_user_id:crm-1"].state == (
         "failed"
     )
