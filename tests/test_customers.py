@@ -4,7 +4,6 @@ exactly once across lost answers and earlier runs (respx, fake time)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -22,28 +21,12 @@ from bulk_chats.customers import (
 )
 from bulk_chats.journal import Journal
 from bulk_chats.records import ChatRequest, Status
-from bulk_chats.settings import ApiKey
-from bulk_chats.throttle import RateLimiter
+from tests import test_resolve
 from tests.fakes import FakeTime
 
-BASE = "https://api.test/v1"
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    """The mocked API root."""
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCrunchClient]:
-    """A client at 6000 requests a minute on the fake clock over the mocked API."""
-    limiter = RateLimiter(6000, clock=fake.clock, sleep=fake.sleep)
-    async with HelpCrunchClient(
-        BASE, ApiKey("sk-test"), limiter=limiter, transport=httpx.MockTransport(api.async_handler)
-    ) as c:
-        yield c
+# The mocked API root and a client at 6000 requests a minute on the fake clock.
+api = test_resolve.api
+client = test_resolve.client
 
 
 def named(index: int, field: str, value: str, **profile: str) -> ChatRequest:
