@@ -20,8 +20,9 @@ import click
 
 from bulk_chats.errors import BulkChatsError, InputError
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
-from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink
+from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink, limit_text
 from bulk_chats.settings import (
+    API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
     DEFAULT_RATE,
@@ -69,6 +70,30 @@ def _shared_options(command: F) -> F:
     return command
 
 
+def _api_options(command: F) -> F:
+    """Options that say which API to talk to, and with which key."""
+    options = [
+        click.option(
+            "--base-url",
+            metavar="URL",
+            help=f"API root; else env {BASE_URL_ENV}, else {DEFAULT_BASE_URL}.",
+        ),
+        click.option(
+            "--api-key-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Read the API key from this file; else env HELPCRUNCH_API_KEY.",
+        ),
+        click.option(
+            "--sandbox",
+            is_flag=True,
+            help="Start the local stand-in for the API in-process and use it; no key needed.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bulk-chats")
 def cli() -> None:
@@ -99,30 +124,16 @@ def validate(
 @click.option(
     "--rate",
     type=click.FloatRange(min=1, min_open=False),
-    default=DEFAULT_RATE,
-    show_default=True,
-    help="Requests per minute, all requests counted.",
+    default=None,
+    help=f"Requests per minute, all requests counted.  [default: {DEFAULT_RATE}, or the "
+    "account's limit an earlier run learned for this API root]",
 )
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1, max=256),
     help="Requests in flight at once. Default: enough to keep the rate full at high latency.",
 )
-@click.option(
-    "--base-url",
-    metavar="URL",
-    help=f"API root; else env {BASE_URL_ENV}, else {DEFAULT_BASE_URL}.",
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Read the API key from this file; else env HELPCRUNCH_API_KEY.",
-)
-@click.option(
-    "--sandbox",
-    is_flag=True,
-    help="Start the local stand-in for the API in-process and import into it; no key needed.",
-)
+@_api_options
 @click.option(
     "--quirks",
     is_flag=True,
@@ -164,22 +175,14 @@ def import_(
     130 on Ctrl-C.
     """
     with _user_errors(), contextlib.ExitStack() as stack:
-        if sandbox:
-            if base_url or api_key_file:
-                raise InputError(
-                    "--sandbox runs its own API: leave out --base-url and --api-key-file"
-                )
-            from bulk_chats.sandbox import SandboxConfig, run_in_thread
-
-            config = SandboxConfig(rate=round(rate), quirks=quirks)
-            running = stack.enter_context(run_in_thread(config))
-            root, key = running.base_url, ApiKey(SANDBOX_KEY)
-            click.echo(f"sandbox: a local stand-in for the API at {root}", err=True)
-        elif quirks:
-            raise InputError("--quirks changes the stand-in's answers: use it with --sandbox")
-        else:
-            root = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
-            key = read_api_key(api_key_file)
+        root, key = _api_target(
+            stack,
+            sandbox=sandbox,
+            base_url=base_url,
+            api_key_file=api_key_file,
+            rate=rate or DEFAULT_RATE,
+            quirks=quirks,
+        )
         settings = Settings(
             input_path=file,
             out=out,
@@ -296,6 +299,78 @@ def sandbox(
         serve(config, host=host, port=port, state=state, announce=lambda url: click.echo(url))
 
 
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1; 0 picks a free one (the printed URL shows it).",
+)
+@click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
+@_api_options
+def ui(
+    port: int, no_browser: bool, sandbox: bool, base_url: str | None, api_key_file: Path | None
+) -> None:
+    """Serve a local web page that validates, dry-runs and imports, until Ctrl-C.
+
+    Prints `ui: <url>`; the URL carries a random token, without which the page refuses
+    every request. Without a key in the environment or a file, the page asks for it.
+    The first Ctrl-C stops a run in progress as in `import`.
+    """
+    import webbrowser
+
+    from bulk_chats.ui import UiConfig, serve_ui
+
+    with _user_errors(), contextlib.ExitStack() as stack:
+        root, key = _api_target(
+            stack,
+            sandbox=sandbox,
+            base_url=base_url,
+            api_key_file=api_key_file,
+            key_required=False,
+        )
+        config = UiConfig(base_url=root, api_key=key, sandbox=sandbox)
+        status = serve_ui(
+            config,
+            port=port,
+            announce=lambda text: click.echo(text, err=True),
+            open_browser=None if no_browser else webbrowser.open,
+        )
+    sys.exit(status)
+
+
+def _api_target(
+    stack: contextlib.ExitStack,
+    *,
+    sandbox: bool,
+    base_url: str | None,
+    api_key_file: Path | None,
+    rate: float = DEFAULT_RATE,
+    quirks: bool = False,
+    key_required: bool = True,
+) -> tuple[str, ApiKey | None]:
+    """The API root and key the options name: the in-process sandbox's (started on `stack`,
+    limited to `rate` requests a minute, answering with the documentation's `quirks`), or
+    `--base-url`/env and the key from `--api-key-file`/env. With `key_required` False, no
+    key anywhere gives None."""
+    if sandbox:
+        if base_url or api_key_file:
+            raise InputError("--sandbox runs its own API: leave out --base-url and --api-key-file")
+        from bulk_chats.sandbox import SandboxConfig, run_in_thread
+
+        config = SandboxConfig(rate=round(rate), quirks=quirks)
+        running = stack.enter_context(run_in_thread(config))
+        click.echo(f"sandbox: a local stand-in for the API at {running.base_url}", err=True)
+        return running.base_url, ApiKey(SANDBOX_KEY)
+    if quirks:
+        raise InputError("--quirks changes the stand-in's answers: use it with --sandbox")
+    root = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+    if not key_required and api_key_file is None and not os.environ.get(API_KEY_ENV, "").strip():
+        return root, None
+    return root, read_api_key(api_key_file)
+
+
 def _run_import(
     settings: Settings, *, progress: ProgressSink, confirm: Callable[[Plan], bool] | None
 ) -> RunResult:
@@ -409,6 +484,8 @@ def _print_summary(result: RunResult) -> None:
     if result.error_codes:
         top = ", ".join(f"{code} {n}" for code, n in list(result.error_codes.items())[:8])
         click.echo(f"errors: {top}", err=True)
+    if result.learned_limit is not None:
+        click.echo(limit_text(result.learned_limit), err=True)
     click.echo(f"results: {result.out}", err=True)
 
 

@@ -422,6 +422,31 @@ class Journal:
                     raise JournalError(f"{self._path}: cannot read the journal ({exc})") from exc
         return found
 
+    def learned_limit(self) -> float | None:
+        """The account's limit (requests a minute) a run against this scope learned, if any."""
+        with self._mutex:
+            try:
+                row = (
+                    self._open_connection()
+                    .execute("SELECT per_minute FROM limits WHERE scope = ?", (self._scope,))
+                    .fetchone()
+                )
+            except sqlite3.Error as exc:
+                raise JournalError(f"{self._path}: cannot read the journal ({exc})") from exc
+        return None if row is None else float(row[0])
+
+    def remember_limit(self, per_minute: float) -> None:
+        """Keep the account's limit (requests a minute) for the next run against this scope."""
+        with self._writing() as connection:
+            connection.execute(
+                """
+                INSERT INTO limits (scope, per_minute, learned_at) VALUES (?, ?, ?)
+                ON CONFLICT (scope) DO UPDATE SET
+                    per_minute = excluded.per_minute, learned_at = excluded.learned_at
+                """,
+                (self._scope, per_minute, self._clock()),
+            )
+
     def close(self) -> None:
         """Close the file and let another run take the scope. Safe to call twice."""
         with self._mutex:

@@ -86,6 +86,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX events_by_row ON events (scope, row_key)",
     ),
     (
+        # The account's request limit as a run learned it from a 429, per API root: the next
+        # run against the same root starts at it unless told a rate.
+        """
+        CREATE TABLE limits (
+            scope      TEXT PRIMARY KEY,  -- the API root, from scope_for()
+            per_minute REAL NOT NULL,     -- requests a minute the API accepted
+            learned_at REAL NOT NULL      -- unix seconds
+        ) WITHOUT ROWID
+        """,
+    ),
+    (
         # The customers `import --create-customers` made, one per distinct name and scope:
         # `sending` is on disk before `POST /v1/customers` goes out, so a run killed before
         # the answer looks for the customer before creating it again.

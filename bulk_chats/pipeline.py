@@ -157,6 +157,8 @@ class RunResult:
     interrupted: bool = False
     declined: bool = False
     plan: Plan | None = None
+    learned_limit: float | None = None
+    """The account's limit (requests a minute) the run learned from a 429, if it did."""
 
     @property
     def all_done(self) -> bool:
@@ -172,7 +174,8 @@ def validate_file(settings: Settings, *, now: dt.datetime | None = None) -> RunR
     sheet, validation = read_and_validate(settings)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
     _prepare(out, sheet)
-    return _finish(sheet, validation, {}, out, Summary(settings.input_path, "validate", "", now))
+    summary = Summary(settings.input_path, "validate", "", now)
+    return _finish(sheet, validation, {}, out, summary, out_given=settings.out is not None)
 
 
 def _prepare(out: Path, sheet: Sheet) -> None:
@@ -219,11 +222,14 @@ async def import_file(
     _prepare(out, sheet)
     mode = "dry-run" if settings.dry_run else "import"
     results = _ResultsSoFar(
-        sheet, validation, out, Summary(settings.input_path, mode, settings.base_url, now)
+        sheet,
+        validation,
+        out,
+        Summary(settings.input_path, mode, settings.base_url, now),
+        out_given=settings.out is not None,
     )
     rows = rows_to_send(sheet, validation)
-    limiter = RateLimiter(settings.rate)
-    concurrency = settings.concurrency or default_concurrency(settings.rate)
+    sink = progress or NullProgress()
 
     with Journal.open(
         journal_path(settings.reports_dir),
@@ -231,6 +237,9 @@ async def import_file(
         fresh=settings.fresh,
         input_name=settings.input_path.name,
     ) as journal:
+        limiter = open_limiter(settings.rate, journal, sink)
+        results.limiter = limiter
+        concurrency = settings.concurrency or default_concurrency(limiter.rate)
         resume = plan_resume(
             rows,
             journal.entries(row.key for row in rows),
@@ -277,7 +286,7 @@ async def import_file(
                 validation.counts(),
                 resume,
                 preflight,
-                rate=settings.rate,
+                rate=limiter.rate,
                 dry_run=settings.dry_run,
                 lookups=lookups,
             )
@@ -315,7 +324,7 @@ async def import_file(
                 resolution.requests,
                 client,
                 concurrency=concurrency,
-                progress=progress or NullProgress(),
+                progress=sink,
                 journal=journal,
                 stop=stop,
                 claimed_chat_ids=set(resume.claimed_chat_ids),
@@ -325,6 +334,22 @@ async def import_file(
 
 
 _KEY_REFUSED = "not sent: the API refused the key"
+
+
+def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -> RateLimiter:
+    """The run's one rate limiter: at `rate` requests a minute when given, else at the
+    account's limit an earlier run learned for this API root, else at `DEFAULT_RATE`.
+
+    A limit learned during the run goes to the journal at once, so that a killed run
+    remembers it too, and to `progress`.
+    """
+
+    def learned(per_minute: float) -> None:
+        journal.remember_limit(per_minute)
+        progress.limit_learned(per_minute)
+
+    remembered = journal.learned_limit() if rate is None else None
+    return RateLimiter(rate or remembered or DEFAULT_RATE, learned=remembered, on_learned=learned)
 
 
 def _stopped(stop: anyio.Event | None) -> bool:
@@ -391,11 +416,14 @@ class _ResultsSoFar:
     validation: Validation
     out: Path
     summary: Summary
+    out_given: bool
+    """`out` came from --out, so the workbook may replace a file there."""
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     warnings: dict[int, str] = field(default_factory=dict)
     resolved: dict[str, dict[int, int]] = field(default_factory=dict)
     customer_created: frozenset[int] | None = None
     plan: Plan | None = None
+    limiter: RateLimiter | None = None
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Keep `outcomes`, each replacing what was recorded for its row before."""
@@ -421,7 +449,9 @@ class _ResultsSoFar:
             self.summary,
             resolved=self.resolved,
             customer_created=self.customer_created,
+            out_given=self.out_given,
             plan=self.plan,
+            learned_limit=self.limiter.learned_limit if self.limiter is not None else None,
             auth_failed=auth_failed,
             interrupted=interrupted,
             declined=declined,
@@ -437,14 +467,15 @@ def _finish(
     *,
     resolved: Mapping[str, Mapping[int, int]] | None = None,
     customer_created: frozenset[int] | None = None,
+    out_given: bool,
     **flags: object,
 ) -> RunResult:
     results = build_results(
         sheet, validation, outcomes, resolved=resolved, customer_created=customer_created
     )
-    write_results(results, out, summary)
     return RunResult(
-        out=out,
+        # A path of our choosing never replaces a file; one given with --out may.
+        out=write_results(results, out, summary, replace=out_given),
         counts=count_statuses(results),
         error_codes=count_error_codes(results),
         total=len(results),

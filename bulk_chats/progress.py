@@ -1,4 +1,5 @@
-"""Progress sinks: the library reports each finished row; the CLI picks how it is shown.
+"""Progress sinks: the library reports each finished row and the account's limit once
+learned; the CLI picks how it is shown.
 
 A tqdm bar on a terminal, a periodic log line on stderr otherwise, nothing with
 `--no-progress` (PRODUCT.md › Command-line contract).
@@ -29,6 +30,10 @@ class ProgressSink(Protocol):
     def advance(self, outcome: Outcome) -> None:
         """One row reached its final outcome in this run."""
 
+    def limit_learned(self, rate: float) -> None:
+        """The rate limiter learned the account's limit, `rate` requests a minute, and runs
+        at it from now on (`RateLimiter(on_learned=...)`); may come before `start`."""
+
     def close(self) -> None:
         """Sending is over (finished, interrupted or stopped)."""
 
@@ -42,14 +47,23 @@ class NullProgress:
     def advance(self, outcome: Outcome) -> None:
         pass
 
+    def limit_learned(self, rate: float) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
-def _counts_text(counts: Counter[Status]) -> str:
+def _counts_text(counts: Counter[Status], limit: float | None) -> str:
     created = counts[Status.CREATED]
     failed = sum(counts[s] for s in (Status.FAILED, Status.MESSAGE_FAILED, Status.UNKNOWN))
-    return f"created={created} failed={failed}"
+    text = f"created={created} failed={failed}"
+    return text if limit is None else f"{text}, account limit {limit:g}/min"
+
+
+def limit_text(rate: float) -> str:
+    """What the user is told when the limiter learns the account's limit."""
+    return f"the account allows {rate:g} requests a minute; running at that"
 
 
 class BarProgress:
@@ -59,6 +73,7 @@ class BarProgress:
         self._stream = stream or sys.stderr
         self._bar: tqdm[NoReturn] | None = None
         self._counts: Counter[Status] = Counter()
+        self._limit: float | None = None
 
     def start(self, total: int) -> None:
         self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
@@ -66,8 +81,15 @@ class BarProgress:
     def advance(self, outcome: Outcome) -> None:
         self._counts[outcome.status] += 1
         if self._bar is not None:
-            self._bar.set_postfix_str(_counts_text(self._counts), refresh=False)
+            self._bar.set_postfix_str(_counts_text(self._counts, self._limit), refresh=False)
             self._bar.update(1)
+
+    def limit_learned(self, rate: float) -> None:
+        self._limit = rate
+        # A line above the bar, which stays; the bar's postfix shows the limit from now on.
+        tqdm.write(limit_text(rate), file=self._stream)
+        if self._bar is not None:
+            self._bar.set_postfix_str(_counts_text(self._counts, rate))
 
     def close(self) -> None:
         if self._bar is not None:
@@ -89,6 +111,7 @@ class LogProgress:
         self._interval = interval
         self._clock = clock
         self._counts: Counter[Status] = Counter()
+        self._limit: float | None = None
         self._total = 0
         self._done = 0
         self._started = 0.0
@@ -107,6 +130,10 @@ class LogProgress:
             self._last = now
             self._write(now)
 
+    def limit_learned(self, rate: float) -> None:
+        self._limit = rate
+        print(f"progress: {limit_text(rate)}", file=self._stream, flush=True)
+
     def close(self) -> None:
         if self._total and self._reported != self._done:
             self._write(self._clock())
@@ -118,7 +145,8 @@ class LogProgress:
         left = self._total - self._done
         eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 else "?"
         print(
-            f"progress: {self._done}/{self._total} rows, {_counts_text(self._counts)}, "
+            f"progress: {self._done}/{self._total} rows, "
+            f"{_counts_text(self._counts, self._limit)}, "
             f"{per_minute:.0f}/min, eta {eta}",
             file=self._stream,
             flush=True,

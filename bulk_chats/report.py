@@ -1,39 +1,38 @@
 """The results workbook: one row per input data row, in input order, plus a summary.
 
-Written a chunk of rows at a time (so 100,000 rows cost no more memory than a chunk) by
-`bulk_chats.xlsx`, or as UTF-8 CSV with a BOM when `--out` ends in `.csv`.
-The file is written beside its destination and renamed into place, so a run killed
-mid-write leaves the previous file (or none), never half a workbook.
+Written with xlsxwriter in its constant-memory mode (a row at a time, so 100,000 rows cost
+no more memory than one), or as UTF-8 CSV with a BOM when `--out` ends in `.csv`; put in
+place by `out_files`, so that a run killed mid-write leaves no half workbook.
 """
 
 from __future__ import annotations
 
 import codecs
 import datetime as dt
+import math
 import os
 import re
 import tempfile
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import xlsxwriter
+from xlsxwriter.exceptions import FileCreateError
+from xlsxwriter.utility import xl_col_to_name
 
-from bulk_chats import xlsx
 from bulk_chats.errors import InputError, ReportError
 from bulk_chats.fields import RESOLVED_COLUMNS, RESULT_COLUMNS, names_for
 from bulk_chats.ids import parse_ids
 from bulk_chats.loading import Sheet, normalise_header
+from bulk_chats.out_files import numbered, place, remove_leftovers, staging
 from bulk_chats.records import Outcome, Status
 from bulk_chats.rows import optional_ints
 from bulk_chats.validation import Validation
-
-MAX_EXACT_DIGITS = xlsx.MAX_EXACT_DIGITS
-"""Excel keeps 15 significant digits: longer integers are written as text."""
 
 STATUS_COLOURS = {
     Status.VALID: "#E2EFDA",
@@ -46,7 +45,28 @@ STATUS_COLOURS = {
     Status.DUPLICATE: "#EDEDED",
     Status.NOT_SENT: "#EDEDED",
 }
-_STAMPED = re.compile(r"-results-\d{8}-\d{4,6}$")
+
+MAX_ROWS = 1_048_576
+"""Rows a worksheet holds, the header included."""
+
+MAX_COLUMNS = 16_384
+"""Columns a worksheet holds."""
+
+MAX_TEXT = 32_767
+"""Characters (UTF-16 units) a workbook cell holds; Excel refuses a file with a longer one."""
+
+DATE_FORMATS = {
+    dt.datetime: "yyyy-mm-dd hh:mm:ss",
+    dt.date: "yyyy-mm-dd",
+    dt.time: "hh:mm:ss",
+    dt.timedelta: "[h]:mm:ss",
+}
+"""The number format of each kind of date cell, as a spreadsheet shows it."""
+
+_EXACT_BELOW = 10**15
+"""Excel keeps 15 significant digits: integers from here up are written as text."""
+
+_STAMPED = re.compile(r"-results-\d{8}-\d{4,6}(-\d+)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +80,16 @@ class Summary:
 
 
 def default_out_path(input_path: Path, reports_dir: Path, now: dt.datetime) -> Path:
-    """`reports/<input stem>-results-<YYYYmmdd-HHMMSS>.xlsx`.
+    """`reports/<input stem>-results-<YYYYmmdd-HHMMSS>.xlsx`, or with `-2`, `-3`, … after
+    it when that name is taken: the default never names an existing file (write it with
+    `replace=False`, so that a run finishing at the same time does not take it either).
 
     A results workbook fed back in keeps its original stem rather than growing a second
     `-results-…` suffix.
     """
     stem = _STAMPED.sub("", input_path.stem)
-    return reports_dir / f"{stem}-results-{now:%Y%m%d-%H%M%S}.xlsx"
+    first = reports_dir / f"{stem}-results-{now:%Y%m%d-%H%M%S}.xlsx"
+    return next(path for path in numbered(first) if not os.path.lexists(path))
 
 
 def build_results(
@@ -169,15 +192,15 @@ def check_room(out: Path, rows: int, columns: int) -> None:
     """
     if out.suffix.lower() == ".csv":
         return
-    if rows + 1 > xlsx.MAX_ROWS:
+    if rows + 1 > MAX_ROWS:
         raise InputError(
             f"{out}: {rows:,} rows are more than a workbook sheet holds "
-            f"({xlsx.MAX_ROWS - 1:,} below the header); write CSV with --out NAME.csv"
+            f"({MAX_ROWS - 1:,} below the header); write CSV with --out NAME.csv"
         )
-    if columns > xlsx.MAX_COLUMNS:
+    if columns > MAX_COLUMNS:
         raise InputError(
             f"{out}: {columns:,} columns are more than a workbook sheet holds "
-            f"({xlsx.MAX_COLUMNS:,}); write CSV with --out NAME.csv"
+            f"({MAX_COLUMNS:,}); write CSV with --out NAME.csv"
         )
 
 
@@ -191,6 +214,7 @@ def prepare_out(out: Path, rows: int, columns: int) -> None:
             pass
     except OSError as exc:
         raise InputError(f"{out}: cannot write the results there ({exc.strerror})") from None
+    remove_leftovers(out.parent)
 
 
 def _echo_label(header: str) -> str:
@@ -201,30 +225,30 @@ def _echo_label(header: str) -> str:
     return f"{header} (input)" if normalise_header(header) in RESULT_COLUMNS else header
 
 
-def write_results(results: pd.DataFrame, out: Path, summary: Summary) -> Path:
-    """Write `results` to `out` (xlsx, or csv when `out` ends in .csv) and return it.
+def write_results(
+    results: pd.DataFrame, out: Path, summary: Summary, *, replace: bool = True
+) -> Path:
+    """Write `results` to `out` (xlsx, or csv when `out` ends in .csv), readable and
+    writable by its owner only, and return the path written.
 
-    Raises InputError when the results do not fit a workbook (see `check_room`).
+    With `replace` False an existing file is never replaced: the results go to the first
+    free name of `numbered(out)` instead (for the default path, which another run may
+    take while this one runs). Raises InputError when the results do not fit a workbook
+    (see `check_room`), ReportError when they cannot be written.
     """
     check_room(out, len(results), results.shape[1])
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
+        with staging(out) as staged:
+            if out.suffix.lower() == ".csv":
+                _write_csv(results, staged)
+            else:
+                _write_xlsx(results, staged, summary, scratch=staged.parent)
+            return place(staged, out, replace=replace)
     except OSError as exc:
         raise ReportError(f"{out}: cannot write the results ({exc.strerror})") from None
-    temp = Path(temp_name)
-    try:
-        if out.suffix.lower() == ".csv":
-            _write_csv(results, temp)
-        else:
-            _write_xlsx(results, temp, summary)
-        os.replace(temp, out)
-    except OSError as exc:
-        raise ReportError(f"{out}: cannot write the results ({exc.strerror})") from None
-    finally:
-        temp.unlink(missing_ok=True)
-    return out
+    except FileCreateError as exc:
+        raise ReportError(f"{out}: cannot write the results ({exc})") from None
 
 
 def count_statuses(results: pd.DataFrame) -> dict[str, int]:
@@ -246,6 +270,9 @@ CHUNK_ROWS = 16_384
 """Rows converted and written at a time: the writers' memory does not grow with the sheet."""
 
 
+# The CSV writer below is kept because the loader benchmark needs it: for its 1,000,000
+# rows it takes 1.7 s of CPU where `DataFrame.to_csv` takes 6.0 s, which would put
+# `validate --out x.csv` at about 2x of its baseline (the target's limit) instead of 1.1x.
 def _write_csv(results: pd.DataFrame, path: Path) -> None:
     """RFC 4180 CSV, UTF-8 with a BOM, a chunk of rows at a time.
 
@@ -313,89 +340,171 @@ def _quote(text: str) -> str:
 _CSV_SPECIAL = re.compile(r'[",\r\n]')
 
 
-def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary) -> None:
-    """The results sheet then the summary sheet, streamed a chunk of rows at a time.
+def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary, *, scratch: Path) -> None:
+    """The results sheet then the summary sheet. xlsxwriter keeps its row files in
+    `scratch` (our folder, not the machine's shared temporary one)."""
+    options = {
+        "constant_memory": True,
+        "tmpdir": str(scratch),
+        "use_zip64": True,
+        "remove_timezone": True,
+        # Only `write()` would act on these; set anyway, so that no later use of it can
+        # turn a cell's text into a formula, a link or a number.
+        "strings_to_formulas": False,
+        "strings_to_urls": False,
+        "strings_to_numbers": False,
+    }
+    with xlsxwriter.Workbook(str(path), options) as book:
+        cut = _write_results_sheet(book, results)
+        _write_summary_sheet(book, results, summary, cut=cut)
+
+
+def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
+    """Write the results sheet; return how many cells were cut to `MAX_TEXT`.
 
     Text is always written as text, never as a formula or a link, whatever it starts with
     (PRODUCT.md › The results workbook): a spreadsheet must never run what a row says.
+    A cut cell is named in its row's `error_message`.
     """
-    with xlsx.Workbook(path) as book:
-        _write_results_sheet(book, results)
-        _write_summary_sheet(book, results, summary)
-
-
-def _write_results_sheet(book: xlsx.Workbook, results: pd.DataFrame) -> None:
     labels = [str(label) for label in results.columns]
     status_at = labels.index("status")
-    header = book.add_style(xlsx.Style(bold=True, fill="#D9D9D9", bottom_border=True))
-    status_styles = {
-        status.value: f' s="{book.add_style(xlsx.Style(fill=colour))}"'
-        for status, colour in STATUS_COLOURS.items()
-    }
-    widths = []
+    error_at = labels.index("error_message")
+    sheet = book.add_worksheet("results")
+    sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, max(len(results), 1), len(labels) - 1)
     for position, label in enumerate(labels):
         sample = results.iloc[:200, position].dropna()
         width = max([len(label), *(len(str(v)) for v in sample)], default=8)
-        widths.append(min(max(width + 2, 8), 60))
-    with book.sheet(
-        "results",
-        rows=len(results) + 1,
-        columns=len(labels),
-        widths=widths,
-        freeze_header=True,
-        autofilter=True,
-    ) as sheet:
-        first = xlsx.row_numbers(1, 1)
-        sheet.write_rows(
-            first,
-            [xlsx.cells([label], i, first, style=header) for i, label in enumerate(labels)],
-        )
-        for start in range(0, len(results), CHUNK_ROWS):
-            chunk = results.iloc[start : start + CHUNK_ROWS]
-            rows = xlsx.row_numbers(start + 2, len(chunk))
-            columns = []
-            for position in range(chunk.shape[1]):
-                values = chunk.iloc[:, position]
-                style: int | Any = 0
-                if position == status_at:
-                    style = np.fromiter(
-                        map(status_styles.get, values.to_numpy(dtype=object), repeat("")),
-                        dtype=object,
-                        count=len(values),
-                    )
-                columns.append(
-                    xlsx.cells(values, position, rows, style=style, date_style=book.date_style)
-                )
-            sheet.write_rows(rows, columns)
+        sheet.set_column(position, position, min(max(width + 2, 8), 60))
+    header = book.add_format({"bold": True, "bg_color": "#D9D9D9", "bottom": 1})
+    for position, label in enumerate(labels):
+        sheet.write_string(0, position, label, header)
+    status_formats = {s.value: book.add_format({"bg_color": c}) for s, c in STATUS_COLOURS.items()}
+    cells = _CellWriter(book, sheet)
+    cut = 0
+    for start in range(0, len(results), CHUNK_ROWS):
+        chunk = results.iloc[start : start + CHUNK_ROWS]
+        columns = [_cell_values(chunk.iloc[:, i]) for i in range(chunk.shape[1])]
+        statuses, columns[status_at] = columns[status_at], [None] * len(chunk)
+        for row, values in enumerate(zip(*columns, strict=True), start=start + 1):
+            too_long = cells.write_row(row, values)
+            status = statuses[row - start - 1]
+            if status is not None:
+                sheet.write_string(row, status_at, status, status_formats.get(status))
+            if too_long:
+                cut += len(too_long)
+                note = _cut_note([labels[c] for c in too_long], too_long)
+                message = values[error_at]
+                sheet.write_string(row, error_at, f"{message} | {note}" if message else note)
+    return cut
 
 
-def _write_summary_sheet(book: xlsx.Workbook, results: pd.DataFrame, summary: Summary) -> None:
-    bold = book.add_style(xlsx.Style(bold=True))
+def _cut_note(labels: list[str], columns: list[int]) -> str:
+    named = ", ".join(
+        f"{label} (column {xl_col_to_name(c)})" for label, c in zip(labels, columns, strict=True)
+    )
+    return (
+        f"cut to the {MAX_TEXT:,} characters a workbook cell holds: {named}; "
+        "--out NAME.csv keeps the whole text"
+    )
+
+
+def _cell_values(column: pd.Series) -> list[Any]:
+    """A column's cells as Python values, None for a blank (missing, NaN or "")."""
+    values = column.to_numpy(dtype=object, copy=True)
+    blank = np.asarray(pd.isna(values), dtype=bool)
+    # Compared only where not missing: `<NA> == ""` has no truth value.
+    blank[~blank] = values[~blank] == ""
+    values[blank] = None
+    cells: list[Any] = values.tolist()
+    return cells
+
+
+class _CellWriter:
+    """Writes a row's cells, each as a spreadsheet would hold it: text as text, numbers as
+    numbers, booleans, dates and times with a format of their kind."""
+
+    def __init__(self, book: Any, sheet: Any) -> None:
+        self._sheet = sheet
+        self._dates = {kind: book.add_format({"num_format": f}) for kind, f in DATE_FORMATS.items()}
+
+    def write_row(self, row: int, values: tuple[Any, ...]) -> list[int]:
+        """Write the cells of `row`, skipping None; return the columns whose text was cut."""
+        write_string, write_number = self._sheet.write_string, self._sheet.write_number
+        cut = []
+        # Text and ordinary numbers (nearly every cell) take the first two branches.
+        for column, value in enumerate(values):
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is str:
+                if write_string(row, column, value):
+                    cut.append(column)
+            elif (kind is float and math.isfinite(value)) or (
+                kind is int and -_EXACT_BELOW < value < _EXACT_BELOW
+            ):
+                write_number(row, column, value)
+            elif self._write_other(row, column, value):
+                cut.append(column)
+        return cut
+
+    def _write_other(self, row: int, column: int, value: object) -> int:
+        """Write any other value; return xlsxwriter's answer (non-zero: the text was cut)."""
+        sheet = self._sheet
+        if isinstance(value, bool | np.bool_):
+            return int(sheet.write_boolean(row, column, bool(value)))
+        if isinstance(value, int | np.integer):
+            number = int(value)
+            if -_EXACT_BELOW < number < _EXACT_BELOW:
+                return int(sheet.write_number(row, column, number))
+            return int(sheet.write_string(row, column, str(number)))
+        if isinstance(value, float | np.floating):
+            real = float(value)
+            if math.isfinite(real):
+                return int(sheet.write_number(row, column, real))
+            # An infinity has no cell of its own in a workbook: it is written as the text
+            # it reads as. (NaN is pandas' blank and never gets here.)
+            return int(sheet.write_string(row, column, str(real)))
+        kind = _date_kind(value)
+        if kind is not None:
+            return int(sheet.write_datetime(row, column, value, self._dates[kind]))
+        return int(sheet.write_string(row, column, str(value)))
+
+
+def _date_kind(value: object) -> type | None:
+    """The key of `DATE_FORMATS` for `value`, or None: not a date, or a date before 1900,
+    which a workbook cannot hold as a date (it is written as text)."""
+    if isinstance(value, dt.datetime):
+        return dt.datetime if value.year >= 1900 else None
+    if isinstance(value, dt.date):
+        return dt.date if value.year >= 1900 else None
+    if isinstance(value, dt.time):
+        return dt.time
+    if isinstance(value, dt.timedelta):
+        return dt.timedelta
+    return None
+
+
+def _write_summary_sheet(book: Any, results: pd.DataFrame, summary: Summary, *, cut: int) -> None:
+    bold = book.add_format({"bold": True})
     pairs: list[tuple[object, object]] = [
         ("input", str(summary.input_path)),
         ("mode", summary.mode),
         ("api", summary.api_root or "(none: nothing was sent)"),
         ("written", (summary.written_at or dt.datetime.now()).strftime("%Y-%m-%d %H:%M:%S")),
         ("rows", len(results)),
-        ("", ""),
     ]
-    pairs += [("status", "rows"), *count_statuses(results).items(), ("", "")]
+    if cut:
+        pairs.append(("cells cut", cut))
+    pairs += [("", ""), ("status", "rows"), *count_statuses(results).items(), ("", "")]
     pairs += [("error_code", "rows"), *count_error_codes(results).items()]
-    headings = np.array(
-        [
-            f' s="{bold}"' if label in ("status", "error_code") and value == "rows" else ""
-            for label, value in pairs
-        ],
-        dtype=object,
-    )
-    rows = xlsx.row_numbers(1, len(pairs))
-    labels = np.array([str(label) for label, _ in pairs] + [None], dtype=object)[:-1]
-    values = np.array([value for _, value in pairs] + [None], dtype=object)[:-1]
-    with book.sheet("summary", rows=len(pairs), columns=2, widths=(24, 60)) as sheet:
-        sheet.write_rows(
-            rows,
-            [
-                xlsx.cells(labels, 0, rows, style=headings),
-                xlsx.cells(values, 1, rows, style=headings),
-            ],
-        )
+    sheet = book.add_worksheet("summary")
+    sheet.set_column(0, 0, 24)
+    sheet.set_column(1, 1, 60)
+    cells = _CellWriter(book, sheet)
+    for row, (label, value) in enumerate(pairs):
+        if label in ("status", "error_code") and value == "rows":
+            sheet.write_string(row, 0, label, bold)
+            sheet.write_string(row, 1, value, bold)
+        else:
+            cells.write_row(row, (label or None, value if value != "" else None))

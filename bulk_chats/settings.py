@@ -105,7 +105,9 @@ class Settings:
     out: Path | None = None
     sheet: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
-    rate: float = DEFAULT_RATE
+    rate: float | None = None
+    """Requests per minute; None: the account's limit an earlier run learned for this API
+    root (the journal keeps it), else `DEFAULT_RATE`."""
     concurrency: int | None = None
     base_url: str = DEFAULT_BASE_URL
     api_key: ApiKey | None = None

@@ -1,10 +1,14 @@
-"""One rate limiter for every request of a run, paced evenly, slowing down on 429s.
+"""One rate limiter for every request of a run, paced evenly, learning the account's limit.
 
 The API counts all endpoints together (120 requests a minute by default) and does not
 document its window, so the limiter never bursts: the first request goes at once and each
 later one waits its turn, `60 / rate` seconds after the one before (PRODUCT.md › Sending).
 It also never lets more than `rate` requests go in any `WINDOW + WINDOW_MARGIN` seconds,
 which even pacing alone does not promise against a sliding one-minute window.
+
+When the API answers 429 although the limiter kept to its rate, the requests it accepted
+over the last minute are the account's limit: the limiter learns that number and runs at it
+from then on (PRODUCT.md › Sending, "The account's real limit").
 """
 
 from __future__ import annotations
@@ -22,17 +26,15 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 """Waits the given seconds."""
 
+LimitListener = Callable[[float], None]
+"""Told the account's limit, in requests a minute, each time the limiter learns it anew."""
+
 DECREASE_FACTOR = 0.8
-"""A 429 multiplies the effective rate by this."""
+"""A 429 that teaches nothing (no request accepted in the last minute) multiplies the
+effective rate by this: someone else spends the account's requests, so slow down blindly."""
 
 MIN_RATE_FRACTION = 0.1
-"""The effective rate never drops below this fraction of the configured rate."""
-
-RECOVERY_RUN = 20
-"""Answers without a 429 in a row that earn one step back towards the configured rate."""
-
-RECOVERY_STEP = 0.05
-"""One recovery step, as a fraction of the configured rate."""
+"""Such blind slow-downs never take the rate below this fraction of the configured rate."""
 
 DEFAULT_PAUSE = 5.0
 """Seconds to hold every request after a 429 without `Retry-After`; doubles per 429 in a row."""
@@ -52,6 +54,12 @@ and a server that counts over a sliding minute answers 429, about once a minute.
 margin absorbs that jitter for a quarter of a second each minute (0.4% of the rate).
 """
 
+PROBE_POLL = 0.1
+"""Seconds between two looks at the schedule while a probe's answer is awaited."""
+
+MIN_WINDOW = 1.0
+"""The shortest window, in seconds, a `Retry-After` is taken to show."""
+
 LATENCY_GUESS = 3.0
 """Seconds a request may take on a slow day; the default concurrency keeps the rate full then."""
 
@@ -66,20 +74,46 @@ class RateLimiter:
     later when requests come more slowly than that. Slots are handed out in arrival order
     under a lock, so any number of tasks may call `acquire` at once. A sleep that wakes a
     little late does not shift the schedule, so the rate holds over a long run; no request
-    ever goes before its slot. Besides, at most `rate` (the configured rate, rounded down)
-    requests go in any `WINDOW + WINDOW_MARGIN` seconds: at the limit, once a minute, the
-    schedule slips by up to `WINDOW_MARGIN` rather than crowd the server's minute.
+    ever goes before its slot. Besides, at most `rate` (rounded down) requests go in any
+    `WINDOW + WINDOW_MARGIN` seconds: at the limit, once a minute, the schedule slips by up
+    to `WINDOW_MARGIN` rather than crowd the server's minute.
 
-    Slowing down (AIMD): on a 429, `throttled` holds every later request until
-    `Retry-After` seconds from now (when the server sent none, `DEFAULT_PAUSE`, doubling for
-    each further 429 in a row, at most `MAX_PAUSE`), and multiplies the effective rate by
-    `DECREASE_FACTOR`, never below `MIN_RATE_FRACTION` of the configured rate. Several
-    requests already in flight at the old rate often draw 429s together; a 429 for a request
-    sent before the last slow-down neither slows down again nor doubles the pause (its
-    `Retry-After`, when sent, is still honoured). After
-    `RECOVERY_RUN` answers in a row without a 429 (`succeeded`), the rate climbs back by
-    `RECOVERY_STEP` of the configured rate, up to the configured rate.
+    Learning the limit: on a 429 (`throttled`), the requests granted in the `WINDOW`
+    seconds before the refused one and not answered 429 themselves are what the API
+    accepted in its minute, so their number is the account's limit (`learned_limit`). From
+    then on the limiter paces at it and caps every window at it, however high the
+    configured rate. The 429s of requests sent before that moment met the same full window:
+    they teach nothing new, so they neither lower the limit again nor double the pause.
 
+    A window shorter than a minute (undocumented) would make the count of one minute far
+    too low, since the 429 then comes after only a few seconds of sending. A `Retry-After`
+    tells when the server's oldest counted request leaves its window, hence the window's
+    length: the time since the oldest accepted request plus `Retry-After`, at most `WINDOW`.
+    The limit is then the accepted count scaled from that window to a minute. Without
+    `Retry-After`, when the pause ends before the full window frees, one request (a probe)
+    goes past it: accepted, the window is at most as long as from the oldest request the
+    lesson counted to the probe, and the limit is scaled from that; refused, the next probe
+    waits a pause twice as long, until the window frees on its own. Against the documented
+    minute that costs a 429 or two per lesson; against a shorter window the probe that
+    gets through comes less than twice its length after the oldest request (when that
+    went `DEFAULT_PAUSE` or more before the lesson), so more than half the true limit is
+    learned. Either way the estimate counts from the oldest request accepted in the last
+    minute: a break in sending before the 429 (a confirmation prompt after the pre-flight
+    reads) makes a short window look longer, and the limit learned lower.
+
+    A 429 when no request was accepted in the last minute teaches nothing (the account's
+    requests went elsewhere): the rate is multiplied by `DECREASE_FACTOR`, never below
+    `MIN_RATE_FRACTION` of the configured rate.
+
+    Pausing: a 429 with `Retry-After` holds every later request that long. Without it the
+    pause is `DEFAULT_PAUSE`, doubling for each further 429 in a row, at most `MAX_PAUSE`:
+    after a lesson it only says when the probe may go, since the window is full and the
+    cap holds every other request until it frees; after a 429 that teaches nothing it holds
+    every later request. A 429 of a request sent before the last lesson changes no pause.
+
+    `learned` starts the limiter from a limit remembered from an earlier run (requests a
+    minute): it paces at the lower of that and `rate_per_minute` from the first request.
+    `on_learned` is called with each newly learned limit (a progress line shows it).
     `clock` (monotonic seconds) and `sleep` are injectable so tests never wait.
     """
 
@@ -87,26 +121,36 @@ class RateLimiter:
         self,
         rate_per_minute: float,
         *,
+        learned: float | None = None,
+        on_learned: LimitListener | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
     ) -> None:
-        if not (rate_per_minute > 0 and math.isfinite(rate_per_minute)):
-            raise ValueError(
-                f"rate must be a positive number of requests per minute, not {rate_per_minute!r}"
-            )
+        _check_rate("rate", rate_per_minute)
+        if learned is not None:
+            _check_rate("learned limit", learned)
         self._configured = float(rate_per_minute)
-        self._rate = self._configured
+        self._learned = None if learned is None else float(learned)
+        self._rate = min(self._configured, self._learned or math.inf)
         self._floor = self._configured * MIN_RATE_FRACTION
+        self._on_learned = on_learned
         self._clock = clock
         self._sleep = sleep
         self._lock = anyio.Lock()
-        self._next = -math.inf
-        self._last_decrease = -math.inf
-        self._successes = 0
+        self._last = -math.inf  # the slot of the last request granted
+        self._next = -math.inf  # the earliest slot of the next, by pacing
+        self._hold = -math.inf  # no request before this: a 429's pause
+        self._last_lesson = -math.inf
         self._pause_streak = 0
-        # The grant times of the last `rate` requests: the oldest frees a place in the
-        # window `WINDOW + WINDOW_MARGIN` seconds after it went.
-        self._granted: deque[float] = deque(maxlen=max(1, math.floor(self._configured)))
+        # Grant times of the last `WINDOW + WINDOW_MARGIN` seconds, oldest first, and those
+        # of them answered 429: the window's cap counts both, the lesson only the others.
+        self._granted: deque[float] = deque()
+        self._refused: set[float] = set()
+        # Probing a window's length without Retry-After: when one request may go past the
+        # full window, the one that went, and what the lesson counted since when.
+        self._probe_at: float | None = None
+        self._probe: float | None = None
+        self._lesson = (0, 0.0)
 
     @property
     def configured_rate(self) -> float:
@@ -114,8 +158,13 @@ class RateLimiter:
         return self._configured
 
     @property
+    def learned_limit(self) -> float | None:
+        """The account's limit in requests per minute, learned or remembered; None if unknown."""
+        return self._learned
+
+    @property
     def rate(self) -> float:
-        """The effective rate now, in requests per minute (lower after 429s)."""
+        """The effective rate now, in requests per minute (the learned limit when lower)."""
         return self._rate
 
     @property
@@ -126,65 +175,134 @@ class RateLimiter:
     async def acquire(self) -> float:
         """Wait for this request's turn; returns the clock time it was granted."""
         async with self._lock:
-            waited = False
+            waited_for = -math.inf
             # Re-read the schedule after every sleep: `throttled` may have pushed it back.
             while True:
                 now = self._clock()
-                wait = max(self._next, self._window_frees()) - now
-                if wait <= 0:
+                frees = self._window_frees(now)
+                if self._probe_at is not None and self._probe is None:
+                    frees = min(frees, self._probe_at)
+                slot = max(self._next, self._hold, frees)
+                if slot <= now:
                     break
-                await self._sleep(wait)
-                waited = True
+                waited_for = slot
+                # The probe's answer may free the window long before the cap would: look
+                # again every PROBE_POLL seconds while it is out.
+                poll = PROBE_POLL if self._probe is not None else math.inf
+                await self._sleep(min(slot - now, poll))
+            if now < self._window_frees(now):
+                self._probe = now  # past a full window: the probe for its length
+            else:
+                # The window freed on its own: no probe is needed, and the answer of one
+                # still out (perhaps admitted only because the window had freed by then,
+                # perhaps lost) would tell nothing sure.
+                self._probe = self._probe_at = None
             # A request that waited for its slot holds it from the scheduled moment: a sleep
             # wakes a little late (timer granularity, a busy loop), and counting from the
             # wake-up would push every later slot back by that much, a few percent of the
             # rate at 20 requests a second. An overshoot of a whole interval or more, or a
             # request that came after its slot was free, starts the schedule afresh from
             # now, so no burst builds up.
-            keep_schedule = waited and now - self._next < self.interval
-            self._next = (self._next if keep_schedule else now) + self.interval
+            keep_schedule = 0 <= now - waited_for < self.interval
+            self._last = waited_for if keep_schedule else now
+            self._next = self._last + self.interval
             self._granted.append(now)
             return now
 
-    def _window_frees(self) -> float:
+    def _window_frees(self, now: float) -> float:
         """When the window has room for one more request: at once until it is full."""
-        if len(self._granted) < (self._granted.maxlen or 0):
+        span = WINDOW + WINDOW_MARGIN
+        while self._granted and self._granted[0] <= now - span:
+            self._refused.discard(self._granted.popleft())
+        cap = max(1, math.floor(self._rate))
+        if len(self._granted) < cap:
             return -math.inf
-        return self._granted[0] + WINDOW + WINDOW_MARGIN
+        return self._granted[len(self._granted) - cap] + span
 
     def throttled(self, retry_after: float | None, *, sent_at: float | None = None) -> float:
-        """Record a 429: hold every later request and slow down. Returns the pause in seconds.
+        """Record a 429: hold every later request, learn the limit. Returns the pause in seconds.
 
         `retry_after` is the server's `Retry-After` in seconds, None when absent;
         `sent_at` is the time `acquire` granted the refused request, when known.
         """
         now = self._clock()
-        self._successes = 0
-        # A request sent before the last slow-down met the same full window as the 429 that
-        # caused it, and the requests in flight then draw 429s together: such a 429 says
-        # nothing new, so it neither slows down again nor doubles the pause (a dozen of
-        # them would otherwise stretch it to MAX_PAUSE at once).
-        fresh = sent_at is None or sent_at > self._last_decrease
-        if retry_after is not None and retry_after >= 0:
+        if sent_at is not None and self._granted and sent_at >= self._granted[0]:
+            self._refused.add(sent_at)  # still in the window, where the lesson counts
+        if self._probe is not None and sent_at in (None, self._probe):
+            self._probe = None  # refused: the window is longer; the next probe waits longer
+        # A request sent before the last lesson met the same full window as the 429 that
+        # taught it, and the requests in flight then draw 429s together: such a 429 says
+        # nothing new, so it neither lowers the limit again nor doubles the pause (a dozen
+        # of them would otherwise stretch it to MAX_PAUSE at once).
+        fresh = sent_at is None or sent_at > self._last_lesson
+        told = retry_after is not None and retry_after >= 0
+        if retry_after is not None and told:
             pause = retry_after
+            self._hold = max(self._hold, now + pause)
         elif fresh:
             pause = min(DEFAULT_PAUSE * 2**self._pause_streak, MAX_PAUSE)
             self._pause_streak += 1
         else:
-            pause = max(0.0, self._next - now)
-        self._next = max(self._next, now + pause)
-        if fresh:
-            self._rate = max(self._floor, self._rate * DECREASE_FACTOR)
-            self._last_decrease = now
+            return max(0.0, self._hold - now)
+        if not fresh:
+            return pause
+        self._last_lesson = now
+        accepted = self._accepted_before(now if sent_at is None else sent_at)
+        if not accepted:
+            self._hold = max(self._hold, now + pause)
+            self._rate = min(self._rate, max(self._floor, self._rate * DECREASE_FACTOR))
+            return pause
+        if retry_after is not None and told:
+            self._probe_at = None
+            self._learn(_per_minute(len(accepted), now - accepted[0] + retry_after))
+        else:
+            # The window is full until its oldest request leaves it, and the cap at the
+            # limit holds every request till then; the pause only says when to probe.
+            self._lesson = (len(accepted), accepted[0])
+            self._probe_at = now + pause
+            self._learn(len(accepted))
         return pause
 
-    def succeeded(self) -> None:
-        """Record an answer that was not a 429; a run of them restores the rate step by step."""
+    def _accepted_before(self, refused_at: float) -> list[float]:
+        """Grant times in the `WINDOW` seconds before `refused_at` not answered 429."""
+        return [
+            t
+            for t in self._granted
+            if refused_at - WINDOW < t < refused_at and t not in self._refused
+        ]
+
+    def _learn(self, limit: int) -> None:
+        """Run at `limit` requests a minute from now on (at most the configured rate)."""
+        self._rate = min(self._configured, limit)
+        self._next = self._last + self.interval
+        if limit != self._learned:
+            self._learned = limit
+            if self._on_learned is not None:
+                self._on_learned(limit)
+
+    def succeeded(self, *, sent_at: float | None = None) -> None:
+        """Record an answer that was not a 429: the next 429 pauses `DEFAULT_PAUSE` again.
+
+        `sent_at` is the time `acquire` granted the request, when known; without it an
+        answer that comes while a probe is out is taken for the probe's.
+        """
         self._pause_streak = 0
-        self._successes += 1
-        if self._successes >= RECOVERY_RUN and self._rate < self._configured:
-            self._successes = 0
-            self._rate = min(self._configured, self._rate + self._configured * RECOVERY_STEP)
+        if self._probe is not None and sent_at in (None, self._probe):
+            # Accepted past the lesson's full window: that window is at most this long.
+            count, since = self._lesson
+            window = self._probe - since
+            self._probe = self._probe_at = None
+            self._learn(_per_minute(count, window))
+
+
+def _per_minute(accepted: int, window: float) -> int:
+    """`accepted` requests in a window of `window` seconds (at most `WINDOW`), a minute."""
+    return math.floor(accepted * WINDOW / min(WINDOW, max(window, MIN_WINDOW)))
+
+
+def _check_rate(what: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{what} must be a positive number of requests per minute, not {value!r}")
 
 
 def default_concurrency(rate_per_minute: float, *, latency: float = LATENCY_GUESS) -> int:

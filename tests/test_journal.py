@@ -511,3 +511,16 @@ def test_second_run_on_the_same_scope_is_refused(path: Path) -> None:
 
     with Journal.open(path, scope=SCOPE) as again:
         assert again.entries([request.key])[request.key].first_started_at == 1.0
+
+
+def test_a_learned_limit_is_remembered_for_its_api_root_only(path: Path) -> None:
+    """The account's limit a run learned is there for the next run of the same API root,
+    whatever the rows, and not for another root; a later one replaces it."""
+    with Journal.open(path, scope="https://api.helpcrunch.com/v1") as first:
+        assert first.learned_limit() is None
+        first.remember_limit(60.0)
+        first.remember_limit(58.0)
+    with Journal.open(path, scope="https://api.helpcrunch.com/v1", fresh=True) as again:
+        assert again.learned_limit() == 58.0
+    with Journal.open(path, scope="http://127.0.0.1:8000/v1") as other:
+        assert other.learned_limit() is None

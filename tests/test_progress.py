@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from bulk_chats.progress import BarProgress, LogProgress, NullProgress
 from bulk_chats.records import Outcome, Status
 
@@ -51,9 +53,38 @@ def test_bar_progress_counts_rows_and_shows_created_and_failed() -> None:
     assert "created=1 failed=1" in text
 
 
-def test_null_progress_prints_nothing() -> None:
+def test_null_progress_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     """NullProgress (--no-progress) accepts every call and shows nothing."""
     sink = NullProgress()
     sink.start(1)
     sink.advance(Outcome(index=0, status=Status.CREATED))
+    sink.limit_learned(60)
     sink.close()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_log_progress_says_the_learned_limit_at_once_and_on_later_lines() -> None:
+    """LogProgress prints the account's limit when learned, and every later line shows it."""
+    stream, clock = io.StringIO(), FakeClock()
+    sink = LogProgress(stream, interval=30, clock=clock)
+    sink.start(2)
+    sink.limit_learned(60)
+    clock.now = 30
+    sink.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
+    assert stream.getvalue().splitlines() == [
+        "progress: the account allows 60 requests a minute; running at that",
+        "progress: 1/2 rows, created=1 failed=0, account limit 60/min, 2/min, eta 30s",
+    ]
+
+
+def test_bar_progress_shows_the_learned_limit() -> None:
+    """BarProgress writes the account's limit above the bar and keeps it beside the counts."""
+    stream = io.StringIO()
+    sink = BarProgress(stream)
+    sink.start(2)
+    sink.limit_learned(60)
+    sink.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
+    sink.close()
+    text = stream.getvalue()
+    assert "the account allows 60 requests a minute; running at that\n" in text
+    assert "created=1 failed=0, account limit 60/min" in text

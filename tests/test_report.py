@@ -1,5 +1,6 @@
 """The results workbook: its columns, statuses, summary, safety of its cells, CSV form,
-round trip back into the loader, atomic write and default name."""
+round trip back into the loader, atomic owner-only write, leftovers of a killed write, and
+a default name that never names an existing file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,11 +16,20 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from bulk_chats import report
+from bulk_chats import out_files, report
 from bulk_chats.errors import ReportError
 from bulk_chats.loading import Sheet, load_sheet
+from bulk_chats.out_files import STALE_AFTER, remove_leftovers
+from bulk_chats.pipeline import validate_file
 from bulk_chats.records import Outcome, Status
-from bulk_chats.report import Summary, build_results, default_out_path, write_results
+from bulk_chats.report import (
+    Summary,
+    build_results,
+    default_out_path,
+    prepare_out,
+    write_results,
+)
+from bulk_chats.settings import Settings
 from bulk_chats.validation import validate_sheet
 
 OUTCOME_COLUMNS = ["status", "chat_id", "error_code", "error_message", "http_status", "attempts"]
@@ -37,11 +48,11 @@ def results_of(
     return sheet, build_results(sheet, validate_sheet(sheet), outcomes or {})
 
 
-def write(results: pd.DataFrame, out: Path, mode: str = "import") -> Path:
+def write(results: pd.DataFrame, out: Path, mode: str = "import", *, replace: bool = True) -> Path:
     summary = Summary(
         input_path=Path("exports/march.csv"), mode=mode, api_root=API_ROOT, written_at=WRITTEN_AT
     )
-    return write_results(results, out, summary)
+    return write_results(results, out, summary, replace=replace)
 
 
 def rows_of(path: Path, sheet: str = "results") -> list[list[object]]:
@@ -277,7 +288,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     earlier = out_dir / "out.xlsx"
     earlier.write_bytes(b"earlier results")
 
-    def broken(book: object, results: pd.DataFrame, summary: Summary) -> None:
+    def broken(book: object, results: pd.DataFrame, summary: Summary, **_: object) -> None:
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(report, "_write_summary_sheet", broken)
@@ -297,7 +308,7 @@ def test_unwritable_directory(tmp_path: Path) -> None:
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        with pytest.raises(PermissionError):
+        with pytest.raises(ReportError, match="cannot write the results"):
             write(results, locked / "out.xlsx")
         assert list(locked.iterdir()) == []
     finally:
@@ -320,6 +331,7 @@ def test_out_below_a_file(tmp_path: Path) -> None:
         ("march", "march"),
         ("march-results-20261125-141200", "march"),
         ("march-results-20261125-1412", "march"),
+        ("march-results-20261125-141200-2", "march"),
         ("march-results", "march-results"),
         ("results-20261125-141200", "results-20261125-141200"),
     ],
@@ -357,3 +369,104 @@ def test_no_resolved_columns_without_name_columns(tmp_path: Path) -> None:
     sheet = load_sheet(source)
     frame = build_results(sheet, validate_sheet(sheet), {}, resolved={"customer": {0: 8738438}})
     assert not any(str(c).startswith("resolved_") for c in frame.columns)
+
+
+def test_default_out_path_never_names_an_existing_file(tmp_path: Path) -> None:
+    """When the default name is taken (a run on an input of the same stem in the same
+    second), the next free numbered name is chosen."""
+    now = dt.datetime(2026, 11, 26, 9, 5, 7)
+    first = default_out_path(Path("a/march.csv"), tmp_path, now)
+    first.write_bytes(b"the first run's results")
+    second = default_out_path(Path("b/march.xlsx"), tmp_path, now)
+    assert second == tmp_path / "march-results-20261126-090507-2.xlsx"
+    second.symlink_to(tmp_path / "nowhere")
+    assert default_out_path(Path("march.csv"), tmp_path, now).name.endswith("-3.xlsx")
+
+
+def test_write_without_replace_keeps_a_file_made_meanwhile(tmp_path: Path) -> None:
+    """A default path taken by another run while this one ran is kept as it was; the
+    results go to the next free name, which write_results returns."""
+    _, results = results_of(tmp_path, "customer,application\n1,2\n")
+    out = tmp_path / "reports" / "march-results-20261126-090507.xlsx"
+    out.parent.mkdir()
+    out.write_bytes(b"another run's results")
+    written = write(results, out, replace=False)
+    assert written == out.with_name("march-results-20261126-090507-2.xlsx")
+    assert out.read_bytes() == b"another run's results"
+    assert rows_of(written)[1][:2] == [2, "1"]
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, written.name])
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_results_are_owner_only(tmp_path: Path, suffix: str) -> None:
+    """The results hold customer data: the file is readable and writable by its owner
+    only, whatever the umask, also when it replaces a more open file."""
+    _, results = results_of(tmp_path, "customer,application\n1,2\n")
+    out = tmp_path / f"out{suffix}"
+    out.write_bytes(b"")
+    out.chmod(0o666)
+    previous = os.umask(0)
+    try:
+        write(results, out)
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == 0o600
+
+
+def staging_folder(folder: Path, name: str, *, age: float) -> Path:
+    """A hidden folder as a write leaves it, last touched `age` seconds ago."""
+    path = folder / name
+    path.mkdir()
+    (path / "out.xlsx").write_bytes(b"half a workbook")
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+def test_leftovers_of_a_killed_write_are_removed(tmp_path: Path) -> None:
+    """The next run removes the hidden folder a killed write left (and the hidden file an
+    earlier version left); not a fresh one, not one a running write holds, and nothing
+    that is not its own."""
+    old = STALE_AFTER + 60
+    stale = staging_folder(tmp_path, ".march-results.xlsx.ab3d_f7h.tmp", age=old)
+    fresh = staging_folder(tmp_path, ".march-results.xlsx.zz99zz99.tmp", age=0)
+    held = staging_folder(tmp_path, ".other.csv.k2k2k2k2.tmp", age=old)
+    foreign = [
+        staging_folder(tmp_path, ".notes.tmp", age=old),
+        staging_folder(tmp_path, "march.xlsx.abcdefgh.tmp", age=old),
+        staging_folder(tmp_path, ".march.xlsx.ABCDEFGH.tmp", age=old),
+    ]
+    earlier = tmp_path / ".march.csv.abcdefgh.tmp"
+    earlier.write_bytes(b"half a CSV")
+    os.utime(earlier, (time.time() - old, time.time() - old))
+    with out_files._holding(held):
+        assert sorted(remove_leftovers(tmp_path)) == sorted([stale, earlier])
+    assert not stale.exists()
+    assert not earlier.exists()
+    assert all(path.is_dir() for path in (fresh, held, *foreign))
+
+
+def test_a_run_removes_leftovers_before_it_starts(tmp_path: Path) -> None:
+    """prepare_out, which every run calls before sending, removes stale leftovers from the
+    folder the results go to."""
+    stale = staging_folder(tmp_path, ".march.xlsx.abcdefgh.tmp", age=STALE_AFTER + 60)
+    prepare_out(tmp_path / "march-results.xlsx", rows=1, columns=8)
+    assert not stale.exists()
+
+
+def test_two_runs_in_one_second_keep_both_workbooks(tmp_path: Path) -> None:
+    """Two validate runs on inputs of one stem, stamped the same second, write two files,
+    and each run names the file it wrote."""
+    now = dt.datetime(2026, 11, 26, 9, 5, 7)
+    reports = tmp_path / "reports"
+    runs = []
+    for folder, customer in (("a", "1"), ("b", "2")):
+        (tmp_path / folder).mkdir()
+        source = tmp_path / folder / "march.csv"
+        source.write_text(f"customer,application\n{customer},2\n", encoding="utf-8")
+        runs.append(validate_file(Settings(input_path=source, reports_dir=reports), now=now))
+    assert [run.out.name for run in runs] == [
+        "march-results-20261126-090507.xlsx",
+        "march-results-20261126-090507-2.xlsx",
+    ]
+    assert [rows_of(run.out)[1][1] for run in runs] == ["1", "2"]

@@ -60,6 +60,9 @@ class Progress:
     def advance(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
 
+    def limit_learned(self, rate: float) -> None:
+        pass
+
     def close(self) -> None:
         self.closed = True
 

@@ -1,6 +1,8 @@
-"""The shared rate limiter: even pacing, 429 push-back, AIMD, default concurrency."""
+"""The shared rate limiter: even pacing, 429 push-back, the learned limit, concurrency."""
 
 from __future__ import annotations
+
+import itertools
 
 import anyio
 import anyio.lowlevel
@@ -12,8 +14,7 @@ from bulk_chats.throttle import (
     MAX_CONCURRENCY,
     MIN_CONCURRENCY,
     MIN_RATE_FRACTION,
-    RECOVERY_RUN,
-    RECOVERY_STEP,
+    PROBE_POLL,
     WINDOW,
     WINDOW_MARGIN,
     RateLimiter,
@@ -97,12 +98,22 @@ async def test_no_more_than_rate_requests_in_any_window_and_a_margin(fake: FakeT
 
 
 @pytest.mark.anyio
-async def test_throttled_pushes_every_later_slot_back_and_slows_down(fake: FakeTime) -> None:
-    """A 429 with Retry-After holds the next request that long, then paces at a lower rate."""
+async def test_retry_after_is_honoured_in_full(fake: FakeTime) -> None:
+    """A 429 with Retry-After holds the next request exactly that long, even a long one."""
     limiter = limiter_at(120, fake)
     await limiter.acquire()
-    assert limiter.throttled(10.0) == 10.0
+    assert limiter.throttled(90.0) == 90.0
+    assert await limiter.acquire() == 90.0
+
+
+@pytest.mark.anyio
+async def test_a_429_that_teaches_nothing_slows_down_blindly(fake: FakeTime) -> None:
+    """A 429 when nothing was accepted in the last minute pauses, then paces lower."""
+    limiter = limiter_at(120, fake)
+    await limiter.acquire()
+    assert limiter.throttled(10.0, sent_at=0.0) == 10.0
     assert limiter.rate == 120 * DECREASE_FACTOR
+    assert limiter.learned_limit is None
     times = [await limiter.acquire() for _ in range(2)]
     assert times == [10.0, pytest.approx(10.0 + 60 / (120 * DECREASE_FACTOR))]
 
@@ -162,7 +173,7 @@ def test_rate_never_drops_below_the_floor(fake: FakeTime) -> None:
 async def test_429s_from_requests_sent_before_a_slow_down_do_not_slow_down_again(
     fake: FakeTime,
 ) -> None:
-    """Requests in flight together draw 429s together: only the first one lowers the rate."""
+    """Blind slow-downs too: of 429s for requests in flight together, only the first counts."""
     limiter = limiter_at(120, fake)
     first = await limiter.acquire()
     second = await limiter.acquire()
@@ -174,26 +185,13 @@ async def test_429s_from_requests_sent_before_a_slow_down_do_not_slow_down_again
     assert limiter.rate == pytest.approx(120 * DECREASE_FACTOR**2)
 
 
-def test_rate_recovers_additively_after_a_run_of_successes(fake: FakeTime) -> None:
-    """Each RECOVERY_RUN answers without a 429 add one step, up to the configured rate."""
-    limiter = limiter_at(100, fake)
-    limiter.throttled(0.0)
-    assert limiter.rate == 80
-    for _ in range(RECOVERY_RUN - 1):
-        limiter.succeeded()
-    assert limiter.rate == 80
-    limiter.succeeded()
-    assert limiter.rate == pytest.approx(80 + 100 * RECOVERY_STEP)
-    for _ in range(RECOVERY_RUN * 20):
-        limiter.succeeded()
-    assert limiter.rate == 100
-
-
 @pytest.mark.parametrize("rate", [0, -5, float("nan"), float("inf")])
 def test_rejects_a_rate_that_is_not_a_positive_number(rate: float) -> None:
-    """A rate must be a positive, finite number of requests per minute."""
+    """A rate or a remembered limit must be a positive, finite number a minute."""
     with pytest.raises(ValueError, match="rate"):
         RateLimiter(rate)
+    with pytest.raises(ValueError, match="learned limit"):
+        RateLimiter(120, learned=rate)
 
 
 @pytest.mark.parametrize(
@@ -203,3 +201,168 @@ def test_rejects_a_rate_that_is_not_a_positive_number(rate: float) -> None:
 def test_default_concurrency_keeps_the_rate_full_at_high_latency(rate: int, expected: int) -> None:
     """Enough requests in flight for 3 s answers at the rate, plus one, within 4..64."""
     assert default_concurrency(rate) == expected
+
+
+async def send_and_accept(limiter: RateLimiter, requests: int) -> list[float]:
+    """Grant `requests` requests one after another; the API accepts them all."""
+    times = []
+    for _ in range(requests):
+        times.append(await limiter.acquire())
+        limiter.succeeded(sent_at=times[-1])
+    return times
+
+
+@pytest.mark.anyio
+async def test_a_429_at_the_limit_teaches_the_limit_and_the_limiter_runs_at_it(
+    fake: FakeTime,
+) -> None:
+    """Told 120 where the account allows 60: the 429 after 60 accepted in 30 s teaches 60;
+    from then on requests are paced a second apart and no 61 go in any window and margin."""
+    heard: list[float] = []
+    limiter = RateLimiter(120, on_learned=heard.append, clock=fake.clock, sleep=fake.sleep)
+    accepted = await send_and_accept(limiter, 60)
+    refused = await limiter.acquire()
+    assert refused == 30.0
+    assert limiter.throttled(30.0, sent_at=refused) == 30.0
+    assert (limiter.learned_limit, limiter.rate, heard) == (60, 60, [60])
+    later = [await limiter.acquire() for _ in range(70)]
+    # The window still holds the 60 accepted and the refused one: it frees at the second.
+    assert later[0] == accepted[1] + WINDOW + WINDOW_MARGIN
+    gaps = [b - a for a, b in itertools.pairwise(later)]
+    # A second apart, but for the margin's slip once a minute.
+    assert min(gaps) == pytest.approx(1.0)
+    assert max(gaps) == pytest.approx(1.0 + WINDOW_MARGIN)
+    granted = [*accepted, refused, *later]
+    for n in range(1, len(granted) - 60):  # every window that ends after the lesson
+        assert granted[n + 60] - granted[n] >= WINDOW + WINDOW_MARGIN
+
+
+@pytest.mark.anyio
+async def test_429s_of_requests_in_flight_do_not_lower_the_learned_limit(fake: FakeTime) -> None:
+    """Told 240 where the account allows 120: the first 429 teaches 120; the 429s of the
+    requests in flight then, answered out of order or a minute late, change nothing."""
+    heard: list[float] = []
+    limiter = RateLimiter(240, on_learned=heard.append, clock=fake.clock, sleep=fake.sleep)
+    await send_and_accept(limiter, 119)
+    in_flight = [await limiter.acquire() for _ in range(9)]
+    fake.now = 32.0
+    limiter.throttled(None, sent_at=in_flight[1])
+    assert limiter.learned_limit == 120
+    # Sent before the one that taught the limit, refused after it: counted afresh, the
+    # minute before it would hold 119 accepted requests.
+    fake.now = 32.1
+    limiter.throttled(None, sent_at=in_flight[0])
+    fake.now = 95.0
+    for sent_at in in_flight[2:]:
+        limiter.throttled(None, sent_at=sent_at)
+    assert (limiter.learned_limit, limiter.rate, heard) == (120, 120, [120])
+
+
+@pytest.mark.anyio
+async def test_a_remembered_limit_paces_at_it_from_the_first_request(fake: FakeTime) -> None:
+    """A limiter started from a remembered limit of 60 while told 240 sends a second apart
+    from the first request on, and the 61st waits for the first to leave the window."""
+    limiter = RateLimiter(240, learned=60, clock=fake.clock, sleep=fake.sleep)
+    assert (limiter.learned_limit, limiter.rate, limiter.configured_rate) == (60, 60, 240)
+    times = [await limiter.acquire() for _ in range(61)]
+    assert times[:60] == [float(n) for n in range(60)]
+    assert times[60] == WINDOW + WINDOW_MARGIN
+
+
+@pytest.mark.anyio
+async def test_retry_after_shows_a_window_shorter_than_a_minute(fake: FakeTime) -> None:
+    """Told 240 where the server admits 20 in any 10 s: the 429 after 5 s carries
+    Retry-After 5, so 20 accepted count over about 10.4 s, not a minute: 115 a minute."""
+    limiter = limiter_at(240, fake)
+    await send_and_accept(limiter, 20)
+    refused = await limiter.acquire()
+    fake.now = refused + 0.4
+    assert limiter.throttled(5.0, sent_at=refused) == 5.0
+    assert limiter.learned_limit == 115
+    assert limiter.rate == 115
+    assert await limiter.acquire() == pytest.approx(refused + 0.4 + 5.0)
+
+
+@pytest.mark.anyio
+async def test_a_remembered_limit_above_the_told_rate_keeps_the_told_rate(fake: FakeTime) -> None:
+    """Knowing the account allows more never speeds the limiter past the rate it was told."""
+    limiter = RateLimiter(60, learned=1200, clock=fake.clock, sleep=fake.sleep)
+    assert limiter.rate == 60
+    assert [await limiter.acquire() for _ in range(3)] == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.anyio
+async def test_without_retry_after_a_probe_shows_a_window_shorter_than_a_minute(
+    fake: FakeTime,
+) -> None:
+    """Told 240 where the server admits 20 in any 10 s and sends no Retry-After: after the
+    pause one probe goes past the full window; accepted 10.4 s after the first request,
+    it shows 20 in 10.4 s, 115 a minute, and the limiter paces at that."""
+    heard: list[float] = []
+    limiter = RateLimiter(240, on_learned=heard.append, clock=fake.clock, sleep=fake.sleep)
+    await send_and_accept(limiter, 20)
+    refused = await limiter.acquire()
+    fake.now = refused + 0.4
+    assert limiter.throttled(None, sent_at=refused) == DEFAULT_PAUSE
+    assert limiter.learned_limit == 20
+    probe = await limiter.acquire()
+    assert probe == pytest.approx(refused + 0.4 + DEFAULT_PAUSE)
+    fake.now = probe + 0.4
+    limiter.succeeded(sent_at=probe)
+    assert (limiter.learned_limit, heard) == (115, [20, 115])
+    assert await limiter.acquire() == pytest.approx(probe + 60 / 115)
+
+
+@pytest.mark.anyio
+async def test_refused_probes_wait_longer_each_and_end_when_the_window_frees(
+    fake: FakeTime,
+) -> None:
+    """Against the documented minute and no Retry-After, the probes after 5 s and 10 s more
+    are refused without lowering the limit, and the next request waits for the window."""
+    limiter = limiter_at(120, fake)
+    accepted = await send_and_accept(limiter, 60)
+    limiter.throttled(None, sent_at=await limiter.acquire())
+    probes = []
+    for _ in range(2):
+        probes.append(await limiter.acquire())
+        limiter.throttled(None, sent_at=probes[-1])
+    assert probes == [30.0 + DEFAULT_PAUSE, 30.0 + 3 * DEFAULT_PAUSE]
+    assert limiter.learned_limit == 60
+    assert await limiter.acquire() == accepted[3] + WINDOW + WINDOW_MARGIN
+
+
+@pytest.mark.anyio
+async def test_a_request_waiting_for_the_window_goes_once_the_probe_is_accepted(
+    fake: FakeTime,
+) -> None:
+    """A request held by the full window while the probe is out goes within PROBE_POLL of
+    the probe's acceptance, not when the window would have freed."""
+    answer_due: list[float] = []
+
+    async def sleep_and_answer(seconds: float) -> None:
+        await fake.sleep(seconds)
+        if answer_due and fake.now >= answer_due[0]:
+            limiter.succeeded(sent_at=answer_due.pop() - 0.4)
+
+    limiter = RateLimiter(240, clock=fake.clock, sleep=sleep_and_answer)
+    await send_and_accept(limiter, 20)
+    refused = await limiter.acquire()
+    limiter.throttled(None, sent_at=refused)
+    probe = await limiter.acquire()
+    answer_due.append(probe + 0.4)
+    after = await limiter.acquire()
+    assert probe + 0.4 <= after <= probe + 0.4 + PROBE_POLL
+    assert max(fake.sleeps) <= DEFAULT_PAUSE
+
+
+@pytest.mark.anyio
+async def test_a_probe_answered_after_the_window_freed_teaches_nothing(fake: FakeTime) -> None:
+    """A probe with no answer by the time the window frees on its own is forgotten: its
+    late success does not pass for a short window."""
+    limiter = limiter_at(120, fake)
+    accepted = await send_and_accept(limiter, 60)
+    limiter.throttled(None, sent_at=await limiter.acquire())
+    probe = await limiter.acquire()
+    assert await limiter.acquire() == pytest.approx(accepted[2] + WINDOW + WINDOW_MARGIN)
+    limiter.succeeded(sent_at=probe)
+    assert limiter.learned_limit == 60

@@ -1,0 +1,518 @@
+"""The page's web application: one user's uploaded sheet, its column mapping, and the runs.
+
+A local server is still a server. Every request must carry the random token the command
+printed, and a `Host` of the loopback address and port it serves on: a page elsewhere
+cannot reach in by DNS rebinding, nor guess the token. Uploads land under the reports
+folder, owner-only and size-capped. The page is rendered here, with Jinja2 escaping every
+value from a sheet; its script only sends actions, follows progress (server-sent events)
+and swaps in the regions the server renders again.
+
+The API key, from the environment or typed into the page, reaches a run's `Settings` and
+nothing else: no response, log or file carries it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from bulk_chats.errors import InputError
+from bulk_chats.fields import FIELD_NAMES, ID_FIELDS, names_for
+from bulk_chats.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES, Sheet, load_sheet
+from bulk_chats.pipeline import RunResult
+from bulk_chats.progress import limit_text
+from bulk_chats.records import Status
+from bulk_chats.report import STATUS_COLOURS
+from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
+from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
+from bulk_chats.ui.problems import Problems, read_problems
+from bulk_chats.ui.sheet_names import sheet_names
+
+DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024
+"""Bytes an upload may have (a million-row CSV is about 100 MB)."""
+
+UPLOADS = "uploads"
+"""The folder under the reports folder where uploads land, one subfolder each."""
+
+EVENT_INTERVAL = 0.25
+"""Seconds between looks at a run for the page's progress events."""
+
+HEARTBEAT = 15.0
+"""Seconds of quiet after which an event stream sends a comment, to keep it open."""
+
+_HERE = Path(__file__).parent
+_SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def mapping_fields() -> tuple[str, ...]:
+    """The fields the mapping offers, in the order a person reads them: each id field and
+    then the names that may stand in for it, then the rest. From the vocabulary, so that a
+    new field shows up on the page by itself."""
+    order: list[str] = []
+    for name in ID_FIELDS:
+        order += [name, *names_for(name)]
+    return (*order, *(name for name in FIELD_NAMES if name not in order))
+
+
+@dataclass(frozen=True, slots=True)
+class UiConfig:
+    """What the page runs against. `api_key` None means the user types it into the page;
+    `rate` is the requests per minute a run starts at unless the page says otherwise."""
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: ApiKey | None = None
+    sandbox: bool = False
+    reports_dir: Path = REPORTS_DIR
+    rate: float = DEFAULT_RATE
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+
+
+@dataclass(slots=True)
+class _Upload:
+    """The sheet the page works on, and the user's choices for reading it."""
+
+    path: Path
+    name: str
+    sheets: list[str]
+    sheet: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """How the loader reads the upload with the current choices: the headers, which one
+    each field is read from, and the loader's error when the sheet is not usable yet."""
+
+    headers: tuple[str, ...] = ()
+    mapping: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    error: str | None = None
+
+
+class UiApp:
+    """The page's state and its ASGI application (`.asgi`).
+
+    `port` is the one the server listens on: with 127.0.0.1 and localhost it makes the
+    only `Host` values accepted.
+    """
+
+    def __init__(self, config: UiConfig, *, token: str, port: int) -> None:
+        self.config = config
+        self.token = token
+        self._hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+        self._lock = threading.Lock()
+        self._upload: _Upload | None = None
+        self._preview = Preview()
+        self._jobs: dict[int, Job] = {}
+        self._job: Job | None = None
+        self._problems: dict[int, Problems] = {}
+        self.closing = False
+        self._templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        routes = [
+            Route("/", self.page),
+            Route("/status.css", self.status_css),
+            Route("/upload", self.upload, methods=["POST"]),
+            Route("/sheet", self.choose_sheet, methods=["POST"]),
+            Route("/mapping", self.map_column, methods=["POST"]),
+            Route("/run", self.run, methods=["POST"]),
+            Route("/confirm", self.confirm, methods=["POST"]),
+            Route("/stop", self.stop, methods=["POST"]),
+            Route("/events", self.events),
+            Route("/download/{job:int}", self.download),
+            Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+        ]
+        self.asgi = _Guard(Starlette(routes=routes), token=token, hosts=self._hosts)
+
+    @property
+    def job(self) -> Job | None:
+        """The latest run, running or ended."""
+        return self._job
+
+    # -- pages -----------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        view = self._job.view() if self._job else None
+        problems = self._problems.get(view.id) if view else None
+        upload = self._upload
+        html = self._templates.get_template("page.html").render(
+            token=self.token,
+            config=self.config,
+            upload=upload,
+            preview=self._preview,
+            fields=mapping_fields(),
+            column_options=_column_options(upload),
+            kinds=list(JOB_KINDS.values()),
+            job=view,
+            problems=problems,
+            statuses=[s.value for s in Status],
+            progress_text=_progress_text(view) if view else "",
+        )
+        return HTMLResponse(html)
+
+    async def status_css(self, request: Request) -> Response:
+        """The status colours of the results workbook, so the page and the file agree."""
+        rules = [
+            f".s-{status.value} {{ background: {colour}; }}"
+            for status, colour in STATUS_COLOURS.items()
+        ]
+        return Response("\n".join(rules) + "\n", media_type="text/css")
+
+    # -- the sheet -------------------------------------------------------------------
+
+    async def upload(self, request: Request) -> Response:
+        """Store the request body (the file itself) under the reports folder, 0600."""
+        if self._busy():
+            return self._not_now()
+        name = _safe_name(request.query_params.get("name", ""))
+        if Path(name).suffix.lower() not in CSV_SUFFIXES | WORKBOOK_SUFFIXES:
+            return _error(
+                f"{name or 'the file'}: not a spreadsheet; choose a .csv, .xlsx, .xls or .ods file",
+                400,
+            )
+        cap = self.config.max_upload_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            return _error(_too_large(name, cap), 413)
+        folder = self.config.reports_dir / UPLOADS / secrets.token_hex(8)
+        path = folder / name
+        try:
+            folder.mkdir(parents=True, mode=0o700)
+            size = await _store(request.stream(), path, cap)
+        except OSError as exc:
+            return _error(f"cannot store the upload under {folder}: {exc.strerror}", 500)
+        if size is None:
+            return _error(_too_large(name, cap), 413)
+        if not size:
+            path.unlink(missing_ok=True)
+            return _error(f"{name}: the file is empty", 400)
+        sheets = await anyio.to_thread.run_sync(_sheets_of, path)
+        upload = _Upload(path=path, name=name, sheets=sheets)
+        await self._set_upload(upload)
+        return JSONResponse({"ok": True})
+
+    async def choose_sheet(self, request: Request) -> Response:
+        upload = self._upload
+        if upload is None or self._busy():
+            return self._not_now()
+        sheet = str((await _json(request)).get("sheet", ""))
+        if sheet not in upload.sheets:
+            return _error(f"no sheet named {sheet!r}", 400)
+        # Another sheet has other headers: the mapping starts again from what is detected.
+        await self._set_upload(replace(upload, sheet=sheet, columns={}))
+        return JSONResponse({"ok": True})
+
+    async def map_column(self, request: Request) -> Response:
+        """Map a field to a header, as `--column FIELD=HEADER` does; a blank header undoes it."""
+        upload = self._upload
+        if upload is None or self._busy():
+            return self._not_now()
+        body = await _json(request)
+        name, header = str(body.get("field", "")), str(body.get("header", ""))
+        if name not in FIELD_NAMES:
+            return _error(f"unknown field {name!r}", 400)
+        if header and header not in self._preview.headers:
+            return _error(f"no column headed {header!r}", 400)
+        columns = dict(upload.columns)
+        if header:
+            columns[name] = header
+        else:
+            columns.pop(name, None)
+        await self._set_upload(replace(upload, columns=columns))
+        return JSONResponse({"ok": True})
+
+    async def _set_upload(self, upload: _Upload) -> None:
+        preview = await anyio.to_thread.run_sync(_preview, upload)
+        with self._lock:
+            self._upload, self._preview = upload, preview
+
+    # -- runs ------------------------------------------------------------------------
+
+    async def run(self, request: Request) -> Response:
+        """Start a run of the kind the page asks for, unless one is running."""
+        body = await _json(request)
+        kind = JOB_KINDS.get(str(body.get("kind", "")))
+        upload = self._upload
+        if kind is None:
+            return _error("unknown run", 400)
+        if upload is None:
+            return _error("choose a spreadsheet first", 409)
+        try:
+            rate = float(body.get("rate") or self.config.rate)
+        except (TypeError, ValueError):
+            rate = 0.0
+        if not 1 <= rate <= 1_000_000:
+            return _error("requests per minute: give a number from 1 up", 400)
+        typed = str(body.get("api_key") or "").strip()
+        key = ApiKey(typed) if typed and not self.config.sandbox else self.config.api_key
+        if kind.sends and key is None:
+            return _error("type the API key first (Settings → Developers → Public API)", 400)
+        settings = Settings(
+            input_path=upload.path,
+            sheet=upload.sheet,
+            columns=dict(upload.columns),
+            rate=rate,
+            base_url=self.config.base_url,
+            api_key=key if kind.sends else None,
+            reports_dir=self.config.reports_dir,
+        )
+        with self._lock:
+            if self._job is not None and self._job.view().active:
+                return _error("a run is in progress; stop it or wait for it to end", 409)
+            fields = dict(self._preview.mapping)
+            job = Job(
+                kind,
+                settings,
+                input_name=upload.name,
+                on_result=lambda result: self._read_problems(job.id, result, fields),
+            )
+            self._jobs[job.id] = self._job = job
+        job.start()
+        return JSONResponse({"ok": True, "job": job.id})
+
+    def _read_problems(self, job: int, result: RunResult, field_headers: dict[str, str]) -> None:
+        """Read the problem rows from the workbook the run wrote (in the run's thread)."""
+        self._problems[job] = read_problems(result.out, field_headers)
+
+    async def confirm(self, request: Request) -> Response:
+        job = self._job
+        if job is None or job.view().phase != "confirm":
+            return _error("nothing waits for confirmation", 409)
+        job.answer(bool((await _json(request)).get("go_on", True)))
+        return JSONResponse({"ok": True})
+
+    async def stop(self, request: Request) -> Response:
+        job = self._job
+        if job is None or not job.view().active:
+            return _error("no run is in progress", 409)
+        job.stop()
+        return JSONResponse({"ok": True})
+
+    async def events(self, request: Request) -> Response:
+        """Server-sent events: the latest run's progress whenever it changes, until it ends."""
+        return StreamingResponse(
+            self._event_stream(),
+            media_type="text/event-stream",
+            headers={"x-accel-buffering": "no"},
+        )
+
+    async def _event_stream(self) -> AsyncIterator[str]:
+        last: tuple[int, int] | None = None
+        quiet = 0.0
+        while not self.closing:
+            view = self._job.view() if self._job else None
+            if view is None:
+                yield "event: idle\ndata: {}\n\n"
+                return
+            if (view.id, view.version) != last:
+                last, quiet = (view.id, view.version), 0.0
+                yield f"data: {json.dumps(_event(view))}\n\n"
+                if not view.active:
+                    return
+            elif quiet >= HEARTBEAT:
+                quiet = 0.0
+                yield ": still running\n\n"
+            await anyio.sleep(EVENT_INTERVAL)
+            quiet += EVENT_INTERVAL
+
+    async def download(self, request: Request) -> Response:
+        job = self._jobs.get(int(request.path_params["job"]))
+        result = job.view().result if job else None
+        if result is None or not result.out.is_file():
+            return _error("no results workbook for that run", 404)
+        return FileResponse(result.out, filename=result.out.name)
+
+    def _not_now(self) -> Response:
+        if self._upload is None:
+            return _error("choose a spreadsheet first", 409)
+        return _error("a run is in progress; stop it or wait for it to end", 409)
+
+    def _busy(self) -> bool:
+        return self._job is not None and self._job.view().active
+
+
+class _Guard:
+    """Refuse (403) a request without the token or with a foreign `Host`; add the security
+    headers to every answer."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, token: str, hosts: set[str]) -> None:
+        self._app = app
+        self._token = token
+        self._hosts = hosts
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":  # the page has none: refuse before anything else
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        request = Request(scope)
+        host = request.headers.get("host", "").lower()
+        token = request.query_params.get("token", "")
+        if host not in self._hosts:
+            refusal = "refused: this page answers only on its loopback address"
+        elif not secrets.compare_digest(token.encode(), self._token.encode()):
+            refusal = "refused: open the address `bulk-chats ui` printed, token included"
+        else:
+            refusal = ""
+        if refusal:
+            response = PlainTextResponse(refusal, status_code=403)
+            await response(scope, receive, _with_headers(send))
+            return
+        await self._app(scope, receive, _with_headers(send))
+
+
+def _with_headers(send: Any) -> Any:
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+        await send(message)
+
+    return sending
+
+
+async def _store(chunks: AsyncIterator[bytes], path: Path, cap: int) -> int | None:
+    """Write `chunks` to a new owner-only file at `path`; its size, or None (and no file)
+    once it passes `cap` bytes."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    size = 0
+    with os.fdopen(fd, "wb") as out:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > cap:
+                break
+            out.write(chunk)
+    if size > cap:
+        path.unlink(missing_ok=True)
+        return None
+    return size
+
+
+def _safe_name(name: str) -> str:
+    """The file's own name, without folders or characters that mean something to a shell
+    or a file system; at most 100 characters."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    kept = "".join(c if c.isalnum() or c in " ._-()" else "_" for c in base).strip(" .")
+    stem, dot, suffix = kept.rpartition(".")
+    if not dot:
+        return kept[:100]
+    return f"{stem[: 99 - len(suffix)]}.{suffix}"
+
+
+def _too_large(name: str, cap: int) -> str:
+    return (
+        f"{name}: larger than {cap // (1024 * 1024)} MB, the most the page takes; use "
+        "`bulk-chats import` in a terminal"
+    )
+
+
+def _sheets_of(path: Path) -> list[str]:
+    return sheet_names(path) if path.suffix.lower() in WORKBOOK_SUFFIXES else []
+
+
+def _preview(upload: _Upload) -> Preview:
+    """Read the upload as a run would; when a required column is missing, read it again
+    without that check, to offer its headers for the mapping."""
+    sheet: Sheet | None = None
+    error = None
+    try:
+        sheet = load_sheet(upload.path, sheet=upload.sheet, columns=upload.columns)
+    except InputError as exc:
+        error = str(exc).replace(str(upload.path), upload.name)
+        try:
+            sheet = load_sheet(
+                upload.path, sheet=upload.sheet, columns=upload.columns, require=False
+            )
+        except InputError:
+            sheet = None
+    if sheet is None:
+        return Preview(error=error)
+    mapping = {name: sheet.headers[position] for name, position in sheet.fields.items()}
+    return Preview(headers=tuple(sheet.headers), mapping=mapping, rows=len(sheet), error=error)
+
+
+def _column_options(upload: _Upload | None) -> str:
+    """The `--column` options the page's mapping amounts to, as a shell would take them."""
+    if upload is None:
+        return ""
+    return " ".join(
+        f"--column {shlex.quote(f'{name}={header}')}" for name, header in upload.columns.items()
+    )
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error(message: str, status: int) -> Response:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _event(view: JobView) -> dict[str, Any]:
+    progress = view.progress
+    return {
+        "job": view.id,
+        "phase": view.phase,
+        "done": progress.done,
+        "total": progress.total,
+        "text": _progress_text(view),
+        "stopping": view.stopping,
+    }
+
+
+def _progress_text(view: JobView) -> str:
+    """`12 of 100 rows · 45 rows a minute · about 2m 00s left`."""
+    progress = view.progress
+    if not progress.total:
+        return ""
+    parts = [f"{progress.done} of {progress.total} rows"]
+    if progress.per_minute is not None:
+        parts.append(f"{progress.per_minute:.0f} rows a minute")
+    if progress.eta is not None and progress.done < progress.total:
+        parts.append(f"about {_duration(progress.eta)} left")
+    if progress.learned_limit is not None:
+        parts.append(limit_text(progress.learned_limit))
+    return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"

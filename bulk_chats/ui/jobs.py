@@ -1,0 +1,340 @@
+"""The runs the page starts, and the one registry of what it can run.
+
+A run belongs to the server, not to the tab: it runs in a thread of its own, on an event
+loop of its own, calling the same library functions as the command line; the page only
+watches it (a reload finds it again). Stop is Ctrl-C's first press in `import`: no new
+rows start, requests in flight finish, the results workbook is written.
+
+Adding a command to the page (update, close) is one `JobKind` entry in `JOB_KINDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import anyio
+
+from bulk_chats.errors import BulkChatsError
+from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
+from bulk_chats.records import Outcome, Status
+from bulk_chats.settings import Settings
+
+CONFIRM_TIMEOUT = 3600.0
+"""Seconds a run waits for the page's Confirm before it declines (the rows stay not_sent)."""
+
+_CONFIRM_POLL = 0.2
+"""Seconds between looks at Stop while waiting for Confirm."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What a run reports to and hears from the page: the library's own callbacks."""
+
+    progress: JobProgress
+    confirm: Callable[[Plan], bool]
+    notify: Callable[[str], None]
+    stop: anyio.Event
+
+
+RunFunction = Callable[[Settings, Hooks], Awaitable[RunResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    """One thing the page can run: its button's name, whether it talks to the API (and so
+    needs the key), whether it sends rows (and so shows a progress bar), and the library
+    call."""
+
+    name: str
+    label: str
+    sends: bool
+    run: RunFunction
+    progress: bool = False
+
+
+async def _validate(settings: Settings, hooks: Hooks) -> RunResult:
+    # Offline and synchronous; it blocks only this run's own loop.
+    return validate_file(settings)
+
+
+async def _dry_run(settings: Settings, hooks: Hooks) -> RunResult:
+    return await import_file(replace(settings, dry_run=True), notify=hooks.notify, stop=hooks.stop)
+
+
+async def _import(settings: Settings, hooks: Hooks) -> RunResult:
+    return await import_file(
+        settings,
+        progress=hooks.progress,
+        confirm=hooks.confirm,
+        notify=hooks.notify,
+        stop=hooks.stop,
+    )
+
+
+JOB_KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        JobKind("validate", "Validate", sends=False, run=_validate),
+        JobKind("dry_run", "Dry run", sends=True, run=_dry_run),
+        JobKind("import", "Import", sends=True, run=_import, progress=True),
+    )
+}
+"""Every run the page offers, in button order."""
+
+
+class JobProgress:
+    """A progress sink that keeps rows done, counts by status, and the times needed for
+    the rate (rows a minute) and the time left. Safe to read from other threads."""
+
+    def __init__(self, changed: Callable[[], None], clock: Callable[[], float]) -> None:
+        self._changed = changed
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.total = 0
+        self.done = 0
+        self.counts: Counter[str] = Counter()
+        self.started: float | None = None
+        self.learned_limit: float | None = None
+
+    def start(self, total: int) -> None:
+        with self._lock:
+            self.total, self.done, self.started = total, 0, self._clock()
+            self.counts.clear()
+        self._changed()
+
+    def advance(self, outcome: Outcome) -> None:
+        with self._lock:
+            # After Stop the rest arrive at once as not_sent: counted, but not as progress
+            # (nor in the rate), so the bar shows where the run stopped.
+            if outcome.status is not Status.NOT_SENT:
+                self.done += 1
+            self.counts[outcome.status.value] += 1
+        self._changed()
+
+    def limit_learned(self, rate: float) -> None:
+        with self._lock:
+            self.learned_limit = rate
+        self._changed()
+
+    def close(self) -> None:
+        self._changed()
+
+    def view(self) -> ProgressView:
+        """Rows done of total now, with the rate in rows a minute and the seconds left."""
+        with self._lock:
+            done, total, started = self.done, self.total, self.started
+            counts, learned = dict(self.counts), self.learned_limit
+        per_minute = eta = None
+        if started is not None and done:
+            elapsed = max(self._clock() - started, 1e-6)
+            per_minute = done / elapsed * 60
+            eta = (total - done) / (per_minute / 60)
+        return ProgressView(
+            total=total,
+            done=done,
+            counts=counts,
+            per_minute=per_minute,
+            eta=eta,
+            learned_limit=learned,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressView:
+    """Progress at one moment; `per_minute` (rows) and `eta` (seconds) are None until the
+    first row is done; `learned_limit` (requests a minute) once the account's limit is known."""
+
+    total: int
+    done: int
+    counts: dict[str, int]
+    per_minute: float | None
+    eta: float | None
+    learned_limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A run as the page shows it. `phase` is `running`, `confirm` (the plan waits for
+    Confirm), `finished` or `failed` (`error` says why: the file or an option unusable)."""
+
+    id: int
+    kind: JobKind
+    phase: str
+    input_name: str
+    notices: tuple[str, ...]
+    progress: ProgressView
+    plan: str | None
+    result: RunResult | None
+    error: str | None
+    stopping: bool
+    version: int
+
+    @property
+    def active(self) -> bool:
+        """Still running (or waiting for Confirm)."""
+        return self.phase in ("running", "confirm")
+
+
+_ids = itertools.count(1)
+
+
+class Job:
+    """One run in its own thread. Start it with `start()`; watch it with `view()`;
+    `stop()` and `answer()` are safe from any thread.
+
+    `settings` (and with it a key typed into the page) is dropped when the run ends.
+    `on_result` is called, in the run's thread, with the result before the run shows as
+    finished (to read its workbook); every change of the view raises its `version`.
+    """
+
+    def __init__(
+        self,
+        kind: JobKind,
+        settings: Settings,
+        *,
+        input_name: str,
+        on_result: Callable[[RunResult], None] = lambda _: None,
+        clock: Callable[[], float] = time.monotonic,
+        confirm_timeout: float = CONFIRM_TIMEOUT,
+    ) -> None:
+        self.kind = kind
+        self.id = next(_ids)
+        self.input_name = input_name
+        self._settings: Settings | None = settings
+        self._on_result = on_result
+        self._clock = clock
+        self._confirm_timeout = confirm_timeout
+        self._lock = threading.Lock()
+        self._phase = "running"
+        self._notices: list[str] = []
+        self._plan: str | None = None
+        self._result: RunResult | None = None
+        self._error: str | None = None
+        self._stopping = False
+        self._version = 0
+        self._answered = threading.Event()
+        self._go_on = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: anyio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self.progress = JobProgress(self._touch, clock)
+
+    def start(self) -> None:
+        """Run in a new daemon thread (a server stopping with Ctrl-C twice must not wait)."""
+        self._thread = threading.Thread(target=self._main, name=f"bulk-chats-ui-{self.id}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the run to end; True if it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._thread is None or not self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop as Ctrl-C does: no new rows; requests in flight finish; a pending Confirm
+        is declined."""
+        with self._lock:
+            self._stopping = True
+            loop, event = self._loop, self._stop
+        self._answered.set()
+        if loop is not None and event is not None:
+            # The loop may have ended since; then there is nothing left to stop.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+        self._touch()
+
+    def answer(self, go_on: bool) -> None:
+        """The page's answer to the plan: Confirm (True) or not."""
+        self._go_on = go_on
+        self._answered.set()
+
+    def view(self) -> JobView:
+        """The run as it is now."""
+        with self._lock:
+            return JobView(
+                id=self.id,
+                kind=self.kind,
+                phase=self._phase,
+                input_name=self.input_name,
+                notices=tuple(n for n in self._notices if n != self._plan),
+                progress=self.progress.view(),
+                plan=self._plan,
+                result=self._result,
+                error=self._error,
+                stopping=self._stopping,
+                version=self._version,
+            )
+
+    def _touch(self) -> None:
+        # Watchers compare versions (the page's event stream looks a few times a second).
+        with self._lock:
+            self._version += 1
+
+    def _main(self) -> None:
+        settings = self._settings
+        if settings is None:  # started twice: the first run has ended and dropped it
+            return
+        try:
+            result = anyio.run(self._run, settings)
+        except BulkChatsError as exc:
+            self._end("failed", error=str(exc))
+        except Exception as exc:  # shown on the page rather than lost in a thread
+            self._end("failed", error=f"the run failed: {type(exc).__name__}: {exc}")
+        else:
+            self._on_result(result)
+            self._end("finished", result=result)
+
+    def _end(
+        self, phase: str, *, result: RunResult | None = None, error: str | None = None
+    ) -> None:
+        key = self._settings.api_key if self._settings is not None else None
+        if error is not None and key is not None:
+            error = error.replace(key.reveal(), "***")
+        with self._lock:
+            self._phase, self._result, self._error = phase, result, error
+            if result is not None and result.plan is not None:
+                self._plan = result.plan.describe()
+            self._settings = None  # the key, if typed into the page, goes with it
+        self._touch()
+
+    async def _run(self, settings: Settings) -> RunResult:
+        stop = anyio.Event()
+        with self._lock:
+            self._loop, self._stop = asyncio.get_running_loop(), stop
+            if self._stopping:
+                stop.set()
+        hooks = Hooks(progress=self.progress, confirm=self._confirm, notify=self._notify, stop=stop)
+        return await self.kind.run(settings, hooks)
+
+    def _notify(self, text: str) -> None:
+        with self._lock:
+            self._notices.append(text)
+        self._touch()
+
+    def _confirm(self, plan: Plan) -> bool:
+        """Wait for the page's Confirm, Stop or `confirm_timeout` (then decline).
+
+        It blocks this run's own event loop, which has nothing else to do meanwhile: the
+        pre-flight is over and no request is in flight.
+        """
+        with self._lock:
+            self._plan = plan.describe()
+            self._phase = "confirm"
+        self._touch()
+        deadline = self._clock() + self._confirm_timeout
+        while not self._answered.wait(_CONFIRM_POLL):
+            if self._clock() > deadline:
+                break
+        with self._lock:
+            self._phase = "running"
+            go_on = self._go_on and not self._stopping
+        self._touch()
+        return go_on

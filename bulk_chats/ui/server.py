@@ -1,0 +1,145 @@
+"""The page's server: uvicorn on 127.0.0.1, from a background thread.
+
+`run_ui_in_thread` serves for the length of a `with` block (tests, and `serve_ui`);
+`serve_ui` serves until Ctrl-C for `bulk-chats ui`. The first Ctrl-C stops a run in
+progress as it does in `import` (no new rows; requests in flight finish; the workbook is
+written) and then the server; a second one quits at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from bulk_chats.errors import InputError
+from bulk_chats.ui.app import UiApp, UiConfig
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 10.0
+"""Seconds to wait for the server to start."""
+STOP_TIMEOUT = 5.0
+"""Seconds to wait for the server to stop gracefully, then as long again forcibly."""
+RUN_STOP_TIMEOUT = 300.0
+"""Seconds a stopped run may take to finish the requests in flight and write its workbook."""
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class RunningUi:
+    """A page being served: its address (token included) and its state."""
+
+    url: str
+    app: UiApp
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(
+            f"ui: cannot listen on {LOOPBACK}:{port} ({exc.strerror or exc})"
+        ) from None
+    return sock
+
+
+@contextlib.contextmanager
+def run_ui_in_thread(
+    config: UiConfig, *, port: int = 0, token: str | None = None
+) -> Iterator[RunningUi]:
+    """Serve the page from a background thread for the duration of the `with` block.
+
+    Port 0 picks a free one. On exit a run still going is stopped (and given
+    `RUN_STOP_TIMEOUT` seconds to end), then the server stops and its thread is joined.
+    Raises `InputError` for a port that cannot be bound, `RuntimeError` if the server does
+    not start.
+    """
+    sock = _bind(port)
+    port = sock.getsockname()[1]
+    app = UiApp(config, token=token or secrets.token_urlsafe(24), port=port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app.asgi,
+            lifespan="off",
+            loop="asyncio",
+            log_config=None,  # leave the host program's logging as it is
+            log_level="warning",
+            access_log=False,  # the token is in every URL
+            timeout_graceful_shutdown=int(STOP_TIMEOUT),
+        )
+    )
+    thread = threading.Thread(
+        target=lambda: server.run(sockets=[sock]), name="bulk-chats-ui", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the page's server did not start on {LOOPBACK}:{port}")
+            time.sleep(0.005)
+        yield RunningUi(f"http://{LOOPBACK}:{port}/?token={app.token}", app)
+    finally:
+        stop_run(app)
+        app.closing = True
+        server.should_exit = True
+        thread.join(STOP_TIMEOUT)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(STOP_TIMEOUT)
+        sock.close()
+
+
+def stop_run(app: UiApp) -> bool:
+    """Stop the run in progress, if any, and wait for it to end; True if there was one."""
+    job = app.job
+    if job is None or not job.view().active:
+        return False
+    job.stop()
+    job.join(RUN_STOP_TIMEOUT)
+    return True
+
+
+def serve_ui(
+    config: UiConfig,
+    *,
+    port: int = 0,
+    announce: Callable[[str], None],
+    open_browser: Callable[[str], object] | None = None,
+) -> int:
+    """Serve the page until Ctrl-C; the exit status (130 when that stopped a run).
+
+    `announce` gets the `ui: <url>` line and the notices about stopping.
+    """
+    with run_ui_in_thread(config, port=port) as running:
+        announce(f"ui: {running.url}")
+        if open_browser is not None:
+            open_browser(running.url)
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            job = running.app.job
+            if job is None or not job.view().active:
+                return 0
+            announce(
+                "stopping the run: no new rows; waiting for requests in flight "
+                "(Ctrl-C again to quit at once)"
+            )
+            try:
+                stop_run(running.app)
+            except KeyboardInterrupt:
+                announce("interrupted again: exiting now")
+                os._exit(EXIT_INTERRUPTED)
+            return EXIT_INTERRUPTED

@@ -1,0 +1,55 @@
+"""The run's limiter: which rate it starts at and where a learned limit goes."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulk_chats.journal import Journal
+from bulk_chats.pipeline import open_limiter
+from bulk_chats.progress import NullProgress
+from bulk_chats.settings import DEFAULT_RATE
+
+pytestmark = pytest.mark.anyio
+
+
+class Heard(NullProgress):
+    """A progress sink that keeps the limits it is told of."""
+
+    def __init__(self) -> None:
+        self.limits: list[float] = []
+
+    def limit_learned(self, rate: float) -> None:
+        self.limits.append(rate)
+
+
+def test_without_a_rate_the_limit_an_earlier_run_learned_is_used(journal: Journal) -> None:
+    """No --rate: the remembered limit of this API root, from the first request."""
+    journal.remember_limit(60.0)
+    limiter = open_limiter(None, journal, NullProgress())
+    assert (limiter.rate, limiter.learned_limit) == (60.0, 60.0)
+
+
+def test_a_rate_given_wins_over_the_remembered_limit(journal: Journal) -> None:
+    """--rate is what the user asked for: the remembered limit is not applied."""
+    journal.remember_limit(60.0)
+    limiter = open_limiter(300.0, journal, NullProgress())
+    assert (limiter.rate, limiter.learned_limit) == (300.0, None)
+
+
+def test_nothing_remembered_starts_at_the_default_rate(journal: Journal) -> None:
+    """A first run against an API root starts at HelpCrunch's default limit."""
+    assert open_limiter(None, journal, NullProgress()).rate == DEFAULT_RATE
+
+
+async def test_a_limit_learned_mid_run_is_journalled_and_shown_at_once(
+    journal: Journal,
+) -> None:
+    """A 429 after five accepted requests teaches a limit of five: the journal has it at once
+    (a killed run keeps it) and progress is told."""
+    heard = Heard()
+    limiter = open_limiter(6000.0, journal, heard)
+    for _ in range(5):
+        await limiter.acquire()
+    limiter.throttled(None)
+    assert heard.limits == [5]
+    assert journal.learned_limit() == 5.0

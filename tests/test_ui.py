@@ -1,0 +1,302 @@
+"""The page's server at the HTTP level (httpx against the ASGI app): the token and `Host`
+checks, uploads (where they land, their permissions, their size cap), escaping of sheet
+values, the API key never in an answer or a file, and the run registry's rules."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.settings import ApiKey
+from bulk_chats.ui import UiApp, UiConfig
+from bulk_chats.ui.jobs import JOB_KINDS
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data" / "chats.csv"
+PORT = 8765
+TOKEN = "test-token-0123456789"
+KEY = "sk-live-5f3a9c2e-never-shown"
+BASE = f"http://127.0.0.1:{PORT}"
+RUN_TIMEOUT = 60.0
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RunningSandbox]:
+    """A sandbox that accepts only `KEY`, with no rate limit."""
+    with run_in_thread(SandboxConfig(api_key=KEY, rate=None)) as running:
+        yield running
+
+
+def make_ui(tmp_path: Path, **config: object) -> UiApp:
+    settings = {"reports_dir": tmp_path / "reports", "rate": 60_000, **config}
+    return UiApp(UiConfig(**settings), token=TOKEN, port=PORT)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def ui(tmp_path: Path) -> AsyncIterator[tuple[UiApp, httpx.AsyncClient]]:
+    """An app with no API behind it (enough for everything offline) and a client for it."""
+    app = make_ui(tmp_path)
+    async with client_for(app) as client:
+        yield app, client
+
+
+def client_for(app: UiApp) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app.asgi), base_url=BASE)
+
+
+def q(**params: str) -> dict[str, str]:
+    return {"token": TOKEN, **params}
+
+
+async def upload(client: httpx.AsyncClient, path: Path, name: str | None = None) -> httpx.Response:
+    return await client.post("/upload", params=q(name=name or path.name), content=path.read_bytes())
+
+
+async def run(app: UiApp, client: httpx.AsyncClient, kind: str, **body: object) -> None:
+    """Start a run and wait for it to end."""
+    answer = await client.post("/run", params=q(), json={"kind": kind, **body})
+    assert answer.status_code == 200, answer.text
+    job = app.job
+    assert job is not None
+    assert await anyio.to_thread.run_sync(job.join, RUN_TIMEOUT)
+
+
+async def test_every_request_needs_the_token(ui: tuple[UiApp, httpx.AsyncClient]) -> None:
+    """Without the token, or with a wrong one, every path answers 403; with it, 200."""
+    _, client = ui
+    for path in ("/", "/static/page.js", "/status.css", "/events", "/download/1"):
+        assert (await client.get(path)).status_code == 403, path
+        assert (await client.get(path, params={"token": "wrong"})).status_code == 403, path
+    refused = await client.post("/run", json={"kind": "validate"})
+    assert refused.status_code == 403
+    assert TOKEN not in refused.text
+    assert (await client.get("/", params=q())).status_code == 200
+    assert (await client.get("/static/page.js", params=q())).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example", f"evil.example:{PORT}", "127.0.0.1:9999", f"127.0.0.2:{PORT}", "127.0.0.1"],
+)
+async def test_a_foreign_host_is_refused(ui: tuple[UiApp, httpx.AsyncClient], host: str) -> None:
+    """A `Host` other than the loopback address and port is refused even with the token
+    (DNS rebinding)."""
+    _, client = ui
+    answer = await client.get("/", params=q(), headers={"host": host})
+    assert answer.status_code == 403
+    assert "loopback" in answer.text
+
+
+async def test_localhost_is_the_loopback_address_too(ui: tuple[UiApp, httpx.AsyncClient]) -> None:
+    """`localhost:PORT` is accepted as well as `127.0.0.1:PORT`."""
+    _, client = ui
+    answer = await client.get("/", params=q(), headers={"host": f"localhost:{PORT}"})
+    assert answer.status_code == 200
+
+
+async def test_answers_carry_the_security_headers(ui: tuple[UiApp, httpx.AsyncClient]) -> None:
+    """Pages forbid scripts from elsewhere, framing and referrers (the token is in the URL)."""
+    _, client = ui
+    for answer in (await client.get("/", params=q()), await client.get("/")):
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_an_upload_lands_owner_only_under_reports(
+    ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """The uploaded file is stored under reports/uploads, 0600 in a 0700 folder, as sent."""
+    _, client = ui
+    assert (await upload(client, SAMPLE)).status_code == 200
+    [stored] = (tmp_path / "reports" / "uploads").glob("*/chats.csv")
+    assert stored.read_bytes() == SAMPLE.read_bytes()
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
+
+
+async def test_an_upload_over_the_cap_is_refused_and_not_kept(tmp_path: Path) -> None:
+    """A body over the cap answers 413 and leaves no file, whether its length is declared
+    or only found while reading it."""
+    app = make_ui(tmp_path, max_upload_bytes=1000)
+    async with client_for(app) as client:
+        declared = await upload(client, SAMPLE.parent / "chats.xlsx")
+        assert declared.status_code == 413
+        assert "larger than" in declared.json()["error"]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(5):
+                yield b"x" * 400
+
+        streamed = await client.post("/upload", params=q(name="big.csv"), content=chunks())
+        assert streamed.status_code == 413
+    assert not [p for p in (tmp_path / "reports").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("name", ["notes.exe", "chats", "../../etc/passwd"])
+async def test_an_upload_that_is_not_a_spreadsheet_is_refused(
+    ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path, name: str
+) -> None:
+    """A name without a spreadsheet suffix is refused (400) and nothing is written."""
+    _, client = ui
+    answer = await upload(client, SAMPLE, name=name)
+    assert answer.status_code == 400
+    assert "not a spreadsheet" in answer.json()["error"]
+    assert not (tmp_path / "reports").exists()
+
+
+async def test_a_path_in_the_name_stays_inside_reports(
+    ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """A name with folders in it keeps only its last part, inside the uploads folder."""
+    _, client = ui
+    assert (await upload(client, SAMPLE, name="../../../outside.csv")).status_code == 200
+    assert not (tmp_path / "outside.csv").exists()
+    assert list((tmp_path / "reports" / "uploads").glob("*/outside.csv"))
+
+
+async def test_sheet_values_are_escaped(
+    ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """A header and a cell holding `<script>` are shown as text in the mapping and in the
+    Problems table, never as markup."""
+    app, client = ui
+    sheet = tmp_path / "hostile.csv"
+    sheet.write_text(
+        "customer,application,<script>alert('head')</script>\n"
+        "<script>alert('cell')</script>,3838,x\n",
+        encoding="utf-8",
+    )
+    assert (await upload(client, sheet)).status_code == 200
+    await run(app, client, "validate")
+    page = (await client.get("/", params=q())).text
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#39;head&#39;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#39;cell&#39;)&lt;/script&gt;" in page
+    assert 'aria-label="Problems"' in page
+
+
+async def test_a_mapping_change_is_a_column_option(
+    ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """Choosing a header for a field reads the sheet as `--column FIELD=HEADER` does, and
+    the page shows that option."""
+    _app, client = ui
+    sheet = tmp_path / "owner.csv"
+    sheet.write_text("Customer ID,Application,Owner\n8738438,3838,4188\n", encoding="utf-8")
+    assert (await upload(client, sheet)).status_code == 200
+    answer = await client.post(
+        "/mapping", params=q(), json={"field": "assignee", "header": "Owner"}
+    )
+    assert answer.status_code == 200
+    page = (await client.get("/", params=q())).text
+    assert "--column assignee=Owner" in page
+    assert '<option value="Owner" selected>' in page
+
+
+async def test_a_missing_required_column_still_offers_the_headers(
+    ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """A sheet without an application column shows the loader's message and its headers,
+    and mapping one makes it usable."""
+    app, client = ui
+    sheet = tmp_path / "app-code.csv"
+    sheet.write_text("Customer ID,App code\n8738438,3838\n", encoding="utf-8")
+    assert (await upload(client, sheet)).status_code == 200
+    page = (await client.get("/", params=q())).text
+    assert "app-code.csv: no application column" in page
+    assert '<option value="App code">' in page
+    await client.post("/mapping", params=q(), json={"field": "application", "header": "App code"})
+    await run(app, client, "validate")
+    view = app.job.view() if app.job else None
+    assert view is not None
+    assert view.result is not None
+    assert view.result.counts == {"valid": 1}
+
+
+async def test_the_key_is_in_no_answer_and_no_file(tmp_path: Path, sandbox: RunningSandbox) -> None:
+    """A key typed into the page reaches the API but no response, event stream, results
+    workbook or journal."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url)
+    async with client_for(app) as client:
+        assert (await upload(client, SAMPLE)).status_code == 200
+        await run(app, client, "dry_run", api_key=KEY)
+        assert app.job is not None
+        answers = [
+            await client.get("/", params=q()),
+            await client.get("/events", params=q()),
+            await client.get(f"/download/{app.job.id}", params=q()),
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert "would be sent" in answers[0].text  # the run did reach the API with the key
+    for answer in answers:
+        assert KEY.encode() not in answer.content
+    for path in (tmp_path / "reports").rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+async def test_a_refused_key_says_so_and_creates_nothing(
+    tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    """A wrong key: the page says "the API refused the key" and no chat exists."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url)
+    async with client_for(app) as client:
+        await upload(client, SAMPLE)
+        await run(app, client, "import", api_key="not-the-key")
+        page = (await client.get("/", params=q())).text
+    assert "the API refused the key" in page
+    assert "not_sent 9" in page
+    assert sandbox.state.chats == []
+
+
+async def test_a_run_that_needs_the_key_is_not_started_without_one(
+    ui: tuple[UiApp, httpx.AsyncClient],
+) -> None:
+    """Dry run and Import with no key given anywhere answer 400 and start nothing."""
+    app, client = ui
+    await upload(client, SAMPLE)
+    for kind in ("dry_run", "import"):
+        answer = await client.post("/run", params=q(), json={"kind": kind})
+        assert answer.status_code == 400
+        assert "API key" in answer.json()["error"]
+    assert app.job is None
+
+
+async def test_one_run_at_a_time_and_stop_declines_the_plan(
+    tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    """While an import waits for Confirm, a second run, an upload and a mapping change are
+    refused (409); Stop then declines it and nothing is created."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
+    async with client_for(app) as client:
+        await upload(client, SAMPLE)
+        assert (await client.post("/run", params=q(), json={"kind": "import"})).status_code == 200
+        job = app.job
+        assert job is not None
+        with anyio.fail_after(RUN_TIMEOUT):
+            while job.view().phase != "confirm":
+                await anyio.sleep(0.01)
+        assert "9 of 18 rows to send" in (job.view().plan or "")
+        again = await client.post("/run", params=q(), json={"kind": "validate"})
+        assert again.status_code == 409
+        assert (await upload(client, SAMPLE)).status_code == 409
+        assert (await client.post("/stop", params=q())).status_code == 200
+        assert await anyio.to_thread.run_sync(job.join, RUN_TIMEOUT)
+    result = job.view().result
+    assert result is not None
+    assert result.declined
+    assert sandbox.state.chats == []
+
+
+async def test_the_registry_names_the_buttons() -> None:
+    """Each run kind's label is a button name PRODUCT.md gives the page."""
+    assert [k.label for k in JOB_KINDS.values()] == ["Validate", "Dry run", "Import"]

@@ -1,0 +1,329 @@
+"""The page in a real browser (the system's Chromium, driven by Playwright) against the
+sandbox over loopback: the whole path on the sample data, a refused key, Stop then resume,
+and a reload during a run. Elements are found as a person finds them, by role and name.
+
+Each step leaves a screenshot under the test's tmp_path, to look at when one fails. Where
+no Chromium exists the tests fail with one line saying how to install it: never skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+
+from bulk_chats.sandbox import CUSTOMERS, RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.settings import ApiKey
+from bulk_chats.ui import RunningUi, UiConfig, run_ui_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+CHROMIUM_ENV = "BULK_CHATS_CHROMIUM"
+INSTALLER = str(ROOT / ".ci" / "install-chromium")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STEP_TIMEOUT = 20_000
+"""Milliseconds any one browser step may take."""
+FAST = 60_000
+"""Requests a minute where pacing is not the point."""
+SLOW = 240
+"""Requests a minute for runs the test stops or reloads midway: four rows a second."""
+
+
+def chromium_path() -> str:
+    """The browser to drive; a one-line failure saying how to get one when there is none."""
+    path = os.environ.get(CHROMIUM_ENV) or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file() and CHROMIUM_ENV not in os.environ:
+        # As .ci/run does: on a fresh machine, as root, the README's test command gets it.
+        subprocess.run([INSTALLER], check=False, timeout=1900)
+        path = shutil.which("chromium") or path
+    if not Path(path).is_file():
+        pytest.fail(
+            f"no Chromium at {path}: install it (`apt-get install -y chromium`, as .ci/run "
+            f"does) or set {CHROMIUM_ENV} to a Chromium binary",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module's tests."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright is missing: pip install -e '.[test]'", pytrace=False)
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Shots:
+    """Numbered screenshots of each step, under the test's tmp_path."""
+
+    folder: Path
+    taken: list[Path] = field(default_factory=list)
+
+    def __call__(self, page: Any, name: str) -> None:
+        path = self.folder / f"{len(self.taken) + 1:02d}-{name}.png"
+        page.screenshot(path=path, full_page=True)
+        self.taken.append(path)
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Shots:
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    return Shots(folder)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RunningSandbox]:
+    """A sandbox with no rate limit that accepts only the key "right-key"."""
+    with run_in_thread(SandboxConfig(api_key="right-key", rate=None)) as running:
+        yield running
+
+
+def serve(tmp_path: Path, sandbox: RunningSandbox, *, key: str | None) -> Any:
+    config = UiConfig(
+        base_url=sandbox.base_url,
+        api_key=ApiKey(key) if key else None,
+        sandbox=key is not None,
+        reports_dir=tmp_path / "reports",
+        rate=FAST,
+    )
+    return run_ui_in_thread(config)
+
+
+@pytest.fixture
+def ui(tmp_path: Path, sandbox: RunningSandbox) -> Iterator[RunningUi]:
+    """The page against the sandbox, the key given by the server (as `ui --sandbox` does)."""
+    with serve(tmp_path, sandbox, key="right-key") as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser: Any, ui: RunningUi) -> Iterator[Any]:
+    """A fresh tab on the page."""
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(STEP_TIMEOUT)
+    opened.goto(ui.url)
+    yield opened
+    context.close()
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator, message=None)
+
+
+def summary_counts(page: Any) -> Counter[str]:
+    """The Summary region's `<status> <count>` pairs."""
+    text = page.get_by_role("status", name="Summary").inner_text()
+    return Counter({s: int(n) for s, n in re.findall(r"([a-z_]+) (\d+)", text)})
+
+
+def rows_csv(path: Path, rows: int) -> Path:
+    """`rows` valid rows, each a distinct chat of a seeded customer."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["Customer ID", "Application", "Agent ID"])
+        for i in range(rows):
+            customer = CUSTOMERS[i % len(CUSTOMERS)].id
+            writer.writerow([customer, 3838, 4188 + i // len(CUSTOMERS)])
+    return path
+
+
+def start_import(page: Any, *, rate: int) -> None:
+    """Import at `rate`, and Confirm the plan."""
+    page.get_by_label("Requests per minute", exact=True).fill(str(rate))
+    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Confirm").click()
+
+
+def wait_for_rows(page: Any, at_least: int) -> int:
+    """Wait until the progress bar shows at least `at_least` rows done; how many it shows."""
+    bar = page.get_by_role("progressbar")
+    page.wait_for_function(
+        "n => Number(document.getElementById('progress')?.getAttribute('aria-valuenow')) >= n",
+        arg=at_least,
+        timeout=STEP_TIMEOUT,
+    )
+    return int(bar.get_attribute("aria-valuenow"))
+
+
+def test_the_whole_path(
+    page: Any, ui: RunningUi, sandbox: RunningSandbox, tmp_path: Path, shots: Shots
+) -> None:
+    """Upload the sample with an unrecognised header, fix its mapping, validate, dry run,
+    import with the progress bar reaching the end, and read the downloaded workbook."""
+    sheet = tmp_path / "chats.csv"
+    sheet.write_text(
+        (SAMPLE / "chats.csv").read_text(encoding="utf-8").replace("Agent ID", "Owner", 1),
+        encoding="utf-8",
+    )
+    shots(page, "empty")
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(sheet)
+    assignee = page.get_by_label("assignee", exact=True)
+    expect(assignee).to_have_value("")
+    shots(page, "uploaded")
+
+    assignee.select_option("Owner")
+    expect(page.get_by_text("--column assignee=Owner")).to_be_visible()
+    expect(page.get_by_label("assignee", exact=True)).to_have_value("Owner")
+    shots(page, "mapped")
+
+    page.get_by_role("button", name="Validate").click()
+    summary = page.get_by_role("status", name="Summary")
+    expect(summary).to_contain_text("valid 9")
+    problems = page.get_by_role("table", name="Problems")
+    expect(problems).to_contain_text("4,188")
+    expect(problems).to_contain_text("remove the separator")
+    assert summary_counts(page) == {"valid": 9, "invalid": 8, "duplicate": 1}
+    shots(page, "validated")
+
+    page.get_by_role("button", name="Dry run").click()
+    expect(page.get_by_text("dry run: 9 of 18 rows would be sent")).to_be_visible()
+    expect(summary).to_contain_text("valid 9")
+    assert sandbox.state.chats == []
+    shots(page, "dry-run")
+
+    page.get_by_role("button", name="Import").click()
+    confirm = page.get_by_role("button", name="Confirm")
+    expect(confirm).to_be_focused()
+    expect(page.get_by_text("9 of 18 rows to send")).to_be_visible()
+    shots(page, "plan")
+    confirm.click()
+    expect(summary).to_contain_text("created 8")
+    bar = page.get_by_role("progressbar")
+    expect(bar).to_have_attribute("aria-valuemax", "9")
+    expect(bar).to_have_attribute("aria-valuenow", "9")
+    assert summary_counts(page) == {"created": 8, "failed": 1, "invalid": 8, "duplicate": 1}
+    refused = (
+        page.get_by_role("table", name="Problems").get_by_role("row").filter(has_text="not found")
+    )
+    expect(refused.get_by_role("cell").first).to_have_text("18")
+    expect(refused).to_contain_text("failed")
+    shots(page, "imported")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download results").click()
+    saved = tmp_path / "downloaded.xlsx"
+    download.value.save_as(saved)
+    book = openpyxl.load_workbook(saved, read_only=True)
+    rows = list(book["results"].iter_rows(values_only=True))
+    book.close()
+    header = list(rows[0])
+    statuses = Counter(row[header.index("status")] for row in rows[1:])
+    assert statuses == {"created": 8, "failed": 1, "invalid": 8, "duplicate": 1}
+    assert len(sandbox.state.chats) == 8
+
+
+def test_a_wrong_key(browser: Any, sandbox: RunningSandbox, tmp_path: Path, shots: Shots) -> None:
+    """A key typed into the page that the API refuses: the page says so and nothing is
+    created. The workbook's sheet is offered in the Sheet picker."""
+    with serve(tmp_path, sandbox, key=None) as running:
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(STEP_TIMEOUT)
+        page.goto(running.url)
+        page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.xlsx")
+        expect(page.get_by_label("Sheet", exact=True)).to_be_visible()
+        page.get_by_label("API key", exact=True).fill("wrong-key")
+        shots(page, "key-typed")
+        page.get_by_role("button", name="Import").click()
+        expect(page.get_by_text("the API refused the key").first).to_be_visible()
+        expect(page.get_by_role("status", name="Summary")).to_contain_text("not_sent 9")
+        shots(page, "key-refused")
+        context.close()
+    assert sandbox.state.chats == []
+
+
+def test_stop_in_the_middle_then_resume(
+    page: Any, sandbox: RunningSandbox, tmp_path: Path, shots: Shots
+) -> None:
+    """Stop ends a run after the rows in flight, the rest not_sent; Import again sends only
+    those, and every row has exactly one chat."""
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(
+        rows_csv(tmp_path / "sixty.csv", 60)
+    )
+    start_import(page, rate=SLOW)
+    wait_for_rows(page, 2)
+    shots(page, "running")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped.")).to_be_visible()
+    first = summary_counts(page)
+    shots(page, "stopped")
+    bar = page.get_by_role("progressbar")
+    expect(bar).to_have_attribute("aria-valuenow", str(first["created"]))
+    expect(bar).to_have_attribute("aria-valuemax", "60")
+    assert first["created"] >= 2
+    assert first["not_sent"] >= 1
+    assert first["created"] + first["not_sent"] == 60
+
+    start_import(page, rate=FAST)
+    expect(page.get_by_role("status", name="Summary")).to_contain_text(
+        f"created {first['not_sent']}"
+    )
+    assert summary_counts(page) == {
+        "created": first["not_sent"],
+        "already_created": first["created"],
+    }
+    shots(page, "resumed")
+    chats = {(c.customer, c.assignee) for c in sandbox.state.chats}
+    assert len(sandbox.state.chats) == len(chats) == 60
+
+
+def test_a_reload_during_a_run(page: Any, tmp_path: Path, shots: Shots) -> None:
+    """A reload in the middle of a run finds it still running and goes on following it."""
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(
+        rows_csv(tmp_path / "sixty.csv", 60)
+    )
+    start_import(page, rate=SLOW)
+    before = wait_for_rows(page, 1)
+    page.reload()
+    expect(page.get_by_text("Running…")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+    wait_for_rows(page, before + 1)
+    shots(page, "reloaded")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped.")).to_be_visible()
+
+
+def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
+    """Enter on a focused button starts the run, and when it ends the keyboard is left on
+    the Summary, which a screen reader announces."""
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.csv")
+    validate = page.get_by_role("button", name="Validate")
+    expect(validate).to_be_enabled()
+    page.get_by_label("Requests per minute", exact=True).focus()
+    page.keyboard.press("Tab")
+    expect(validate).to_be_focused()
+    page.keyboard.press("Enter")
+    summary = page.get_by_role("status", name="Summary")
+    expect(summary).to_contain_text("valid 9")
+    expect(summary).to_be_focused()
+    shots(page, "keyboard")

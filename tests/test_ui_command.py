@@ -1,0 +1,158 @@
+"""`bulk-chats ui` as a user runs it: its options, the `ui: <url>` line, and Ctrl-C, which
+stops a run in progress as it does in `import`."""
+
+from __future__ import annotations
+
+import csv
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from bulk_chats.cli import cli
+from bulk_chats.sandbox import CUSTOMERS
+
+WAIT = 30.0
+"""Seconds any one step may take."""
+
+
+def test_ui_options_exist_with_help() -> None:
+    """Each option PRODUCT.md gives `ui` is accepted and has help text."""
+    result = CliRunner().invoke(cli, ["ui", "--help"])
+    assert result.exit_code == 0
+    for option in ("--port", "--no-browser", "--sandbox", "--base-url", "--api-key-file"):
+        assert re.search(rf"^\s+{option}\b.*\S", result.output, re.MULTILINE), option
+
+
+def test_sandbox_with_a_base_url_is_one_line_and_exit_2() -> None:
+    """`ui --sandbox --base-url` is a usage mistake: one line, exit 2, nothing served."""
+    result = CliRunner().invoke(cli, ["ui", "--sandbox", "--base-url", "https://x.example/v1"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "bulk-chats: error: --sandbox runs its own API: leave out --base-url and --api-key-file"
+    ]
+
+
+class Served:
+    """`bulk-chats ui --sandbox --no-browser` in a child process, its stderr read by a thread."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bulk_chats", "ui", "--sandbox", "--no-browser"],
+            cwd=cwd,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.url = self.wait_for(r"^ui: (http://127\.0\.0\.1:\d+/\?token=\S+)$").group(1)
+        self.root, _, token = self.url.partition("/?token=")
+        self.params = {"token": token}
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str) -> re.Match[str]:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if found := re.search(pattern, line):
+                return found
+        raise AssertionError(f"no line like {pattern!r} in {self.seen}")
+
+    def page(self, client: httpx.Client) -> str:
+        answer = client.get(f"{self.root}/", params=self.params)
+        assert answer.status_code == 200
+        return answer.text
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(WAIT)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(WAIT)
+        self._reader.join(WAIT)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    child = Served(tmp_path)
+    yield child
+    child.kill()
+
+
+def poll(condition: str, read: object) -> None:
+    """Wait (bounded) until `read()` returns text matching `condition`."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if re.search(condition, read()):  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"never saw {condition!r}")
+
+
+def test_serves_with_the_token_and_ends_on_ctrl_c(served: Served) -> None:
+    """The printed URL opens the page; the same address without the token is refused;
+    Ctrl-C with no run in progress ends the server with status 0."""
+    with httpx.Client(timeout=WAIT) as client:
+        assert "bulk-chats" in served.page(client)
+        assert client.get(f"{served.root}/").status_code == 403
+    assert served.interrupt() == 0
+
+
+def test_ctrl_c_stops_a_run_and_writes_its_workbook(served: Served, tmp_path: Path) -> None:
+    """Ctrl-C during an import stops it as in `import`: the rows not reached are not_sent
+    in the results workbook, and the exit status is 130."""
+    rows = tmp_path / "sixty.csv"
+    with rows.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["customer", "application", "assignee"])
+        for i in range(60):
+            writer.writerow([CUSTOMERS[i % len(CUSTOMERS)].id, 3838, 4188 + i // len(CUSTOMERS)])
+    with httpx.Client(timeout=WAIT) as client:
+        post = {"params": served.params}
+        upload = client.post(
+            f"{served.root}/upload",
+            params={**served.params, "name": rows.name},
+            content=rows.read_bytes(),
+        )
+        assert upload.status_code == 200
+        started = client.post(f"{served.root}/run", json={"kind": "import", "rate": 120}, **post)
+        assert started.status_code == 200
+        poll('data-phase="confirm"', lambda: served.page(client))
+        assert client.post(f"{served.root}/confirm", json={}, **post).status_code == 200
+        poll(r'aria-valuenow="[1-9]', lambda: served.page(client))
+    assert served.interrupt() == 130
+    assert any("stopping the run" in line for line in served.seen + list(served.lines.queue))
+    [workbook] = (tmp_path / "reports").glob("sixty-results-*.xlsx")
+    book = openpyxl.load_workbook(workbook, read_only=True)
+    table = list(book["results"].iter_rows(values_only=True))
+    book.close()
+    statuses = Counter(row[table[0].index("status")] for row in table[1:])
+    assert statuses["created"] >= 1
+    assert statuses["not_sent"] >= 1
+    assert statuses["created"] + statuses["not_sent"] == 60
