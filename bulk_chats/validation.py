@@ -44,8 +44,8 @@ class Validation:
 
     `ids` holds a nullable Int64 column per id field present; `names` the stripped text
     of each name field present ("" where blank); `profile` that of each customer text
-    field present (`customer_name`, `company`, `phone`). `status` is valid, invalid, duplicate or
-    already_created (a row an earlier results workbook gave a chat id).
+    field present (`customer_name`, `company`, `phone`). `status` is valid, invalid,
+    duplicate or already_created (a row an earlier results workbook gave a chat id).
     """
 
     status: pd.Series
