@@ -200,9 +200,10 @@ async def look_up_customers(
     found |= await _search(
         client, {k: n for k, n in names.items() if k not in created}, stops, concurrency, sleep
     )
-    for key in entries:
+    for key, entry in entries.items():
         match = found.get(key)
-        if key not in created and isinstance(match, list) and len(match) == 1:
+        unanswered = entry.state in ("sending", "unknown")
+        if unanswered and isinstance(match, list) and len(match) == 1:
             created[key] = match[0]
             if journal is not None:
                 await anyio.to_thread.run_sync(
@@ -473,6 +474,6 @@ def _unconfirmed(name: Name, match: Match) -> Failure:
     return Failure(
         Status.UNKNOWN,
         None,
-        f"{field_name}: the creation of '{value}' kept losing its answer; a re-run looks "
-        "for it first",
+        f"{field_name}: the creation of '{value}' lost its answer and is not confirmed; a "
+        "re-run looks for the customer first",
     )

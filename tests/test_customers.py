@@ -13,6 +13,7 @@ import respx
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.customers import (
     BATCH_SIZE,
+    CREATE_ROUNDS,
     Failure,
     create_customers,
     look_up_customers,
@@ -308,3 +309,22 @@ async def test_an_earlier_runs_customers_come_from_the_journal(
     }
     entry = journal.customers(["customer_email:lost@example.com"])
     assert entry["customer_email:lost@example.com"].customer_id == 42
+
+
+@pytest.mark.anyio
+async def test_a_creation_that_keeps_losing_its_answer_ends_unknown(
+    client: HelpCrunchClient, api: respx.MockRouter, journal: Journal, fake: FakeTime
+) -> None:
+    """Every answer lost and every search empty: sent CREATE_ROUNDS times, each after a
+    search that found nothing, then `unknown`, and the journal says so for the next run."""
+    search = api.post("/customers/search").respond(200, json={"data": []})
+    post = api.post("/customers").mock(side_effect=httpx.ReadTimeout("no answer"))
+    rows = [named(0, "customer_email", "ghost@example.com")]
+    lookups = await look_up_customers(client, rows, journal=journal, concurrency=1)
+    made = await create_customers(client, journal, lookups, rows, concurrency=1, sleep=fake.sleep)
+    failure = made.found["customer_email:ghost@example.com"]
+    assert (post.call_count, search.call_count) == (CREATE_ROUNDS, 1 + CREATE_ROUNDS)
+    assert isinstance(failure, Failure)
+    assert failure.status is Status.UNKNOWN
+    entry = journal.customers(["customer_email:ghost@example.com"])
+    assert entry["customer_email:ghost@example.com"].state == "unknown"
