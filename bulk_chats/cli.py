@@ -144,6 +144,11 @@ def validate(
 @click.option(
     "--fresh", is_flag=True, help="Ignore earlier runs of the same rows and send them again."
 )
+@click.option(
+    "--create-customers",
+    is_flag=True,
+    help="Create a customer for each customer_email or customer_user_id that matches no one.",
+)
 @click.option("--yes", "-y", is_flag=True, help="No confirmation prompt.")
 def import_(
     file: Path,
@@ -159,6 +164,7 @@ def import_(
     quirks: bool,
     dry_run: bool,
     fresh: bool,
+    create_customers: bool,
     yes: bool,
 ) -> None:
     """Validate FILE, then create a chat for every valid row, throttled, and write the
@@ -189,6 +195,7 @@ def import_(
             dry_run=dry_run,
             fresh=fresh,
             reports_dir=REPORTS_DIR,
+            create_customers=create_customers,
         )
         interactive = sys.stdin.isatty() and sys.stderr.isatty()
         result = _run_import(

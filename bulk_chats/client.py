@@ -31,7 +31,7 @@ import email.utils
 import importlib.metadata
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -235,26 +235,35 @@ class HelpCrunchClient:
         )
 
     async def search_customers(
-        self, field: str, value: str | int, *, operator: str = "="
+        self, conditions: Sequence[tuple[str, str, str | int]]
     ) -> list[Customer]:
-        """Customers whose `field` (`email`, `userId`, `id`, …) compares to `value` by
-        `operator` (`=`, or `~` for text that contains it), sorted by id.
+        """Customers meeting any of `conditions`, each (field, operator, value) such as
+        ("email", "~", "ann@example.com"), joined with `OR`; every page, sorted by id.
 
-        `value` must have the field's type (a string for `email`/`userId`, an int for
+        A value must have its field's type (a string for `email`/`userId`, an int for
         `id`): the API fails the query otherwise. The answer is the server's opinion: the
-        caller checks that each customer carries what it asked for.
+        caller checks which customer carries which value it asked for.
         """
         return await self._paged(
             "POST",
             "/customers/search",
             query={
-                "filter": [{"field": f"customers.{field}", "operator": operator, "value": value}],
-                "comparison": "AND",
+                "filter": [
+                    {"field": f"customers.{field}", "operator": operator, "value": value}
+                    for field, operator, value in conditions
+                ],
+                "comparison": "OR",
                 "sort": "customers.id",
                 "order": "asc",
             },
             parse=Customer.parse,
         )
+
+    async def create_customer(self, payload: Mapping[str, str]) -> Customer:
+        """`POST /customers`; the new customer. Any 2xx counts as created; one whose id
+        cannot be read raises `MaybeSentError` (the customer probably exists)."""
+        response = await self._request("POST", "/customers", json=payload)
+        return self._entity(response, "POST /customers", Customer.parse)
 
     async def _paged(
         self,

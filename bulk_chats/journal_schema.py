@@ -97,6 +97,29 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # The customers `import --create-customers` made, one per distinct name and scope:
+        # `sending` is on disk before `POST /v1/customers` goes out, so a run killed before
+        # the answer looks for the customer before creating it again.
+        """
+        CREATE TABLE customers (
+            scope            TEXT    NOT NULL,  -- the API root, from scope_for()
+            name_key         TEXT    NOT NULL,  -- customer_email:<trimmed, lower case>
+                                                -- or customer_user_id:<trimmed>
+            state            TEXT    NOT NULL
+                CHECK (state IN ('sending', 'created', 'failed', 'unknown')),
+            customer_id      INTEGER,           -- once known
+            attempts         INTEGER NOT NULL DEFAULT 0,  -- POST /v1/customers announced
+            first_started_at REAL,              -- unix seconds
+            last_started_at  REAL,
+            error_code       TEXT    NOT NULL DEFAULT '',
+            error_message    TEXT    NOT NULL DEFAULT '',
+            http_status      INTEGER,
+            updated_at       REAL    NOT NULL,
+            PRIMARY KEY (scope, name_key)
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 

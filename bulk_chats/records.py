@@ -64,6 +64,10 @@ class ChatRequest:
     `chat_id` is set when an earlier run already created the chat, so only the first
     message is left. `confirm_since` (unix seconds) is set when an earlier attempt may have
     created the chat (or posted its message): the sender looks for it before sending again.
+
+    `profile` holds (field of `POST /v1/customers`, value) for the row's non-blank
+    `customer_name`, `company` and `phone`: what a customer created for the row is given.
+    It is not part of `key`.
     """
 
     index: int
@@ -76,6 +80,7 @@ class ChatRequest:
     chat_id: int | None = None
     confirm_since: float | None = None
     names: tuple[tuple[str, str], ...] = ()
+    profile: tuple[tuple[str, str], ...] = ()
 
     @property
     def customer_id(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, names_for
+from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
 from bulk_chats.loading import Sheet
 from bulk_chats.records import ChatRequest, FedBack, FirstMessage, RowProblem, Status
 from bulk_chats.validation import Validation
@@ -40,6 +40,11 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
         for name in NAME_FIELDS
     }
     chat_ids = optional_ints(validation.fed_back_chat_id[chosen])
+    profiles = {
+        PROFILE_FIELDS[name]: [str(v) for v in validation.profile[name][chosen].tolist()]
+        for name in PROFILE_FIELDS
+        if name in validation.profile
+    }
     texts = validation.message[chosen].tolist()
     kinds = validation.message_type[chosen].tolist()
     rows = []
@@ -65,6 +70,7 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
                 message=message,
                 chat_id=chat_ids[n],
                 names=tuple(row_names),
+                profile=tuple((api, values[n]) for api, values in profiles.items() if values[n]),
             )
         )
     return rows

@@ -114,3 +114,5 @@ class Settings:
     dry_run: bool = False
     fresh: bool = False
     reports_dir: Path = REPORTS_DIR
+    create_customers: bool = False
+    """`import --create-customers`: a customer for each email or userId that matches no one."""

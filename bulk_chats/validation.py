@@ -8,13 +8,14 @@ as columns too, aligned with the sheet: the results workbook is written from the
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bulk_chats.fields import EMAIL_FIELDS, ID_FIELDS, NAME_FIELDS, names_for
+from bulk_chats.fields import EMAIL_FIELDS, ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
 from bulk_chats.ids import (
     MAX_EXACT_FLOAT,
     Bools,
@@ -31,14 +32,20 @@ from bulk_chats.records import Status
 
 MESSAGE_TYPES = ("message", "private")
 
+_PLAUSIBLE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+"""`local@domain.tld`, no spaces: what `import --create-customers` can send as a new
+customer's email (the API refuses the rest with 400). Other email columns only name
+someone who exists, so an `@` is enough for them."""
+
 
 @dataclass(frozen=True, slots=True)
 class Validation:
     """The verdict on every data row of a `Sheet`, aligned with `sheet.cells`.
 
     `ids` holds a nullable Int64 column per id field present; `names` the stripped text
-    of each name field present ("" where blank). `status` is valid, invalid, duplicate or
-    already_created (a row an earlier results workbook gave a chat id).
+    of each name field present ("" where blank); `profile` that of each customer text
+    field present (`customer_name`, `company`, `phone`). `status` is valid, invalid,
+    duplicate or already_created (a row an earlier results workbook gave a chat id).
     """
 
     status: pd.Series
@@ -50,6 +57,7 @@ class Validation:
     message_type: pd.Series
     fed_back_chat_id: pd.Series
     fed_back_message_id: pd.Series
+    profile: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def counts(self) -> dict[str, int]:
         """Rows by status."""
@@ -121,13 +129,15 @@ def validate_sheet(sheet: Sheet) -> Validation:
         name_columns[name] = text
         if name in EMAIL_FIELDS:
             values = text.to_numpy(dtype=object)
-            bad = (values != "") & ~each(values, _has_at)
+            plausible = _is_plausible_email if name == "customer_email" else _has_at
+            bad = (values != "") & ~each(values, plausible)
             problems.add(
                 bad,
                 f"invalid_{name}",
                 f"{name}: '" + each(values[bad], shorten, np.object_) + "' is not an email address",
             )
     names = pd.DataFrame(name_columns, index=index, copy=False)
+    profile = _check_profile(sheet, problems)
 
     for name, article, alternatives in (
         ("customer", "a", " (or a customer_email / customer_user_id)"),
@@ -172,11 +182,42 @@ def validate_sheet(sheet: Sheet) -> Validation:
         message_type=message_type,
         fed_back_chat_id=fed_back_chat_id,
         fed_back_message_id=fed_back_message_id,
+        profile=profile,
     )
 
 
 def _has_at(text: str) -> bool:
     return "@" in text
+
+
+def _is_plausible_email(text: str) -> bool:
+    return _PLAUSIBLE_EMAIL.fullmatch(text) is not None
+
+
+def _check_profile(sheet: Sheet, problems: _Problems) -> pd.DataFrame:
+    """The customer text columns as stripped text; a date or a TRUE/FALSE cell is no
+    name, company or phone (a number is: a phone number cell reads as its digits)."""
+    index = sheet.cells.index
+    columns: dict[str, pd.Series] = {}
+    for name in PROFILE_FIELDS:
+        column = sheet.column(name)
+        if column is None:
+            continue
+        cells = column.to_numpy(dtype=object)
+        bad = each(cells, _not_text)
+        problems.add(
+            bad,
+            f"invalid_{name}",
+            f"{name}: '"
+            + each(each(cells[bad], str, np.object_), shorten, np.object_)
+            + "' is not text",
+        )
+        columns[name] = _as_text(column)
+    return pd.DataFrame(columns, index=index, copy=False)
+
+
+def _not_text(value: object) -> bool:
+    return isinstance(value, bool | np.bool_ | dt.date | dt.datetime | dt.time)
 
 
 def _as_text(column: pd.Series) -> pd.Series:

@@ -467,14 +467,33 @@ async def test_search_chats_filters_by_customer_and_creation_time(
 
 
 @pytest.mark.anyio
-async def test_search_customers_by_a_field(client: HelpCrunchClient, api: respx.MockRouter) -> None:
-    """Customer search asks for customers.<field> = value."""
+async def test_search_customers_joins_its_conditions_with_or(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """Customer search asks for customers.<field> <operator> value, the conditions ORed."""
     route = api.post("/customers/search").respond(200, json={"data": [{"id": 12}]})
-    assert await client.search_customers("email", "ann@example.com") == [Customer(id=12)]
+    conditions = [("email", "~", "ann@example.com"), ("userId", "=", "crm-7")]
+    assert await client.search_customers(conditions) == [Customer(id=12)]
     body = json.loads(route.calls.last.request.content)
     assert body["filter"] == [
-        {"field": "customers.email", "operator": "=", "value": "ann@example.com"}
+        {"field": "customers.email", "operator": "~", "value": "ann@example.com"},
+        {"field": "customers.userId", "operator": "=", "value": "crm-7"},
     ]
+    assert body["comparison"] == "OR"
+
+
+@pytest.mark.anyio
+async def test_create_customer_posts_the_payload_and_reads_the_new_id(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """POST /customers sends the payload as given and returns the customer it created."""
+    route = api.post("/customers").respond(201, json={"id": 77, "email": "new@example.com"})
+    made = await client.create_customer({"email": "new@example.com", "name": "New"})
+    assert made == Customer(id=77, email="new@example.com")
+    assert json.loads(route.calls.last.request.content) == {
+        "email": "new@example.com",
+        "name": "New",
+    }
 
 
 @pytest.mark.anyio

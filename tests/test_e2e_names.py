@@ -118,8 +118,8 @@ def test_ids_and_names_mixed_give_each_chat_its_one_message(
         "department": 233048,
     }
     assert chats[8738441].payload == {"customer": 8738441, "application": 3838, "assignee": 4191}
-    # One search per customer name among the rows that passed the pre-flight.
-    assert state.requests["POST /v1/customers/search"] == 4
+    # The customer names among the rows that passed the pre-flight, in one search.
+    assert state.requests["POST /v1/customers/search"] == 1
     # Each listing read once: its one page, and the empty page that ends it.
     assert state.requests["GET /v1/agents"] == 2
     assert state.requests["GET /v1/departments"] == 2
@@ -267,7 +267,7 @@ def test_dry_run_looks_up_and_reports_but_creates_nothing(
     requests = sandbox.state.requests
     assert requests["POST /v1/chats"] == 0
     assert requests["POST /v1/messages"] == 0
-    assert requests["POST /v1/customers/search"] == 4
+    assert requests["POST /v1/customers/search"] == 1
     assert result.counts == {"valid": 4, "invalid": 3}
     assert [r["resolved_customer"] for r in rows(result.out)][:4] == [
         8738438,
@@ -276,7 +276,7 @@ def test_dry_run_looks_up_and_reports_but_creates_nothing(
         8738441,
     ]
     assert notes[0].splitlines()[0] == (
-        "dry run: 5 of 7 rows would be sent (5 chats, 4 first messages, 4 customer look-ups); "
+        "dry run: 5 of 7 rows would be sent (5 chats, 4 first messages, 1 customer look-up); "
         "nothing is created"
     )
 
@@ -293,8 +293,8 @@ def test_the_cli_prints_the_plan_before_sending(
         cli, ["import", str(source), *sandbox, "--yes", "--rate", "60000", "--no-progress"]
     )
     assert result.exit_code == 1, result.output
-    assert "9 of 12 rows to send: 9 chats, 8 first messages, 8 customer look-ups" in result.output
-    assert "25 requests, about 1s at 60000 a minute" in result.output
+    assert "9 of 12 rows to send: 9 chats, 8 first messages, 1 customer look-up" in result.output
+    assert "18 requests, about 1s at 60000 a minute" in result.output
     assert "12 rows: created 8, invalid 4" in result.output
 
 
