@@ -92,7 +92,7 @@ ROWS = 400
 LONG_ROWS = 1300
 ADAPTIVE_ROWS = 3600
 SEQUENTIAL_ROWS = 50
-ALL_CASES = "1,2,3,4,5,6,7,8,9"
+ALL_CASES = "1,2,3,4,5,6,7,8,9,10"
 
 RIGHT_TARGET = 0.97
 ADAPTIVE_TARGET = 0.95
@@ -383,6 +383,59 @@ def run_sequential(rows: int) -> Measured:
         return measure(transport.log, created, base_url)
 
 
+LOOKUP_ROWS = 1000
+LOOKUP_CUSTOMERS = 600
+LOOKUP_TARGET = 2.05
+"""Requests a row at most for a sheet naming its customers by email (case 10): a chat and a
+first message are 2.00, so the look-ups of 600 distinct emails may cost 0.05 a row."""
+
+
+def requests_per_row_by_email(workdir: Path) -> bool:
+    """Case 10: `LOOKUP_ROWS` rows naming `LOOKUP_CUSTOMERS` distinct customers by email, a
+    first message on every row, told the limit. Prints every request by endpoint (the
+    sandbox's count) and the requests a row; True when it is at most `LOOKUP_TARGET`."""
+    print(
+        f"\n10. batched look-ups: --rate {LIMIT}, {LOOKUP_ROWS} rows, {LOOKUP_CUSTOMERS} "
+        "distinct customer emails, a first message on every row"
+    )
+    workdir.mkdir()
+    source = workdir / "by-email.csv"
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer_email", "application", "message"])
+        for n in range(LOOKUP_ROWS):
+            # customerN@example.com is the sandbox's N-th customer (1-based).
+            email = f"customer{n % LOOKUP_CUSTOMERS + 1}@example.com"
+            writer.writerow([email, APPLICATIONS[n % len(APPLICATIONS)], f"Row {n}"])
+    with sandbox_process(customers=LOOKUP_CUSTOMERS) as base_url:
+        settings = Settings(
+            input_path=source,
+            out=workdir / "results.csv",
+            rate=LIMIT,
+            base_url=base_url,
+            api_key=KEY,
+            reports_dir=workdir / "reports",
+        )
+
+        async def main() -> int:
+            with anyio.fail_after(60 + 4 * 3 * LOOKUP_ROWS * 60 / LIMIT):
+                result = await import_file(settings)
+            return result.counts.get("created", 0)
+
+        created = anyio.run(main)
+        state = httpx.get(base_url.removesuffix("/v1") + "/_sandbox/state", timeout=30).json()
+    by_endpoint: dict[str, int] = state["requests"]
+    total = sum(by_endpoint.values())
+    per_row = total / LOOKUP_ROWS
+    ok = created == LOOKUP_ROWS and per_row <= LOOKUP_TARGET
+    print("  " + ", ".join(f"{count} {name}" for name, count in sorted(by_endpoint.items())))
+    print(
+        f"  {total} requests for {LOOKUP_ROWS} rows ({created} created) = {per_row:.3f} a row "
+        f"(target <= {LOOKUP_TARGET}): {verdict(ok)}"
+    )
+    return ok
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -578,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
                     retry_after=False,
                 )
             )
+
+        if 10 in cases:
+            passed &= requests_per_row_by_email(work / "by-email")
 
     print(f"\n{'all targets met' if passed else 'a target was missed'}; reproduce: {command}")
     return 0 if passed else 1

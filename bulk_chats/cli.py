@@ -168,6 +168,11 @@ _chat_status_option = click.option(
 @_shared_options
 @_sending_options
 @click.option("--dry-run", is_flag=True, help="Everything but creating chats: key check, look-ups.")
+@click.option(
+    "--create-customers",
+    is_flag=True,
+    help="Create a customer for each customer_email or customer_user_id that matches no one.",
+)
 @_chat_status_option
 def import_(**options: Any) -> None:
     """Validate FILE, then create a chat for every valid row, throttled, and write the
@@ -227,6 +232,7 @@ def _send(
     fresh: bool,
     yes: bool,
     dry_run: bool = False,
+    create_customers: bool = False,
     chat_status: str | None = None,
 ) -> NoReturn:
     """Run `job` (`import_file`, `update_file`, `close_file`) with the command line's
@@ -261,6 +267,7 @@ def _send(
             fresh=fresh,
             reports_dir=REPORTS_DIR,
             chat_status=status,
+            create_customers=create_customers,
         )
         interactive = sys.stdin.isatty() and sys.stderr.isatty()
         result = _run_with_ctrl_c(

@@ -4,7 +4,7 @@ The only module that sees httpx and the API's bodies: answers leave it as the re
 `bulk_chats.answers`, and every failure as one of `bulk_chats.errors`, classed by what the
 caller must do about it:
 
-- `AuthenticationError`: 401.
+- `AuthenticationError`: 401, and every request after it (see below).
 - `RateLimitedError` (a `NotSentError`): 429, with `Retry-After` when the server sent it.
 - `NotSentError`: 503; the connection could not be made (refused, connect timeout); no
   connection came free in the pool. Nothing reached the server, so sending again is safe.
@@ -15,7 +15,10 @@ caller must do about it:
 
 Every request waits its turn at the run's `RateLimiter`, look-ups included, and reports
 429s to it. `stop_waiting` (a run stopping on Ctrl-C) ends those waits at once with
-`NotSentError`: a request that has not had its turn has sent nothing.
+`NotSentError`: a request that has not had its turn has sent nothing. The first 401 does
+the same with `AuthenticationError`, and no later request leaves: a revoked key would
+otherwise draw one more 401 for every request already queued at the limiter (about 60 at
+1200 a minute).
 
 The key goes into the Authorization header and nowhere else: error messages are built
 from our own words, the status and the API's error entries, never from the request or its
@@ -28,7 +31,7 @@ import email.utils
 import importlib.metadata
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -141,6 +144,7 @@ class HelpCrunchClient:
         self._limiter = limiter if limiter is not None else RateLimiter(DEFAULT_RATE)
         self._waits: set[anyio.CancelScope] = set()
         self._waits_stopped = False
+        self._key_refused = False
         self._wall_clock = wall_clock
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -175,7 +179,8 @@ class HelpCrunchClient:
 
         For a run that is stopping: requests already sent still get their answers, but none
         that has not had its turn goes out, however long the limiter would hold it (a long
-        `Retry-After`). Call it from the event loop that runs the requests.
+        `Retry-After`). Call it from the event loop that runs the requests. The client
+        calls it itself on the first 401.
         """
         self._waits_stopped = True
         for scope in list(self._waits):
@@ -248,26 +253,35 @@ class HelpCrunchClient:
         )
 
     async def search_customers(
-        self, field: str, value: str | int, *, operator: str = "="
+        self, conditions: Sequence[tuple[str, str, str | int]]
     ) -> list[Customer]:
-        """Customers whose `field` (`email`, `userId`, `id`, …) compares to `value` by
-        `operator` (`=`, or `~` for text that contains it), sorted by id.
+        """Customers meeting any of `conditions`, each (field, operator, value) such as
+        ("email", "~", "ann@example.com"), joined with `OR`; every page, sorted by id.
 
-        `value` must have the field's type (a string for `email`/`userId`, an int for
+        A value must have its field's type (a string for `email`/`userId`, an int for
         `id`): the API fails the query otherwise. The answer is the server's opinion: the
-        caller checks that each customer carries what it asked for.
+        caller checks which customer carries which value it asked for.
         """
         return await self._paged(
             "POST",
             "/customers/search",
             query={
-                "filter": [{"field": f"customers.{field}", "operator": operator, "value": value}],
-                "comparison": "AND",
+                "filter": [
+                    {"field": f"customers.{field}", "operator": operator, "value": value}
+                    for field, operator, value in conditions
+                ],
+                "comparison": "OR",
                 "sort": "customers.id",
                 "order": "asc",
             },
             parse=Customer.parse,
         )
+
+    async def create_customer(self, payload: Mapping[str, str]) -> Customer:
+        """`POST /customers`; the new customer. Any 2xx counts as created; one whose id
+        cannot be read raises `MaybeSentError` (the customer probably exists)."""
+        response = await self._request("POST", "/customers", json=payload)
+        return self._entity(response, "POST /customers", Customer.parse)
 
     async def _paged(
         self,
@@ -332,7 +346,8 @@ class HelpCrunchClient:
         raise error
 
     async def _turn(self, label: str) -> float:
-        """Wait for this request's turn at the limiter; `NotSentError` once `stop_waiting`."""
+        """Wait for this request's turn at the limiter; once `stop_waiting`, `NotSentError`,
+        or `AuthenticationError` when a 401 stopped the waits."""
         with anyio.CancelScope() as scope:
             if not self._waits_stopped:
                 self._waits.add(scope)
@@ -340,6 +355,10 @@ class HelpCrunchClient:
                     return await self._limiter.acquire()
                 finally:
                     self._waits.discard(scope)
+        if self._key_refused:
+            raise AuthenticationError(
+                f"{label}: not sent: the API refused the key (401) on an earlier request"
+            )
         raise NotSentError(f"{label}: not sent: the run stopped before this request's turn")
 
     def _answer(self, response: httpx.Response, label: str, *, granted: float) -> httpx.Response:
@@ -353,6 +372,9 @@ class HelpCrunchClient:
             self._limiter.throttled(retry_after, sent_at=granted)
         elif status < 500:
             self._limiter.succeeded()
+        if status == 401:
+            self._key_refused = True
+            self.stop_waiting()
         if 200 <= status < 300:
             return response
         raise self._status_error(response, label, retry_after=retry_after)

@@ -32,7 +32,9 @@ class Field:
     `aliases` are the headers (normalised: lower case, `_` between words) that name it
     besides its own name. A name field `stands_for` the id field it is resolved to;
     `search_as` is the field of `POST /v1/customers/search` a customer name is matched
-    against; `email` marks cells that must be email addresses.
+    against; `email` marks cells that must be email addresses. `profile_as` is the field
+    of `POST /v1/customers` a text field fills when `import --create-customers` makes the
+    row's customer.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Field:
     stands_for: str | None = None
     search_as: str | None = None
     email: bool = False
+    profile_as: str | None = None
 
 
 FIELDS: Final = (
@@ -84,6 +87,9 @@ FIELDS: Final = (
     Field("message_type", Kind.TEXT),
     Field("chat_status", Kind.TEXT, ("chat_state",)),
     Field("chat_id", Kind.CHAT, ("chat", "chatid")),
+    Field("customer_name", Kind.TEXT, ("name", "full_name"), profile_as="name"),
+    Field("company", Kind.TEXT, ("company_name",), profile_as="company"),
+    Field("phone", Kind.TEXT, ("phone_number",), profile_as="phone"),
 )
 """Every field, in the order messages list them."""
 
@@ -100,6 +106,9 @@ STANDS_FOR: Final = {f.name: f.stands_for for f in FIELDS if f.stands_for is not
 
 CUSTOMER_SEARCH_FIELDS: Final = {f.name: f.search_as for f in FIELDS if f.search_as is not None}
 """Customer name field → the field of `POST /v1/customers/search` it is matched against."""
+
+PROFILE_FIELDS: Final = {f.name: f.profile_as for f in FIELDS if f.profile_as is not None}
+"""Customer text field → the field of `POST /v1/customers` it fills (`customer_name` → `name`)."""
 
 
 def headers_for(field: str) -> tuple[str, ...]:
@@ -127,6 +136,7 @@ RESULT_COLUMNS: Final = (
     "error_message",
     "http_status",
     "attempts",
+    "customer_created",
     *RESOLVED_COLUMNS,
 )
 """Columns the results workbook adds. Read back, they are not input: the next results

@@ -95,6 +95,19 @@ class JournalEntry:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerEntry:
+    """What the journal knows of a customer `import --create-customers` set out to make.
+
+    `state` is `sending` (announced, no answer yet), `created` (`customer_id` is the
+    customer the tool made), `failed` or `unknown`.
+    """
+
+    state: str
+    customer_id: int | None
+    attempts: int
+
+
 class Journal:
     """The journal of one run: one scope of one journal file, held for the run's length.
 
@@ -382,7 +395,7 @@ class Journal:
         to `chat_ids` in this scope; none in a fresh run."""
         if self._fresh:
             return set()
-        rows = self._select_in(
+        rows = self._select(
             """
             SELECT chat_id, field, value FROM changes
             WHERE scope = ? AND state = 'applied' AND chat_id IN ({marks})
@@ -395,7 +408,7 @@ class Journal:
         """The entries of `keys` in this scope that earlier runs left; none in a fresh run."""
         if self._fresh:
             return {}
-        rows = self._select_in(
+        rows = self._select(
             """
             SELECT row_key, state, chat_id, message_id, attempts, first_started_at,
                    last_started_at, unresolved_since, created_at, error_code,
@@ -406,11 +419,92 @@ class Journal:
         )
         return {key: JournalEntry(*fields) for key, *fields in rows}
 
-    def _select_in(self, query: str, values: Iterable[object]) -> list[Any]:
-        """The rows of `query` (its `{marks}` an `IN` list of `values`, its first parameter
-        the scope), read `_SELECT_CHUNK` values at a time."""
-        found: list[Any] = []
-        wanted = list(dict.fromkeys(values))
+    def customer_attempt(self, name_key: str, *, started_at: float) -> None:
+        """Announce a `POST /v1/customers` for the customer `name_key` names; on disk when
+        this returns, so call it before the request goes out."""
+        with self._writing() as connection:
+            connection.execute(
+                """
+                INSERT INTO customers (
+                    scope, name_key, state, attempts, first_started_at, last_started_at,
+                    updated_at
+                ) VALUES (:scope, :key, 'sending', 1, :started_at, :started_at, :now)
+                ON CONFLICT (scope, name_key) DO UPDATE SET
+                    state = 'sending',
+                    attempts = attempts + 1,
+                    last_started_at = excluded.last_started_at,
+                    error_code = '',
+                    error_message = '',
+                    http_status = NULL,
+                    updated_at = excluded.updated_at
+                """,
+                {
+                    "scope": self._scope,
+                    "key": name_key,
+                    "started_at": started_at,
+                    "now": self._clock(),
+                },
+            )
+
+    def customer_record(
+        self,
+        name_key: str,
+        *,
+        state: str,
+        customer_id: int | None = None,
+        error_code: str = "",
+        error_message: str = "",
+        http_status: int | None = None,
+    ) -> None:
+        """Keep what became of the customer `name_key` names; a known `customer_id` is
+        never cleared. On disk when this returns."""
+        with self._writing() as connection:
+            connection.execute(
+                """
+                INSERT INTO customers (
+                    scope, name_key, state, customer_id, error_code, error_message,
+                    http_status, updated_at
+                ) VALUES (
+                    :scope, :key, :state, :customer_id, :error_code, :error_message,
+                    :http_status, :now
+                )
+                ON CONFLICT (scope, name_key) DO UPDATE SET
+                    state = CASE WHEN customer_id IS NULL THEN excluded.state ELSE state END,
+                    customer_id = COALESCE(customer_id, excluded.customer_id),
+                    error_code = excluded.error_code,
+                    error_message = excluded.error_message,
+                    http_status = excluded.http_status,
+                    updated_at = excluded.updated_at
+                """,
+                {
+                    "scope": self._scope,
+                    "key": name_key,
+                    "state": state,
+                    "customer_id": customer_id,
+                    "error_code": error_code,
+                    "error_message": error_message,
+                    "http_status": http_status,
+                    "now": self._clock(),
+                },
+            )
+
+    def customers(self, name_keys: Iterable[str]) -> dict[str, CustomerEntry]:
+        """The customers of `name_keys` earlier runs set out to create. `--fresh` does not
+        hide them: a customer made stays in the account whatever the journal forgets."""
+        rows = self._select(
+            """
+            SELECT name_key, state, customer_id, attempts FROM customers
+            WHERE scope = ? AND name_key IN ({marks})
+            """,
+            name_keys,
+        )
+        return {key: CustomerEntry(*fields) for key, *fields in rows}
+
+    def _select(self, query: str, keys: Iterable[str | int]) -> list[tuple[Any, ...]]:
+        """The rows `query` finds for `keys` in this scope, asked `_SELECT_CHUNK` at a time;
+        `query` has `scope = ?` and an `IN ({marks})` for the keys."""
+        found: list[tuple[Any, ...]] = []
+        wanted = list(dict.fromkeys(keys))
         with self._mutex:
             connection = self._open_connection()
             for start in range(0, len(wanted), _SELECT_CHUNK):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
+from bulk_chats import owner_only
 from bulk_chats.errors import InputError
 from bulk_chats.records import Status
 
@@ -97,6 +98,29 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     (
+        # The customers `import --create-customers` made, one per distinct name and scope:
+        # `sending` is on disk before `POST /v1/customers` goes out, so a run killed before
+        # the answer looks for the customer before creating it again.
+        """
+        CREATE TABLE customers (
+            scope            TEXT    NOT NULL,  -- the API root, from scope_for()
+            name_key         TEXT    NOT NULL,  -- customer_email:<trimmed, lower case>
+                                                -- or customer_user_id:<trimmed>
+            state            TEXT    NOT NULL
+                CHECK (state IN ('sending', 'created', 'failed', 'unknown')),
+            customer_id      INTEGER,           -- once known
+            attempts         INTEGER NOT NULL DEFAULT 0,  -- POST /v1/customers announced
+            first_started_at REAL,              -- unix seconds
+            last_started_at  REAL,
+            error_code       TEXT    NOT NULL DEFAULT '',
+            error_message    TEXT    NOT NULL DEFAULT '',
+            http_status      INTEGER,
+            updated_at       REAL    NOT NULL,
+            PRIMARY KEY (scope, name_key)
+        ) WITHOUT ROWID
+        """,
+    ),
+    (
         # The changes of `update`, `close` and an import's `chat_status`: one entry per
         # change asked of a chat, announced before its PUT goes out. Only `applied` says
         # it is done; a change of the same field to another value applied later replaces it.
@@ -123,9 +147,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open the journal file, in WAL mode with full sync, creating or upgrading its schema."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
+    """Open the journal file, in WAL mode with full sync, creating or upgrading its schema.
+
+    The file is created owner-only before SQLite opens it; SQLite gives its `-wal` and
+    `-shm` files the same mode. A journal of an earlier version is made owner-only too.
+    """
+    try:
+        owner_only.make_folder(path.parent)
+        created = owner_only.create_file(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the journal ({exc.strerror})") from None
+    if not created:
+        for suffix in ("", "-wal", "-shm"):
+            owner_only.restrict(path.with_name(path.name + suffix))
     try:
         # Autocommit (isolation_level=None): every write opens and commits its own
         # transaction explicitly, so none is left open between the sender's calls.

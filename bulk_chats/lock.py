@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from bulk_chats import owner_only
 from bulk_chats.errors import InputError
 
 if sys.platform == "win32":
@@ -43,7 +44,7 @@ class ScopeLock:
     @classmethod
     def acquire(cls, path: Path, scope: str) -> ScopeLock:
         """Take the scope's lock on the journal at `path`, or raise `InputError`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        owner_only.make_folder(path.parent)
         lock_path = path.with_name(path.name + "-lock").resolve()
         digest = hashlib.sha256(scope.encode("utf-8")).digest()
         offset = int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
@@ -57,7 +58,9 @@ class ScopeLock:
                 raise busy
             if fd < 0:
                 try:
-                    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                    if not owner_only.create_file(lock_path):
+                        owner_only.restrict(lock_path)
+                    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, owner_only.FILE_MODE)
                 except OSError as exc:
                     raise InputError(
                         f"{lock_path}: cannot open the journal's lock file ({exc.strerror})"

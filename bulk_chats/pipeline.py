@@ -12,12 +12,21 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import anyio
 import httpx
 
+from bulk_chats import owner_only
 from bulk_chats.client import HelpCrunchClient
+from bulk_chats.customers import (
+    Lookups,
+    create_customers,
+    created_earlier,
+    look_up_customers,
+    search_requests,
+)
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
 from bulk_chats.fields import RESULT_COLUMNS
 from bulk_chats.journal import Journal, journal_path, scope_for
@@ -36,9 +45,9 @@ from bulk_chats.report import (
 from bulk_chats.resolve import (
     Directory,
     Preflight,
+    assign_customers,
     check_rows,
     read_directory,
-    resolve_customers,
 )
 from bulk_chats.resume import ResumePlan, plan_resume
 from bulk_chats.rows import fed_back, rows_to_send
@@ -54,10 +63,12 @@ Notify = Callable[[str], None]
 class Plan:
     """What an import is about to do, shown before it starts and for the confirmation prompt.
 
-    `to_send` rows passed the pre-flight: they need `chats` chats, `messages` first messages
-    and `lookups` customer searches (one per distinct email or userId); `requests` counts
-    them all and `seconds` is how long they take at `rate` requests per minute. The key
-    check and the reads of agents and departments are done by then and not counted.
+    `to_send` rows passed the pre-flight: they need `chats` chats, `messages` first messages,
+    `lookups` customer searches (their distinct emails and userIds, `BATCH_SIZE` a search)
+    and `customers` new customers (`--create-customers`); `requests` counts them all and
+    `seconds` is how long they take at `rate` requests per minute. The key check and the
+    reads of agents and departments are done by then and not counted, and so are the
+    look-ups with `--create-customers` (`lookups_made`), which precede the plan.
     `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
     or duplicate; `held` rows an earlier run left `unknown` are held back (see
     `resume.plan_resume`). `warnings` counts rows sent despite a warning. `changes` counts
@@ -80,6 +91,8 @@ class Plan:
     dry_run: bool = False
     changes: int = 0
     updating: bool = False
+    customers: int = 0
+    lookups_made: int = 0
 
     def describe(self) -> str:
         """The plan in a few lines, as the CLI shows it before asking to go on."""
@@ -90,6 +103,8 @@ class Plan:
             work.append(_count(self.changes, "change" if self.updating else "status change"))
         if self.lookups:
             work.append(_count(self.lookups, "customer look-up"))
+        if self.customers:
+            work.append(_count(self.customers, "new customer"))
         rows = f"{self.to_send} of {_count(self.rows, 'row')}"
         if self.dry_run:
             lines = [
@@ -106,6 +121,12 @@ class Plan:
                 f"{_count(self.requests, 'request')}, about {_duration(self.seconds)} at "
                 f"{self.rate:g} a minute",
             ]
+        if self.lookups_made:
+            lines.append(
+                f"customers looked up first ({_count(self.lookups_made, 'request')}): "
+                f"{_count(self.customers, 'customer')} to create"
+                + (" (none is created in a dry run)" if self.dry_run else "")
+            )
         if self.lookups:
             lines.append("rows whose customer matches no one, or several, are left out")
         if self.already_done:
@@ -173,10 +194,23 @@ def validate_file(settings: Settings, *, now: dt.datetime | None = None) -> RunR
     results workbook. Raises InputError when the file cannot be used."""
     now = now or dt.datetime.now()
     sheet, validation = read_and_validate(settings)
+    if settings.out is None:
+        _make_reports_dir(settings.reports_dir)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
     _prepare(out, sheet)
     summary = Summary(settings.input_path, "validate", "", now)
     return _finish(sheet, validation, {}, out, summary, out_given=settings.out is not None)
+
+
+def _make_reports_dir(reports_dir: Path) -> None:
+    """Create the reports folder owner-only when it is missing: the journal and the default
+    workbook in it hold customer data. Raises InputError."""
+    try:
+        owner_only.make_folder(reports_dir)
+    except OSError as exc:
+        raise InputError(
+            f"{reports_dir}: cannot create the reports folder ({exc.strerror})"
+        ) from None
 
 
 def _prepare(out: Path, sheet: Sheet) -> None:
@@ -187,7 +221,9 @@ def _prepare(out: Path, sheet: Sheet) -> None:
 def _results_for(
     settings: Settings, sheet: Sheet, validation: Validation, *, mode: str, now: dt.datetime
 ) -> _ResultsSoFar:
-    """What gathers a run's outcomes, once it is sure its results workbook can be written."""
+    """What gathers a run's outcomes, once it is sure its results workbook can be written
+    (in the reports folder, made for the journal too, unless `--out` says elsewhere)."""
+    _make_reports_dir(settings.reports_dir)
     out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
     _prepare(out, sheet)
     summary = Summary(settings.input_path, mode, settings.base_url, now)
@@ -259,6 +295,8 @@ async def import_file(
         )
         results.record(resume.finished)
         results.record(resume.held)
+        done = {outcome.index for outcome in resume.finished}
+        earlier = created_earlier(journal, (row for row in rows if row.index in done))
 
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
@@ -272,8 +310,26 @@ async def import_file(
             results.record(preflight.rejected.values())
             results.warnings.update(preflight.warnings)
 
+            create = settings.create_customers
+            look_up = partial(
+                look_up_customers,
+                client,
+                preflight.passed,
+                journal=journal,
+                concurrency=concurrency,
+                stop=stop,
+            )
+            # With --create-customers the plan counts the customers to create, which only
+            # the look-ups can tell: they go first. They are reads; nothing is created
+            # before the prompt.
+            lookups = await look_up() if create else None
             plan = make_plan(
-                validation.counts(), resume, preflight, rate=limiter.rate, dry_run=settings.dry_run
+                validation.counts(),
+                resume,
+                preflight,
+                rate=limiter.rate,
+                dry_run=settings.dry_run,
+                lookups=lookups,
             )
             if resume.worth_telling:
                 tell(resume.describe())
@@ -284,11 +340,19 @@ async def import_file(
                 results.record(_ending(preflight.passed, Status.NOT_SENT, declined))
                 return results.finish(declined=True)
 
-            resolution = await resolve_customers(
-                client, preflight, concurrency=concurrency, stop=stop
+            if lookups is None:
+                lookups = await look_up()
+            elif lookups.missing and not (settings.dry_run or lookups.auth_failed):
+                lookups = await create_customers(
+                    client, journal, lookups, preflight.passed, concurrency=concurrency, stop=stop
+                )
+            resolution = assign_customers(
+                preflight, lookups, would_create=create and settings.dry_run
             )
             results.record(resolution.outcomes.values())
             results.resolved = resolution.resolved
+            if create or earlier or resolution.customer_created:
+                results.customer_created = earlier | resolution.customer_created
             if resolution.auth_failed:
                 tell("the API refused the key (401) during the look-ups: nothing more was sent")
                 results.record(_ending(resolution.requests, Status.NOT_SENT, _KEY_REFUSED))
@@ -364,25 +428,29 @@ def make_plan(
     *,
     rate: float,
     dry_run: bool = False,
+    lookups: Lookups | None = None,
 ) -> Plan:
     """Count what the rows that passed the pre-flight will cost at `rate` requests per minute.
 
     `counts` are validation's rows by status; `resume` says which rows earlier runs
-    finished or left held back.
+    finished or left held back. `lookups`, when the customers were looked up already
+    (`--create-customers`), says how many customers are to be created.
     """
     passed = preflight.passed
     chats = sum(1 for row in passed if row.chat_id is None)
     messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
     statuses = sum(1 for row in passed if row.status is not None)
-    lookups = preflight.lookups
-    total = chats + messages + statuses + lookups
+    searches = preflight.lookups if lookups is None else 0
+    customers = 0 if lookups is None else len(lookups.missing)
+    made = 0 if lookups is None else search_requests(len(lookups.names) - len(lookups.created))
+    total = chats + messages + statuses + searches + (0 if dry_run else customers)
     invalid = counts.get(Status.INVALID.value, 0) + counts.get(Status.DUPLICATE.value, 0)
     return Plan(
         rows=sum(counts.values()),
         to_send=len(passed),
         chats=chats,
         messages=messages,
-        lookups=lookups,
+        lookups=searches,
         requests=total,
         seconds=total * 60 / rate,
         already_done=resume.already_done,
@@ -393,6 +461,8 @@ def make_plan(
         held=len(resume.held),
         dry_run=dry_run,
         changes=statuses,
+        customers=customers,
+        lookups_made=made,
     )
 
 
@@ -428,6 +498,7 @@ class _ResultsSoFar:
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     warnings: dict[int, str] = field(default_factory=dict)
     resolved: dict[str, dict[int, int]] = field(default_factory=dict)
+    customer_created: frozenset[int] | None = None
     plan: Plan | None = None
     limiter: RateLimiter | None = None
 
@@ -454,6 +525,7 @@ class _ResultsSoFar:
             self.out,
             self.summary,
             resolved=self.resolved,
+            customer_created=self.customer_created,
             out_given=self.out_given,
             plan=self.plan,
             learned_limit=self.limiter.learned_limit if self.limiter is not None else None,
@@ -471,10 +543,13 @@ def _finish(
     summary: Summary,
     *,
     resolved: Mapping[str, Mapping[int, int]] | None = None,
+    customer_created: frozenset[int] | None = None,
     out_given: bool,
     **flags: object,
 ) -> RunResult:
-    results = build_results(sheet, validation, outcomes, resolved=resolved)
+    results = build_results(
+        sheet, validation, outcomes, resolved=resolved, customer_created=customer_created
+    )
     return RunResult(
         # A path of our choosing never replaces a file; one given with --out may.
         out=write_results(results, out, summary, replace=out_given),

@@ -71,6 +71,10 @@ class ChatRequest:
     chat (or posted its message): the sender looks for it before sending again. `status`
     is the `chat_status` the chat is to end in, as the API spells it, set after the chat
     and its message exist; it is not part of `key`.
+
+    `profile` holds (field of `POST /v1/customers`, value) for the row's non-blank
+    `customer_name`, `company` and `phone`: what a customer created for the row is given.
+    It is not part of `key`.
     """
 
     index: int
@@ -85,6 +89,7 @@ class ChatRequest:
     names: tuple[tuple[str, str], ...] = ()
     status: str | None = None
     message_id: int | None = None
+    profile: tuple[tuple[str, str], ...] = ()
 
     @property
     def customer_id(self) -> int:

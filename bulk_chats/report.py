@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,11 +102,14 @@ def build_results(
     outcomes: Mapping[int, Outcome],
     *,
     resolved: Mapping[str, Mapping[int, int]] | None = None,
+    customer_created: Collection[int] | None = None,
 ) -> pd.DataFrame:
     """The results sheet as a frame: `source_row`, the echoed input columns (original
     headers and values), then the outcome columns, `message_id` when the input has
     messages, and after an import a `resolved_*` column for each id field that a name
     column stands in for. `resolved` maps such an id field to the id used per row index.
+    `customer_created` (the rows whose customer the tool created) adds that column, `yes`
+    on those rows and on those a fed-back workbook marked so.
 
     Column labels may repeat (inputs may repeat headers), so positions matter, not labels.
     """
@@ -145,6 +148,8 @@ def build_results(
         parts.append(("message_id", message_id))
     if resolved is not None:
         parts += _resolved_columns(sheet, resolved)
+    if customer_created is not None:
+        parts.append(("customer_created", _created_column(sheet, customer_created)))
     frame = pd.concat([series.rename(None) for _, series in parts], axis=1)
     frame.columns = [label for label, _ in parts]
     return frame
@@ -171,6 +176,17 @@ def _resolved_columns(
             values.iat[position] = value
         columns.append((label, values))
     return columns
+
+
+def _created_column(sheet: Sheet, rows: Collection[int]) -> pd.Series:
+    index = sheet.cells.index
+    earlier = sheet.column("customer_created") if "customer_created" in sheet.fed_back else None
+    values = pd.Series([None] * len(index), index=index, dtype=object)
+    if earlier is not None:
+        values[earlier.astype(str).str.strip().str.lower().eq("yes").to_numpy()] = "yes"
+    for position in rows:
+        values.iat[position] = "yes"
+    return values
 
 
 def check_room(out: Path, rows: int, columns: int) -> None:

@@ -3,7 +3,8 @@
 It owns the rules of PRODUCT.md › Beyond bare ids that need the account: `read_directory`
 reads its agents and departments (the first request doubles as the key check),
 `check_rows` checks every row's agent and department against them offline, and
-`resolve_customers` looks up each distinct customer email or userId once. Rows go in and
+`resolve_customers` looks up each distinct customer email or userId once (batched, in
+`bulk_chats.customers`), `assign_customers` giving each row its customer. Rows go in and
 come out as `ChatRequest` records: the same row with its ids filled in, or an `Outcome`
 saying why it is not sent.
 
@@ -16,23 +17,26 @@ message agent only, and one that fails keeps its chat: it is `message_failed`, n
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import TypeVar
 
 import anyio
 
-from bulk_chats.answers import Agent, Customer, Department
+from bulk_chats.answers import Agent, Department
 from bulk_chats.client import HelpCrunchClient
+from bulk_chats.customers import (
+    LOOKUP_ATTEMPTS,
+    Failure,
+    Lookups,
+    look_up_customers,
+    name_key,
+    search_requests,
+)
 from bulk_chats.errors import ApiError, AuthenticationError
-from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS
 from bulk_chats.records import ChatRequest, Outcome, Status
 from bulk_chats.retry import read_with_retries
-
-LOOKUP_ATTEMPTS = 4
-"""Tries of one read (a listing or a customer search) before its rows are given up."""
-
+from bulk_chats.stopping import STOP_GRACE
 
 _LISTED_NAMES = 10
 """Up to this many departments are listed in a message about an unmatched name."""
@@ -186,8 +190,9 @@ class Preflight:
 
     @property
     def lookups(self) -> int:
-        """Customer searches `resolve_customers` will make: one per distinct name."""
-        return len({d.customer_lookup for d in self.passed if d.customer_lookup is not None})
+        """Customer searches `resolve_customers` will make: its distinct names, batched."""
+        names = {name_key(d.customer_lookup) for d in self.passed if d.customer_lookup}
+        return search_requests(len(names))
 
 
 def check_rows(rows: Iterable[ChatRequest], directory: Directory) -> Preflight:
@@ -332,21 +337,14 @@ class Resolution:
     or kept failing; `not_sent`: the run stopped first; `message_failed` when the chat
     exists). `resolved` maps each id field to the id used per row index, for the
     workbook's `resolved_*` columns. `auth_failed` is set when a look-up got a 401.
+    `customer_created` holds the rows whose customer the tool created (now or earlier).
     """
 
     requests: list[ChatRequest]
     outcomes: dict[int, Outcome]
     resolved: dict[str, dict[int, int]]
     auth_failed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """A look-up that got no usable answer: the row's status and what to say."""
-
-    status: Status
-    error: ApiError | None
-    message: str
+    customer_created: frozenset[int] = frozenset()
 
 
 async def resolve_customers(
@@ -355,55 +353,64 @@ async def resolve_customers(
     *,
     concurrency: int,
     stop: anyio.Event | None = None,
+    stop_grace: float = STOP_GRACE,
     sleep: Sleep = anyio.sleep,
 ) -> Resolution:
-    """Look up each distinct customer email and userId of `preflight.passed`, then give
-    every passed row its customer id, or an outcome.
+    """Look up each distinct customer email and userId of `preflight.passed` (batched,
+    `customers.look_up_customers`), then give every passed row its customer id, or an
+    outcome. Nothing is sent but searches."""
+    lookups = await look_up_customers(
+        client,
+        preflight.passed,
+        concurrency=concurrency,
+        stop=stop,
+        stop_grace=stop_grace,
+        sleep=sleep,
+    )
+    return assign_customers(preflight, lookups)
 
-    `concurrency` searches are in flight at once, each waiting its turn at the client's
-    rate limiter. `stop` (Ctrl-C) and a 401 end the look-ups: the rows not looked up are
-    `not_sent`. Nothing is sent but searches.
+
+def assign_customers(
+    preflight: Preflight, lookups: Lookups, *, would_create: bool = False
+) -> Resolution:
+    """Give every row of `preflight.passed` the customer its name resolved to, or an
+    outcome: `invalid` when it matched no one or several, `failed` when its look-up (or
+    the creation of its customer) failed, `not_sent` when the run stopped first.
+
+    `would_create` (a dry run of `--create-customers`): a row whose name matched no one is
+    `valid`, saying that a customer would be created. `customer_created` in the result
+    holds the rows whose customer the tool created.
     """
-    wanted = list(dict.fromkeys(d.customer_lookup for d in preflight.passed if d.customer_lookup))
-    found: dict[tuple[str, str], list[int] | _Failure] = {}
-    queue: Iterator[tuple[str, str]] = iter(wanted)
-    auth: list[AuthenticationError] = []
-
-    def stopping() -> bool:
-        return bool(auth) or (stop is not None and stop.is_set())
-
-    async def worker() -> None:
-        # Taking the next name involves no await, so workers never take the same one.
-        while not stopping():
-            name = next(queue, None)
-            if name is None:
-                return
-            found[name] = await _search_customer(client, name, sleep=sleep, on_auth=auth.append)
-
-    async with anyio.create_task_group() as group:
-        for _ in range(max(1, min(concurrency, len(wanted)))):
-            group.start_soon(worker)
-
-    stopped = _Failure(
+    stopped = Failure(
         Status.NOT_SENT,
         None,
         "not sent: the API refused the key (401), so the run stopped"
-        if auth
+        if lookups.auth_failed
         else "not sent: the run was interrupted",
     )
     requests: list[ChatRequest] = []
     outcomes: dict[int, Outcome] = {}
     resolved: dict[str, dict[int, int]] = defaultdict(dict)
+    created: set[int] = set()
     for row in preflight.passed:
         customer = row.customer
         name = row.customer_lookup
         if name is not None:
-            match = found.get(name, stopped)
-            if isinstance(match, _Failure):
+            key = name_key(name)
+            match = lookups.found.get(key, stopped)
+            if isinstance(match, Failure):
                 outcomes[row.index] = _failed(row, match)
                 continue
+            field, value = name
+            if not match and would_create:
+                outcomes[row.index] = Outcome(
+                    index=row.index,
+                    status=Status.VALID,
+                    error_message=f"{field}: '{value}' matches no customer; "
+                    "a new one would be created",
+                )
+                continue
             if len(match) != 1:
-                field, value = name
                 problem = Problem(
                     f"unresolved_{field}",
                     _unmatched(
@@ -413,6 +420,8 @@ async def resolve_customers(
                 outcomes[row.index] = _rejected(row, [problem])
                 continue
             customer = match[0]
+            if key in lookups.created:
+                created.add(row.index)
         if customer is None:  # validation lets no such row through
             continue
         requests.append(replace(row, customer=customer))
@@ -429,53 +438,12 @@ async def resolve_customers(
         requests=requests,
         outcomes=outcomes,
         resolved=dict(resolved),
-        auth_failed=bool(auth),
+        auth_failed=lookups.auth_failed,
+        customer_created=frozenset(created),
     )
 
 
-async def _search_customer(
-    client: HelpCrunchClient,
-    name: tuple[str, str],
-    *,
-    sleep: Sleep,
-    on_auth: Callable[[AuthenticationError], None],
-) -> list[int] | _Failure:
-    """The ids of the customers `name` (field, value) matches, or why there are none."""
-    field, value = name
-    search_field = CUSTOMER_SEARCH_FIELDS[field]
-    if field == "customer_email":
-        # The documentation does not say whether `=` ignores case: `~` (contains, ignoring
-        # case) finds `anna@x.com` for `ANNA@X.COM` either way, and `_carries` keeps only
-        # the exact address.
-        search = partial(client.search_customers, search_field, value.strip(), operator="~")
-    else:
-        search = partial(client.search_customers, search_field, value)
-    try:
-        answer = await read_with_retries(search, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
-    except AuthenticationError as exc:
-        on_auth(exc)
-        return _Failure(Status.NOT_SENT, exc, "not sent: the API refused the key (401)")
-    except ApiError as exc:
-        return _Failure(
-            Status.FAILED, exc, f"{field}: the look-up of '{value}' failed: {exc.error_message}"
-        )
-    # Only customers that carry the value asked for: a server that matched loosely, or
-    # ignored the filter, or answered a customer without an email, must not hand a row
-    # someone else's chat.
-    return list(dict.fromkeys(c.id for c in answer if _carries(c, field, value)))
-
-
-def _carries(customer: Customer, field: str, wanted: str) -> bool:
-    """Whether `customer` has name field `field` = `wanted`: emails ignoring case, both
-    ignoring surrounding spaces; a customer without the field does not."""
-    if field == "customer_email":
-        have = customer.email
-        return have is not None and have.strip().casefold() == wanted.strip().casefold()
-    have = customer.user_id
-    return have is not None and have.strip() == wanted.strip()
-
-
-def _failed(draft: ChatRequest, failure: _Failure) -> Outcome:
+def _failed(draft: ChatRequest, failure: Failure) -> Outcome:
     error = failure.error
     status = failure.status
     if draft.chat_id is not None and status is Status.FAILED:

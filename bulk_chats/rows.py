@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, names_for
+from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
 from bulk_chats.loading import Sheet
 from bulk_chats.records import (
     ChangeRequest,
@@ -55,6 +55,11 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
         if validation.chat_status is not None
         else [""] * len(positions)
     )
+    profiles = {
+        PROFILE_FIELDS[name]: [str(v) for v in validation.profile[name][chosen].tolist()]
+        for name in PROFILE_FIELDS
+        if name in validation.profile
+    }
     texts = validation.message[chosen].tolist()
     kinds = validation.message_type[chosen].tolist()
     rows = []
@@ -82,6 +87,7 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
                 names=tuple(row_names),
                 status=statuses[n] or None,
                 message_id=message_ids[n] if message is not None else None,
+                profile=tuple((api, values[n]) for api, values in profiles.items() if values[n]),
             )
         )
     return rows

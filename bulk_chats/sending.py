@@ -35,6 +35,7 @@ from bulk_chats.errors import (
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
 from bulk_chats.retry import Budget, read_with_retries
+from bulk_chats.stopping import STOP_GRACE, pause, waits_end_once_stopped
 
 DEFAULT_MAX_ATTEMPTS = 8
 """`POST /chats` attempts per row (and `POST /messages` attempts per message)."""
@@ -45,10 +46,6 @@ DEFAULT_MAX_WAIT = 600.0
 CONFIRM_READ_ATTEMPTS = 3
 """Tries of a read made to confirm (a chat search, a chat's messages) on 429, 503,
 timeouts and dropped connections."""
-
-STOP_GRACE = 3.0
-"""Seconds a stopped run lets rows in flight wait for their next turn at the rate limiter
-(a confirming search, a first message) before every wait there is refused."""
 
 
 class ChangeJournal(Protocol):
@@ -277,13 +274,14 @@ class RowRunner(Generic[R]):
         self._queue = iter(requests)
         self._progress.start(len(requests))
         try:
-            async with anyio.create_task_group() as watch:
-                if self._stop is not None:
-                    watch.start_soon(self._end_waits_once_stopped, self._stop)
-                async with anyio.create_task_group() as group:
-                    for _ in range(min(concurrency, len(requests))):
-                        group.start_soon(self._worker)
-                watch.cancel_scope.cancel()
+            async with (
+                waits_end_once_stopped(
+                    self._client, self._stop, grace=self._stop_grace, sleep=self._sleep
+                ),
+                anyio.create_task_group() as group,
+            ):
+                for _ in range(min(concurrency, len(requests))):
+                    group.start_soon(self._worker)
             reason = self._not_sent_reason()
             for request in self._queue:
                 outcome = Outcome(
@@ -310,30 +308,9 @@ class RowRunner(Generic[R]):
     async def _record(self, request: R, outcome: Outcome) -> None:
         raise NotImplementedError
 
-    async def _end_waits_once_stopped(self, stop: anyio.Event) -> None:
-        """Once `stop` is set, give rows in flight `stop_grace` seconds, then make the rate
-        limiter refuse every wait: those requests have sent nothing, so nothing is lost."""
-        await stop.wait()
-        await self._sleep(self._stop_grace)
-        self._client.stop_waiting()
-
     async def _pause(self, seconds: float) -> None:
         """Sleep `seconds`, or less when the run is told to stop: no retry follows then."""
-        stop = self._stop
-        if stop is None:
-            await self._sleep(seconds)
-            return
-        if stop.is_set():
-            return
-        async with anyio.create_task_group() as group:
-
-            async def wake() -> None:
-                await stop.wait()
-                group.cancel_scope.cancel()
-
-            group.start_soon(wake)
-            await self._sleep(seconds)
-            group.cancel_scope.cancel()
+        await pause(seconds, stop=self._stop, sleep=self._sleep)
 
     def _stopping(self) -> bool:
         stopped = self._stop is not None and self._stop.is_set()

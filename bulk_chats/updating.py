@@ -20,7 +20,6 @@ from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
 from bulk_chats.sending import (
     DEFAULT_MAX_ATTEMPTS,
-    STOP_GRACE,
     ChangeJournal,
     JournalFailure,
     RowRunner,
@@ -28,6 +27,7 @@ from bulk_chats.sending import (
     Sleep,
     apply_change,
 )
+from bulk_chats.stopping import STOP_GRACE
 
 
 async def send_changes(

@@ -8,13 +8,14 @@ as columns too, aligned with the sheet: the results workbook is written from the
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bulk_chats.fields import EMAIL_FIELDS, ID_FIELDS, NAME_FIELDS, names_for
+from bulk_chats.fields import EMAIL_FIELDS, ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
 from bulk_chats.ids import (
     MAX_EXACT_FLOAT,
     Bools,
@@ -48,16 +49,23 @@ def chat_status_spelling(text: str) -> str | None:
     return _STATUS_SPELLINGS.get(" ".join(text.lower().split()))
 
 
+_PLAUSIBLE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+"""`local@domain.tld`, no spaces: what `import --create-customers` can send as a new
+customer's email (the API refuses the rest with 400). Other email columns only name
+someone who exists, so an `@` is enough for them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Validation:
     """The verdict on every data row of a `Sheet`, aligned with `sheet.cells`.
 
     `ids` holds a nullable Int64 column per id field present; `names` the stripped text
-    of each name field present ("" where blank). `status` is valid, invalid, duplicate or
-    already_created (a row an earlier results workbook gave a chat id); for `update` and
-    `close` valid, invalid, duplicate or skipped (nothing to change). `chat_status` is the
-    status each chat is to end in as the API spells it ("" for none); `unassign` marks the
-    rows of `update` whose assignee cell is `none` (None for other runs).
+    of each name field present ("" where blank); `profile` that of each customer text
+    field present (`customer_name`, `company`, `phone`). `status` is valid, invalid,
+    duplicate or already_created (a row an earlier results workbook gave a chat id); for
+    `update` and `close` valid, invalid, duplicate or skipped (nothing to change).
+    `chat_status` is the status each chat is to end in as the API spells it ("" for none);
+    `unassign` marks the rows of `update` whose assignee cell is `none` (None for other runs).
     """
 
     status: pd.Series
@@ -69,6 +77,7 @@ class Validation:
     message_type: pd.Series
     fed_back_chat_id: pd.Series
     fed_back_message_id: pd.Series
+    profile: pd.DataFrame = field(default_factory=pd.DataFrame)
     chat_status: pd.Series | None = None
     unassign: pd.Series | None = None
 
@@ -144,6 +153,7 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
         name_columns[name] = _as_text(column)
     _check_emails(name_columns, problems)
     names = pd.DataFrame(name_columns, index=index, copy=False)
+    profile = _check_profile(sheet, problems)
 
     for name, article, alternatives in (
         ("customer", "a", " (or a customer_email / customer_user_id)"),
@@ -190,6 +200,7 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
         message_type=message_type,
         fed_back_chat_id=fed_back_chat_id,
         fed_back_message_id=fed_back_message_id,
+        profile=profile,
         chat_status=statuses,
     )
 
@@ -297,7 +308,8 @@ def _check_emails(names: dict[str, pd.Series], problems: _Problems) -> None:
         if name not in EMAIL_FIELDS:
             continue
         values = text.to_numpy(dtype=object)
-        bad = (values != "") & ~each(values, _has_at)
+        plausible = _is_plausible_email if name == "customer_email" else _has_at
+        bad = (values != "") & ~each(values, plausible)
         problems.add(
             bad,
             f"invalid_{name}",
@@ -329,6 +341,36 @@ def _check_chat_status(sheet: Sheet, problems: _Problems, default: str | None) -
 
 def _has_at(text: str) -> bool:
     return "@" in text
+
+
+def _is_plausible_email(text: str) -> bool:
+    return _PLAUSIBLE_EMAIL.fullmatch(text) is not None
+
+
+def _check_profile(sheet: Sheet, problems: _Problems) -> pd.DataFrame:
+    """The customer text columns as stripped text; a date or a TRUE/FALSE cell is no
+    name, company or phone (a number is: a phone number cell reads as its digits)."""
+    index = sheet.cells.index
+    columns: dict[str, pd.Series] = {}
+    for name in PROFILE_FIELDS:
+        column = sheet.column(name)
+        if column is None:
+            continue
+        cells = column.to_numpy(dtype=object)
+        bad = each(cells, _not_text)
+        problems.add(
+            bad,
+            f"invalid_{name}",
+            f"{name}: '"
+            + each(each(cells[bad], str, np.object_), shorten, np.object_)
+            + "' is not text",
+        )
+        columns[name] = _as_text(column)
+    return pd.DataFrame(columns, index=index, copy=False)
+
+
+def _not_text(value: object) -> bool:
+    return isinstance(value, bool | np.bool_ | dt.date | dt.datetime | dt.time)
 
 
 def _as_text(column: pd.Series) -> pd.Series:

@@ -1,5 +1,5 @@
 """Fixtures the tests share: a clean environment, the asyncio backend for anyio, fake time,
-a journal."""
+a journal, an open umask, and both kinds of sandbox answers."""
 
 from __future__ import annotations
 
@@ -44,3 +44,20 @@ def journal(path: Path) -> Iterator[Journal]:
     """A journal open at `path` for the HelpCrunch API root, closed after the test."""
     with Journal.open(path, scope="https://api.helpcrunch.com/v1", input_name="march.xlsx") as j:
         yield j
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """A umask of 0 for the test: only the modes the tool sets itself keep files private."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.fixture(params=[False, True], ids=["docs", "quirks"])
+def quirks(request: pytest.FixtureRequest) -> bool:
+    """A test that takes it runs twice: against a sandbox answering as the documentation the
+    tool follows, and with `SandboxConfig(quirks=True)`, as its other revisions do."""
+    return bool(request.param)

@@ -4,6 +4,7 @@ secret. Imports run against the sandbox over real loopback HTTP."""
 from __future__ import annotations
 
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -75,10 +76,15 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[RunningSandbox]:
-    """A sandbox that accepts only `FAKE_KEY`, with a rate no test waits for."""
-    with run_in_thread(SandboxConfig(api_key=FAKE_KEY, rate=6000)) as running:
+def sandbox(quirks: bool) -> Iterator[RunningSandbox]:
+    """A sandbox that accepts only `FAKE_KEY`, with a rate no test waits for, answering as
+    the documentation does and (`quirks`) as its other revisions do."""
+    with run_in_thread(SandboxConfig(api_key=FAKE_KEY, rate=6000, quirks=quirks)) as running:
         yield running
+
+
+DOCS_ONLY = pytest.mark.parametrize("quirks", [False], ids=["docs"])
+"""For a test whose sandbox's answers are not the point: it runs once."""
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -217,6 +223,7 @@ def test_import_with_invalid_rows_exits_1_and_sends_only_valid(
     assert sandbox.state.requests["POST /v1/chats"] == 1
 
 
+@DOCS_ONLY
 def test_refused_key_exits_3_creates_nothing_and_marks_not_sent(
     workdir: Path, sandbox: RunningSandbox
 ) -> None:
@@ -257,16 +264,18 @@ def test_api_key_appears_in_no_output_and_no_file(workdir: Path, sandbox: Runnin
                     assert FAKE_KEY.encode() not in book.read(part), part
 
 
-def test_sandbox_demo_runs_without_a_key(workdir: Path) -> None:
-    """`import --sandbox` needs no key and creates the sample's valid rows."""
+def test_sandbox_demo_runs_without_a_key(workdir: Path, quirks: bool) -> None:
+    """`import --sandbox` (and `--quirks`) needs no key and creates the sample's valid rows."""
+    sandbox = ["--sandbox", "--quirks"] if quirks else ["--sandbox"]
     status, output = run(
-        "import", str(ROOT / "sample_data" / "chats.csv"), "--sandbox", "--yes", "--rate", "6000"
+        "import", str(ROOT / "sample_data" / "chats.csv"), *sandbox, "--yes", "--rate", "6000"
     )
     assert status == 1, output
     assert "created 8" in output
     assert "invalid 8" in output
 
 
+@DOCS_ONLY
 def test_unwritable_out_exits_2_before_anything_is_sent(
     workdir: Path, sandbox: RunningSandbox
 ) -> None:
@@ -277,3 +286,24 @@ def test_unwritable_out_exits_2_before_anything_is_sent(
     assert status == 2, output
     assert output.startswith("bulk-chats: error: blocker/out.xlsx: cannot write the results")
     assert sum(sandbox.state.requests.values()) == 0
+
+
+@DOCS_ONLY
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+@pytest.mark.usefixtures("open_umask")
+def test_everything_written_with_customer_data_is_the_owners_alone(
+    workdir: Path, sandbox: RunningSandbox
+) -> None:
+    """With a umask of 0, an import makes reports/ 0700 and the journal, its side files and
+    the default workbook in it 0600."""
+    source = write(workdir / "good.csv", VALID_ROWS)
+    status, output = run(
+        "import", str(source), "--base-url", sandbox.base_url, env={"HELPCRUNCH_API_KEY": FAKE_KEY}
+    )
+    assert status == 0, output
+    reports = workdir / "reports"
+    written = {p.name: stat.S_IMODE(p.stat().st_mode) for p in reports.iterdir()}
+    assert {"journal.sqlite3", "journal.sqlite3-lock"} <= set(written)
+    assert any(name.endswith(".xlsx") for name in written)
+    assert written == dict.fromkeys(written, 0o600)
+    assert stat.S_IMODE(reports.stat().st_mode) == 0o700

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -466,14 +467,33 @@ async def test_search_chats_filters_by_customer_and_creation_time(
 
 
 @pytest.mark.anyio
-async def test_search_customers_by_a_field(client: HelpCrunchClient, api: respx.MockRouter) -> None:
-    """Customer search asks for customers.<field> = value."""
+async def test_search_customers_joins_its_conditions_with_or(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """Customer search asks for customers.<field> <operator> value, the conditions ORed."""
     route = api.post("/customers/search").respond(200, json={"data": [{"id": 12}]})
-    assert await client.search_customers("email", "ann@example.com") == [Customer(id=12)]
+    conditions = [("email", "~", "ann@example.com"), ("userId", "=", "crm-7")]
+    assert await client.search_customers(conditions) == [Customer(id=12)]
     body = json.loads(route.calls.last.request.content)
     assert body["filter"] == [
-        {"field": "customers.email", "operator": "=", "value": "ann@example.com"}
+        {"field": "customers.email", "operator": "~", "value": "ann@example.com"},
+        {"field": "customers.userId", "operator": "=", "value": "crm-7"},
     ]
+    assert body["comparison"] == "OR"
+
+
+@pytest.mark.anyio
+async def test_create_customer_posts_the_payload_and_reads_the_new_id(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """POST /customers sends the payload as given and returns the customer it created."""
+    route = api.post("/customers").respond(201, json={"id": 77, "email": "new@example.com"})
+    made = await client.create_customer({"email": "new@example.com", "name": "New"})
+    assert made == Customer(id=77, email="new@example.com")
+    assert json.loads(route.calls.last.request.content) == {
+        "email": "new@example.com",
+        "name": "New",
+    }
 
 
 @pytest.mark.anyio
@@ -503,3 +523,41 @@ async def test_every_request_waits_its_turn_at_the_limiter(
     await client.search_chats(1, 0)
     await client.post_message({"chat": 1, "text": "x", "type": "message"})
     assert sent_at == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.anyio
+async def test_the_first_401_ends_every_wait_and_no_later_request_leaves(
+    fake: FakeTime, api: respx.MockRouter
+) -> None:
+    """A key revoked mid-run at 1200 a minute, 60 requests queued at the limiter: exactly one
+    401 goes out; every queued request and every later one fails with AuthenticationError
+    without being sent."""
+    answers = iter([*(httpx.Response(201, json={"id": n}) for n in range(1, 6))])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(401, json=errors_body(("unauthorized", "No"))))
+
+    route = api.post("/chats").mock(side_effect=answer)
+    limiter = RateLimiter(1200, clock=fake.clock, sleep=fake.sleep)
+    failures: list[ApiError] = []
+    async with HelpCrunchClient(
+        BASE, ApiKey(KEY), limiter=limiter, transport=httpx.MockTransport(api.async_handler)
+    ) as client:
+
+        async def create() -> None:
+            try:
+                await client.create_chat({"customer": 1, "application": 2})
+            except ApiError as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(60):
+                group.start_soon(create)
+        with pytest.raises(AuthenticationError, match="not sent"):
+            await client.check_key()
+
+    statuses = [call.response.status_code for call in route.calls]
+    assert statuses == [201] * 5 + [401]
+    assert len(failures) == 55
+    assert all(isinstance(f, AuthenticationError) for f in failures)
+    assert [f.http_status for f in failures].count(401) == 1

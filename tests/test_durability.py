@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from bulk_chats import retry, sending
+from bulk_chats import retry, stopping
 from bulk_chats.cli import cli
 from bulk_chats.journal import JOURNAL_NAME
 from bulk_chats.pipeline import import_file
@@ -144,14 +144,26 @@ class Sandbox:
 
 
 @pytest.fixture
-def sandbox_factory() -> Iterator[Callable[..., Sandbox]]:
+def quirks() -> bool:
+    """Sandboxes answer as the documentation the tool follows, unless a test asks for both
+    revisions (`BOTH_REVISIONS`): these runs are long, and most exercise the journal."""
+    return False
+
+
+BOTH_REVISIONS = pytest.mark.parametrize("quirks", [False, True], ids=["docs", "quirks"])
+"""Run a test against the sandbox's documented answers and its `quirks`."""
+
+
+@pytest.fixture
+def sandbox_factory(quirks: bool) -> Iterator[Callable[..., Sandbox]]:
     """Start sandboxes with 200 extra customers, by default accepting only `KEY` and with
-    no rate limit; at the end each one's gate is opened and its server stopped."""
+    no rate limit, with `quirks` or not; at the end each one's gate is opened and its server
+    stopped."""
     with contextlib.ExitStack() as stack:
 
         def start(config: SandboxConfig | None = None) -> Sandbox:
             app = GatedSandbox(
-                config or SandboxConfig(api_key=KEY, rate=None),
+                replace(config or SandboxConfig(api_key=KEY, rate=None), quirks=quirks),
                 SandboxState(Seed.generated(customers=200)),
             )
             running = stack.enter_context(serve_in_thread(app))
@@ -386,6 +398,7 @@ def test_kill_before_the_first_answer_then_resume_creates_each_chat_once(
     assert_converged(sandbox, read_results(second.out), VALID)
 
 
+@BOTH_REVISIONS
 @pytest.mark.parametrize(
     ("endpoint", "nth"),
     [
@@ -516,7 +529,7 @@ def test_ctrl_c_during_a_long_retry_after_stops_within_seconds(
     interrupted_at = time.monotonic()
     first.signal(signal.SIGINT)
     assert first.wait(timeout=20) == 130, first.stderr
-    assert time.monotonic() - interrupted_at < sending.STOP_GRACE + 5
+    assert time.monotonic() - interrupted_at < stopping.STOP_GRACE + 5
     stopped = statuses(read_results(first.out))
     assert set(stopped) == {"created", "not_sent"}, stopped
     assert stopped["created"] == len(sandbox.state.chats)
@@ -538,6 +551,7 @@ class ShortTimeouts(httpx.AsyncHTTPTransport):
         return await super().handle_async_request(request)
 
 
+@BOTH_REVISIONS
 @pytest.mark.anyio
 async def test_faults_after_storing_leave_no_duplicate_and_no_row_missing(
     tmp_path: Path, sandbox_factory: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
@@ -579,6 +593,7 @@ async def test_faults_after_storing_leave_no_duplicate_and_no_row_missing(
 # --- unknown rows ---------------------------------------------------------------------------
 
 
+@BOTH_REVISIONS
 def test_rows_left_unknown_are_confirmed_by_search_first_on_the_next_run(
     tmp_path: Path, sandbox_factory: Callable[..., Sandbox], importers: Callable[..., Importer]
 ) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import openpyxl
 import pytest
 from click.testing import CliRunner
 
+from bulk_chats import retry
 from bulk_chats.cli import cli
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.pipeline import RunResult, import_file
@@ -35,6 +38,8 @@ from bulk_chats.sandbox import (
     create_app,
     run_in_thread,
 )
+from bulk_chats.sandbox.app import WIDGET_TEXT
+from bulk_chats.sandbox.state import API_CHAT
 from bulk_chats.sending import send_chats
 from bulk_chats.settings import ApiKey, Settings
 from bulk_chats.throttle import RateLimiter
@@ -109,10 +114,13 @@ def import_into(sandbox: RunningSandbox, tmp_path: Path, source: Path, *, rate: 
     return anyio.run(main)
 
 
-def write_rows(path: Path, requests: Sequence[ChatRequest]) -> Path:
-    """A CSV with one row per request (customer, application, assignee, department)."""
-    lines = ["customer,application,assignee,department"]
-    lines += [",".join("" if v is None else str(v) for v in request_fields(r)) for r in requests]
+def write_rows(path: Path, requests: Sequence[ChatRequest], *, messages: bool = False) -> Path:
+    """A CSV with one row per request (customer, application, assignee, department), and
+    with `messages` the first message "Hello row N", N the source row."""
+    lines = ["customer,application,assignee,department" + (",message" if messages else "")]
+    for r in requests:
+        cells = ["" if v is None else str(v) for v in request_fields(r)]
+        lines.append(",".join(cells + ([f"Hello row {r.source_row}"] if messages else [])))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -163,9 +171,11 @@ def assert_each_row_once(
     assert len(created) == len(set(created)), "two rows claim one chat"
 
 
-def test_the_sample_workbook_creates_each_valid_row_once_with_its_fields(tmp_path: Path) -> None:
+def test_the_sample_workbook_creates_each_valid_row_once_with_its_fields(
+    tmp_path: Path, quirks: bool
+) -> None:
     """sample_data/chats.xlsx: one chat per valid row with its exact body; nothing else sent."""
-    with run_in_thread(SandboxConfig(rate=FAST)) as sandbox:
+    with run_in_thread(SandboxConfig(rate=FAST, quirks=quirks)) as sandbox:
         result = import_into(sandbox, tmp_path, SAMPLE, rate=FAST)
         state = sandbox.state
         rows = results(result.out)
@@ -196,13 +206,15 @@ SHORT_WINDOW = 2.0
 """The sandbox's rate window cut from 60 s, so that 429s come and go in seconds."""
 
 
-def test_a_rate_above_the_limit_draws_429s_yet_creates_each_row_once(tmp_path: Path) -> None:
+def test_a_rate_above_the_limit_draws_429s_yet_creates_each_row_once(
+    tmp_path: Path, quirks: bool
+) -> None:
     """Told five times the sandbox's limit, the tool meets 429s, backs off and still creates
     every row exactly once."""
     requests = distinct_rows(30)
     limit = 20  # per 2-second window: 600 a minute
     state = SandboxState(Seed.generated(customers=len(requests)))
-    app = create_app(SandboxConfig(rate=limit, window=SHORT_WINDOW), state=state)
+    app = create_app(SandboxConfig(rate=limit, window=SHORT_WINDOW, quirks=quirks), state=state)
     source = write_rows(tmp_path / "chats.csv", requests)
     with run_in_thread(app) as sandbox:
         result = import_into(sandbox, tmp_path, source, rate=5 * limit * 60 / SHORT_WINDOW)
@@ -262,12 +274,14 @@ async def quick_sleep(seconds: float) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", Faults.KINDS)
-async def test_each_fault_kind_ends_with_no_duplicate_and_no_row_lost(kind: str) -> None:
+async def test_each_fault_kind_ends_with_no_duplicate_and_no_row_lost(
+    kind: str, quirks: bool
+) -> None:
     """With 30% of chat requests failing this way, every row ends created once (or unknown
     or failed with a reason) and no chat is created twice."""
     requests = distinct_rows(20)
     faults = Faults(seed=3, slow_seconds=10.0, **{kind: 0.3})
-    with run_in_thread(SandboxConfig(rate=None, faults=faults)) as sandbox:
+    with run_in_thread(SandboxConfig(rate=None, faults=faults, quirks=quirks)) as sandbox:
         # A client timeout well under slow_seconds: a slow_after answer times out.
         async with HelpCrunchClient(
             sandbox.base_url, KEY, limiter=RateLimiter(FAST), timeout=1.0
@@ -283,7 +297,7 @@ async def test_each_fault_kind_ends_with_no_duplicate_and_no_row_lost(kind: str)
 
 
 def test_every_fault_kind_at_once_through_the_pipeline_keeps_the_workbook_true(
-    tmp_path: Path,
+    tmp_path: Path, quirks: bool
 ) -> None:
     """A whole import with every fault kind mixed in: the workbook's chat ids are exactly the
     sandbox's chats, one per row, and no row is left without a status and a reason."""
@@ -294,7 +308,8 @@ def test_every_fault_kind_at_once_through_the_pipeline_keeps_the_workbook_true(
     faults = Faults(seed=3995, slow_seconds=0.3, **chance)
     state = SandboxState(Seed.generated(customers=len(requests)))
     source = write_rows(tmp_path / "chats.csv", requests)
-    with run_in_thread(create_app(SandboxConfig(rate=None, faults=faults), state=state)) as sb:
+    config = SandboxConfig(rate=None, faults=faults, quirks=quirks)
+    with run_in_thread(create_app(config, state=state)) as sb:
         result = import_into(sb, tmp_path, source, rate=FAST)
     rows = results(result.out)
 
@@ -312,3 +327,104 @@ def test_every_fault_kind_at_once_through_the_pipeline_keeps_the_workbook_true(
     # The confirming search never fails in the sandbox, so every row ends created.
     assert {row["status"] for row in rows.values()} == {"created"}
     assert {int(row["chat_id"]) for row in rows.values()} == {c.id for c in state.chats}
+
+
+class Watched(httpx.AsyncHTTPTransport):
+    """Real HTTP that notes, at the first 401 answer, how many other requests were on the
+    wire, and counts every request sent after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_the_wire = 0
+        self.refused = 0
+        self.on_the_wire_at_first_401: int | None = None
+        self.sent_after_first_401 = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.on_the_wire_at_first_401 is not None:
+            self.sent_after_first_401 += 1
+        self.on_the_wire += 1
+        try:
+            response = await super().handle_async_request(request)
+        finally:
+            self.on_the_wire -= 1
+        if response.status_code == 401:
+            self.refused += 1
+            if self.on_the_wire_at_first_401 is None:
+                self.on_the_wire_at_first_401 = self.on_the_wire
+        return response
+
+
+@pytest.mark.anyio
+async def test_a_key_revoked_mid_run_draws_no_401_beyond_the_requests_already_sent(
+    tmp_path: Path, quirks: bool
+) -> None:
+    """At 1200 a minute (about 60 requests queued at the limiter) the key is revoked after
+    the 25th request: no request leaves after the first 401 comes back, so the sandbox
+    sees that one 401 plus only those already on the wire; every row without a chat is
+    not_sent, and every created row's chat exists."""
+    requests = distinct_rows(120)
+    state = SandboxState(Seed.generated(customers=len(requests)))
+    config = SandboxConfig(rate=None, revoke_key_after=25, quirks=quirks)
+    source = write_rows(tmp_path / "chats.csv", requests)
+    transport = Watched()
+    with run_in_thread(create_app(config, state=state)) as sandbox:
+        settings = Settings(
+            input_path=source,
+            out=tmp_path / "results.xlsx",
+            rate=1200,
+            base_url=sandbox.base_url,
+            api_key=KEY,
+            reports_dir=tmp_path / "reports",
+        )
+        with anyio.fail_after(60):
+            result = await import_file(settings, transport=transport)
+    rows = results(result.out)
+
+    assert result.auth_failed
+    assert transport.on_the_wire_at_first_401 is not None
+    assert transport.sent_after_first_401 == 0
+    assert state.unauthorized == transport.refused
+    assert 1 <= state.unauthorized <= 1 + transport.on_the_wire_at_first_401
+    created = {n: row for n, row in rows.items() if row["status"] == "created"}
+    assert {int(row["chat_id"]) for row in created.values()} == {c.id for c in state.chats}
+    assert {row["status"] for n, row in rows.items() if n not in created} == {"not_sent"}
+    assert len(created) == len(state.chats) > 0
+
+
+def test_widget_chats_and_dropped_connections_never_get_a_message_of_ours(
+    tmp_path: Path, quirks: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Customers open chats of their own in the widget just before our chat's answer is
+    lost, and connections drop before and after storing: every row's chat_id is a
+    public_api chat with that row's fields, and no message of ours lands in a chat the tool
+    did not create."""
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.05)
+    # Half the rows leave assignee and department blank, as a widget chat has them: only
+    # how a chat began tells it from ours.
+    requests = [
+        replace(r, assignee=None, department=None) if r.index % 2 else r for r in distinct_rows(30)
+    ]
+    faults = Faults(seed=5, widget_chat=0.3, drop_before=0.1, drop_after=0.1, messages=True)
+    state = SandboxState(Seed.generated(customers=len(requests)))
+    source = write_rows(tmp_path / "chats.csv", requests, messages=True)
+    config = SandboxConfig(rate=None, faults=faults, quirks=quirks)
+    with run_in_thread(create_app(config, state=state)) as sandbox:
+        result = import_into(sandbox, tmp_path, source, rate=FAST)
+    rows = results(result.out)
+
+    assert state.faults["widget_chat"] > 0
+    assert state.faults["drop_before"] > 0
+    assert state.faults["drop_after"] > 0
+    assert {row["status"] for row in rows.values()} == {"created"}
+    for request in requests:
+        row = rows[request.source_row]
+        chat = state.chat(int(row["chat_id"]))
+        assert chat is not None, row
+        assert chat.created_with == API_CHAT, row
+        assert chat_fields(chat) == request_fields(request)
+        assert [m.text for m in chat.messages] == [f"Hello row {request.source_row}"]
+    widget = [c for c in state.chats if c.created_with != API_CHAT]
+    assert len(widget) == state.faults["widget_chat"]
+    assert all([m.text for m in c.messages] == [WIDGET_TEXT] for c in widget)
+    assert len(state.chats) == len(requests) + len(widget)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from dataclasses import replace
@@ -524,3 +525,33 @@ def test_a_learned_limit_is_remembered_for_its_api_root_only(path: Path) -> None
         assert again.learned_limit() == 58.0
     with Journal.open(path, scope="http://127.0.0.1:8000/v1") as other:
         assert other.learned_limit() is None
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+@pytest.mark.usefixtures("open_umask")
+def test_the_journal_and_the_folders_it_creates_are_the_owners_alone(tmp_path: Path) -> None:
+    """With a umask of 0 the journal, its -wal, -shm and lock files are 0600 and the folders
+    it creates 0700; a folder that existed keeps its mode."""
+    tmp_path.chmod(0o755)
+    path = tmp_path / "reports" / "deeper" / "journal.sqlite3"
+    with Journal.open(path, scope=SCOPE) as journal:
+        journal.attempt(make_request(), started_at=1.0)
+        files = [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm", "-lock")]
+        assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+    assert (mode(path.parent), mode(path.parent.parent), mode(tmp_path)) == (0o700, 0o700, 0o755)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_a_journal_an_earlier_version_left_readable_is_made_the_owners_alone(path: Path) -> None:
+    """A journal and lock file created 0644 by an earlier version are 0600 once reopened."""
+    with Journal.open(path, scope=SCOPE) as journal:
+        journal.attempt(make_request(), started_at=1.0)
+    lock = path.with_name(path.name + "-lock")
+    for name in (path, lock):
+        name.chmod(0o644)
+    with Journal.open(path, scope=SCOPE):
+        assert (mode(path), mode(lock)) == (0o600, 0o600)

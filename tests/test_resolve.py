@@ -14,6 +14,7 @@ import respx
 
 from bulk_chats.answers import Agent, Department
 from bulk_chats.client import HelpCrunchClient
+from bulk_chats.customers import BATCH_SIZE
 from bulk_chats.errors import AuthenticationError
 from bulk_chats.records import ChatRequest, FirstMessage, Status
 from bulk_chats.resolve import (
@@ -88,11 +89,13 @@ def paged(items: list[dict[str, Any]]) -> Any:
 
 
 def customers_by(table: dict[str, list[dict[str, Any]]]) -> Any:
-    """A side effect answering customer search from `table` (filter value → customers)."""
+    """A side effect answering customer search from `table` (filter value → customers),
+    every filter's customers together, as filters joined with OR are."""
 
     def answer(request: httpx.Request) -> httpx.Response:
-        value = json.loads(request.content)["filter"][0]["value"]
-        found = table.get(value, [])
+        found = [
+            c for f in json.loads(request.content)["filter"] for c in table.get(f["value"], [])
+        ]
         return httpx.Response(200, json={"data": found, "meta": {"total": len(found)}})
 
     return answer
@@ -299,7 +302,8 @@ def test_a_row_whose_chat_exists_is_checked_for_its_message_agent_only() -> None
 async def test_customers_are_looked_up_once_per_distinct_value(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:
-    """Zero, one and two matches: invalid, resolved, invalid; a repeated email is one search."""
+    """Zero, one and two matches: invalid, resolved, invalid; the distinct values go in
+    one search, a repeated email asked once."""
     route = api.post("/customers/search").mock(
         side_effect=customers_by(
             {
@@ -322,11 +326,11 @@ async def test_customers_are_looked_up_once_per_distinct_value(
         warnings={},
     )
     resolution = await resolve_customers(client, preflight, concurrency=3)
-    assert route.call_count == 3
-    assert sorted(body(c)["filter"][0]["value"] for c in route.calls) == [
-        "crm-2",
-        "none@example.com",
+    assert route.call_count == 1
+    assert [f["value"] for f in body(route.calls.last)["filter"]] == [
         "one@example.com",
+        "none@example.com",
+        "crm-2",
     ]
     assert [(r.index, r.customer) for r in resolution.requests] == [
         (0, 11),
@@ -353,9 +357,12 @@ async def test_customer_search_asks_for_the_field_with_a_string_value(
     ]
     await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
     assert [body(c)["filter"] for c in route.calls] == [
-        [{"field": "customers.email", "operator": "~", "value": "a@example.com"}],
-        [{"field": "customers.userId", "operator": "=", "value": "1001"}],
+        [
+            {"field": "customers.email", "operator": "~", "value": "a@example.com"},
+            {"field": "customers.userId", "operator": "=", "value": "1001"},
+        ]
     ]
+    assert body(route.calls.last)["comparison"] == "OR"
 
 
 @pytest.mark.anyio
@@ -422,7 +429,7 @@ async def test_an_email_typed_in_another_case_finds_its_customer(
 async def test_a_refused_look_up_fails_its_rows(
     client: HelpCrunchClient, api: respx.MockRouter
 ) -> None:
-    """A 400 on a search is not retried: the row is failed with the API's code."""
+    """A 400 on a search of one value is not retried: the row is failed with the API's code."""
     route = api.post("/customers/search").respond(
         400, json={"errors": [{"code": "filter[0].value", "message": "This value is not valid."}]}
     )
@@ -448,13 +455,14 @@ async def test_a_401_during_look_ups_stops_them(
     """After a 401 no further search is made; every named row is not_sent."""
     route = api.post("/customers/search").respond(401, json={"errors": [{"code": "unauthorized"}]})
     passed = [
-        draft(n, customer=None, names=(("customer_email", f"c{n}@example.com"),)) for n in range(5)
+        draft(n, customer=None, names=(("customer_email", f"c{n}@example.com"),))
+        for n in range(5 * BATCH_SIZE)
     ]
     resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
     assert route.call_count == 1
     assert resolution.auth_failed
     assert {o.status for o in resolution.outcomes.values()} == {Status.NOT_SENT}
-    assert len(resolution.outcomes) == 5
+    assert len(resolution.outcomes) == 5 * BATCH_SIZE
 
 
 @pytest.mark.anyio
@@ -490,3 +498,46 @@ def test_a_named_row_keeps_its_key_through_the_look_ups() -> None:
     )
     assert before.key == after.key
     assert after.key != ChatRequest(0, 2, 8738438, 3838, 4188, message=message).key
+
+
+@pytest.mark.anyio
+async def test_a_stop_ends_a_look_up_sitting_out_a_long_retry_after(
+    fake: FakeTime, api: respx.MockRouter
+) -> None:
+    """Ctrl-C while a look-up waits out a 300 s Retry-After at the limiter: after the grace
+    the wait ends, nothing more is searched, and the row is not_sent, not failed."""
+    route = api.post("/customers/search").respond(
+        429, headers={"Retry-After": "300"}, json={"errors": [{"code": "too_many_requests"}]}
+    )
+    stop = anyio.Event()
+    held: list[float] = []
+
+    async def limiter_sleep(seconds: float) -> None:
+        # Fake time that never passes at the limiter: only a stop can end this wait.
+        held.append(seconds)
+        stop.set()
+        await anyio.sleep_forever()
+
+    limiter = RateLimiter(6000, clock=fake.clock, sleep=limiter_sleep)
+    passed = [draft(0, customer=None, names=(("customer_email", "a@example.com"),)), draft(1)]
+    async with HelpCrunchClient(
+        BASE, ApiKey("sk-test"), limiter=limiter, transport=httpx.MockTransport(api.async_handler)
+    ) as client:
+        with anyio.fail_after(10):
+            resolution = await resolve_customers(
+                client,
+                Preflight(passed, {}, {}),
+                concurrency=2,
+                stop=stop,
+                stop_grace=2.5,
+                sleep=fake.sleep,
+            )
+    assert route.call_count == 1
+    assert held == [300.0]
+    assert fake.sleeps == [2.5]
+    outcome = resolution.outcomes[0]
+    assert (outcome.status, outcome.error_message) == (
+        Status.NOT_SENT,
+        "not sent: the run was interrupted",
+    )
+    assert [r.index for r in resolution.requests] == [1]

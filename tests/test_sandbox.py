@@ -245,6 +245,20 @@ async def test_the_configured_key_passes() -> None:
     assert KEY not in repr(app.config)
 
 
+@pytest.mark.anyio
+async def test_a_key_revoked_mid_run_gets_401_from_then_on_and_each_is_counted() -> None:
+    """With `revoke_key_after=2` the first two requests pass and every later one is 401,
+    each counted in `unauthorized`; a wrong key before that is counted too."""
+    app = make_app(api_key=KEY, revoke_key_after=2)
+    async with client(app, key="wrong") as c:
+        assert (await c.get("/agents")).status_code == 401
+    async with client(app) as c:
+        statuses = [(await c.get("/agents")).status_code for _ in range(4)]
+    assert statuses == [200, 200, 401, 401]
+    assert app.state.unauthorized == 3
+    assert app.state.snapshot()["unauthorized"] == 3
+
+
 # --- reference data ---------------------------------------------------------------------
 
 

@@ -111,16 +111,19 @@ async def test_answers_carry_the_security_headers(ui: tuple[UiApp, httpx.AsyncCl
         assert answer.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.usefixtures("open_umask")
 async def test_an_upload_lands_owner_only_under_reports(
     ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    """The uploaded file is stored under reports/uploads, 0600 in a 0700 folder, as sent."""
+    """The uploaded file is stored under reports/uploads, as sent, 0600 in 0700 folders
+    (reports/ and uploads/ included) whatever the umask."""
     _, client = ui
     assert (await upload(client, SAMPLE)).status_code == 200
     [stored] = (tmp_path / "reports" / "uploads").glob("*/chats.csv")
     assert stored.read_bytes() == SAMPLE.read_bytes()
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
-    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
+    folders = [stored.parent, stored.parent.parent, tmp_path / "reports"]
+    assert [stat.S_IMODE(f.stat().st_mode) for f in folders] == [0o700] * 3
 
 
 async def test_an_upload_over_the_cap_is_refused_and_not_kept(tmp_path: Path) -> None:

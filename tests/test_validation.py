@@ -351,6 +351,30 @@ def test_email_name_columns_stand_in_for_ids() -> None:
     assert validation.error_message.iat[2] == "customer_email: 'ann' is not an email address"
 
 
+@pytest.mark.parametrize("value", ["ann@example", "ann@@example.com", "ann smith@example.com"])
+def test_a_customer_email_must_be_a_plausible_address(value: str) -> None:
+    """A customer email may become a new customer's: `local@domain.tld`, no spaces."""
+    status, code, message = only_row(validate(["customer_email", "application"], [value, "2"]))
+    assert (status, code) == ("invalid", "invalid_customer_email")
+    assert message == f"customer_email: '{value}' is not an email address"
+
+
+def test_customer_text_columns_are_read_as_text() -> None:
+    """Name, company and phone (by their aliases too) are text; a phone number cell reads
+    as its digits; a date or TRUE is no name."""
+    validation = validate(
+        ["customer_email", "application", "Full name", "Company", "Phone"],
+        ["ann@example.com", "2", " Ann Lee ", "Acme", 4930123456.0],
+        ["bob@example.com", "2", dt.date(2024, 1, 2), True, ""],
+    )
+    assert validation.profile.iloc[0].tolist() == ["Ann Lee", "Acme", "4930123456"]
+    assert validation.status.tolist() == ["valid", "invalid"]
+    assert validation.error_code.iat[1] == "invalid_customer_name; invalid_company"
+    assert validation.error_message.iat[1] == (
+        "customer_name: '2024-01-02' is not text | company: 'True' is not text"
+    )
+
+
 def test_counts() -> None:
     """`counts` gives rows by status."""
     validation = validate(["customer", "application"], ["1", "2"], ["1", "2"], ["x", "2"])

@@ -214,7 +214,9 @@ _BEFORE = frozenset({"error_before", "unavailable", "drop_before"})
 class SandboxConfig:
     """How a sandbox behaves.
 
-    `api_key` None accepts any non-empty bearer key. `rate` is in requests per `window`
+    `api_key` None accepts any non-empty bearer key; `revoke_key_after` revokes it once that
+    many `/v1` requests passed authentication, so every later one gets 401 (a key revoked
+    mid-run). `rate` is in requests per `window`
     seconds (per minute by default), None for no limit; a short `window` lets tests see
     429s come and go in seconds. `latency` is seconds added before each `/v1` answer, fixed
     or drawn uniformly from a (min, max) range. `quirks` answers as the documentation's
@@ -228,8 +230,11 @@ class SandboxConfig:
     retry_after_header: bool = True
     window: float = WINDOW_SECONDS
     quirks: bool = False
+    revoke_key_after: int | None = None
 
     def __post_init__(self) -> None:
+        if self.revoke_key_after is not None and self.revoke_key_after < 0:
+            raise ValueError("revoke_key_after must be a number of requests >= 0, or None")
         if self.rate is not None and self.rate < 1:
             raise ValueError("rate must be at least 1 request per minute, or None")
         if not self.window > 0:
@@ -289,6 +294,7 @@ class SandboxApp:
         self._latency_rng = random.Random(f"latency-{config.faults.seed}")
         self._pauses: set[anyio.CancelScope] = set()
         self._closing = False
+        self._authenticated = 0
         v1 = [
             ("POST", "/v1/chats", self._create_chat),
             ("POST", "/v1/messages", self._create_message),
@@ -350,7 +356,13 @@ class SandboxApp:
         if scheme.lower() != "bearer" or not key.strip():
             return False
         expected = self.config.api_key
-        return expected is None or hmac.compare_digest(key.encode(), expected.encode())
+        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
+            return False
+        revoke_after = self.config.revoke_key_after
+        if revoke_after is not None and self._authenticated >= revoke_after:
+            return False
+        self._authenticated += 1
+        return True
 
     def _v1(
         self, handler: Callable[[Request], Awaitable[Response]], label: str
@@ -362,6 +374,7 @@ class SandboxApp:
             await self._pause(self._latency())
             self.state.count(label)
             if not self._authorized(request):
+                self.state.count_unauthorized()
                 return error_response(401, ("unauthorized", "Unauthorized"))
             wait = None if self._limiter is None else self._limiter.admit()
             if wait is not None:

@@ -182,9 +182,9 @@ class SandboxState:
 
     `chats`, `messages`, `created_customers` and `changes` are in creation order.
     `requests` counts every request to `/v1` by "METHOD /path" (refused ones too; the
-    messages of a chat count as "GET /v1/chats/{id}/messages"); `rate_limited` counts the
-    429 answers; `faults` counts the injected faults by kind. `wall_clock` (unix seconds)
-    dates the chats and messages.
+    messages of a chat count as "GET /v1/chats/{id}/messages"); `unauthorized` counts the
+    401 answers, `rate_limited` the 429 answers; `faults` counts the injected faults by
+    kind. `wall_clock` (unix seconds) dates the chats and messages.
     """
 
     def __init__(self, seed: Seed | None = None, *, wall_clock: Callable[[], float] = time.time):
@@ -200,6 +200,7 @@ class SandboxState:
         self.created_customers: list[Customer] = []
         self.changes: list[Change] = []
         self.requests: Counter[str] = Counter()
+        self.unauthorized = 0
         self.rate_limited = 0
         self.faults: Counter[str] = Counter()
         self._wall_clock = wall_clock
@@ -332,6 +333,11 @@ class SandboxState:
         with self._lock:
             self.requests[endpoint] += 1
 
+    def count_unauthorized(self) -> None:
+        """Count one 401 answer."""
+        with self._lock:
+            self.unauthorized += 1
+
     def count_rate_limited(self) -> None:
         """Count one 429 answer."""
         with self._lock:
@@ -361,6 +367,7 @@ class SandboxState:
                 "statusChanges": [c.to_json() for c in self.changes if c.field == "status"],
                 "changes": [c.to_json() for c in self.changes],
                 "requests": dict(self.requests),
+                "unauthorized": self.unauthorized,
                 "rateLimited": self.rate_limited,
                 "faults": dict(self.faults),
             }

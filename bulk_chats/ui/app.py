@@ -38,6 +38,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from bulk_chats import owner_only
 from bulk_chats.errors import InputError
 from bulk_chats.fields import FIELD_NAMES, ID_FIELDS, names_for
 from bulk_chats.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES, Sheet, load_sheet
@@ -207,7 +208,7 @@ class UiApp:
         folder = self.config.reports_dir / UPLOADS / secrets.token_hex(8)
         path = folder / name
         try:
-            folder.mkdir(parents=True, mode=0o700)
+            owner_only.make_folder(folder)  # reports/ and uploads/ too, if new
             size = await _store(request.stream(), path, cap)
         except OSError as exc:
             return _error(f"cannot store the upload under {folder}: {exc.strerror}", 500)
