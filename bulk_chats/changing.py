@@ -141,8 +141,14 @@ async def _change_file(
             applied = journal.applied_changes(row.chat_id for row in checked)
             to_send, finished = _resume(checked, applied)
             results.record(finished)
-            plan = _plan(validation.counts(), to_send, finished, rejected, rate=limiter.rate)
-            plan = replace(plan, warnings=len(warnings))
+            plan = _plan(
+                validation.counts(),
+                to_send,
+                finished,
+                rejected,
+                rate=limiter.rate,
+                warnings=len(warnings),
+            )
             tell(plan.describe())
             results.plan = plan
             if confirm is not None and to_send and not confirm(plan):
@@ -224,8 +230,10 @@ def _plan(
     rejected: Sequence[Outcome],
     *,
     rate: float,
+    warnings: int,
 ) -> Plan:
-    """What the changes will cost at `rate` requests per minute."""
+    """What the changes will cost at `rate` requests per minute; `warnings` rows are sent
+    despite a warning."""
     changes = sum(len(row.pending) for row in to_send)
     invalid = counts.get(Status.INVALID.value, 0) + counts.get(Status.DUPLICATE.value, 0)
     return Plan(
@@ -239,6 +247,7 @@ def _plan(
         already_done=len(finished),
         not_to_send=invalid + len(rejected),
         rate=rate,
+        warnings=warnings,
         changes=changes,
         updating=True,
     )
