@@ -6,6 +6,7 @@ The command line (`bulk-chats`) is a thin layer over these functions:
     result = validate_file(Settings(input_path=Path("march.xlsx")))
 """
 
+from bulk_chats.changing import close_file, update_file
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -20,9 +21,17 @@ from bulk_chats.errors import (
 )
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
-from bulk_chats.records import ChatRequest, FirstMessage, Outcome, RowProblem, Status
+from bulk_chats.records import (
+    ChangeRequest,
+    ChatChange,
+    ChatRequest,
+    FirstMessage,
+    Outcome,
+    RowProblem,
+    Status,
+)
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, ApiKey, Settings, read_api_key
-from bulk_chats.validation import Validation, validate_sheet
+from bulk_chats.validation import Validation, validate_changes, validate_sheet
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -31,6 +40,8 @@ __all__ = [
     "ApiKey",
     "AuthenticationError",
     "BulkChatsError",
+    "ChangeRequest",
+    "ChatChange",
     "ChatRequest",
     "FirstMessage",
     "InputError",
@@ -48,9 +59,12 @@ __all__ = [
     "Sheet",
     "Status",
     "Validation",
+    "close_file",
     "import_file",
     "load_sheet",
     "read_api_key",
+    "update_file",
+    "validate_changes",
     "validate_file",
     "validate_sheet",
 ]

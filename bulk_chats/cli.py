@@ -11,13 +11,14 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
 
+from bulk_chats.changing import close_file, update_file
 from bulk_chats.errors import BulkChatsError, InputError
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
 from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink, limit_text
@@ -32,6 +33,7 @@ from bulk_chats.settings import (
     check_base_url,
     read_api_key,
 )
+from bulk_chats.validation import CHAT_STATUSES, chat_status_spelling
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -119,54 +121,60 @@ def validate(
     sys.exit(EXIT_OK if result.all_done else EXIT_INCOMPLETE)
 
 
+def _sending_options(command: F) -> F:
+    """Options that `import`, `update` and `close` take: where and how fast to send."""
+    options = [
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=1, min_open=False),
+            default=None,
+            help=f"Requests per minute, all requests counted.  [default: {DEFAULT_RATE}, or "
+            "the account's limit an earlier run learned for this API root]",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1, max=256),
+            help="Requests in flight at once. Default: enough to keep the rate full at high "
+            "latency.",
+        ),
+        _api_options,
+        click.option(
+            "--quirks",
+            is_flag=True,
+            hidden=True,  # for the tests: the stand-in answers as the API's other revisions do
+            help="With --sandbox: answer as the API documentation's other revisions do.",
+        ),
+        click.option(
+            "--fresh",
+            is_flag=True,
+            help="Ignore earlier runs of the same rows and send them again.",
+        ),
+        click.option("--yes", "-y", is_flag=True, help="No confirmation prompt."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+_chat_status_option = click.option(
+    "--chat-status",
+    metavar="STATUS",
+    help="The status for rows whose chat_status cell is blank: new, opened, pending, "
+    "on hold, no communication or closed.",
+)
+
+
 @cli.command("import")
 @_shared_options
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=1, min_open=False),
-    default=None,
-    help=f"Requests per minute, all requests counted.  [default: {DEFAULT_RATE}, or the "
-    "account's limit an earlier run learned for this API root]",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1, max=256),
-    help="Requests in flight at once. Default: enough to keep the rate full at high latency.",
-)
-@_api_options
-@click.option(
-    "--quirks",
-    is_flag=True,
-    hidden=True,  # for the tests: the stand-in answers as the API's other revisions do
-    help="With --sandbox: answer as the API documentation's other revisions do.",
-)
+@_sending_options
 @click.option("--dry-run", is_flag=True, help="Everything but creating chats: key check, look-ups.")
-@click.option(
-    "--fresh", is_flag=True, help="Ignore earlier runs of the same rows and send them again."
-)
 @click.option(
     "--create-customers",
     is_flag=True,
     help="Create a customer for each customer_email or customer_user_id that matches no one.",
 )
-@click.option("--yes", "-y", is_flag=True, help="No confirmation prompt.")
-def import_(
-    file: Path,
-    out: Path | None,
-    sheet: str | None,
-    columns: tuple[str, ...],
-    no_progress: bool,
-    rate: float,
-    concurrency: int | None,
-    base_url: str | None,
-    api_key_file: Path | None,
-    sandbox: bool,
-    quirks: bool,
-    dry_run: bool,
-    fresh: bool,
-    create_customers: bool,
-    yes: bool,
-) -> None:
+@_chat_status_option
+def import_(**options: Any) -> None:
     """Validate FILE, then create a chat for every valid row, throttled, and write the
     results workbook.
 
@@ -174,7 +182,70 @@ def import_(
     nothing was sent because FILE or an option is unusable, 3 on a refused API key,
     130 on Ctrl-C.
     """
+    _send(import_file, **options)
+
+
+@cli.command()
+@_shared_options
+@_sending_options
+@_chat_status_option
+def update(**options: Any) -> None:
+    """Change the chats FILE names by chat_id: their chat_status, assignee (id, or none
+    to unassign) or assignee_email, department or department_name.
+
+    Exit 0 when every row is updated (now or earlier) or has nothing to change, 1 when
+    some are not, 2 when nothing was sent because FILE or an option is unusable, 3 on a
+    refused API key, 130 on Ctrl-C.
+    """
+    _send(update_file, **options)
+
+
+@cli.command()
+@_shared_options
+@_sending_options
+def close(**options: Any) -> None:
+    """Close every chat FILE names in its chat_id column, and change nothing else: on an
+    import's results workbook, the way back from that import.
+
+    Exit statuses as for update.
+    """
+    _send(close_file, **options)
+
+
+Job = Callable[..., Coroutine[Any, Any, RunResult]]
+
+
+def _send(
+    job: Job,
+    *,
+    file: Path,
+    out: Path | None,
+    sheet: str | None,
+    columns: tuple[str, ...],
+    no_progress: bool,
+    rate: float | None,
+    concurrency: int | None,
+    base_url: str | None,
+    api_key_file: Path | None,
+    sandbox: bool,
+    quirks: bool,
+    fresh: bool,
+    yes: bool,
+    dry_run: bool = False,
+    create_customers: bool = False,
+    chat_status: str | None = None,
+) -> NoReturn:
+    """Run `job` (`import_file`, `update_file`, `close_file`) with the command line's
+    settings, print the summary and exit with PRODUCT.md's status."""
     with _user_errors(), contextlib.ExitStack() as stack:
+        status = None
+        if chat_status is not None:
+            status = chat_status_spelling(chat_status)
+            if status is None:
+                raise InputError(
+                    f"--chat-status: {chat_status!r} is not a chat status; use one of "
+                    + ", ".join(CHAT_STATUSES)
+                )
         root, key = _api_target(
             stack,
             sandbox=sandbox,
@@ -195,10 +266,12 @@ def import_(
             dry_run=dry_run,
             fresh=fresh,
             reports_dir=REPORTS_DIR,
+            chat_status=status,
             create_customers=create_customers,
         )
         interactive = sys.stdin.isatty() and sys.stderr.isatty()
-        result = _run_import(
+        result = _run_with_ctrl_c(
+            job,
             settings,
             progress=_pick_progress(no_progress),
             confirm=None if yes or not interactive else _confirm,
@@ -371,12 +444,15 @@ def _api_target(
     return root, read_api_key(api_key_file)
 
 
-def _run_import(
-    settings: Settings, *, progress: ProgressSink, confirm: Callable[[Plan], bool] | None
+def _run_with_ctrl_c(
+    job: Job,
+    settings: Settings,
+    *,
+    progress: ProgressSink,
+    confirm: Callable[[Plan], bool] | None,
 ) -> RunResult:
-    """Run the import on an event loop; the first Ctrl-C stops starting new rows, the
-    second exits at once (every journal write is its own transaction, so it stays
-    consistent)."""
+    """Run `job` on an event loop; the first Ctrl-C stops starting new rows, the second
+    exits at once (every journal write is its own transaction, so it stays consistent)."""
 
     async def main() -> RunResult:
         stop = anyio.Event()
@@ -395,7 +471,7 @@ def _run_import(
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
         try:
-            return await import_file(
+            return await job(
                 settings,
                 progress=progress,
                 confirm=confirm,

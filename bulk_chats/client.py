@@ -204,6 +204,24 @@ class HelpCrunchClient:
         response = await self._request("POST", "/messages", json=payload)
         return self._entity(response, "POST /messages", Message.parse)
 
+    async def set_chat_assignee(self, chat_id: int, assignee: int | None) -> Chat:
+        """`PUT /chats/assignee`: assign chat `chat_id` to agent `assignee` (None unassigns);
+        the chat as it is now."""
+        return await self._change_chat("assignee", chat_id, assignee)
+
+    async def set_chat_department(self, chat_id: int, department: int) -> Chat:
+        """`PUT /chats/department`: move chat `chat_id` to `department`; the chat."""
+        return await self._change_chat("department", chat_id, department)
+
+    async def set_chat_status(self, chat_id: int, status: str) -> Chat:
+        """`PUT /chats/status`: set chat `chat_id`'s status (`closed`, `on hold`, …); the
+        chat."""
+        return await self._change_chat("status", chat_id, status)
+
+    async def _change_chat(self, field: str, chat_id: int, value: int | str | None) -> Chat:
+        response = await self._request("PUT", f"/chats/{field}", json={"id": chat_id, field: value})
+        return self._entity(response, f"PUT /chats/{field}", Chat.parse)
+
     async def list_messages(self, chat_id: int) -> list[Message]:
         """Every message of chat `chat_id`, newest first (`GET /chats/{id}/messages`)."""
         return await self._paged("GET", f"/chats/{chat_id}/messages", parse=Message.parse)

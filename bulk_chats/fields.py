@@ -21,6 +21,8 @@ class Kind(StrEnum):
     """A name, email or userId standing in for an id field; `import` resolves it."""
     TEXT = "text"
     """Free text, such as the first message."""
+    CHAT = "chat"
+    """The id of a chat that exists: what `update` and `close` change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,8 @@ FIELDS: Final = (
     ),
     Field("message", Kind.TEXT, ("message_text", "text")),
     Field("message_type", Kind.TEXT),
+    Field("chat_status", Kind.TEXT, ("chat_state",)),
+    Field("chat_id", Kind.CHAT, ("chat", "chatid")),
     Field("customer_name", Kind.TEXT, ("name", "full_name"), profile_as="name"),
     Field("company", Kind.TEXT, ("company_name",), profile_as="company"),
     Field("phone", Kind.TEXT, ("phone_number",), profile_as="phone"),

@@ -120,6 +120,29 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # The changes of `update`, `close` and an import's `chat_status`: one entry per
+        # change asked of a chat, announced before its PUT goes out. Only `applied` says
+        # it is done; a change of the same field to another value applied later replaces it.
+        """
+        CREATE TABLE changes (
+            scope         TEXT    NOT NULL,  -- the API root, from scope_for()
+            chat_id       INTEGER NOT NULL,
+            field         TEXT    NOT NULL CHECK (field IN ('assignee', 'department', 'status')),
+            value         TEXT    NOT NULL,  -- ChatChange.journal_value: '' unassigns
+            state         TEXT    NOT NULL
+                          CHECK (state IN ('sending', 'applied', 'failed', 'not_sent')),
+            attempts      INTEGER NOT NULL DEFAULT 0,  -- announced, over every run
+            error_code    TEXT    NOT NULL DEFAULT '',
+            error_message TEXT    NOT NULL DEFAULT '',
+            http_status   INTEGER,
+            source_row    INTEGER,           -- informational: the latest run's row
+            input_name    TEXT    NOT NULL DEFAULT '',  -- informational: file name only
+            updated_at    REAL    NOT NULL,
+            PRIMARY KEY (scope, chat_id, field, value)
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 

@@ -132,14 +132,17 @@ def load_sheet(
     sheet: str | None = None,
     columns: Mapping[str, str] | None = None,
     require: bool = True,
+    chats: bool = False,
 ) -> Sheet:
     """Read `path` (CSV or workbook) into a `Sheet`.
 
     `sheet` picks a workbook's sheet by name (default: the first); `columns` maps a field
     to a header that the aliases don't cover (`--column FIELD=HEADER`). `require=False`
     accepts a sheet that lacks a required column, so that the web page can show its
-    headers for the user to map. Raises InputError with one human line for anything
-    unusable.
+    headers for the user to map. With `chats` the rows name chats that exist (`update`,
+    `close`): `chat_id` is the required field (a results workbook's own `chat_id` column
+    too), and is not echoed, since the results write it in their `chat_id` column.
+    Raises InputError with one human line for anything unusable.
     """
     path = Path(path)
     if path.is_dir():
@@ -158,7 +161,7 @@ def load_sheet(
             f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .xlsx, .xlsm, "
             ".xls or .ods"
         )
-    return _to_sheet(path, rows, columns or {}, require=require)
+    return _to_sheet(path, rows, columns or {}, require=require, chats=chats)
 
 
 def _blank_values(column: pd.Series) -> np.ndarray[Any, np.dtype[np.bool_]]:
@@ -194,7 +197,12 @@ def _blank_rows(rows: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
 
 
 def _to_sheet(
-    path: Path, rows: pd.DataFrame, columns: Mapping[str, str], *, require: bool = True
+    path: Path,
+    rows: pd.DataFrame,
+    columns: Mapping[str, str],
+    *,
+    require: bool = True,
+    chats: bool = False,
 ) -> Sheet:
     blank = _blank_rows(rows)
     filled = np.flatnonzero(~blank)
@@ -220,11 +228,14 @@ def _to_sheet(
     if cells.empty:
         raise InputError(f"{path}: no data rows below the header")
     fields, fed_back = _map_columns(path, headers, columns)
+    if chats and "chat_id" not in fields and "chat_id" in fed_back:
+        fields["chat_id"] = fed_back["chat_id"]
     if not fed_back.keys() >= FED_BACK_COLUMNS:
         fed_back = {}
-    echoed = [i for i in range(len(headers)) if i not in fed_back.values()]
     if require:
-        _require(path, fields)
+        (_require_chat if chats else _require)(path, fields)
+    unechoed = {*fed_back.values(), *([fields["chat_id"]] if chats and "chat_id" in fields else [])}
+    echoed = [i for i in range(len(headers)) if i not in unechoed]
     return Sheet(
         path=path,
         headers=headers,
@@ -278,6 +289,14 @@ def _map_columns(
             )
         fields[found] = position
     return fields, fed_back
+
+
+def _require_chat(path: Path, fields: Mapping[str, int]) -> None:
+    if "chat_id" not in fields:
+        raise InputError(
+            f"{path}: no chat_id column (looked for {', '.join(headers_for('chat_id'))}); "
+            "name one with --column chat_id=HEADER"
+        )
 
 
 def _require(path: Path, fields: Mapping[str, int]) -> None:

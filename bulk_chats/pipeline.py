@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -32,7 +32,7 @@ from bulk_chats.fields import RESULT_COLUMNS
 from bulk_chats.journal import Journal, journal_path, scope_for
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.progress import NullProgress, ProgressSink
-from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.records import ChangeRequest, ChatRequest, Outcome, Status
 from bulk_chats.report import (
     Summary,
     build_results,
@@ -42,7 +42,13 @@ from bulk_chats.report import (
     prepare_out,
     write_results,
 )
-from bulk_chats.resolve import Preflight, assign_customers, check_rows, read_directory
+from bulk_chats.resolve import (
+    Directory,
+    Preflight,
+    assign_customers,
+    check_rows,
+    read_directory,
+)
 from bulk_chats.resume import ResumePlan, plan_resume
 from bulk_chats.rows import fed_back, rows_to_send
 from bulk_chats.sending import send_chats
@@ -65,7 +71,9 @@ class Plan:
     look-ups with `--create-customers` (`lookups_made`), which precede the plan.
     `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
     or duplicate; `held` rows an earlier run left `unknown` are held back (see
-    `resume.plan_resume`). `warnings` counts rows sent despite a warning.
+    `resume.plan_resume`). `warnings` counts rows sent despite a warning. `changes` counts
+    the `PUT /v1/chats/...` requests: the statuses an import sets, or with `updating`
+    every change of `update` or `close` (which create no chat).
     """
 
     rows: int
@@ -81,14 +89,18 @@ class Plan:
     warnings: int = 0
     held: int = 0
     dry_run: bool = False
+    changes: int = 0
+    updating: bool = False
     customers: int = 0
     lookups_made: int = 0
 
     def describe(self) -> str:
         """The plan in a few lines, as the CLI shows it before asking to go on."""
-        work = [_count(self.chats, "chat")]
+        work = [] if self.updating else [_count(self.chats, "chat")]
         if self.messages:
             work.append(_count(self.messages, "first message"))
+        if self.changes or self.updating:
+            work.append(_count(self.changes, "change" if self.updating else "status change"))
         if self.lookups:
             work.append(_count(self.lookups, "customer look-up"))
         if self.customers:
@@ -118,7 +130,8 @@ class Plan:
         if self.lookups:
             lines.append("rows whose customer matches no one, or several, are left out")
         if self.already_done:
-            lines.append(f"{_count(self.already_done, 'row')} already created earlier; not sent")
+            done = "updated" if self.updating else "created"
+            lines.append(f"{_count(self.already_done, 'row')} already {done} earlier; not sent")
         if self.not_to_send:
             lines.append(f"{_count(self.not_to_send, 'row')} invalid or duplicate; not sent")
         if self.held:
@@ -163,8 +176,16 @@ class RunResult:
 
     @property
     def all_done(self) -> bool:
-        """Every row is created (now or earlier), or for validate every row is valid."""
-        done = {Status.CREATED, Status.ALREADY_CREATED, Status.VALID}
+        """Every row is created (now or earlier), or for validate every row is valid, or
+        for update and close every row is updated (now or earlier) or has nothing to do."""
+        done = {
+            Status.CREATED,
+            Status.ALREADY_CREATED,
+            Status.VALID,
+            Status.UPDATED,
+            Status.ALREADY_UPDATED,
+            Status.SKIPPED,
+        }
         return sum(self.counts.get(s.value, 0) for s in done) == self.total
 
 
@@ -197,10 +218,32 @@ def _prepare(out: Path, sheet: Sheet) -> None:
     prepare_out(out, len(sheet), len(sheet.headers) + len(RESULT_COLUMNS) + 1)
 
 
+def _results_for(
+    settings: Settings, sheet: Sheet, validation: Validation, *, mode: str, now: dt.datetime
+) -> _ResultsSoFar:
+    """What gathers a run's outcomes, once it is sure its results workbook can be written
+    (in the reports folder, made for the journal too, unless `--out` says elsewhere)."""
+    _make_reports_dir(settings.reports_dir)
+    out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
+    _prepare(out, sheet)
+    summary = Summary(settings.input_path, mode, settings.base_url, now)
+    return _ResultsSoFar(sheet, validation, out, summary, out_given=settings.out is not None)
+
+
+def _open_journal(settings: Settings) -> Journal:
+    """The journal of the run's API root, in its reports directory."""
+    return Journal.open(
+        journal_path(settings.reports_dir),
+        scope=scope_for(settings.base_url),
+        fresh=settings.fresh,
+        input_name=settings.input_path.name,
+    )
+
+
 def read_and_validate(settings: Settings) -> tuple[Sheet, Validation]:
     """The offline part of both jobs: load the sheet and validate every row."""
     sheet = load_sheet(settings.input_path, sheet=settings.sheet, columns=settings.columns)
-    return sheet, validate_sheet(sheet)
+    return sheet, validate_sheet(sheet, chat_status=settings.chat_status)
 
 
 async def import_file(
@@ -232,34 +275,23 @@ async def import_file(
     if settings.api_key is None:
         raise InputError("no API key given")
     sheet, validation = read_and_validate(settings)
-    _make_reports_dir(settings.reports_dir)
-    out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
-    _prepare(out, sheet)
     mode = "dry-run" if settings.dry_run else "import"
-    results = _ResultsSoFar(
-        sheet,
-        validation,
-        out,
-        Summary(settings.input_path, mode, settings.base_url, now),
-        out_given=settings.out is not None,
-    )
+    results = _results_for(settings, sheet, validation, mode=mode, now=now)
     rows = rows_to_send(sheet, validation)
     sink = progress or NullProgress()
 
-    with Journal.open(
-        journal_path(settings.reports_dir),
-        scope=scope_for(settings.base_url),
-        fresh=settings.fresh,
-        input_name=settings.input_path.name,
-    ) as journal:
+    with _open_journal(settings) as journal:
         limiter = open_limiter(settings.rate, journal, sink)
         results.limiter = limiter
         concurrency = settings.concurrency or default_concurrency(limiter.rate)
+        entries = journal.entries(row.key for row in rows)
+        chats = [e.chat_id for e in entries.values()] + [r.chat_id for r in rows]
         resume = plan_resume(
             rows,
-            journal.entries(row.key for row in rows),
+            entries,
             fed_back(sheet, validation),
             fresh=settings.fresh,
+            applied=journal.applied_changes(c for c in chats if c is not None),
         )
         results.record(resume.finished)
         results.record(resume.held)
@@ -269,17 +301,11 @@ async def import_file(
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
-            try:
-                directory = await read_directory(client, resume.to_send)
-            except AuthenticationError as exc:
-                tell(f"the API refused the key ({exc.http_status}): nothing was sent")
-                results.record(_ending(resume.to_send, Status.NOT_SENT, _KEY_REFUSED))
-                return results.finish(auth_failed=True)
-            except ApiError as exc:
-                tell(f"the pre-flight read failed, so nothing was sent: {exc}")
-                failed = f"not sent: the pre-flight read failed: {exc}"
-                results.record(_ending(resume.to_send, Status.NOT_SENT, failed))
-                return results.finish()
+            directory = await _read_directory(
+                client, resume.to_send, results, tell, rows=resume.to_send
+            )
+            if isinstance(directory, RunResult):
+                return directory
             preflight = check_rows(resume.to_send, directory)
             results.record(preflight.rejected.values())
             results.warnings.update(preflight.warnings)
@@ -351,6 +377,30 @@ async def import_file(
 _KEY_REFUSED = "not sent: the API refused the key"
 
 
+async def _read_directory(
+    client: HelpCrunchClient,
+    drafts: Sequence[ChatRequest],
+    results: _ResultsSoFar,
+    tell: Notify,
+    *,
+    rows: Iterable[_Row],
+) -> Directory | RunResult:
+    """The pre-flight's reads for `drafts` (`resolve.read_directory`), or the run's end
+    when they fail: a refused key or a read that keeps failing sends nothing, and `rows`
+    are `not_sent`."""
+    try:
+        return await read_directory(client, drafts)
+    except AuthenticationError as exc:
+        tell(f"the API refused the key ({exc.http_status}): nothing was sent")
+        results.record(_ending(rows, Status.NOT_SENT, _KEY_REFUSED))
+        return results.finish(auth_failed=True)
+    except ApiError as exc:
+        tell(f"the pre-flight read failed, so nothing was sent: {exc}")
+        failed = f"not sent: the pre-flight read failed: {exc}"
+        results.record(_ending(rows, Status.NOT_SENT, failed))
+        return results.finish()
+
+
 def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -> RateLimiter:
     """The run's one rate limiter: at `rate` requests a minute when given, else at the
     account's limit an earlier run learned for this API root, else at `DEFAULT_RATE`.
@@ -388,11 +438,12 @@ def make_plan(
     """
     passed = preflight.passed
     chats = sum(1 for row in passed if row.chat_id is None)
-    messages = sum(1 for row in passed if row.message is not None)
+    messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
+    statuses = sum(1 for row in passed if row.status is not None)
     searches = preflight.lookups if lookups is None else 0
     customers = 0 if lookups is None else len(lookups.missing)
     made = 0 if lookups is None else search_requests(len(lookups.names) - len(lookups.created))
-    total = chats + messages + searches + (0 if dry_run else customers)
+    total = chats + messages + statuses + searches + (0 if dry_run else customers)
     invalid = counts.get(Status.INVALID.value, 0) + counts.get(Status.DUPLICATE.value, 0)
     return Plan(
         rows=sum(counts.values()),
@@ -409,15 +460,26 @@ def make_plan(
         warnings=len(preflight.warnings),
         held=len(resume.held),
         dry_run=dry_run,
+        changes=statuses,
         customers=customers,
         lookups_made=made,
     )
 
 
-def _ending(rows: Iterable[ChatRequest], status: Status, message: str) -> list[Outcome]:
-    """The same outcome for each of `rows`, keeping a chat id an earlier run found."""
+_Row = ChatRequest | ChangeRequest
+
+
+def _ending(rows: Iterable[_Row], status: Status, message: str) -> list[Outcome]:
+    """The same outcome for each of `rows`, keeping the chat (and message) an earlier run
+    made."""
     return [
-        Outcome(index=r.index, status=status, chat_id=r.chat_id, error_message=message)
+        Outcome(
+            index=r.index,
+            status=status,
+            chat_id=r.chat_id,
+            message_id=r.message_id if isinstance(r, ChatRequest) else None,
+            error_message=message,
+        )
         for r in rows
     ]
 

@@ -54,10 +54,14 @@ class NullProgress:
         pass
 
 
+_FAILURES = (Status.FAILED, Status.MESSAGE_FAILED, Status.STATUS_FAILED, Status.UNKNOWN)
+
+
 def _counts_text(counts: Counter[Status], limit: float | None) -> str:
-    created = counts[Status.CREATED]
-    failed = sum(counts[s] for s in (Status.FAILED, Status.MESSAGE_FAILED, Status.UNKNOWN))
-    text = f"created={created} failed={failed}"
+    # `update` and `close` create nothing: their rows are counted as updated.
+    done = "updated" if counts[Status.UPDATED] else "created"
+    failed = sum(counts[s] for s in _FAILURES)
+    text = f"{done}={counts[Status(done)]} failed={failed}"
     return text if limit is None else f"{text}, account limit {limit:g}/min"
 
 

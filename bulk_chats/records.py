@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS, STANDS_FOR
 
@@ -28,6 +28,10 @@ class Status(StrEnum):
     UNKNOWN = "unknown"
     DUPLICATE = "duplicate"
     NOT_SENT = "not_sent"
+    STATUS_FAILED = "status_failed"
+    UPDATED = "updated"
+    ALREADY_UPDATED = "already_updated"
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +66,11 @@ class ChatRequest:
     look-ups fill it in. `key` is built from the names, not the ids they resolve to.
 
     `chat_id` is set when an earlier run already created the chat, so only the first
-    message is left. `confirm_since` (unix seconds) is set when an earlier attempt may have
-    created the chat (or posted its message): the sender looks for it before sending again.
+    message is left; `message_id` too when the message is posted, so only the status is.
+    `confirm_since` (unix seconds) is set when an earlier attempt may have created the
+    chat (or posted its message): the sender looks for it before sending again. `status`
+    is the `chat_status` the chat is to end in, as the API spells it, set after the chat
+    and its message exist; it is not part of `key`.
 
     `profile` holds (field of `POST /v1/customers`, value) for the row's non-blank
     `customer_name`, `company` and `phone`: what a customer created for the row is given.
@@ -80,6 +87,8 @@ class ChatRequest:
     chat_id: int | None = None
     confirm_since: float | None = None
     names: tuple[tuple[str, str], ...] = ()
+    status: str | None = None
+    message_id: int | None = None
     profile: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -205,3 +214,65 @@ class RowProblem:
     status: Status
     error_code: str
     error_message: str
+
+
+CHANGE_ORDER: Final = ("assignee", "department", "status")
+"""The order of a row's changes: the status last, as the chat is where it belongs by then."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChange:
+    """One `PUT /v1/chats/<field>`: `field` is one of `CHANGE_ORDER`; `value` an agent or
+    department id, a status as the API spells it, or None (assignee only: unassign)."""
+
+    field: str
+    value: int | str | None
+
+    def payload(self, chat_id: int) -> dict[str, int | str | None]:
+        """The request body for chat `chat_id`."""
+        return {"id": chat_id, self.field: self.value}
+
+    @property
+    def journal_value(self) -> str:
+        """The value as the journal keys it: "" for None (unassign)."""
+        return "" if self.value is None else str(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRequest:
+    """A row of `update` or `close`, from validation to the sender: chat `chat_id` and
+    what to change in it. `unassign` is set for the cell `none` in `assignee`; `names`
+    holds (name field, value) for an assignee or department given by name only, and the
+    id stays None until the pre-flight fills it in. `applied` are the changes an earlier
+    run made (the journal says so): not sent again."""
+
+    index: int
+    source_row: int
+    chat_id: int
+    assignee: int | None = None
+    unassign: bool = False
+    department: int | None = None
+    status: str | None = None
+    names: tuple[tuple[str, str], ...] = ()
+    applied: frozenset[ChatChange] = frozenset()
+
+    @property
+    def changes(self) -> tuple[ChatChange, ...]:
+        """Every change the row asks for, in `CHANGE_ORDER`."""
+        found = []
+        if self.assignee is not None or self.unassign:
+            found.append(ChatChange("assignee", self.assignee))
+        if self.department is not None:
+            found.append(ChatChange("department", self.department))
+        if self.status is not None:
+            found.append(ChatChange("status", self.status))
+        return tuple(found)
+
+    @property
+    def pending(self) -> tuple[ChatChange, ...]:
+        """The changes still to send."""
+        return tuple(c for c in self.changes if c not in self.applied)
+
+    def name(self, field: str) -> str | None:
+        """The value of name field `field`, when the row gives that id by name."""
+        return next((value for name, value in self.names if name == field), None)

@@ -44,6 +44,10 @@ STATUS_COLOURS = {
     Status.UNKNOWN: "#FFEB9C",
     Status.DUPLICATE: "#EDEDED",
     Status.NOT_SENT: "#EDEDED",
+    Status.STATUS_FAILED: "#FFEB9C",
+    Status.UPDATED: "#C6EFCE",
+    Status.ALREADY_UPDATED: "#DDEBF7",
+    Status.SKIPPED: "#EDEDED",
 }
 
 MAX_ROWS = 1_048_576

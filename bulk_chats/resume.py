@@ -13,7 +13,7 @@ same customer and leave the row without its own.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -63,8 +63,21 @@ class ResumePlan:
 
     @property
     def message_only(self) -> int:
-        """Rows whose chat exists and only the first message is left."""
-        return sum(1 for row in self.to_send if row.chat_id is not None)
+        """Rows whose chat exists and the first message is left (and their status)."""
+        return sum(
+            1
+            for row in self.to_send
+            if row.chat_id is not None and row.message is not None and row.message_id is None
+        )
+
+    @property
+    def status_only(self) -> int:
+        """Rows whose chat and first message exist and only the status is left."""
+        return sum(
+            1
+            for row in self.to_send
+            if row.chat_id is not None and (row.message is None or row.message_id is not None)
+        )
 
     @property
     def to_confirm(self) -> int:
@@ -92,6 +105,8 @@ class ResumePlan:
         notes = []
         if self.message_only:
             notes.append(f"{self.message_only} only the first message")
+        if self.status_only:
+            notes.append(f"{self.status_only} only the status")
         if self.to_confirm:
             notes.append(f"{self.to_confirm} first looked for, as an earlier attempt got no answer")
         text = f"{len(self.to_send)} to send"
@@ -115,10 +130,15 @@ def plan_resume(
     fed_back: FedBack = NOTHING_FED_BACK,
     *,
     fresh: bool = False,
+    applied: Collection[tuple[int, str, str]] = frozenset(),
 ) -> ResumePlan:
     """Sort `rows` by what the journal's `entries` (by `ChatRequest.key`) and `fed_back` say.
 
-    - a chat exists and its first message was posted, or it has none: finished;
+    - a chat exists, its first message was posted (or it has none) and its `status` is
+      set (or it has none; `applied` holds the (chat, "status", status) the journal's
+      changes table says are set): finished;
+    - the same, but the status is not set: sent with `chat_id` and `message_id` set, so
+      only the status goes out;
     - a chat exists but the message is missing: sent with `chat_id` set, so only the
       message goes out, never a second chat, and `confirm_since` set to the chat's first
       attempt, so that the sender looks for the message in the chat before posting it;
@@ -136,28 +156,28 @@ def plan_resume(
     known = 0
     for row in rows:
         entry = entries.get(row.key)
-        if entry is None:
-            if row.chat_id is None and row.index in fed_back.unknown and not fresh:
-                held.append(
-                    Outcome(index=row.index, status=Status.UNKNOWN, error_message=HELD_UNKNOWN)
-                )
-            else:
-                to_send.append(row)
-            continue
-        known += 1
-        if entry.chat_id is not None and (row.message is None or entry.message_id is not None):
+        if entry is not None:
+            known += 1
+            if entry.chat_id is not None:
+                message_id = entry.message_id or row.message_id
+                row = replace(row, chat_id=entry.chat_id, message_id=message_id)
+        if row.chat_id is not None and _finished(row, applied):
             finished.append(
                 Outcome(
                     index=row.index,
                     status=Status.ALREADY_CREATED,
-                    chat_id=entry.chat_id,
-                    message_id=entry.message_id,
+                    chat_id=row.chat_id,
+                    message_id=row.message_id,
                 )
             )
-            if entry.created_at is not None:
+            if entry is not None and entry.created_at is not None:
                 last_created_at = max(last_created_at or entry.created_at, entry.created_at)
-        else:
+        elif entry is not None:
             to_send.append(_resumed(row, entry))
+        elif row.chat_id is None and row.index in fed_back.unknown and not fresh:
+            held.append(Outcome(index=row.index, status=Status.UNKNOWN, error_message=HELD_UNKNOWN))
+        else:
+            to_send.append(row)
     claimed = fed_back.chat_ids | {e.chat_id for e in entries.values() if e.chat_id is not None}
     return ResumePlan(
         finished=tuple(finished),
@@ -168,6 +188,14 @@ def plan_resume(
         claimed_chat_ids=frozenset(claimed),
         known=known,
     )
+
+
+def _finished(row: ChatRequest, applied: Collection[tuple[int, str, str]]) -> bool:
+    """Whether nothing is left of a row whose chat exists: its message posted, if it has
+    one, and its status set, if it has one."""
+    message_done = row.message is None or row.message_id is not None
+    status_done = row.status is None or (row.chat_id, "status", row.status) in applied
+    return message_done and status_done
 
 
 def _resumed(row: ChatRequest, entry: JournalEntry) -> ChatRequest:

@@ -13,19 +13,28 @@ import pandas as pd
 
 from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
 from bulk_chats.loading import Sheet
-from bulk_chats.records import ChatRequest, FedBack, FirstMessage, RowProblem, Status
+from bulk_chats.records import (
+    ChangeRequest,
+    ChatRequest,
+    FedBack,
+    FirstMessage,
+    RowProblem,
+    Status,
+)
 from bulk_chats.validation import Validation
 
 
 def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
     """A `ChatRequest` for every valid row, and for every row a results workbook fed back
-    in gives a chat whose first message is still missing (that one carries its `chat_id`).
+    in gives a chat whose first message is still missing, or that is to end in a
+    `chat_status` (those carry their `chat_id`, and `message_id` when posted).
 
     Ids are set where the sheet gives them; for the rest the first name column given
     stands in (`names`), to be resolved by the pre-flight and the customer look-ups.
     """
     status = validation.status
-    chosen = (status.eq(Status.VALID.value) | _message_missing(validation)).to_numpy()
+    left = _message_missing(validation) | _status_wanted(validation)
+    chosen = (status.eq(Status.VALID.value) | left).to_numpy()
     positions = [int(p) for p in status.index[chosen]]
     blank_ids: list[int | None] = [None] * len(positions)
     ids = {
@@ -40,6 +49,12 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
         for name in NAME_FIELDS
     }
     chat_ids = optional_ints(validation.fed_back_chat_id[chosen])
+    message_ids = optional_ints(validation.fed_back_message_id[chosen])
+    statuses = (
+        validation.chat_status[chosen].tolist()
+        if validation.chat_status is not None
+        else [""] * len(positions)
+    )
     profiles = {
         PROFILE_FIELDS[name]: [str(v) for v in validation.profile[name][chosen].tolist()]
         for name in PROFILE_FIELDS
@@ -70,7 +85,57 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
                 message=message,
                 chat_id=chat_ids[n],
                 names=tuple(row_names),
+                status=statuses[n] or None,
+                message_id=message_ids[n] if message is not None else None,
                 profile=tuple((api, values[n]) for api, values in profiles.items() if values[n]),
+            )
+        )
+    return rows
+
+
+def changes_to_send(sheet: Sheet, validation: Validation) -> list[ChangeRequest]:
+    """A `ChangeRequest` for every valid row of `update` or `close` (`validate_changes`):
+    its chat and what to change; an assignee or department given by name only is left in
+    `names` for the pre-flight."""
+    chosen = validation.status.eq(Status.VALID.value).to_numpy()
+    positions = [int(p) for p in validation.status.index[chosen]]
+    blank: list[int | None] = [None] * len(positions)
+
+    def ids(name: str) -> list[int | None]:
+        return optional_ints(validation.ids[name][chosen]) if name in validation.ids else blank
+
+    def texts(column: pd.Series | None) -> list[str]:
+        return [""] * len(positions) if column is None else column[chosen].tolist()
+
+    chat_ids, assignees, departments = ids("chat_id"), ids("assignee"), ids("department")
+    statuses = texts(validation.chat_status)
+    unassign = [bool(u) for u in texts(validation.unassign)]
+    names = {
+        name: texts(validation.names.get(name)) for name in ("assignee_email", "department_name")
+    }
+    rows = []
+    for n, position in enumerate(positions):
+        chat_id = chat_ids[n]
+        if chat_id is None:  # validation passes no row without one
+            continue
+        given = tuple(
+            (name, values[n])
+            for name, values, id_ in (
+                ("assignee_email", names["assignee_email"], assignees[n]),
+                ("department_name", names["department_name"], departments[n]),
+            )
+            if values[n] and id_ is None
+        )
+        rows.append(
+            ChangeRequest(
+                index=position,
+                source_row=sheet.source_rows[position],
+                chat_id=chat_id,
+                assignee=assignees[n],
+                unassign=unassign[n],
+                department=departments[n],
+                status=statuses[n] or None,
+                names=given,
             )
         )
     return rows
@@ -81,7 +146,11 @@ def fed_back(sheet: Sheet, validation: Validation) -> FedBack:
     if not sheet.fed_back:
         return FedBack()
     chat_ids = validation.fed_back_chat_id.dropna()
-    finished = validation.status.eq(Status.ALREADY_CREATED.value) & ~_message_missing(validation)
+    finished = (
+        validation.status.eq(Status.ALREADY_CREATED.value)
+        & ~_message_missing(validation)
+        & ~_status_wanted(validation)
+    )
     status = sheet.column("status")
     unknown = frozenset[int]()
     if status is not None:
@@ -123,6 +192,18 @@ def _message_missing(validation: Validation) -> pd.Series:
         validation.status.eq(Status.ALREADY_CREATED.value)
         & validation.message.ne("")
         & validation.fed_back_message_id.isna()
+        & validation.ids["application"].notna()
+    )
+
+
+def _status_wanted(validation: Validation) -> pd.Series:
+    """Rows a fed-back workbook gives a chat that are to end in a `chat_status`: whether
+    an earlier run set it is the journal's to say (`resume.plan_resume`)."""
+    if validation.chat_status is None:
+        return pd.Series(False, index=validation.status.index)
+    return (
+        validation.status.eq(Status.ALREADY_CREATED.value)
+        & validation.chat_status.ne("")
         & validation.ids["application"].notna()
     )
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -33,7 +33,7 @@ from bulk_chats.errors import (
     RefusedError,
 )
 from bulk_chats.progress import ProgressSink
-from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
 from bulk_chats.retry import Budget, read_with_retries
 from bulk_chats.stopping import STOP_GRACE, pause, waits_end_once_stopped
 
@@ -48,7 +48,32 @@ CONFIRM_READ_ATTEMPTS = 3
 timeouts and dropped connections."""
 
 
-class JournalSink(Protocol):
+class ChangeJournal(Protocol):
+    """Where a change of a chat (`PUT /v1/chats/...`) is written as it happens
+    (`bulk_chats.journal.Journal`); called from worker threads, so it must be thread-safe."""
+
+    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+        """`change` of chat `chat_id` is about to go out."""
+
+    def change_record(
+        self,
+        chat_id: int,
+        change: ChatChange,
+        state: str,
+        *,
+        source_row: int,
+        error: ApiError | None = None,
+    ) -> None:
+        """`change` ended in `state` (`APPLIED`, `FAILED`, `NOT_SENT`), by `error` if any."""
+
+
+APPLIED: Final = "applied"
+FAILED: Final = "failed"
+NOT_SENT: Final = "not_sent"
+"""The journal's states of a change once answered (or given up)."""
+
+
+class JournalSink(ChangeJournal, Protocol):
     """Where the sending stage writes what it does, as it happens, so a killed run can resume.
 
     Calls come from worker threads (a commit that waits for the disk must not stall the
@@ -68,7 +93,8 @@ class JournalSink(Protocol):
 
     def record(self, request: ChatRequest, outcome: Outcome) -> None:
         """`request` reached `outcome`: `created` with its `chat_id` before the first message
-        is posted, then the row's final outcome."""
+        is posted (and with its `message_id` before the status is set), then the row's
+        final outcome."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +155,67 @@ async def send_chats(
     return await sender.run(requests, concurrency=concurrency)
 
 
-class _JournalFailure(Exception):
-    """The journal raised; carries its exception as `__cause__`."""
+class JournalFailure(Exception):
+    """The journal raised; carries its exception as `__cause__`. The run stops."""
+
+
+async def in_thread(call: Callable[[], None]) -> None:
+    """A journal write, on a worker thread: a commit waiting for the disk must not stall
+    the event loop, and with it every request's pacing. Even when cancelled this waits for
+    the thread: no write is left half-known. A failure raises `JournalFailure`."""
+    try:
+        await anyio.to_thread.run_sync(call)
+    except Exception as exc:
+        raise JournalFailure from exc
+
+
+def put_change(client: HelpCrunchClient, chat_id: int, change: ChatChange) -> Awaitable[Chat]:
+    """The `PUT /v1/chats/<field>` request that makes `change` in chat `chat_id`."""
+    value = change.value
+    if change.field == "assignee" and not isinstance(value, str):
+        return client.set_chat_assignee(chat_id, value)
+    if change.field == "department" and isinstance(value, int):
+        return client.set_chat_department(chat_id, value)
+    if change.field == "status" and isinstance(value, str):
+        return client.set_chat_status(chat_id, value)
+    raise ValueError(f"not a change the API knows: {change}")
+
+
+async def apply_change(
+    client: HelpCrunchClient,
+    journal: ChangeJournal | None,
+    chat_id: int,
+    change: ChatChange,
+    *,
+    source_row: int,
+    attempts: int,
+    sleep: Sleep,
+    stopping: Callable[[], bool],
+) -> None:
+    """Make `change` in chat `chat_id`: announced to `journal`, sent, then recorded.
+
+    The `PUT /v1/chats/...` endpoints set a value, so unlike a `POST /chats` a change
+    whose answer was lost is simply sent again: it is retried as a read is
+    (`retry.read_with_retries`, `attempts` tries, `sleep` between them). Raises the
+    `ApiError` that ended it, recorded as `failed` (`not_sent` when `stopping()`), and
+    `JournalFailure` when the journal cannot be written.
+    """
+    if journal is not None:
+        await in_thread(partial(journal.change_attempt, chat_id, change, source_row=source_row))
+    try:
+        await read_with_retries(
+            partial(put_change, client, chat_id, change), attempts=attempts, sleep=sleep
+        )
+    except ApiError as exc:
+        if journal is not None:
+            state = NOT_SENT if stopping() else FAILED
+            record = partial(journal.change_record, source_row=source_row, error=exc)
+            await in_thread(partial(record, chat_id, change, state))
+        raise
+    if journal is not None:
+        await in_thread(
+            partial(journal.change_record, chat_id, change, APPLIED, source_row=source_row)
+        )
 
 
 @dataclass(slots=True)
@@ -143,43 +228,49 @@ class _Row:
     attempts: int = 0
     in_flight: bool = False
     message_id: int | None = None
+    status_set: bool = False
 
 
-class _Sender:
+class Indexed(Protocol):
+    """A row to send: known by its 0-based position among the sheet's data rows, with
+    the chat it has (from an earlier run, or the one `update` changes)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def chat_id(self) -> int | None: ...
+
+
+R = TypeVar("R", bound=Indexed)
+
+
+class RowRunner(Generic[R]):
+    """Rows go out `concurrency` at a time until they run out or the run stops (Ctrl-C,
+    a 401, a journal that cannot be written); the rest are `not_sent`. Subclasses say what
+    one row is (`_run_row`) and what the journal keeps of its outcome (`_record`); the
+    chats of `import` and the changes of `update` share this."""
+
     def __init__(
         self,
         client: HelpCrunchClient,
         *,
         progress: ProgressSink,
-        journal: JournalSink | None,
         stop: anyio.Event | None,
-        max_attempts: int,
-        max_wait: float,
         stop_grace: float,
-        claimed: Iterable[int],
-        clock: Callable[[], float],
-        wall_clock: Callable[[], float],
         sleep: Sleep,
     ) -> None:
         self._client = client
         self._progress = progress
-        self._journal = journal
         self._stop = stop
-        self._max_attempts = max_attempts
-        self._max_wait = max_wait
         self._stop_grace = stop_grace
-        self._claimed: set[int] = set(claimed)
-        self._clock = clock
-        self._wall_clock = wall_clock
         self._sleep = sleep
-        self._customer_locks: dict[int, anyio.Lock] = {}
         self._outcomes: dict[int, Outcome] = {}
-        self._queue: Iterator[ChatRequest] = iter(())
+        self._queue: Iterator[R] = iter(())
         self._auth_failed = False
         self._journal_error: BaseException | None = None
 
-    async def run(self, requests: Sequence[ChatRequest], *, concurrency: int) -> SendResult:
-        self._claimed.update(r.chat_id for r in requests if r.chat_id is not None)
+    async def run(self, requests: Sequence[R], *, concurrency: int) -> SendResult:
         self._queue = iter(requests)
         self._progress.start(len(requests))
         try:
@@ -193,7 +284,12 @@ class _Sender:
                     group.start_soon(self._worker)
             reason = self._not_sent_reason()
             for request in self._queue:
-                outcome = Outcome(index=request.index, status=Status.NOT_SENT, error_message=reason)
+                outcome = Outcome(
+                    index=request.index,
+                    status=Status.NOT_SENT,
+                    chat_id=request.chat_id,
+                    error_message=reason,
+                )
                 self._outcomes[request.index] = outcome
                 self._progress.advance(outcome)
         finally:
@@ -205,6 +301,12 @@ class _Sender:
             auth_failed=self._auth_failed,
             interrupted=self._stop is not None and self._stop.is_set(),
         )
+
+    async def _run_row(self, request: R) -> Outcome:
+        raise NotImplementedError
+
+    async def _record(self, request: R, outcome: Outcome) -> None:
+        raise NotImplementedError
 
     async def _pause(self, seconds: float) -> None:
         """Sleep `seconds`, or less when the run is told to stop: no retry follows then."""
@@ -232,16 +334,47 @@ class _Sender:
             await self._record(request, outcome)
             self._progress.advance(outcome)
 
+
+class _Sender(RowRunner[ChatRequest]):
+    def __init__(
+        self,
+        client: HelpCrunchClient,
+        *,
+        progress: ProgressSink,
+        journal: JournalSink | None,
+        stop: anyio.Event | None,
+        max_attempts: int,
+        max_wait: float,
+        stop_grace: float,
+        claimed: Iterable[int],
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        sleep: Sleep,
+    ) -> None:
+        super().__init__(client, progress=progress, stop=stop, stop_grace=stop_grace, sleep=sleep)
+        self._journal = journal
+        self._max_attempts = max_attempts
+        self._max_wait = max_wait
+        self._claimed: set[int] = set(claimed)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._customer_locks: dict[int, anyio.Lock] = {}
+
+    async def run(self, requests: Sequence[ChatRequest], *, concurrency: int) -> SendResult:
+        self._claimed.update(r.chat_id for r in requests if r.chat_id is not None)
+        return await super().run(requests, concurrency=concurrency)
+
     async def _run_row(self, request: ChatRequest) -> Outcome:
         """Send one row; whatever goes wrong ends as this row's outcome, not the run's."""
         row = _Row(
             request,
             chat_id=request.chat_id,
             from_earlier_run=request.chat_id is not None,
+            message_id=request.message_id,
         )
         try:
             return await self._send_row(row)
-        except _JournalFailure as failure:
+        except JournalFailure as failure:
             self._journal_error = self._journal_error or failure.__cause__ or failure
             return self._broken(row, "the journal could not be written")
         except Exception as exc:
@@ -253,6 +386,8 @@ class _Sender:
         if row.chat_id is not None:
             if row.request.message is not None and row.message_id is None:
                 return self._outcome(row, Status.MESSAGE_FAILED, error_message=text)
+            if row.request.status is not None and not row.status_set:
+                return self._outcome(row, Status.STATUS_FAILED, error_message=text)
             return self._chat_outcome(row)
         # With `confirm_since` an earlier run may have created the chat: `failed` would make
         # the next run send it blindly.
@@ -263,6 +398,7 @@ class _Sender:
     async def _send_row(self, row: _Row) -> Outcome:
         request = row.request
         chat_id = row.chat_id
+        more = request.message is not None or request.status is not None
         if chat_id is None:
             lock = self._customer_locks.setdefault(request.customer_id, anyio.Lock())
             async with lock:
@@ -270,11 +406,36 @@ class _Sender:
             if isinstance(created, Outcome):
                 return created
             chat_id = row.chat_id = created
-            if request.message is not None:
+            if more:
                 await self._record(request, self._chat_outcome(row))
-        if request.message is None:
+        if request.message is not None and row.message_id is None:
+            posted = await self._post_message(row, request.message.payload(chat_id))
+            if request.status is None or row.message_id is None:
+                return posted
+            await self._record(request, posted)
+        if request.status is None:
             return self._chat_outcome(row)
-        return await self._post_message(row, request.message.payload(chat_id))
+        return await self._set_status(row, chat_id, ChatChange("status", request.status))
+
+    async def _set_status(self, row: _Row, chat_id: int, change: ChatChange) -> Outcome:
+        """Set the row's `chat_status` once its chat and message exist (a message may
+        reopen a chat); the row's final outcome: `status_failed` keeps the chat."""
+        try:
+            await apply_change(
+                self._client,
+                self._journal,
+                chat_id,
+                change,
+                source_row=row.request.source_row,
+                attempts=self._max_attempts,
+                sleep=self._pause,
+                stopping=self._stopping,
+            )
+        except ApiError as exc:
+            self._auth_failed |= isinstance(exc, AuthenticationError)
+            return self._outcome(row, Status.STATUS_FAILED, exc, prefix="status not set: ")
+        row.status_set = True
+        return self._chat_outcome(row)
 
     async def _create(self, row: _Row) -> int | Outcome:
         """Get the row a chat: its id, or the row's outcome when there is none."""
@@ -485,11 +646,7 @@ class _Sender:
         journal = self._journal
         if journal is None:
             return
-        try:
-            # Even when cancelled this waits for the thread: no write is left half-known.
-            await anyio.to_thread.run_sync(partial(journal.attempt, request, started_at=started_at))
-        except Exception as exc:
-            raise _JournalFailure from exc
+        await in_thread(partial(journal.attempt, request, started_at=started_at))
 
     async def _record(self, request: ChatRequest, outcome: Outcome) -> None:
         journal = self._journal

@@ -114,5 +114,7 @@ class Settings:
     dry_run: bool = False
     fresh: bool = False
     reports_dir: Path = REPORTS_DIR
+    chat_status: str | None = None
+    """`--chat-status`, as the API spells it: the status of rows whose cell is blank."""
     create_customers: bool = False
     """`import --create-customers`: a customer for each email or userId that matches no one."""

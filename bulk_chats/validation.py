@@ -32,6 +32,23 @@ from bulk_chats.records import Status
 
 MESSAGE_TYPES = ("message", "private")
 
+CHAT_STATUSES = ("new", "opened", "pending", "on hold", "no communication", "closed")
+"""The statuses a chat can be set to, as `PUT /v1/chats/status` spells them."""
+
+_STATUS_SPELLINGS = {
+    **{status: status for status in CHAT_STATUSES},
+    "on-hold": "on hold",
+    "onhold": "on hold",
+    "open": "opened",
+}
+
+
+def chat_status_spelling(text: str) -> str | None:
+    """`text` as the API spells the status it means (any case, spaces trimmed; `on-hold`,
+    `onhold` → `on hold`, `open` → `opened`); None when it names none."""
+    return _STATUS_SPELLINGS.get(" ".join(text.lower().split()))
+
+
 _PLAUSIBLE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 """`local@domain.tld`, no spaces: what `import --create-customers` can send as a new
 customer's email (the API refuses the rest with 400). Other email columns only name
@@ -45,7 +62,10 @@ class Validation:
     `ids` holds a nullable Int64 column per id field present; `names` the stripped text
     of each name field present ("" where blank); `profile` that of each customer text
     field present (`customer_name`, `company`, `phone`). `status` is valid, invalid,
-    duplicate or already_created (a row an earlier results workbook gave a chat id).
+    duplicate or already_created (a row an earlier results workbook gave a chat id); for
+    `update` and `close` valid, invalid, duplicate or skipped (nothing to change).
+    `chat_status` is the status each chat is to end in as the API spells it ("" for none);
+    `unassign` marks the rows of `update` whose assignee cell is `none` (None for other runs).
     """
 
     status: pd.Series
@@ -58,6 +78,8 @@ class Validation:
     fed_back_chat_id: pd.Series
     fed_back_message_id: pd.Series
     profile: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chat_status: pd.Series | None = None
+    unassign: pd.Series | None = None
 
     def counts(self) -> dict[str, int]:
         """Rows by status."""
@@ -98,8 +120,11 @@ def _append(target: Objects, positions: Ints, text: str | Objects, separator: st
     target[positions] = np.where(current != "", current + separator, current) + text
 
 
-def validate_sheet(sheet: Sheet) -> Validation:
-    """Check every row of `sheet`; no request is made, nothing is raised for bad rows."""
+def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validation:
+    """Check every row of `sheet`; no request is made, nothing is raised for bad rows.
+
+    `chat_status` (`--chat-status`, as `chat_status_spelling` gives it) fills blank
+    `chat_status` cells."""
     index = sheet.cells.index
     size = len(index)
     problems = _Problems(size)
@@ -125,17 +150,8 @@ def validate_sheet(sheet: Sheet) -> Validation:
         column = sheet.column(name)
         if column is None:
             continue
-        text = _as_text(column)
-        name_columns[name] = text
-        if name in EMAIL_FIELDS:
-            values = text.to_numpy(dtype=object)
-            plausible = _is_plausible_email if name == "customer_email" else _has_at
-            bad = (values != "") & ~each(values, plausible)
-            problems.add(
-                bad,
-                f"invalid_{name}",
-                f"{name}: '" + each(values[bad], shorten, np.object_) + "' is not an email address",
-            )
+        name_columns[name] = _as_text(column)
+    _check_emails(name_columns, problems)
     names = pd.DataFrame(name_columns, index=index, copy=False)
     profile = _check_profile(sheet, problems)
 
@@ -151,6 +167,7 @@ def validate_sheet(sheet: Sheet) -> Validation:
         )
 
     message, message_type = _check_messages(sheet, ids, names, problems)
+    statuses = _check_chat_status(sheet, problems, chat_status)
 
     codes, messages = problems.joined()
     invalid = codes != ""
@@ -165,7 +182,8 @@ def validate_sheet(sheet: Sheet) -> Validation:
 
     status = filled(size, Status.VALID.value)
     status[invalid] = Status.INVALID.value
-    duplicate = _duplicates(ids, names, message, message_type, among=~invalid)
+    texts = [(names[name], True) for name in names.columns]
+    duplicate = _duplicates(ids, [*texts, (message, False), (message_type, False)], among=~invalid)
     status[duplicate] = Status.DUPLICATE.value
     codes[duplicate] = "duplicate"
     messages[duplicate] = "repeats an earlier row's chat fields; not sent"
@@ -183,7 +201,142 @@ def validate_sheet(sheet: Sheet) -> Validation:
         fed_back_chat_id=fed_back_chat_id,
         fed_back_message_id=fed_back_message_id,
         profile=profile,
+        chat_status=statuses,
     )
+
+
+def validate_changes(
+    sheet: Sheet, *, close: bool = False, chat_status: str | None = None
+) -> Validation:
+    """Check every row of a sheet of changes to chats (`update`, or with `close` every chat
+    of its `chat_id` column closed); no request is made.
+
+    Every row needs a `chat_id`: without one it is `invalid` for `update` and `skipped`
+    for `close`. `update` reads `assignee` (an id, or `none` to unassign) or
+    `assignee_email`, `department` or `department_name`, and `chat_status` (blank cells
+    take `chat_status`); a row that changes nothing is `skipped`. `close` reads nothing
+    else. A row repeating an earlier one is `duplicate`.
+    """
+    index = sheet.cells.index
+    size = len(index)
+    problems = _Problems(size)
+    chat_column = sheet.column("chat_id")
+    if chat_column is None:  # load_sheet(chats=True) requires the column
+        raise ValueError("the sheet has no chat_id column")
+    chat = parse_ids(chat_column, "chat_id", header=sheet.headers[sheet.fields["chat_id"]])
+    problems.add(
+        chat.rejected, "invalid_chat_id", chat.message.to_numpy(dtype=object)[chat.rejected]
+    )
+    no_chat = chat.ids.isna().to_numpy(dtype=bool) & ~chat.rejected
+    id_columns = {"chat_id": chat.ids}
+    name_columns: dict[str, pd.Series] = {}
+    unassign = np.zeros(size, dtype=bool)
+    if close:
+        statuses = pd.Series(filled(size, "closed"), index=index, dtype=object, copy=False)
+        wanted = np.ones(size, dtype=bool)
+    else:
+        problems.add(
+            no_chat, "missing_chat_id", "chat_id: is blank; every row needs the id of the chat"
+        )
+        assignee = sheet.column("assignee")
+        if assignee is not None:
+            unassign = _as_text(assignee).str.lower().eq("none").to_numpy(dtype=bool)
+            assignee = assignee.where(~unassign, "")
+        for name, column in (("assignee", assignee), ("department", sheet.column("department"))):
+            if column is None:
+                continue
+            parsed = parse_ids(column, name, header=sheet.headers[sheet.fields[name]])
+            id_columns[name] = parsed.ids
+            problems.add(
+                parsed.rejected,
+                f"invalid_{name}",
+                parsed.message.to_numpy(dtype=object)[parsed.rejected],
+            )
+        for name in ("assignee_email", "department_name"):
+            column = sheet.column(name)
+            if column is not None:
+                name_columns[name] = _as_text(column)
+        _check_emails(name_columns, problems)
+        statuses = _check_chat_status(sheet, problems, chat_status)
+        wanted = unassign | (statuses.to_numpy(dtype=object) != "")
+        for column in (*id_columns.values(), *name_columns.values()):
+            if column is not chat.ids:
+                wanted |= (
+                    column.notna().to_numpy(dtype=bool)
+                    if column.dtype == "Int64"
+                    else column.to_numpy(dtype=object) != ""
+                )
+    ids = pd.DataFrame(id_columns, index=index, copy=False)
+    names = pd.DataFrame(name_columns, index=index, copy=False)
+
+    codes, messages = problems.joined()
+    invalid = codes != ""
+    status = filled(size, Status.VALID.value)
+    status[invalid] = Status.INVALID.value
+    skipped = ~invalid & (no_chat | ~wanted)
+    status[skipped] = Status.SKIPPED.value
+    messages[skipped] = (
+        "no chat_id: nothing to close"
+        if close
+        else "nothing to change: chat_status, assignee and department are blank"
+    )
+    flags = pd.Series(np.where(unassign, "none", ""), index=index, dtype=object, copy=False)
+    texts = [(names[name], True) for name in names.columns] + [(statuses, False), (flags, False)]
+    duplicate = _duplicates(ids, texts, among=~invalid & ~skipped)
+    status[duplicate] = Status.DUPLICATE.value
+    codes[duplicate] = "duplicate"
+    messages[duplicate] = "repeats an earlier row's changes; not sent"
+    blank = pd.Series(filled(size, ""), index=index, dtype=object, copy=False)
+    return Validation(
+        status=pd.Series(status, index=index, dtype=object, copy=False),
+        error_code=pd.Series(codes, index=index, dtype=object, copy=False),
+        error_message=pd.Series(messages, index=index, dtype=object, copy=False),
+        ids=ids,
+        names=names,
+        message=blank,
+        message_type=blank.copy(deep=False),
+        fed_back_chat_id=chat.ids,
+        fed_back_message_id=pd.Series(pd.NA, index=index, dtype="Int64"),
+        chat_status=statuses,
+        unassign=pd.Series(unassign, index=index, copy=False),
+    )
+
+
+def _check_emails(names: dict[str, pd.Series], problems: _Problems) -> None:
+    """Cells of email fields among `names` must be email addresses."""
+    for name, text in names.items():
+        if name not in EMAIL_FIELDS:
+            continue
+        values = text.to_numpy(dtype=object)
+        plausible = _is_plausible_email if name == "customer_email" else _has_at
+        bad = (values != "") & ~each(values, plausible)
+        problems.add(
+            bad,
+            f"invalid_{name}",
+            f"{name}: '" + each(values[bad], shorten, np.object_) + "' is not an email address",
+        )
+
+
+def _check_chat_status(sheet: Sheet, problems: _Problems, default: str | None) -> pd.Series:
+    """Each row's `chat_status` as the API spells it, `default` where the cell is blank,
+    "" where there is neither; a cell that names no status is a problem."""
+    index = sheet.cells.index
+    raw = sheet.column("chat_status")
+    if raw is None:
+        return pd.Series(filled(len(index), default or ""), index=index, dtype=object, copy=False)
+    typed = _as_text(raw)
+    spelled = typed.map(chat_status_spelling)
+    bad = (typed.ne("") & spelled.isna()).to_numpy(dtype=bool)
+    problems.add(
+        bad,
+        "invalid_chat_status",
+        "chat_status: '"
+        + each(typed.to_numpy(dtype=object)[bad], shorten, np.object_)
+        + "' is not a chat status; use one of "
+        + ", ".join(CHAT_STATUSES),
+    )
+    spelled = spelled.where(typed.ne(""), default or "").fillna("")
+    return spelled.astype(object)
 
 
 def _has_at(text: str) -> bool:
@@ -310,15 +463,9 @@ def _fed_back_id(sheet: Sheet, name: str) -> pd.Series:
     return parse_ids(column, name).ids
 
 
-def _duplicates(
-    ids: pd.DataFrame,
-    names: pd.DataFrame,
-    message: pd.Series,
-    message_type: pd.Series,
-    *,
-    among: Bools,
-) -> Bools:
-    """Rows of `among` whose chat fields repeat an earlier row's of `among`.
+def _duplicates(ids: pd.DataFrame, texts: list[tuple[pd.Series, bool]], *, among: Bools) -> Bools:
+    """Rows of `among` whose fields repeat an earlier row's of `among`: the id columns of
+    `ids` and the text columns of `texts`, each with whether case is ignored (names).
 
     Invalid rows are left out: a bad id reads as blank, so a valid row would otherwise
     count as a repeat of an invalid one that differs from it only in that bad cell.
@@ -334,8 +481,6 @@ def _duplicates(
         if len(key) and key.max() < 2**31:
             key = key.astype(np.int32)
         keys.append(key)
-    texts = [(names[name], True) for name in names.columns]
-    texts += [(message, False), (message_type, False)]
     for column, folded in texts:
         values = column.to_numpy(dtype=object)
         if not len(values) or (values == values[0]).all():

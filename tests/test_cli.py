@@ -19,22 +19,23 @@ from bulk_chats.cli import cli
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED_OPTIONS = ["--out", "--sheet", "--column", "--no-progress"]
+SENDING_OPTIONS = [
+    *SHARED_OPTIONS,
+    "--rate",
+    "--concurrency",
+    "--base-url",
+    "--api-key-file",
+    "--sandbox",
+    "--fresh",
+    "--yes",
+]
+"""What `import`, `update` and `close` all take."""
 PRODUCT_OPTIONS = {
-    "validate": ["--out", "--sheet", "--column", "--no-progress"],
-    "import": [
-        "--out",
-        "--sheet",
-        "--column",
-        "--no-progress",
-        "--rate",
-        "--concurrency",
-        "--base-url",
-        "--api-key-file",
-        "--sandbox",
-        "--dry-run",
-        "--fresh",
-        "--yes",
-    ],
+    "validate": SHARED_OPTIONS,
+    "import": [*SENDING_OPTIONS, "--dry-run", "--create-customers", "--chat-status"],
+    "update": [*SENDING_OPTIONS, "--chat-status"],
+    "close": SENDING_OPTIONS,
     "sandbox": [
         "--host",
         "--port",
