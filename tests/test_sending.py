@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -19,7 +18,8 @@ from bulk_chats.client import HelpCrunchClient
 from bulk_chats.confirm import CONFIRM_SKEW
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 from bulk_chats.retry import BACKOFF_BASE
-from bulk_chats.sending import CONFIRM_READ_ATTEMPTS, SendResult, send_chats
+from bulk_chats.runner import SendResult
+from bulk_chats.sending import CONFIRM_READ_ATTEMPTS, send_chats
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
 from tests.fakes import WALL0, FakeTime
@@ -445,36 +445,6 @@ async def test_a_row_an_earlier_run_did_not_create_is_sent(harness: Harness) -> 
     harness.api.post("/chats/search").mock(return_value=found())
     outcome = (await harness.send([row(0, confirm_since=WALL0 - 60)])).outcomes[0]
     assert (outcome.status, outcome.chat_id, outcome.attempts) == (Status.CREATED, 13, 1)
-
-
-@pytest.mark.anyio
-async def test_concurrency_bounds_the_requests_in_flight(harness: Harness) -> None:
-    """Never more than `concurrency` requests are in flight, and all of them are used."""
-    in_flight = 0
-    peak = 0
-    ids = itertools.count(1)
-
-    async def slow(request: httpx.Request) -> httpx.Response:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        for _ in range(20):
-            await anyio.lowlevel.checkpoint()
-        in_flight -= 1
-        return created(next(ids))
-
-    harness.api.post("/chats").mock(side_effect=slow)
-    result = await harness.send([row(i) for i in range(12)], concurrency=3)
-    assert peak == 3
-    assert all(o.status is Status.CREATED for o in result.outcomes.values())
-
-
-@pytest.mark.anyio
-async def test_workers_take_rows_in_order(harness: Harness) -> None:
-    """Rows go out in input order."""
-    route = harness.api.post("/chats").mock(return_value=created(1))
-    await harness.send([row(i) for i in range(6)], concurrency=1)
-    assert [body(c)["customer"] for c in route.calls] == [100, 101, 102, 103, 104, 105]
 
 
 @pytest.mark.anyio
