@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 import anyio.lowlevel
@@ -11,11 +11,10 @@ import httpx
 import pytest
 
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.progress import NullProgress
 from bulk_chats.records import Outcome, Status
 from bulk_chats.runner import JournalFailure, RowRunner, SendResult, in_thread
 from bulk_chats.settings import ApiKey
-from tests.fakes import FakeTime
+from tests.fakes import FakeTime, RecordingProgress
 
 pytestmark = pytest.mark.anyio
 
@@ -28,29 +27,11 @@ class Row:
     chat_id: int | None = None
 
 
-@dataclass
-class Progress(NullProgress):
-    """Keeps what progress is told."""
-
-    total: int | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-    closed: bool = False
-
-    def start(self, total: int) -> None:
-        self.total = total
-
-    def advance(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
-
-    def close(self) -> None:
-        self.closed = True
-
-
 class Runner(RowRunner[Row]):
     """Each row takes a few turns of the event loop; the journal write can fail."""
 
     def __init__(self, client: HelpCrunchClient, *, stop: anyio.Event | None = None) -> None:
-        self.progress = Progress()
+        self.progress = RecordingProgress()
         self.fake = FakeTime()
         super().__init__(
             client, progress=self.progress, stop=stop, stop_grace=0.0, sleep=self.fake.sleep

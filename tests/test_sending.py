@@ -22,7 +22,7 @@ from bulk_chats.runner import SendResult
 from bulk_chats.sending import CONFIRM_READ_ATTEMPTS, send_chats
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
-from tests.fakes import WALL0, FakeTime
+from tests.fakes import WALL0, FakeTime, RecordingProgress
 
 BASE = "https://api.test/v1"
 
@@ -47,27 +47,6 @@ class Journal:
 
 
 @dataclass
-class Progress:
-    """Keeps every progress event."""
-
-    total: int | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-    closed: bool = False
-
-    def start(self, total: int) -> None:
-        self.total = total
-
-    def advance(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
-
-    def limit_learned(self, rate: float) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@dataclass
 class Harness:
     """A client on a mocked API and fake time, and a way to send through it."""
 
@@ -75,7 +54,7 @@ class Harness:
     client: HelpCrunchClient
     time: FakeTime
     journal: Journal = field(default_factory=Journal)
-    progress: Progress = field(default_factory=Progress)
+    progress: RecordingProgress = field(default_factory=RecordingProgress)
 
     async def send(self, requests: Sequence[ChatRequest], **options: Any) -> SendResult:
         options.setdefault("concurrency", 2)
@@ -508,7 +487,12 @@ async def send_in_real_time(
     ) as client:
         with anyio.fail_after(10):
             result = await send_chats(
-                requests, client, progress=Progress(), journal=Journal(), stop=stop, **options
+                requests,
+                client,
+                progress=RecordingProgress(),
+                journal=Journal(),
+                stop=stop,
+                **options,
             )
     return result, time.monotonic() - started
 
