@@ -2,7 +2,7 @@
 
 `JournalStore` holds one scope of one journal file for a run's length: the SQLite
 connection (`journal_schema.connect`), the lock that keeps other runs off the scope
-(`lock.ScopeLock`), and the helpers every write and read goes through. Each write is one
+(`lock.ScopeLock`), and the methods every write and read goes through. Each write is one
 short transaction on disk when it returns (WAL with `synchronous=FULL`: WAL's usual
 `NORMAL` may lose the last commits to a crash of the machine, and a lost announcement is
 exactly the case that duplicates a chat); a failed one raises `JournalError`, and the
