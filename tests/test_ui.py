@@ -302,4 +302,10 @@ async def test_one_run_at_a_time_and_stop_declines_the_plan(
 
 async def test_the_registry_names_the_buttons() -> None:
     """Each run kind's label is a button name PRODUCT.md gives the page."""
-    assert [k.label for k in JOB_KINDS.values()] == ["Validate", "Dry run", "Import"]
+    assert [k.label for k in JOB_KINDS.values()] == [
+        "Validate",
+        "Dry run",
+        "Import",
+        "Update",
+        "Close chats",
+    ]
