@@ -325,12 +325,20 @@ def test_a_reload_during_a_run(page: Any, tmp_path: Path, shots: Shots) -> None:
 
 
 def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
-    """Enter on a focused button starts the run, and when it ends the keyboard is left on
-    the Summary, which a screen reader announces."""
+    """The options and buttons are reached with Tab and set with Space; Enter on a focused
+    button starts the run, and when it ends the keyboard is left on the Summary, which a
+    screen reader announces."""
     page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.csv")
     validate = page.get_by_role("button", name="Validate")
     expect(validate).to_be_enabled()
     page.get_by_label("Requests per minute", exact=True).focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Chat status", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    create = page.get_by_label("Create customers", exact=True)
+    expect(create).to_be_focused()
+    page.keyboard.press("Space")
+    expect(create).to_be_checked()
     page.keyboard.press("Tab")
     expect(validate).to_be_focused()
     page.keyboard.press("Enter")
