@@ -88,30 +88,27 @@ def _sending(function: Callable[..., Awaitable[RunResult]]) -> RunFunction:
     return run
 
 
+def _changing(name: str, label: str, function: Callable[..., Awaitable[RunResult]]) -> JobKind:
+    """A run that changes chats that exist, which its rows name by `chat_id`."""
+    return JobKind(
+        name,
+        label,
+        sends=True,
+        run=_sending(function),
+        progress=True,
+        chats=True,
+        effect="changed",
+    )
+
+
 JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         JobKind("validate", "Validate", sends=False, run=_validate),
         JobKind("dry_run", "Dry run", sends=True, run=_dry_run),
         JobKind("import", "Import", sends=True, run=_sending(import_file), progress=True),
-        JobKind(
-            "update",
-            "Update",
-            sends=True,
-            run=_sending(update_file),
-            progress=True,
-            chats=True,
-            effect="changed",
-        ),
-        JobKind(
-            "close",
-            "Close chats",
-            sends=True,
-            run=_sending(close_file),
-            progress=True,
-            chats=True,
-            effect="changed",
-        ),
+        _changing("update", "Update", update_file),
+        _changing("close", "Close chats", close_file),
     )
 }
 """Every run the page offers, in button order."""
