@@ -233,7 +233,7 @@ def _to_sheet(
     if not fed_back.keys() >= FED_BACK_COLUMNS:
         fed_back = {}
     if require:
-        (_require_chat if chats else _require)(path, fields)
+        check_columns(path, fields, chats=chats)
     unechoed = {*fed_back.values(), *([fields["chat_id"]] if chats and "chat_id" in fields else [])}
     echoed = [i for i in range(len(headers)) if i not in unechoed]
     return Sheet(
@@ -289,6 +289,13 @@ def _map_columns(
             )
         fields[found] = position
     return fields, fed_back
+
+
+def check_columns(path: Path, fields: Mapping[str, int], *, chats: bool = False) -> None:
+    """Raise InputError when a sheet's `fields` lack what a run reads: `chat_id` with
+    `chats` (`update`, `close`), else `application` and a customer column. The web page
+    reads a sheet once with `require=False` and asks this for each kind of run."""
+    (_require_chat if chats else _require)(path, fields)
 
 
 def _require_chat(path: Path, fields: Mapping[str, int]) -> None:

@@ -1,9 +1,11 @@
 """The page's server at the HTTP level (httpx against the ASGI app): the token and `Host`
 checks, uploads (where they land, their permissions, their size cap), escaping of sheet
-values, the API key never in an answer or a file, and the run registry's rules."""
+values, the API key never in an answer or a file, the run registry's rules, and Update,
+Close chats and the import options against the sandbox."""
 
 from __future__ import annotations
 
+import csv
 import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,10 +14,11 @@ import anyio
 import httpx
 import pytest
 
-from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.sandbox import CUSTOMERS, DEPARTMENTS, RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.sandbox.state import Chat
 from bulk_chats.settings import ApiKey
 from bulk_chats.ui import UiApp, UiConfig
-from bulk_chats.ui.jobs import JOB_KINDS
+from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
 
 pytestmark = pytest.mark.anyio
 
@@ -67,6 +70,47 @@ async def run(app: UiApp, client: httpx.AsyncClient, kind: str, **body: object) 
     job = app.job
     assert job is not None
     assert await anyio.to_thread.run_sync(job.join, RUN_TIMEOUT)
+
+
+async def until_confirm(job: Job) -> None:
+    """Wait until `job` shows its plan and waits for Confirm."""
+    with anyio.fail_after(RUN_TIMEOUT):
+        while job.view().phase != "confirm":
+            await anyio.sleep(0.01)
+
+
+async def run_confirmed(
+    app: UiApp, client: httpx.AsyncClient, kind: str, *, go_on: bool = True, **body: object
+) -> JobView:
+    """Start a run, answer its plan with Confirm (or decline it), wait for it to end."""
+    answer = await client.post("/run", params=q(), json={"kind": kind, **body})
+    assert answer.status_code == 200, answer.text
+    job = app.job
+    assert job is not None
+    await until_confirm(job)
+    assert (await client.post("/confirm", params=q(), json={"go_on": go_on})).status_code == 200
+    assert await anyio.to_thread.run_sync(job.join, RUN_TIMEOUT)
+    return job.view()
+
+
+def write_csv(path: Path, *rows: list[object]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(rows)
+    return path
+
+
+def add_chats(sandbox: RunningSandbox, count: int) -> list[Chat]:
+    """`count` chats in the sandbox, in the Support department, as if made earlier."""
+    return [
+        sandbox.state.add_chat(
+            customer=CUSTOMERS[n],
+            application=3838,
+            assignee=None,
+            department=DEPARTMENTS[0],
+            payload={},
+        )
+        for n in range(count)
+    ]
 
 
 async def test_every_request_needs_the_token(ui: tuple[UiApp, httpx.AsyncClient]) -> None:
@@ -264,10 +308,11 @@ async def test_a_refused_key_says_so_and_creates_nothing(
 async def test_a_run_that_needs_the_key_is_not_started_without_one(
     ui: tuple[UiApp, httpx.AsyncClient],
 ) -> None:
-    """Dry run and Import with no key given anywhere answer 400 and start nothing."""
+    """Dry run, Import, Update and Close chats with no key given anywhere answer 400 and
+    start nothing."""
     app, client = ui
     await upload(client, SAMPLE)
-    for kind in ("dry_run", "import"):
+    for kind in ("dry_run", "import", "update", "close"):
         answer = await client.post("/run", params=q(), json={"kind": kind})
         assert answer.status_code == 400
         assert "API key" in answer.json()["error"]
@@ -285,9 +330,7 @@ async def test_one_run_at_a_time_and_stop_declines_the_plan(
         assert (await client.post("/run", params=q(), json={"kind": "import"})).status_code == 200
         job = app.job
         assert job is not None
-        with anyio.fail_after(RUN_TIMEOUT):
-            while job.view().phase != "confirm":
-                await anyio.sleep(0.01)
+        await until_confirm(job)
         assert "9 of 18 rows to send" in (job.view().plan or "")
         again = await client.post("/run", params=q(), json={"kind": "validate"})
         assert again.status_code == 409
@@ -302,4 +345,122 @@ async def test_one_run_at_a_time_and_stop_declines_the_plan(
 
 async def test_the_registry_names_the_buttons() -> None:
     """Each run kind's label is a button name PRODUCT.md gives the page."""
-    assert [k.label for k in JOB_KINDS.values()] == ["Validate", "Dry run", "Import"]
+    assert [k.label for k in JOB_KINDS.values()] == [
+        "Validate",
+        "Dry run",
+        "Import",
+        "Update",
+        "Close chats",
+    ]
+
+
+async def test_a_sheet_of_chat_ids_is_offered_to_update_and_close(
+    ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """A sheet with a chat_id column but no customer is not shown as broken: the page says
+    Update and Close chats can use it and maps chat_id; a sheet with neither is a problem."""
+    _app, client = ui
+    changes = write_csv(tmp_path / "changes.csv", ["Chat ID", "Department name"], [1, "Sales"])
+    assert (await upload(client, changes)).status_code == 200
+    page = (await client.get("/", params=q())).text
+    assert "Update and Close chats can use this sheet as it is" in page
+    assert "changes.csv: no application column" in page
+    assert '<option value="Chat ID" selected>' in page
+    assert 'class="problem-line"' not in page
+
+    neither = write_csv(tmp_path / "neither.csv", ["Department name"], ["Sales"])
+    assert (await upload(client, neither)).status_code == 200
+    page = (await client.get("/", params=q())).text
+    assert "Update and Close chats can use" not in page
+    assert '<p class="problem-line">neither.csv: no application column' in page
+
+
+async def test_the_import_options_reach_the_run(tmp_path: Path, sandbox: RunningSandbox) -> None:
+    """Create customers makes the customer an email names, and Chat status (any case)
+    fills a blank chat_status cell, as `--create-customers --chat-status` do."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
+    sheet = write_csv(
+        tmp_path / "migration.csv",
+        ["customer_email", "customer_name", "application", "message", "chat_status"],
+        ["new.person@example.com", "New Person", 3838, "Migrated.", ""],
+        ["new.person@example.com", "New Person", 3838, "Migrated too.", "pending"],
+    )
+    async with client_for(app) as client:
+        await upload(client, sheet)
+        view = await run_confirmed(
+            app, client, "import", create_customers=True, chat_status="Closed"
+        )
+    assert view.result is not None
+    assert view.result.counts == {"created": 2}
+    [customer] = sandbox.state.created_customers
+    assert (customer.email, customer.name) == ("new.person@example.com", "New Person")
+    assert [chat.status for chat in sandbox.state.chats] == ["closed", "pending"]
+
+
+async def test_a_chat_status_that_is_none_is_refused(ui: tuple[UiApp, httpx.AsyncClient]) -> None:
+    """A Chat status the API does not know answers 400 naming the ones it does."""
+    app, client = ui
+    await upload(client, SAMPLE)
+    answer = await client.post("/run", params=q(), json={"kind": "validate", "chat_status": "done"})
+    assert answer.status_code == 400
+    assert "'done' is not one; use one of new, opened" in answer.json()["error"]
+    assert app.job is None
+
+
+async def test_update_changes_the_chats(tmp_path: Path, sandbox: RunningSandbox) -> None:
+    """Update sets a chat's department and, with Chat status, the status of the rows whose
+    cell is blank; the Summary counts them updated."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
+    first, second = add_chats(sandbox, 2)
+    sheet = write_csv(
+        tmp_path / "changes.csv",
+        ["chat_id", "department_name", "chat_status"],
+        [first.id, DEPARTMENTS[1].name, ""],
+        [second.id, "", "pending"],
+    )
+    async with client_for(app) as client:
+        await upload(client, sheet)
+        view = await run_confirmed(app, client, "update", chat_status="on hold")
+        page = (await client.get("/", params=q())).text
+    assert view.result is not None
+    assert view.result.counts == {"updated": 2}
+    assert (first.department, first.status) == (DEPARTMENTS[1], "on hold")
+    assert (second.department, second.status) == (DEPARTMENTS[0], "pending")
+    assert "updated 2" in page
+    assert 'aria-label="Problems"' not in page
+
+
+async def test_close_chats_skips_rows_without_a_chat(
+    tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    """Close chats closes the chats the sheet names and nothing else; a row without a
+    chat_id is skipped, which is not a problem to fix."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
+    first, second = add_chats(sandbox, 2)
+    sheet = write_csv(
+        tmp_path / "close.csv", ["chat_id", "chat_status"], [first.id, "pending"], ["", "pending"]
+    )
+    async with client_for(app) as client:
+        await upload(client, sheet)
+        view = await run_confirmed(app, client, "close")
+        page = (await client.get("/", params=q())).text
+    assert view.result is not None
+    assert view.result.counts == {"updated": 1, "skipped": 1}
+    assert (first.status, second.status) == ("closed", "empty")
+    assert "Close chats: close.csv" in page
+    assert 'aria-label="Problems"' not in page
+
+
+async def test_a_declined_update_changes_nothing(tmp_path: Path, sandbox: RunningSandbox) -> None:
+    """An Update whose plan is not confirmed sends no change, and the page says so."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
+    [chat] = add_chats(sandbox, 1)
+    sheet = write_csv(tmp_path / "changes.csv", ["chat_id", "chat_status"], [chat.id, "closed"])
+    async with client_for(app) as client:
+        await upload(client, sheet)
+        view = await run_confirmed(app, client, "update", go_on=False)
+        page = (await client.get("/", params=q())).text
+    assert view.result is not None
+    assert view.result.declined
+    assert "Not confirmed: nothing was changed." in page
+    assert sandbox.state.changes == []

@@ -1,6 +1,7 @@
 """The page in a real browser (the system's Chromium, driven by Playwright) against the
 sandbox over loopback: the whole path on the sample data, a refused key, Stop then resume,
-and a reload during a run. Elements are found as a person finds them, by role and name.
+a reload during a run, a migration closed again from its results workbook, and an update.
+Elements are found as a person finds them, by role and name.
 
 Each step leaves a screenshot under the test's tmp_path, to look at when one fails. Where
 no Chromium exists the tests fail with one line saying how to install it: never skipped.
@@ -22,7 +23,13 @@ from typing import Any
 import openpyxl
 import pytest
 
-from bulk_chats.sandbox import CUSTOMERS, RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.sandbox import (
+    CUSTOMERS,
+    DEPARTMENTS,
+    RunningSandbox,
+    SandboxConfig,
+    run_in_thread,
+)
 from bulk_chats.settings import ApiKey
 from bulk_chats.ui import RunningUi, UiConfig, run_ui_in_thread
 
@@ -157,11 +164,22 @@ def rows_csv(path: Path, rows: int) -> Path:
     return path
 
 
-def start_import(page: Any, *, rate: int) -> None:
-    """Import at `rate`, and Confirm the plan."""
+def start_run(page: Any, button: str = "Import", *, rate: int = FAST) -> None:
+    """Press `button` (Import, Update, Close chats) at `rate`, and Confirm the plan."""
     page.get_by_label("Requests per minute", exact=True).fill(str(rate))
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name=button, exact=True).click()
     page.get_by_role("button", name="Confirm").click()
+
+
+def download_results(page: Any, path: Path) -> list[dict[str, Any]]:
+    """Save the run's results workbook at `path`; its rows, by header."""
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download results").click()
+    download.value.save_as(path)
+    book = openpyxl.load_workbook(path, read_only=True)
+    header, *rows = book["results"].iter_rows(values_only=True)
+    book.close()
+    return [dict(zip(header, row, strict=True)) for row in rows]
 
 
 def wait_for_rows(page: Any, at_least: int) -> int:
@@ -229,15 +247,8 @@ def test_the_whole_path(
     expect(refused).to_contain_text("failed")
     shots(page, "imported")
 
-    with page.expect_download() as download:
-        page.get_by_role("link", name="Download results").click()
-    saved = tmp_path / "downloaded.xlsx"
-    download.value.save_as(saved)
-    book = openpyxl.load_workbook(saved, read_only=True)
-    rows = list(book["results"].iter_rows(values_only=True))
-    book.close()
-    header = list(rows[0])
-    statuses = Counter(row[header.index("status")] for row in rows[1:])
+    rows = download_results(page, tmp_path / "downloaded.xlsx")
+    statuses = Counter(row["status"] for row in rows)
     assert statuses == {"created": 8, "failed": 1, "invalid": 8, "duplicate": 1}
     assert len(sandbox.state.chats) == 8
 
@@ -270,7 +281,7 @@ def test_stop_in_the_middle_then_resume(
     page.get_by_label("Spreadsheet", exact=True).set_input_files(
         rows_csv(tmp_path / "sixty.csv", 60)
     )
-    start_import(page, rate=SLOW)
+    start_run(page, rate=SLOW)
     wait_for_rows(page, 2)
     shots(page, "running")
     page.get_by_role("button", name="Stop").click()
@@ -284,7 +295,7 @@ def test_stop_in_the_middle_then_resume(
     assert first["not_sent"] >= 1
     assert first["created"] + first["not_sent"] == 60
 
-    start_import(page, rate=FAST)
+    start_run(page)
     expect(page.get_by_role("status", name="Summary")).to_contain_text(
         f"created {first['not_sent']}"
     )
@@ -302,7 +313,7 @@ def test_a_reload_during_a_run(page: Any, tmp_path: Path, shots: Shots) -> None:
     page.get_by_label("Spreadsheet", exact=True).set_input_files(
         rows_csv(tmp_path / "sixty.csv", 60)
     )
-    start_import(page, rate=SLOW)
+    start_run(page, rate=SLOW)
     before = wait_for_rows(page, 1)
     page.reload()
     expect(page.get_by_text("Running…")).to_be_visible()
@@ -314,12 +325,20 @@ def test_a_reload_during_a_run(page: Any, tmp_path: Path, shots: Shots) -> None:
 
 
 def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
-    """Enter on a focused button starts the run, and when it ends the keyboard is left on
-    the Summary, which a screen reader announces."""
+    """The options and buttons are reached with Tab and set with Space; Enter on a focused
+    button starts the run, and when it ends the keyboard is left on the Summary, which a
+    screen reader announces."""
     page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.csv")
     validate = page.get_by_role("button", name="Validate")
     expect(validate).to_be_enabled()
     page.get_by_label("Requests per minute", exact=True).focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Chat status", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    create = page.get_by_label("Create customers", exact=True)
+    expect(create).to_be_focused()
+    page.keyboard.press("Space")
+    expect(create).to_be_checked()
     page.keyboard.press("Tab")
     expect(validate).to_be_focused()
     page.keyboard.press("Enter")
@@ -327,3 +346,80 @@ def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
     expect(summary).to_contain_text("valid 9")
     expect(summary).to_be_focused()
     shots(page, "keyboard")
+
+
+def test_a_migration_closed_again_from_its_results(
+    page: Any, sandbox: RunningSandbox, tmp_path: Path, shots: Shots
+) -> None:
+    """Import the migration sample with Create customers and Chat status closed, then
+    upload the downloaded results workbook and Close chats: every chat the import made
+    ends closed, and the Summary counts each row updated or already_updated."""
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "migration.csv")
+    page.get_by_label("Create customers", exact=True).check()
+    page.get_by_label("Chat status", exact=True).select_option("closed")
+    shots(page, "migration-options")
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_text("4 new customers")).to_be_visible()
+    shots(page, "migration-plan")
+    page.get_by_role("button", name="Confirm").click()
+    summary = page.get_by_role("status", name="Summary")
+    expect(summary).to_contain_text("created 10")
+    assert len(sandbox.state.created_customers) == 4
+    statuses = Counter(chat.status for chat in sandbox.state.chats)
+    assert statuses == {"closed": 8, "pending": 1, "opened": 1}
+    shots(page, "migration-imported")
+
+    results = tmp_path / "migration-results.xlsx"
+    created = {row["chat_id"] for row in download_results(page, results)}
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(results)
+    expect(page.get_by_label("chat_id", exact=True)).to_have_value("chat_id")
+    shots(page, "results-uploaded")
+    page.get_by_role("button", name="Close chats").click()
+    # The journal knows the import set 8 of them closed already.
+    expect(page.get_by_text("2 of 10 rows to send")).to_be_visible()
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_text("Done.")).to_be_visible()
+    counts = summary_counts(page)
+    assert counts == {"updated": 2, "already_updated": 8}
+    expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "2")
+    shots(page, "closed")
+    assert {chat.id for chat in sandbox.state.chats} == created
+    assert {chat.status for chat in sandbox.state.chats} == {"closed"}
+
+
+def test_an_update_changes_status_and_department(
+    page: Any, sandbox: RunningSandbox, tmp_path: Path, shots: Shots
+) -> None:
+    """Update on a sheet of chat ids: a chat's status and department change, a chat the
+    API does not have shows in the Problems table as failed."""
+    support, sales = DEPARTMENTS[0], DEPARTMENTS[1]
+    chats = [
+        sandbox.state.add_chat(
+            customer=customer, application=3838, assignee=None, department=support, payload={}
+        )
+        for customer in CUSTOMERS[:2]
+    ]
+    sheet = tmp_path / "changes.csv"
+    with sheet.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["Chat ID", "Department name", "Chat status"])
+        writer.writerow([chats[0].id, sales.name, "pending"])
+        writer.writerow([chats[1].id, "", "closed"])
+        writer.writerow([999_999, "", "closed"])
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(sheet)
+    expect(page.get_by_text("Update and Close chats can use this sheet")).to_be_visible()
+    expect(page.get_by_label("chat_id", exact=True)).to_have_value("Chat ID")
+    shots(page, "update-uploaded")
+    start_run(page, "Update")
+    summary = page.get_by_role("status", name="Summary")
+    expect(summary).to_contain_text("updated 2")
+    assert summary_counts(page) == {"updated": 2, "failed": 1}
+    missing = (
+        page.get_by_role("table", name="Problems").get_by_role("row").filter(has_text="failed")
+    )
+    expect(missing.get_by_role("cell")).to_have_text(
+        ["4", "failed", "chat_id", "999999", re.compile(r"\w")]
+    )
+    shots(page, "updated")
+    assert (chats[0].department, chats[0].status) == (sales, "pending")
+    assert (chats[1].department, chats[1].status) == (support, "closed")

@@ -1,11 +1,9 @@
 """The page's web application: one user's uploaded sheet, its column mapping, and the runs.
 
-A local server is still a server. Every request must carry the random token the command
-printed, and a `Host` of the loopback address and port it serves on: a page elsewhere
-cannot reach in by DNS rebinding, nor guess the token. Uploads land under the reports
-folder, owner-only and size-capped. The page is rendered here, with Jinja2 escaping every
-value from a sheet; its script only sends actions, follows progress (server-sent events)
-and swaps in the regions the server renders again.
+Every request passes the token and `Host` checks first (`guard.py`); uploads are stored by
+`uploads.py` and read for the mapping by `preview.py`. The page is rendered here, with
+Jinja2 escaping every value from a sheet; its script only sends actions, follows progress
+(server-sent events) and swaps in the regions the server renders again.
 
 The API key, from the environment or typed into the page, reaches a run's `Settings` and
 nothing else: no response, log or file carries it.
@@ -14,12 +12,9 @@ nothing else: no response, log or file carries it.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shlex
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,31 +26,24 @@ from starlette.responses import (
     FileResponse,
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     Response,
     StreamingResponse,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bulk_chats import owner_only
-from bulk_chats.errors import InputError
-from bulk_chats.fields import FIELD_NAMES, ID_FIELDS, names_for
-from bulk_chats.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES, Sheet, load_sheet
+from bulk_chats.fields import FIELD_NAMES
 from bulk_chats.pipeline import RunResult
 from bulk_chats.progress import limit_text
 from bulk_chats.records import Status
 from bulk_chats.report import STATUS_COLOURS
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
+from bulk_chats.ui.guard import Guard
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
+from bulk_chats.ui.preview import Preview, column_options, mapping_fields, read_preview
 from bulk_chats.ui.problems import Problems, read_problems
-from bulk_chats.ui.sheet_names import sheet_names
-
-DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024
-"""Bytes an upload may have (a million-row CSV is about 100 MB)."""
-
-UPLOADS = "uploads"
-"""The folder under the reports folder where uploads land, one subfolder each."""
+from bulk_chats.ui.uploads import DEFAULT_MAX_UPLOAD, Upload, UploadRefused, receive_upload
+from bulk_chats.validation import CHAT_STATUSES, chat_status_spelling
 
 EVENT_INTERVAL = 0.25
 """Seconds between looks at a run for the page's progress events."""
@@ -64,22 +52,6 @@ HEARTBEAT = 15.0
 """Seconds of quiet after which an event stream sends a comment, to keep it open."""
 
 _HERE = Path(__file__).parent
-_SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'none'"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
-]
-
-
-def mapping_fields() -> tuple[str, ...]:
-    """The fields the mapping offers, in the order a person reads them: each id field and
-    then the names that may stand in for it, then the rest. From the vocabulary, so that a
-    new field shows up on the page by itself."""
-    order: list[str] = []
-    for name in ID_FIELDS:
-        order += [name, *names_for(name)]
-    return (*order, *(name for name in FIELD_NAMES if name not in order))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,28 +67,6 @@ class UiConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
 
 
-@dataclass(slots=True)
-class _Upload:
-    """The sheet the page works on, and the user's choices for reading it."""
-
-    path: Path
-    name: str
-    sheets: list[str]
-    sheet: str | None = None
-    columns: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Preview:
-    """How the loader reads the upload with the current choices: the headers, which one
-    each field is read from, and the loader's error when the sheet is not usable yet."""
-
-    headers: tuple[str, ...] = ()
-    mapping: dict[str, str] = field(default_factory=dict)
-    rows: int = 0
-    error: str | None = None
-
-
 class UiApp:
     """The page's state and its ASGI application (`.asgi`).
 
@@ -129,7 +79,7 @@ class UiApp:
         self.token = token
         self._hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
         self._lock = threading.Lock()
-        self._upload: _Upload | None = None
+        self._upload: Upload | None = None
         self._preview = Preview()
         self._jobs: dict[int, Job] = {}
         self._job: Job | None = None
@@ -153,7 +103,7 @@ class UiApp:
             Route("/download/{job:int}", self.download),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
-        self.asgi = _Guard(Starlette(routes=routes), token=token, hosts=self._hosts)
+        self.asgi = Guard(Starlette(routes=routes), token=token, hosts=self._hosts)
 
     @property
     def job(self) -> Job | None:
@@ -172,7 +122,8 @@ class UiApp:
             upload=upload,
             preview=self._preview,
             fields=mapping_fields(),
-            column_options=_column_options(upload),
+            column_options=column_options(upload),
+            chat_statuses=CHAT_STATUSES,
             kinds=list(JOB_KINDS.values()),
             job=view,
             problems=problems,
@@ -195,30 +146,12 @@ class UiApp:
         """Store the request body (the file itself) under the reports folder, 0600."""
         if self._busy():
             return self._not_now()
-        name = _safe_name(request.query_params.get("name", ""))
-        if Path(name).suffix.lower() not in CSV_SUFFIXES | WORKBOOK_SUFFIXES:
-            return _error(
-                f"{name or 'the file'}: not a spreadsheet; choose a .csv, .xlsx, .xls or .ods file",
-                400,
-            )
-        cap = self.config.max_upload_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            return _error(_too_large(name, cap), 413)
-        folder = self.config.reports_dir / UPLOADS / secrets.token_hex(8)
-        path = folder / name
         try:
-            owner_only.make_folder(folder)  # reports/ and uploads/ too, if new
-            size = await _store(request.stream(), path, cap)
-        except OSError as exc:
-            return _error(f"cannot store the upload under {folder}: {exc.strerror}", 500)
-        if size is None:
-            return _error(_too_large(name, cap), 413)
-        if not size:
-            path.unlink(missing_ok=True)
-            return _error(f"{name}: the file is empty", 400)
-        sheets = await anyio.to_thread.run_sync(_sheets_of, path)
-        upload = _Upload(path=path, name=name, sheets=sheets)
+            upload = await receive_upload(
+                request, reports_dir=self.config.reports_dir, cap=self.config.max_upload_bytes
+            )
+        except UploadRefused as exc:
+            return _error(str(exc), exc.status)
         await self._set_upload(upload)
         return JSONResponse({"ok": True})
 
@@ -252,8 +185,8 @@ class UiApp:
         await self._set_upload(replace(upload, columns=columns))
         return JSONResponse({"ok": True})
 
-    async def _set_upload(self, upload: _Upload) -> None:
-        preview = await anyio.to_thread.run_sync(_preview, upload)
+    async def _set_upload(self, upload: Upload) -> None:
+        preview = await anyio.to_thread.run_sync(read_preview, upload)
         with self._lock:
             self._upload, self._preview = upload, preview
 
@@ -278,6 +211,15 @@ class UiApp:
         key = ApiKey(typed) if typed and not self.config.sandbox else self.config.api_key
         if kind.sends and key is None:
             return _error("type the API key first (Settings → Developers → Public API)", 400)
+        typed_status = str(body.get("chat_status") or "").strip()
+        status = chat_status_spelling(typed_status) if typed_status else None
+        if typed_status and status is None:
+            return _error(
+                f"chat status: {typed_status!r} is not one; use one of " + ", ".join(CHAT_STATUSES),
+                400,
+            )
+        # The options go to every run; a library call ignores what it does not read
+        # (`close` sets closed whatever the cells or the option say).
         settings = Settings(
             input_path=upload.path,
             sheet=upload.sheet,
@@ -286,6 +228,8 @@ class UiApp:
             base_url=self.config.base_url,
             api_key=key if kind.sends else None,
             reports_dir=self.config.reports_dir,
+            chat_status=status,
+            create_customers=body.get("create_customers") is True,
         )
         with self._lock:
             if self._job is not None and self._job.view().active:
@@ -360,116 +304,6 @@ class UiApp:
 
     def _busy(self) -> bool:
         return self._job is not None and self._job.view().active
-
-
-class _Guard:
-    """Refuse (403) a request without the token or with a foreign `Host`; add the security
-    headers to every answer."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], *, token: str, hosts: set[str]) -> None:
-        self._app = app
-        self._token = token
-        self._hosts = hosts
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":  # the page has none: refuse before anything else
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        request = Request(scope)
-        host = request.headers.get("host", "").lower()
-        token = request.query_params.get("token", "")
-        if host not in self._hosts:
-            refusal = "refused: this page answers only on its loopback address"
-        elif not secrets.compare_digest(token.encode(), self._token.encode()):
-            refusal = "refused: open the address `bulk-chats ui` printed, token included"
-        else:
-            refusal = ""
-        if refusal:
-            response = PlainTextResponse(refusal, status_code=403)
-            await response(scope, receive, _with_headers(send))
-            return
-        await self._app(scope, receive, _with_headers(send))
-
-
-def _with_headers(send: Any) -> Any:
-    async def sending(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
-        await send(message)
-
-    return sending
-
-
-async def _store(chunks: AsyncIterator[bytes], path: Path, cap: int) -> int | None:
-    """Write `chunks` to a new owner-only file at `path`; its size, or None (and no file)
-    once it passes `cap` bytes."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    size = 0
-    with os.fdopen(fd, "wb") as out:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > cap:
-                break
-            out.write(chunk)
-    if size > cap:
-        path.unlink(missing_ok=True)
-        return None
-    return size
-
-
-def _safe_name(name: str) -> str:
-    """The file's own name, without folders or characters that mean something to a shell
-    or a file system; at most 100 characters."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    kept = "".join(c if c.isalnum() or c in " ._-()" else "_" for c in base).strip(" .")
-    stem, dot, suffix = kept.rpartition(".")
-    if not dot:
-        return kept[:100]
-    return f"{stem[: 99 - len(suffix)]}.{suffix}"
-
-
-def _too_large(name: str, cap: int) -> str:
-    return (
-        f"{name}: larger than {cap // (1024 * 1024)} MB, the most the page takes; use "
-        "`bulk-chats import` in a terminal"
-    )
-
-
-def _sheets_of(path: Path) -> list[str]:
-    return sheet_names(path) if path.suffix.lower() in WORKBOOK_SUFFIXES else []
-
-
-def _preview(upload: _Upload) -> Preview:
-    """Read the upload as a run would; when a required column is missing, read it again
-    without that check, to offer its headers for the mapping."""
-    sheet: Sheet | None = None
-    error = None
-    try:
-        sheet = load_sheet(upload.path, sheet=upload.sheet, columns=upload.columns)
-    except InputError as exc:
-        error = str(exc).replace(str(upload.path), upload.name)
-        try:
-            sheet = load_sheet(
-                upload.path, sheet=upload.sheet, columns=upload.columns, require=False
-            )
-        except InputError:
-            sheet = None
-    if sheet is None:
-        return Preview(error=error)
-    mapping = {name: sheet.headers[position] for name, position in sheet.fields.items()}
-    return Preview(headers=tuple(sheet.headers), mapping=mapping, rows=len(sheet), error=error)
-
-
-def _column_options(upload: _Upload | None) -> str:
-    """The `--column` options the page's mapping amounts to, as a shell would take them."""
-    if upload is None:
-        return ""
-    return " ".join(
-        f"--column {shlex.quote(f'{name}={header}')}" for name, header in upload.columns.items()
-    )
 
 
 async def _json(request: Request) -> dict[str, Any]:

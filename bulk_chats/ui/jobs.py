@@ -5,7 +5,7 @@ loop of its own, calling the same library functions as the command line; the pag
 watches it (a reload finds it again). Stop is Ctrl-C's first press in `import`: no new
 rows start, requests in flight finish, the results workbook is written.
 
-Adding a command to the page (update, close) is one `JobKind` entry in `JOB_KINDS`.
+Adding a command to the page is one `JobKind` entry in `JOB_KINDS`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import anyio
 
+from bulk_chats.changing import close_file, update_file
 from bulk_chats.errors import BulkChatsError
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
 from bulk_chats.records import Outcome, Status
@@ -50,13 +51,16 @@ RunFunction = Callable[[Settings, Hooks], Awaitable[RunResult]]
 class JobKind:
     """One thing the page can run: its button's name, whether it talks to the API (and so
     needs the key), whether it sends rows (and so shows a progress bar), and the library
-    call."""
+    call. `chats`: its rows name chats that exist by `chat_id` (`load_sheet(chats=True)`);
+    `effect` is what it does to chats, for the page's sentences ("nothing was created")."""
 
     name: str
     label: str
     sends: bool
     run: RunFunction
     progress: bool = False
+    chats: bool = False
+    effect: str = "created"
 
 
 async def _validate(settings: Settings, hooks: Hooks) -> RunResult:
@@ -68,13 +72,32 @@ async def _dry_run(settings: Settings, hooks: Hooks) -> RunResult:
     return await import_file(replace(settings, dry_run=True), notify=hooks.notify, stop=hooks.stop)
 
 
-async def _import(settings: Settings, hooks: Hooks) -> RunResult:
-    return await import_file(
-        settings,
-        progress=hooks.progress,
-        confirm=hooks.confirm,
-        notify=hooks.notify,
-        stop=hooks.stop,
+def _sending(function: Callable[..., Awaitable[RunResult]]) -> RunFunction:
+    """A run of `import_file`, `update_file` or `close_file` with all of the page's hooks:
+    they share the pre-flight, the plan and its Confirm, the sending and Stop."""
+
+    async def run(settings: Settings, hooks: Hooks) -> RunResult:
+        return await function(
+            settings,
+            progress=hooks.progress,
+            confirm=hooks.confirm,
+            notify=hooks.notify,
+            stop=hooks.stop,
+        )
+
+    return run
+
+
+def _changing(name: str, label: str, function: Callable[..., Awaitable[RunResult]]) -> JobKind:
+    """A run that changes chats that exist, which its rows name by `chat_id`."""
+    return JobKind(
+        name,
+        label,
+        sends=True,
+        run=_sending(function),
+        progress=True,
+        chats=True,
+        effect="changed",
     )
 
 
@@ -83,7 +106,9 @@ JOB_KINDS: dict[str, JobKind] = {
     for kind in (
         JobKind("validate", "Validate", sends=False, run=_validate),
         JobKind("dry_run", "Dry run", sends=True, run=_dry_run),
-        JobKind("import", "Import", sends=True, run=_import, progress=True),
+        JobKind("import", "Import", sends=True, run=_sending(import_file), progress=True),
+        _changing("update", "Update", update_file),
+        _changing("close", "Close chats", close_file),
     )
 }
 """Every run the page offers, in button order."""

@@ -17,7 +17,18 @@ from bulk_chats.records import Status
 MAX_PROBLEMS = 500
 """Rows the table shows at most; the workbook has them all."""
 
-_FINE = frozenset({Status.VALID.value, Status.CREATED.value, Status.ALREADY_CREATED.value})
+_FINE = frozenset(
+    status.value
+    for status in (
+        Status.VALID,
+        Status.CREATED,
+        Status.ALREADY_CREATED,
+        Status.UPDATED,
+        Status.ALREADY_UPDATED,
+        # A row with nothing to change, or (closing) without a chat: nothing to fix.
+        Status.SKIPPED,
+    )
+)
 _UNREACHED = Status.NOT_SENT.value
 """Rows a run did not reach (Stop, a refused key): the summary counts them; they are not
 problems of the row to fix."""
@@ -46,8 +57,8 @@ class Problems:
 
 
 def read_problems(out: Path, field_headers: Mapping[str, str]) -> Problems:
-    """The rows of the results workbook at `out` that did not end valid, created or
-    not_sent.
+    """The rows of the results workbook at `out` that did not end valid, created,
+    updated (now or earlier), skipped or not_sent.
 
     `field_headers` maps a field to the input header it was read from, to show the cell's
     value. A CSV results file or an unreadable workbook gives no problems (the summary
@@ -76,14 +87,20 @@ def read_problems(out: Path, field_headers: Mapping[str, str]) -> Problems:
         count += 1
         if len(shown) >= MAX_PROBLEMS:
             continue
+        chat = _cell(row[at["chat_id"]]) if "chat_id" in at else ""
         for field, message in _messages(str(row[at["error_message"]])):
             column = _column(at, field_headers.get(field)) if field else None
+            value = _cell(row[column]) if column is not None else ""
+            if field in ("", "chat_id") and not value and chat:
+                # A change the API refused concerns the whole row: show which chat. (Update
+                # and Close chats do not echo their input's chat_id; the results' has it.)
+                field, value = "chat_id", chat
             shown.append(
                 Problem(
                     source_row=int(_cell(row[at["source_row"]]) or 0),
                     status=status,
                     field=field,
-                    value=_cell(row[column]) if column is not None else "",
+                    value=value,
                     message=message,
                 )
             )

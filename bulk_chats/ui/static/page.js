@@ -157,6 +157,8 @@
         kind: button.dataset.run,
         rate: document.getElementById("rate").value,
         api_key: key && button.dataset.run !== "validate" ? key.value : "",
+        chat_status: document.getElementById("chat-status").value,
+        create_customers: document.getElementById("create-customers").checked,
       };
       if (await post("/run", body)) {
         startedHere = true;

@@ -1,0 +1,117 @@
+"""The page's uploads: the file the user chose, stored under the reports folder.
+
+An upload lands in a folder of its own under `reports/uploads/`, owner-only as the
+journal and the results workbooks are (it holds the same customer data), with the file's
+own name stripped of folders and odd characters, and no bigger than the cap: a body is
+cut off as soon as it passes it, whatever its declared length.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from starlette.requests import Request
+
+from bulk_chats import owner_only
+from bulk_chats.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES
+from bulk_chats.ui.sheet_names import sheet_names
+
+DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024
+"""Bytes an upload may have (a million-row CSV is about 100 MB)."""
+
+UPLOADS = "uploads"
+"""The folder under the reports folder where uploads land, one subfolder each."""
+
+
+@dataclass(slots=True)
+class Upload:
+    """The sheet the page works on, and the user's choices for reading it: the workbook's
+    sheet (None: the first) and the `--column` mapping."""
+
+    path: Path
+    name: str
+    sheets: list[str]
+    sheet: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+class UploadRefused(Exception):
+    """An upload the page does not take: the message for the user, and the HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def receive_upload(request: Request, *, reports_dir: Path, cap: int) -> Upload:
+    """Store the request's body (the file itself; its name in the `name` query parameter)
+    under `reports_dir`, 0600 in 0700 folders; at most `cap` bytes. Raises UploadRefused."""
+    name = _safe_name(request.query_params.get("name", ""))
+    if Path(name).suffix.lower() not in CSV_SUFFIXES | WORKBOOK_SUFFIXES:
+        raise UploadRefused(
+            f"{name or 'the file'}: not a spreadsheet; choose a .csv, .xlsx, .xls or .ods file",
+            400,
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise UploadRefused(_too_large(name, cap), 413)
+    folder = reports_dir / UPLOADS / secrets.token_hex(8)
+    path = folder / name
+    try:
+        owner_only.make_folder(folder)  # reports/ and uploads/ too, if new
+        size = await _store(request.stream(), path, cap)
+    except OSError as exc:
+        raise UploadRefused(
+            f"cannot store the upload under {folder}: {exc.strerror}", 500
+        ) from None
+    if size is None:
+        raise UploadRefused(_too_large(name, cap), 413)
+    if not size:
+        path.unlink(missing_ok=True)
+        raise UploadRefused(f"{name}: the file is empty", 400)
+    sheets = await anyio.to_thread.run_sync(_sheets_of, path)
+    return Upload(path=path, name=name, sheets=sheets)
+
+
+async def _store(chunks: AsyncIterator[bytes], path: Path, cap: int) -> int | None:
+    """Write `chunks` to a new owner-only file at `path`; its size, or None (and no file)
+    once it passes `cap` bytes."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    size = 0
+    with os.fdopen(fd, "wb") as out:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > cap:
+                break
+            out.write(chunk)
+    if size > cap:
+        path.unlink(missing_ok=True)
+        return None
+    return size
+
+
+def _safe_name(name: str) -> str:
+    """The file's own name, without folders or characters that mean something to a shell
+    or a file system; at most 100 characters."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    kept = "".join(c if c.isalnum() or c in " ._-()" else "_" for c in base).strip(" .")
+    stem, dot, suffix = kept.rpartition(".")
+    if not dot:
+        return kept[:100]
+    return f"{stem[: 99 - len(suffix)]}.{suffix}"
+
+
+def _too_large(name: str, cap: int) -> str:
+    return (
+        f"{name}: larger than {cap // (1024 * 1024)} MB, the most the page takes; use "
+        "`bulk-chats import` in a terminal"
+    )
+
+
+def _sheets_of(path: Path) -> list[str]:
+    return sheet_names(path) if path.suffix.lower() in WORKBOOK_SUFFIXES else []
