@@ -20,13 +20,8 @@ import httpx
 
 from bulk_chats import owner_only
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.customers import (
-    Lookups,
-    create_customers,
-    created_earlier,
-    look_up_customers,
-    search_requests,
-)
+from bulk_chats.customer_creation import create_customers, created_earlier
+from bulk_chats.customers import Lookups, look_up_customers, search_requests
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
 from bulk_chats.fields import RESULT_COLUMNS
 from bulk_chats.journal import Journal, journal_path, scope_for
