@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from bulk_chats.changing import close_file, update_file
+from bulk_chats.column_checks import CHAT_STATUSES, chat_status_spelling
 from bulk_chats.errors import BulkChatsError, InputError
 from bulk_chats.interrupt import EXIT_INTERRUPTED, Job, run_interruptible
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
@@ -31,7 +32,6 @@ from bulk_chats.settings import (
     check_base_url,
     read_api_key,
 )
-from bulk_chats.validation import CHAT_STATUSES, chat_status_spelling
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
