@@ -51,26 +51,21 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from bulk_chats.sandbox.answers import (
     NOT_BLANK,
     NUMERIC,
     Entry,
     Refusal,
-    error_response,
     id_field,
     is_id,
     json_object,
     text_field,
 )
 from bulk_chats.sandbox.config import SandboxConfig
-from bulk_chats.sandbox.gate import Clock, Gate, Sleep
+from bulk_chats.sandbox.gate import Clock, Gate, Handler, Sleep
 from bulk_chats.sandbox.search import CHAT_FIELDS, CUSTOMER_FIELDS, Page, parse_page, search
 from bulk_chats.sandbox.seed import Customer
 from bulk_chats.sandbox.state import (
@@ -108,16 +103,8 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 class SandboxApp(Gate):
     """The ASGI app of one sandbox. `state` is what it stores; `config` how it behaves."""
 
-    def __init__(
-        self,
-        config: SandboxConfig,
-        state: SandboxState,
-        *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = anyio.sleep,
-    ) -> None:
-        super().__init__(config, state, clock=clock, sleep=sleep)
-        v1 = [
+    def _endpoints(self) -> list[tuple[str, str, Handler]]:
+        return [
             ("POST", "/v1/chats", self._create_chat),
             ("POST", "/v1/messages", self._create_message),
             ("GET", "/v1/chats/{id:int}/messages", self._list_messages),
@@ -130,23 +117,6 @@ class SandboxApp(Gate):
             ("PUT", "/v1/chats/assignee", self._set_assignee),
             ("PUT", "/v1/chats/department", self._set_department),
         ]
-        self._router = Starlette(
-            routes=[
-                *(
-                    Route(
-                        path,
-                        self._v1(handler, f"{method} {path.replace(':int', '')}"),
-                        methods=[method],
-                    )
-                    for method, path, handler in v1
-                ),
-                Route("/_sandbox/state", self._inspect, methods=["GET"]),
-            ],
-            exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._router(scope, receive, send)
 
     async def _create_chat(self, request: Request) -> Response:
         fault, body = await self._begin(request, "chats")
@@ -352,9 +322,6 @@ class SandboxApp(Gate):
         self.state.update_chat(chat, field, value)
         return await self._answer(request, fault, JSONResponse(self._chat_json(chat)))
 
-    async def _inspect(self, request: Request) -> Response:
-        return JSONResponse(self.state.snapshot())
-
 
 def create_app(
     config: SandboxConfig | None = None,
@@ -401,9 +368,3 @@ def _page(request: Request) -> Page:
     if errors:
         raise Refusal(400, *errors)
     return page
-
-
-async def _http_error(request: Request, exc: HTTPException) -> Response:
-    """Unknown paths and methods answer in the API's error shape too."""
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, (code, str(exc.detail)), headers=exc.headers)

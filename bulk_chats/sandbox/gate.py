@@ -46,8 +46,12 @@ from typing import Any
 
 import anyio
 import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bulk_chats.sandbox.answers import Refusal, error_response, json_object
 from bulk_chats.sandbox.config import WINDOW_SECONDS, SandboxConfig
@@ -58,6 +62,9 @@ Clock = Callable[[], float]
 
 Sleep = Callable[[float], Awaitable[None]]
 """Waits the given seconds, for latency and `slow_after`."""
+
+Handler = Callable[[Request], Awaitable[Response]]
+"""An endpoint."""
 
 DROP_CONNECTION = "bulk_chats.sandbox.drop_connection"
 """The key under `scope["extensions"]` of the sandbox server's "close this connection"."""
@@ -95,8 +102,8 @@ class SlidingWindow:
 
 
 class Gate:
-    """Latency, counting, authentication, the rate limit and the faults of a sandbox's
-    `/v1` requests, around the endpoints a subclass (`SandboxApp`) provides."""
+    """The routing, latency, counting, authentication, rate limit and faults of a sandbox's
+    requests, around the `/v1` endpoints a subclass (`SandboxApp`) provides."""
 
     def __init__(
         self,
@@ -118,6 +125,30 @@ class Gate:
         self._pauses: set[anyio.CancelScope] = set()
         self._closing = False
         self._authenticated = 0
+        self._router = Starlette(
+            routes=[
+                *(
+                    Route(
+                        path,
+                        self._v1(handler, f"{method} {path.replace(':int', '')}"),
+                        methods=[method],
+                    )
+                    for method, path, handler in self._endpoints()
+                ),
+                Route("/_sandbox/state", self._inspect, methods=["GET"]),
+            ],
+            exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+        )
+
+    def _endpoints(self) -> list[tuple[str, str, Handler]]:
+        """The `/v1` endpoints: (method, path, handler) each."""
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._router(scope, receive, send)
+
+    async def _inspect(self, request: Request) -> Response:
+        return JSONResponse(self.state.snapshot())
 
     def close(self) -> None:
         """Cut short every pause in progress and skip later ones, so a server stops soon.
@@ -240,3 +271,9 @@ def _drop(request: Request) -> Response:
     drop()
     # The connection is closed: this answer goes nowhere, it only ends the handler.
     return Response(status_code=500)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Unknown paths and methods answer in the API's error shape too."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, (code, str(exc.detail)), headers=exc.headers)
