@@ -69,8 +69,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 DROP_CONNECTION = "bulk_chats.sandbox.drop_connection"
 """The key under `scope["extensions"]` of the sandbox server's "close this connection"."""
 
-
 _BEFORE = frozenset({"error_before", "unavailable", "drop_before"})
+"""The faults answered before the endpoint reads the body."""
 
 
 class _Answered(Exception):
@@ -188,9 +188,7 @@ class Gate:
         self._authenticated += 1
         return True
 
-    def _v1(
-        self, handler: Callable[[Request], Awaitable[Response]], label: str
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def _v1(self, handler: Handler, label: str) -> Handler:
         """`handler` behind latency, counting (as `label`), authentication and the rate
         limit."""
 
