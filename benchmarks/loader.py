@@ -70,9 +70,11 @@ frame.to_csv(sys.argv[2], index=False)
 
 @dataclass(frozen=True, slots=True)
 class Measure:
-    """One process run: wall seconds, peak resident memory in MiB, exit status."""
+    """One process run: wall seconds, CPU seconds (user and system, its children's
+    included), peak resident memory in MiB, exit status."""
 
     seconds: float
+    cpu_seconds: float
     peak_mib: float
     returncode: int
 
@@ -161,7 +163,8 @@ def run(command: Sequence[str], *, cwd: Path, timeout: float = TIMEOUT) -> Measu
     if process.returncode < 0:
         raise SystemExit(f"killed after {timeout:.0f} s: {shlex.join(command)}")
     # ru_maxrss is in KiB on Linux.
-    return Measure(seconds, usage.ru_maxrss / 1024, process.returncode)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measure(seconds, cpu, usage.ru_maxrss / 1024, process.returncode)
 
 
 def measure(
@@ -170,7 +173,8 @@ def measure(
     """Each command's fastest of `repeat` runs (memory: the highest peak seen).
 
     The commands take turns, round after round, so that a busy spell of the machine
-    slows a command and its baseline alike rather than one of them.
+    slows a command and its baseline alike rather than one of them. CPU time is shown
+    too: on a machine busy with other work it varies less than wall time.
     """
     runs: dict[str, list[Measure]] = {name: [] for name in commands}
     for _ in range(repeat):
@@ -183,6 +187,7 @@ def measure(
     return {
         name: Measure(
             seconds=min(m.seconds for m in found),
+            cpu_seconds=min(m.cpu_seconds for m in found),
             peak_mib=max(m.peak_mib for m in found),
             returncode=found[0].returncode,
         )
@@ -326,7 +331,10 @@ def _bench(
     for name, command in commands.items():
         m = measures[name]
         shown = [Path(command[0]).name.replace(Path(python).name, "python"), *command[1:]]
-        print(f"{name:14} {m.seconds:7.2f} s  peak {m.peak_mib:6.0f} MiB   $ {shlex.join(shown)}")
+        print(
+            f"{name:14} {m.seconds:7.2f} s  cpu {m.cpu_seconds:6.2f} s  peak {m.peak_mib:6.0f} MiB"
+            f"   $ {shlex.join(shown)}"
+        )
 
     print()
     for kind, rows_count, target in (
@@ -340,7 +348,8 @@ def _bench(
         print(
             f"{kind}: validate {rows_count / tool_m.seconds:,.0f} rows/s; "
             f"{tool_m.seconds:.2f} s / baseline {base_m.seconds:.2f} s = {ratio:.2f}x "
-            f"(target <= {target}x) {verdict(ok)}"
+            f"(target <= {target}x) {verdict(ok)}; "
+            f"cpu {tool_m.cpu_seconds / base_m.cpu_seconds:.2f}x"
         )
     peak = measures["csv validate"].peak_mib
     ok = peak <= CSV_MEMORY_TARGET_MIB

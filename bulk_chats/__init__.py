@@ -20,7 +20,8 @@ from bulk_chats.errors import (
     ReportError,
 )
 from bulk_chats.loading import Sheet, load_sheet
-from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
+from bulk_chats.pipeline import import_file, validate_file
+from bulk_chats.plan import Plan
 from bulk_chats.records import (
     ChangeRequest,
     ChatChange,
@@ -30,6 +31,7 @@ from bulk_chats.records import (
     RowProblem,
     Status,
 )
+from bulk_chats.runs import RunResult
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, ApiKey, Settings, read_api_key
 from bulk_chats.validation import Validation, validate_sheet
 from bulk_chats.validation_changes import validate_changes

@@ -9,7 +9,7 @@ workbook. Nothing here prints: notices go to the `notify` callback.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 import anyio
@@ -18,20 +18,20 @@ import httpx
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import InputError
 from bulk_chats.loading import load_sheet
-from bulk_chats.pipeline import (
-    Notify,
-    Plan,
-    RunResult,
-    _ending,
-    _open_journal,
-    _read_directory,
-    _results_for,
-    open_limiter,
-)
+from bulk_chats.plan import Plan, plan_changes
 from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, Outcome, Status
 from bulk_chats.resolve import Preflight, check_rows
 from bulk_chats.rows import changes_to_send
+from bulk_chats.runs import (
+    Notify,
+    RunResult,
+    end_rows,
+    open_journal,
+    open_limiter,
+    preflight_read,
+    results_for,
+)
 from bulk_chats.settings import Settings
 from bulk_chats.throttle import default_concurrency
 from bulk_chats.updating import send_changes
@@ -117,13 +117,11 @@ async def _change_file(
         settings.input_path, sheet=settings.sheet, columns=settings.columns, chats=True
     )
     validation = validate_changes(sheet, close=close, chat_status=settings.chat_status)
-    results = _results_for(
-        settings, sheet, validation, mode="close" if close else "update", now=now
-    )
+    results = results_for(settings, sheet, validation, mode="close" if close else "update", now=now)
     rows = changes_to_send(sheet, validation)
     sink = progress or NullProgress()
 
-    with _open_journal(settings) as journal:
+    with open_journal(settings) as journal:
         limiter = open_limiter(settings.rate, journal, sink)
         results.limiter = limiter
         concurrency = settings.concurrency or default_concurrency(limiter.rate)
@@ -131,7 +129,7 @@ async def _change_file(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
             drafts = [_draft(row) for row in rows]
-            directory = await _read_directory(client, drafts, results, tell, rows=rows)
+            directory = await preflight_read(client, drafts, results, tell, rows=rows)
             if isinstance(directory, RunResult):
                 return directory
             checked, rejected, warnings = _checked(rows, check_rows(drafts, directory))
@@ -141,7 +139,7 @@ async def _change_file(
             applied = journal.applied_changes(row.chat_id for row in checked)
             to_send, finished = _resume(checked, applied)
             results.record(finished)
-            plan = _plan(
+            plan = plan_changes(
                 validation.counts(),
                 to_send,
                 finished,
@@ -153,7 +151,7 @@ async def _change_file(
             results.plan = plan
             if confirm is not None and to_send and not confirm(plan):
                 declined = "not sent: the run was not confirmed"
-                results.record(_ending(to_send, Status.NOT_SENT, declined))
+                results.record(end_rows(to_send, Status.NOT_SENT, declined))
                 return results.finish(declined=True)
 
             result = await send_changes(
@@ -221,33 +219,3 @@ def _resume(
 
 def _key(row: ChangeRequest, change: ChatChange) -> tuple[int, str, str]:
     return (row.chat_id, change.field, change.journal_value)
-
-
-def _plan(
-    counts: Mapping[str, int],
-    to_send: Sequence[ChangeRequest],
-    finished: Sequence[Outcome],
-    rejected: Sequence[Outcome],
-    *,
-    rate: float,
-    warnings: int,
-) -> Plan:
-    """What the changes will cost at `rate` requests per minute; `warnings` rows are sent
-    despite a warning."""
-    changes = sum(len(row.pending) for row in to_send)
-    invalid = counts.get(Status.INVALID.value, 0) + counts.get(Status.DUPLICATE.value, 0)
-    return Plan(
-        rows=sum(counts.values()),
-        to_send=len(to_send),
-        chats=0,
-        messages=0,
-        lookups=0,
-        requests=changes,
-        seconds=changes * 60 / rate,
-        already_done=len(finished),
-        not_to_send=invalid + len(rejected),
-        rate=rate,
-        warnings=warnings,
-        changes=changes,
-        updating=True,
-    )

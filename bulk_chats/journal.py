@@ -3,36 +3,29 @@
 It is what lets the same command, run again after a Ctrl-C, a `kill -9` or a power cut,
 send only what is left and create no chat twice (PRODUCT.md › Sending); `resume` reads it
 to plan the next run. This module only stores: one entry per row and scope, overwritten
-as the row progresses, plus an append-only history of events.
-
-Each `attempt` is on disk before its request goes out, and each `record` as soon as the
-outcome is known: one short transaction per call, in WAL mode with `synchronous=FULL`.
-WAL's usual `NORMAL` may lose the last commits to a crash of the machine, and a lost
-announcement is exactly the case that duplicates a chat. A failed write raises
-`JournalError`, and the request it would have announced must not be sent.
+as the row progresses, plus an append-only history of events. Each `attempt` is on disk
+before its request goes out, and each `record` as soon as the outcome is known
+(`journal_store` says how).
 
 A row is known by `ChatRequest.key` within a scope, the API root (`scope_for`), never by
 file name or row number: the user re-runs the results workbook, sorts it or re-exports it.
-The API key is never stored. One run at a time holds a scope (`lock.ScopeLock`).
+The API key is never stored.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-from bulk_chats.errors import ApiError, JournalError
-from bulk_chats.journal_schema import SENDING, connect
-from bulk_chats.lock import ScopeLock
-from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
+from bulk_chats.errors import JournalError
+from bulk_chats.journal_changes import ChangeStore
+from bulk_chats.journal_customers import CustomerStore
+from bulk_chats.journal_schema import SENDING
+from bulk_chats.records import ChatRequest, Outcome, Status
 
 JOURNAL_NAME: Final = "journal.sqlite3"
 """The journal's file name in the reports directory."""
@@ -42,9 +35,6 @@ RECORDED_STATUSES: Final = frozenset(
 )
 """The outcomes the journal keeps. The others (`valid`, `invalid`, `duplicate`,
 `already_created`) say nothing new about the account and are ignored by `Journal.record`."""
-
-_SELECT_CHUNK = 500
-"""Keys per `IN (...)` query, well under SQLite's limit on bound parameters."""
 
 
 def journal_path(reports_dir: Path) -> Path:
@@ -95,84 +85,14 @@ class JournalEntry:
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerEntry:
-    """What the journal knows of a customer `import --create-customers` set out to make.
-
-    `state` is `sending` (announced, no answer yet), `created` (`customer_id` is the
-    customer the tool made), `failed` or `unknown`.
-    """
-
-    state: str
-    customer_id: int | None
-    attempts: int
-
-
-class Journal:
+class Journal(ChangeStore, CustomerStore):
     """The journal of one run: one scope of one journal file, held for the run's length.
 
-    Implements the sender's `JournalSink` (`attempt`, `record`). Safe to call from several
-    threads; each call blocks until its write is on disk (a few milliseconds).
+    Keeps each row's progress towards its chat here, the account's learned limit, the
+    changes of chats (`ChangeStore`) and the customers made (`CustomerStore`). Implements
+    the sender's `JournalSink` (`attempt`, `record`). Safe to call from several threads;
+    each call blocks until its write is on disk (a few milliseconds).
     """
-
-    def __init__(
-        self,
-        connection: sqlite3.Connection,
-        lock: ScopeLock,
-        *,
-        path: Path,
-        scope: str,
-        fresh: bool,
-        input_name: str,
-        clock: Callable[[], float],
-    ) -> None:
-        """Use `Journal.open`."""
-        self._connection: sqlite3.Connection | None = connection
-        self._lock = lock
-        self._mutex = threading.Lock()
-        self._path = path
-        self._scope = scope
-        self._fresh = fresh
-        self._input_name = input_name
-        self._clock = clock
-        self._renewed: set[str] = set()
-
-    @classmethod
-    def open(
-        cls,
-        path: Path,
-        *,
-        scope: str,
-        fresh: bool = False,
-        input_name: str = "",
-        clock: Callable[[], float] = time.time,
-    ) -> Journal:
-        """Open (creating it on first use) the journal at `path` for `scope`.
-
-        `scope` is `scope_for(base_url)`. `fresh` ignores earlier entries (`--fresh`).
-        `input_name` is the input file's name, stored for information; any directory part
-        is dropped. `clock` gives unix seconds for `updated_at`.
-
-        Raises `InputError` when another run holds the same scope, or when the file is not
-        a journal, is from a newer bulk-chats, or cannot be opened.
-        """
-        if not scope:
-            raise ValueError("scope must not be empty")
-        lock = ScopeLock.acquire(path, scope)
-        try:
-            connection = connect(path)
-        except BaseException:
-            lock.release()
-            raise
-        return cls(
-            connection,
-            lock,
-            path=path,
-            scope=scope,
-            fresh=fresh,
-            input_name=Path(input_name).name,
-            clock=clock,
-        )
 
     def attempt(self, request: ChatRequest, *, started_at: float) -> None:
         """Announce a `POST /v1/chats` for `request`, started at `started_at` (unix seconds).
@@ -309,101 +229,6 @@ class Journal:
                 source_row=request.source_row,
             )
 
-    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
-        """Announce `change` of chat `chat_id`; on disk when this returns, so call it before
-        the request goes out. The change counts as done only once `change_record` says so."""
-        with self._writing() as connection:
-            connection.execute(
-                """
-                INSERT INTO changes (
-                    scope, chat_id, field, value, state, attempts, source_row, input_name,
-                    updated_at
-                ) VALUES (?, ?, ?, ?, 'sending', 1, ?, ?, ?)
-                ON CONFLICT (scope, chat_id, field, value) DO UPDATE SET
-                    state = 'sending',
-                    attempts = attempts + 1,
-                    error_code = '',
-                    error_message = '',
-                    http_status = NULL,
-                    source_row = excluded.source_row,
-                    input_name = excluded.input_name,
-                    updated_at = excluded.updated_at
-                """,
-                (
-                    self._scope,
-                    chat_id,
-                    change.field,
-                    change.journal_value,
-                    source_row,
-                    self._input_name,
-                    self._clock(),
-                ),
-            )
-
-    def change_record(
-        self,
-        chat_id: int,
-        change: ChatChange,
-        state: str,
-        *,
-        source_row: int,
-        error: ApiError | None = None,
-    ) -> None:
-        """Keep what became of `change` of chat `chat_id`: `state` is `applied`, `failed`
-        or `not_sent`, with the fields of the `error` that ended it. An applied change drops the
-        entries of the same field's other values: the chat holds this one now, so a later
-        run asking for one of those again sends it."""
-        with self._writing() as connection:
-            if state == "applied":
-                connection.execute(
-                    "DELETE FROM changes WHERE scope = ? AND chat_id = ? AND field = ? "
-                    "AND value != ?",
-                    (self._scope, chat_id, change.field, change.journal_value),
-                )
-            connection.execute(
-                """
-                INSERT INTO changes (
-                    scope, chat_id, field, value, state, error_code, error_message,
-                    http_status, source_row, input_name, updated_at
-                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (scope, chat_id, field, value) DO UPDATE SET
-                    state = excluded.state,
-                    error_code = excluded.error_code,
-                    error_message = excluded.error_message,
-                    http_status = excluded.http_status,
-                    source_row = excluded.source_row,
-                    input_name = excluded.input_name,
-                    updated_at = excluded.updated_at
-                """,
-                (
-                    self._scope,
-                    chat_id,
-                    change.field,
-                    change.journal_value,
-                    state,
-                    error.error_code if error is not None else "",
-                    error.error_message if error is not None else "",
-                    error.http_status if error is not None else None,
-                    source_row,
-                    self._input_name,
-                    self._clock(),
-                ),
-            )
-
-    def applied_changes(self, chat_ids: Iterable[int]) -> set[tuple[int, str, str]]:
-        """(chat id, field, `ChatChange.journal_value`) of every change earlier runs applied
-        to `chat_ids` in this scope; none in a fresh run."""
-        if self._fresh:
-            return set()
-        rows = self._select(
-            """
-            SELECT chat_id, field, value FROM changes
-            WHERE scope = ? AND state = 'applied' AND chat_id IN ({marks})
-            """,
-            chat_ids,
-        )
-        return {(int(c), str(f), str(v)) for c, f, v in rows}
-
     def entries(self, keys: Iterable[str]) -> dict[str, JournalEntry]:
         """The entries of `keys` in this scope that earlier runs left; none in a fresh run."""
         if self._fresh:
@@ -418,104 +243,6 @@ class Journal:
             keys,
         )
         return {key: JournalEntry(*fields) for key, *fields in rows}
-
-    def customer_attempt(self, name_key: str, *, started_at: float) -> None:
-        """Announce a `POST /v1/customers` for the customer `name_key` names; on disk when
-        this returns, so call it before the request goes out."""
-        with self._writing() as connection:
-            connection.execute(
-                """
-                INSERT INTO customers (
-                    scope, name_key, state, attempts, first_started_at, last_started_at,
-                    updated_at
-                ) VALUES (:scope, :key, 'sending', 1, :started_at, :started_at, :now)
-                ON CONFLICT (scope, name_key) DO UPDATE SET
-                    state = 'sending',
-                    attempts = attempts + 1,
-                    last_started_at = excluded.last_started_at,
-                    error_code = '',
-                    error_message = '',
-                    http_status = NULL,
-                    updated_at = excluded.updated_at
-                """,
-                {
-                    "scope": self._scope,
-                    "key": name_key,
-                    "started_at": started_at,
-                    "now": self._clock(),
-                },
-            )
-
-    def customer_record(
-        self,
-        name_key: str,
-        *,
-        state: str,
-        customer_id: int | None = None,
-        error_code: str = "",
-        error_message: str = "",
-        http_status: int | None = None,
-    ) -> None:
-        """Keep what became of the customer `name_key` names; a known `customer_id` is
-        never cleared. On disk when this returns."""
-        with self._writing() as connection:
-            connection.execute(
-                """
-                INSERT INTO customers (
-                    scope, name_key, state, customer_id, error_code, error_message,
-                    http_status, updated_at
-                ) VALUES (
-                    :scope, :key, :state, :customer_id, :error_code, :error_message,
-                    :http_status, :now
-                )
-                ON CONFLICT (scope, name_key) DO UPDATE SET
-                    state = CASE WHEN customer_id IS NULL THEN excluded.state ELSE state END,
-                    customer_id = COALESCE(customer_id, excluded.customer_id),
-                    error_code = excluded.error_code,
-                    error_message = excluded.error_message,
-                    http_status = excluded.http_status,
-                    updated_at = excluded.updated_at
-                """,
-                {
-                    "scope": self._scope,
-                    "key": name_key,
-                    "state": state,
-                    "customer_id": customer_id,
-                    "error_code": error_code,
-                    "error_message": error_message,
-                    "http_status": http_status,
-                    "now": self._clock(),
-                },
-            )
-
-    def customers(self, name_keys: Iterable[str]) -> dict[str, CustomerEntry]:
-        """The customers of `name_keys` earlier runs set out to create. `--fresh` does not
-        hide them: a customer made stays in the account whatever the journal forgets."""
-        rows = self._select(
-            """
-            SELECT name_key, state, customer_id, attempts FROM customers
-            WHERE scope = ? AND name_key IN ({marks})
-            """,
-            name_keys,
-        )
-        return {key: CustomerEntry(*fields) for key, *fields in rows}
-
-    def _select(self, query: str, keys: Iterable[str | int]) -> list[tuple[Any, ...]]:
-        """The rows `query` finds for `keys` in this scope, asked `_SELECT_CHUNK` at a time;
-        `query` has `scope = ?` and an `IN ({marks})` for the keys."""
-        found: list[tuple[Any, ...]] = []
-        wanted = list(dict.fromkeys(keys))
-        with self._mutex:
-            connection = self._open_connection()
-            for start in range(0, len(wanted), _SELECT_CHUNK):
-                chunk = wanted[start : start + _SELECT_CHUNK]
-                try:
-                    found += connection.execute(
-                        query.format(marks=", ".join("?" * len(chunk))), (self._scope, *chunk)
-                    ).fetchall()
-                except sqlite3.Error as exc:
-                    raise JournalError(f"{self._path}: cannot read the journal ({exc})") from exc
-        return found
 
     def learned_limit(self) -> float | None:
         """The account's limit (requests a minute) a run against this scope learned, if any."""
@@ -541,54 +268,6 @@ class Journal:
                 """,
                 (self._scope, per_minute, self._clock()),
             )
-
-    def close(self) -> None:
-        """Close the file and let another run take the scope. Safe to call twice."""
-        with self._mutex:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-                self._lock.release()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Journal({str(self._path)!r}, scope={self._scope!r}, fresh={self._fresh})"
-
-    def _open_connection(self) -> sqlite3.Connection:
-        if self._connection is None:
-            raise JournalError(f"{self._path}: the journal is closed")
-        return self._connection
-
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One committed transaction; the journal's lock held, errors as `JournalError`."""
-        with self._mutex:
-            connection = self._open_connection()
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield connection
-                except BaseException:
-                    connection.rollback()
-                    raise
-                connection.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if connection.in_transaction:
-                    connection.rollback()
-                raise JournalError(
-                    f"{self._path}: cannot write the journal ({exc}); "
-                    "stopping so that no request goes out unrecorded"
-                ) from exc
 
     def _renew(self, connection: sqlite3.Connection, key: str, now: float) -> None:
         """In a fresh run, drop the row's earlier entry the first time the run writes it."""

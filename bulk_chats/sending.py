@@ -14,10 +14,10 @@ The rules themselves are PRODUCT.md › Sending.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -35,10 +35,16 @@ from bulk_chats.errors import (
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
 from bulk_chats.retry import Budget, read_with_retries
-from bulk_chats.stopping import STOP_GRACE, pause, waits_end_once_stopped
-
-DEFAULT_MAX_ATTEMPTS = 8
-"""`POST /chats` attempts per row (and `POST /messages` attempts per message)."""
+from bulk_chats.runner import (
+    DEFAULT_MAX_ATTEMPTS,
+    JournalFailure,
+    RowRunner,
+    SendResult,
+    Sleep,
+    in_thread,
+)
+from bulk_chats.stopping import STOP_GRACE
+from bulk_chats.updating import ChangeJournal, apply_change
 
 DEFAULT_MAX_WAIT = 600.0
 """Seconds one request (a chat, or its message) may spend being retried."""
@@ -46,31 +52,6 @@ DEFAULT_MAX_WAIT = 600.0
 CONFIRM_READ_ATTEMPTS = 3
 """Tries of a read made to confirm (a chat search, a chat's messages) on 429, 503,
 timeouts and dropped connections."""
-
-
-class ChangeJournal(Protocol):
-    """Where a change of a chat (`PUT /v1/chats/...`) is written as it happens
-    (`bulk_chats.journal.Journal`); called from worker threads, so it must be thread-safe."""
-
-    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
-        """`change` of chat `chat_id` is about to go out."""
-
-    def change_record(
-        self,
-        chat_id: int,
-        change: ChatChange,
-        state: str,
-        *,
-        source_row: int,
-        error: ApiError | None = None,
-    ) -> None:
-        """`change` ended in `state` (`APPLIED`, `FAILED`, `NOT_SENT`), by `error` if any."""
-
-
-APPLIED: Final = "applied"
-FAILED: Final = "failed"
-NOT_SENT: Final = "not_sent"
-"""The journal's states of a change once answered (or given up)."""
 
 
 class JournalSink(ChangeJournal, Protocol):
@@ -97,16 +78,6 @@ class JournalSink(ChangeJournal, Protocol):
         final outcome."""
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """What the sending stage did: an outcome for every request, by `ChatRequest.index`."""
-
-    outcomes: Mapping[int, Outcome]
-    auth_failed: bool = False
-    interrupted: bool = False
-
-
-Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
 
@@ -155,69 +126,6 @@ async def send_chats(
     return await sender.run(requests, concurrency=concurrency)
 
 
-class JournalFailure(Exception):
-    """The journal raised; carries its exception as `__cause__`. The run stops."""
-
-
-async def in_thread(call: Callable[[], None]) -> None:
-    """A journal write, on a worker thread: a commit waiting for the disk must not stall
-    the event loop, and with it every request's pacing. Even when cancelled this waits for
-    the thread: no write is left half-known. A failure raises `JournalFailure`."""
-    try:
-        await anyio.to_thread.run_sync(call)
-    except Exception as exc:
-        raise JournalFailure from exc
-
-
-def put_change(client: HelpCrunchClient, chat_id: int, change: ChatChange) -> Awaitable[Chat]:
-    """The `PUT /v1/chats/<field>` request that makes `change` in chat `chat_id`."""
-    value = change.value
-    if change.field == "assignee" and not isinstance(value, str):
-        return client.set_chat_assignee(chat_id, value)
-    if change.field == "department" and isinstance(value, int):
-        return client.set_chat_department(chat_id, value)
-    if change.field == "status" and isinstance(value, str):
-        return client.set_chat_status(chat_id, value)
-    raise ValueError(f"not a change the API knows: {change}")
-
-
-async def apply_change(
-    client: HelpCrunchClient,
-    journal: ChangeJournal | None,
-    chat_id: int,
-    change: ChatChange,
-    *,
-    source_row: int,
-    attempts: int,
-    sleep: Sleep,
-    stopping: Callable[[], bool],
-) -> None:
-    """Make `change` in chat `chat_id`: announced to `journal`, sent, then recorded.
-
-    The `PUT /v1/chats/...` endpoints set a value, so unlike a `POST /chats` a change
-    whose answer was lost is simply sent again: it is retried as a read is
-    (`retry.read_with_retries`, `attempts` tries, `sleep` between them). Raises the
-    `ApiError` that ended it, recorded as `failed` (`not_sent` when `stopping()`), and
-    `JournalFailure` when the journal cannot be written.
-    """
-    if journal is not None:
-        await in_thread(partial(journal.change_attempt, chat_id, change, source_row=source_row))
-    try:
-        await read_with_retries(
-            partial(put_change, client, chat_id, change), attempts=attempts, sleep=sleep
-        )
-    except ApiError as exc:
-        if journal is not None:
-            state = NOT_SENT if stopping() else FAILED
-            record = partial(journal.change_record, source_row=source_row, error=exc)
-            await in_thread(partial(record, chat_id, change, state))
-        raise
-    if journal is not None:
-        await in_thread(
-            partial(journal.change_record, chat_id, change, APPLIED, source_row=source_row)
-        )
-
-
 @dataclass(slots=True)
 class _Row:
     """One row's state while it is being sent."""
@@ -229,110 +137,6 @@ class _Row:
     in_flight: bool = False
     message_id: int | None = None
     status_set: bool = False
-
-
-class Indexed(Protocol):
-    """A row to send: known by its 0-based position among the sheet's data rows, with
-    the chat it has (from an earlier run, or the one `update` changes)."""
-
-    @property
-    def index(self) -> int: ...
-
-    @property
-    def chat_id(self) -> int | None: ...
-
-
-R = TypeVar("R", bound=Indexed)
-
-
-class RowRunner(Generic[R]):
-    """Rows go out `concurrency` at a time until they run out or the run stops (Ctrl-C,
-    a 401, a journal that cannot be written); the rest are `not_sent`. Subclasses say what
-    one row is (`_run_row`) and what the journal keeps of its outcome (`_record`); the
-    chats of `import` and the changes of `update` share this."""
-
-    def __init__(
-        self,
-        client: HelpCrunchClient,
-        *,
-        progress: ProgressSink,
-        stop: anyio.Event | None,
-        stop_grace: float,
-        sleep: Sleep,
-    ) -> None:
-        self._client = client
-        self._progress = progress
-        self._stop = stop
-        self._stop_grace = stop_grace
-        self._sleep = sleep
-        self._outcomes: dict[int, Outcome] = {}
-        self._queue: Iterator[R] = iter(())
-        self._auth_failed = False
-        self._journal_error: BaseException | None = None
-
-    async def run(self, requests: Sequence[R], *, concurrency: int) -> SendResult:
-        self._queue = iter(requests)
-        self._progress.start(len(requests))
-        try:
-            async with (
-                waits_end_once_stopped(
-                    self._client, self._stop, grace=self._stop_grace, sleep=self._sleep
-                ),
-                anyio.create_task_group() as group,
-            ):
-                for _ in range(min(concurrency, len(requests))):
-                    group.start_soon(self._worker)
-            reason = self._not_sent_reason()
-            for request in self._queue:
-                outcome = Outcome(
-                    index=request.index,
-                    status=Status.NOT_SENT,
-                    chat_id=request.chat_id,
-                    error_message=reason,
-                )
-                self._outcomes[request.index] = outcome
-                self._progress.advance(outcome)
-        finally:
-            self._progress.close()
-        if self._journal_error is not None:
-            raise self._journal_error
-        return SendResult(
-            outcomes={r.index: self._outcomes[r.index] for r in requests},
-            auth_failed=self._auth_failed,
-            interrupted=self._stop is not None and self._stop.is_set(),
-        )
-
-    async def _run_row(self, request: R) -> Outcome:
-        raise NotImplementedError
-
-    async def _record(self, request: R, outcome: Outcome) -> None:
-        raise NotImplementedError
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep `seconds`, or less when the run is told to stop: no retry follows then."""
-        await pause(seconds, stop=self._stop, sleep=self._sleep)
-
-    def _stopping(self) -> bool:
-        stopped = self._stop is not None and self._stop.is_set()
-        return stopped or self._auth_failed or self._journal_error is not None
-
-    def _not_sent_reason(self) -> str:
-        if self._auth_failed:
-            return "not sent: the API refused the key (401), so the run stopped"
-        if self._journal_error is not None:
-            return "not sent: the journal could not be written, so the run stopped"
-        return "not sent: the run was interrupted"
-
-    async def _worker(self) -> None:
-        # Taking the next request involves no await, so workers never take the same one.
-        while not self._stopping():
-            request = next(self._queue, None)
-            if request is None:
-                return
-            outcome = await self._run_row(request)
-            self._outcomes[request.index] = outcome
-            await self._record(request, outcome)
-            self._progress.advance(outcome)
 
 
 class _Sender(RowRunner[ChatRequest]):

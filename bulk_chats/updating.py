@@ -2,32 +2,110 @@
 
 A row's changes go out in `records.CHANGE_ORDER` (assignee, department, then status), one
 at a time, each announced to the journal before it goes out and recorded once answered,
-and a change whose answer was lost simply sent again (`sending.apply_change`). The first
-refusal (a 4xx: `chat_not_found`, an `invalid_chat_value`) ends the row `failed`, naming
-the change; a re-run sends the changes still missing. Rows go out `concurrency` at a time
-(`sending.RowRunner`), every request at its turn at the client's rate limiter.
+and a change whose answer was lost simply sent again (`apply_change`, which `sending` also
+uses to set the status an import asks for). The first refusal (a 4xx: `chat_not_found`,
+an `invalid_chat_value`) ends the row `failed`, naming the change; a re-run sends the
+changes still missing. Rows go out `concurrency` at a time (`runner.RowRunner`), every
+request at its turn at the client's rate limiter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Final, Protocol
 
 import anyio
 
+from bulk_chats.answers import Chat
 from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import ApiError, AuthenticationError
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
-from bulk_chats.sending import (
+from bulk_chats.retry import read_with_retries
+from bulk_chats.runner import (
     DEFAULT_MAX_ATTEMPTS,
-    ChangeJournal,
     JournalFailure,
     RowRunner,
     SendResult,
     Sleep,
-    apply_change,
+    in_thread,
 )
 from bulk_chats.stopping import STOP_GRACE
+
+
+class ChangeJournal(Protocol):
+    """Where a change of a chat (`PUT /v1/chats/...`) is written as it happens
+    (`bulk_chats.journal.Journal`); called from worker threads, so it must be thread-safe."""
+
+    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+        """`change` of chat `chat_id` is about to go out."""
+
+    def change_record(
+        self,
+        chat_id: int,
+        change: ChatChange,
+        state: str,
+        *,
+        source_row: int,
+        error: ApiError | None = None,
+    ) -> None:
+        """`change` ended in `state` (`APPLIED`, `FAILED`, `NOT_SENT`), by `error` if any."""
+
+
+APPLIED: Final = "applied"
+FAILED: Final = "failed"
+NOT_SENT: Final = "not_sent"
+"""The journal's states of a change once answered (or given up)."""
+
+
+def put_change(client: HelpCrunchClient, chat_id: int, change: ChatChange) -> Awaitable[Chat]:
+    """The `PUT /v1/chats/<field>` request that makes `change` in chat `chat_id`."""
+    value = change.value
+    if change.field == "assignee" and not isinstance(value, str):
+        return client.set_chat_assignee(chat_id, value)
+    if change.field == "department" and isinstance(value, int):
+        return client.set_chat_department(chat_id, value)
+    if change.field == "status" and isinstance(value, str):
+        return client.set_chat_status(chat_id, value)
+    raise ValueError(f"not a change the API knows: {change}")
+
+
+async def apply_change(
+    client: HelpCrunchClient,
+    journal: ChangeJournal | None,
+    chat_id: int,
+    change: ChatChange,
+    *,
+    source_row: int,
+    attempts: int,
+    sleep: Sleep,
+    stopping: Callable[[], bool],
+) -> None:
+    """Make `change` in chat `chat_id`: announced to `journal`, sent, then recorded.
+
+    The `PUT /v1/chats/...` endpoints set a value, so unlike a `POST /chats` a change
+    whose answer was lost is simply sent again: it is retried as a read is
+    (`retry.read_with_retries`, `attempts` tries, `sleep` between them). Raises the
+    `ApiError` that ended it, recorded as `failed` (`not_sent` when `stopping()`), and
+    `JournalFailure` when the journal cannot be written.
+    """
+    if journal is not None:
+        await in_thread(partial(journal.change_attempt, chat_id, change, source_row=source_row))
+    try:
+        await read_with_retries(
+            partial(put_change, client, chat_id, change), attempts=attempts, sleep=sleep
+        )
+    except ApiError as exc:
+        if journal is not None:
+            state = NOT_SENT if stopping() else FAILED
+            record = partial(journal.change_record, source_row=source_row, error=exc)
+            await in_thread(partial(record, chat_id, change, state))
+        raise
+    if journal is not None:
+        await in_thread(
+            partial(journal.change_record, chat_id, change, APPLIED, source_row=source_row)
+        )
 
 
 async def send_changes(

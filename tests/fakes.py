@@ -1,8 +1,13 @@
-"""Fakes the tests share: time that moves only when something sleeps on it."""
+"""Fakes the tests share: time that moves only when something sleeps on it, and a
+progress sink that keeps what it is told."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import anyio.lowlevel
+
+from bulk_chats.records import Outcome
 
 WALL0 = 1_700_000_000.0
 
@@ -27,3 +32,24 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += max(0.0, seconds)
         await anyio.lowlevel.checkpoint()
+
+
+@dataclass
+class RecordingProgress:
+    """A progress sink that keeps every event: the total, each outcome, whether closed."""
+
+    total: int | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    closed: bool = False
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def advance(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def limit_learned(self, rate: float) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True

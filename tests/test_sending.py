@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -19,10 +18,11 @@ from bulk_chats.client import HelpCrunchClient
 from bulk_chats.confirm import CONFIRM_SKEW
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 from bulk_chats.retry import BACKOFF_BASE
-from bulk_chats.sending import CONFIRM_READ_ATTEMPTS, SendResult, send_chats
+from bulk_chats.runner import SendResult
+from bulk_chats.sending import CONFIRM_READ_ATTEMPTS, send_chats
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
-from tests.fakes import WALL0, FakeTime
+from tests.fakes import WALL0, FakeTime, RecordingProgress
 
 BASE = "https://api.test/v1"
 
@@ -47,27 +47,6 @@ class Journal:
 
 
 @dataclass
-class Progress:
-    """Keeps every progress event."""
-
-    total: int | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-    closed: bool = False
-
-    def start(self, total: int) -> None:
-        self.total = total
-
-    def advance(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
-
-    def limit_learned(self, rate: float) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@dataclass
 class Harness:
     """A client on a mocked API and fake time, and a way to send through it."""
 
@@ -75,7 +54,7 @@ class Harness:
     client: HelpCrunchClient
     time: FakeTime
     journal: Journal = field(default_factory=Journal)
-    progress: Progress = field(default_factory=Progress)
+    progress: RecordingProgress = field(default_factory=RecordingProgress)
 
     async def send(self, requests: Sequence[ChatRequest], **options: Any) -> SendResult:
         options.setdefault("concurrency", 2)
@@ -448,36 +427,6 @@ async def test_a_row_an_earlier_run_did_not_create_is_sent(harness: Harness) -> 
 
 
 @pytest.mark.anyio
-async def test_concurrency_bounds_the_requests_in_flight(harness: Harness) -> None:
-    """Never more than `concurrency` requests are in flight, and all of them are used."""
-    in_flight = 0
-    peak = 0
-    ids = itertools.count(1)
-
-    async def slow(request: httpx.Request) -> httpx.Response:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        for _ in range(20):
-            await anyio.lowlevel.checkpoint()
-        in_flight -= 1
-        return created(next(ids))
-
-    harness.api.post("/chats").mock(side_effect=slow)
-    result = await harness.send([row(i) for i in range(12)], concurrency=3)
-    assert peak == 3
-    assert all(o.status is Status.CREATED for o in result.outcomes.values())
-
-
-@pytest.mark.anyio
-async def test_workers_take_rows_in_order(harness: Harness) -> None:
-    """Rows go out in input order."""
-    route = harness.api.post("/chats").mock(return_value=created(1))
-    await harness.send([row(i) for i in range(6)], concurrency=1)
-    assert [body(c)["customer"] for c in route.calls] == [100, 101, 102, 103, 104, 105]
-
-
-@pytest.mark.anyio
 async def test_a_stop_before_sending_leaves_every_row_not_sent(harness: Harness) -> None:
     """With stop set, no row starts: all not_sent, interrupted, nothing journaled."""
     route = harness.api.post("/chats")
@@ -538,7 +487,12 @@ async def send_in_real_time(
     ) as client:
         with anyio.fail_after(10):
             result = await send_chats(
-                requests, client, progress=Progress(), journal=Journal(), stop=stop, **options
+                requests,
+                client,
+                progress=RecordingProgress(),
+                journal=Journal(),
+                stop=stop,
+                **options,
             )
     return result, time.monotonic() - started
 

@@ -18,10 +18,11 @@ from bulk_chats.errors import ApiError
 from bulk_chats.journal import JournalEntry
 from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, FirstMessage, Outcome, Status
 from bulk_chats.resume import plan_resume
-from bulk_chats.sending import APPLIED, FAILED, SendResult, send_chats
+from bulk_chats.runner import SendResult
+from bulk_chats.sending import send_chats
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
-from bulk_chats.updating import send_changes
+from bulk_chats.updating import APPLIED, FAILED, send_changes
 from tests.fakes import FakeTime
 
 BASE = "https://api.test/v1"
