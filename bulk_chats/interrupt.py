@@ -17,8 +17,9 @@ from typing import Any
 
 import anyio
 
-from bulk_chats.pipeline import Plan, RunResult
+from bulk_chats.plan import Plan
 from bulk_chats.progress import ProgressSink
+from bulk_chats.runs import RunResult
 from bulk_chats.settings import Settings
 
 EXIT_INTERRUPTED = 130
