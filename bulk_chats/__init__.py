@@ -33,7 +33,8 @@ from bulk_chats.records import (
 )
 from bulk_chats.runs import RunResult
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, ApiKey, Settings, read_api_key
-from bulk_chats.validation import Validation, validate_changes, validate_sheet
+from bulk_chats.validation import Validation, validate_sheet
+from bulk_chats.validation_changes import validate_changes
 
 __all__ = [
     "DEFAULT_BASE_URL",

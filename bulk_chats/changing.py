@@ -35,7 +35,7 @@ from bulk_chats.runs import (
 from bulk_chats.settings import Settings
 from bulk_chats.throttle import default_concurrency
 from bulk_chats.updating import send_changes
-from bulk_chats.validation import validate_changes
+from bulk_chats.validation_changes import validate_changes
 
 
 async def update_file(

@@ -6,20 +6,19 @@ This is the only module that prints, prompts or exits.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-import anyio
 import click
 
 from bulk_chats.changing import close_file, update_file
+from bulk_chats.column_checks import CHAT_STATUSES, chat_status_spelling
 from bulk_chats.errors import BulkChatsError, InputError
+from bulk_chats.interrupt import EXIT_INTERRUPTED, Job, run_interruptible
 from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
 from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink, limit_text
 from bulk_chats.settings import (
@@ -33,13 +32,11 @@ from bulk_chats.settings import (
     check_base_url,
     read_api_key,
 )
-from bulk_chats.validation import CHAT_STATUSES, chat_status_spelling
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_UNUSABLE = 2
 EXIT_AUTH = 3
-EXIT_INTERRUPTED = 130
 
 SANDBOX_KEY = "sandbox-key"
 """The key `--sandbox` uses against its own in-process stand-in: not a secret."""
@@ -212,9 +209,6 @@ def close(**options: Any) -> None:
     _send(close_file, **options)
 
 
-Job = Callable[..., Coroutine[Any, Any, RunResult]]
-
-
 def _send(
     job: Job,
     *,
@@ -270,11 +264,12 @@ def _send(
             create_customers=create_customers,
         )
         interactive = sys.stdin.isatty() and sys.stderr.isatty()
-        result = _run_with_ctrl_c(
+        result = run_interruptible(
             job,
             settings,
             progress=_pick_progress(no_progress),
             confirm=None if yes or not interactive else _confirm,
+            notify=lambda text: click.echo(text, err=True),
         )
     _print_summary(result)
     if result.interrupted:
@@ -442,46 +437,6 @@ def _api_target(
     if not key_required and api_key_file is None and not os.environ.get(API_KEY_ENV, "").strip():
         return root, None
     return root, read_api_key(api_key_file)
-
-
-def _run_with_ctrl_c(
-    job: Job,
-    settings: Settings,
-    *,
-    progress: ProgressSink,
-    confirm: Callable[[Plan], bool] | None,
-) -> RunResult:
-    """Run `job` on an event loop; the first Ctrl-C stops starting new rows, the second
-    exits at once (every journal write is its own transaction, so it stays consistent)."""
-
-    async def main() -> RunResult:
-        stop = anyio.Event()
-
-        def on_interrupt() -> None:
-            if stop.is_set():
-                click.echo("\ninterrupted again: exiting now", err=True)
-                os._exit(EXIT_INTERRUPTED)
-            click.echo(
-                "\nstopping: no new rows; waiting for requests in flight "
-                "(Ctrl-C again to quit at once)",
-                err=True,
-            )
-            stop.set()
-
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        try:
-            return await job(
-                settings,
-                progress=progress,
-                confirm=confirm,
-                notify=lambda text: click.echo(text, err=True),
-                stop=stop,
-            )
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-
-    return anyio.run(main)
 
 
 def _confirm(plan: Plan) -> bool:

@@ -16,13 +16,15 @@ import anyio
 import httpx
 
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.customers import create_customers, created_earlier, look_up_customers
+from bulk_chats.customer_creation import create_customers, created_earlier
+from bulk_chats.customers import look_up_customers
 from bulk_chats.errors import InputError
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.plan import Plan, plan_import
 from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import Status
-from bulk_chats.report import Summary, default_out_path
+from bulk_chats.report import default_out_path
+from bulk_chats.report_writer import Summary
 from bulk_chats.resolve import assign_customers, check_rows
 from bulk_chats.resume import plan_resume
 from bulk_chats.rows import fed_back, rows_to_send

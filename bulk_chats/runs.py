@@ -22,12 +22,11 @@ from bulk_chats.loading import Sheet
 from bulk_chats.plan import Plan
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChangeRequest, ChatRequest, Outcome, Status
-from bulk_chats.report import (
+from bulk_chats.report import build_results, default_out_path
+from bulk_chats.report_writer import (
     Summary,
-    build_results,
     count_error_codes,
     count_statuses,
-    default_out_path,
     prepare_out,
     write_results,
 )

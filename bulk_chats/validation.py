@@ -1,4 +1,5 @@
-"""Validation: every rule of PRODUCT.md › Input, checked before anything is sent.
+"""Validation of new chats: every rule of PRODUCT.md › Input, checked before anything is
+sent (`validation_changes` checks the sheets of `update` and `close`).
 
 It works on whole columns (a million rows cost seconds, not minutes) and gives its verdict
 as columns too, aligned with the sheet: the results workbook is written from them, and
@@ -8,19 +9,15 @@ as columns too, aligned with the sheet: the results workbook is written from the
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bulk_chats.fields import EMAIL_FIELDS, ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
+from bulk_chats.column_checks import Problems, as_text, check_chat_status, check_emails, duplicates
+from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
 from bulk_chats.ids import (
-    MAX_EXACT_FLOAT,
     Bools,
-    Ints,
-    Objects,
     each,
     each_text,
     filled,
@@ -31,28 +28,6 @@ from bulk_chats.loading import Sheet
 from bulk_chats.records import Status
 
 MESSAGE_TYPES = ("message", "private")
-
-CHAT_STATUSES = ("new", "opened", "pending", "on hold", "no communication", "closed")
-"""The statuses a chat can be set to, as `PUT /v1/chats/status` spells them."""
-
-_STATUS_SPELLINGS = {
-    **{status: status for status in CHAT_STATUSES},
-    "on-hold": "on hold",
-    "onhold": "on hold",
-    "open": "opened",
-}
-
-
-def chat_status_spelling(text: str) -> str | None:
-    """`text` as the API spells the status it means (any case, spaces trimmed; `on-hold`,
-    `onhold` → `on hold`, `open` → `opened`); None when it names none."""
-    return _STATUS_SPELLINGS.get(" ".join(text.lower().split()))
-
-
-_PLAUSIBLE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-"""`local@domain.tld`, no spaces: what `import --create-customers` can send as a new
-customer's email (the API refuses the rest with 400). Other email columns only name
-someone who exists, so an `@` is enough for them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,40 +61,6 @@ class Validation:
         return {str(k): int(v) for k, v in self.status.value_counts().items()}
 
 
-class _Problems:
-    """Each row's error codes and messages, gathered sparsely: only rows with a problem
-    ever get a string, so a million valid rows cost next to nothing.
-
-    Codes join with "; " as the API's do; messages with " | ", since a message's own fix
-    already follows a "; " (`'4,188' is not a whole number; remove the separator`).
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._found: list[tuple[Ints, str | Objects, str | Objects]] = []
-
-    def add(self, mask: Bools, code: str | Objects, message: str | Objects) -> None:
-        """Record a problem for the rows of `mask`: one text for all of them, or an array
-        with one text per row of `mask`, in order."""
-        positions = np.flatnonzero(mask)
-        if len(positions):
-            self._found.append((positions, code, message))
-
-    def joined(self) -> tuple[Objects, Objects]:
-        """Every row's codes and messages, "" where it has none."""
-        codes = filled(self._size, "")
-        messages = filled(self._size, "")
-        for positions, code, message in self._found:
-            _append(codes, positions, code, "; ")
-            _append(messages, positions, message, " | ")
-        return codes, messages
-
-
-def _append(target: Objects, positions: Ints, text: str | Objects, separator: str) -> None:
-    current = target[positions]
-    target[positions] = np.where(current != "", current + separator, current) + text
-
-
 def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validation:
     """Check every row of `sheet`; no request is made, nothing is raised for bad rows.
 
@@ -127,7 +68,7 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
     `chat_status` cells."""
     index = sheet.cells.index
     size = len(index)
-    problems = _Problems(size)
+    problems = Problems(size)
 
     id_columns: dict[str, pd.Series] = {}
     blank: dict[str, Bools] = {}
@@ -150,8 +91,8 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
         column = sheet.column(name)
         if column is None:
             continue
-        name_columns[name] = _as_text(column)
-    _check_emails(name_columns, problems)
+        name_columns[name] = as_text(column)
+    check_emails(name_columns, problems)
     names = pd.DataFrame(name_columns, index=index, copy=False)
     profile = _check_profile(sheet, problems)
 
@@ -167,7 +108,7 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
         )
 
     message, message_type = _check_messages(sheet, ids, names, problems)
-    statuses = _check_chat_status(sheet, problems, chat_status)
+    statuses = check_chat_status(sheet, problems, chat_status)
 
     codes, messages = problems.joined()
     invalid = codes != ""
@@ -183,7 +124,7 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
     status = filled(size, Status.VALID.value)
     status[invalid] = Status.INVALID.value
     texts = [(names[name], True) for name in names.columns]
-    duplicate = _duplicates(ids, [*texts, (message, False), (message_type, False)], among=~invalid)
+    duplicate = duplicates(ids, [*texts, (message, False), (message_type, False)], among=~invalid)
     status[duplicate] = Status.DUPLICATE.value
     codes[duplicate] = "duplicate"
     messages[duplicate] = "repeats an earlier row's chat fields; not sent"
@@ -205,149 +146,7 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
     )
 
 
-def validate_changes(
-    sheet: Sheet, *, close: bool = False, chat_status: str | None = None
-) -> Validation:
-    """Check every row of a sheet of changes to chats (`update`, or with `close` every chat
-    of its `chat_id` column closed); no request is made.
-
-    Every row needs a `chat_id`: without one it is `invalid` for `update` and `skipped`
-    for `close`. `update` reads `assignee` (an id, or `none` to unassign) or
-    `assignee_email`, `department` or `department_name`, and `chat_status` (blank cells
-    take `chat_status`); a row that changes nothing is `skipped`. `close` reads nothing
-    else. A row repeating an earlier one is `duplicate`.
-    """
-    index = sheet.cells.index
-    size = len(index)
-    problems = _Problems(size)
-    chat_column = sheet.column("chat_id")
-    if chat_column is None:  # load_sheet(chats=True) requires the column
-        raise ValueError("the sheet has no chat_id column")
-    chat = parse_ids(chat_column, "chat_id", header=sheet.headers[sheet.fields["chat_id"]])
-    problems.add(
-        chat.rejected, "invalid_chat_id", chat.message.to_numpy(dtype=object)[chat.rejected]
-    )
-    no_chat = chat.ids.isna().to_numpy(dtype=bool) & ~chat.rejected
-    id_columns = {"chat_id": chat.ids}
-    name_columns: dict[str, pd.Series] = {}
-    unassign = np.zeros(size, dtype=bool)
-    if close:
-        statuses = pd.Series(filled(size, "closed"), index=index, dtype=object, copy=False)
-        wanted = np.ones(size, dtype=bool)
-    else:
-        problems.add(
-            no_chat, "missing_chat_id", "chat_id: is blank; every row needs the id of the chat"
-        )
-        assignee = sheet.column("assignee")
-        if assignee is not None:
-            unassign = _as_text(assignee).str.lower().eq("none").to_numpy(dtype=bool)
-            assignee = assignee.where(~unassign, "")
-        for name, column in (("assignee", assignee), ("department", sheet.column("department"))):
-            if column is None:
-                continue
-            parsed = parse_ids(column, name, header=sheet.headers[sheet.fields[name]])
-            id_columns[name] = parsed.ids
-            problems.add(
-                parsed.rejected,
-                f"invalid_{name}",
-                parsed.message.to_numpy(dtype=object)[parsed.rejected],
-            )
-        for name in ("assignee_email", "department_name"):
-            column = sheet.column(name)
-            if column is not None:
-                name_columns[name] = _as_text(column)
-        _check_emails(name_columns, problems)
-        statuses = _check_chat_status(sheet, problems, chat_status)
-        wanted = unassign | (statuses.to_numpy(dtype=object) != "")
-        for column in (*id_columns.values(), *name_columns.values()):
-            if column is not chat.ids:
-                wanted |= (
-                    column.notna().to_numpy(dtype=bool)
-                    if column.dtype == "Int64"
-                    else column.to_numpy(dtype=object) != ""
-                )
-    ids = pd.DataFrame(id_columns, index=index, copy=False)
-    names = pd.DataFrame(name_columns, index=index, copy=False)
-
-    codes, messages = problems.joined()
-    invalid = codes != ""
-    status = filled(size, Status.VALID.value)
-    status[invalid] = Status.INVALID.value
-    skipped = ~invalid & (no_chat | ~wanted)
-    status[skipped] = Status.SKIPPED.value
-    messages[skipped] = (
-        "no chat_id: nothing to close"
-        if close
-        else "nothing to change: chat_status, assignee and department are blank"
-    )
-    flags = pd.Series(np.where(unassign, "none", ""), index=index, dtype=object, copy=False)
-    texts = [(names[name], True) for name in names.columns] + [(statuses, False), (flags, False)]
-    duplicate = _duplicates(ids, texts, among=~invalid & ~skipped)
-    status[duplicate] = Status.DUPLICATE.value
-    codes[duplicate] = "duplicate"
-    messages[duplicate] = "repeats an earlier row's changes; not sent"
-    blank = pd.Series(filled(size, ""), index=index, dtype=object, copy=False)
-    return Validation(
-        status=pd.Series(status, index=index, dtype=object, copy=False),
-        error_code=pd.Series(codes, index=index, dtype=object, copy=False),
-        error_message=pd.Series(messages, index=index, dtype=object, copy=False),
-        ids=ids,
-        names=names,
-        message=blank,
-        message_type=blank.copy(deep=False),
-        fed_back_chat_id=chat.ids,
-        fed_back_message_id=pd.Series(pd.NA, index=index, dtype="Int64"),
-        chat_status=statuses,
-        unassign=pd.Series(unassign, index=index, copy=False),
-    )
-
-
-def _check_emails(names: dict[str, pd.Series], problems: _Problems) -> None:
-    """Cells of email fields among `names` must be email addresses."""
-    for name, text in names.items():
-        if name not in EMAIL_FIELDS:
-            continue
-        values = text.to_numpy(dtype=object)
-        plausible = _is_plausible_email if name == "customer_email" else _has_at
-        bad = (values != "") & ~each(values, plausible)
-        problems.add(
-            bad,
-            f"invalid_{name}",
-            f"{name}: '" + each(values[bad], shorten, np.object_) + "' is not an email address",
-        )
-
-
-def _check_chat_status(sheet: Sheet, problems: _Problems, default: str | None) -> pd.Series:
-    """Each row's `chat_status` as the API spells it, `default` where the cell is blank,
-    "" where there is neither; a cell that names no status is a problem."""
-    index = sheet.cells.index
-    raw = sheet.column("chat_status")
-    if raw is None:
-        return pd.Series(filled(len(index), default or ""), index=index, dtype=object, copy=False)
-    typed = _as_text(raw)
-    spelled = typed.map(chat_status_spelling)
-    bad = (typed.ne("") & spelled.isna()).to_numpy(dtype=bool)
-    problems.add(
-        bad,
-        "invalid_chat_status",
-        "chat_status: '"
-        + each(typed.to_numpy(dtype=object)[bad], shorten, np.object_)
-        + "' is not a chat status; use one of "
-        + ", ".join(CHAT_STATUSES),
-    )
-    spelled = spelled.where(typed.ne(""), default or "").fillna("")
-    return spelled.astype(object)
-
-
-def _has_at(text: str) -> bool:
-    return "@" in text
-
-
-def _is_plausible_email(text: str) -> bool:
-    return _PLAUSIBLE_EMAIL.fullmatch(text) is not None
-
-
-def _check_profile(sheet: Sheet, problems: _Problems) -> pd.DataFrame:
+def _check_profile(sheet: Sheet, problems: Problems) -> pd.DataFrame:
     """The customer text columns as stripped text; a date or a TRUE/FALSE cell is no
     name, company or phone (a number is: a phone number cell reads as its digits)."""
     index = sheet.cells.index
@@ -365,28 +164,12 @@ def _check_profile(sheet: Sheet, problems: _Problems) -> pd.DataFrame:
             + each(each(cells[bad], str, np.object_), shorten, np.object_)
             + "' is not text",
         )
-        columns[name] = _as_text(column)
+        columns[name] = as_text(column)
     return pd.DataFrame(columns, index=index, copy=False)
 
 
 def _not_text(value: object) -> bool:
     return isinstance(value, bool | np.bool_ | dt.date | dt.datetime | dt.time)
-
-
-def _as_text(column: pd.Series) -> pd.Series:
-    """A text field's cells as stripped text; a whole number cell reads as its digits."""
-    cells = column.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(cells, skipna=False) not in ("string", "empty"):
-        cells = each(cells, _cell_text, np.object_)
-    return pd.Series(each_text(cells, str.strip), index=column.index, dtype=object, copy=False)
-
-
-def _cell_text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_FLOAT:
-        return str(int(value))
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return str(value)
 
 
 def _given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> Bools:
@@ -404,7 +187,7 @@ def _given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> Bools:
 
 
 def _check_messages(
-    sheet: Sheet, ids: pd.DataFrame, names: pd.DataFrame, problems: _Problems
+    sheet: Sheet, ids: pd.DataFrame, names: pd.DataFrame, problems: Problems
 ) -> tuple[pd.Series, pd.Series]:
     """The first-message columns: type is message or private; a private note needs its
     agent; type or agent without text is a mistake. Returns (text, type) per row."""
@@ -422,11 +205,11 @@ def _check_messages(
         )
         blank = pd.Series(filled(size, ""), index=index, dtype=object, copy=False)
         return blank, blank.copy(deep=False)
-    text = _as_text(raw_text).to_numpy(dtype=object) if raw_text is not None else filled(size, "")
+    text = as_text(raw_text).to_numpy(dtype=object) if raw_text is not None else filled(size, "")
     if raw_type is None:
         kind = filled(size, "")
     else:
-        typed = _as_text(raw_type).to_numpy(dtype=object)
+        typed = as_text(raw_type).to_numpy(dtype=object)
         kind = each_text(typed, str.lower)
         bad_kind = (kind != "") & ~np.isin(kind, MESSAGE_TYPES)
         problems.add(
@@ -461,46 +244,3 @@ def _fed_back_id(sheet: Sheet, name: str) -> pd.Series:
     if column is None:
         return pd.Series(pd.NA, index=sheet.cells.index, dtype="Int64")
     return parse_ids(column, name).ids
-
-
-def _duplicates(ids: pd.DataFrame, texts: list[tuple[pd.Series, bool]], *, among: Bools) -> Bools:
-    """Rows of `among` whose fields repeat an earlier row's of `among`: the id columns of
-    `ids` and the text columns of `texts`, each with whether case is ignored (names).
-
-    Invalid rows are left out: a bad id reads as blank, so a valid row would otherwise
-    count as a repeat of an invalid one that differs from it only in that bad cell.
-    Blank ids (<NA>) count as equal to each other.
-    """
-    chosen = np.flatnonzero(among)
-    everything = len(chosen) == len(among)
-    keys: list[Any] = []
-    for name in ids.columns:
-        # Ids are positive, so 0 can stand for a blank one.
-        key = ids[name].to_numpy(dtype=np.int64, na_value=0)
-        key = key if everything else key[chosen]
-        if len(key) and key.max() < 2**31:
-            key = key.astype(np.int32)
-        keys.append(key)
-    for column, folded in texts:
-        values = column.to_numpy(dtype=object)
-        if not len(values) or (values == values[0]).all():
-            continue
-        values = values if everything else values[chosen]
-        if folded:
-            # Names and emails match whatever their case.
-            values = each_text(values, str.lower)
-        codes, uniques = pd.factorize(values)
-        if len(uniques) > 1:
-            keys.append(codes)
-    repeated = np.zeros(len(among), dtype=bool)
-    if not len(chosen):
-        return repeated
-    # Sorted (stably, so each group keeps input order), a row repeats the one before it
-    # when every key is equal: less memory than hashing whole rows.
-    order = np.lexsort(keys[::-1]) if keys else np.arange(len(chosen))
-    same = np.ones(len(chosen) - 1, dtype=bool)
-    for key in keys:
-        ordered = key[order]
-        same &= ordered[1:] == ordered[:-1]
-    repeated[chosen[order[1:][same]]] = True
-    return repeated

@@ -16,19 +16,14 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from bulk_chats import out_files, report
+from bulk_chats import out_files, report_writer
 from bulk_chats.errors import ReportError
 from bulk_chats.loading import Sheet, load_sheet
 from bulk_chats.out_files import STALE_AFTER, remove_leftovers
 from bulk_chats.pipeline import validate_file
 from bulk_chats.records import Outcome, Status
-from bulk_chats.report import (
-    Summary,
-    build_results,
-    default_out_path,
-    prepare_out,
-    write_results,
-)
+from bulk_chats.report import build_results, default_out_path
+from bulk_chats.report_writer import Summary, prepare_out, write_results
 from bulk_chats.settings import Settings
 from bulk_chats.validation import validate_sheet
 
@@ -291,7 +286,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def broken(book: object, results: pd.DataFrame, summary: Summary, **_: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "_write_summary_sheet", broken)
+    monkeypatch.setattr(report_writer, "_write_summary_sheet", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         write(results, earlier)
     with pytest.raises(RuntimeError, match="disk full"):

@@ -12,7 +12,8 @@ import pytest
 from bulk_chats.errors import InputError
 from bulk_chats.loading import load_sheet
 from bulk_chats.rows import changes_to_send
-from bulk_chats.validation import Validation, chat_status_spelling, validate_changes
+from bulk_chats.validation import Validation
+from bulk_chats.validation_changes import validate_changes
 from tests.test_validation import only_row, sheet_of, validate
 
 
@@ -133,12 +134,6 @@ def test_import_rejects_a_bad_chat_status_offline() -> None:
     )
     assert validation.status.tolist() == ["valid", "invalid"]
     assert validation.error_code.iat[1] == "invalid_chat_status"
-
-
-def test_the_option_spelling_is_checked_like_a_cell() -> None:
-    """`chat_status_spelling` accepts what a cell accepts and nothing else."""
-    assert chat_status_spelling("On-Hold") == "on hold"
-    assert chat_status_spelling("archived") is None
 
 
 def test_a_results_workbook_is_read_by_its_chat_id(tmp_path: Path) -> None:

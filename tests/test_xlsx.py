@@ -16,13 +16,8 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from bulk_chats.loading import load_sheet
 from bulk_chats.records import Status
-from bulk_chats.report import (
-    MAX_TEXT,
-    STATUS_COLOURS,
-    Summary,
-    build_results,
-    write_results,
-)
+from bulk_chats.report import build_results
+from bulk_chats.report_writer import MAX_TEXT, STATUS_COLOURS, Summary, write_results
 from bulk_chats.validation import validate_sheet
 
 SUMMARY = Summary(input_path=Path("in.xlsx"), mode="validate")

@@ -8,10 +8,11 @@ and for end-to-end, load and fault tests.
 
 `create_app` gives the ASGI app for `httpx.ASGITransport`; `run_in_thread` and `serve`
 put it on a loopback HTTP server. The behaviour where the API documentation is silent is
-described in `bulk_chats.sandbox.app`.
+described in `bulk_chats.sandbox.app` and `bulk_chats.sandbox.gate`.
 """
 
-from bulk_chats.sandbox.app import Faults, SandboxApp, SandboxConfig, create_app
+from bulk_chats.sandbox.app import SandboxApp, create_app
+from bulk_chats.sandbox.config import Faults, SandboxConfig
 from bulk_chats.sandbox.seed import (
     AGENTS,
     APPLICATIONS,

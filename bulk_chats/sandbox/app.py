@@ -24,10 +24,6 @@ says so here, erring towards the stricter answer so that client bugs show:
   a null one unassigns. Every `PUT` that passes is recorded, changed value or not.
 - 5xx bodies have no `invalid_request` entry (they are not the client's fault):
   `{"errors": [{"code": "internal_error", ...}]}`, `service_unavailable` for 503.
-- The rate limit counts the requests it lets through in a sliding window (60 seconds
-  unless `SandboxConfig.window` says otherwise), all `/v1` endpoints together; 401s and
-  429s do not count. A 429 carries `Retry-After` (whole seconds until a slot frees)
-  unless `retry_after_header` is off, as the real API documents none.
 - `=` on text ignores case (see `bulk_chats.sandbox.search`).
 
 With `SandboxConfig.quirks` (`bulk-chats sandbox --quirks`) it answers as the
@@ -43,66 +39,33 @@ documentation's other revisions do, so that a client meets them in tests:
   (`Seed.visitors`), whatever it asked;
 - `=` and `!=` on text compare exactly, case and all.
 
-Order of work for each `/v1` request: latency, count, authenticate (401), rate limit (429),
-draw a fault, then the endpoint (400, 404, store, answer).
-
-Faults hit `POST /v1/chats`, and `POST /v1/messages`, `POST /v1/customers` and the
-`PUT /v1/chats/...` endpoints when `Faults.messages`, `Faults.customers` and
-`Faults.updates` say so. Each such request that passes authentication and the rate limit
-draws one number from `random.Random(seed)` and gets at most one fault, so the n-th
-request meets the same fault in every run with the same seed. "Before" faults answer
-without reading the body; "after" faults strike only when something was stored or changed
-(a request refused with 400/404 is answered normally):
-
-- `error_before`: 500, nothing stored;
-- `unavailable`: 503, nothing stored;
-- `drop_before`: the connection is closed without an answer, nothing stored;
-- `error_after`: stored, then 500;
-- `drop_after`: stored, then the connection is closed without an answer;
-- `slow_after`: stored, then answered normally after `slow_seconds`, so that a client with
-  a shorter timeout gives up first;
-- `widget_chat` (`POST /v1/chats` only; elsewhere it is no fault): the customer opens a
-  chat of their own in the widget (`createdWith` `customer_message`, with a message from
-  them), then the requested chat is stored and the connection closed without an answer,
-  so a search for the customer's new chats finds two, the widget's first.
-
-Closing a connection needs the sandbox's own server (`run_in_thread`, `serve`). In process,
-under `httpx.ASGITransport`, a drop raises `httpx.RemoteProtocolError`, the error httpx
-raises when a server closes the connection without answering.
+What a request meets before and after its endpoint (latency, the key, the rate limit, the
+faults) is the gate's: see `bulk_chats.sandbox.gate`.
 """
 
 from __future__ import annotations
 
-import hmac
-import math
-import random
 import re
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import anyio
-import httpx
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from bulk_chats.sandbox.answers import (
     NOT_BLANK,
     NUMERIC,
     Entry,
     Refusal,
-    error_response,
     id_field,
     is_id,
     json_object,
     text_field,
 )
+from bulk_chats.sandbox.config import SandboxConfig
+from bulk_chats.sandbox.gate import Clock, Gate, Handler, Sleep
 from bulk_chats.sandbox.search import CHAT_FIELDS, CUSTOMER_FIELDS, Page, parse_page, search
 from bulk_chats.sandbox.seed import Customer
 from bulk_chats.sandbox.state import (
@@ -113,22 +76,8 @@ from bulk_chats.sandbox.state import (
     Chat,
     SandboxState,
 )
-from bulk_chats.settings import DEFAULT_RATE
-
-Clock = Callable[[], float]
-"""Monotonic seconds, for the rate limit window."""
-
-Sleep = Callable[[float], Awaitable[None]]
-"""Waits the given seconds, for latency and `slow_after`."""
 
 V = TypeVar("V")
-
-DROP_CONNECTION = "bulk_chats.sandbox.drop_connection"
-"""The key under `scope["extensions"]` of the sandbox server's "close this connection"."""
-
-WINDOW_SECONDS = 60.0
-"""The rate limit's default window: the rate is per minute."""
-
 MESSAGE_TYPES = ("message", "private")
 
 STATUS_SPELLINGS: dict[str, str] = {
@@ -151,151 +100,11 @@ CUSTOMER_TEXT_FIELDS = ("name", "email", "userId", "company", "phone", "notes")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Faults:
-    """Which faults to inject, each a probability in [0, 1]; together at most 1.
-
-    `seed` makes the sequence of faults repeatable. `slow_seconds` is how long `slow_after`
-    holds its answer. `messages` extends the faults to `POST /v1/messages`, `customers` to
-    `POST /v1/customers`, `updates` to the `PUT /v1/chats/...` endpoints (a change applied,
-    then the fault). `widget_chat` strikes `POST /v1/chats` only.
-    """
-
-    seed: int = 0
-    error_before: float = 0.0
-    unavailable: float = 0.0
-    drop_before: float = 0.0
-    error_after: float = 0.0
-    drop_after: float = 0.0
-    slow_after: float = 0.0
-    widget_chat: float = 0.0
-    slow_seconds: float = 30.0
-    messages: bool = False
-    customers: bool = False
-    updates: bool = False
-
-    KINDS: ClassVar[tuple[str, ...]] = (
-        "error_before",
-        "unavailable",
-        "drop_before",
-        "error_after",
-        "drop_after",
-        "slow_after",
-    )
-    """The faults of the connection and the server, which every endpoint can meet."""
-
-    ALL_KINDS: ClassVar[tuple[str, ...]] = (*KINDS, "widget_chat")
-    """`KINDS` and the customer's own widget chat, in the order one draw is matched
-    against them."""
-
-    def __post_init__(self) -> None:
-        chances = [getattr(self, kind) for kind in self.ALL_KINDS]
-        if any(not 0.0 <= p <= 1.0 for p in chances):
-            raise ValueError("fault probabilities must be between 0 and 1")
-        if sum(chances) > 1.0 + 1e-9:
-            raise ValueError("fault probabilities must add up to at most 1")
-        if self.slow_seconds < 0:
-            raise ValueError("slow_seconds must not be negative")
-
-    def draw(self, rng: random.Random) -> str | None:
-        """The fault for one request (one number drawn from `rng`), or None."""
-        point = rng.random()
-        for kind in self.ALL_KINDS:
-            point -= getattr(self, kind)
-            if point < 0:
-                return kind
-        return None
-
-
-_BEFORE = frozenset({"error_before", "unavailable", "drop_before"})
-
-
-@dataclass(frozen=True, slots=True)
-class SandboxConfig:
-    """How a sandbox behaves.
-
-    `api_key` None accepts any non-empty bearer key; `revoke_key_after` revokes it once that
-    many `/v1` requests passed authentication, so every later one gets 401 (a key revoked
-    mid-run). `rate` is in requests per `window`
-    seconds (per minute by default), None for no limit; a short `window` lets tests see
-    429s come and go in seconds. `latency` is seconds added before each `/v1` answer, fixed
-    or drawn uniformly from a (min, max) range. `quirks` answers as the documentation's
-    other revisions do (see the module docstring).
-    """
-
-    api_key: str | None = field(default=None, repr=False)
-    rate: int | None = DEFAULT_RATE
-    latency: float | tuple[float, float] = 0.0
-    faults: Faults = field(default_factory=Faults)
-    retry_after_header: bool = True
-    window: float = WINDOW_SECONDS
-    quirks: bool = False
-    revoke_key_after: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.revoke_key_after is not None and self.revoke_key_after < 0:
-            raise ValueError("revoke_key_after must be a number of requests >= 0, or None")
-        if self.rate is not None and self.rate < 1:
-            raise ValueError("rate must be at least 1 request per minute, or None")
-        if not self.window > 0:
-            raise ValueError("window must be seconds > 0")
-        low, high = self.latency if isinstance(self.latency, tuple) else (self.latency,) * 2
-        if not 0 <= low <= high:
-            raise ValueError("latency must be seconds >= 0, or a (min, max) range")
-
-
-class _Answered(Exception):
-    """A request answered before its endpoint did its work (a "before" fault)."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
-class SlidingWindow:
-    """At most `rate` admissions in any `window` seconds of `clock`."""
-
-    def __init__(self, rate: int, clock: Clock, window: float = WINDOW_SECONDS) -> None:
-        self._rate = rate
-        self._clock = clock
-        self._window = window
-        self._admitted: deque[float] = deque()
-
-    def admit(self) -> float | None:
-        """Admit one request now and return None, or return the seconds until one fits."""
-        now = self._clock()
-        while self._admitted and self._admitted[0] <= now - self._window:
-            self._admitted.popleft()
-        if len(self._admitted) < self._rate:
-            self._admitted.append(now)
-            return None
-        return self._admitted[0] + self._window - now
-
-
-class SandboxApp:
+class SandboxApp(Gate):
     """The ASGI app of one sandbox. `state` is what it stores; `config` how it behaves."""
 
-    def __init__(
-        self,
-        config: SandboxConfig,
-        state: SandboxState,
-        *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = anyio.sleep,
-    ) -> None:
-        self.config = config
-        self.state = state
-        self._sleep = sleep
-        self._limiter = (
-            None if config.rate is None else SlidingWindow(config.rate, clock, window=config.window)
-        )
-        self._fault_rng = random.Random(config.faults.seed)
-        # Latency has its own generator so that it never shifts the sequence of faults.
-        self._latency_rng = random.Random(f"latency-{config.faults.seed}")
-        self._pauses: set[anyio.CancelScope] = set()
-        self._closing = False
-        self._authenticated = 0
-        v1 = [
+    def _endpoints(self) -> list[tuple[str, str, Handler]]:
+        return [
             ("POST", "/v1/chats", self._create_chat),
             ("POST", "/v1/messages", self._create_message),
             ("GET", "/v1/chats/{id:int}/messages", self._list_messages),
@@ -308,123 +117,6 @@ class SandboxApp:
             ("PUT", "/v1/chats/assignee", self._set_assignee),
             ("PUT", "/v1/chats/department", self._set_department),
         ]
-        self._router = Starlette(
-            routes=[
-                *(
-                    Route(
-                        path,
-                        self._v1(handler, f"{method} {path.replace(':int', '')}"),
-                        methods=[method],
-                    )
-                    for method, path, handler in v1
-                ),
-                Route("/_sandbox/state", self._inspect, methods=["GET"]),
-            ],
-            exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._router(scope, receive, send)
-
-    def close(self) -> None:
-        """Cut short every pause in progress and skip later ones, so a server stops soon.
-
-        Call it from the event loop that runs the app.
-        """
-        self._closing = True
-        for scope in list(self._pauses):
-            scope.cancel()
-
-    async def _pause(self, seconds: float) -> None:
-        if seconds <= 0 or self._closing:
-            return
-        with anyio.CancelScope() as scope:
-            self._pauses.add(scope)
-            try:
-                await self._sleep(seconds)
-            finally:
-                self._pauses.discard(scope)
-
-    def _latency(self) -> float:
-        latency = self.config.latency
-        if isinstance(latency, tuple):
-            return self._latency_rng.uniform(*latency)
-        return latency
-
-    def _authorized(self, request: Request) -> bool:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            return False
-        expected = self.config.api_key
-        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
-            return False
-        revoke_after = self.config.revoke_key_after
-        if revoke_after is not None and self._authenticated >= revoke_after:
-            return False
-        self._authenticated += 1
-        return True
-
-    def _v1(
-        self, handler: Callable[[Request], Awaitable[Response]], label: str
-    ) -> Callable[[Request], Awaitable[Response]]:
-        """`handler` behind latency, counting (as `label`), authentication and the rate
-        limit."""
-
-        async def endpoint(request: Request) -> Response:
-            await self._pause(self._latency())
-            self.state.count(label)
-            if not self._authorized(request):
-                self.state.count_unauthorized()
-                return error_response(401, ("unauthorized", "Unauthorized"))
-            wait = None if self._limiter is None else self._limiter.admit()
-            if wait is not None:
-                self.state.count_rate_limited()
-                headers = None
-                if self.config.retry_after_header:
-                    headers = {"Retry-After": str(max(1, math.ceil(wait)))}
-                return error_response(
-                    429, ("too_many_requests", "Too many requests"), headers=headers
-                )
-            try:
-                return await handler(request)
-            except Refusal as refusal:
-                return refusal.response()
-            except _Answered as answered:
-                return answered.response
-
-        return endpoint
-
-    def _draw_fault(self, endpoint: str) -> str | None:
-        """The fault for one request to `endpoint` ("chats", or a `Faults` flag's name)."""
-        faults = self.config.faults
-        if endpoint != "chats" and not getattr(faults, endpoint):
-            return None
-        kind = faults.draw(self._fault_rng)
-        if kind == "widget_chat" and endpoint != "chats":
-            return None
-        if kind in _BEFORE:
-            self.state.count_fault(kind)
-        return kind
-
-    async def _begin(self, request: Request, endpoint: str) -> tuple[str | None, dict[str, Any]]:
-        """Draw the request's fault (see `_draw_fault`) and read its body; a "before" fault
-        is answered at once, without reading it."""
-        fault = self._draw_fault(endpoint)
-        if fault in _BEFORE:
-            raise _Answered(_before_fault(request, fault))
-        return fault, await json_object(request)
-
-    async def _answer(self, request: Request, fault: str | None, response: Response) -> Response:
-        """`response` after something was stored, unless an "after" fault strikes."""
-        if fault is None or fault in _BEFORE:
-            return response
-        self.state.count_fault(fault)
-        if fault == "error_after":
-            return _server_error()
-        if fault in ("drop_after", "widget_chat"):
-            return _drop(request)
-        await self._pause(self.config.faults.slow_seconds)
-        return response
 
     async def _create_chat(self, request: Request) -> Response:
         fault, body = await self._begin(request, "chats")
@@ -630,9 +322,6 @@ class SandboxApp:
         self.state.update_chat(chat, field, value)
         return await self._answer(request, fault, JSONResponse(self._chat_json(chat)))
 
-    async def _inspect(self, request: Request) -> Response:
-        return JSONResponse(self.state.snapshot())
-
 
 def create_app(
     config: SandboxConfig | None = None,
@@ -679,31 +368,3 @@ def _page(request: Request) -> Page:
     if errors:
         raise Refusal(400, *errors)
     return page
-
-
-def _server_error() -> Response:
-    return error_response(500, ("internal_error", "Internal server error"), generic=False)
-
-
-def _before_fault(request: Request, fault: str | None) -> Response:
-    if fault == "error_before":
-        return _server_error()
-    if fault == "unavailable":
-        return error_response(503, ("service_unavailable", "Service unavailable"), generic=False)
-    return _drop(request)
-
-
-def _drop(request: Request) -> Response:
-    """Close the connection without an answer (see the module docstring)."""
-    drop = request.scope.get("extensions", {}).get(DROP_CONNECTION)
-    if drop is None:
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-    drop()
-    # The connection is closed: this answer goes nowhere, it only ends the handler.
-    return Response(status_code=500)
-
-
-async def _http_error(request: Request, exc: HTTPException) -> Response:
-    """Unknown paths and methods answer in the API's error shape too."""
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, (code, str(exc.detail)), headers=exc.headers)

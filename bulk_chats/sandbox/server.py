@@ -28,7 +28,9 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bulk_chats.errors import InputError
-from bulk_chats.sandbox.app import DROP_CONNECTION, SandboxApp, SandboxConfig, create_app
+from bulk_chats.sandbox.app import SandboxApp, create_app
+from bulk_chats.sandbox.config import SandboxConfig
+from bulk_chats.sandbox.gate import DROP_CONNECTION
 from bulk_chats.sandbox.state import SandboxState
 from bulk_chats.settings import is_loopback_host
 

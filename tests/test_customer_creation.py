@@ -1,0 +1,161 @@
+"""New customers: exactly one per name across lost answers, confirmed by search before
+anything is sent again (respx, fake time)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from bulk_chats.client import HelpCrunchClient
+from bulk_chats.customer_creation import CREATE_ROUNDS, create_customers
+from bulk_chats.customers import Failure, look_up_customers
+from bulk_chats.journal import Journal
+from bulk_chats.records import Status
+from tests import test_resolve
+from tests.fakes import FakeTime
+from tests.test_customers import filters, named
+
+# The mocked API root and a client at 6000 requests a minute on the fake clock.
+api = test_resolve.api
+client = test_resolve.client
+
+
+def creating(api: respx.MockRouter, *answers: Any) -> respx.Route:
+    """`POST /customers` answered by `answers` in turn (a response or an exception)."""
+    return api.post("/customers").mock(side_effect=list(answers))
+
+
+@pytest.mark.anyio
+async def test_one_customer_per_new_email_whatever_its_case(
+    client: HelpCrunchClient, api: respx.MockRouter, journal: Journal, fake: FakeTime
+) -> None:
+    """Three rows with one new email in three spellings: one POST, with the first row's
+    spelling and profile; every row gets it, and the journal records it."""
+    api.post("/customers/search").respond(200, json={"data": []})
+    post = creating(api, httpx.Response(201, json={"id": 77, "email": "new@example.com"}))
+    rows = [
+        named(0, "customer_email", "new@example.com", name="Nina", company="Acme"),
+        named(1, "customer_email", "NEW@example.com", phone="+49 30 1234"),
+        named(2, "customer_email", " New@Example.COM "),
+    ]
+    lookups = await look_up_customers(client, rows, journal=journal, concurrency=2)
+    made = await create_customers(client, journal, lookups, rows, concurrency=2, sleep=fake.sleep)
+    assert post.call_count == 1
+    assert json.loads(post.calls.last.request.content) == {
+        "email": "new@example.com",
+        "name": "Nina",
+        "company": "Acme",
+        "phone": "+49 30 1234",
+    }
+    assert made.found == {"customer_email:new@example.com": [77]}
+    assert made.created == {"customer_email:new@example.com": 77}
+    entry = journal.customers(["customer_email:new@example.com"])["customer_email:new@example.com"]
+    assert (entry.state, entry.customer_id, entry.attempts) == ("created", 77, 1)
+
+
+@pytest.mark.anyio
+async def test_a_lost_answer_is_confirmed_by_search_not_sent_again(
+    client: HelpCrunchClient, api: respx.MockRouter, journal: Journal, fake: FakeTime
+) -> None:
+    """The connection drops after the customer was stored: a search finds it, and it is
+    adopted, never created twice."""
+    search = api.post("/customers/search").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": []}),
+            httpx.Response(200, json={"data": [{"id": 88, "userId": "crm-9"}]}),
+        ]
+    )
+    post = creating(api, httpx.RemoteProtocolError("Server disconnected"))
+    rows = [named(0, "customer_user_id", "crm-9")]
+    lookups = await look_up_customers(client, rows, journal=journal, concurrency=1)
+    made = await create_customers(client, journal, lookups, rows, concurrency=1, sleep=fake.sleep)
+    assert (post.call_count, search.call_count) == (1, 2)
+    assert made.created == {"customer_user_id:crm-9": 88}
+    assert journal.customers(["customer_user_id:crm-9"])["customer_user_id:crm-9"].state == (
+        "created"
+    )
+
+
+@pytest.mark.anyio
+async def test_lost_answers_are_confirmed_in_one_search_and_the_missing_sent_again(
+    client: HelpCrunchClient, api: respx.MockRouter, journal: Journal, fake: FakeTime
+) -> None:
+    """Two creations lose their answers; one search asks for both: the one stored is
+    adopted, the one not stored is sent again, once."""
+    search = api.post("/customers/search").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": []}),
+            httpx.Response(200, json={"data": [{"id": 5, "email": "a@example.com"}]}),
+        ]
+    )
+    post = creating(
+        api,
+        httpx.RemoteProtocolError("Server disconnected"),
+        httpx.ReadTimeout("no answer"),
+        httpx.Response(201, json={"id": 6, "email": "b@example.com"}),
+    )
+    rows = [
+        named(0, "customer_email", "a@example.com"),
+        named(1, "customer_email", "b@example.com"),
+    ]
+    lookups = await look_up_customers(client, rows, journal=journal, concurrency=1)
+    made = await create_customers(client, journal, lookups, rows, concurrency=1, sleep=fake.sleep)
+    assert search.call_count == 2
+    assert len(filters(search.calls.last)) == 2
+    assert post.call_count == 3
+    assert json.loads(post.calls.last.request.content) == {"email": "b@example.com"}
+    assert made.created == {"customer_email:a@example.com": 5, "customer_email:b@example.com": 6}
+
+
+@pytest.mark.anyio
+async def test_a_refused_creation_fails_its_name(
+    client: HelpCrunchClient, api: respx.MockRouter, journal: Journal, fake: FakeTime
+) -> None:
+    """A 400 (a userId in use) is not retried: the name fails with the API's code."""
+    api.post("/customers/search").respond(200, json={"data": []})
+    post = creating(
+        api,
+        httpx.Response(
+            400, json={"errors": [{"code": "userId", "message": "This value is already used."}]}
+        ),
+    )
+    rows = [named(0, "customer_user_id", "crm-1")]
+    lookups = await look_up_customers(client, rows, journal=journal, concurrency=1)
+    made = await create_customers(client, journal, lookups, rows, concurrency=1, sleep=fake.sleep)
+    failure = made.found["customer_user_id:crm-1"]
+    assert post.call_count == 1
+    assert isinstance(failure, Failure)
+    assert (failure.status, failure.error and failure.error.error_code) == (
+        Status.FAILED,
+        "userId",
+    )
+    assert failure.message == (
+        "customer_user_id: a new customer for 'crm-1' could not be created: "
+        "This value is already used."
+    )
+    assert journal.customers(["customer_user_id:crm-1"])["customer_user_id:crm-1"].state == (
+        "failed"
+    )
+
+
+@pytest.mark.anyio
+async def test_a_creation_that_keeps_losing_its_answer_ends_unknown(
+    client: HelpCrunchClient, api: respx.MockRouter, journal: Journal, fake: FakeTime
+) -> None:
+    """Every answer lost and every search empty: sent CREATE_ROUNDS times, each after a
+    search that found nothing, then `unknown`, and the journal says so for the next run."""
+    search = api.post("/customers/search").respond(200, json={"data": []})
+    post = api.post("/customers").mock(side_effect=httpx.ReadTimeout("no answer"))
+    rows = [named(0, "customer_email", "ghost@example.com")]
+    lookups = await look_up_customers(client, rows, journal=journal, concurrency=1)
+    made = await create_customers(client, journal, lookups, rows, concurrency=1, sleep=fake.sleep)
+    failure = made.found["customer_email:ghost@example.com"]
+    assert (post.call_count, search.call_count) == (CREATE_ROUNDS, 1 + CREATE_ROUNDS)
+    assert isinstance(failure, Failure)
+    assert failure.status is Status.UNKNOWN
+    entry = journal.customers(["customer_email:ghost@example.com"])
+    assert entry["customer_email:ghost@example.com"].state == "unknown"
