@@ -19,8 +19,10 @@ from bulk_chats.changing import close_file, update_file
 from bulk_chats.column_checks import CHAT_STATUSES, chat_status_spelling
 from bulk_chats.errors import BulkChatsError, InputError
 from bulk_chats.interrupt import EXIT_INTERRUPTED, Job, run_interruptible
-from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
+from bulk_chats.pipeline import import_file, validate_file
+from bulk_chats.plan import Plan
 from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink, limit_text
+from bulk_chats.runs import RunResult
 from bulk_chats.settings import (
     API_KEY_ENV,
     BASE_URL_ENV,

@@ -46,10 +46,6 @@ from bulk_chats.settings import Settings
 from bulk_chats.throttle import default_concurrency
 from bulk_chats.validation import Validation, validate_sheet
 
-# `Plan` and `RunResult` belong to `plan` and `runs`; the CLI and the web page take them
-# from here, with the jobs that return them.
-__all__ = ["Plan", "RunResult", "import_file", "read_and_validate", "validate_file"]
-
 
 def validate_file(settings: Settings, *, now: dt.datetime | None = None) -> RunResult:
     """Read and validate every row of `settings.input_path`; send nothing; write the

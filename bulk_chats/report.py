@@ -18,7 +18,6 @@ from bulk_chats.ids import parse_ids
 from bulk_chats.loading import Sheet, normalise_header
 from bulk_chats.out_files import numbered
 from bulk_chats.records import Outcome
-from bulk_chats.report_writer import STATUS_COLOURS as STATUS_COLOURS  # the page's colours
 from bulk_chats.rows import optional_ints
 from bulk_chats.validation import Validation
 

@@ -22,9 +22,10 @@ from click.testing import CliRunner
 from bulk_chats import retry
 from bulk_chats.cli import cli
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.pipeline import RunResult, import_file
+from bulk_chats.pipeline import import_file
 from bulk_chats.progress import NullProgress
 from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.runs import RunResult
 from bulk_chats.sandbox import (
     APPLICATIONS,
     CUSTOMERS,

@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from bulk_chats.cli import cli
-from bulk_chats.pipeline import Plan, RunResult, import_file
+from bulk_chats.pipeline import import_file
+from bulk_chats.plan import Plan
+from bulk_chats.runs import RunResult
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, Settings
 

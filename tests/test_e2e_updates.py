@@ -26,7 +26,8 @@ from click.testing import CliRunner
 from bulk_chats import retry
 from bulk_chats.changing import close_file, update_file
 from bulk_chats.cli import cli
-from bulk_chats.pipeline import RunResult, import_file
+from bulk_chats.pipeline import import_file
+from bulk_chats.runs import RunResult
 from bulk_chats.sandbox import (
     AGENTS,
     CUSTOMERS,

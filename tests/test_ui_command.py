@@ -147,7 +147,7 @@ def test_ctrl_c_stops_a_run_and_writes_its_workbook(served: Served, tmp_path: Pa
         assert client.post(f"{served.root}/confirm", json={}, **post).status_code == 200
         poll(r'aria-valuenow="[1-9]', lambda: served.page(client))
     assert served.interrupt() == 130
-    assert any("stopping the run" in line for line in served.seen + list(served.lines.queue))
+    assert any("stopping: no new rows" in line for line in served.seen + list(served.lines.queue))
     [workbook] = (tmp_path / "reports").glob("sixty-results-*.xlsx")
     book = openpyxl.load_workbook(workbook, read_only=True)
     table = list(book["results"].iter_rows(values_only=True))

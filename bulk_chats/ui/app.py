@@ -32,18 +32,18 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from bulk_chats.column_checks import CHAT_STATUSES, chat_status_spelling
 from bulk_chats.fields import FIELD_NAMES
-from bulk_chats.pipeline import RunResult
 from bulk_chats.progress import limit_text
 from bulk_chats.records import Status
-from bulk_chats.report import STATUS_COLOURS
+from bulk_chats.report_writer import STATUS_COLOURS
+from bulk_chats.runs import RunResult
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
 from bulk_chats.ui.guard import Guard
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
 from bulk_chats.ui.preview import Preview, column_options, mapping_fields, read_preview
 from bulk_chats.ui.problems import Problems, read_problems
 from bulk_chats.ui.uploads import DEFAULT_MAX_UPLOAD, Upload, UploadRefused, receive_upload
-from bulk_chats.validation import CHAT_STATUSES, chat_status_spelling
 
 EVENT_INTERVAL = 0.25
 """Seconds between looks at a run for the page's progress events."""

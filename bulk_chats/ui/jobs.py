@@ -23,8 +23,10 @@ import anyio
 
 from bulk_chats.changing import close_file, update_file
 from bulk_chats.errors import BulkChatsError
-from bulk_chats.pipeline import Plan, RunResult, import_file, validate_file
+from bulk_chats.pipeline import import_file, validate_file
+from bulk_chats.plan import Plan
 from bulk_chats.records import Outcome, Status
+from bulk_chats.runs import RunResult
 from bulk_chats.settings import Settings
 
 CONFIRM_TIMEOUT = 3600.0

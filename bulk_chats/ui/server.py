@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from bulk_chats.errors import InputError
+from bulk_chats.interrupt import EXIT_INTERRUPTED, EXITING, STOPPING
 from bulk_chats.ui.app import UiApp, UiConfig
 
 LOOPBACK = "127.0.0.1"
@@ -29,7 +30,6 @@ STOP_TIMEOUT = 5.0
 """Seconds to wait for the server to stop gracefully, then as long again forcibly."""
 RUN_STOP_TIMEOUT = 300.0
 """Seconds a stopped run may take to finish the requests in flight and write its workbook."""
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +133,10 @@ def serve_ui(
             job = running.app.job
             if job is None or not job.view().active:
                 return 0
-            announce(
-                "stopping the run: no new rows; waiting for requests in flight "
-                "(Ctrl-C again to quit at once)"
-            )
+            announce(STOPPING)
             try:
                 stop_run(running.app)
             except KeyboardInterrupt:
-                announce("interrupted again: exiting now")
+                announce(EXITING)
                 os._exit(EXIT_INTERRUPTED)
             return EXIT_INTERRUPTED
