@@ -39,7 +39,7 @@ from typing import Any, Self, TypeVar
 import anyio
 import httpx
 
-from bulk_chats.answers import Agent, Chat, Customer, Department, Message
+from bulk_chats.answers import Agent, Chat, Customer, Department, Message, parse_id
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -60,6 +60,9 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 PAGE_SIZE = 100
 """The API's largest page for `offset`/`limit` paging."""
+
+SHORTEST_PAGE = 50
+"""The shortest page a revision of the API is known to answer with, whatever was asked."""
 
 MAX_PAGES = 10_000
 """A paged read stops with an error past this many pages rather than loop forever."""
@@ -294,11 +297,12 @@ class HelpCrunchClient:
         """All items of a paged read, each through `parse` (items it cannot read are left
         out): `offset`/`limit` in the query string for GET, in the body for search.
 
-        `meta.total` is never trusted (the API's own examples show `total: 0` beside data,
-        and a total too high). A GET listing is read until an empty page: a server may
-        answer pages shorter than asked (50 where 100 were asked), and a listing is read
-        once a run, so one more request is cheap. A search ends at a page shorter than
-        asked: searches go out per row, and their pages are full ones.
+        `meta.total` never ends a read on its own (the API's own examples show `total: 0`
+        beside data, and a total too high), and a server may answer pages shorter than
+        asked (50 where 100 were asked). So a GET listing ends at an empty page, or at a
+        page shorter than any a server pages by (`SHORTEST_PAGE`) when `meta.total` agrees
+        that everything is read: a small account with a truthful total costs one request,
+        any other one more. A search ends at a page shorter than asked.
         """
         label = f"{method} {path}"
         items: list[T] = []
@@ -318,7 +322,11 @@ class HelpCrunchClient:
             parsed = (parse(entry) for entry in page if isinstance(entry, dict))
             items.extend(item for item in parsed if item is not None)
             offset += len(page)
-            if not page or (method != "GET" and len(page) < PAGE_SIZE):
+            if not page:
+                return items
+            if method != "GET" and len(page) < PAGE_SIZE:
+                return items
+            if len(page) < SHORTEST_PAGE and _total(body) == offset:
                 return items
         raise ApiError(f"{label}: more than {MAX_PAGES} pages; the answer does not end")
 
@@ -480,3 +488,9 @@ class HelpCrunchClient:
                 http_status=response.status_code,
             )
         return parsed
+
+
+def _total(body: Mapping[str, Any]) -> int | None:
+    """`meta.total` of a paged answer, when it is a count; a hint, never the end alone."""
+    meta = body.get("meta")
+    return parse_id(meta.get("total")) if isinstance(meta, Mapping) else None

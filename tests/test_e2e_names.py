@@ -92,7 +92,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_ids_and_names_mixed_give_each_chat_its_one_message(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, tmp_path: Path, quirks: bool
 ) -> None:
     """Each chat gets exactly one message with the right text, type and sender; unknown
     names are invalid and nothing is sent for them."""
@@ -122,9 +122,10 @@ def test_ids_and_names_mixed_give_each_chat_its_one_message(
     assert chats[8738441].payload == {"customer": 8738441, "application": 3838, "assignee": 4191}
     # The customer names among the rows that passed the pre-flight, in one search.
     assert state.requests["POST /v1/customers/search"] == 1
-    # Each listing read once: its one page, and the empty page that ends it.
-    assert state.requests["GET /v1/agents"] == 2
-    assert state.requests["GET /v1/departments"] == 2
+    # Each listing read once: its one page, and (a wrong total) the empty page that ends it.
+    pages = 2 if quirks else 1
+    assert state.requests["GET /v1/agents"] == pages
+    assert state.requests["GET /v1/departments"] == pages
 
     table = rows(result.out)
     assert [r["status"] for r in table] == ["created"] * 4 + ["invalid"] * 3
