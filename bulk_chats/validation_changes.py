@@ -3,6 +3,8 @@ that concerns them, on whole columns as `validation` does for new chats."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -23,7 +25,9 @@ def validate_changes(
     for `close`. `update` reads `assignee` (an id, or `none` to unassign) or
     `assignee_email`, `department` or `department_name`, and `chat_status` (blank cells
     take `chat_status`); a row that changes nothing is `skipped`. `close` reads nothing
-    else. A row repeating an earlier one is `duplicate`.
+    else. A row repeating an earlier one is `duplicate`; one that changes a chat an earlier
+    row changes otherwise is `invalid` (`conflicting_chat_id`): sent at once, the two would
+    race, and each re-run would undo the other.
     """
     index = sheet.cells.index
     size = len(index)
@@ -94,6 +98,10 @@ def validate_changes(
     status[duplicate] = Status.DUPLICATE.value
     codes[duplicate] = "duplicate"
     messages[duplicate] = "repeats an earlier row's changes; not sent"
+    _conflicts(
+        sheet, chat.ids, among=(status == Status.VALID.value), codes=codes, messages=messages
+    )
+    status[codes == "conflicting_chat_id"] = Status.INVALID.value
     blank = pd.Series(filled(size, ""), index=index, dtype=object, copy=False)
     return Validation(
         status=pd.Series(status, index=index, dtype=object, copy=False),
@@ -108,3 +116,26 @@ def validate_changes(
         chat_status=statuses,
         unassign=pd.Series(unassign, index=index, copy=False),
     )
+
+
+def _conflicts(
+    sheet: Sheet,
+    chat_ids: pd.Series,
+    *,
+    among: np.ndarray[Any, np.dtype[np.bool_]],
+    codes: np.ndarray[Any, np.dtype[np.object_]],
+    messages: np.ndarray[Any, np.dtype[np.object_]],
+) -> None:
+    """Mark the rows of `among` whose chat an earlier row of `among` changes already."""
+    rows = np.flatnonzero(among)
+    keys = pd.Series(chat_ids.to_numpy(dtype=np.int64, na_value=0)[rows])
+    again = keys.duplicated(keep="first").to_numpy(dtype=bool)
+    if not again.any():
+        return
+    first = dict(zip(keys[~again].tolist(), rows[~again].tolist(), strict=True))
+    for row, chat in zip(rows[again].tolist(), keys[again].tolist(), strict=True):
+        codes[row] = "conflicting_chat_id"
+        messages[row] = (
+            f"chat_id: {chat} is changed otherwise by row {sheet.source_rows[first[chat]]}; "
+            "put all of a chat's changes on one row"
+        )

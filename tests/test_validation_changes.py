@@ -112,11 +112,16 @@ def test_close_skips_rows_without_a_chat_and_reads_nothing_else() -> None:
 
 def test_repeated_update_rows_are_duplicates() -> None:
     """A row asking the same changes of the same chat as an earlier row is a duplicate;
-    another status for that chat is not."""
+    another status for that chat conflicts with it: invalid, naming the earlier row, since
+    the two would race and every re-run would undo the other."""
     validation = changes(
         ["chat_id", "chat_status"], [7, "closed"], [7, "Closed"], [7, "pending"], [8, "closed"]
     )
-    assert validation.status.tolist() == ["valid", "duplicate", "valid", "valid"]
+    assert validation.status.tolist() == ["valid", "duplicate", "invalid", "valid"]
+    assert validation.error_code.iat[2] == "conflicting_chat_id"
+    assert validation.error_message.iat[2] == (
+        "chat_id: 7 is changed otherwise by row 2; put all of a chat's changes on one row"
+    )
 
 
 def test_default_status_fills_blank_cells_only() -> None:
