@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 
+from bulk_chats.journal import Journal, journal_path, scope_for
 from bulk_chats.sandbox import CUSTOMERS, DEPARTMENTS, RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.sandbox.state import Chat
 from bulk_chats.settings import ApiKey
@@ -464,3 +465,24 @@ async def test_a_declined_update_changes_nothing(tmp_path: Path, sandbox: Runnin
     assert view.result.declined
     assert "Not confirmed: nothing was changed." in page
     assert sandbox.state.changes == []
+
+
+async def test_a_run_without_a_typed_rate_starts_at_the_learned_limit(
+    tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    """The page's rate field left blank is `--rate` left out: the run starts at the limit an
+    earlier run learned for this API root; a typed rate wins, as on the command line."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url, rate=None)
+    scope = scope_for(sandbox.base_url)
+    with Journal.open(journal_path(tmp_path / "reports"), scope=scope) as journal:
+        journal.remember_limit(600.0)
+    async with client_for(app) as client:
+        assert (await upload(client, SAMPLE)).status_code == 200
+        rates = []
+        for typed in ("", "900"):
+            await run(app, client, "dry_run", api_key=KEY, rate=typed)
+            result = app.job.view().result  # type: ignore[union-attr]
+            assert result is not None
+            assert result.plan is not None
+            rates.append(result.plan.rate)
+    assert rates == [600.0, 900.0]

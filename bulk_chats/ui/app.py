@@ -57,13 +57,14 @@ _HERE = Path(__file__).parent
 @dataclass(frozen=True, slots=True)
 class UiConfig:
     """What the page runs against. `api_key` None means the user types it into the page;
-    `rate` is the requests per minute a run starts at unless the page says otherwise."""
+    `rate` is the requests per minute a run starts at unless the page says otherwise (None:
+    the account's limit an earlier run learned for this API root, else `DEFAULT_RATE`)."""
 
     base_url: str = DEFAULT_BASE_URL
     api_key: ApiKey | None = None
     sandbox: bool = False
     reports_dir: Path = REPORTS_DIR
-    rate: float = DEFAULT_RATE
+    rate: float | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
 
 
@@ -119,6 +120,7 @@ class UiApp:
         html = self._templates.get_template("page.html").render(
             token=self.token,
             config=self.config,
+            default_rate=f"{DEFAULT_RATE:g}",
             upload=upload,
             preview=self._preview,
             fields=mapping_fields(),
@@ -201,12 +203,15 @@ class UiApp:
             return _error("unknown run", 400)
         if upload is None:
             return _error("choose a spreadsheet first", 409)
-        try:
-            rate = float(body.get("rate") or self.config.rate)
-        except (TypeError, ValueError):
-            rate = 0.0
-        if not 1 <= rate <= 1_000_000:
-            return _error("requests per minute: give a number from 1 up", 400)
+        typed_rate = str(body.get("rate") or "").strip()
+        rate = self.config.rate
+        if typed_rate:
+            try:
+                rate = float(typed_rate)
+            except ValueError:
+                rate = 0.0
+            if not 1 <= rate <= 1_000_000:
+                return _error("requests per minute: give a number from 1 up", 400)
         typed = str(body.get("api_key") or "").strip()
         key = ApiKey(typed) if typed and not self.config.sandbox else self.config.api_key
         if kind.sends and key is None:
