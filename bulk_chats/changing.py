@@ -128,11 +128,11 @@ async def _change_file(
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
-            drafts = [_draft(row) for row in rows]
-            directory = await preflight_read(client, drafts, results, tell, rows=rows)
+            to_check = [_as_chat_request(row) for row in rows]
+            directory = await preflight_read(client, to_check, results, tell, rows=rows)
             if isinstance(directory, RunResult):
                 return directory
-            checked, rejected, warnings = _checked(rows, check_rows(drafts, directory))
+            checked, rejected, warnings = _checked(rows, check_rows(to_check, directory))
             results.record(rejected)
             results.warnings.update(warnings)
 
@@ -166,7 +166,7 @@ async def _change_file(
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
 
 
-def _draft(row: ChangeRequest) -> ChatRequest:
+def _as_chat_request(row: ChangeRequest) -> ChatRequest:
     """`row`'s assignee and department as a chat to create, which is what the pre-flight
     (`resolve.check_rows`) checks and resolves: the rules are the same."""
     return ChatRequest(

@@ -228,10 +228,6 @@ class ChatChange:
     field: str
     value: int | str | None
 
-    def payload(self, chat_id: int) -> dict[str, int | str | None]:
-        """The request body for chat `chat_id`."""
-        return {"id": chat_id, self.field: self.value}
-
     @property
     def journal_value(self) -> str:
         """The value as the journal keys it: "" for None (unassign)."""
@@ -259,14 +255,12 @@ class ChangeRequest:
     @property
     def changes(self) -> tuple[ChatChange, ...]:
         """Every change the row asks for, in `CHANGE_ORDER`."""
-        found = []
-        if self.assignee is not None or self.unassign:
-            found.append(ChatChange("assignee", self.assignee))
-        if self.department is not None:
-            found.append(ChatChange("department", self.department))
-        if self.status is not None:
-            found.append(ChatChange("status", self.status))
-        return tuple(found)
+        asked = {
+            "assignee": self.assignee is not None or self.unassign,
+            "department": self.department is not None,
+            "status": self.status is not None,
+        }
+        return tuple(ChatChange(f, getattr(self, f)) for f in CHANGE_ORDER if asked[f])
 
     @property
     def pending(self) -> tuple[ChatChange, ...]:

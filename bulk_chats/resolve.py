@@ -2,9 +2,9 @@
 
 It owns the rules of PRODUCT.md › Beyond bare ids that need the account: `read_directory`
 reads its agents and departments (the first request doubles as the key check),
-`check_rows` checks every row's agent and department against them offline, and
-`resolve_customers` looks up each distinct customer email or userId once (batched, in
-`bulk_chats.customers`), `assign_customers` giving each row its customer. Rows go in and
+`check_rows` checks every row's agent and department against them offline, and once each
+distinct customer email or userId is looked up (batched, `bulk_chats.customers`),
+`assign_customers` gives each row its customer. Rows go in and
 come out as `ChatRequest` records: the same row with its ids filled in, or an `Outcome`
 saying why it is not sent.
 
@@ -29,14 +29,12 @@ from bulk_chats.customers import (
     LOOKUP_ATTEMPTS,
     Failure,
     Lookups,
-    look_up_customers,
     name_key,
     search_requests,
 )
 from bulk_chats.errors import ApiError, AuthenticationError
 from bulk_chats.records import ChatRequest, Outcome, Status
 from bulk_chats.retry import read_with_retries
-from bulk_chats.stopping import STOP_GRACE
 
 _LISTED_NAMES = 10
 """Up to this many departments are listed in a message about an unmatched name."""
@@ -120,7 +118,7 @@ def _refers_to_departments(draft: ChatRequest) -> bool:
 
 
 async def read_directory(
-    client: HelpCrunchClient, drafts: Sequence[ChatRequest], *, sleep: Sleep = anyio.sleep
+    client: HelpCrunchClient, rows: Sequence[ChatRequest], *, sleep: Sleep = anyio.sleep
 ) -> Directory:
     """Read the agents and the departments (every page) when some draft refers to them.
 
@@ -128,8 +126,8 @@ async def read_directory(
     `client.check_key()`, one cheap read. Raises `AuthenticationError` on a 401 and the
     last `ApiError` when a read keeps failing (`LOOKUP_ATTEMPTS` tries).
     """
-    need_agents = any(_refers_to_agents(d) for d in drafts)
-    need_departments = any(_refers_to_departments(d) for d in drafts)
+    need_agents = any(_refers_to_agents(d) for d in rows)
+    need_departments = any(_refers_to_departments(d) for d in rows)
     if not (need_agents or need_departments):
         await read_with_retries(client.check_key, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
         return Directory()
@@ -190,7 +188,7 @@ class Preflight:
 
     @property
     def lookups(self) -> int:
-        """Customer searches `resolve_customers` will make: its distinct names, batched."""
+        """Customer searches the look-ups will make: the distinct names, batched."""
         names = {name_key(d.customer_lookup) for d in self.passed if d.customer_lookup}
         return search_requests(len(names))
 
@@ -345,29 +343,6 @@ class Resolution:
     resolved: dict[str, dict[int, int]]
     auth_failed: bool = False
     customer_created: frozenset[int] = frozenset()
-
-
-async def resolve_customers(
-    client: HelpCrunchClient,
-    preflight: Preflight,
-    *,
-    concurrency: int,
-    stop: anyio.Event | None = None,
-    stop_grace: float = STOP_GRACE,
-    sleep: Sleep = anyio.sleep,
-) -> Resolution:
-    """Look up each distinct customer email and userId of `preflight.passed` (batched,
-    `customers.look_up_customers`), then give every passed row its customer id, or an
-    outcome. Nothing is sent but searches."""
-    lookups = await look_up_customers(
-        client,
-        preflight.passed,
-        concurrency=concurrency,
-        stop=stop,
-        stop_grace=stop_grace,
-        sleep=sleep,
-    )
-    return assign_customers(preflight, lookups)
 
 
 def assign_customers(

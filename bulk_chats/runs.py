@@ -113,17 +113,17 @@ KEY_REFUSED = "not sent: the API refused the key"
 
 async def preflight_read(
     client: HelpCrunchClient,
-    drafts: Sequence[ChatRequest],
+    to_check: Sequence[ChatRequest],
     results: ResultsSoFar,
     tell: Notify,
     *,
     rows: Iterable[AnyRequest],
 ) -> Directory | RunResult:
-    """The pre-flight's reads for `drafts` (`resolve.read_directory`), or the run's end
+    """The pre-flight's reads for `to_check` (`resolve.read_directory`), or the run's end
     when they fail: a refused key or a read that keeps failing sends nothing, and `rows`
     are `not_sent`."""
     try:
-        return await read_directory(client, drafts)
+        return await read_directory(client, to_check)
     except AuthenticationError as exc:
         tell(f"the API refused the key ({exc.http_status}): nothing was sent")
         results.record(end_rows(rows, Status.NOT_SENT, KEY_REFUSED))

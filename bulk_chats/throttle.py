@@ -153,11 +153,6 @@ class RateLimiter:
         self._lesson = (0, 0.0)
 
     @property
-    def configured_rate(self) -> float:
-        """The rate asked for, in requests per minute."""
-        return self._configured
-
-    @property
     def learned_limit(self) -> float | None:
         """The account's limit in requests per minute, learned or remembered; None if unknown."""
         return self._learned

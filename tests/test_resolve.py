@@ -14,22 +14,29 @@ import respx
 
 from bulk_chats.answers import Agent, Department
 from bulk_chats.client import HelpCrunchClient
-from bulk_chats.customers import BATCH_SIZE
+from bulk_chats.customers import BATCH_SIZE, look_up_customers
 from bulk_chats.errors import AuthenticationError
 from bulk_chats.records import ChatRequest, FirstMessage, Status
 from bulk_chats.resolve import (
     LOOKUP_ATTEMPTS,
     Directory,
     Preflight,
+    Resolution,
+    assign_customers,
     check_rows,
     read_directory,
-    resolve_customers,
 )
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
 from tests.fakes import FakeTime
 
 BASE = "https://api.test/v1"
+
+
+async def resolve(client: HelpCrunchClient, preflight: Preflight, **options: Any) -> Resolution:
+    """The customer look-ups, then each row given its customer, as `import` runs them."""
+    return assign_customers(preflight, await look_up_customers(client, preflight.passed, **options))
+
 
 AGENTS = [
     {"id": 4188, "name": "Anna", "email": "anna@example.com", "role": "admin"},
@@ -325,7 +332,7 @@ async def test_customers_are_looked_up_once_per_distinct_value(
         rejected={},
         warnings={},
     )
-    resolution = await resolve_customers(client, preflight, concurrency=3)
+    resolution = await resolve(client, preflight, concurrency=3)
     assert route.call_count == 1
     assert [f["value"] for f in body(route.calls.last)["filter"]] == [
         "one@example.com",
@@ -355,7 +362,7 @@ async def test_customer_search_asks_for_the_field_with_a_string_value(
         draft(0, customer=None, names=(("customer_email", "a@example.com"),)),
         draft(1, customer=None, names=(("customer_user_id", "1001"),)),
     ]
-    await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    await resolve(client, Preflight(passed, {}, {}), concurrency=1)
     assert [body(c)["filter"] for c in route.calls] == [
         [
             {"field": "customers.email", "operator": "~", "value": "a@example.com"},
@@ -380,7 +387,7 @@ async def test_a_loose_match_from_the_server_is_not_taken(
         },
     )
     passed = [draft(0, customer=None, names=(("customer_email", "ann@example.com"),))]
-    resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    resolution = await resolve(client, Preflight(passed, {}, {}), concurrency=1)
     assert [r.customer for r in resolution.requests] == [2]
 
 
@@ -396,7 +403,7 @@ async def test_a_customer_without_the_value_asked_for_is_not_taken(
         draft(0, customer=None, names=(("customer_email", "ann@example.com"),)),
         draft(1, customer=None, names=(("customer_user_id", "crm-7"),)),
     ]
-    resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    resolution = await resolve(client, Preflight(passed, {}, {}), concurrency=1)
     assert resolution.requests == []
     assert [o.error_code for o in resolution.outcomes.values()] == [
         "unresolved_customer_email",
@@ -414,7 +421,7 @@ async def test_an_email_typed_in_another_case_finds_its_customer(
         json={"data": [{"id": 8, "email": "hanna@x.com"}, {"id": 9, "email": " anna@x.com"}]},
     )
     passed = [draft(0, customer=None, names=(("customer_email", " ANNA@X.COM "),))]
-    resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    resolution = await resolve(client, Preflight(passed, {}, {}), concurrency=1)
     assert [r.customer for r in resolution.requests] == [9]
     assert body(route.calls.last)["filter"] == [
         {"field": "customers.email", "operator": "~", "value": "ANNA@X.COM"}
@@ -434,9 +441,7 @@ async def test_a_refused_look_up_fails_its_rows(
         400, json={"errors": [{"code": "filter[0].value", "message": "This value is not valid."}]}
     )
     passed = [draft(0, customer=None, names=(("customer_email", "x@example.com"),))]
-    outcome = (await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)).outcomes[
-        0
-    ]
+    outcome = (await resolve(client, Preflight(passed, {}, {}), concurrency=1)).outcomes[0]
     assert route.call_count == 1
     assert (outcome.status, outcome.error_code, outcome.http_status) == (
         Status.FAILED,
@@ -458,7 +463,7 @@ async def test_a_401_during_look_ups_stops_them(
         draft(n, customer=None, names=(("customer_email", f"c{n}@example.com"),))
         for n in range(5 * BATCH_SIZE)
     ]
-    resolution = await resolve_customers(client, Preflight(passed, {}, {}), concurrency=1)
+    resolution = await resolve(client, Preflight(passed, {}, {}), concurrency=1)
     assert route.call_count == 1
     assert resolution.auth_failed
     assert {o.status for o in resolution.outcomes.values()} == {Status.NOT_SENT}
@@ -474,9 +479,7 @@ async def test_a_stop_before_the_look_ups_makes_none(
     stop = anyio.Event()
     stop.set()
     passed = [draft(0, customer=None, names=(("customer_email", "a@example.com"),)), draft(1)]
-    resolution = await resolve_customers(
-        client, Preflight(passed, {}, {}), concurrency=2, stop=stop
-    )
+    resolution = await resolve(client, Preflight(passed, {}, {}), concurrency=2, stop=stop)
     assert route.call_count == 0
     assert resolution.outcomes[0].error_message == "not sent: the run was interrupted"
     assert [r.index for r in resolution.requests] == [1]
@@ -524,7 +527,7 @@ async def test_a_stop_ends_a_look_up_sitting_out_a_long_retry_after(
         BASE, ApiKey("sk-test"), limiter=limiter, transport=httpx.MockTransport(api.async_handler)
     ) as client:
         with anyio.fail_after(10):
-            resolution = await resolve_customers(
+            resolution = await resolve(
                 client,
                 Preflight(passed, {}, {}),
                 concurrency=2,
