@@ -1,9 +1,9 @@
 """The sandbox on a real HTTP server (uvicorn), on loopback only.
 
 `run_in_thread` serves in a background thread for tests and `import --sandbox`;
-`serve` blocks until Ctrl-C for `bulk-chats sandbox`. Both bind the socket themselves,
-so port 0 picks a free port that is known before the first request, and a busy port is
-a one-line `InputError` rather than a log record.
+`serve` blocks until Ctrl-C for `bulk-chats sandbox`. Both bind the socket with
+`bulk_chats.serving`, so port 0 picks a free port that is known before the first request,
+and a busy port is a one-line `InputError` rather than a log record.
 
 The server speaks HTTP/1.1 through uvicorn's h11 protocol, extended so that the app can
 close a connection without answering (the `drop_*` faults): uvicorn answers 500 to an
@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,19 +24,11 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bulk_chats.errors import InputError
 from bulk_chats.sandbox.app import SandboxApp, create_app
 from bulk_chats.sandbox.config import SandboxConfig
 from bulk_chats.sandbox.gate import DROP_CONNECTION
 from bulk_chats.sandbox.state import SandboxState
-from bulk_chats.settings import is_loopback_host
-
-LOOPBACK = "127.0.0.1"
-START_TIMEOUT = 10.0
-"""Seconds `run_in_thread` waits for the server to start."""
-STOP_TIMEOUT = 5.0
-"""Seconds `run_in_thread` waits for the server to stop gracefully, then as long again
-with in-flight requests abandoned."""
+from bulk_chats.serving import LOOPBACK, address, bind, quiet_config, serve_in_thread
 
 
 class _DroppingH11Protocol(H11Protocol):
@@ -74,18 +63,7 @@ class _SandboxServer(uvicorn.Server):
     """
 
     def __init__(self, app: SandboxApp) -> None:
-        super().__init__(
-            uvicorn.Config(
-                app,
-                http=_DroppingH11Protocol,
-                lifespan="off",
-                loop="asyncio",
-                log_config=None,  # leave the host program's logging as it is
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=int(STOP_TIMEOUT),
-            )
-        )
+        super().__init__(quiet_config(app, http=_DroppingH11Protocol))
         self.sandbox = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -113,36 +91,8 @@ def _as_app(app_or_config: SandboxApp | SandboxConfig | None) -> SandboxApp:
     return create_app(app_or_config)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A socket bound to (`host`, `port`) on loopback, not yet listening."""
-    if not is_loopback_host(host):
-        raise InputError(
-            f"sandbox: {host!r} is not a loopback address; the sandbox listens only on "
-            "127.0.0.1, ::1 or localhost"
-        )
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise InputError(f"sandbox: cannot listen on {host}:{port} ({exc})") from None
-    try:
-        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise InputError(
-            f"sandbox: cannot listen on {host}:{port} ({exc.strerror or exc})"
-        ) from None
-    return sock
-
-
 def _base_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
+    return f"http://{address(sock)}/v1"
 
 
 @contextlib.contextmanager
@@ -156,40 +106,14 @@ def run_in_thread(
 
     `app_or_config` is an app (to keep its state and injected clock) or a config (for a
     fresh seeded state). Port 0 picks a free port; `.base_url` shows the real one. On exit
-    the server stops and its thread is joined, within `STOP_TIMEOUT` seconds (twice that
-    if requests are still in flight). Raises `InputError` for a host that is not
+    the server stops and its thread is joined, within `serving.STOP_TIMEOUT` seconds
+    (twice that if requests are still in flight). Raises `InputError` for a host that is not
     loopback or a port that cannot be bound, `RuntimeError` if the server does not start.
     """
     app = _as_app(app_or_config)
-    sock = _bind(host, port)
-    base_url = _base_url(sock)
-    server = _SandboxServer(app)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        except BaseException as exc:  # reported to the caller's thread below
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="bulk-chats-sandbox", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            if failure or not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the sandbox did not start on {base_url}") from (
-                    failure[0] if failure else None
-                )
-            time.sleep(0.005)
-        yield RunningSandbox(base_url, app)
-    finally:
-        server.should_exit = True
-        thread.join(STOP_TIMEOUT)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(STOP_TIMEOUT)
-        sock.close()
+    sock = bind(host, port, who="sandbox")
+    with serve_in_thread(_SandboxServer(app), sock, name="sandbox"):
+        yield RunningSandbox(_base_url(sock), app)
 
 
 def _print_url(base_url: str) -> None:
@@ -212,7 +136,7 @@ def serve(
     Raises `InputError` for a host that is not loopback or a port that cannot be bound.
     """
     app = create_app(config, state=state)
-    sock = _bind(host, port)
+    sock = bind(host, port, who="sandbox")
     server = _SandboxServer(app)
 
     async def main() -> None:

@@ -1,4 +1,4 @@
-"""The page's server: uvicorn on 127.0.0.1, from a background thread.
+"""The page's server: uvicorn on 127.0.0.1, from a background thread (`bulk_chats.serving`).
 
 `run_ui_in_thread` serves for the length of a `with` block (tests, and `serve_ui`);
 `serve_ui` serves until Ctrl-C for `bulk-chats ui`. The first Ctrl-C stops a run in
@@ -11,23 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
 
-from bulk_chats.errors import InputError
 from bulk_chats.interrupt import EXIT_INTERRUPTED, EXITING, STOPPING
+from bulk_chats.serving import LOOPBACK, address, bind, quiet_config, serve_in_thread
 from bulk_chats.ui.app import UiApp, UiConfig
 
-LOOPBACK = "127.0.0.1"
-START_TIMEOUT = 10.0
-"""Seconds to wait for the server to start."""
-STOP_TIMEOUT = 5.0
-"""Seconds to wait for the server to stop gracefully, then as long again forcibly."""
 RUN_STOP_TIMEOUT = 300.0
 """Seconds a stopped run may take to finish the requests in flight and write its workbook."""
 
@@ -38,20 +31,6 @@ class RunningUi:
 
     url: str
     app: UiApp
-
-
-def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, port))
-    except OSError as exc:
-        sock.close()
-        raise InputError(
-            f"ui: cannot listen on {LOOPBACK}:{port} ({exc.strerror or exc})"
-        ) from None
-    return sock
 
 
 @contextlib.contextmanager
@@ -65,40 +44,15 @@ def run_ui_in_thread(
     Raises `InputError` for a port that cannot be bound, `RuntimeError` if the server does
     not start.
     """
-    sock = _bind(port)
-    port = sock.getsockname()[1]
-    app = UiApp(config, token=token or secrets.token_urlsafe(24), port=port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app.asgi,
-            lifespan="off",
-            loop="asyncio",
-            log_config=None,  # leave the host program's logging as it is
-            log_level="warning",
-            access_log=False,  # the token is in every URL
-            timeout_graceful_shutdown=int(STOP_TIMEOUT),
-        )
-    )
-    thread = threading.Thread(
-        target=lambda: server.run(sockets=[sock]), name="bulk-chats-ui", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the page's server did not start on {LOOPBACK}:{port}")
-            time.sleep(0.005)
-        yield RunningUi(f"http://{LOOPBACK}:{port}/?token={app.token}", app)
-    finally:
-        stop_run(app)
-        app.closing = True
-        server.should_exit = True
-        thread.join(STOP_TIMEOUT)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(STOP_TIMEOUT)
-        sock.close()
+    sock = bind(LOOPBACK, port, who="ui")
+    app = UiApp(config, token=token or secrets.token_urlsafe(24), port=sock.getsockname()[1])
+    server = uvicorn.Server(quiet_config(app.asgi))
+    with serve_in_thread(server, sock, name="ui"):
+        try:
+            yield RunningUi(f"http://{address(sock)}/?token={app.token}", app)
+        finally:
+            stop_run(app)
+            app.closing = True
 
 
 def stop_run(app: UiApp) -> bool:
