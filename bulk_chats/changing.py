@@ -15,7 +15,6 @@ from dataclasses import replace
 import anyio
 import httpx
 
-from bulk_chats.client import HelpCrunchClient
 from bulk_chats.errors import InputError
 from bulk_chats.loading import load_sheet
 from bulk_chats.plan import Plan, plan_changes
@@ -26,14 +25,12 @@ from bulk_chats.rows import changes_to_send
 from bulk_chats.runs import (
     Notify,
     RunResult,
-    end_rows,
-    open_journal,
-    open_limiter,
+    go_on,
+    open_session,
     preflight_read,
     results_for,
 )
 from bulk_chats.settings import Settings
-from bulk_chats.throttle import default_concurrency
 from bulk_chats.updating import send_changes
 from bulk_chats.validation_changes import validate_changes
 
@@ -121,47 +118,39 @@ async def _change_file(
     rows = changes_to_send(sheet, validation)
     sink = progress or NullProgress()
 
-    with open_journal(settings) as journal:
-        limiter = open_limiter(settings.rate, journal, sink)
-        results.limiter = limiter
-        concurrency = settings.concurrency or default_concurrency(limiter.rate)
-        async with HelpCrunchClient(
-            settings.base_url, settings.api_key, limiter=limiter, transport=transport
-        ) as client:
-            to_check = [_as_chat_request(row) for row in rows]
-            directory = await preflight_read(client, to_check, results, tell, rows=rows)
-            if isinstance(directory, RunResult):
-                return directory
-            checked, rejected, warnings = _checked(rows, check_rows(to_check, directory))
-            results.record(rejected)
-            results.warnings.update(warnings)
+    async with open_session(settings, results, sink, transport=transport) as session:
+        journal, client = session.journal, session.client
+        to_check = [_as_chat_request(row) for row in rows]
+        directory = await preflight_read(client, to_check, results, tell, rows=rows)
+        if isinstance(directory, RunResult):
+            return directory
+        checked, rejected, warnings = _checked(rows, check_rows(to_check, directory))
+        results.record(rejected)
+        results.warnings.update(warnings)
 
-            applied = journal.applied_changes(row.chat_id for row in checked)
-            to_send, finished = _resume(checked, applied)
-            results.record(finished)
-            plan = plan_changes(
-                validation.counts(),
-                to_send,
-                finished,
-                rejected,
-                rate=limiter.rate,
-                warnings=len(warnings),
-            )
-            tell(plan.describe())
-            results.plan = plan
-            if confirm is not None and to_send and not confirm(plan):
-                declined = "not sent: the run was not confirmed"
-                results.record(end_rows(to_send, Status.NOT_SENT, declined))
-                return results.finish(declined=True)
+        applied = journal.applied_changes(row.chat_id for row in checked)
+        to_send, finished = _resume(checked, applied)
+        results.record(finished)
+        plan = plan_changes(
+            validation.counts(),
+            to_send,
+            finished,
+            rejected,
+            rate=session.limiter.rate,
+            warnings=len(warnings),
+        )
+        ended = go_on(plan, results, tell, confirm=confirm, rows=to_send)
+        if ended is not None:
+            return ended
 
-            result = await send_changes(
-                to_send,
-                client,
-                concurrency=concurrency,
-                progress=sink,
-                journal=journal,
-                stop=stop,
-            )
+        result = await send_changes(
+            to_send,
+            client,
+            concurrency=session.concurrency,
+            progress=sink,
+            journal=journal,
+            stop=stop,
+        )
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
 

@@ -15,7 +15,6 @@ from functools import partial
 import anyio
 import httpx
 
-from bulk_chats.client import HelpCrunchClient
 from bulk_chats.customer_creation import create_customers, created_earlier
 from bulk_chats.customers import look_up_customers
 from bulk_chats.errors import InputError
@@ -33,9 +32,9 @@ from bulk_chats.runs import (
     Notify,
     RunResult,
     end_rows,
+    go_on,
     make_reports_dir,
-    open_journal,
-    open_limiter,
+    open_session,
     preflight_read,
     prepare_results,
     results_for,
@@ -43,7 +42,6 @@ from bulk_chats.runs import (
 )
 from bulk_chats.sending import send_chats
 from bulk_chats.settings import Settings
-from bulk_chats.throttle import default_concurrency
 from bulk_chats.validation import Validation, validate_sheet
 
 
@@ -100,10 +98,8 @@ async def import_file(
     rows = rows_to_send(sheet, validation)
     sink = progress or NullProgress()
 
-    with open_journal(settings) as journal:
-        limiter = open_limiter(settings.rate, journal, sink)
-        results.limiter = limiter
-        concurrency = settings.concurrency or default_concurrency(limiter.rate)
+    async with open_session(settings, results, sink, transport=transport) as session:
+        journal, client, concurrency = session.journal, session.client, session.concurrency
         entries = journal.entries(row.key for row in rows)
         chats = [e.chat_id for e in entries.values()] + [r.chat_id for r in rows]
         resume = plan_resume(
@@ -118,78 +114,70 @@ async def import_file(
         done = {outcome.index for outcome in resume.finished}
         earlier = created_earlier(journal, (row for row in rows if row.index in done))
 
-        async with HelpCrunchClient(
-            settings.base_url, settings.api_key, limiter=limiter, transport=transport
-        ) as client:
-            directory = await preflight_read(
-                client, resume.to_send, results, tell, rows=resume.to_send
-            )
-            if isinstance(directory, RunResult):
-                return directory
-            preflight = check_rows(resume.to_send, directory)
-            results.record(preflight.rejected.values())
-            results.warnings.update(preflight.warnings)
+        directory = await preflight_read(client, resume.to_send, results, tell, rows=resume.to_send)
+        if isinstance(directory, RunResult):
+            return directory
+        preflight = check_rows(resume.to_send, directory)
+        results.record(preflight.rejected.values())
+        results.warnings.update(preflight.warnings)
 
-            create = settings.create_customers
-            look_up = partial(
-                look_up_customers,
-                client,
-                preflight.passed,
-                journal=journal,
-                concurrency=concurrency,
-                stop=stop,
-            )
-            # With --create-customers the plan counts the customers to create, which only
-            # the look-ups can tell: they go first. They are reads; nothing is created
-            # before the prompt.
-            lookups = await look_up() if create else None
-            plan = plan_import(
-                validation.counts(),
-                resume,
-                preflight,
-                rate=limiter.rate,
-                dry_run=settings.dry_run,
-                lookups=lookups,
-            )
-            if resume.worth_telling:
-                tell(resume.describe())
-            tell(plan.describe())
-            results.plan = plan
-            if not settings.dry_run and confirm is not None and plan.to_send and not confirm(plan):
-                declined = "not sent: the run was not confirmed"
-                results.record(end_rows(preflight.passed, Status.NOT_SENT, declined))
-                return results.finish(declined=True)
+        create = settings.create_customers
+        look_up = partial(
+            look_up_customers,
+            client,
+            preflight.passed,
+            journal=journal,
+            concurrency=concurrency,
+            stop=stop,
+        )
+        # With --create-customers the plan counts the customers to create, which only
+        # the look-ups can tell: they go first. They are reads; nothing is created
+        # before the prompt.
+        lookups = await look_up() if create else None
+        plan = plan_import(
+            validation.counts(),
+            resume,
+            preflight,
+            rate=session.limiter.rate,
+            dry_run=settings.dry_run,
+            lookups=lookups,
+        )
+        if resume.worth_telling:
+            tell(resume.describe())
+        ended = go_on(
+            plan, results, tell, confirm=confirm, rows=preflight.passed, dry_run=settings.dry_run
+        )
+        if ended is not None:
+            return ended
 
-            if lookups is None:
-                lookups = await look_up()
-            elif lookups.missing and not (settings.dry_run or lookups.auth_failed):
-                lookups = await create_customers(
-                    client, journal, lookups, preflight.passed, concurrency=concurrency, stop=stop
-                )
-            resolution = assign_customers(
-                preflight, lookups, would_create=create and settings.dry_run
+        if lookups is None:
+            lookups = await look_up()
+        elif lookups.missing and not (settings.dry_run or lookups.auth_failed):
+            lookups = await create_customers(
+                client, journal, lookups, preflight.passed, concurrency=concurrency, stop=stop
             )
-            results.record(resolution.outcomes.values())
-            results.resolved = resolution.resolved
-            if create or earlier or resolution.customer_created:
-                results.customer_created = earlier | resolution.customer_created
-            if resolution.auth_failed:
-                tell("the API refused the key (401) during the look-ups: nothing more was sent")
-                results.record(end_rows(resolution.requests, Status.NOT_SENT, KEY_REFUSED))
-                return results.finish(auth_failed=True)
-            if settings.dry_run:
-                results.record(end_rows(resolution.requests, Status.VALID, ""))
-                return results.finish(interrupted=_stopped(stop))
+        resolution = assign_customers(preflight, lookups, would_create=create and settings.dry_run)
+        results.record(resolution.outcomes.values())
+        results.resolved = resolution.resolved
+        if create or earlier or resolution.customer_created:
+            results.customer_created = earlier | resolution.customer_created
+        if resolution.auth_failed:
+            tell("the API refused the key (401) during the look-ups: nothing more was sent")
+            results.record(end_rows(resolution.requests, Status.NOT_SENT, KEY_REFUSED))
+            return results.finish(auth_failed=True)
+        if settings.dry_run:
+            results.record(end_rows(resolution.requests, Status.VALID, ""))
+            return results.finish(interrupted=_stopped(stop))
 
-            result = await send_chats(
-                resolution.requests,
-                client,
-                concurrency=concurrency,
-                progress=sink,
-                journal=journal,
-                stop=stop,
-                claimed_chat_ids=set(resume.claimed_chat_ids),
-            )
+        result = await send_chats(
+            resolution.requests,
+            client,
+            concurrency=concurrency,
+            progress=sink,
+            journal=journal,
+            stop=stop,
+            claimed_chat_ids=set(resume.claimed_chat_ids),
+        )
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
 

@@ -1,17 +1,21 @@
 """What `import`, `update` and `close` share around their sending: the run's machinery.
 
 A run gathers its rows' outcomes as it goes (`ResultsSoFar`) and ends by writing the
-results workbook (`RunResult`); it opens the journal of its API root and one rate limiter
-for every request, and its pre-flight read ends the run when the key is refused or the
-read keeps failing. `pipeline` (validate, import) and `changing` (update, close) run on it.
+results workbook (`RunResult`); it holds open the journal of its API root, one rate limiter
+and one client for every request (`open_session`); its pre-flight read ends the run when
+the key is refused or the read keeps failing; it tells its plan and asks to go on
+(`go_on`). `pipeline` (validate, import) and `changing` (update, close) run on it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import httpx
 
 from bulk_chats import owner_only
 from bulk_chats.client import HelpCrunchClient
@@ -32,7 +36,7 @@ from bulk_chats.report_writer import (
 )
 from bulk_chats.resolve import Directory, read_directory
 from bulk_chats.settings import DEFAULT_RATE, Settings
-from bulk_chats.throttle import RateLimiter
+from bulk_chats.throttle import RateLimiter, default_concurrency
 from bulk_chats.validation import Validation
 
 Notify = Callable[[str], None]
@@ -105,6 +109,60 @@ def open_journal(settings: Settings) -> Journal:
         fresh=settings.fresh,
         input_name=settings.input_path.name,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What a sending run holds open: the journal of its API root, one limiter and one
+    client for every request, and how many requests it keeps in flight."""
+
+    journal: Journal
+    client: HelpCrunchClient
+    limiter: RateLimiter
+    concurrency: int
+
+
+@asynccontextmanager
+async def open_session(
+    settings: Settings,
+    results: ResultsSoFar,
+    progress: ProgressSink,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Session]:
+    """Open the run's journal, its limiter (`open_limiter`, which `results` keeps so that
+    the summary says what it learned) and its client, for the `async with` block.
+
+    The concurrency is `settings.concurrency`, or enough to keep the limiter's rate full.
+    """
+    with open_journal(settings) as journal:
+        limiter = open_limiter(settings.rate, journal, progress)
+        results.limiter = limiter
+        concurrency = settings.concurrency or default_concurrency(limiter.rate)
+        async with HelpCrunchClient(
+            settings.base_url, settings.api_key, limiter=limiter, transport=transport
+        ) as client:
+            yield Session(journal, client, limiter, concurrency)
+
+
+def go_on(
+    plan: Plan,
+    results: ResultsSoFar,
+    tell: Notify,
+    *,
+    confirm: Callable[[Plan], bool] | None,
+    rows: Iterable[AnyRequest],
+    dry_run: bool = False,
+) -> RunResult | None:
+    """Tell the plan and ask `confirm` whether to go on: None to go on, else the run's end
+    with every row of `rows` `not_sent`. A dry run, a plan with nothing to send and a run
+    without `confirm` (no terminal, `--yes`) go on unasked."""
+    tell(plan.describe())
+    results.plan = plan
+    if dry_run or confirm is None or not plan.to_send or confirm(plan):
+        return None
+    results.record(end_rows(rows, Status.NOT_SENT, "not sent: the run was not confirmed"))
+    return results.finish(declined=True)
 
 
 KEY_REFUSED = "not sent: the API refused the key"
