@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import respx
 
 from bulk_chats.journal import Journal, journal_path
-from tests.fakes import FakeTime
+from tests.fakes import API_ROOT, FakeTime
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +62,10 @@ def quirks(request: pytest.FixtureRequest) -> bool:
     """A test that takes it runs twice: against a sandbox answering as the documentation the
     tool follows, and with `SandboxConfig(quirks=True)`, as its other revisions do."""
     return bool(request.param)
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    """The mocked API root (`API_ROOT`), for the HTTP unit tests."""
+    with respx.mock(base_url=API_ROOT, assert_all_called=False) as router:
+        yield router

@@ -1,15 +1,25 @@
-"""Fakes the tests share: time that moves only when something sleeps on it, and a
-progress sink that keeps what it is told."""
+"""Fakes the tests share: time that moves only when something sleeps on it, a client of
+the mocked API on that time, and a progress sink that keeps what it is told."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio.lowlevel
+import httpx
+import respx
 
+from bulk_chats.client import HelpCrunchClient
 from bulk_chats.records import Outcome
+from bulk_chats.settings import ApiKey
+from bulk_chats.throttle import RateLimiter
 
 WALL0 = 1_700_000_000.0
+
+API_ROOT = "https://api.test/v1"
+"""The API root the HTTP unit tests mock (the `api` fixture)."""
 
 
 class FakeTime:
@@ -53,3 +63,17 @@ class RecordingProgress:
 
     def close(self) -> None:
         self.closed = True
+
+
+@asynccontextmanager
+async def fake_client(api: respx.MockRouter, fake: FakeTime) -> AsyncIterator[HelpCrunchClient]:
+    """A client of the mocked `API_ROOT` at 6000 requests a minute on `fake` time."""
+    limiter = RateLimiter(6000, clock=fake.clock, sleep=fake.sleep)
+    async with HelpCrunchClient(
+        API_ROOT,
+        ApiKey("sk-test"),
+        limiter=limiter,
+        transport=httpx.MockTransport(api.async_handler),
+        wall_clock=fake.wall,
+    ) as client:
+        yield client

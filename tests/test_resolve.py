@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -28,9 +28,9 @@ from bulk_chats.resolve import (
 )
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
-from tests.fakes import FakeTime
+from tests.fakes import API_ROOT, FakeTime
 
-BASE = "https://api.test/v1"
+BASE = API_ROOT
 
 
 async def resolve(client: HelpCrunchClient, preflight: Preflight, **options: Any) -> Resolution:
@@ -58,13 +58,6 @@ def directory_of(agents: list[dict[str, Any]], departments: list[dict[str, Any]]
 
 
 DIRECTORY = directory_of(AGENTS, DEPARTMENTS)
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    """The mocked API root."""
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +22,9 @@ from bulk_chats.runner import SendResult
 from bulk_chats.sending import CONFIRM_READ_ATTEMPTS, send_chats
 from bulk_chats.settings import ApiKey
 from bulk_chats.throttle import RateLimiter
-from tests.fakes import WALL0, FakeTime, RecordingProgress
+from tests.fakes import API_ROOT, WALL0, FakeTime, RecordingProgress, fake_client
 
-BASE = "https://api.test/v1"
+BASE = API_ROOT
 
 
 @dataclass
@@ -71,24 +71,10 @@ class Harness:
 
 
 @pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    """The mocked API root."""
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
 async def harness(api: respx.MockRouter) -> AsyncIterator[Harness]:
     """A client at 6000/min on a fake clock over the mocked API."""
     fake = FakeTime()
-    limiter = RateLimiter(6000, clock=fake.clock, sleep=fake.sleep)
-    async with HelpCrunchClient(
-        BASE,
-        ApiKey("sk-test"),
-        limiter=limiter,
-        transport=httpx.MockTransport(api.async_handler),
-        wall_clock=fake.wall,
-    ) as client:
+    async with fake_client(api, fake) as client:
         yield Harness(api, client, fake)
 
 

@@ -5,7 +5,7 @@ status step of `import` (sender and resume plan)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +20,10 @@ from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, FirstMess
 from bulk_chats.resume import plan_resume
 from bulk_chats.runner import SendResult
 from bulk_chats.sending import send_chats
-from bulk_chats.settings import ApiKey
-from bulk_chats.throttle import RateLimiter
 from bulk_chats.updating import APPLIED, FAILED, send_changes
-from tests.fakes import FakeTime
+from tests.fakes import API_ROOT, FakeTime, RecordingProgress, fake_client
 
-BASE = "https://api.test/v1"
+BASE = API_ROOT
 
 pytestmark = pytest.mark.anyio
 
@@ -51,14 +49,6 @@ class Journal:
         self.events.append((state, chat_id, change.field, change.journal_value))
 
 
-class Progress:
-    def start(self, total: int) -> None: ...
-
-    def advance(self, outcome: Outcome) -> None: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass
 class Harness:
     api: respx.MockRouter
@@ -71,7 +61,7 @@ class Harness:
             requests,
             self.client,
             concurrency=1,
-            progress=Progress(),
+            progress=RecordingProgress(),
             journal=self.journal,
             sleep=self.time.sleep,
         )
@@ -85,22 +75,9 @@ class Harness:
 
 
 @pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
 async def harness(api: respx.MockRouter) -> AsyncIterator[Harness]:
     fake = FakeTime()
-    limiter = RateLimiter(6000, clock=fake.clock, sleep=fake.sleep)
-    async with HelpCrunchClient(
-        BASE,
-        ApiKey("sk-test"),
-        limiter=limiter,
-        transport=httpx.MockTransport(api.async_handler),
-        wall_clock=fake.wall,
-    ) as client:
+    async with fake_client(api, fake) as client:
         yield Harness(api, client, fake)
 
 
@@ -225,7 +202,7 @@ async def send_import(harness: Harness, rows: Sequence[ChatRequest]) -> SendResu
         rows,
         harness.client,
         concurrency=1,
-        progress=Progress(),
+        progress=RecordingProgress(),
         journal=harness.journal,
         clock=harness.time.clock,
         wall_clock=harness.time.wall,
