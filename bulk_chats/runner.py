@@ -90,6 +90,8 @@ class RowRunner(Generic[R]):
     async def run(self, requests: Sequence[R], *, concurrency: int) -> SendResult:
         """Run every request, `concurrency` at once; re-raises the journal's exception
         once the rows in flight finish."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self._queue = iter(requests)
         self._progress.start(len(requests))
         try:

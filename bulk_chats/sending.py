@@ -106,8 +106,6 @@ async def send_chats(
     adopts them. `clock` (monotonic seconds), `wall_clock` (unix seconds, for the journal
     and the search) and `sleep` (back-off) are injectable for tests.
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
     sender = _Sender(

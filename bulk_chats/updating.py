@@ -126,8 +126,6 @@ async def send_changes(
     kept failing (`max_attempts` tries each), `not_sent` when the run stopped first (Ctrl-C,
     a 401). `error_message` says which changes were made by then.
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     sender = _ChangeSender(
         client,
         progress=progress,

@@ -77,6 +77,16 @@ async def test_concurrency_bounds_the_rows_in_flight(client: HelpCrunchClient) -
     assert {o.status for o in result.outcomes.values()} == {Status.UPDATED}
 
 
+async def test_no_concurrency_is_refused_before_anything_starts(
+    client: HelpCrunchClient,
+) -> None:
+    """A concurrency below 1 is a caller's mistake: refused before a row or progress starts."""
+    runner = Runner(client)
+    with pytest.raises(ValueError, match="concurrency must be at least 1, not 0"):
+        await run(runner, 3, concurrency=0)
+    assert (runner.started, runner.progress.total) == ([], None)
+
+
 async def test_workers_take_rows_in_order(client: HelpCrunchClient) -> None:
     """Rows start in input order, and the result lists them in that order."""
     runner = Runner(client)
