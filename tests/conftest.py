@@ -4,14 +4,15 @@ a journal, an open umask, and both kinds of sandbox answers."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import respx
 
+from bulk_chats.client import HelpCrunchClient
 from bulk_chats.journal import Journal, journal_path
-from tests.fakes import API_ROOT, FakeTime
+from tests.fakes import API_ROOT, FakeTime, fake_client
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +70,10 @@ def api() -> Iterator[respx.MockRouter]:
     """The mocked API root (`API_ROOT`), for the HTTP unit tests."""
     with respx.mock(base_url=API_ROOT, assert_all_called=False) as router:
         yield router
+
+
+@pytest.fixture
+async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCrunchClient]:
+    """A client at 6000 requests a minute on the fake clock over the mocked API."""
+    async with fake_client(api, fake) as c:
+        yield c

@@ -15,13 +15,8 @@ from bulk_chats.customer_creation import CREATE_ROUNDS, create_customers
 from bulk_chats.customers import Failure, look_up_customers
 from bulk_chats.journal import Journal
 from bulk_chats.records import Status
-from tests import test_resolve
 from tests.fakes import FakeTime
 from tests.test_customers import filters, named
-
-# The mocked API root and a client at 6000 requests a minute on the fake clock.
-api = test_resolve.api
-client = test_resolve.client
 
 
 def creating(api: respx.MockRouter, *answers: Any) -> respx.Route:

@@ -20,11 +20,6 @@ from bulk_chats.customers import (
 )
 from bulk_chats.journal import Journal
 from bulk_chats.records import ChatRequest, Status
-from tests import test_resolve
-
-# The mocked API root and a client at 6000 requests a minute on the fake clock.
-api = test_resolve.api
-client = test_resolve.client
 
 
 def named(index: int, field: str, value: str, **profile: str) -> ChatRequest:

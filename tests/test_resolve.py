@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -58,16 +57,6 @@ def directory_of(agents: list[dict[str, Any]], departments: list[dict[str, Any]]
 
 
 DIRECTORY = directory_of(AGENTS, DEPARTMENTS)
-
-
-@pytest.fixture
-async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCrunchClient]:
-    """A client at 6000 requests a minute on the fake clock over the mocked API."""
-    limiter = RateLimiter(6000, clock=fake.clock, sleep=fake.sleep)
-    async with HelpCrunchClient(
-        BASE, ApiKey("sk-test"), limiter=limiter, transport=httpx.MockTransport(api.async_handler)
-    ) as c:
-        yield c
 
 
 def draft(index: int = 0, **fields: Any) -> ChatRequest:
