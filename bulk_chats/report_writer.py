@@ -258,10 +258,10 @@ def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
         width = max([len(label), *(len(str(v)) for v in sample)], default=8)
         sheet.set_column(position, position, min(max(width + 2, 8), 60))
     header = book.add_format({"bold": True, "bg_color": "#D9D9D9", "bottom": 1})
-    for position, label in enumerate(labels):
-        sheet.write_string(0, position, label, header)
-    status_formats = {s.value: book.add_format({"bg_color": c}) for s, c in STATUS_COLOURS.items()}
     cells = _CellWriter(book, sheet)
+    for position, label in enumerate(labels):
+        cells.write_text(0, position, label, header)
+    status_formats = {s.value: book.add_format({"bg_color": c}) for s, c in STATUS_COLOURS.items()}
     cut = 0
     for start in range(0, len(results), CHUNK_ROWS):
         chunk = results.iloc[start : start + CHUNK_ROWS]
@@ -271,12 +271,12 @@ def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
             too_long = cells.write_row(row, values)
             status = statuses[row - start - 1]
             if status is not None:
-                sheet.write_string(row, status_at, status, status_formats.get(status))
+                cells.write_text(row, status_at, status, status_formats.get(status))
             if too_long:
                 cut += len(too_long)
                 note = _cut_note([labels[c] for c in too_long], too_long)
                 message = values[error_at]
-                sheet.write_string(row, error_at, f"{message} | {note}" if message else note)
+                cells.write_text(row, error_at, f"{message} | {note}" if message else note)
     return cut
 
 
@@ -308,6 +308,28 @@ class _CellWriter:
     def __init__(self, book: Any, sheet: Any) -> None:
         self._sheet = sheet
         self._dates = {kind: book.add_format({"num_format": f}) for kind, f in DATE_FORMATS.items()}
+        self._plain = book.add_format()
+
+    def write_text(self, row: int, column: int, text: str, cell_format: Any = None) -> int:
+        """Write `text` as a text cell; return xlsxwriter's answer (non-zero: it was cut).
+
+        In constant-memory mode xlsxwriter takes a text that starts with `<r>` and ends
+        with `</r>` for the markup of a rich string, and puts it in the sheet unescaped:
+        the cell would lose its text, or the text would add cells (a formula) of its own.
+        Such a text is written as a rich string of two plain runs instead, which every
+        reader joins back into the text itself. (xlsxwriter escapes a rich string's text
+        twice, so a control character in such a text comes back as its `_xHHHH_` escape.)
+        """
+        if not (text.startswith("<r>") and text.endswith("</r>")):
+            return int(self._sheet.write_string(row, column, text, cell_format))
+        whole = text.encode("utf-16-le")
+        cut = len(whole) > 2 * MAX_TEXT
+        if cut:
+            # A surrogate pair split by the cut loses its first half too.
+            text = whole[: 2 * MAX_TEXT].decode("utf-16-le", errors="ignore")
+        runs = [text[:1], cell_format or self._plain, text[1:]]
+        self._sheet.write_rich_string(row, column, *runs, *([cell_format] if cell_format else []))
+        return -2 if cut else 0
 
     def write_row(self, row: int, values: tuple[Any, ...]) -> list[int]:
         """Write the cells of `row`, skipping None; return the columns whose text was cut."""
@@ -319,7 +341,9 @@ class _CellWriter:
                 continue
             kind = type(value)
             if kind is str:
-                if write_string(row, column, value):
+                # `write_text` for the rare text xlsxwriter would take for markup.
+                write = self.write_text if value.startswith("<r>") else write_string
+                if write(row, column, value):
                     cut.append(column)
             elif (kind is float and math.isfinite(value)) or (
                 kind is int and -_EXACT_BELOW < value < _EXACT_BELOW
@@ -349,7 +373,7 @@ class _CellWriter:
         kind = _date_kind(value)
         if kind is not None:
             return int(sheet.write_datetime(row, column, value, self._dates[kind]))
-        return int(sheet.write_string(row, column, str(value)))
+        return self.write_text(row, column, str(value))
 
 
 def _date_kind(value: object) -> type | None:

@@ -173,10 +173,50 @@ def test_text_comes_back_as_itself(tmp_path: Path) -> None:
     assert back.cells[back.headers.index("text")].tolist() == TEXTS
 
 
+RUN_LIKE = [
+    "<r>x</r>",
+    "<r><t>bold</t></r>",
+    '<r><t>a</t></r></is></c><c r="Z2"><f>1+1</f></c><c r="Z3" t="inlineStr"><is><r><t>b</t></r>',
+    "<r></r>",
+]
+
+
+def test_text_that_reads_as_a_run_of_markup_comes_back_as_itself(tmp_path: Path) -> None:
+    """xlsxwriter takes a text that starts with `<r>` and ends with `</r>` for the markup of
+    a rich string and would put it in the sheet unescaped: the text would be lost, or
+    would write cells (a formula) of its own. Such a text, in a cell or a header, is
+    written as the text it is."""
+    frame = results_frame(
+        customer=["1"] * len(RUN_LIKE), application=["2"] * len(RUN_LIKE), text=RUN_LIKE
+    )
+    frame = frame.rename(columns={"text": "<r>header</r>"})
+    write_results(frame, tmp_path / "out.xlsx", SUMMARY)
+    back = load_sheet(tmp_path / "out.xlsx")
+    assert back.headers[3] == "<r>header</r>"
+    assert back.cells[3].tolist() == RUN_LIKE
+    sheet = openpyxl.load_workbook(tmp_path / "out.xlsx")["results"]
+    assert [c.value for c in column(sheet, "<r>header</r>")] == RUN_LIKE
+    assert sheet.max_column == frame.shape[1]
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
+
+
+def test_a_control_character_in_text_read_as_markup_comes_back_escaped(tmp_path: Path) -> None:
+    """The one thing such a text loses: xlsxwriter escapes the text of a rich string twice,
+    so a control character in it comes back as its `_xHHHH_` escape (the rest intact)."""
+    frame = results_frame(customer=["1"], application=["2"], text=["<r>a\x01b</r>"])
+    write_results(frame, tmp_path / "out.xlsx", SUMMARY)
+    back = load_sheet(tmp_path / "out.xlsx")
+    assert back.cells[3].tolist() == ["<r>a_x0001_b</r>"]
+
+
 # --- what a cell cannot hold -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["x" * 40_000, "😀" * 20_000], ids=["ascii", "emoji"])
+@pytest.mark.parametrize(
+    "text",
+    ["x" * 40_000, "😀" * 20_000, "<r>" + "😀" * 20_000 + "</r>"],
+    ids=["ascii", "emoji", "markup-like"],
+)
 def test_over_long_text_is_cut_and_said(tmp_path: Path, text: str) -> None:
     """Text longer than a cell holds (counted in UTF-16 units, as Excel counts) is cut to
     the limit, and the row's error_message and the summary say so; CSV keeps it whole."""
