@@ -10,7 +10,10 @@ a whole process and takes its wall time and peak resident memory (from `wait4`):
   and write the same rows with xlsxwriter's constant_memory mode": target <= 1.25x;
 - `bulk-chats validate --out x.csv` on the CSV against `pandas.read_csv(dtype=str,
   keep_default_na=False)` + `DataFrame.to_csv`: target <= 2x, and peak memory <= 600 MiB;
-- that every 17-digit id came through exact, by reading each report back.
+- that every 17-digit id came through exact, by reading each report back;
+- for scale, the XLSX baseline run on the results workbook (`xlsx floor`): reading and
+  writing the results' own cells (`source_row` and `status` on every row, on top of the
+  input's) takes xlsxwriter this long, whatever writes them.
 
 Each figure is the best of `--repeat` runs, taken in turns with the baseline (wall time:
 fastest; memory: the highest peak). Prints every figure and ratio, pass or fail against
@@ -223,6 +226,14 @@ def read_back_xlsx(path: Path) -> list[object]:
     return [row[position] for row in data[1:]]
 
 
+def count_cells(path: Path) -> int:
+    """The cells of a workbook's first sheet that hold a value."""
+    from python_calamine import CalamineWorkbook
+
+    data = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+    return sum(1 for row in data for value in row if value != "")
+
+
 def read_back_csv(path: Path) -> list[object]:
     """The `customer` column of a results CSV, in row order."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -323,6 +334,8 @@ def _bench(
     commands = {
         "xlsx validate": [tool, "validate", "chats.xlsx", "--out", "results.xlsx", "--no-progress"],
         "xlsx baseline": [python, "xlsx-baseline.py", "chats.xlsx", "baseline.xlsx"],
+        # Runs after `xlsx validate` in every round, so results.xlsx is there.
+        "xlsx floor": [python, "xlsx-baseline.py", "results.xlsx", "floor.xlsx"],
         "csv validate": [tool, "validate", "chats.csv", "--out", "results.csv", "--no-progress"],
         "csv baseline": [python, "csv-baseline.py", "chats.csv", "baseline.csv"],
     }
@@ -351,6 +364,12 @@ def _bench(
             f"(target <= {target}x) {verdict(ok)}; "
             f"cpu {tool_m.cpu_seconds / base_m.cpu_seconds:.2f}x"
         )
+    floor_m, base_m = measures["xlsx floor"], measures["xlsx baseline"]
+    print(
+        f"xlsx: the baseline's work on the results' {count_cells(folder / 'results.xlsx'):,} "
+        f"cells (the input has {count_cells(folder / 'chats.xlsx'):,}): "
+        f"{floor_m.seconds:.2f} s = {floor_m.seconds / base_m.seconds:.2f}x of baseline"
+    )
     peak = measures["csv validate"].peak_mib
     ok = peak <= CSV_MEMORY_TARGET_MIB
     failed |= not ok
