@@ -240,6 +240,15 @@ def test_over_long_text_is_cut_and_said(tmp_path: Path, text: str) -> None:
     assert text in out.read_text(encoding="utf-8-sig")
 
 
+def test_an_over_long_header_is_cut_and_counted(tmp_path: Path) -> None:
+    """A header longer than a cell holds is cut and counted in the summary's "cells cut"."""
+    header = "h" * 40_000
+    sheet = written(tmp_path, results_frame(**{header: ["short"]}))
+    assert sheet.cell(1, 2).value == header[:MAX_TEXT]
+    summary = dict(openpyxl.load_workbook(tmp_path / "out.xlsx")["summary"].values)
+    assert summary["cells cut"] == 1
+
+
 def test_nothing_cut_nothing_said(tmp_path: Path) -> None:
     """A workbook with no over-long cell has no "cells cut" line in its summary."""
     written(tmp_path, results_frame(note=["x" * MAX_TEXT]))
