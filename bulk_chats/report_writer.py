@@ -324,7 +324,7 @@ class _CellWriter:
         whole = text.encode("utf-16-le")
         cut = len(whole) > 2 * MAX_TEXT
         if cut:
-            # A surrogate pair split by the cut loses its first half too.
+            # A character the cut would split in two is dropped whole.
             text = whole[: 2 * MAX_TEXT].decode("utf-16-le", errors="ignore")
         runs = [text[:1], cell_format or self._plain, text[1:]]
         self._sheet.write_rich_string(row, column, *runs, *([cell_format] if cell_format else []))
