@@ -74,7 +74,7 @@ from pathlib import Path
 import anyio
 import httpx
 
-from bulk_chats.pipeline import import_file
+from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.sandbox import APPLICATIONS, DEPARTMENTS
 from bulk_chats.sandbox.seed import FIRST_CUSTOMER_ID
 from bulk_chats.settings import ApiKey, Settings

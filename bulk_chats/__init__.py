@@ -6,7 +6,8 @@ The command line (`bulk-chats`) is a thin layer over these functions:
     result = validate_file(Settings(input_path=Path("march.xlsx")))
 """
 
-from bulk_chats.changing import close_file, update_file
+from bulk_chats.checks.changes import validate_changes
+from bulk_chats.checks.new_chats import Validation, validate_sheet
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -19,9 +20,10 @@ from bulk_chats.errors import (
     RefusedError,
     ReportError,
 )
-from bulk_chats.loading import Sheet, load_sheet
-from bulk_chats.pipeline import import_file, validate_file
-from bulk_chats.plan import Plan
+from bulk_chats.jobs.change_chats import close_file, update_file
+from bulk_chats.jobs.import_chats import import_file, validate_file
+from bulk_chats.jobs.plan import Plan
+from bulk_chats.jobs.session import RunResult
 from bulk_chats.records import (
     ChangeRequest,
     ChatChange,
@@ -31,10 +33,8 @@ from bulk_chats.records import (
     RowProblem,
     Status,
 )
-from bulk_chats.runs import RunResult
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, ApiKey, Settings, read_api_key
-from bulk_chats.validation import Validation, validate_sheet
-from bulk_chats.validation_changes import validate_changes
+from bulk_chats.sheet.loading import Sheet, load_sheet
 
 __all__ = [
     "DEFAULT_BASE_URL",

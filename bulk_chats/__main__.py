@@ -1,5 +1,5 @@
 """`python -m bulk_chats` runs the command line."""
 
-from bulk_chats.cli import main
+from bulk_chats.cli.main import main
 
 main()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import respx
 
-from bulk_chats.client import HelpCrunchClient
-from bulk_chats.journal import Journal, journal_path
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.journal.journal import Journal, journal_path
 from tests.fakes import API_ROOT, FakeTime, fake_client
 
 

@@ -11,10 +11,10 @@ import anyio.lowlevel
 import httpx
 import respx
 
-from bulk_chats.client import HelpCrunchClient
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.api.limiter import RateLimiter
 from bulk_chats.records import Outcome
 from bulk_chats.settings import ApiKey
-from bulk_chats.throttle import RateLimiter
 
 WALL0 = 1_700_000_000.0
 

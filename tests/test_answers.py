@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bulk_chats.answers import (
+from bulk_chats.api.entities import (
     ABSENT,
     Agent,
     Chat,

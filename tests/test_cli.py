@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import bulk_chats
-from bulk_chats.cli import cli
+from bulk_chats.cli.main import cli
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,9 @@ import httpx
 import pytest
 import respx
 
-from bulk_chats.answers import Agent, Chat, Customer, Message
-from bulk_chats.client import USER_AGENT, HelpCrunchClient, parse_retry_after
+from bulk_chats.api.client import USER_AGENT, HelpCrunchClient, parse_retry_after
+from bulk_chats.api.entities import Agent, Chat, Customer, Message
+from bulk_chats.api.limiter import DECREASE_FACTOR, RateLimiter
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -25,7 +26,6 @@ from bulk_chats.errors import (
 )
 from bulk_chats.records import ChatRequest
 from bulk_chats.settings import ApiKey
-from bulk_chats.throttle import DECREASE_FACTOR, RateLimiter
 from tests.fakes import WALL0, FakeTime
 
 BASE = "https://api.test/v1"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bulk_chats.column_checks import Problems, chat_status_spelling, duplicates
+from bulk_chats.checks.columns import Problems, chat_status_spelling, duplicates
 
 
 def test_the_option_spelling_is_checked_like_a_cell() -> None:

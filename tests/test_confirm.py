@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bulk_chats.answers import Chat, Message
-from bulk_chats.confirm import CONFIRM_SKEW, MessageCheck, find_chat, find_message, pick_chat
+from bulk_chats.api.entities import Chat, Message
 from bulk_chats.records import ChatRequest, FirstMessage
+from bulk_chats.send.lost_answers import (
+    CONFIRM_SKEW,
+    MessageCheck,
+    find_chat,
+    find_message,
+    pick_chat,
+)
 
 REQUEST = ChatRequest(index=0, source_row=2, customer=100, application=9, assignee=4)
 

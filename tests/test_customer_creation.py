@@ -10,10 +10,10 @@ import httpx
 import pytest
 import respx
 
-from bulk_chats.client import HelpCrunchClient
-from bulk_chats.customer_creation import CREATE_ROUNDS, create_customers
-from bulk_chats.customers import Failure, look_up_customers
-from bulk_chats.journal import Journal
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.journal.journal import Journal
+from bulk_chats.lookups.customers import Failure, look_up_customers
+from bulk_chats.lookups.new_customers import CREATE_ROUNDS, create_customers
 from bulk_chats.records import Status
 from tests.fakes import FakeTime
 from tests.test_customers import filters, named

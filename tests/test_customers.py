@@ -10,15 +10,15 @@ import httpx
 import pytest
 import respx
 
-from bulk_chats.client import HelpCrunchClient
-from bulk_chats.customers import (
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.journal.journal import Journal
+from bulk_chats.lookups.customers import (
     BATCH_SIZE,
     Failure,
     look_up_customers,
     name_key,
     search_requests,
 )
-from bulk_chats.journal import Journal
 from bulk_chats.records import ChatRequest, Status
 
 

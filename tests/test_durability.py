@@ -45,16 +45,17 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from bulk_chats import retry, stopping
-from bulk_chats.cli import cli
-from bulk_chats.journal import JOURNAL_NAME
-from bulk_chats.pipeline import import_file
-from bulk_chats.resume import HELD_UNKNOWN
+from bulk_chats.api import retry
+from bulk_chats.cli.main import cli
+from bulk_chats.jobs.import_chats import import_file
+from bulk_chats.jobs.resume import HELD_UNKNOWN
+from bulk_chats.journal.journal import JOURNAL_NAME
 from bulk_chats.sandbox import AGENTS, DEPARTMENTS, Faults, SandboxApp, SandboxConfig, Seed
 from bulk_chats.sandbox import run_in_thread as serve_in_thread
-from bulk_chats.sandbox.answers import error_response
+from bulk_chats.sandbox.refusals import error_response
 from bulk_chats.sandbox.seed import FIRST_CUSTOMER_ID
 from bulk_chats.sandbox.state import SandboxState
+from bulk_chats.send import stopping
 from bulk_chats.settings import ApiKey, Settings
 
 KEY = "durability-test-key"

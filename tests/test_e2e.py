@@ -19,13 +19,14 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from bulk_chats import retry
-from bulk_chats.cli import cli
-from bulk_chats.client import HelpCrunchClient
-from bulk_chats.pipeline import import_file
+from bulk_chats.api import retry
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.api.limiter import RateLimiter
+from bulk_chats.cli.main import cli
+from bulk_chats.jobs.import_chats import import_file
+from bulk_chats.jobs.session import RunResult
 from bulk_chats.progress import NullProgress
 from bulk_chats.records import ChatRequest, Outcome, Status
-from bulk_chats.runs import RunResult
 from bulk_chats.sandbox import (
     APPLICATIONS,
     CUSTOMERS,
@@ -41,9 +42,8 @@ from bulk_chats.sandbox import (
 )
 from bulk_chats.sandbox.app import WIDGET_TEXT
 from bulk_chats.sandbox.state import API_CHAT
-from bulk_chats.sending import send_chats
+from bulk_chats.send.chats import send_chats
 from bulk_chats.settings import ApiKey, Settings
-from bulk_chats.throttle import RateLimiter
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data" / "chats.xlsx"

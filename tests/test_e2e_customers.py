@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
-from bulk_chats.pipeline import import_file
-from bulk_chats.plan import Plan
-from bulk_chats.runs import RunResult
+from bulk_chats.jobs.import_chats import import_file
+from bulk_chats.jobs.plan import Plan
+from bulk_chats.jobs.session import RunResult
 from bulk_chats.sandbox import Faults, RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, Settings
 from tests import test_durability

@@ -11,10 +11,10 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from bulk_chats.cli import cli
-from bulk_chats.pipeline import import_file
-from bulk_chats.plan import Plan
-from bulk_chats.runs import RunResult
+from bulk_chats.cli.main import cli
+from bulk_chats.jobs.import_chats import import_file
+from bulk_chats.jobs.plan import Plan
+from bulk_chats.jobs.session import RunResult
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, Settings
 

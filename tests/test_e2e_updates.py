@@ -23,11 +23,11 @@ import anyio
 import pytest
 from click.testing import CliRunner
 
-from bulk_chats import retry
-from bulk_chats.changing import close_file, update_file
-from bulk_chats.cli import cli
-from bulk_chats.pipeline import import_file
-from bulk_chats.runs import RunResult
+from bulk_chats.api import retry
+from bulk_chats.cli.main import cli
+from bulk_chats.jobs.change_chats import close_file, update_file
+from bulk_chats.jobs.import_chats import import_file
+from bulk_chats.jobs.session import RunResult
 from bulk_chats.sandbox import (
     AGENTS,
     CUSTOMERS,

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bulk_chats.cli import cli
+from bulk_chats.cli.main import cli
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
 
 KEY = "hc-test-key-hostile-0001"

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from bulk_chats.interrupt import STOPPING, run_interruptible
+from bulk_chats.jobs.interrupt import STOPPING, run_interruptible
 from bulk_chats.progress import NullProgress
 from bulk_chats.settings import Settings
 

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from bulk_chats import journal_schema
 from bulk_chats.errors import InputError
-from bulk_chats.journal import (
+from bulk_chats.jobs.resume import plan_resume
+from bulk_chats.journal import schema as journal_schema
+from bulk_chats.journal.journal import (
     Journal,
     JournalEntry,
     JournalError,
     scope_for,
 )
-from bulk_chats.journal_schema import APPLICATION_ID, SENDING
+from bulk_chats.journal.schema import APPLICATION_ID, SENDING
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
-from bulk_chats.resume import plan_resume
 
 SCOPE = "https://api.helpcrunch.com/v1"
 OTHER_SCOPE = "http://127.0.0.1:8765/v1"
@@ -222,7 +222,7 @@ def test_writing_after_close_raises_journal_error(path: Path) -> None:
 KILLED_RUN = """
 import sys
 from pathlib import Path
-from bulk_chats.journal import Journal
+from bulk_chats.journal.journal import Journal
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 
 journal = Journal.open(Path(sys.argv[1]), scope=sys.argv[2])
@@ -280,7 +280,7 @@ def test_killed_run_leaves_rows_to_confirm_and_its_lock_goes(path: Path) -> None
 WRITING_RUN = """
 import sys
 from pathlib import Path
-from bulk_chats.journal import Journal
+from bulk_chats.journal.journal import Journal
 from bulk_chats.records import ChatRequest, Outcome, Status
 
 journal = Journal.open(Path(sys.argv[1]), scope=sys.argv[2])

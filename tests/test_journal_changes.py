@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bulk_chats.errors import ApiError
-from bulk_chats.journal import Journal
+from bulk_chats.journal.journal import Journal
 from bulk_chats.records import ChatChange
 
 SCOPE = "https://api.helpcrunch.com/v1"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bulk_chats.journal import Journal
-from bulk_chats.journal_customers import CustomerEntry
+from bulk_chats.journal.customers import CustomerEntry
+from bulk_chats.journal.journal import Journal
 
 SCOPE = "https://api.helpcrunch.com/v1"
 KEY = "customer_email:new@example.com"

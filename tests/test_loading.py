@@ -11,9 +11,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
+from bulk_chats.checks.new_chats import validate_sheet
 from bulk_chats.errors import InputError
-from bulk_chats.loading import Sheet, load_sheet
-from bulk_chats.validation import validate_sheet
+from bulk_chats.sheet.loading import Sheet, load_sheet
 
 DATA = Path(__file__).parent / "data"
 BIG_ID = 90071992547409931

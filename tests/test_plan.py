@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bulk_chats.plan import Plan, plan_changes
+from bulk_chats.jobs.plan import Plan, plan_changes
 from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
 
 

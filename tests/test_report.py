@@ -16,16 +16,17 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from bulk_chats import out_files, report_writer
+from bulk_chats.checks.new_chats import validate_sheet
 from bulk_chats.errors import ReportError
-from bulk_chats.loading import Sheet, load_sheet
-from bulk_chats.out_files import STALE_AFTER, remove_leftovers
-from bulk_chats.pipeline import validate_file
+from bulk_chats.jobs.import_chats import validate_file
 from bulk_chats.records import Outcome, Status
-from bulk_chats.report import build_results, default_out_path
-from bulk_chats.report_writer import Summary, prepare_out, write_results
+from bulk_chats.results import files as out_files
+from bulk_chats.results import workbook as report_writer
+from bulk_chats.results.files import STALE_AFTER, remove_leftovers
+from bulk_chats.results.table import build_results, default_out_path
+from bulk_chats.results.workbook import Summary, prepare_out, write_results
 from bulk_chats.settings import Settings
-from bulk_chats.validation import validate_sheet
+from bulk_chats.sheet.loading import Sheet, load_sheet
 
 OUTCOME_COLUMNS = ["status", "chat_id", "error_code", "error_message", "http_status", "attempts"]
 WRITTEN_AT = dt.datetime(2026, 11, 25, 14, 12, 5)

@@ -11,12 +11,12 @@ import httpx
 import pytest
 import respx
 
-from bulk_chats.answers import Agent, Department
-from bulk_chats.client import HelpCrunchClient
-from bulk_chats.customers import BATCH_SIZE, look_up_customers
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.api.entities import Agent, Department
+from bulk_chats.api.limiter import RateLimiter
 from bulk_chats.errors import AuthenticationError
-from bulk_chats.records import ChatRequest, FirstMessage, Status
-from bulk_chats.resolve import (
+from bulk_chats.lookups.customers import BATCH_SIZE, look_up_customers
+from bulk_chats.lookups.directory import (
     LOOKUP_ATTEMPTS,
     Directory,
     Preflight,
@@ -25,8 +25,8 @@ from bulk_chats.resolve import (
     check_rows,
     read_directory,
 )
+from bulk_chats.records import ChatRequest, FirstMessage, Status
 from bulk_chats.settings import ApiKey
-from bulk_chats.throttle import RateLimiter
 from tests.fakes import API_ROOT, FakeTime
 
 BASE = API_ROOT

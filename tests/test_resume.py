@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bulk_chats.journal import Journal, JournalEntry
-from bulk_chats.journal_schema import SENDING
+from bulk_chats.jobs.resume import HELD_UNKNOWN, ResumePlan, plan_resume
+from bulk_chats.journal.journal import Journal, JournalEntry
+from bulk_chats.journal.schema import SENDING
 from bulk_chats.records import ChatRequest, FedBack, Outcome, Status
-from bulk_chats.resume import HELD_UNKNOWN, ResumePlan, plan_resume
 from tests.test_journal import SCOPE, make_request, outcome
 
 Step = Callable[[Journal, ChatRequest], None]

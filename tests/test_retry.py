@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bulk_chats import retry
+from bulk_chats.api import retry
+from bulk_chats.api.retry import BACKOFF_MAX, Budget, backoff, read_with_retries, retry_wait
 from bulk_chats.errors import MaybeSentError, NotSentError, RateLimitedError, RefusedError
-from bulk_chats.retry import BACKOFF_MAX, Budget, backoff, read_with_retries, retry_wait
 from tests.fakes import FakeTime
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bulk_chats.loading import load_sheet
+from bulk_chats.checks.new_chats import validate_sheet
+from bulk_chats.checks.verdict import fed_back, problems, rows_to_send
 from bulk_chats.records import FedBack, FirstMessage, Status
-from bulk_chats.rows import fed_back, problems, rows_to_send
-from bulk_chats.validation import validate_sheet
+from bulk_chats.sheet.loading import load_sheet
 
 
 def test_rows_take_ids_first_and_names_only_where_ids_are_blank(tmp_path: Path) -> None:

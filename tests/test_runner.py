@@ -10,9 +10,9 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from bulk_chats.client import HelpCrunchClient
+from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.records import Outcome, Status
-from bulk_chats.runner import JournalFailure, RowRunner, SendResult, in_thread
+from bulk_chats.send.pool import JournalFailure, RowRunner, SendResult, in_thread
 from bulk_chats.settings import ApiKey
 from tests.fakes import FakeTime, RecordingProgress
 

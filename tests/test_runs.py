@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bulk_chats.journal import Journal
+from bulk_chats.jobs.session import open_limiter
+from bulk_chats.journal.journal import Journal
 from bulk_chats.progress import NullProgress
-from bulk_chats.runs import open_limiter
 from bulk_chats.settings import DEFAULT_RATE
 
 pytestmark = pytest.mark.anyio

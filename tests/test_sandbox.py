@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from bulk_chats import sandbox
-from bulk_chats.cli import cli
+from bulk_chats.cli.main import cli
 from bulk_chats.errors import InputError
 from bulk_chats.sandbox import (
     AGENTS,

@@ -19,13 +19,13 @@ import openpyxl
 import pytest
 from click.testing import CliRunner, Result
 
-from bulk_chats import retry
-from bulk_chats.cli import cli
-from bulk_chats.client import HelpCrunchClient
+from bulk_chats.api import retry
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.api.limiter import RateLimiter
+from bulk_chats.cli.main import cli
 from bulk_chats.errors import ApiError, InputError
 from bulk_chats.sandbox import Faults, RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, check_base_url
-from bulk_chats.throttle import RateLimiter
 
 KEY = "hc-test-key-DO-NOT-LEAK-1234"
 ROWS = "customer,application,assignee\n8738438,3838,4188\n8738439,3838,\n"

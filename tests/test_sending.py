@@ -14,14 +14,14 @@ import httpx
 import pytest
 import respx
 
-from bulk_chats.client import HelpCrunchClient
-from bulk_chats.confirm import CONFIRM_SKEW
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.api.limiter import RateLimiter
+from bulk_chats.api.retry import BACKOFF_BASE
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
-from bulk_chats.retry import BACKOFF_BASE
-from bulk_chats.runner import SendResult
-from bulk_chats.sending import CONFIRM_READ_ATTEMPTS, send_chats
+from bulk_chats.send.chats import CONFIRM_READ_ATTEMPTS, send_chats
+from bulk_chats.send.lost_answers import CONFIRM_SKEW
+from bulk_chats.send.pool import SendResult
 from bulk_chats.settings import ApiKey
-from bulk_chats.throttle import RateLimiter
 from tests.fakes import API_ROOT, WALL0, FakeTime, RecordingProgress, fake_client
 
 BASE = API_ROOT

@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from bulk_chats.throttle import (
+from bulk_chats.api.limiter import (
     DECREASE_FACTOR,
     DEFAULT_PAUSE,
     MAX_CONCURRENCY,

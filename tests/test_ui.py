@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from bulk_chats.journal import Journal, journal_path, scope_for
+from bulk_chats.journal.journal import Journal, journal_path, scope_for
 from bulk_chats.sandbox import CUSTOMERS, DEPARTMENTS, RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.sandbox.state import Chat
 from bulk_chats.settings import ApiKey

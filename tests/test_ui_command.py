@@ -20,7 +20,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from bulk_chats.cli import cli
+from bulk_chats.cli.main import cli
 from bulk_chats.sandbox import CUSTOMERS
 
 WAIT = 30.0

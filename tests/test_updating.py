@@ -13,14 +13,14 @@ import httpx
 import pytest
 import respx
 
-from bulk_chats.client import HelpCrunchClient
+from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.errors import ApiError
-from bulk_chats.journal import JournalEntry
+from bulk_chats.jobs.resume import plan_resume
+from bulk_chats.journal.journal import JournalEntry
 from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, FirstMessage, Outcome, Status
-from bulk_chats.resume import plan_resume
-from bulk_chats.runner import SendResult
-from bulk_chats.sending import send_chats
-from bulk_chats.updating import APPLIED, FAILED, send_changes
+from bulk_chats.send.changes import APPLIED, FAILED, send_changes
+from bulk_chats.send.chats import send_chats
+from bulk_chats.send.pool import SendResult
 from tests.fakes import API_ROOT, FakeTime, RecordingProgress, fake_client
 
 BASE = API_ROOT

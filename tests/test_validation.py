@@ -16,9 +16,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bulk_chats.ids import parse_ids
-from bulk_chats.loading import Sheet, field_for_header, load_sheet
-from bulk_chats.validation import Validation, validate_sheet
+from bulk_chats.checks.ids import parse_ids
+from bulk_chats.checks.new_chats import Validation, validate_sheet
+from bulk_chats.sheet.loading import Sheet, field_for_header, load_sheet
 
 BIG_ID = 90071992547409931
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bulk_chats.checks.changes import validate_changes
+from bulk_chats.checks.new_chats import Validation
+from bulk_chats.checks.verdict import changes_to_send
 from bulk_chats.errors import InputError
-from bulk_chats.loading import load_sheet
-from bulk_chats.rows import changes_to_send
-from bulk_chats.validation import Validation
-from bulk_chats.validation_changes import validate_changes
+from bulk_chats.sheet.loading import load_sheet
 from tests.test_validation import only_row, sheet_of, validate
 
 

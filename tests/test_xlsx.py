@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from openpyxl.worksheet.worksheet import Worksheet
 
-from bulk_chats.loading import load_sheet
+from bulk_chats.checks.new_chats import validate_sheet
 from bulk_chats.records import Status
-from bulk_chats.report import build_results
-from bulk_chats.report_writer import MAX_TEXT, STATUS_COLOURS, Summary, write_results
-from bulk_chats.validation import validate_sheet
+from bulk_chats.results.table import build_results
+from bulk_chats.results.workbook import MAX_TEXT, STATUS_COLOURS, Summary, write_results
+from bulk_chats.sheet.loading import load_sheet
 
 SUMMARY = Summary(input_path=Path("in.xlsx"), mode="validate")
 

@@ -54,7 +54,9 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bulk_chats.sandbox.answers import (
+from bulk_chats.sandbox.config import SandboxConfig
+from bulk_chats.sandbox.gate import Clock, Gate, Handler, Sleep
+from bulk_chats.sandbox.refusals import (
     NOT_BLANK,
     NUMERIC,
     Entry,
@@ -64,8 +66,6 @@ from bulk_chats.sandbox.answers import (
     json_object,
     text_field,
 )
-from bulk_chats.sandbox.config import SandboxConfig
-from bulk_chats.sandbox.gate import Clock, Gate, Handler, Sleep
 from bulk_chats.sandbox.search import CHAT_FIELDS, CUSTOMER_FIELDS, Page, parse_page, search
 from bulk_chats.sandbox.seed import Customer
 from bulk_chats.sandbox.state import (

@@ -53,8 +53,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bulk_chats.sandbox.answers import Refusal, error_response, json_object
 from bulk_chats.sandbox.config import WINDOW_SECONDS, SandboxConfig
+from bulk_chats.sandbox.refusals import Refusal, error_response, json_object
 from bulk_chats.sandbox.state import SandboxState
 
 Clock = Callable[[], float]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from bulk_chats.sandbox.answers import (
+from bulk_chats.sandbox.refusals import (
     ARRAY,
     NOT_BLANK,
     NOT_VALID,

@@ -32,12 +32,12 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bulk_chats.column_checks import CHAT_STATUSES, chat_status_spelling
+from bulk_chats.checks.columns import CHAT_STATUSES, chat_status_spelling
 from bulk_chats.fields import FIELD_NAMES
+from bulk_chats.jobs.session import RunResult
 from bulk_chats.progress import limit_text
 from bulk_chats.records import Status
-from bulk_chats.report_writer import STATUS_COLOURS
-from bulk_chats.runs import RunResult
+from bulk_chats.results.workbook import STATUS_COLOURS
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
 from bulk_chats.ui.guard import Guard
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView

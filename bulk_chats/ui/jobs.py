@@ -21,12 +21,12 @@ from dataclasses import dataclass, replace
 
 import anyio
 
-from bulk_chats.changing import close_file, update_file
 from bulk_chats.errors import BulkChatsError
-from bulk_chats.pipeline import import_file, validate_file
-from bulk_chats.plan import Plan
+from bulk_chats.jobs.change_chats import close_file, update_file
+from bulk_chats.jobs.import_chats import import_file, validate_file
+from bulk_chats.jobs.plan import Plan
+from bulk_chats.jobs.session import RunResult
 from bulk_chats.records import Outcome, Status
-from bulk_chats.runs import RunResult
 from bulk_chats.settings import Settings
 
 CONFIRM_TIMEOUT = 3600.0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bulk_chats.errors import InputError
 from bulk_chats.fields import FIELD_NAMES, ID_FIELDS, names_for
-from bulk_chats.loading import check_columns, load_sheet
+from bulk_chats.sheet.loading import check_columns, load_sheet
 from bulk_chats.ui.uploads import Upload
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from bulk_chats.interrupt import EXIT_INTERRUPTED, EXITING, STOPPING
+from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED, EXITING, STOPPING
 from bulk_chats.serving import LOOPBACK, address, bind, quiet_config, serve_in_thread
 from bulk_chats.ui.app import UiApp, UiConfig
 

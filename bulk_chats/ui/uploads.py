@@ -17,8 +17,8 @@ from pathlib import Path
 import anyio
 from starlette.requests import Request
 
-from bulk_chats import owner_only
-from bulk_chats.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES
+from bulk_chats.results import owner_only
+from bulk_chats.sheet.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES
 from bulk_chats.ui.sheet_names import sheet_names
 
 DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024

@@ -1,0 +1,210 @@
+"""The jobs that change chats that exist: `update_file` and `close_file`.
+
+They run the machinery of `import` (PRODUCT.md › Migrations): read and validate offline,
+open the journal, the pre-flight (the key checked, agent and department ids checked and
+names resolved), the plan and its confirmation, the changes at the rate, and the results
+workbook. Nothing here prints: notices go to the `notify` callback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+
+import anyio
+import httpx
+
+from bulk_chats.checks.changes import validate_changes
+from bulk_chats.checks.verdict import changes_to_send
+from bulk_chats.errors import InputError
+from bulk_chats.jobs.plan import Plan, plan_changes
+from bulk_chats.jobs.session import (
+    Notify,
+    RunResult,
+    go_on,
+    open_session,
+    preflight_read,
+    results_for,
+)
+from bulk_chats.lookups.directory import Preflight, check_rows
+from bulk_chats.progress import NullProgress, ProgressSink
+from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, Outcome, Status
+from bulk_chats.send.changes import send_changes
+from bulk_chats.settings import Settings
+from bulk_chats.sheet.loading import load_sheet
+
+
+async def update_file(
+    settings: Settings,
+    *,
+    progress: ProgressSink | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
+    notify: Notify | None = None,
+    stop: anyio.Event | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    now: dt.datetime | None = None,
+) -> RunResult:
+    """Change the chats the rows of `settings.input_path` name by `chat_id`: assignee,
+    department, then status, one `PUT` each; write the results workbook.
+
+    In order: read and validate (`validation.validate_changes`; `settings.chat_status`
+    fills blank `chat_status` cells); open the journal; the pre-flight (its first request
+    checks the key: a 401 stops here with exit 3 and nothing sent; then agents and
+    departments are checked and names resolved); the changes earlier runs applied are
+    left out (a row with none left is `already_updated`); the plan, given to `notify` and
+    then to `confirm`, which may decline; the changes. `stop` (Ctrl-C) starts no new
+    row; a 401 stops the run and the rest is `not_sent`. Raises InputError when the file
+    or the settings cannot be used.
+    """
+    return await _change_file(
+        settings,
+        close=False,
+        progress=progress,
+        confirm=confirm,
+        notify=notify,
+        stop=stop,
+        transport=transport,
+        now=now,
+    )
+
+
+async def close_file(
+    settings: Settings,
+    *,
+    progress: ProgressSink | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
+    notify: Notify | None = None,
+    stop: anyio.Event | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    now: dt.datetime | None = None,
+) -> RunResult:
+    """Close every chat the `chat_id` column of `settings.input_path` names, and change
+    nothing else; rows without a `chat_id` are `skipped`. Given an import's results
+    workbook, this undoes that import as far as the API allows (it deletes nothing).
+    Everything else is as `update_file`."""
+    return await _change_file(
+        settings,
+        close=True,
+        progress=progress,
+        confirm=confirm,
+        notify=notify,
+        stop=stop,
+        transport=transport,
+        now=now,
+    )
+
+
+async def _change_file(
+    settings: Settings,
+    *,
+    close: bool,
+    progress: ProgressSink | None,
+    confirm: Callable[[Plan], bool] | None,
+    notify: Notify | None,
+    stop: anyio.Event | None,
+    transport: httpx.AsyncBaseTransport | None,
+    now: dt.datetime | None,
+) -> RunResult:
+    now = now or dt.datetime.now()
+    tell = notify or (lambda _: None)
+    if settings.api_key is None:
+        raise InputError("no API key given")
+    sheet = load_sheet(
+        settings.input_path, sheet=settings.sheet, columns=settings.columns, chats=True
+    )
+    validation = validate_changes(sheet, close=close, chat_status=settings.chat_status)
+    results = results_for(settings, sheet, validation, mode="close" if close else "update", now=now)
+    rows = changes_to_send(sheet, validation)
+    sink = progress or NullProgress()
+
+    async with open_session(settings, results, sink, transport=transport) as session:
+        journal, client = session.journal, session.client
+        to_check = [_as_chat_request(row) for row in rows]
+        directory = await preflight_read(client, to_check, results, tell, rows=rows)
+        if isinstance(directory, RunResult):
+            return directory
+        checked, rejected, warnings = _checked(rows, check_rows(to_check, directory))
+        results.record(rejected)
+        results.warnings.update(warnings)
+
+        applied = journal.applied_changes(row.chat_id for row in checked)
+        to_send, finished = _resume(checked, applied)
+        results.record(finished)
+        plan = plan_changes(
+            validation.counts(),
+            to_send,
+            finished,
+            rejected,
+            rate=session.limiter.rate,
+            warnings=len(warnings),
+        )
+        ended = go_on(plan, results, tell, confirm=confirm, rows=to_send)
+        if ended is not None:
+            return ended
+
+        result = await send_changes(
+            to_send,
+            client,
+            concurrency=session.concurrency,
+            progress=sink,
+            journal=journal,
+            stop=stop,
+        )
+    results.record(result.outcomes.values())
+    return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
+
+
+def _as_chat_request(row: ChangeRequest) -> ChatRequest:
+    """`row`'s assignee and department as a chat to create, which is what the pre-flight
+    (`resolve.check_rows`) checks and resolves: the rules are the same."""
+    return ChatRequest(
+        index=row.index,
+        source_row=row.source_row,
+        customer=None,
+        application=0,
+        assignee=row.assignee,
+        department=row.department,
+        names=row.names,
+    )
+
+
+def _checked(
+    rows: Sequence[ChangeRequest], preflight: Preflight
+) -> tuple[list[ChangeRequest], list[Outcome], dict[int, str]]:
+    """`rows` after the pre-flight: those that passed, with their ids filled in; the
+    outcomes of the others, keeping their chat; the warnings."""
+    passed = {draft.index: draft for draft in preflight.passed}
+    checked = [
+        replace(row, assignee=passed[row.index].assignee, department=passed[row.index].department)
+        for row in rows
+        if row.index in passed
+    ]
+    by_index = {row.index: row for row in rows}
+    rejected = [
+        replace(outcome, chat_id=by_index[index].chat_id)
+        for index, outcome in preflight.rejected.items()
+    ]
+    return checked, rejected, dict(preflight.warnings)
+
+
+def _resume(
+    rows: Iterable[ChangeRequest], applied: set[tuple[int, str, str]]
+) -> tuple[list[ChangeRequest], list[Outcome]]:
+    """Rows with changes left to send (those applied earlier marked so), and the outcomes
+    of rows whose every change an earlier run applied: `already_updated`."""
+    to_send: list[ChangeRequest] = []
+    finished: list[Outcome] = []
+    for row in rows:
+        done = frozenset(c for c in row.changes if _key(row, c) in applied)
+        if len(done) == len(row.changes):
+            finished.append(
+                Outcome(index=row.index, status=Status.ALREADY_UPDATED, chat_id=row.chat_id)
+            )
+        else:
+            to_send.append(replace(row, applied=done))
+    return to_send, finished
+
+
+def _key(row: ChangeRequest, change: ChatChange) -> tuple[int, str, str]:
+    return (row.chat_id, change.field, change.journal_value)

@@ -1,0 +1,67 @@
+"""Ctrl-C during a run from a terminal: the first stops it gracefully, the second quits.
+
+The first SIGINT sets the run's `stop` event: no new rows start, requests in flight
+finish, and the results workbook is written. The second ends the process at once with
+`EXIT_INTERRUPTED`; every journal write is its own transaction, so the journal stays
+consistent and a later run resumes from it. `bulk-chats ui` follows the same policy from
+its own thread (`bulk_chats.ui.server.serve_ui`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import anyio
+
+from bulk_chats.jobs.plan import Plan
+from bulk_chats.jobs.session import RunResult
+from bulk_chats.progress import ProgressSink
+from bulk_chats.settings import Settings
+
+EXIT_INTERRUPTED = 130
+"""The exit status of a run Ctrl-C stopped, as a shell gives a process SIGINT ended."""
+
+STOPPING = "stopping: no new rows; waiting for requests in flight (Ctrl-C again to quit at once)"
+"""The notice of the first Ctrl-C."""
+
+EXITING = "interrupted again: exiting now"
+"""The notice of the second Ctrl-C, just before the process ends."""
+
+Job = Callable[..., Coroutine[Any, Any, RunResult]]
+"""A sending run: `import_file`, `update_file` or `close_file`."""
+
+
+def run_interruptible(
+    job: Job,
+    settings: Settings,
+    *,
+    progress: ProgressSink,
+    confirm: Callable[[Plan], bool] | None,
+    notify: Callable[[str], None],
+) -> RunResult:
+    """Run `job` on a new event loop of this (the main) thread, with the two-stage Ctrl-C
+    above; `notify` gets the run's notices and the Ctrl-C ones (each after a line break,
+    so that it starts clear of a progress bar)."""
+
+    async def main() -> RunResult:
+        stop = anyio.Event()
+
+        def on_interrupt() -> None:
+            if stop.is_set():
+                notify(f"\n{EXITING}")
+                os._exit(EXIT_INTERRUPTED)
+            notify(f"\n{STOPPING}")
+            stop.set()
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        try:
+            return await job(settings, progress=progress, confirm=confirm, notify=notify, stop=stop)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    return anyio.run(main)

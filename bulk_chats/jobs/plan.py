@@ -1,0 +1,197 @@
+"""A run's plan: what it is about to send and what that costs, shown before it starts.
+
+`plan_import` counts an import's chats, messages, look-ups and new customers;
+`plan_changes` the `PUT`s of `update` and `close`. `Plan.describe` is the text the CLI
+and the web page show before asking to go on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bulk_chats.jobs.resume import ResumePlan
+from bulk_chats.lookups.customers import Lookups, search_requests
+from bulk_chats.lookups.directory import Preflight
+from bulk_chats.records import ChangeRequest, Outcome, Status
+from bulk_chats.settings import DEFAULT_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an import is about to do, shown before it starts and for the confirmation prompt.
+
+    `to_send` rows passed the pre-flight: they need `chats` chats, `messages` first messages,
+    `lookups` customer searches (their distinct emails and userIds, `BATCH_SIZE` a search)
+    and `customers` new customers (`--create-customers`); `requests` counts them all and
+    `seconds` is how long they take at `rate` requests per minute. The key check and the
+    reads of agents and departments are done by then and not counted, and so are the
+    look-ups with `--create-customers` (`lookups_made`), which precede the plan.
+    `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
+    or duplicate; `held` rows an earlier run left `unknown` are held back (see
+    `resume.plan_resume`). `warnings` counts rows sent despite a warning. `changes` counts
+    the `PUT /v1/chats/...` requests: the statuses an import sets, or with `updating`
+    every change of `update` or `close` (which create no chat).
+    """
+
+    rows: int
+    to_send: int
+    chats: int
+    messages: int
+    lookups: int
+    requests: int
+    seconds: float
+    already_done: int
+    not_to_send: int
+    rate: float = DEFAULT_RATE
+    warnings: int = 0
+    held: int = 0
+    dry_run: bool = False
+    changes: int = 0
+    updating: bool = False
+    customers: int = 0
+    lookups_made: int = 0
+
+    def describe(self) -> str:
+        """The plan in a few lines, as the CLI shows it before asking to go on."""
+        work = [] if self.updating else [_count(self.chats, "chat")]
+        if self.messages:
+            work.append(_count(self.messages, "first message"))
+        if self.changes or self.updating:
+            work.append(_count(self.changes, "change" if self.updating else "status change"))
+        if self.lookups:
+            work.append(_count(self.lookups, "customer look-up"))
+        if self.customers:
+            work.append(_count(self.customers, "new customer"))
+        rows = f"{self.to_send} of {_count(self.rows, 'row')}"
+        if self.dry_run:
+            lines = [
+                f"dry run: {rows} would be sent ({', '.join(work)}); nothing is created",
+            ]
+            if self.lookups:
+                lines.append(
+                    f"the look-ups are made now: {_count(self.lookups, 'request')}, about "
+                    f"{_duration(self.lookups * 60 / self.rate)} at {self.rate:g} a minute"
+                )
+        else:
+            lines = [
+                f"{rows} to send: {', '.join(work)}",
+                f"{_count(self.requests, 'request')}, about {_duration(self.seconds)} at "
+                f"{self.rate:g} a minute",
+            ]
+        if self.lookups_made:
+            lines.append(
+                f"customers looked up first ({_count(self.lookups_made, 'request')}): "
+                f"{_count(self.customers, 'customer')} to create"
+                + (" (none is created in a dry run)" if self.dry_run else "")
+            )
+        if self.lookups:
+            lines.append("rows whose customer matches no one, or several, are left out")
+        if self.already_done:
+            done = "updated" if self.updating else "created"
+            lines.append(f"{_count(self.already_done, 'row')} already {done} earlier; not sent")
+        if self.not_to_send:
+            lines.append(f"{_count(self.not_to_send, 'row')} invalid or duplicate; not sent")
+        if self.held:
+            lines.append(
+                f"{_count(self.held, 'row')} left unknown by an earlier run; held back "
+                "(see error_message)"
+            )
+        if self.warnings:
+            sent = "would be sent" if self.dry_run else "sent"
+            lines.append(
+                f"{_count(self.warnings, 'row')} with a warning, {sent} anyway (see error_message)"
+            )
+        return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+
+
+def plan_import(
+    counts: Mapping[str, int],
+    resume: ResumePlan,
+    preflight: Preflight,
+    *,
+    rate: float,
+    dry_run: bool = False,
+    lookups: Lookups | None = None,
+) -> Plan:
+    """Count what the rows that passed the pre-flight will cost at `rate` requests per minute.
+
+    `counts` are validation's rows by status; `resume` says which rows earlier runs
+    finished or left held back. `lookups`, when the customers were looked up already
+    (`--create-customers`), says how many customers are to be created.
+    """
+    passed = preflight.passed
+    chats = sum(1 for row in passed if row.chat_id is None)
+    messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
+    statuses = sum(1 for row in passed if row.status is not None)
+    searches = preflight.lookups if lookups is None else 0
+    customers = 0 if lookups is None else len(lookups.missing)
+    made = 0 if lookups is None else search_requests(len(lookups.names) - len(lookups.created))
+    total = chats + messages + statuses + searches + (0 if dry_run else customers)
+    return Plan(
+        rows=sum(counts.values()),
+        to_send=len(passed),
+        chats=chats,
+        messages=messages,
+        lookups=searches,
+        requests=total,
+        seconds=total * 60 / rate,
+        already_done=resume.already_done,
+        not_to_send=_invalid(counts)
+        + sum(1 for o in preflight.rejected.values() if o.status is Status.INVALID),
+        rate=rate,
+        warnings=len(preflight.warnings),
+        held=len(resume.held),
+        dry_run=dry_run,
+        changes=statuses,
+        customers=customers,
+        lookups_made=made,
+    )
+
+
+def plan_changes(
+    counts: Mapping[str, int],
+    to_send: Sequence[ChangeRequest],
+    finished: Sequence[Outcome],
+    rejected: Sequence[Outcome],
+    *,
+    rate: float,
+    warnings: int,
+) -> Plan:
+    """What the changes of `update` or `close` will cost at `rate` requests per minute;
+    `finished` rows earlier runs updated, `rejected` failed the pre-flight, `warnings`
+    rows are sent despite a warning."""
+    changes = sum(len(row.pending) for row in to_send)
+    return Plan(
+        rows=sum(counts.values()),
+        to_send=len(to_send),
+        chats=0,
+        messages=0,
+        lookups=0,
+        requests=changes,
+        seconds=changes * 60 / rate,
+        already_done=len(finished),
+        not_to_send=_invalid(counts) + len(rejected),
+        rate=rate,
+        warnings=warnings,
+        changes=changes,
+        updating=True,
+    )
+
+
+def _invalid(counts: Mapping[str, int]) -> int:
+    """Rows validation left out, from its `counts` by status: invalid or duplicate."""
+    return counts.get(Status.INVALID.value, 0) + counts.get(Status.DUPLICATE.value, 0)

@@ -1,0 +1,112 @@
+"""The journal's changes of chats (`update`, `close`, an import's `chat_status`).
+
+One entry per scope, chat, field and value: announced (`sending`) before its `PUT` goes
+out, then `applied`, `failed` or `not_sent`. A later run leaves out what was applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bulk_chats.errors import ApiError
+from bulk_chats.journal.file import JournalStore
+from bulk_chats.records import ChatChange
+
+
+class ChangeStore(JournalStore):
+    """The changes of chats the journal keeps; part of `journal.Journal`."""
+
+    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+        """Announce `change` of chat `chat_id`; on disk when this returns, so call it before
+        the request goes out. The change counts as done only once `change_record` says so."""
+        with self._writing() as connection:
+            connection.execute(
+                """
+                INSERT INTO changes (
+                    scope, chat_id, field, value, state, attempts, source_row, input_name,
+                    updated_at
+                ) VALUES (?, ?, ?, ?, 'sending', 1, ?, ?, ?)
+                ON CONFLICT (scope, chat_id, field, value) DO UPDATE SET
+                    state = 'sending',
+                    attempts = attempts + 1,
+                    error_code = '',
+                    error_message = '',
+                    http_status = NULL,
+                    source_row = excluded.source_row,
+                    input_name = excluded.input_name,
+                    updated_at = excluded.updated_at
+                """,
+                (
+                    self._scope,
+                    chat_id,
+                    change.field,
+                    change.journal_value,
+                    source_row,
+                    self._input_name,
+                    self._clock(),
+                ),
+            )
+
+    def change_record(
+        self,
+        chat_id: int,
+        change: ChatChange,
+        state: str,
+        *,
+        source_row: int,
+        error: ApiError | None = None,
+    ) -> None:
+        """Keep what became of `change` of chat `chat_id`: `state` is `applied`, `failed`
+        or `not_sent`, with the fields of the `error` that ended it. An applied change drops the
+        entries of the same field's other values: the chat holds this one now, so a later
+        run asking for one of those again sends it."""
+        with self._writing() as connection:
+            if state == "applied":
+                connection.execute(
+                    "DELETE FROM changes WHERE scope = ? AND chat_id = ? AND field = ? "
+                    "AND value != ?",
+                    (self._scope, chat_id, change.field, change.journal_value),
+                )
+            connection.execute(
+                """
+                INSERT INTO changes (
+                    scope, chat_id, field, value, state, error_code, error_message,
+                    http_status, source_row, input_name, updated_at
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (scope, chat_id, field, value) DO UPDATE SET
+                    state = excluded.state,
+                    error_code = excluded.error_code,
+                    error_message = excluded.error_message,
+                    http_status = excluded.http_status,
+                    source_row = excluded.source_row,
+                    input_name = excluded.input_name,
+                    updated_at = excluded.updated_at
+                """,
+                (
+                    self._scope,
+                    chat_id,
+                    change.field,
+                    change.journal_value,
+                    state,
+                    error.error_code if error is not None else "",
+                    error.error_message if error is not None else "",
+                    error.http_status if error is not None else None,
+                    source_row,
+                    self._input_name,
+                    self._clock(),
+                ),
+            )
+
+    def applied_changes(self, chat_ids: Iterable[int]) -> set[tuple[int, str, str]]:
+        """(chat id, field, `ChatChange.journal_value`) of every change earlier runs applied
+        to `chat_ids` in this scope; none in a fresh run."""
+        if self._fresh:
+            return set()
+        rows = self._select(
+            """
+            SELECT chat_id, field, value FROM changes
+            WHERE scope = ? AND state = 'applied' AND chat_id IN ({marks})
+            """,
+            chat_ids,
+        )
+        return {(int(c), str(f), str(v)) for c, f, v in rows}

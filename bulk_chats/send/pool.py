@@ -1,0 +1,156 @@
+"""The worker pool both senders run on: rows go out `concurrency` at a time.
+
+`RowRunner` owns what is the same for the chats of `import` (`sending`) and the changes
+of `update` and `close` (`updating`): taking rows in order, stopping (Ctrl-C, a 401, a
+journal that cannot be written) with the rest `not_sent`, and telling progress. What one
+row is, and what the journal keeps of it, is the subclass's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.progress import ProgressSink
+from bulk_chats.records import Outcome, Status
+from bulk_chats.send.stopping import pause, waits_end_once_stopped
+
+DEFAULT_MAX_ATTEMPTS = 8
+"""`POST /chats` attempts per row (and `POST /messages` and `PUT` attempts per request)."""
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a sending stage did: an outcome for every request, by its `index`."""
+
+    outcomes: Mapping[int, Outcome]
+    auth_failed: bool = False
+    interrupted: bool = False
+
+
+class JournalFailure(Exception):
+    """The journal raised; carries its exception as `__cause__`. The run stops."""
+
+
+async def in_thread(call: Callable[[], None]) -> None:
+    """A journal write, on a worker thread: a commit waiting for the disk must not stall
+    the event loop, and with it every request's pacing. Even when cancelled this waits for
+    the thread: no write is left half-known. A failure raises `JournalFailure`."""
+    try:
+        await anyio.to_thread.run_sync(call)
+    except Exception as exc:
+        raise JournalFailure from exc
+
+
+class Indexed(Protocol):
+    """A row to send: known by its 0-based position among the sheet's data rows, with
+    the chat it has (from an earlier run, or the one `update` changes)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def chat_id(self) -> int | None: ...
+
+
+R = TypeVar("R", bound=Indexed)
+
+
+class RowRunner(Generic[R]):
+    """Rows go out `concurrency` at a time until they run out or the run stops (Ctrl-C,
+    a 401, a journal that cannot be written); the rest are `not_sent`. Subclasses say what
+    one row is (`_run_row`) and what the journal keeps of its outcome (`_record`)."""
+
+    def __init__(
+        self,
+        client: HelpCrunchClient,
+        *,
+        progress: ProgressSink,
+        stop: anyio.Event | None,
+        stop_grace: float,
+        sleep: Sleep,
+    ) -> None:
+        self._client = client
+        self._progress = progress
+        self._stop = stop
+        self._stop_grace = stop_grace
+        self._sleep = sleep
+        self._outcomes: dict[int, Outcome] = {}
+        self._queue: Iterator[R] = iter(())
+        self._auth_failed = False
+        self._journal_error: BaseException | None = None
+
+    async def run(self, requests: Sequence[R], *, concurrency: int) -> SendResult:
+        """Run every request, `concurrency` at once; re-raises the journal's exception
+        once the rows in flight finish."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self._queue = iter(requests)
+        self._progress.start(len(requests))
+        try:
+            async with (
+                waits_end_once_stopped(
+                    self._client, self._stop, grace=self._stop_grace, sleep=self._sleep
+                ),
+                anyio.create_task_group() as group,
+            ):
+                for _ in range(min(concurrency, len(requests))):
+                    group.start_soon(self._worker)
+            reason = self._not_sent_reason()
+            for request in self._queue:
+                outcome = Outcome(
+                    index=request.index,
+                    status=Status.NOT_SENT,
+                    chat_id=request.chat_id,
+                    error_message=reason,
+                )
+                self._outcomes[request.index] = outcome
+                self._progress.advance(outcome)
+        finally:
+            self._progress.close()
+        if self._journal_error is not None:
+            raise self._journal_error
+        return SendResult(
+            outcomes={r.index: self._outcomes[r.index] for r in requests},
+            auth_failed=self._auth_failed,
+            interrupted=self._stop is not None and self._stop.is_set(),
+        )
+
+    async def _run_row(self, request: R) -> Outcome:
+        raise NotImplementedError
+
+    async def _record(self, request: R, outcome: Outcome) -> None:
+        raise NotImplementedError
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less when the run is told to stop: no retry follows then."""
+        await pause(seconds, stop=self._stop, sleep=self._sleep)
+
+    def _stopping(self) -> bool:
+        stopped = self._stop is not None and self._stop.is_set()
+        return stopped or self._auth_failed or self._journal_error is not None
+
+    def _not_sent_reason(self) -> str:
+        if self._auth_failed:
+            return "not sent: the API refused the key (401), so the run stopped"
+        if self._journal_error is not None:
+            return "not sent: the journal could not be written, so the run stopped"
+        return "not sent: the run was interrupted"
+
+    async def _worker(self) -> None:
+        # Taking the next request involves no await, so workers never take the same one.
+        while not self._stopping():
+            request = next(self._queue, None)
+            if request is None:
+                return
+            outcome = await self._run_row(request)
+            self._outcomes[request.index] = outcome
+            await self._record(request, outcome)
+            self._progress.advance(outcome)
