@@ -15,7 +15,7 @@ from bulk_chats.checks.new_chats import validate_sheet
 from bulk_chats.errors import InputError
 from bulk_chats.sheet.loading import Sheet, load_sheet
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 BIG_ID = 90071992547409931
 """17 digits, above 2**53: a float would turn it into 90071992547409932."""
 

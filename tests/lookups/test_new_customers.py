@@ -16,7 +16,7 @@ from bulk_chats.lookups.customers import Failure, look_up_customers
 from bulk_chats.lookups.new_customers import CREATE_ROUNDS, create_customers
 from bulk_chats.records import Status
 from tests.fakes import FakeTime
-from tests.test_customers import filters, named
+from tests.lookups.test_customers import filters, named
 
 
 def creating(api: respx.MockRouter, *answers: Any) -> respx.Route:

@@ -18,7 +18,7 @@ from bulk_chats.jobs.session import RunResult
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Ids mixed with names, with messages of every kind; the last three rows name nothing
 #: the account has. Customers N=1..20 are customerN@example.com, userId crm-(1000+N).

@@ -332,7 +332,7 @@ def test_unusable_file_sends_nothing(
 
 def test_a_real_xls_passes_the_structure_check(workdir: Path) -> None:
     """A genuine .xls (written by xlwt) passes the sector-chain check and reads."""
-    data = Path(__file__).parent / "data" / "hostile" / "three-rows.xls"
+    data = Path(__file__).parents[1] / "data" / "hostile" / "three-rows.xls"
     (workdir / "three-rows.xls").write_bytes(data.read_bytes())
     result = invoke("validate", "three-rows.xls", "--out", "out.csv")
     assert result.exit_code == 0, result.output

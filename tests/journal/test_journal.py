@@ -26,7 +26,7 @@ from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 
 SCOPE = "https://api.helpcrunch.com/v1"
 OTHER_SCOPE = "http://127.0.0.1:8765/v1"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA_VERSION = len(journal_schema._MIGRATIONS)
 
 

@@ -18,8 +18,8 @@ from bulk_chats.jobs.plan import Plan
 from bulk_chats.jobs.session import RunResult
 from bulk_chats.sandbox import Faults, RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, Settings
-from tests import test_durability
-from tests.test_durability import Importer, Sandbox, journal_integrity, read_results, wait_until
+from tests.e2e import test_durability
+from tests.e2e.test_durability import Importer, Sandbox, journal_integrity, read_results, wait_until
 
 # The kill test's fixtures: a gated sandbox in this process, importers as subprocesses.
 sandbox_factory = test_durability.sandbox_factory

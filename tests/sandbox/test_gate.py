@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from bulk_chats.sandbox import AGENTS, CUSTOMERS, DEPARTMENTS, Faults, SandboxConfig
-from tests import test_sandbox
-from tests.test_sandbox import (
+from tests.sandbox import test_app as test_sandbox
+from tests.sandbox.test_app import (
     AGENT,
     APP,
     CHAT,

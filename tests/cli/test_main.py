@@ -18,7 +18,7 @@ import bulk_chats
 from bulk_chats.cli.main import cli
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_OPTIONS = ["--out", "--sheet", "--column", "--no-progress"]
 SENDING_OPTIONS = [
     *SHARED_OPTIONS,

@@ -39,9 +39,9 @@ from bulk_chats.sandbox import (
 )
 from bulk_chats.sandbox.state import Change
 from bulk_chats.settings import ApiKey, Settings
-from tests.test_durability import Gate, GatedSandbox, SandboxState, Seed, read_results
+from tests.e2e.test_durability import Gate, GatedSandbox, SandboxState, Seed, read_results
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-updates-key"
 FAST = 60000
 """Requests a minute where pacing is not the point."""
@@ -226,7 +226,7 @@ def test_update_with_a_missing_chat_fails_naming_the_change(
 
 @pytest.fixture(params=[False, True], ids=["plain", "quirks"])
 def gated(request: pytest.FixtureRequest) -> Iterator[tuple[GatedSandbox, str]]:
-    """A sandbox whose answers can be held (see tests/test_durability.py), dropping the
+    """A sandbox whose answers can be held (see tests/e2e/test_durability.py), dropping the
     connection after one change in ten; at the end its gate is opened and the server
     stopped. (Fewer faults than `FAULTS`: the killed run's back-off is not shortened.)"""
     faults = Faults(seed=5, drop_after=0.1, updates=True)

@@ -13,7 +13,7 @@ from bulk_chats.jobs.resume import HELD_UNKNOWN, ResumePlan, plan_resume
 from bulk_chats.journal.journal import Journal, JournalEntry
 from bulk_chats.journal.schema import SENDING
 from bulk_chats.records import ChatRequest, FedBack, Outcome, Status
-from tests.test_journal import SCOPE, make_request, outcome
+from tests.journal.test_journal import SCOPE, make_request, outcome
 
 Step = Callable[[Journal, ChatRequest], None]
 

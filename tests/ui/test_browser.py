@@ -33,7 +33,7 @@ from bulk_chats.sandbox import (
 from bulk_chats.settings import ApiKey
 from bulk_chats.ui import RunningUi, UiConfig, run_ui_in_thread
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
 CHROMIUM_ENV = "BULK_CHATS_CHROMIUM"
 INSTALLER = str(ROOT / ".ci" / "install-chromium")

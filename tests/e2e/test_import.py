@@ -45,7 +45,7 @@ from bulk_chats.sandbox.state import API_CHAT
 from bulk_chats.send.chats import send_chats
 from bulk_chats.settings import ApiKey, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data" / "chats.xlsx"
 KEY = ApiKey("e2e-key")
 FAST = 6000

@@ -14,7 +14,7 @@ from bulk_chats.checks.new_chats import Validation
 from bulk_chats.checks.verdict import changes_to_send
 from bulk_chats.errors import InputError
 from bulk_chats.sheet.loading import load_sheet
-from tests.test_validation import only_row, sheet_of, validate
+from tests.checks.test_new_chats import only_row, sheet_of, validate
 
 
 def changes(headers: Sequence[str], *rows: Sequence[object], close: bool = False) -> Validation:

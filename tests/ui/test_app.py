@@ -23,7 +23,7 @@ from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data" / "chats.csv"
 PORT = 8765
 TOKEN = "test-token-0123456789"
