@@ -9,7 +9,7 @@
         ├── NotSentError          surely created nothing (429, 503, connection refused): retry
         │   └── RateLimitedError  429, with the server's Retry-After when it sent one
         ├── MaybeSentError        may have created something (timeout, other 5xx, dropped
-        │                         connection after sending): confirm by search before resending
+        │                         connection after sending): look for it by search before resending
         └── RefusedError          any other 4xx: the row is failed, never retried
 
 A bad row is not an exception: validation returns it as data, a stable `error_code` and

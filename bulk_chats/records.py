@@ -67,7 +67,7 @@ class ChatRequest:
 
     `chat_id` is set when an earlier run already created the chat, so only the first
     message is left; `message_id` too when the message is posted, so only the status is.
-    `confirm_since` (unix seconds) is set when an earlier attempt may have created the
+    `search_since` (unix seconds) is set when an earlier attempt may have created the
     chat (or posted its message): the sender looks for it before sending again. `status`
     is the `chat_status` the chat is to end in, as the API spells it, set after the chat
     and its message exist; it is not part of `key`.
@@ -85,7 +85,7 @@ class ChatRequest:
     department: int | None = None
     message: FirstMessage | None = None
     chat_id: int | None = None
-    confirm_since: float | None = None
+    search_since: float | None = None
     names: tuple[tuple[str, str], ...] = ()
     status: str | None = None
     message_id: int | None = None
@@ -195,7 +195,7 @@ class FedBack:
     `finished` counts the rows it gives a chat whose first message (if the row has one)
     is posted too: they are `already_created`, and nothing is sent for them. `unknown` holds
     the `index` of each row it left `unknown`. `chat_ids` are the chats it gives its rows:
-    a confirming search must never adopt one of them for another row.
+    a search for it must never adopt one of them for another row.
     """
 
     finished: int = 0

@@ -1,11 +1,13 @@
 """Fakes the tests share: time that moves only when something sleeps on it, a client of
-the mocked API on that time, and a progress sink that keeps what it is told."""
+the mocked API on that time, a progress sink that keeps what it is told, and a journal
+that keeps what the senders write to it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio.lowlevel
 import httpx
@@ -13,7 +15,8 @@ import respx
 
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.limiter import RateLimiter
-from bulk_chats.records import Outcome
+from bulk_chats.errors import ApiError
+from bulk_chats.records import ChatChange, ChatRequest, Outcome
 from bulk_chats.settings import ApiKey
 
 WALL0 = 1_700_000_000.0
@@ -63,6 +66,63 @@ class RecordingProgress:
 
     def close(self) -> None:
         self.closed = True
+
+
+Event = tuple[Any, ...]
+
+
+@dataclass
+class RecordingChats:
+    """The chat store's calls, kept as ("chat-attempt", index, started_at) and
+    ("chat-record", index, outcome); `fail_on_attempt` makes an attempt fail as a full
+    disk would."""
+
+    events: list[Event]
+    fail_on_attempt: bool = False
+
+    def attempt(self, request: ChatRequest, *, started_at: float) -> None:
+        if self.fail_on_attempt:
+            raise OSError("disk full")
+        self.events.append(("chat-attempt", request.index, started_at))
+
+    def record(self, request: ChatRequest, outcome: Outcome) -> None:
+        self.events.append(("chat-record", request.index, outcome))
+
+
+@dataclass
+class RecordingChanges:
+    """The change store's calls, kept as ("attempt", chat, field, value) and (state, chat,
+    field, value)."""
+
+    events: list[Event]
+
+    def attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+        self.events.append(("attempt", chat_id, change.field, change.journal_value))
+
+    def record(
+        self,
+        chat_id: int,
+        change: ChatChange,
+        state: str,
+        *,
+        source_row: int,
+        error: ApiError | None = None,
+    ) -> None:
+        self.events.append((state, chat_id, change.field, change.journal_value))
+
+
+class RecordingJournal:
+    """A journal for the senders that keeps every call of both its stores, in order, in
+    one list (`events`)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.chats = RecordingChats(self.events)
+        self.changes = RecordingChanges(self.events)
+
+    def records(self, index: int) -> list[Outcome]:
+        """The outcomes recorded for row `index`, in order."""
+        return [e[2] for e in self.events if e[0] == "chat-record" and e[1] == index]
 
 
 @asynccontextmanager

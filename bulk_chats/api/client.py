@@ -10,7 +10,7 @@ caller must do about it:
   connection came free in the pool. Nothing reached the server, so sending again is safe.
 - `MaybeSentError`: no answer after the request went out (read or write timeout, dropped
   connection, read error), any other 5xx, or a 2xx whose body cannot be read. The request
-  may have taken effect: a chat is confirmed by search before it is sent again.
+  may have taken effect: a chat is looked for by search before it is sent again.
 - `RefusedError`: any other answer outside 2xx, with the API's codes and messages.
 
 Every request waits its turn at the run's `RateLimiter`, look-ups included, and reports

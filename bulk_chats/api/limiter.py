@@ -16,15 +16,11 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 
-Clock = Callable[[], float]
-"""Monotonic seconds."""
-
-Sleep = Callable[[float], Awaitable[None]]
-"""Waits the given seconds."""
+from bulk_chats.timing import Clock, Sleep
 
 LimitListener = Callable[[float], None]
 """Told the account's limit, in requests a minute, each time the limiter learns it anew."""

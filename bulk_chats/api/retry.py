@@ -17,6 +17,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bulk_chats.errors import ApiError, MaybeSentError, NotSentError, RateLimitedError
+from bulk_chats.timing import Clock, Sleep
+
+DEFAULT_ATTEMPTS = 8
+"""Tries of one request that creates or changes something (`POST /chats`, `POST
+/messages`, `POST /customers`, a `PUT`) before its row is given up."""
+
+DEFAULT_MAX_WAIT = 600.0
+"""Seconds one such request may spend being retried."""
 
 BACKOFF_BASE = 1.0
 """Seconds of back-off before the first retry (at most; see `backoff`); doubles each time."""
@@ -24,8 +32,6 @@ BACKOFF_BASE = 1.0
 BACKOFF_MAX = 30.0
 """The longest back-off between two tries, in seconds."""
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
 

@@ -128,7 +128,7 @@ async def _change_file(
         results.record(rejected)
         results.warnings.update(warnings)
 
-        applied = journal.applied_changes(row.chat_id for row in checked)
+        applied = journal.changes.applied(row.chat_id for row in checked)
         to_send, finished = _resume(checked, applied)
         results.record(finished)
         plan = plan_changes(
@@ -148,7 +148,7 @@ async def _change_file(
             client,
             concurrency=session.concurrency,
             progress=sink,
-            journal=journal,
+            journal=journal.changes,
             stop=stop,
         )
     results.record(result.outcomes.values())

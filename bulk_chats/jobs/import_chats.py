@@ -100,14 +100,14 @@ async def import_file(
 
     async with open_session(settings, results, sink, transport=transport) as session:
         journal, client, concurrency = session.journal, session.client, session.concurrency
-        entries = journal.entries(row.key for row in rows)
+        entries = journal.chats.entries(row.key for row in rows)
         chats = [e.chat_id for e in entries.values()] + [r.chat_id for r in rows]
         resume = plan_resume(
             rows,
             entries,
             fed_back(sheet, validation),
             fresh=settings.fresh,
-            applied=journal.applied_changes(c for c in chats if c is not None),
+            applied=journal.changes.applied(c for c in chats if c is not None),
         )
         results.record(resume.finished)
         results.record(resume.held)

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
-from bulk_chats.journal.journal import JournalEntry
+from bulk_chats.journal.chats import JournalEntry
 from bulk_chats.records import ChatRequest, FedBack, Outcome, Status
 
 HELD_UNKNOWN: Final = (
@@ -41,11 +41,11 @@ class ResumePlan:
     `attempts` 0: this run sends nothing for them); `finished_in_workbook` counts those a
     fed-back workbook gives as done (validation already marked them). `held` holds the
     `unknown` outcomes of rows held back. `to_send` keeps input order: `chat_id` set when
-    only the first message is left, `confirm_since` set when an earlier attempt may have
+    only the first message is left, `search_since` set when an earlier attempt may have
     created the chat or posted its message (the sender looks before sending again).
     `last_created_at` is when the latest `finished` chat was created (unix seconds).
     `claimed_chat_ids` are the chats known to belong to rows, never to be adopted by a
-    confirming search. `known` counts the rows the journal had an entry for.
+    search for a lost answer. `known` counts the rows the journal had an entry for.
     """
 
     finished: tuple[Outcome, ...] = ()
@@ -80,10 +80,10 @@ class ResumePlan:
         )
 
     @property
-    def to_confirm(self) -> int:
+    def to_look_for(self) -> int:
         """Rows to look for by search before sending, since an attempt got no answer."""
         return sum(
-            1 for row in self.to_send if row.chat_id is None and row.confirm_since is not None
+            1 for row in self.to_send if row.chat_id is None and row.search_since is not None
         )
 
     @property
@@ -107,8 +107,10 @@ class ResumePlan:
             notes.append(f"{self.message_only} only the first message")
         if self.status_only:
             notes.append(f"{self.status_only} only the status")
-        if self.to_confirm:
-            notes.append(f"{self.to_confirm} first looked for, as an earlier attempt got no answer")
+        if self.to_look_for:
+            notes.append(
+                f"{self.to_look_for} first looked for, as an earlier attempt got no answer"
+            )
         text = f"{len(self.to_send)} to send"
         parts.append(f"{text} ({'; '.join(notes)})" if notes else text)
         if self.held:
@@ -140,10 +142,10 @@ def plan_resume(
     - the same, but the status is not set: sent with `chat_id` and `message_id` set, so
       only the status goes out;
     - a chat exists but the message is missing: sent with `chat_id` set, so only the
-      message goes out, never a second chat, and `confirm_since` set to the chat's first
+      message goes out, never a second chat, and `search_since` set to the chat's first
       attempt, so that the sender looks for the message in the chat before posting it;
     - an attempt got no answer (`sending`, `unknown`, or stopped mid-request): sent with
-      `confirm_since` set to that attempt's start, so the sender searches for the chat
+      `search_since` set to that attempt's start, so the sender searches for the chat
       first. It is the local clock's time: the search should allow for some clock skew;
     - no entry, but the fed-back workbook left the row `unknown`: held back (module docs),
       unless `fresh`;
@@ -200,10 +202,10 @@ def _finished(row: ChatRequest, applied: Collection[tuple[int, str, str]]) -> bo
 
 def _resumed(row: ChatRequest, entry: JournalEntry) -> ChatRequest:
     """`row` as the sender gets it: with the chat id when only the message is left, and
-    `confirm_since` when an earlier attempt (or message) may have gone through."""
+    `search_since` when an earlier attempt (or message) may have gone through."""
     if entry.chat_id is not None:
         since = entry.first_started_at if entry.first_started_at is not None else entry.created_at
-        return replace(row, chat_id=entry.chat_id, confirm_since=since)
+        return replace(row, chat_id=entry.chat_id, search_since=since)
     if entry.unresolved_since is not None:
-        return replace(row, confirm_since=entry.unresolved_since)
+        return replace(row, search_since=entry.unresolved_since)
     return row

@@ -202,10 +202,10 @@ def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -
     """
 
     def learned(per_minute: float) -> None:
-        journal.remember_limit(per_minute)
+        journal.limits.remember(per_minute)
         progress.limit_learned(per_minute)
 
-    remembered = journal.learned_limit() if rate is None else None
+    remembered = journal.limits.learned() if rate is None else None
     return RateLimiter(rate or remembered or DEFAULT_RATE, learned=remembered, on_learned=learned)
 
 

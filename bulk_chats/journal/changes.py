@@ -9,17 +9,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bulk_chats.errors import ApiError
-from bulk_chats.journal.file import JournalStore
+from bulk_chats.journal.file import JournalFile
 from bulk_chats.records import ChatChange
 
 
-class ChangeStore(JournalStore):
-    """The changes of chats the journal keeps; part of `journal.Journal`."""
+class ChangeStore:
+    """The changes of chats the journal keeps (`send.changes.ChangeJournal`); part of
+    `journal.Journal`. Thread-safe, as its file is."""
 
-    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+    def __init__(self, file: JournalFile) -> None:
+        self._file = file
+
+    def attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
         """Announce `change` of chat `chat_id`; on disk when this returns, so call it before
-        the request goes out. The change counts as done only once `change_record` says so."""
-        with self._writing() as connection:
+        the request goes out. The change counts as done only once `record` says so."""
+        with self._file.writing() as connection:
             connection.execute(
                 """
                 INSERT INTO changes (
@@ -37,17 +41,17 @@ class ChangeStore(JournalStore):
                     updated_at = excluded.updated_at
                 """,
                 (
-                    self._scope,
+                    self._file.scope,
                     chat_id,
                     change.field,
                     change.journal_value,
                     source_row,
-                    self._input_name,
-                    self._clock(),
+                    self._file.input_name,
+                    self._file.now(),
                 ),
             )
 
-    def change_record(
+    def record(
         self,
         chat_id: int,
         change: ChatChange,
@@ -60,12 +64,12 @@ class ChangeStore(JournalStore):
         or `not_sent`, with the fields of the `error` that ended it. An applied change drops the
         entries of the same field's other values: the chat holds this one now, so a later
         run asking for one of those again sends it."""
-        with self._writing() as connection:
+        with self._file.writing() as connection:
             if state == "applied":
                 connection.execute(
                     "DELETE FROM changes WHERE scope = ? AND chat_id = ? AND field = ? "
                     "AND value != ?",
-                    (self._scope, chat_id, change.field, change.journal_value),
+                    (self._file.scope, chat_id, change.field, change.journal_value),
                 )
             connection.execute(
                 """
@@ -83,7 +87,7 @@ class ChangeStore(JournalStore):
                     updated_at = excluded.updated_at
                 """,
                 (
-                    self._scope,
+                    self._file.scope,
                     chat_id,
                     change.field,
                     change.journal_value,
@@ -92,17 +96,17 @@ class ChangeStore(JournalStore):
                     error.error_message if error is not None else "",
                     error.http_status if error is not None else None,
                     source_row,
-                    self._input_name,
-                    self._clock(),
+                    self._file.input_name,
+                    self._file.now(),
                 ),
             )
 
-    def applied_changes(self, chat_ids: Iterable[int]) -> set[tuple[int, str, str]]:
+    def applied(self, chat_ids: Iterable[int]) -> set[tuple[int, str, str]]:
         """(chat id, field, `ChatChange.journal_value`) of every change earlier runs applied
         to `chat_ids` in this scope; none in a fresh run."""
-        if self._fresh:
+        if self._file.fresh:
             return set()
-        rows = self._select(
+        rows = self._file.select(
             """
             SELECT chat_id, field, value FROM changes
             WHERE scope = ? AND state = 'applied' AND chat_id IN ({marks})

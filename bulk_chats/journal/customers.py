@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bulk_chats.journal.file import JournalStore
+from bulk_chats.journal.file import JournalFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +25,17 @@ class CustomerEntry:
     attempts: int
 
 
-class CustomerStore(JournalStore):
-    """The customers the journal keeps; part of `journal.Journal`."""
+class CustomerStore:
+    """The customers the journal keeps; part of `journal.Journal`. Thread-safe, as its
+    file is."""
 
-    def customer_attempt(self, name_key: str, *, started_at: float) -> None:
+    def __init__(self, file: JournalFile) -> None:
+        self._file = file
+
+    def attempt(self, name_key: str, *, started_at: float) -> None:
         """Announce a `POST /v1/customers` for the customer `name_key` names; on disk when
         this returns, so call it before the request goes out."""
-        with self._writing() as connection:
+        with self._file.writing() as connection:
             connection.execute(
                 """
                 INSERT INTO customers (
@@ -48,14 +52,14 @@ class CustomerStore(JournalStore):
                     updated_at = excluded.updated_at
                 """,
                 {
-                    "scope": self._scope,
+                    "scope": self._file.scope,
                     "key": name_key,
                     "started_at": started_at,
-                    "now": self._clock(),
+                    "now": self._file.now(),
                 },
             )
 
-    def customer_record(
+    def record(
         self,
         name_key: str,
         *,
@@ -67,7 +71,7 @@ class CustomerStore(JournalStore):
     ) -> None:
         """Keep what became of the customer `name_key` names; a known `customer_id` is
         never cleared. On disk when this returns."""
-        with self._writing() as connection:
+        with self._file.writing() as connection:
             connection.execute(
                 """
                 INSERT INTO customers (
@@ -86,21 +90,21 @@ class CustomerStore(JournalStore):
                     updated_at = excluded.updated_at
                 """,
                 {
-                    "scope": self._scope,
+                    "scope": self._file.scope,
                     "key": name_key,
                     "state": state,
                     "customer_id": customer_id,
                     "error_code": error_code,
                     "error_message": error_message,
                     "http_status": http_status,
-                    "now": self._clock(),
+                    "now": self._file.now(),
                 },
             )
 
-    def customers(self, name_keys: Iterable[str]) -> dict[str, CustomerEntry]:
+    def entries(self, name_keys: Iterable[str]) -> dict[str, CustomerEntry]:
         """The customers of `name_keys` earlier runs set out to create. `--fresh` does not
         hide them: a customer made stays in the account whatever the journal forgets."""
-        rows = self._select(
+        rows = self._file.select(
             """
             SELECT name_key, state, customer_id, attempts FROM customers
             WHERE scope = ? AND name_key IN ({marks})

@@ -1,13 +1,14 @@
-"""The journal's file and its transactions, which every kind of entry is stored through.
+"""The journal's file and its transactions, which every store of the journal writes through.
 
-`JournalStore` holds one scope of one journal file for a run's length: the SQLite
-connection (`journal_schema.connect`), the lock that keeps other runs off the scope
+`JournalFile` holds one scope of one journal file for a run's length: the SQLite
+connection (`schema.connect`), the lock that keeps other runs off the scope
 (`lock.ScopeLock`), and the methods every write and read goes through. Each write is one
 short transaction on disk when it returns (WAL with `synchronous=FULL`: WAL's usual
 `NORMAL` may lose the last commits to a crash of the machine, and a lost announcement is
 exactly the case that duplicates a chat); a failed one raises `JournalError`, and the
-request it would have announced must not be sent. What is stored is the subclasses':
-`journal.Journal` (rows' chats, limits), `journal_changes`, `journal_customers`.
+request it would have announced must not be sent. What is stored is the stores': the
+rows' chats (`chats`), the changes of chats (`changes`), the customers made (`customers`)
+and the learned limits (`limits`), which `journal.Journal` puts together.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _SELECT_CHUNK = 500
 """Keys per `IN (...)` query, well under SQLite's limit on bound parameters."""
 
 
-class JournalStore:
+class JournalFile:
     """One scope of one journal file, held for a run's length. Safe to call from several
     threads; each write blocks until it is on disk (a few milliseconds)."""
 
@@ -44,7 +45,7 @@ class JournalStore:
         input_name: str,
         clock: Callable[[], float],
     ) -> None:
-        """Use `Journal.open`."""
+        """Use `JournalFile.open`."""
         self._connection: sqlite3.Connection | None = connection
         self._lock = lock
         self._mutex = threading.Lock()
@@ -53,8 +54,6 @@ class JournalStore:
         self._fresh = fresh
         self._input_name = input_name
         self._clock = clock
-        self._renewed: set[str] = set()
-        """Row keys whose earlier entry a fresh run has dropped (`Journal`)."""
 
     @classmethod
     def open(
@@ -93,7 +92,7 @@ class JournalStore:
             clock=clock,
         )
 
-    def _select(self, query: str, keys: Iterable[str | int]) -> list[tuple[Any, ...]]:
+    def select(self, query: str, keys: Iterable[str | int]) -> list[tuple[Any, ...]]:
         """The rows `query` finds for `keys` in this scope, asked `_SELECT_CHUNK` at a time;
         `query` has `scope = ?` and an `IN ({marks})` for the keys."""
         found: list[tuple[Any, ...]] = []
@@ -133,13 +132,48 @@ class JournalStore:
         name = type(self).__name__
         return f"{name}({str(self._path)!r}, scope={self._scope!r}, fresh={self._fresh})"
 
+    @property
+    def path(self) -> Path:
+        """Where the journal file is."""
+        return self._path
+
+    @property
+    def scope(self) -> str:
+        """The API root this run holds, from `scope_for`."""
+        return self._scope
+
+    @property
+    def fresh(self) -> bool:
+        """`--fresh`: earlier entries are ignored."""
+        return self._fresh
+
+    @property
+    def input_name(self) -> str:
+        """The input file's name, stored beside each entry for information."""
+        return self._input_name
+
+    def now(self) -> float:
+        """The journal's clock: unix seconds."""
+        return self._clock()
+
+    def read_one(self, query: str, parameters: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The first row `query` finds, or None; `JournalError` when it cannot be read."""
+        with self._mutex:
+            try:
+                row: tuple[Any, ...] | None = (
+                    self._open_connection().execute(query, parameters).fetchone()
+                )
+            except sqlite3.Error as exc:
+                raise JournalError(f"{self._path}: cannot read the journal ({exc})") from exc
+        return row
+
     def _open_connection(self) -> sqlite3.Connection:
         if self._connection is None:
             raise JournalError(f"{self._path}: the journal is closed")
         return self._connection
 
     @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
+    def writing(self) -> Iterator[sqlite3.Connection]:
         """One committed transaction; the journal's lock held, errors as `JournalError`."""
         with self._mutex:
             connection = self._open_connection()

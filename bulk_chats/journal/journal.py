@@ -1,40 +1,30 @@
-"""The journal: a durable SQLite record of every row's progress towards its chat.
+"""The journal: a durable SQLite record of what every run sent, and what came of it.
 
 It is what lets the same command, run again after a Ctrl-C, a `kill -9` or a power cut,
-send only what is left and create no chat twice (PRODUCT.md › Sending); `resume` reads it
-to plan the next run. This module only stores: one entry per row and scope, overwritten
-as the row progresses, plus an append-only history of events. Each `attempt` is on disk
-before its request goes out, and each `record` as soon as the outcome is known
-(`journal_store` says how).
-
-A row is known by `ChatRequest.key` within a scope, the API root (`scope_for`), never by
-file name or row number: the user re-runs the results workbook, sorts it or re-exports it.
-The API key is never stored.
+send only what is left and create no chat twice (docs/sending.md). One file in the
+reports folder holds every API root's entries, each root a scope that one run at a time
+holds (`lock`). `Journal` puts the file's stores together: `chats` (each row's progress
+towards its chat), `changes` (the changes of chats), `customers` (the customers
+`--create-customers` made) and `limits` (the account's limit a run learned). The API key
+is never stored.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from types import TracebackType
+from typing import Final, Self
 from urllib.parse import urlsplit
 
-from bulk_chats.errors import JournalError
 from bulk_chats.journal.changes import ChangeStore
+from bulk_chats.journal.chats import ChatStore
 from bulk_chats.journal.customers import CustomerStore
-from bulk_chats.journal.schema import SENDING
-from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.journal.file import JournalFile
 
 JOURNAL_NAME: Final = "journal.sqlite3"
 """The journal's file name in the reports directory."""
-
-RECORDED_STATUSES: Final = frozenset(
-    {Status.CREATED, Status.MESSAGE_FAILED, Status.FAILED, Status.UNKNOWN, Status.NOT_SENT}
-)
-"""The outcomes the journal keeps. The others (`valid`, `invalid`, `duplicate`,
-`already_created`) say nothing new about the account and are ignored by `Journal.record`."""
 
 
 def journal_path(reports_dir: Path) -> Path:
@@ -59,237 +49,85 @@ def scope_for(base_url: str) -> str:
     return f"{scheme}://{host}{parts.path.rstrip('/')}"
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """What the journal knows of one row from earlier runs (a row of `entries`).
+class LimitStore:
+    """The account's limit a run learned, per scope: the next run against the same API
+    root starts at it unless told a rate."""
 
-    `state` is one of `journal_schema.STATES`. Times are unix seconds. `chat_id` set means
-    the chat exists, whatever the state says (a message-only retry may end `not_sent` and
-    still keeps it). `unresolved_since` is the start of the earliest attempt that got no
-    answer, set while a chat may exist that the journal does not know of.
-    """
+    def __init__(self, file: JournalFile) -> None:
+        self._file = file
 
-    state: str
-    chat_id: int | None
-    message_id: int | None
-    attempts: int
-    first_started_at: float | None
-    last_started_at: float | None
-    unresolved_since: float | None
-    created_at: float | None
-    error_code: str
-    error_message: str
-    http_status: int | None
-    source_row: int | None
-    input_name: str
-    updated_at: float
-
-
-class Journal(ChangeStore, CustomerStore):
-    """The journal of one run: one scope of one journal file, held for the run's length.
-
-    Keeps each row's progress towards its chat here, the account's learned limit, the
-    changes of chats (`ChangeStore`) and the customers made (`CustomerStore`). Implements
-    the sender's `JournalSink` (`attempt`, `record`). Safe to call from several threads;
-    each call blocks until its write is on disk (a few milliseconds).
-    """
-
-    def attempt(self, request: ChatRequest, *, started_at: float) -> None:
-        """Announce a `POST /v1/chats` for `request`, started at `started_at` (unix seconds).
-
-        On disk when this returns, so call it before the request goes out: until an answer
-        is recorded, a later run looks for the chat before sending it again.
-        """
-        key = request.key
-        with self._writing() as connection:
-            now = self._clock()
-            self._renew(connection, key, now)
-            connection.execute(
-                """
-                INSERT INTO entries (
-                    scope, row_key, state, attempts, first_started_at, last_started_at,
-                    unresolved_since, source_row, input_name, updated_at
-                ) VALUES (
-                    :scope, :key, :state, 1, :started_at, :started_at,
-                    :started_at, :source_row, :input_name, :now
-                )
-                ON CONFLICT (scope, row_key) DO UPDATE SET
-                    state = excluded.state,
-                    attempts = attempts + 1,
-                    first_started_at = MIN(
-                        COALESCE(first_started_at, excluded.first_started_at),
-                        excluded.first_started_at
-                    ),
-                    last_started_at = excluded.last_started_at,
-                    unresolved_since = MIN(
-                        COALESCE(unresolved_since, excluded.unresolved_since),
-                        excluded.unresolved_since
-                    ),
-                    error_code = '',
-                    error_message = '',
-                    http_status = NULL,
-                    source_row = excluded.source_row,
-                    input_name = excluded.input_name,
-                    updated_at = excluded.updated_at
-                """,
-                {
-                    "scope": self._scope,
-                    "key": key,
-                    "state": SENDING,
-                    "started_at": started_at,
-                    "source_row": request.source_row,
-                    "input_name": self._input_name,
-                    "now": now,
-                },
-            )
-            self._event(
-                connection,
-                key,
-                now,
-                "attempt",
-                state=SENDING,
-                started_at=started_at,
-                source_row=request.source_row,
-            )
-
-    def record(self, request: ChatRequest, outcome: Outcome) -> None:
-        """Keep `outcome` as `request`'s latest state; on disk when this returns.
-
-        Call it with `created` and the `chat_id` as soon as the chat exists (before its first
-        message is posted), then with the final outcome. A known `chat_id` or `message_id` is
-        never cleared by a later outcome without one. An attempt counts as answered once a
-        chat id is known or the API refused it (`failed`); after `unknown` or `not_sent` it
-        stays unanswered, so the next run searches before sending. Outcomes other than
-        `RECORDED_STATUSES` are ignored.
-        """
-        if outcome.status not in RECORDED_STATUSES:
-            return
-        key = request.key
-        answered = outcome.chat_id is not None or outcome.status is Status.FAILED
-        with self._writing() as connection:
-            now = self._clock()
-            self._renew(connection, key, now)
-            connection.execute(
-                """
-                INSERT INTO entries (
-                    scope, row_key, state, chat_id, message_id, unresolved_since,
-                    created_at, error_code, error_message, http_status, source_row,
-                    input_name, updated_at
-                ) VALUES (
-                    :scope, :key, :state, :chat_id, :message_id,
-                    CASE WHEN :state = 'unknown' THEN :now END,
-                    CASE WHEN :chat_id IS NOT NULL THEN :now END,
-                    :error_code, :error_message, :http_status, :source_row,
-                    :input_name, :now
-                )
-                ON CONFLICT (scope, row_key) DO UPDATE SET
-                    state = excluded.state,
-                    chat_id = COALESCE(excluded.chat_id, chat_id),
-                    message_id = COALESCE(excluded.message_id, message_id),
-                    unresolved_since = CASE
-                        WHEN :answered THEN NULL
-                        WHEN excluded.state = 'unknown'
-                            THEN COALESCE(unresolved_since, last_started_at, excluded.updated_at)
-                        ELSE unresolved_since
-                    END,
-                    created_at = COALESCE(created_at, excluded.created_at),
-                    error_code = excluded.error_code,
-                    error_message = excluded.error_message,
-                    http_status = excluded.http_status,
-                    source_row = excluded.source_row,
-                    input_name = excluded.input_name,
-                    updated_at = excluded.updated_at
-                """,
-                {
-                    "scope": self._scope,
-                    "key": key,
-                    "state": outcome.status.value,
-                    "chat_id": outcome.chat_id,
-                    "message_id": outcome.message_id,
-                    "answered": answered,
-                    "error_code": outcome.error_code,
-                    "error_message": outcome.error_message,
-                    "http_status": outcome.http_status,
-                    "source_row": request.source_row,
-                    "input_name": self._input_name,
-                    "now": now,
-                },
-            )
-            self._event(
-                connection,
-                key,
-                now,
-                "record",
-                state=outcome.status.value,
-                chat_id=outcome.chat_id,
-                message_id=outcome.message_id,
-                http_status=outcome.http_status,
-                error_code=outcome.error_code,
-                error_message=outcome.error_message,
-                source_row=request.source_row,
-            )
-
-    def entries(self, keys: Iterable[str]) -> dict[str, JournalEntry]:
-        """The entries of `keys` in this scope that earlier runs left; none in a fresh run."""
-        if self._fresh:
-            return {}
-        rows = self._select(
-            """
-            SELECT row_key, state, chat_id, message_id, attempts, first_started_at,
-                   last_started_at, unresolved_since, created_at, error_code,
-                   error_message, http_status, source_row, input_name, updated_at
-            FROM entries WHERE scope = ? AND row_key IN ({marks})
-            """,
-            keys,
-        )
-        return {key: JournalEntry(*fields) for key, *fields in rows}
-
-    def learned_limit(self) -> float | None:
+    def learned(self) -> float | None:
         """The account's limit (requests a minute) a run against this scope learned, if any."""
-        with self._mutex:
-            try:
-                row = (
-                    self._open_connection()
-                    .execute("SELECT per_minute FROM limits WHERE scope = ?", (self._scope,))
-                    .fetchone()
-                )
-            except sqlite3.Error as exc:
-                raise JournalError(f"{self._path}: cannot read the journal ({exc})") from exc
+        row = self._file.read_one(
+            "SELECT per_minute FROM limits WHERE scope = ?", (self._file.scope,)
+        )
         return None if row is None else float(row[0])
 
-    def remember_limit(self, per_minute: float) -> None:
+    def remember(self, per_minute: float) -> None:
         """Keep the account's limit (requests a minute) for the next run against this scope."""
-        with self._writing() as connection:
+        with self._file.writing() as connection:
             connection.execute(
                 """
                 INSERT INTO limits (scope, per_minute, learned_at) VALUES (?, ?, ?)
                 ON CONFLICT (scope) DO UPDATE SET
                     per_minute = excluded.per_minute, learned_at = excluded.learned_at
                 """,
-                (self._scope, per_minute, self._clock()),
+                (self._file.scope, per_minute, self._file.now()),
             )
 
-    def _renew(self, connection: sqlite3.Connection, key: str, now: float) -> None:
-        """In a fresh run, drop the row's earlier entry the first time the run writes it."""
-        if not self._fresh or key in self._renewed:
-            return
-        connection.execute(
-            "DELETE FROM entries WHERE scope = ? AND row_key = ?", (self._scope, key)
-        )
-        self._event(connection, key, now, "fresh")
-        self._renewed.add(key)
 
-    def _event(
-        self,
-        connection: sqlite3.Connection,
-        key: str,
-        now: float,
-        kind: str,
-        **fields: Any,
-    ) -> None:
-        columns = ["at", "scope", "row_key", "kind", "input_name", *fields]
-        values = [now, self._scope, key, kind, self._input_name, *fields.values()]
-        connection.execute(
-            f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join('?' * len(values))})",
-            values,
+class Journal:
+    """The journal of one run: one scope of one journal file, held for the run's length.
+
+    Its stores share the file: `chats`, `changes`, `customers`, `limits`. Safe to call
+    from several threads; each write blocks until it is on disk (a few milliseconds).
+    """
+
+    def __init__(self, file: JournalFile) -> None:
+        """Use `Journal.open`."""
+        self.file = file
+        self.chats = ChatStore(file)
+        self.changes = ChangeStore(file)
+        self.customers = CustomerStore(file)
+        self.limits = LimitStore(file)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        scope: str,
+        fresh: bool = False,
+        input_name: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> Self:
+        """Open (creating it on first use) the journal at `path` for `scope`.
+
+        `scope` is `scope_for(base_url)`. `fresh` ignores earlier entries (`--fresh`).
+        `input_name` is the input file's name, stored for information; any directory part
+        is dropped. `clock` gives unix seconds for `updated_at`.
+
+        Raises `InputError` when another run holds the same scope, or when the file is not
+        a journal, is from a newer bulk-chats, or cannot be opened.
+        """
+        return cls(
+            JournalFile.open(path, scope=scope, fresh=fresh, input_name=input_name, clock=clock)
         )
+
+    def close(self) -> None:
+        """Close the file and let another run take the scope. Safe to call twice."""
+        self.file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.file.path)!r}, scope={self.file.scope!r})"

@@ -15,7 +15,7 @@ visitor without an email) is ignored.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -34,6 +34,7 @@ from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS
 from bulk_chats.journal.journal import Journal
 from bulk_chats.records import ChatRequest, Status
 from bulk_chats.send.stopping import STOP_GRACE, pause, waits_end_once_stopped
+from bulk_chats.timing import Sleep
 
 LOOKUP_ATTEMPTS = 4
 """Tries of one read (a listing or a customer search) before its rows are given up."""
@@ -54,8 +55,6 @@ refuses as too long costs a request per halving. 80 leaves a fifth of the page f
 
 Name = tuple[str, str]
 """(name field, value): `("customer_email", "ann@example.com")`."""
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def name_key(name: Name) -> str:
@@ -168,7 +167,7 @@ async def _look_up(
         name = row.customer_lookup
         if name is not None:
             names.setdefault(name_key(name), name)
-    entries = await anyio.to_thread.run_sync(journal.customers, names) if journal else {}
+    entries = await anyio.to_thread.run_sync(journal.customers.entries, names) if journal else {}
     created = {
         key: entry.customer_id
         for key, entry in entries.items()
@@ -186,7 +185,7 @@ async def _look_up(
             created[key] = match[0]
             if journal is not None:
                 await anyio.to_thread.run_sync(
-                    partial(journal.customer_record, key, state="created", customer_id=match[0])
+                    partial(journal.customers.record, key, state="created", customer_id=match[0])
                 )
     return Lookups(names, found, created, auth_failed=stops.auth is not None)
 

@@ -35,11 +35,11 @@ from bulk_chats.lookups.customers import (
     search_requests,
 )
 from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.timing import Sleep
 
 _LISTED_NAMES = 10
 """Up to this many departments are listed in a message about an unmatched name."""
 
-Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
 

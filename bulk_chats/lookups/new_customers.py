@@ -2,7 +2,7 @@
 per name across lost answers and killed runs (PRODUCT.md › Migrations).
 
 Each `POST /v1/customers` is announced in the journal before it goes out. An answer that
-never came is confirmed by search (one batched search for all such names) before the
+never came is looked for by search (one batched search for all such names) before the
 customer is sent again; a name the journal announced in an earlier run is looked up like
 every other before anything is created (`bulk_chats.lookups.customers`), and adopted when found.
 """
@@ -28,16 +28,16 @@ from bulk_chats.lookups.customers import (
     Lookups,
     Match,
     Name,
-    Sleep,
     Stops,
     name_key,
     search_names,
 )
 from bulk_chats.records import ChatRequest, Status
 from bulk_chats.send.stopping import STOP_GRACE, pause, waits_end_once_stopped
+from bulk_chats.timing import Sleep
 
 CREATE_ROUNDS = 4
-"""Times a customer whose creation lost its answer is confirmed by search and, found
+"""Times a customer whose creation lost its answer is looked for by search and, found
 missing, sent again, before its rows are given up as `unknown`."""
 
 CREATE_ATTEMPTS = 4
@@ -137,7 +137,7 @@ async def _create(
                 found[key] = match
                 created[key] = match[0]
                 await anyio.to_thread.run_sync(
-                    partial(journal.customer_record, key, state="created", customer_id=match[0])
+                    partial(journal.customers.record, key, state="created", customer_id=match[0])
                 )
             else:
                 found[key] = _unconfirmed(lookups.names[key], match)
@@ -145,7 +145,7 @@ async def _create(
         failure = _unconfirmed(lookups.names[key], [])
         found[key] = failure
         await anyio.to_thread.run_sync(
-            partial(journal.customer_record, key, state="unknown", error_message=failure.message)
+            partial(journal.customers.record, key, state="unknown", error_message=failure.message)
         )
     return replace(
         lookups, found=found, created=created, auth_failed=lookups.auth_failed or bool(stops.auth)
@@ -156,7 +156,7 @@ def created_earlier(journal: Journal, rows: Iterable[ChatRequest]) -> frozenset[
     """The indexes of `rows` whose customer, by its name, an earlier run created: for rows
     that are not looked up again (their chat is done), read from the journal alone."""
     named = {row.index: name_key(row.customer_lookup) for row in rows if row.customer_lookup}
-    made = journal.customers(named.values())
+    made = journal.customers.entries(named.values())
     return frozenset(
         index for index, key in named.items() if key in made and made[key].state == "created"
     )
@@ -222,7 +222,7 @@ async def _create_one(
         attempt += 1
         if stops:
             return stops.failure()
-        announce = partial(journal.customer_attempt, key, started_at=wall_clock())
+        announce = partial(journal.customers.attempt, key, started_at=wall_clock())
         await anyio.to_thread.run_sync(announce)
         try:
             customer = await client.create_customer(payload)
@@ -236,7 +236,7 @@ async def _create_one(
             if wait is None or attempt >= CREATE_ATTEMPTS:
                 await anyio.to_thread.run_sync(
                     partial(
-                        journal.customer_record,
+                        journal.customers.record,
                         key,
                         state="failed",
                         error_code=exc.error_code,
@@ -248,7 +248,7 @@ async def _create_one(
             if wait > 0:
                 await sleep(wait)
             continue
-        record = partial(journal.customer_record, key, state="created", customer_id=customer.id)
+        record = partial(journal.customers.record, key, state="created", customer_id=customer.id)
         await anyio.to_thread.run_sync(record)
         return customer.id
 

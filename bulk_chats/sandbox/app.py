@@ -55,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bulk_chats.sandbox.config import SandboxConfig
-from bulk_chats.sandbox.gate import Clock, Gate, Handler, Sleep
+from bulk_chats.sandbox.gate import Gate, Handler
 from bulk_chats.sandbox.refusals import (
     NOT_BLANK,
     NUMERIC,
@@ -76,6 +76,7 @@ from bulk_chats.sandbox.state import (
     Chat,
     SandboxState,
 )
+from bulk_chats.timing import Clock, Sleep
 
 V = TypeVar("V")
 MESSAGE_TYPES = ("message", "private")

@@ -56,12 +56,7 @@ from starlette.types import Receive, Scope, Send
 from bulk_chats.sandbox.config import WINDOW_SECONDS, SandboxConfig
 from bulk_chats.sandbox.refusals import Refusal, error_response, json_object
 from bulk_chats.sandbox.state import SandboxState
-
-Clock = Callable[[], float]
-"""Monotonic seconds, for the rate limit window."""
-
-Sleep = Callable[[float], Awaitable[None]]
-"""Waits the given seconds, for latency and `slow_after`."""
+from bulk_chats.timing import Clock, Sleep
 
 Handler = Callable[[Request], Awaitable[Response]]
 """An endpoint."""

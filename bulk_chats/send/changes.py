@@ -19,29 +19,28 @@ import anyio
 
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.entities import Chat
-from bulk_chats.api.retry import read_with_retries
+from bulk_chats.api.retry import DEFAULT_ATTEMPTS, read_with_retries
 from bulk_chats.errors import ApiError, AuthenticationError
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
 from bulk_chats.send.pool import (
-    DEFAULT_MAX_ATTEMPTS,
     JournalFailure,
     RowRunner,
     SendResult,
-    Sleep,
     in_thread,
 )
 from bulk_chats.send.stopping import STOP_GRACE
+from bulk_chats.timing import Sleep
 
 
 class ChangeJournal(Protocol):
     """Where a change of a chat (`PUT /v1/chats/...`) is written as it happens
-    (`bulk_chats.journal.Journal`); called from worker threads, so it must be thread-safe."""
+    (`journal.changes.ChangeStore`); called from worker threads, so it must be thread-safe."""
 
-    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
+    def attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
         """`change` of chat `chat_id` is about to go out."""
 
-    def change_record(
+    def record(
         self,
         chat_id: int,
         change: ChatChange,
@@ -91,7 +90,7 @@ async def apply_change(
     `JournalFailure` when the journal cannot be written.
     """
     if journal is not None:
-        await in_thread(partial(journal.change_attempt, chat_id, change, source_row=source_row))
+        await in_thread(partial(journal.attempt, chat_id, change, source_row=source_row))
     try:
         await read_with_retries(
             partial(put_change, client, chat_id, change), attempts=attempts, sleep=sleep
@@ -99,12 +98,12 @@ async def apply_change(
     except ApiError as exc:
         if journal is not None:
             state = NOT_SENT if stopping() else FAILED
-            record = partial(journal.change_record, source_row=source_row, error=exc)
+            record = partial(journal.record, source_row=source_row, error=exc)
             await in_thread(partial(record, chat_id, change, state))
         raise
     if journal is not None:
         await in_thread(
-            partial(journal.change_record, chat_id, change, APPLIED, source_row=source_row)
+            partial(journal.record, chat_id, change, APPLIED, source_row=source_row)
         )
 
 
@@ -116,7 +115,7 @@ async def send_changes(
     progress: ProgressSink,
     journal: ChangeJournal | None = None,
     stop: anyio.Event | None = None,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_attempts: int = DEFAULT_ATTEMPTS,
     stop_grace: float = STOP_GRACE,
     sleep: Sleep = anyio.sleep,
 ) -> SendResult:

@@ -1,14 +1,14 @@
-"""The sending stage: valid rows become chats, and their first messages, safely.
+"""The sending stage of `import`: valid rows become chats, and their first messages, safely.
 
-It owns the order of things for one row (confirm what an earlier attempt may have created,
-create the chat, post the message) and what becomes of the row when something fails:
-which error is retried (`bulk_chats.api.retry`), which is confirmed by search first
-(`bulk_chats.send.lost_answers`), and which ends the row or the run. Rows go out `concurrency` at a
-time, each request at its turn at the client's rate limiter; at most one `POST /chats`
-per customer is unresolved at once, so a confirming search can tell this row's chat from
-the customer's others, and no chat id is adopted twice. The journal hears of each attempt
-before it goes out and of each chat as soon as it exists, so a killed run can resume.
-The rules themselves are PRODUCT.md › Sending.
+It owns the order of things for one row (look for what an earlier attempt may have
+created, create the chat, post the message, set the status) and what becomes of the row
+when something fails: which error is retried (`api.retry`), which is looked for by
+search first (`send.lost_answers`), and which ends the row or the run. Rows go out
+`concurrency` at a time, each request at its turn at the client's rate limiter; at most
+one `POST /chats` per customer is unresolved at once, so a search for it can tell this
+row's chat from the customer's others, and no chat id is adopted twice. The journal hears
+of each attempt before it goes out and of each chat as soon as it exists, so a killed run
+can resume. The rules themselves are in docs/sending.md.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import anyio.to_thread
 
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.entities import Chat
-from bulk_chats.api.retry import Budget, read_with_retries
+from bulk_chats.api.retry import DEFAULT_ATTEMPTS, DEFAULT_MAX_WAIT, Budget, read_with_retries
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -37,45 +37,53 @@ from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
 from bulk_chats.send.changes import ChangeJournal, apply_change
 from bulk_chats.send.lost_answers import MessageCheck, find_chat, find_message
 from bulk_chats.send.pool import (
-    DEFAULT_MAX_ATTEMPTS,
     JournalFailure,
     RowRunner,
     SendResult,
-    Sleep,
     in_thread,
 )
 from bulk_chats.send.stopping import STOP_GRACE
+from bulk_chats.timing import Sleep
 
-DEFAULT_MAX_WAIT = 600.0
-"""Seconds one request (a chat, or its message) may spend being retried."""
-
-CONFIRM_READ_ATTEMPTS = 3
-"""Tries of a read made to confirm (a chat search, a chat's messages) on 429, 503,
-timeouts and dropped connections."""
+SEARCH_ATTEMPTS = 3
+"""Tries of a read made to find what a lost answer did (a chat search, a chat's
+messages) on 429, 503, timeouts and dropped connections."""
 
 
-class JournalSink(ChangeJournal, Protocol):
-    """Where the sending stage writes what it does, as it happens, so a killed run can resume.
+class ChatJournal(Protocol):
+    """Where the sending stage writes what it does to rows, as it happens, so a killed run
+    can resume (`journal.chats.ChatStore`).
 
     Calls come from worker threads (a commit that waits for the disk must not stall the
     event loop, and with it the pacing of every request), one at a time for any one row
-    but possibly for several rows at once: an implementation must be thread-safe, as
-    `bulk_chats.journal.Journal` is. An exception from the journal stops the run like
-    Ctrl-C and is re-raised from `send_chats` once rows in flight finish: without the
-    journal a later run could not know what this one sent.
+    but possibly for several rows at once: an implementation must be thread-safe. An
+    exception from the journal stops the run like Ctrl-C and is re-raised from
+    `send_chats` once rows in flight finish: without the journal a later run could not
+    know what this one sent.
     """
 
     def attempt(self, request: ChatRequest, *, started_at: float) -> None:
         """A `POST /chats` for `request` is about to go out; `started_at` is unix seconds.
 
         Called before every attempt: if the run dies before the answer, the next run
-        confirms by search from `started_at` (`ChatRequest.confirm_since`).
+        searches from `started_at` (`ChatRequest.search_since`).
         """
 
     def record(self, request: ChatRequest, outcome: Outcome) -> None:
         """`request` reached `outcome`: `created` with its `chat_id` before the first message
         is posted (and with its `message_id` before the status is set), then the row's
         final outcome."""
+
+
+class SendJournal(Protocol):
+    """The journal `send_chats` writes to: the rows' chats, and the statuses it sets as
+    changes of chats (`journal.Journal`)."""
+
+    @property
+    def chats(self) -> ChatJournal: ...
+
+    @property
+    def changes(self) -> ChangeJournal: ...
 
 
 T = TypeVar("T")
@@ -87,9 +95,9 @@ async def send_chats(
     *,
     concurrency: int,
     progress: ProgressSink,
-    journal: JournalSink | None = None,
+    journal: SendJournal | None = None,
     stop: anyio.Event | None = None,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_attempts: int = DEFAULT_ATTEMPTS,
     max_wait: float = DEFAULT_MAX_WAIT,
     stop_grace: float = STOP_GRACE,
     claimed_chat_ids: Iterable[int] = (),
@@ -102,7 +110,7 @@ async def send_chats(
     `concurrency` is the number of requests in flight at once; `max_attempts` and
     `max_wait` (seconds) bound the retries of each request; `stop_grace` (seconds) is how
     long a stopped run waits at the rate limiter (see the module docs). `claimed_chat_ids`
-    are chats known to belong to other rows (from earlier runs): a confirming search never
+    are chats known to belong to other rows (from earlier runs): a search for it never
     adopts them. `clock` (monotonic seconds), `wall_clock` (unix seconds, for the journal
     and the search) and `sleep` (back-off) are injectable for tests.
     """
@@ -143,7 +151,7 @@ class _Sender(RowRunner[ChatRequest]):
         client: HelpCrunchClient,
         *,
         progress: ProgressSink,
-        journal: JournalSink | None,
+        journal: SendJournal | None,
         stop: anyio.Event | None,
         max_attempts: int,
         max_wait: float,
@@ -191,9 +199,9 @@ class _Sender(RowRunner[ChatRequest]):
             if row.request.status is not None and not row.status_set:
                 return self._outcome(row, Status.STATUS_FAILED, error_message=text)
             return self._chat_outcome(row)
-        # With `confirm_since` an earlier run may have created the chat: `failed` would make
+        # With `search_since` an earlier run may have created the chat: `failed` would make
         # the next run send it blindly.
-        maybe_exists = row.in_flight or row.request.confirm_since is not None
+        maybe_exists = row.in_flight or row.request.search_since is not None
         status = Status.UNKNOWN if maybe_exists else Status.FAILED
         return self._outcome(row, status, error_message=text)
 
@@ -225,7 +233,7 @@ class _Sender(RowRunner[ChatRequest]):
         try:
             await apply_change(
                 self._client,
-                self._journal,
+                self._journal.changes if self._journal is not None else None,
                 chat_id,
                 change,
                 source_row=row.request.source_row,
@@ -242,9 +250,9 @@ class _Sender(RowRunner[ChatRequest]):
     async def _create(self, row: _Row) -> int | Outcome:
         """Get the row a chat: its id, or the row's outcome when there is none."""
         request = row.request
-        if request.confirm_since is not None:
+        if request.search_since is not None:
             try:
-                found = await self._confirm(row, since=request.confirm_since)
+                found = await self._find_chat(row, since=request.search_since)
             except ApiError as exc:
                 self._auth_failed |= isinstance(exc, AuthenticationError)
                 return self._outcome(
@@ -292,7 +300,7 @@ class _Sender(RowRunner[ChatRequest]):
                 # Let the API finish whatever it may have begun before looking for it.
                 await self._pause(budget.settle(row.attempts))
                 try:
-                    found = await self._confirm(row, since=started_at)
+                    found = await self._find_chat(row, since=started_at)
                 except ApiError as search_exc:
                     self._auth_failed |= isinstance(search_exc, AuthenticationError)
                     return self._outcome(
@@ -328,7 +336,7 @@ class _Sender(RowRunner[ChatRequest]):
         """What one request (a chat, or its message) may spend on retries from now."""
         return Budget.start(attempts=self._max_attempts, seconds=self._max_wait, clock=self._clock)
 
-    async def _confirm(self, row: _Row, *, since: float) -> int | None:
+    async def _find_chat(self, row: _Row, *, since: float) -> int | None:
         """The id of an unclaimed chat matching the row created since `since` (unix
         seconds), claimed for it; None when there is none. Raises the search's `ApiError`."""
         chosen = await find_chat(self._search, row.request, since=since, claimed=self._claimed)
@@ -342,8 +350,8 @@ class _Sender(RowRunner[ChatRequest]):
 
     async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
         """A read made to confirm: it changes nothing, so a transient failure is tried
-        again, `CONFIRM_READ_ATTEMPTS` tries; a stopping run cuts the back-off short."""
-        return await read_with_retries(call, attempts=CONFIRM_READ_ATTEMPTS, sleep=self._pause)
+        again, `SEARCH_ATTEMPTS` tries; a stopping run cuts the back-off short."""
+        return await read_with_retries(call, attempts=SEARCH_ATTEMPTS, sleep=self._pause)
 
     async def _look_for_message(self, row: _Row) -> MessageCheck:
         """What the chat's messages show of the row's first message; nothing when they
@@ -360,7 +368,7 @@ class _Sender(RowRunner[ChatRequest]):
 
     async def _post_message(self, row: _Row, payload: Mapping[str, Any]) -> Outcome:
         """Post the row's first message into its chat; the row's final outcome."""
-        if row.from_earlier_run and row.request.confirm_since is not None:
+        if row.from_earlier_run and row.request.search_since is not None:
             # The earlier run may have died with this message in flight.
             seen = await self._look_for_message(row)
             if seen.message_id is not None:
@@ -448,13 +456,13 @@ class _Sender(RowRunner[ChatRequest]):
         journal = self._journal
         if journal is None:
             return
-        await in_thread(partial(journal.attempt, request, started_at=started_at))
+        await in_thread(partial(journal.chats.attempt, request, started_at=started_at))
 
     async def _record(self, request: ChatRequest, outcome: Outcome) -> None:
         journal = self._journal
         if journal is None:
             return
         try:
-            await anyio.to_thread.run_sync(journal.record, request, outcome)
+            await anyio.to_thread.run_sync(journal.chats.record, request, outcome)
         except Exception as exc:
             self._journal_error = self._journal_error or exc

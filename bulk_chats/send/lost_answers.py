@@ -1,8 +1,8 @@
-"""Confirmation: whether a request that got no usable answer took effect after all.
+"""What a lost answer did: whether a request that got no usable answer took effect after all.
 
 After a lost answer to `POST /v1/chats` (or a run that died with one in flight) the chat
 may exist, and sending again would make a second one: a search for the customer's chats
-created since the attempt (less `CONFIRM_SKEW`) finds it. After a lost `POST
+created since the attempt (less `SEARCH_SKEW`) finds it. After a lost `POST
 /v1/messages` the message may be in the chat: the chat's messages show it. The sender
 owns when to ask and what to do with the answer; this module owns what counts as a match.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bulk_chats.api.entities import ABSENT, PUBLIC_API, Chat, Message
 from bulk_chats.records import ChatRequest
 
-CONFIRM_SKEW = 120.0
+SEARCH_SKEW = 120.0
 """Seconds subtracted from an attempt's start when searching for its chat: our clock and
 the API's may disagree, and a chat created a little "before" the attempt must be found."""
 
@@ -29,11 +29,11 @@ async def find_chat(
     search: SearchChats, request: ChatRequest, *, since: float, claimed: Set[int]
 ) -> int | None:
     """The id of the earliest chat matching `request`, created since `since` (unix seconds,
-    less `CONFIRM_SKEW`) and not in `claimed`; None when there is none.
+    less `SEARCH_SKEW`) and not in `claimed`; None when there is none.
 
     Raises the search's `ApiError` when it cannot be done.
     """
-    created_since = math.floor(since - CONFIRM_SKEW)
+    created_since = math.floor(since - SEARCH_SKEW)
     chats = await search(request.customer_id, created_since)
     return pick_chat(chats, request, created_since=created_since, claimed=claimed)
 

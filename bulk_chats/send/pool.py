@@ -1,9 +1,15 @@
-"""The worker pool both senders run on: rows go out `concurrency` at a time.
+"""The one worker pool: work goes out `concurrency` items at a time.
 
-`RowRunner` owns what is the same for the chats of `import` (`sending`) and the changes
-of `update` and `close` (`updating`): taking rows in order, stopping (Ctrl-C, a 401, a
-journal that cannot be written) with the rest `not_sent`, and telling progress. What one
-row is, and what the journal keeps of it, is the subclass's.
+`run_workers` is the pool itself: workers take the next item in order and work it until
+none is left or the run stops. Every stage that sends runs on it: the customer look-ups
+and creations (`lookups`), and through `RowRunner` the chats of `import` (`send.chats`)
+and the changes of `update` and `close` (`send.changes`). `RowRunner` adds what is the
+same for both senders: stopping (Ctrl-C, a 401, a journal that cannot be written) with
+the rest `not_sent`, and telling progress. What one row is, and what the journal keeps of
+it, is the subclass's.
+
+A journal write goes through `in_thread`, which every stage uses: a failure there is a
+`JournalFailure`, which stops the run once the work in flight ends.
 """
 
 from __future__ import annotations
@@ -19,11 +25,9 @@ from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import Outcome, Status
 from bulk_chats.send.stopping import pause, waits_end_once_stopped
+from bulk_chats.timing import Sleep
 
-DEFAULT_MAX_ATTEMPTS = 8
-"""`POST /chats` attempts per row (and `POST /messages` and `PUT` attempts per request)."""
-
-Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,32 @@ class SendResult:
 
 class JournalFailure(Exception):
     """The journal raised; carries its exception as `__cause__`. The run stops."""
+
+
+async def run_workers(
+    take: Callable[[], T | None],
+    work: Callable[[T], Awaitable[None]],
+    *,
+    workers: int,
+    stopping: Callable[[], bool],
+) -> None:
+    """Start `workers` workers; each takes the next item (`take()`, None once none is
+    left) and awaits `work(item)`, until no item is left or `stopping()`.
+
+    Taking an item involves no await, so two workers never take the same one; `take` may
+    hand out items of any size (a batch of names) and `work` may give some back.
+    """
+
+    async def worker() -> None:
+        while not stopping():
+            item = take()
+            if item is None:
+                return
+            await work(item)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(workers):
+            group.start_soon(worker)
 
 
 async def in_thread(call: Callable[[], None]) -> None:
@@ -95,14 +125,15 @@ class RowRunner(Generic[R]):
         self._queue = iter(requests)
         self._progress.start(len(requests))
         try:
-            async with (
-                waits_end_once_stopped(
-                    self._client, self._stop, grace=self._stop_grace, sleep=self._sleep
-                ),
-                anyio.create_task_group() as group,
+            async with waits_end_once_stopped(
+                self._client, self._stop, grace=self._stop_grace, sleep=self._sleep
             ):
-                for _ in range(min(concurrency, len(requests))):
-                    group.start_soon(self._worker)
+                await run_workers(
+                    lambda: next(self._queue, None),
+                    self._work,
+                    workers=min(concurrency, len(requests)),
+                    stopping=self._stopping,
+                )
             reason = self._not_sent_reason()
             for request in self._queue:
                 outcome = Outcome(
@@ -144,13 +175,8 @@ class RowRunner(Generic[R]):
             return "not sent: the journal could not be written, so the run stopped"
         return "not sent: the run was interrupted"
 
-    async def _worker(self) -> None:
-        # Taking the next request involves no await, so workers never take the same one.
-        while not self._stopping():
-            request = next(self._queue, None)
-            if request is None:
-                return
-            outcome = await self._run_row(request)
-            self._outcomes[request.index] = outcome
-            await self._record(request, outcome)
-            self._progress.advance(outcome)
+    async def _work(self, request: R) -> None:
+        outcome = await self._run_row(request)
+        self._outcomes[request.index] = outcome
+        await self._record(request, outcome)
+        self._progress.advance(outcome)

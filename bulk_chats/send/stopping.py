@@ -11,19 +11,18 @@ the run never sits out a long `Retry-After`. A back-off between two tries ends a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 
 from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.timing import Sleep
 
 STOP_GRACE = 3.0
 """Seconds a stopped run lets what is in flight wait for its next turn at the rate limiter
-(a confirming search, a first message, a look-up's retry) before every wait there is
+(a search for it, a first message, a look-up's retry) before every wait there is
 refused."""
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @asynccontextmanager

@@ -195,7 +195,7 @@ def valid_rows(count: int, *, messages: bool = True) -> list[list[object]]:
     rows: list[list[object]] = []
     for n in range(count):
         # Every fifth row reuses the previous row's customer with another assignee, so a
-        # confirming search has to tell two chats of one customer apart.
+        # search for a lost answer has to tell two chats of one customer apart.
         who = customer(n - 1 if n % 5 == 4 else n)
         agent = AGENTS[n % len(AGENTS)].id
         home = next(d.id for d in DEPARTMENTS if agent in d.agent_ids)
@@ -598,7 +598,7 @@ async def test_faults_after_storing_leave_no_duplicate_and_no_row_missing(
 def test_rows_left_unknown_are_confirmed_by_search_first_on_the_next_run(
     tmp_path: Path, sandbox_factory: Callable[..., Sandbox], importers: Callable[..., Importer]
 ) -> None:
-    """A run whose confirming searches fail leaves rows unknown; the next run finds their
+    """A run whose searches for lost answers fail leaves rows unknown; the next run finds their
     chats by search and sends no chat again."""
     faults = Faults(seed=3, drop_after=0.3)
     sandbox = sandbox_factory(SandboxConfig(api_key=KEY, rate=None, faults=faults))

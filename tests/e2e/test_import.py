@@ -293,7 +293,7 @@ async def test_each_fault_kind_ends_with_no_duplicate_and_no_row_lost(
         state = sandbox.state
         assert state.faults[kind] > 0, "the fault never struck"
         assert_each_row_once(requests, dict(result.outcomes), state)
-        # The confirming search never fails in the sandbox, so every row ends created.
+        # The search for a lost answer never fails in the sandbox, so every row ends created.
         assert {o.status for o in result.outcomes.values()} == {Status.CREATED}
 
 
@@ -325,7 +325,7 @@ def test_every_fault_kind_at_once_through_the_pipeline_keeps_the_workbook_true(
         for r in requests
     }
     assert_each_row_once(requests, outcomes, state)
-    # The confirming search never fails in the sandbox, so every row ends created.
+    # The search for a lost answer never fails in the sandbox, so every row ends created.
     assert {row["status"] for row in rows.values()} == {"created"}
     assert {int(row["chat_id"]) for row in rows.values()} == {c.id for c in state.chats}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bulk_chats.jobs.resume import HELD_UNKNOWN, ResumePlan, plan_resume
-from bulk_chats.journal.journal import Journal, JournalEntry
+from bulk_chats.journal.chats import JournalEntry
+from bulk_chats.journal.journal import Journal
 from bulk_chats.journal.schema import SENDING
 from bulk_chats.records import ChatRequest, FedBack, Outcome, Status
 from tests.journal.test_journal import SCOPE, make_request, outcome
@@ -19,11 +20,11 @@ Step = Callable[[Journal, ChatRequest], None]
 
 
 def attempt_at(started_at: float) -> Step:
-    return lambda j, r: j.attempt(r, started_at=started_at)
+    return lambda j, r: j.chats.attempt(r, started_at=started_at)
 
 
 def record_as(status: Status, **fields: object) -> Step:
-    return lambda j, r: j.record(r, outcome(r, status, **fields))
+    return lambda j, r: j.chats.record(r, outcome(r, status, **fields))
 
 
 @pytest.mark.parametrize(
@@ -118,17 +119,17 @@ def test_plan_resume_classifies_each_state(
         for step in steps:
             step(journal, request)
     with Journal.open(path, scope=SCOPE) as journal:
-        plan = plan_resume([request], journal.entries([request.key]))
+        plan = plan_resume([request], journal.chats.entries([request.key]))
 
     if expected == "send":
         assert plan == ResumePlan(to_send=(request,), known=len(steps) > 0)
     elif expected[0] == "confirm":  # type: ignore[index]
         assert plan.finished == ()
-        assert plan.to_send == (replace(request, confirm_since=expected[1]),)  # type: ignore[index]
+        assert plan.to_send == (replace(request, search_since=expected[1]),)  # type: ignore[index]
     elif expected[0] == "message":  # type: ignore[index]
         assert plan.finished == ()
         assert plan.to_send == (
-            replace(request, chat_id=expected[1], confirm_since=expected[2]),  # type: ignore[index]
+            replace(request, chat_id=expected[1], search_since=expected[2]),  # type: ignore[index]
         )
     else:
         assert plan.to_send == ()
@@ -170,7 +171,7 @@ def test_plan_resume_keeps_input_order_and_describes_itself() -> None:
 
     assert [o.index for o in plan.finished] == [0, 1]
     assert [r.index for r in plan.to_send] == [2, 3, 4]
-    assert (plan.message_only, plan.to_confirm) == (1, 1)
+    assert (plan.message_only, plan.to_look_for) == (1, 1)
     assert plan.last_created_at == 1_700_000_600.0
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_600.0))
     assert plan.describe() == (
@@ -188,14 +189,14 @@ def test_workbook_unknown_rows_the_journal_does_not_know_are_held_back(journal: 
     message_left = make_request(3, index=2, message="hi")
     message_left = replace(message_left, chat_id=77)
     plain = make_request(4, index=3)
-    journal.attempt(unknown_here, started_at=500.0)
-    journal.record(unknown_here, outcome(unknown_here, Status.UNKNOWN))
+    journal.chats.attempt(unknown_here, started_at=500.0)
+    journal.chats.record(unknown_here, outcome(unknown_here, Status.UNKNOWN))
 
     requests = [unknown_here, unknown_elsewhere, message_left, plain]
     fed_back = FedBack(unknown=frozenset({0, 1, 2}))
-    plan = plan_resume(requests, journal.entries(r.key for r in requests), fed_back)
+    plan = plan_resume(requests, journal.chats.entries(r.key for r in requests), fed_back)
 
-    assert plan.to_send == (replace(unknown_here, confirm_since=500.0), message_left, plain)
+    assert plan.to_send == (replace(unknown_here, search_since=500.0), message_left, plain)
     assert plan.held == (Outcome(index=1, status=Status.UNKNOWN, error_message=HELD_UNKNOWN),)
     assert "chat_id" in HELD_UNKNOWN
     assert "--fresh" in HELD_UNKNOWN
@@ -208,11 +209,11 @@ def test_workbook_unknown_rows_the_journal_does_not_know_are_held_back(journal: 
 def test_rows_are_recognised_by_their_chat_fields_not_their_position(journal: Journal) -> None:
     """A reordered or re-exported input finds its rows again by their chat fields."""
     request = make_request(101, index=0)
-    journal.record(request, outcome(request, Status.CREATED, chat_id=555))
+    journal.chats.record(request, outcome(request, Status.CREATED, chat_id=555))
 
     moved = replace(make_request(101, index=40), source_row=99)
     assert moved.key == request.key
-    plan = plan_resume([moved], journal.entries([moved.key]))
+    plan = plan_resume([moved], journal.chats.entries([moved.key]))
     assert [o.index for o in plan.finished] == [40]
 
 
@@ -228,15 +229,15 @@ def test_fresh_run_sends_rows_the_workbook_left_unknown() -> None:
 
 def test_plan_counts_workbook_rows_as_done_and_claims_every_known_chat(journal: Journal) -> None:
     """Rows the workbook finished count as already done; every chat the workbook or the
-    journal gives a row is claimed, so a confirming search never adopts it."""
+    journal gives a row is claimed, so a search for it never adopts it."""
     done = make_request(1, index=0)
     pending = make_request(2, index=1)
-    journal.record(done, outcome(done, Status.CREATED, chat_id=555))
-    journal.attempt(pending, started_at=10.0)
+    journal.chats.record(done, outcome(done, Status.CREATED, chat_id=555))
+    journal.chats.attempt(pending, started_at=10.0)
     requests = [done, pending]
 
     fed_back = FedBack(finished=3, chat_ids=frozenset({900, 901}))
-    plan = plan_resume(requests, journal.entries(r.key for r in requests), fed_back)
+    plan = plan_resume(requests, journal.chats.entries(r.key for r in requests), fed_back)
 
     assert plan.already_done == 4
     assert plan.claimed_chat_ids == {555, 900, 901}

@@ -24,14 +24,14 @@ class Heard(NullProgress):
 
 def test_without_a_rate_the_limit_an_earlier_run_learned_is_used(journal: Journal) -> None:
     """No --rate: the remembered limit of this API root, from the first request."""
-    journal.remember_limit(60.0)
+    journal.limits.remember(60.0)
     limiter = open_limiter(None, journal, NullProgress())
     assert (limiter.rate, limiter.learned_limit) == (60.0, 60.0)
 
 
 def test_a_rate_given_wins_over_the_remembered_limit(journal: Journal) -> None:
     """--rate is what the user asked for: the remembered limit is not applied."""
-    journal.remember_limit(60.0)
+    journal.limits.remember(60.0)
     limiter = open_limiter(300.0, journal, NullProgress())
     assert (limiter.rate, limiter.learned_limit) == (300.0, None)
 
@@ -52,4 +52,4 @@ async def test_a_limit_learned_mid_run_is_journalled_and_shown_at_once(
         await limiter.acquire()
     limiter.throttled(None)
     assert heard.limits == [5]
-    assert journal.learned_limit() == 5.0
+    assert journal.limits.learned() == 5.0

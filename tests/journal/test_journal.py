@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bulk_chats.errors import InputError
+from bulk_chats.errors import InputError, JournalError
 from bulk_chats.jobs.resume import plan_resume
 from bulk_chats.journal import schema as journal_schema
-from bulk_chats.journal.journal import (
-    Journal,
-    JournalEntry,
-    JournalError,
-    scope_for,
-)
+from bulk_chats.journal.chats import JournalEntry
+from bulk_chats.journal.journal import Journal, scope_for
 from bulk_chats.journal.schema import APPLICATION_ID, SENDING
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 
@@ -57,7 +53,7 @@ def outcome(request: ChatRequest, status: Status, **fields: object) -> Outcome:
 
 def read_back(path: Path, request: ChatRequest, scope: str = SCOPE) -> JournalEntry | None:
     with Journal.open(path, scope=scope) as reopened:
-        return reopened.entries([request.key]).get(request.key)
+        return reopened.chats.entries([request.key]).get(request.key)
 
 
 # --- writing and reading ---------------------------------------------------------------
@@ -66,10 +62,10 @@ def read_back(path: Path, request: ChatRequest, scope: str = SCOPE) -> JournalEn
 def test_attempt_then_record_round_trips(journal: Journal) -> None:
     """An attempt followed by its outcome reads back as one entry with both."""
     request = make_request()
-    journal.attempt(request, started_at=1000.0)
-    journal.record(request, created(request, 555))
+    journal.chats.attempt(request, started_at=1000.0)
+    journal.chats.record(request, created(request, 555))
 
-    entry = journal.entries([request.key])[request.key]
+    entry = journal.chats.entries([request.key])[request.key]
     assert entry.state == "created"
     assert entry.chat_id == 555
     assert entry.attempts == 1
@@ -83,9 +79,9 @@ def test_attempt_then_record_round_trips(journal: Journal) -> None:
 def test_attempt_alone_reads_back_as_sending(journal: Journal) -> None:
     """An announced request with no answer yet is `sending`, unresolved since its start."""
     request = make_request()
-    journal.attempt(request, started_at=1000.0)
+    journal.chats.attempt(request, started_at=1000.0)
 
-    entry = journal.entries([request.key])[request.key]
+    entry = journal.chats.entries([request.key])[request.key]
     assert entry.state == SENDING
     assert entry.unresolved_since == 1000.0
 
@@ -93,12 +89,12 @@ def test_attempt_alone_reads_back_as_sending(journal: Journal) -> None:
 def test_chat_then_message_keeps_both_ids(journal: Journal) -> None:
     """`created` with the chat id, then with the message id, keeps both and the first time."""
     request = make_request(message="hello")
-    journal.attempt(request, started_at=1000.0)
-    journal.record(request, created(request, 555))
-    first = journal.entries([request.key])[request.key]
-    journal.record(request, created(request, 555, message_id=9))
+    journal.chats.attempt(request, started_at=1000.0)
+    journal.chats.record(request, created(request, 555))
+    first = journal.chats.entries([request.key])[request.key]
+    journal.chats.record(request, created(request, 555, message_id=9))
 
-    entry = journal.entries([request.key])[request.key]
+    entry = journal.chats.entries([request.key])[request.key]
     assert (entry.chat_id, entry.message_id) == (555, 9)
     assert entry.created_at == first.created_at
 
@@ -106,10 +102,10 @@ def test_chat_then_message_keeps_both_ids(journal: Journal) -> None:
 def test_later_outcome_without_ids_keeps_the_chat(journal: Journal) -> None:
     """A known chat id survives a later outcome that carries none (a message-only retry)."""
     request = make_request(message="hello")
-    journal.record(request, created(request, 555))
-    journal.record(request, outcome(request, Status.NOT_SENT))
+    journal.chats.record(request, created(request, 555))
+    journal.chats.record(request, outcome(request, Status.NOT_SENT))
 
-    entry = journal.entries([request.key])[request.key]
+    entry = journal.chats.entries([request.key])[request.key]
     assert entry.state == "not_sent"
     assert entry.chat_id == 555
 
@@ -117,8 +113,8 @@ def test_later_outcome_without_ids_keeps_the_chat(journal: Journal) -> None:
 def test_errors_are_kept_and_cleared_by_the_next_attempt(journal: Journal) -> None:
     """A failure's code, message and status are kept until the row is attempted again."""
     request = make_request()
-    journal.attempt(request, started_at=1000.0)
-    journal.record(
+    journal.chats.attempt(request, started_at=1000.0)
+    journal.chats.record(
         request,
         outcome(
             request,
@@ -128,13 +124,13 @@ def test_errors_are_kept_and_cleared_by_the_next_attempt(journal: Journal) -> No
             http_status=400,
         ),
     )
-    entry = journal.entries([request.key])[request.key]
+    entry = journal.chats.entries([request.key])[request.key]
     assert (entry.state, entry.error_code, entry.http_status) == ("failed", "customer", 400)
     assert entry.error_message == "This value should be of type numeric."
     assert entry.unresolved_since is None
 
-    journal.attempt(request, started_at=2000.0)
-    entry = journal.entries([request.key])[request.key]
+    journal.chats.attempt(request, started_at=2000.0)
+    entry = journal.chats.entries([request.key])[request.key]
     assert (entry.error_code, entry.error_message, entry.http_status) == ("", "", None)
     assert entry.attempts == 2
     assert entry.first_started_at == 1000.0
@@ -149,8 +145,8 @@ def test_statuses_that_never_reach_the_sender_are_not_recorded(
 ) -> None:
     """Rows that were never sent leave no entry."""
     request = make_request()
-    journal.record(request, outcome(request, status))
-    assert journal.entries([request.key]) == {}
+    journal.chats.record(request, outcome(request, status))
+    assert journal.chats.entries([request.key]) == {}
 
 
 def test_reopened_journal_sees_everything(path: Path) -> None:
@@ -158,12 +154,12 @@ def test_reopened_journal_sees_everything(path: Path) -> None:
     requests = [make_request(customer, index=i) for i, customer in enumerate(range(1, 601))]
     with Journal.open(path, scope=SCOPE) as first:
         for request in requests:
-            first.attempt(request, started_at=1000.0 + request.index)
+            first.chats.attempt(request, started_at=1000.0 + request.index)
             if request.index % 2:
-                first.record(request, created(request, 10_000 + request.index))
+                first.chats.record(request, created(request, 10_000 + request.index))
 
     with Journal.open(path, scope=SCOPE) as second:
-        found = second.entries(r.key for r in requests)
+        found = second.chats.entries(r.key for r in requests)
     assert len(found) == len(requests)
     assert found[requests[1].key].chat_id == 10_001
     assert found[requests[0].key].state == SENDING
@@ -173,8 +169,8 @@ def test_reopened_journal_sees_everything(path: Path) -> None:
 def test_large_ids_round_trip_exactly(journal: Journal) -> None:
     """Ids beyond 2^53 come back exactly, never through a float."""
     request = make_request(90071992547409931)
-    journal.record(request, created(request, 90071992547409933, message_id=2**62))
-    entry = journal.entries([request.key])[request.key]
+    journal.chats.record(request, created(request, 90071992547409933, message_id=2**62))
+    entry = journal.chats.entries([request.key])[request.key]
     assert entry.chat_id == 90071992547409933
     assert entry.message_id == 2**62
 
@@ -183,14 +179,14 @@ def test_input_name_keeps_only_the_file_name(path: Path) -> None:
     """The input's directory never reaches the journal, only its file name."""
     request = make_request()
     with Journal.open(path, scope=SCOPE, input_name=str(Path("exports") / "march.csv")) as j:
-        j.attempt(request, started_at=1.0)
-        assert j.entries([request.key])[request.key].input_name == "march.csv"
+        j.chats.attempt(request, started_at=1.0)
+        assert j.chats.entries([request.key])[request.key].input_name == "march.csv"
 
 
 def test_file_is_wal_with_full_sync(journal: Journal, path: Path) -> None:
     """The journal is in WAL mode and syncs every commit (durability over speed)."""
-    journal.attempt(make_request(), started_at=1.0)
-    connection = journal._connection
+    journal.chats.attempt(make_request(), started_at=1.0)
+    connection = journal.file._connection
     assert connection is not None
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -200,8 +196,8 @@ def test_file_is_wal_with_full_sync(journal: Journal, path: Path) -> None:
 def test_events_keep_the_history(journal: Journal, path: Path) -> None:
     """Every attempt and outcome is also appended to the events table."""
     request = make_request()
-    journal.attempt(request, started_at=1000.0)
-    journal.record(request, created(request, 555))
+    journal.chats.attempt(request, started_at=1000.0)
+    journal.chats.record(request, created(request, 555))
     with sqlite3.connect(path) as connection:
         kinds = connection.execute("SELECT kind, state, chat_id FROM events ORDER BY id").fetchall()
     connection.close()
@@ -214,7 +210,7 @@ def test_writing_after_close_raises_journal_error(path: Path) -> None:
     journal.close()
     journal.close()
     with pytest.raises(JournalError, match="closed"):
-        journal.attempt(make_request(), started_at=1.0)
+        journal.chats.attempt(make_request(), started_at=1.0)
 
 
 # --- a killed run ------------------------------------------------------------------------
@@ -227,12 +223,12 @@ from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
 
 journal = Journal.open(Path(sys.argv[1]), scope=sys.argv[2])
 unanswered = ChatRequest(index=0, source_row=2, customer=1, application=7)
-journal.attempt(unanswered, started_at=1000.0)
+journal.chats.attempt(unanswered, started_at=1000.0)
 half_done = ChatRequest(
     index=1, source_row=3, customer=2, application=7, message=FirstMessage("hello")
 )
-journal.attempt(half_done, started_at=1001.0)
-journal.record(half_done, Outcome(index=1, status=Status.CREATED, chat_id=555))
+journal.chats.attempt(half_done, started_at=1001.0)
+journal.chats.record(half_done, Outcome(index=1, status=Status.CREATED, chat_id=555))
 print("ready", flush=True)
 sys.stdin.readline()
 """
@@ -268,12 +264,12 @@ def test_killed_run_leaves_rows_to_confirm_and_its_lock_goes(path: Path) -> None
     )
     with Journal.open(path, scope=SCOPE) as journal:
         plan = plan_resume(
-            [unanswered, half_done], journal.entries([unanswered.key, half_done.key])
+            [unanswered, half_done], journal.chats.entries([unanswered.key, half_done.key])
         )
     assert plan.finished == ()
     assert plan.to_send == (
-        replace(unanswered, confirm_since=1000.0),
-        replace(half_done, chat_id=555, confirm_since=1001.0),
+        replace(unanswered, search_since=1000.0),
+        replace(half_done, chat_id=555, search_since=1001.0),
     )
 
 
@@ -286,8 +282,8 @@ from bulk_chats.records import ChatRequest, Outcome, Status
 journal = Journal.open(Path(sys.argv[1]), scope=sys.argv[2])
 for n in range(1_000_000):
     request = ChatRequest(index=n, source_row=n + 2, customer=n + 1, application=7)
-    journal.attempt(request, started_at=1000.0 + n)
-    journal.record(request, Outcome(index=n, status=Status.CREATED, chat_id=10_000 + n))
+    journal.chats.attempt(request, started_at=1000.0 + n)
+    journal.chats.record(request, Outcome(index=n, status=Status.CREATED, chat_id=10_000 + n))
     print(n, flush=True)
 """
 
@@ -325,7 +321,7 @@ def test_run_killed_while_writing_keeps_every_write_that_returned(path: Path) ->
         for n in range(last + 1)
     ]
     with Journal.open(path, scope=SCOPE) as journal:
-        plan = plan_resume(requests, journal.entries(r.key for r in requests))
+        plan = plan_resume(requests, journal.chats.entries(r.key for r in requests))
     assert plan.to_send == ()
     assert [o.chat_id for o in plan.finished] == [10_000 + n for n in range(last + 1)]
 
@@ -337,7 +333,7 @@ def test_other_scope_sees_nothing(path: Path) -> None:
     """Entries of one API root are invisible to another, in the same file."""
     request = make_request()
     with Journal.open(path, scope=SCOPE) as journal:
-        journal.record(request, created(request, 555))
+        journal.chats.record(request, created(request, 555))
 
     assert read_back(path, request, OTHER_SCOPE) is None
     assert read_back(path, request, SCOPE) is not None
@@ -363,18 +359,18 @@ def test_fresh_run_ignores_earlier_entries_and_replaces_them_on_write(path: Path
     """`--fresh` sees no earlier entries, keeps them until it writes, then starts each anew."""
     request, untouched = make_request(1), make_request(2, index=1)
     with Journal.open(path, scope=SCOPE) as journal:
-        journal.attempt(request, started_at=100.0)
-        journal.record(request, created(request, 555))
-        journal.record(untouched, created(untouched, 556))
+        journal.chats.attempt(request, started_at=100.0)
+        journal.chats.record(request, created(request, 555))
+        journal.chats.record(untouched, created(untouched, 556))
 
     with Journal.open(path, scope=SCOPE, fresh=True) as journal:
-        assert journal.entries([request.key, untouched.key]) == {}
+        assert journal.chats.entries([request.key, untouched.key]) == {}
     assert read_back(path, request) is not None  # stopped at the prompt: nothing lost
 
     with Journal.open(path, scope=SCOPE, fresh=True) as journal:
-        journal.attempt(request, started_at=500.0)
-        journal.attempt(request, started_at=600.0)
-        journal.record(request, created(request, 777))
+        journal.chats.attempt(request, started_at=500.0)
+        journal.chats.attempt(request, started_at=600.0)
+        journal.chats.record(request, created(request, 777))
 
     entry = read_back(path, request)
     assert entry is not None
@@ -407,7 +403,7 @@ def test_existing_journal_is_opened_as_is(path: Path) -> None:
     """A journal of the current version keeps its entries and version when reopened."""
     request = make_request()
     with Journal.open(path, scope=SCOPE) as journal:
-        journal.record(request, created(request, 555))
+        journal.chats.record(request, created(request, 555))
     entry = read_back(path, request)
     assert entry is not None
     assert entry.chat_id == 555
@@ -418,7 +414,7 @@ def test_older_journal_is_upgraded_in_place(path: Path, monkeypatch: pytest.Monk
     """A journal written by an older schema gets the newer migrations and keeps its entries."""
     request = make_request()
     with Journal.open(path, scope=SCOPE) as journal:
-        journal.record(request, created(request, 555))
+        journal.chats.record(request, created(request, 555))
 
     upgraded = (*journal_schema._MIGRATIONS, ("ALTER TABLE entries ADD COLUMN note TEXT",))
     monkeypatch.setattr(journal_schema, "_MIGRATIONS", upgraded)
@@ -471,8 +467,8 @@ def test_api_key_never_reaches_the_journal(path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("HELPCRUNCH_API_KEY", FAKE_KEY)
     request = make_request(message="hello")
     journal = Journal.open(path, scope=scope_for(f"https://me:{FAKE_KEY}@api.helpcrunch.com/v1"))
-    journal.attempt(request, started_at=1.0)
-    journal.record(request, outcome(request, Status.UNKNOWN, error_message="timed out"))
+    journal.chats.attempt(request, started_at=1.0)
+    journal.chats.record(request, outcome(request, Status.UNKNOWN, error_message="timed out"))
 
     files = sorted(path.parent.iterdir())
     assert any(f.name.endswith("-wal") for f in files)  # read while the log still holds data
@@ -505,26 +501,26 @@ def test_second_run_on_the_same_scope_is_refused(path: Path) -> None:
 
     other = Journal.open(path, scope=OTHER_SCOPE)
     request = make_request()
-    first.attempt(request, started_at=1.0)
-    other.attempt(request, started_at=2.0)
+    first.chats.attempt(request, started_at=1.0)
+    other.chats.attempt(request, started_at=2.0)
     other.close()
     first.close()
 
     with Journal.open(path, scope=SCOPE) as again:
-        assert again.entries([request.key])[request.key].first_started_at == 1.0
+        assert again.chats.entries([request.key])[request.key].first_started_at == 1.0
 
 
 def test_a_learned_limit_is_remembered_for_its_api_root_only(path: Path) -> None:
     """The account's limit a run learned is there for the next run of the same API root,
     whatever the rows, and not for another root; a later one replaces it."""
     with Journal.open(path, scope="https://api.helpcrunch.com/v1") as first:
-        assert first.learned_limit() is None
-        first.remember_limit(60.0)
-        first.remember_limit(58.0)
+        assert first.limits.learned() is None
+        first.limits.remember(60.0)
+        first.limits.remember(58.0)
     with Journal.open(path, scope="https://api.helpcrunch.com/v1", fresh=True) as again:
-        assert again.learned_limit() == 58.0
+        assert again.limits.learned() == 58.0
     with Journal.open(path, scope="http://127.0.0.1:8000/v1") as other:
-        assert other.learned_limit() is None
+        assert other.limits.learned() is None
 
 
 def mode(path: Path) -> int:
@@ -539,7 +535,7 @@ def test_the_journal_and_the_folders_it_creates_are_the_owners_alone(tmp_path: P
     tmp_path.chmod(0o755)
     path = tmp_path / "reports" / "deeper" / "journal.sqlite3"
     with Journal.open(path, scope=SCOPE) as journal:
-        journal.attempt(make_request(), started_at=1.0)
+        journal.chats.attempt(make_request(), started_at=1.0)
         files = [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm", "-lock")]
         assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
     assert (mode(path.parent), mode(path.parent.parent), mode(tmp_path)) == (0o700, 0o700, 0o755)
@@ -549,7 +545,7 @@ def test_the_journal_and_the_folders_it_creates_are_the_owners_alone(tmp_path: P
 def test_a_journal_an_earlier_version_left_readable_is_made_the_owners_alone(path: Path) -> None:
     """A journal and lock file created 0644 by an earlier version are 0600 once reopened."""
     with Journal.open(path, scope=SCOPE) as journal:
-        journal.attempt(make_request(), started_at=1.0)
+        journal.chats.attempt(make_request(), started_at=1.0)
     lock = path.with_name(path.name + "-lock")
     for name in (path, lock):
         name.chmod(0o644)

@@ -166,8 +166,8 @@ async def test_an_earlier_runs_customers_come_from_the_journal(
 ) -> None:
     """A customer the journal says the tool created is not searched for; one it announced
     without an answer and that a search finds is adopted as created."""
-    journal.customer_record("customer_email:made@example.com", state="created", customer_id=41)
-    journal.customer_attempt("customer_email:lost@example.com", started_at=1.0)
+    journal.customers.record("customer_email:made@example.com", state="created", customer_id=41)
+    journal.customers.attempt("customer_email:lost@example.com", started_at=1.0)
     search = api.post("/customers/search").respond(
         200, json={"data": [{"id": 42, "email": "lost@example.com"}]}
     )
@@ -181,5 +181,5 @@ async def test_an_earlier_runs_customers_come_from_the_journal(
         "customer_email:made@example.com": 41,
         "customer_email:lost@example.com": 42,
     }
-    entry = journal.customers(["customer_email:lost@example.com"])
+    entry = journal.customers.entries(["customer_email:lost@example.com"])
     assert entry["customer_email:lost@example.com"].customer_id == 42

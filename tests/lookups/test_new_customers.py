@@ -1,4 +1,4 @@
-"""New customers: exactly one per name across lost answers, confirmed by search before
+"""New customers: exactly one per name across lost answers, looked for by search before
 anything is sent again (respx, fake time)."""
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ async def test_one_customer_per_new_email_whatever_its_case(
     }
     assert made.found == {"customer_email:new@example.com": [77]}
     assert made.created == {"customer_email:new@example.com": 77}
-    entry = journal.customers(["customer_email:new@example.com"])["customer_email:new@example.com"]
+    entry = journal.customers.entries(["customer_email:new@example.com"])[
+        "customer_email:new@example.com"
+    ]
     assert (entry.state, entry.customer_id, entry.attempts) == ("created", 77, 1)
 
 
@@ -70,9 +72,9 @@ async def test_a_lost_answer_is_confirmed_by_search_not_sent_again(
     made = await create_customers(client, journal, lookups, rows, concurrency=1, sleep=fake.sleep)
     assert (post.call_count, search.call_count) == (1, 2)
     assert made.created == {"customer_user_id:crm-9": 88}
-    assert journal.customers(["customer_user_id:crm-9"])["customer_user_id:crm-9"].state == (
-        "created"
-    )
+    assert journal.customers.entries(["customer_user_id:crm-9"])[
+        "customer_user_id:crm-9"
+    ].state == ("created")
 
 
 @pytest.mark.anyio
@@ -132,9 +134,9 @@ async def test_a_refused_creation_fails_its_name(
         "customer_user_id: a new customer for 'crm-1' could not be created: "
         "This value is already used."
     )
-    assert journal.customers(["customer_user_id:crm-1"])["customer_user_id:crm-1"].state == (
-        "failed"
-    )
+    assert journal.customers.entries(["customer_user_id:crm-1"])[
+        "customer_user_id:crm-1"
+    ].state == ("failed")
 
 
 @pytest.mark.anyio
@@ -152,5 +154,5 @@ async def test_a_creation_that_keeps_losing_its_answer_ends_unknown(
     assert (post.call_count, search.call_count) == (CREATE_ROUNDS, 1 + CREATE_ROUNDS)
     assert isinstance(failure, Failure)
     assert failure.status is Status.UNKNOWN
-    entry = journal.customers(["customer_email:ghost@example.com"])
+    entry = journal.customers.entries(["customer_email:ghost@example.com"])
     assert entry["customer_email:ghost@example.com"].state == "unknown"

@@ -14,14 +14,13 @@ import pytest
 import respx
 
 from bulk_chats.api.client import HelpCrunchClient
-from bulk_chats.errors import ApiError
 from bulk_chats.jobs.resume import plan_resume
-from bulk_chats.journal.journal import JournalEntry
-from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, FirstMessage, Outcome, Status
+from bulk_chats.journal.chats import JournalEntry
+from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, FirstMessage, Status
 from bulk_chats.send.changes import APPLIED, FAILED, send_changes
 from bulk_chats.send.chats import send_chats
 from bulk_chats.send.pool import SendResult
-from tests.fakes import API_ROOT, FakeTime, RecordingProgress, fake_client
+from tests.fakes import API_ROOT, FakeTime, RecordingJournal, RecordingProgress, fake_client
 
 BASE = API_ROOT
 
@@ -29,32 +28,11 @@ pytestmark = pytest.mark.anyio
 
 
 @dataclass
-class Journal:
-    """Keeps every journal call in order."""
-
-    events: list[tuple[str, int, str, str]] = field(default_factory=list)
-
-    def change_attempt(self, chat_id: int, change: ChatChange, *, source_row: int) -> None:
-        self.events.append(("attempt", chat_id, change.field, change.journal_value))
-
-    def change_record(
-        self,
-        chat_id: int,
-        change: ChatChange,
-        state: str,
-        *,
-        source_row: int,
-        error: ApiError | None = None,
-    ) -> None:
-        self.events.append((state, chat_id, change.field, change.journal_value))
-
-
-@dataclass
 class Harness:
     api: respx.MockRouter
     client: HelpCrunchClient
     time: FakeTime
-    journal: Journal = field(default_factory=Journal)
+    journal: RecordingJournal = field(default_factory=RecordingJournal)
 
     async def send(self, requests: Sequence[ChangeRequest]) -> SendResult:
         return await send_changes(
@@ -62,7 +40,7 @@ class Harness:
             self.client,
             concurrency=1,
             progress=RecordingProgress(),
-            journal=self.journal,
+            journal=self.journal.changes,
             sleep=self.time.sleep,
         )
 
@@ -187,16 +165,6 @@ def posted_message(request: httpx.Request) -> httpx.Response:
     return httpx.Response(201, json={"id": 900, "chat": 500})
 
 
-class ImportJournal(Journal):
-    """Also keeps the chat journal's calls."""
-
-    def attempt(self, request: ChatRequest, *, started_at: float) -> None:
-        self.events.append(("chat-attempt", request.index, "", ""))
-
-    def record(self, request: ChatRequest, outcome: Outcome) -> None:
-        self.events.append(("chat-record", request.index, outcome.status.value, ""))
-
-
 async def send_import(harness: Harness, rows: Sequence[ChatRequest]) -> SendResult:
     return await send_chats(
         rows,
@@ -225,7 +193,6 @@ def import_row(**fields: Any) -> ChatRequest:
 async def test_import_sets_the_status_after_the_message(harness: Harness) -> None:
     """Chat, message, then `PUT /chats/status`; the chat is journaled with its message
     before the status goes out; the row is created."""
-    harness.journal = ImportJournal()
     harness.api.post("/chats").mock(side_effect=created_chat)
     harness.api.post("/messages").mock(side_effect=posted_message)
     harness.api.put("/chats/status").mock(side_effect=chat)
@@ -237,14 +204,15 @@ async def test_import_sets_the_status_after_the_message(harness: Harness) -> Non
     ]
     outcome = result.outcomes[0]
     assert (outcome.status, outcome.chat_id, outcome.message_id) == (Status.CREATED, 500, 900)
-    assert harness.journal.events.index(("chat-record", 0, "created", "")) < (
-        harness.journal.events.index(("attempt", 500, "status", "closed"))
+    events = harness.journal.events
+    chat_known = next(
+        n for n, e in enumerate(events) if e[0] == "chat-record" and e[2].status is Status.CREATED
     )
+    assert chat_known < events.index(("attempt", 500, "status", "closed"))
 
 
 async def test_a_refused_status_is_status_failed_and_keeps_the_chat(harness: Harness) -> None:
     """A 400 on the status: `status_failed`, with the chat and message ids and the reason."""
-    harness.journal = ImportJournal()
     harness.api.post("/chats").mock(side_effect=created_chat)
     harness.api.post("/messages").mock(side_effect=posted_message)
     harness.api.put("/chats/status").mock(
@@ -265,10 +233,9 @@ async def test_a_refused_status_is_status_failed_and_keeps_the_chat(harness: Har
 async def test_a_row_with_only_its_status_left_sends_only_the_status(harness: Harness) -> None:
     """A row whose chat and message exist (from an earlier run) sends one PUT and nothing
     else; it is already_created."""
-    harness.journal = ImportJournal()
     harness.api.put("/chats/status").mock(side_effect=chat)
     outcome = (
-        await send_import(harness, [import_row(chat_id=500, message_id=900, confirm_since=1.0)])
+        await send_import(harness, [import_row(chat_id=500, message_id=900, search_since=1.0)])
     ).outcomes[0]
     assert [c.request.url.path for c in harness.api.calls] == ["/v1/chats/status"]
     assert outcome.status is Status.ALREADY_CREATED

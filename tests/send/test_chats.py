@@ -18,32 +18,20 @@ from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.limiter import RateLimiter
 from bulk_chats.api.retry import BACKOFF_BASE
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
-from bulk_chats.send.chats import CONFIRM_READ_ATTEMPTS, send_chats
-from bulk_chats.send.lost_answers import CONFIRM_SKEW
+from bulk_chats.send.chats import SEARCH_ATTEMPTS, send_chats
+from bulk_chats.send.lost_answers import SEARCH_SKEW
 from bulk_chats.send.pool import SendResult
 from bulk_chats.settings import ApiKey
-from tests.fakes import API_ROOT, WALL0, FakeTime, RecordingProgress, fake_client
+from tests.fakes import (
+    API_ROOT,
+    WALL0,
+    FakeTime,
+    RecordingJournal,
+    RecordingProgress,
+    fake_client,
+)
 
 BASE = API_ROOT
-
-
-@dataclass
-class Journal:
-    """Keeps every journal call in order."""
-
-    events: list[tuple[str, int, Any]] = field(default_factory=list)
-    fail_on_attempt: bool = False
-
-    def attempt(self, request: ChatRequest, *, started_at: float) -> None:
-        if self.fail_on_attempt:
-            raise OSError("disk full")
-        self.events.append(("attempt", request.index, started_at))
-
-    def record(self, request: ChatRequest, outcome: Outcome) -> None:
-        self.events.append(("record", request.index, outcome))
-
-    def records(self, index: int) -> list[Outcome]:
-        return [o for kind, i, o in self.events if kind == "record" and i == index]
 
 
 @dataclass
@@ -53,7 +41,7 @@ class Harness:
     api: respx.MockRouter
     client: HelpCrunchClient
     time: FakeTime
-    journal: Journal = field(default_factory=Journal)
+    journal: RecordingJournal = field(default_factory=RecordingJournal)
     progress: RecordingProgress = field(default_factory=RecordingProgress)
 
     async def send(self, requests: Sequence[ChatRequest], **options: Any) -> SendResult:
@@ -122,8 +110,8 @@ async def test_201_creates_the_chat_and_reports_it(harness: Harness) -> None:
     assert result == SendResult(
         outcomes={0: Outcome(index=0, status=Status.CREATED, chat_id=542335, attempts=1)}
     )
-    assert [kind for kind, _, _ in harness.journal.events] == ["attempt", "record"]
-    assert harness.journal.events[0] == ("attempt", 0, WALL0)
+    assert [kind for kind, _, _ in harness.journal.events] == ["chat-attempt", "chat-record"]
+    assert harness.journal.events[0] == ("chat-attempt", 0, WALL0)
     assert harness.progress.total == 1
     assert harness.progress.outcomes == [result.outcomes[0]]
     assert harness.progress.closed
@@ -223,7 +211,11 @@ async def test_429_then_201_waits_for_retry_after_then_creates(harness: Harness)
     assert (outcome.status, outcome.chat_id, outcome.attempts) == (Status.CREATED, 5, 2)
     assert sent_at[0] == 0.0
     assert sent_at[1] >= 30.0
-    assert [kind for kind, _, _ in harness.journal.events] == ["attempt", "attempt", "record"]
+    assert [kind for kind, _, _ in harness.journal.events] == [
+        "chat-attempt",
+        "chat-attempt",
+        "chat-record",
+    ]
 
 
 @pytest.mark.anyio
@@ -278,7 +270,7 @@ async def test_a_timeout_is_confirmed_by_search_and_the_found_chat_adopted(
     assert post.call_count == 1
     assert body(search.calls.last)["filter"] == [
         {"field": "chats.customer", "operator": "=", "value": 100},
-        {"field": "chats.createdAt", "operator": ">=", "value": int(WALL0 - CONFIRM_SKEW)},
+        {"field": "chats.createdAt", "operator": ">=", "value": int(WALL0 - SEARCH_SKEW)},
     ]
     assert harness.journal.records(0) == [outcome]
 
@@ -295,7 +287,7 @@ async def test_a_timeout_with_nothing_found_is_sent_again(harness: Harness) -> N
 
 @pytest.mark.anyio
 async def test_a_timeout_whose_search_is_refused_is_unknown(harness: Harness) -> None:
-    """If the confirming search fails, the row is unknown and not sent again."""
+    """If the search for a lost answer fails, the row is unknown and not sent again."""
     post = harness.api.post("/chats").mock(side_effect=httpx.ReadTimeout)
     harness.api.post("/chats/search").mock(
         return_value=errors(400, ("filter[0].field", "This value should not be blank."))
@@ -312,13 +304,13 @@ async def test_a_timeout_whose_search_is_refused_is_unknown(harness: Harness) ->
 async def test_a_search_that_keeps_failing_is_tried_a_few_times_then_unknown(
     harness: Harness,
 ) -> None:
-    """Transient search failures are retried CONFIRM_READ_ATTEMPTS times before giving up."""
+    """Transient search failures are retried SEARCH_ATTEMPTS times before giving up."""
     post = harness.api.post("/chats").mock(return_value=errors(500))
     search = harness.api.post("/chats/search").mock(return_value=errors(502))
     outcome = (await harness.send([row(0)])).outcomes[0]
     assert outcome.status is Status.UNKNOWN
     assert outcome.http_status == 500
-    assert search.call_count == CONFIRM_READ_ATTEMPTS
+    assert search.call_count == SEARCH_ATTEMPTS
     assert post.call_count == 1
 
 
@@ -389,26 +381,26 @@ async def test_confirmation_never_adopts_a_chat_another_row_of_the_run_created(
 
 @pytest.mark.anyio
 async def test_a_row_an_earlier_run_may_have_sent_is_searched_for_first(harness: Harness) -> None:
-    """With confirm_since set, a found chat makes the row already_created without a POST."""
+    """With search_since set, a found chat makes the row already_created without a POST."""
     post = harness.api.post("/chats")
     search = harness.api.post("/chats/search").mock(return_value=found(chat(12, 100)))
     since = WALL0 - 3600
-    outcome = (await harness.send([row(0, confirm_since=since)])).outcomes[0]
+    outcome = (await harness.send([row(0, search_since=since)])).outcomes[0]
     assert (outcome.status, outcome.chat_id, outcome.attempts) == (
         Status.ALREADY_CREATED,
         12,
         0,
     )
     assert post.call_count == 0
-    assert body(search.calls.last)["filter"][1]["value"] == int(since - CONFIRM_SKEW)
+    assert body(search.calls.last)["filter"][1]["value"] == int(since - SEARCH_SKEW)
 
 
 @pytest.mark.anyio
 async def test_a_row_an_earlier_run_did_not_create_is_sent(harness: Harness) -> None:
-    """With confirm_since set and nothing found, the row is sent as usual."""
+    """With search_since set and nothing found, the row is sent as usual."""
     harness.api.post("/chats").mock(return_value=created(13))
     harness.api.post("/chats/search").mock(return_value=found())
-    outcome = (await harness.send([row(0, confirm_since=WALL0 - 60)])).outcomes[0]
+    outcome = (await harness.send([row(0, search_since=WALL0 - 60)])).outcomes[0]
     assert (outcome.status, outcome.chat_id, outcome.attempts) == (Status.CREATED, 13, 1)
 
 
@@ -476,7 +468,7 @@ async def send_in_real_time(
                 requests,
                 client,
                 progress=RecordingProgress(),
-                journal=Journal(),
+                journal=RecordingJournal(),
                 stop=stop,
                 **options,
             )
@@ -657,7 +649,7 @@ async def test_a_message_that_may_have_been_posted_is_not_resent_blindly(
     """When the chat's messages cannot be read, a message timeout is message_failed."""
     harness.api.post("/chats").mock(return_value=created(54))
     messages = harness.api.post("/messages").mock(side_effect=httpx.ReadTimeout)
-    harness.api.get("/chats/54/messages").mock(side_effect=[answer] * CONFIRM_READ_ATTEMPTS)
+    harness.api.get("/chats/54/messages").mock(side_effect=[answer] * SEARCH_ATTEMPTS)
     outcome = (await harness.send([row(0, message=FirstMessage("Hi"))])).outcomes[0]
     assert (outcome.status, outcome.chat_id) == (Status.MESSAGE_FAILED, 54)
     assert "may have been posted" in outcome.error_message
@@ -671,7 +663,7 @@ async def test_an_earlier_runs_message_found_in_its_chat_is_not_posted_again(
     """A chat from an earlier run that may have posted the message: found there, adopted."""
     messages = harness.api.post("/messages")
     harness.api.get("/chats/60/messages").mock(side_effect=listed((908, "Hi")))
-    request = row(0, chat_id=60, message=FirstMessage("Hi"), confirm_since=WALL0 - 600)
+    request = row(0, chat_id=60, message=FirstMessage("Hi"), search_since=WALL0 - 600)
     outcome = (await harness.send([request])).outcomes[0]
     assert (outcome.status, outcome.chat_id, outcome.message_id) == (
         Status.ALREADY_CREATED,
@@ -699,7 +691,7 @@ async def test_an_earlier_runs_message_not_seen_in_its_chat_is_posted(
         route.mock(return_value=answer)
     else:
         route.mock(side_effect=answer)
-    request = row(0, chat_id=60, message=FirstMessage("Hi"), confirm_since=WALL0 - 600)
+    request = row(0, chat_id=60, message=FirstMessage("Hi"), search_since=WALL0 - 600)
     outcome = (await harness.send([request])).outcomes[0]
     assert (outcome.status, outcome.message_id) == (Status.ALREADY_CREATED, 909)
     assert messages.call_count == 1
@@ -750,7 +742,7 @@ async def test_an_unexpected_error_while_confirming_an_earlier_run_is_unknown(
 ) -> None:
     """A row an earlier run may have created never ends failed on an unexpected error."""
     harness.api.post("/chats/search").mock(side_effect=ValueError("odd answer"))
-    outcome = (await harness.send([row(0, confirm_since=WALL0 - 60)])).outcomes[0]
+    outcome = (await harness.send([row(0, search_since=WALL0 - 60)])).outcomes[0]
     assert outcome.status is Status.UNKNOWN
 
 
@@ -758,7 +750,7 @@ async def test_an_unexpected_error_while_confirming_an_earlier_run_is_unknown(
 async def test_a_journal_failure_stops_the_run_and_is_raised(harness: Harness) -> None:
     """If the journal cannot be written nothing more is sent, and the error surfaces."""
     route = harness.api.post("/chats")
-    harness.journal.fail_on_attempt = True
+    harness.journal.chats.fail_on_attempt = True
     with pytest.raises(OSError, match="disk full"):
         await harness.send([row(i) for i in range(3)], concurrency=1)
     assert route.call_count == 0

@@ -7,7 +7,7 @@ import pytest
 from bulk_chats.api.entities import Chat, Message
 from bulk_chats.records import ChatRequest, FirstMessage
 from bulk_chats.send.lost_answers import (
-    CONFIRM_SKEW,
+    SEARCH_SKEW,
     MessageCheck,
     find_chat,
     find_message,
@@ -41,7 +41,7 @@ def test_a_chat_older_than_the_window_is_not_picked() -> None:
 
 @pytest.mark.anyio
 async def test_find_chat_searches_from_the_attempt_less_the_skew() -> None:
-    """The search window starts CONFIRM_SKEW seconds before the attempt, rounded down."""
+    """The search window starts SEARCH_SKEW seconds before the attempt, rounded down."""
     asked: list[tuple[int, int]] = []
 
     async def search(customer: int, since: int) -> list[Chat]:
@@ -49,7 +49,7 @@ async def test_find_chat_searches_from_the_attempt_less_the_skew() -> None:
         return [Chat(8, customer=100, created_at=since + 1.0)]
 
     assert await find_chat(search, REQUEST, since=1000.5, claimed=set()) == 8
-    assert asked == [(100, int(1000.5 - CONFIRM_SKEW))]
+    assert asked == [(100, int(1000.5 - SEARCH_SKEW))]
 
 
 def test_find_message_tells_posted_and_absent_apart() -> None:

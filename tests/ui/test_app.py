@@ -475,7 +475,7 @@ async def test_a_run_without_a_typed_rate_starts_at_the_learned_limit(
     app = make_ui(tmp_path, base_url=sandbox.base_url, rate=None)
     scope = scope_for(sandbox.base_url)
     with Journal.open(journal_path(tmp_path / "reports"), scope=scope) as journal:
-        journal.remember_limit(600.0)
+        journal.limits.remember(600.0)
     async with client_for(app) as client:
         assert (await upload(client, SAMPLE)).status_code == 200
         rates = []
