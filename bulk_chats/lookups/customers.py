@@ -15,12 +15,12 @@ visitor without an email) is ignored.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 import anyio
-import anyio.to_thread
 
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.entities import Customer
@@ -33,6 +33,7 @@ from bulk_chats.errors import (
 from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS
 from bulk_chats.journal.journal import Journal
 from bulk_chats.records import ChatRequest, Status
+from bulk_chats.send.pool import JournalFailure, in_thread, run_workers
 from bulk_chats.send.stopping import STOP_GRACE, pause, waits_end_once_stopped
 from bulk_chats.timing import Sleep
 
@@ -52,6 +53,8 @@ server answers beyond the exact match (`~` finds `ann@x.com` inside `joann@x.com
 shared address, a visitor) pushes a full batch onto a second page, and a batch a server
 refuses as too long costs a request per halving. 80 leaves a fifth of the page for that.
 """
+
+T = TypeVar("T")
 
 Name = tuple[str, str]
 """(name field, value): `("customer_email", "ann@example.com")`."""
@@ -136,19 +139,39 @@ class Lookups:
 
 
 class Stops:
-    """Whether the look-ups or creations should stop: Ctrl-C (`stop`), or a 401."""
+    """Whether the look-ups or creations should stop: Ctrl-C (`stop`), a 401 (`auth`), or
+    a journal that cannot be written (`journal`, which `raise_journal` raises once the
+    work in flight is over)."""
 
     def __init__(self, stop: anyio.Event | None) -> None:
         self._stop = stop
         self.auth: AuthenticationError | None = None
+        self.journal: BaseException | None = None
 
     def __bool__(self) -> bool:
-        return self.auth is not None or (self._stop is not None and self._stop.is_set())
+        stopped = self._stop is not None and self._stop.is_set()
+        return stopped or self.auth is not None or self.journal is not None
+
+    def journal_failed(self, failure: JournalFailure) -> None:
+        """Stop: the journal could not be written (the first failure is kept)."""
+        self.journal = self.journal or failure.__cause__ or failure
+
+    def raise_journal(self) -> None:
+        """Raise the journal's failure, if there was one: the run stops there, since no
+        request may go out unrecorded."""
+        if self.journal is not None:
+            raise self.journal
 
     def failure(self) -> Failure:
         """The failure of a name not dealt with because the run stopped."""
         if self.auth is not None:
             return Failure(Status.NOT_SENT, None, "not sent: the API refused the key (401)")
+        if self.journal is not None:
+            return Failure(
+                Status.NOT_SENT,
+                None,
+                "not sent: the journal could not be written, so the run stopped",
+            )
         return Failure(Status.NOT_SENT, None, "not sent: the run was interrupted")
 
 
@@ -167,7 +190,7 @@ async def _look_up(
         name = row.customer_lookup
         if name is not None:
             names.setdefault(name_key(name), name)
-    entries = await anyio.to_thread.run_sync(journal.customers.entries, names) if journal else {}
+    entries = await _journal_call(partial(journal.customers.entries, names)) if journal else {}
     created = {
         key: entry.customer_id
         for key, entry in entries.items()
@@ -184,10 +207,18 @@ async def _look_up(
         if unanswered and isinstance(match, list) and len(match) == 1:
             created[key] = match[0]
             if journal is not None:
-                await anyio.to_thread.run_sync(
+                await _journal_call(
                     partial(journal.customers.record, key, state="created", customer_id=match[0])
                 )
     return Lookups(names, found, created, auth_failed=stops.auth is not None)
+
+
+async def _journal_call(call: Callable[[], T]) -> T:
+    """A journal call outside the workers: its failure is the journal's own error."""
+    try:
+        return await in_thread(call)
+    except JournalFailure as failure:
+        raise failure.__cause__ or failure from None
 
 
 async def search_names(
@@ -203,21 +234,20 @@ async def search_names(
     size = BATCH_SIZE
     found: dict[str, Match] = {}
 
-    async def worker() -> None:
-        nonlocal size
-        # Taking a batch involves no await, so workers never take the same names.
-        while queue and not stops:
-            batch = [queue.popleft() for _ in range(min(size, len(queue)))]
-            answer = await _search_batch(client, batch, names, stops, sleep)
-            if answer is None:
-                size = max(1, min(size, len(batch) // 2))
-                queue.extendleft(reversed(batch))
-            else:
-                found.update(answer)
+    def take() -> list[str] | None:
+        return [queue.popleft() for _ in range(min(size, len(queue)))] if queue else None
 
-    async with anyio.create_task_group() as group:
-        for _ in range(max(1, min(concurrency, search_requests(len(names))))):
-            group.start_soon(worker)
+    async def work(batch: list[str]) -> None:
+        nonlocal size
+        answer = await _search_batch(client, batch, names, stops, sleep)
+        if answer is None:
+            size = max(1, min(size, len(batch) // 2))
+            queue.extendleft(reversed(batch))
+        else:
+            found.update(answer)
+
+    workers = max(1, min(concurrency, search_requests(len(names))))
+    await run_workers(take, work, workers=workers, stopping=lambda: bool(stops))
     return found
 
 

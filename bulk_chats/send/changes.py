@@ -102,9 +102,7 @@ async def apply_change(
             await in_thread(partial(record, chat_id, change, state))
         raise
     if journal is not None:
-        await in_thread(
-            partial(journal.record, chat_id, change, APPLIED, source_row=source_row)
-        )
+        await in_thread(partial(journal.record, chat_id, change, APPLIED, source_row=source_row))
 
 
 async def send_changes(

@@ -69,12 +69,12 @@ async def run_workers(
             group.start_soon(worker)
 
 
-async def in_thread(call: Callable[[], None]) -> None:
-    """A journal write, on a worker thread: a commit waiting for the disk must not stall
+async def in_thread(call: Callable[[], T]) -> T:
+    """A journal call, on a worker thread: a commit waiting for the disk must not stall
     the event loop, and with it every request's pacing. Even when cancelled this waits for
     the thread: no write is left half-known. A failure raises `JournalFailure`."""
     try:
-        await anyio.to_thread.run_sync(call)
+        return await anyio.to_thread.run_sync(call)
     except Exception as exc:
         raise JournalFailure from exc
 

@@ -11,6 +11,7 @@ import pytest
 import respx
 
 from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.errors import JournalError
 from bulk_chats.journal.journal import Journal
 from bulk_chats.lookups.customers import Failure, look_up_customers
 from bulk_chats.lookups.new_customers import CREATE_ROUNDS, create_customers
@@ -156,3 +157,35 @@ async def test_a_creation_that_keeps_losing_its_answer_ends_unknown(
     assert failure.status is Status.UNKNOWN
     entry = journal.customers.entries(["customer_email:ghost@example.com"])
     assert entry["customer_email:ghost@example.com"].state == "unknown"
+
+
+@pytest.mark.anyio
+async def test_a_journal_that_cannot_be_written_stops_the_creations_with_its_own_error(
+    client: HelpCrunchClient,
+    api: respx.MockRouter,
+    journal: Journal,
+    fake: FakeTime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The journal fails on the second announcement, with four creations in flight at once:
+    `create_customers` raises the journal's own `JournalError` (no exception group, so the
+    command line shows one line), and no customer is sent unannounced after it."""
+    api.post("/customers/search").respond(200, json={"data": []})
+    post = api.post("/customers").mock(
+        side_effect=[httpx.Response(201, json={"id": 70 + n}) for n in range(10)]
+    )
+    rows = [named(n, "customer_email", f"new{n}@example.com") for n in range(10)]
+    lookups = await look_up_customers(client, rows, journal=journal, concurrency=4)
+    announced = journal.customers.attempt
+    calls = []
+
+    def failing(key: str, *, started_at: float) -> None:
+        calls.append(key)
+        if len(calls) == 2:
+            raise JournalError("reports/journal.sqlite3: cannot write the journal (disk full)")
+        announced(key, started_at=started_at)
+
+    monkeypatch.setattr(journal.customers, "attempt", failing)
+    with pytest.raises(JournalError, match="disk full"):
+        await create_customers(client, journal, lookups, rows, concurrency=4, sleep=fake.sleep)
+    assert post.call_count == len(calls) - 1 < 10
