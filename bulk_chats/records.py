@@ -204,6 +204,15 @@ class FedBack:
 
 
 @dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a row: a stable `code` naming the field (`unknown_assignee`),
+    and the words, which say what is wrong and the fix."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class RowProblem:
     """Why validation sends a row nowhere: `status` is `invalid` or `duplicate`, `error_code`
     names the fields ("; " between codes) and `error_message` says what is wrong and the fix

@@ -19,6 +19,9 @@ from typing import TypeVar
 from bulk_chats.errors import ApiError, MaybeSentError, NotSentError, RateLimitedError
 from bulk_chats.timing import Clock, Sleep
 
+READ_ATTEMPTS = 4
+"""Tries of one read (a listing, a search) before it is given up."""
+
 DEFAULT_ATTEMPTS = 8
 """Tries of one request that creates or changes something (`POST /chats`, `POST
 /messages`, `POST /customers`, a `PUT`) before its row is given up."""

@@ -3,21 +3,45 @@ that concerns them, on whole columns as `validation` does for new chats."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bulk_chats.checks.columns import Problems, as_text, check_chat_status, check_emails, duplicates
+from bulk_chats.checks.columns import (
+    ProblemColumns,
+    Verdict,
+    as_text,
+    check_chat_status,
+    check_emails,
+    duplicates,
+)
 from bulk_chats.checks.ids import filled, parse_ids
-from bulk_chats.checks.new_chats import Validation
 from bulk_chats.records import Status
 from bulk_chats.sheet.loading import Sheet
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeValidation(Verdict):
+    """The verdict on every data row of a sheet of changes (`update`, `close`).
+
+    `status` is valid, invalid, duplicate or skipped (nothing to change); `chat_id` the
+    chat each row changes. `ids` holds the nullable Int64 columns `chat_id`, `assignee`
+    and `department` present; `names` the stripped text of `assignee_email` and
+    `department_name` present; `chat_status` the status to set as the API spells it ("");
+    `unassign` marks the rows whose assignee cell is `none`.
+    """
+
+    ids: pd.DataFrame
+    names: pd.DataFrame
+    chat_status: pd.Series
+    unassign: pd.Series
+
+
 def validate_changes(
     sheet: Sheet, *, close: bool = False, chat_status: str | None = None
-) -> Validation:
+) -> ChangeValidation:
     """Check every row of a sheet of changes to chats (`update`, or with `close` every chat
     of its `chat_id` column closed); no request is made.
 
@@ -31,7 +55,7 @@ def validate_changes(
     """
     index = sheet.cells.index
     size = len(index)
-    problems = Problems(size)
+    problems = ProblemColumns(size)
     chat_column = sheet.column("chat_id")
     if chat_column is None:  # load_sheet(chats=True) requires the column
         raise ValueError("the sheet has no chat_id column")
@@ -102,17 +126,13 @@ def validate_changes(
         sheet, chat.ids, among=(status == Status.VALID.value), codes=codes, messages=messages
     )
     status[codes == "conflicting_chat_id"] = Status.INVALID.value
-    blank = pd.Series(filled(size, ""), index=index, dtype=object, copy=False)
-    return Validation(
+    return ChangeValidation(
         status=pd.Series(status, index=index, dtype=object, copy=False),
         error_code=pd.Series(codes, index=index, dtype=object, copy=False),
         error_message=pd.Series(messages, index=index, dtype=object, copy=False),
+        chat_id=chat.ids,
         ids=ids,
         names=names,
-        message=blank,
-        message_type=blank.copy(deep=False),
-        fed_back_chat_id=chat.ids,
-        fed_back_message_id=pd.Series(pd.NA, index=index, dtype="Int64"),
         chat_status=statuses,
         unassign=pd.Series(unassign, index=index, copy=False),
     )

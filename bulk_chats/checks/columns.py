@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,25 @@ customer's email (the API refuses the rest with 400). Other email columns only n
 someone who exists, so an `@` is enough for them."""
 
 
-class Problems:
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What validation says of every data row of a `Sheet`, aligned with `sheet.cells`:
+    each row's `status`, its error codes and messages ("" where it has none), and
+    `chat_id`, the chat the row names (nullable Int64): the one a results workbook fed
+    back in gives it, or the one `update` and `close` change. The results workbook is
+    written from these; each validation adds what its stages after it read."""
+
+    status: pd.Series
+    error_code: pd.Series
+    error_message: pd.Series
+    chat_id: pd.Series
+
+    def counts(self) -> dict[str, int]:
+        """Rows by status."""
+        return {str(k): int(v) for k, v in self.status.value_counts().items()}
+
+
+class ProblemColumns:
     """Each row's error codes and messages, gathered sparsely: only rows with a problem
     ever get a string, so a million valid rows cost next to nothing.
 
@@ -80,7 +99,7 @@ def _append(target: Objects, positions: Ints, text: str | Objects, separator: st
     target[positions] = np.where(current != "", current + separator, current) + text
 
 
-def check_emails(names: dict[str, pd.Series], problems: Problems) -> None:
+def check_emails(names: dict[str, pd.Series], problems: ProblemColumns) -> None:
     """Cells of email fields among `names` must be email addresses."""
     for name, text in names.items():
         if name not in EMAIL_FIELDS:
@@ -95,7 +114,7 @@ def check_emails(names: dict[str, pd.Series], problems: Problems) -> None:
         )
 
 
-def check_chat_status(sheet: Sheet, problems: Problems, default: str | None) -> pd.Series:
+def check_chat_status(sheet: Sheet, problems: ProblemColumns, default: str | None) -> pd.Series:
     """Each row's `chat_status` as the API spells it, `default` where the cell is blank,
     "" where there is neither; a cell that names no status is a problem."""
     index = sheet.cells.index

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bulk_chats.checks.columns import Problems, as_text, check_chat_status, check_emails, duplicates
+from bulk_chats.checks.columns import (
+    ProblemColumns,
+    Verdict,
+    as_text,
+    check_chat_status,
+    check_emails,
+    duplicates,
+)
 from bulk_chats.checks.ids import (
     Bools,
     each,
@@ -31,34 +38,25 @@ MESSAGE_TYPES = ("message", "private")
 
 
 @dataclass(frozen=True, slots=True)
-class Validation:
-    """The verdict on every data row of a `Sheet`, aligned with `sheet.cells`.
+class Validation(Verdict):
+    """The verdict on every data row of a sheet of new chats (`validate`, `import`).
 
-    `ids` holds a nullable Int64 column per id field present; `names` the stripped text
-    of each name field present ("" where blank); `profile` that of each customer text
-    field present (`customer_name`, `company`, `phone`). `status` is valid, invalid,
-    duplicate or already_created (a row an earlier results workbook gave a chat id); for
-    `update` and `close` valid, invalid, duplicate or skipped (nothing to change).
-    `chat_status` is the status each chat is to end in as the API spells it ("" for none);
-    `unassign` marks the rows of `update` whose assignee cell is `none` (None for other runs).
+    `status` is valid, invalid, duplicate or already_created (a row an earlier results
+    workbook gave a chat id). `ids` holds a nullable Int64 column per id field present;
+    `names` the stripped text of each name field present ("" where blank); `message` and
+    `message_type` the first message ("" for none); `message_id` the message a results
+    workbook fed back in gives the row (<NA> for none); `profile` the stripped text of
+    each customer text field present (`customer_name`, `company`, `phone`); `chat_status`
+    the status each chat is to end in as the API spells it ("" for none).
     """
 
-    status: pd.Series
-    error_code: pd.Series
-    error_message: pd.Series
     ids: pd.DataFrame
     names: pd.DataFrame
     message: pd.Series
     message_type: pd.Series
-    fed_back_chat_id: pd.Series
-    fed_back_message_id: pd.Series
+    message_id: pd.Series
+    chat_status: pd.Series
     profile: pd.DataFrame = field(default_factory=pd.DataFrame)
-    chat_status: pd.Series | None = None
-    unassign: pd.Series | None = None
-
-    def counts(self) -> dict[str, int]:
-        """Rows by status."""
-        return {str(k): int(v) for k, v in self.status.value_counts().items()}
 
 
 def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validation:
@@ -68,7 +66,7 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
     `chat_status` cells."""
     index = sheet.cells.index
     size = len(index)
-    problems = Problems(size)
+    problems = ProblemColumns(size)
 
     id_columns: dict[str, pd.Series] = {}
     blank: dict[str, Bools] = {}
@@ -139,14 +137,14 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
         names=names,
         message=message,
         message_type=message_type,
-        fed_back_chat_id=fed_back_chat_id,
-        fed_back_message_id=fed_back_message_id,
+        chat_id=fed_back_chat_id,
+        message_id=fed_back_message_id,
         profile=profile,
         chat_status=statuses,
     )
 
 
-def _check_profile(sheet: Sheet, problems: Problems) -> pd.DataFrame:
+def _check_profile(sheet: Sheet, problems: ProblemColumns) -> pd.DataFrame:
     """The customer text columns as stripped text; a date or a TRUE/FALSE cell is no
     name, company or phone (a number is: a phone number cell reads as its digits)."""
     index = sheet.cells.index
@@ -187,7 +185,7 @@ def _given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> Bools:
 
 
 def _check_messages(
-    sheet: Sheet, ids: pd.DataFrame, names: pd.DataFrame, problems: Problems
+    sheet: Sheet, ids: pd.DataFrame, names: pd.DataFrame, problems: ProblemColumns
 ) -> tuple[pd.Series, pd.Series]:
     """The first-message columns: type is message or private; a private note needs its
     agent; type or agent without text is a mistake. Returns (text, type) per row."""

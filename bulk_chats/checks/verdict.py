@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bulk_chats.checks.changes import ChangeValidation
+from bulk_chats.checks.columns import Verdict
 from bulk_chats.checks.new_chats import Validation
 from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
 from bulk_chats.records import (
@@ -48,13 +50,9 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
         else blank_names
         for name in NAME_FIELDS
     }
-    chat_ids = optional_ints(validation.fed_back_chat_id[chosen])
-    message_ids = optional_ints(validation.fed_back_message_id[chosen])
-    statuses = (
-        validation.chat_status[chosen].tolist()
-        if validation.chat_status is not None
-        else [""] * len(positions)
-    )
+    chat_ids = optional_ints(validation.chat_id[chosen])
+    message_ids = optional_ints(validation.message_id[chosen])
+    statuses = validation.chat_status[chosen].tolist()
     profiles = {
         PROFILE_FIELDS[name]: [str(v) for v in validation.profile[name][chosen].tolist()]
         for name in PROFILE_FIELDS
@@ -93,7 +91,7 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
     return rows
 
 
-def changes_to_send(sheet: Sheet, validation: Validation) -> list[ChangeRequest]:
+def changes_to_send(sheet: Sheet, validation: ChangeValidation) -> list[ChangeRequest]:
     """A `ChangeRequest` for every valid row of `update` or `close` (`validate_changes`):
     its chat and what to change; an assignee or department given by name only is left in
     `names` for the pre-flight."""
@@ -145,7 +143,7 @@ def fed_back(sheet: Sheet, validation: Validation) -> FedBack:
     """What the results workbook `sheet` says an earlier run did (empty when it is none)."""
     if not sheet.fed_back:
         return FedBack()
-    chat_ids = validation.fed_back_chat_id.dropna()
+    chat_ids = validation.chat_id.dropna()
     finished = (
         validation.status.eq(Status.ALREADY_CREATED.value)
         & ~_message_missing(validation)
@@ -163,7 +161,7 @@ def fed_back(sheet: Sheet, validation: Validation) -> FedBack:
     )
 
 
-def problems(sheet: Sheet, validation: Validation) -> list[RowProblem]:
+def problems(sheet: Sheet, validation: Verdict) -> list[RowProblem]:
     """A `RowProblem` for every row validation rejected (`invalid` or `duplicate`), in order."""
     rejected = validation.status.isin([Status.INVALID.value, Status.DUPLICATE.value]).to_numpy()
     positions = validation.status.index[rejected]
@@ -191,7 +189,7 @@ def _message_missing(validation: Validation) -> pd.Series:
     return (
         validation.status.eq(Status.ALREADY_CREATED.value)
         & validation.message.ne("")
-        & validation.fed_back_message_id.isna()
+        & validation.message_id.isna()
         & validation.ids["application"].notna()
     )
 
@@ -199,8 +197,6 @@ def _message_missing(validation: Validation) -> pd.Series:
 def _status_wanted(validation: Validation) -> pd.Series:
     """Rows a fed-back workbook gives a chat that are to end in a `chat_status`: whether
     an earlier run set it is the journal's to say (`resume.plan_resume`)."""
-    if validation.chat_status is None:
-        return pd.Series(False, index=validation.status.index)
     return (
         validation.status.eq(Status.ALREADY_CREATED.value)
         & validation.chat_status.ne("")

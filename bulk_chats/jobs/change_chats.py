@@ -9,7 +9,7 @@ workbook. Nothing here prints: notices go to the `notify` callback.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import anyio
@@ -27,9 +27,9 @@ from bulk_chats.jobs.session import (
     preflight_read,
     results_for,
 )
-from bulk_chats.lookups.directory import Preflight, check_rows
+from bulk_chats.lookups.directory import check_changes
 from bulk_chats.progress import NullProgress, ProgressSink
-from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, Outcome, Status
+from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
 from bulk_chats.send.changes import send_changes
 from bulk_chats.settings import Settings
 from bulk_chats.sheet.loading import load_sheet
@@ -120,13 +120,13 @@ async def _change_file(
 
     async with open_session(settings, results, sink, transport=transport) as session:
         journal, client = session.journal, session.client
-        to_check = [_as_chat_request(row) for row in rows]
-        directory = await preflight_read(client, to_check, results, tell, rows=rows)
+        directory = await preflight_read(client, rows, results, tell, rows=rows)
         if isinstance(directory, RunResult):
             return directory
-        checked, rejected, warnings = _checked(rows, check_rows(to_check, directory))
+        preflight = check_changes(rows, directory)
+        checked, rejected = preflight.passed, list(preflight.rejected.values())
         results.record(rejected)
-        results.warnings.update(warnings)
+        results.warnings.update(preflight.warnings)
 
         applied = journal.changes.applied(row.chat_id for row in checked)
         to_send, finished = _resume(checked, applied)
@@ -137,7 +137,7 @@ async def _change_file(
             finished,
             rejected,
             rate=session.limiter.rate,
-            warnings=len(warnings),
+            warnings=len(preflight.warnings),
         )
         ended = go_on(plan, results, tell, confirm=confirm, rows=to_send)
         if ended is not None:
@@ -153,39 +153,6 @@ async def _change_file(
         )
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
-
-
-def _as_chat_request(row: ChangeRequest) -> ChatRequest:
-    """`row`'s assignee and department as a chat to create, which is what the pre-flight
-    (`resolve.check_rows`) checks and resolves: the rules are the same."""
-    return ChatRequest(
-        index=row.index,
-        source_row=row.source_row,
-        customer=None,
-        application=0,
-        assignee=row.assignee,
-        department=row.department,
-        names=row.names,
-    )
-
-
-def _checked(
-    rows: Sequence[ChangeRequest], preflight: Preflight
-) -> tuple[list[ChangeRequest], list[Outcome], dict[int, str]]:
-    """`rows` after the pre-flight: those that passed, with their ids filled in; the
-    outcomes of the others, keeping their chat; the warnings."""
-    passed = {draft.index: draft for draft in preflight.passed}
-    checked = [
-        replace(row, assignee=passed[row.index].assignee, department=passed[row.index].department)
-        for row in rows
-        if row.index in passed
-    ]
-    by_index = {row.index: row for row in rows}
-    rejected = [
-        replace(outcome, chat_id=by_index[index].chat_id)
-        for index, outcome in preflight.rejected.items()
-    ]
-    return checked, rejected, dict(preflight.warnings)
 
 
 def _resume(

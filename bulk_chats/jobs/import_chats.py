@@ -33,8 +33,8 @@ from bulk_chats.jobs.session import (
     results_for,
     write_run,
 )
-from bulk_chats.lookups.customers import look_up_customers
-from bulk_chats.lookups.directory import assign_customers, check_rows
+from bulk_chats.lookups.customers import assign_customers, look_up_customers
+from bulk_chats.lookups.directory import check_rows
 from bulk_chats.lookups.new_customers import create_customers, created_earlier
 from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import Status

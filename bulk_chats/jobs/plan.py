@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bulk_chats.jobs.resume import ResumePlan
-from bulk_chats.lookups.customers import Lookups, search_requests
+from bulk_chats.lookups.customers import Lookups, customer_searches, search_requests
 from bulk_chats.lookups.directory import Preflight
-from bulk_chats.records import ChangeRequest, Outcome, Status
+from bulk_chats.records import ChangeRequest, ChatRequest, Outcome, Status
 from bulk_chats.settings import DEFAULT_RATE
 
 
@@ -121,7 +121,7 @@ def _duration(seconds: float) -> str:
 def plan_import(
     counts: Mapping[str, int],
     resume: ResumePlan,
-    preflight: Preflight,
+    preflight: Preflight[ChatRequest],
     *,
     rate: float,
     dry_run: bool = False,
@@ -137,7 +137,7 @@ def plan_import(
     chats = sum(1 for row in passed if row.chat_id is None)
     messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
     statuses = sum(1 for row in passed if row.status is not None)
-    searches = preflight.lookups if lookups is None else 0
+    searches = customer_searches(passed) if lookups is None else 0
     customers = 0 if lookups is None else len(lookups.missing)
     made = 0 if lookups is None else search_requests(len(lookups.names) - len(lookups.created))
     total = chats + messages + statuses + searches + (0 if dry_run else customers)

@@ -19,7 +19,7 @@ import httpx
 
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.limiter import RateLimiter, default_concurrency
-from bulk_chats.checks.new_chats import Validation
+from bulk_chats.checks.columns import Verdict
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
 from bulk_chats.fields import RESULT_COLUMNS
 from bulk_chats.jobs.plan import Plan
@@ -90,7 +90,7 @@ def prepare_results(out: Path, sheet: Sheet) -> None:
 
 
 def results_for(
-    settings: Settings, sheet: Sheet, validation: Validation, *, mode: str, now: dt.datetime
+    settings: Settings, sheet: Sheet, validation: Verdict, *, mode: str, now: dt.datetime
 ) -> ResultsSoFar:
     """What gathers a run's outcomes, once it is sure its results workbook can be written
     (in the reports folder, made for the journal too, unless `--out` says elsewhere)."""
@@ -171,7 +171,7 @@ KEY_REFUSED = "not sent: the API refused the key"
 
 async def preflight_read(
     client: HelpCrunchClient,
-    to_check: Sequence[ChatRequest],
+    to_check: Sequence[ChatRequest] | Sequence[ChangeRequest],
     results: ResultsSoFar,
     tell: Notify,
     *,
@@ -233,7 +233,7 @@ class ResultsSoFar:
     for a row is the one written."""
 
     sheet: Sheet
-    validation: Validation
+    validation: Verdict
     out: Path
     summary: Summary
     out_given: bool
@@ -280,7 +280,7 @@ class ResultsSoFar:
 
 def write_run(
     sheet: Sheet,
-    validation: Validation,
+    validation: Verdict,
     outcomes: dict[int, Outcome],
     out: Path,
     summary: Summary,

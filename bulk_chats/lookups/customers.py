@@ -1,10 +1,10 @@
-"""Customers named by email or userId: batched look-ups.
+"""Customers named by email or userId: batched look-ups, and each row given its customer.
 
 `look_up_customers` turns every distinct `customer_email` / `customer_user_id` of the
 rows into the ids of the customers that carry it, `BATCH_SIZE` names a search
 (`POST /v1/customers/search` takes a list of filters joined with `OR`), every page read.
-`bulk_chats.lookups.new_customers` then makes one customer for each name that matched no one
-(`import --create-customers`).
+`lookups.new_customers` then makes one customer for each name that matched no one
+(`import --create-customers`), and `assign_customers` gives each row its customer.
 
 Names are keyed by `name_key`: an email trimmed and compared ignoring case, a userId
 trimmed. A customer counts for every asked name it carries; a name two customers carry
@@ -14,9 +14,9 @@ visitor without an email) is ignored.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
 
@@ -24,7 +24,7 @@ import anyio
 
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.entities import Customer
-from bulk_chats.api.retry import read_with_retries
+from bulk_chats.api.retry import READ_ATTEMPTS, read_with_retries
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -32,13 +32,11 @@ from bulk_chats.errors import (
 )
 from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS
 from bulk_chats.journal.journal import Journal
-from bulk_chats.records import ChatRequest, Status
+from bulk_chats.lookups.directory import Preflight, rejected_outcome, unmatched
+from bulk_chats.records import ChatRequest, Outcome, Problem, Status
 from bulk_chats.send.pool import JournalFailure, in_thread, run_workers
 from bulk_chats.send.stopping import STOP_GRACE, pause, waits_end_once_stopped
 from bulk_chats.timing import Sleep
-
-LOOKUP_ATTEMPTS = 4
-"""Tries of one read (a listing or a customer search) before its rows are given up."""
 
 BATCH_SIZE = 80
 """Names asked in one customer search.
@@ -71,6 +69,12 @@ def name_key(name: Name) -> str:
 def search_requests(names: int) -> int:
     """The searches `names` distinct names take, one page each."""
     return -(-names // BATCH_SIZE)
+
+
+def customer_searches(rows: Iterable[ChatRequest]) -> int:
+    """The customer searches the look-ups of `rows` will make: their distinct names,
+    batched."""
+    return search_requests(len({name_key(r.customer_lookup) for r in rows if r.customer_lookup}))
 
 
 def _keys_of(customer: Customer) -> list[str]:
@@ -262,7 +266,7 @@ async def _search_batch(
     which may be its size: the caller asks fewer at once."""
     search = partial(client.search_customers, [_condition(names[key]) for key in keys])
     try:
-        answer = await read_with_retries(search, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
+        answer = await read_with_retries(search, attempts=READ_ATTEMPTS, sleep=sleep)
     except AuthenticationError as exc:
         stops.auth = exc
         return dict.fromkeys(keys, stops.failure())
@@ -310,3 +314,108 @@ async def look_up_customers(
             stop=stop,
             sleep=partial(pause, stop=stop, sleep=sleep),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Every checked row, resolved or not.
+
+    `requests` are ready to send, in input order, every id known; `outcomes` end the other
+    rows (`invalid`: a name matched nothing or several; `failed`: its look-up was refused
+    or kept failing; `not_sent`: the run stopped first; `message_failed` when the chat
+    exists). `resolved` maps each id field to the id used per row index, for the
+    workbook's `resolved_*` columns. `auth_failed` is set when a look-up got a 401.
+    `customer_created` holds the rows whose customer the tool created (now or earlier).
+    """
+
+    requests: list[ChatRequest]
+    outcomes: dict[int, Outcome]
+    resolved: dict[str, dict[int, int]]
+    auth_failed: bool = False
+    customer_created: frozenset[int] = frozenset()
+
+
+def assign_customers(
+    preflight: Preflight[ChatRequest], lookups: Lookups, *, would_create: bool = False
+) -> Resolution:
+    """Give every row of `preflight.passed` the customer its name resolved to, or an
+    outcome: `invalid` when it matched no one or several, `failed` when its look-up (or
+    the creation of its customer) failed, `not_sent` when the run stopped first.
+
+    `would_create` (a dry run of `--create-customers`): a row whose name matched no one is
+    `valid`, saying that a customer would be created. `customer_created` in the result
+    holds the rows whose customer the tool created.
+    """
+    stopped = Failure(
+        Status.NOT_SENT,
+        None,
+        "not sent: the API refused the key (401), so the run stopped"
+        if lookups.auth_failed
+        else "not sent: the run was interrupted",
+    )
+    requests: list[ChatRequest] = []
+    outcomes: dict[int, Outcome] = {}
+    resolved: dict[str, dict[int, int]] = defaultdict(dict)
+    created: set[int] = set()
+    for row in preflight.passed:
+        customer = row.customer
+        name = row.customer_lookup
+        if name is not None:
+            key = name_key(name)
+            match = lookups.found.get(key, stopped)
+            if isinstance(match, Failure):
+                outcomes[row.index] = _failed(row, match)
+                continue
+            field, value = name
+            if not match and would_create:
+                outcomes[row.index] = Outcome(
+                    index=row.index,
+                    status=Status.VALID,
+                    error_message=f"{field}: '{value}' matches no customer; "
+                    "a new one would be created",
+                )
+                continue
+            if len(match) != 1:
+                problem = Problem(
+                    f"unresolved_{field}",
+                    unmatched(field, value, "customer", match, "check it, or give the customer id"),
+                )
+                outcomes[row.index] = rejected_outcome(row, [problem])
+                continue
+            customer = match[0]
+            if key in lookups.created:
+                created.add(row.index)
+        if customer is None:  # validation lets no such row through
+            continue
+        requests.append(replace(row, customer=customer))
+        used = {
+            "customer": customer,
+            "assignee": row.assignee,
+            "department": row.department,
+            "message_agent": row.message.agent if row.message else None,
+        }
+        for id_field, used_id in used.items():
+            if used_id is not None:
+                resolved[id_field][row.index] = used_id
+    return Resolution(
+        requests=requests,
+        outcomes=outcomes,
+        resolved=dict(resolved),
+        auth_failed=lookups.auth_failed,
+        customer_created=frozenset(created),
+    )
+
+
+def _failed(draft: ChatRequest, failure: Failure) -> Outcome:
+    error = failure.error
+    status = failure.status
+    if draft.chat_id is not None and status is Status.FAILED:
+        status = Status.MESSAGE_FAILED
+    return Outcome(
+        index=draft.index,
+        status=status,
+        chat_id=draft.chat_id,
+        error_code=error.error_code if error is not None and status is not Status.NOT_SENT else "",
+        error_message=failure.message,
+        http_status=error.http_status if error is not None else None,
+    )

@@ -1,40 +1,32 @@
-"""The pre-flight and names → ids: what `import` checks and looks up before the first chat.
+"""The pre-flight: the account's agents and departments, read once, and every row checked
+against them before anything is sent.
 
-It owns the rules of PRODUCT.md › Beyond bare ids that need the account: `read_directory`
-reads its agents and departments (the first request doubles as the key check),
-`check_rows` checks every row's agent and department against them offline, and once each
-distinct customer email or userId is looked up (batched, `bulk_chats.lookups.customers`),
-`assign_customers` gives each row its customer. Rows go in and
-come out as `ChatRequest` records: the same row with its ids filled in, or an `Outcome`
-saying why it is not sent.
+It owns the rules of docs/reference.md › Names and the pre-flight that need the account:
+`read_directory` reads the agents and departments (the first request doubles as the key
+check); `check_rows` checks the rows of `import` offline against them (assignee,
+department, message agent; ids or names), `check_changes` those of `update` (assignee and
+department). Rows come out as they went in, with their ids filled in, or as an `Outcome`
+saying why they are not sent.
 
-A row whose chat already exists (only its first message is left) is checked for its
-message agent only, and one that fails keeps its chat: it is `message_failed`, not
-`invalid`. Reads change nothing, so they are retried on any transient failure
-(`bulk_chats.api.retry`).
+A row of `import` whose chat already exists (only its first message is left) is checked
+for its message agent only, and one that fails keeps its chat: it is `message_failed`,
+not `invalid`. Reads change nothing, so they are retried on any transient failure
+(`api.retry`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import anyio
 
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.entities import Agent, Department
-from bulk_chats.api.retry import read_with_retries
+from bulk_chats.api.retry import READ_ATTEMPTS, read_with_retries
 from bulk_chats.errors import ApiError, AuthenticationError
-from bulk_chats.lookups.customers import (
-    LOOKUP_ATTEMPTS,
-    Failure,
-    Lookups,
-    name_key,
-    search_requests,
-)
-from bulk_chats.records import ChatRequest, Outcome, Status
+from bulk_chats.records import ChangeRequest, ChatRequest, Outcome, Problem, Status
 from bulk_chats.timing import Sleep
 
 _LISTED_NAMES = 10
@@ -100,7 +92,15 @@ def _by_id(entities: Iterable[_Entity]) -> dict[int, _Entity]:
     return found
 
 
-def _refers_to_agents(draft: ChatRequest) -> bool:
+Row = ChatRequest | ChangeRequest
+"""A row the pre-flight checks: a chat to create (`import`) or one to change (`update`)."""
+
+R = TypeVar("R", ChatRequest, ChangeRequest)
+
+
+def _refers_to_agents(draft: Row) -> bool:
+    if isinstance(draft, ChangeRequest):
+        return draft.assignee is not None or draft.name("assignee_email") is not None
     needs_chat = draft.chat_id is None
     agent = draft.message is not None and (
         draft.message.agent is not None or draft.name("message_agent_email") is not None
@@ -111,25 +111,27 @@ def _refers_to_agents(draft: ChatRequest) -> bool:
     return agent or assignee
 
 
-def _refers_to_departments(draft: ChatRequest) -> bool:
+def _refers_to_departments(draft: Row) -> bool:
+    if isinstance(draft, ChangeRequest):
+        return draft.department is not None or draft.name("department_name") is not None
     return draft.chat_id is None and (
         draft.department is not None or draft.name("department_name") is not None
     )
 
 
 async def read_directory(
-    client: HelpCrunchClient, rows: Sequence[ChatRequest], *, sleep: Sleep = anyio.sleep
+    client: HelpCrunchClient, rows: Sequence[Row], *, sleep: Sleep = anyio.sleep
 ) -> Directory:
     """Read the agents and the departments (every page) when some draft refers to them.
 
     The two reads double as the key check; when neither listing is needed, that check is
     `client.check_key()`, one cheap read. Raises `AuthenticationError` on a 401 and the
-    last `ApiError` when a read keeps failing (`LOOKUP_ATTEMPTS` tries).
+    last `ApiError` when a read keeps failing (`READ_ATTEMPTS` tries).
     """
     need_agents = any(_refers_to_agents(d) for d in rows)
     need_departments = any(_refers_to_departments(d) for d in rows)
     if not (need_agents or need_departments):
-        await read_with_retries(client.check_key, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
+        await read_with_retries(client.check_key, attempts=READ_ATTEMPTS, sleep=sleep)
         return Directory()
     # Both reads go out together, each at its turn at the rate limiter: one after the other
     # they would hold the first chat back by a whole round trip (2% of a 20-second run at
@@ -140,7 +142,7 @@ async def read_directory(
 
     async def read(call: Callable[[], Awaitable[T]]) -> T | None:
         try:
-            return await read_with_retries(call, attempts=LOOKUP_ATTEMPTS, sleep=sleep)
+            return await read_with_retries(call, attempts=READ_ATTEMPTS, sleep=sleep)
         except ApiError as exc:
             failures.append(exc)
             group.cancel_scope.cancel()
@@ -165,36 +167,24 @@ async def read_directory(
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
-    """Why a row cannot be sent: a stable `code` naming the field, and the words."""
-
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Preflight:
-    """The rows after `check_rows`.
+class Preflight(Generic[R]):
+    """The rows after `check_rows` or `check_changes`.
 
     `passed` are the rows whose assignee, department and message agent are known, filled
-    in with their ids; `rejected` the outcomes of the others (`invalid`, or
-    `message_failed` when the chat exists); `warnings` a note per row that is sent anyway
-    (an assignee outside the row's department).
+    in with their ids; `rejected` the outcomes of the others (`invalid`, keeping the chat
+    a row of `update` names, or `message_failed` when the chat of an import's row exists);
+    `warnings` a note per row that is sent anyway (an assignee outside the row's
+    department).
     """
 
-    passed: list[ChatRequest]
+    passed: list[R]
     rejected: dict[int, Outcome]
     warnings: dict[int, str]
 
-    @property
-    def lookups(self) -> int:
-        """Customer searches the look-ups will make: the distinct names, batched."""
-        names = {name_key(d.customer_lookup) for d in self.passed if d.customer_lookup}
-        return search_requests(len(names))
 
-
-def check_rows(rows: Iterable[ChatRequest], directory: Directory) -> Preflight:
-    """Check every row's agent and department ids and names against `directory`; offline.
+def check_rows(rows: Iterable[ChatRequest], directory: Directory) -> Preflight[ChatRequest]:
+    """Check every row of `import` (its agent and department ids and names, and its
+    message agent's) against `directory`; offline.
 
     An id must be one of the account's (else `unknown_<field>`); an agent email or a
     department name must match exactly one, ignoring case and surrounding spaces (else
@@ -207,12 +197,9 @@ def check_rows(rows: Iterable[ChatRequest], directory: Directory) -> Preflight:
     warnings: dict[int, str] = {}
     for row in rows:
         problems: list[Problem] = []
-        assignee, department = row.assignee, row.department
+        assignee, department, warning = row.assignee, row.department, None
         if row.chat_id is None:
-            assignee = _agent(
-                row.assignee, row.name("assignee_email"), "assignee", directory, problems
-            )
-            department = _department(row, directory, problems)
+            assignee, department, warning = _placed(row, directory, problems)
         message = row.message
         if message is not None:
             agent = _agent(
@@ -224,14 +211,47 @@ def check_rows(rows: Iterable[ChatRequest], directory: Directory) -> Preflight:
             )
             message = replace(message, agent=agent)
         if problems:
-            rejected[row.index] = _rejected(row, problems)
+            rejected[row.index] = rejected_outcome(row, problems)
             continue
-        if row.chat_id is None and assignee is not None and department is not None:
-            members = directory.members.get(department)
-            if members is not None and assignee not in members:
-                warnings[row.index] = _outside_department(assignee, department, directory)
+        if warning is not None:
+            warnings[row.index] = warning
         passed.append(replace(row, assignee=assignee, department=department, message=message))
     return Preflight(passed, rejected, warnings)
+
+
+def check_changes(rows: Iterable[ChangeRequest], directory: Directory) -> Preflight[ChangeRequest]:
+    """Check the assignee and department every row of `update` changes to, as `check_rows`
+    does; a row refused is `invalid` and keeps its chat."""
+    passed: list[ChangeRequest] = []
+    rejected: dict[int, Outcome] = {}
+    warnings: dict[int, str] = {}
+    for row in rows:
+        problems: list[Problem] = []
+        assignee, department, warning = _placed(row, directory, problems)
+        if problems:
+            rejected[row.index] = replace(
+                rejected_outcome(row, problems), status=Status.INVALID, chat_id=row.chat_id
+            )
+            continue
+        if warning is not None:
+            warnings[row.index] = warning
+        passed.append(replace(row, assignee=assignee, department=department))
+    return Preflight(passed, rejected, warnings)
+
+
+def _placed(
+    row: Row, directory: Directory, problems: list[Problem]
+) -> tuple[int | None, int | None, str | None]:
+    """The assignee and department of `row`, from their ids or names, and a warning when
+    the assignee is not in the department."""
+    assignee = _agent(row.assignee, row.name("assignee_email"), "assignee", directory, problems)
+    department = _department(row, directory, problems)
+    warning = None
+    if not problems and assignee is not None and department is not None:
+        members = directory.members.get(department)
+        if members is not None and assignee not in members:
+            warning = _outside_department(assignee, department, directory)
+    return assignee, department, warning
 
 
 def _agent(
@@ -262,7 +282,7 @@ def _agent(
     )
 
 
-def _department(row: ChatRequest, directory: Directory, problems: list[Problem]) -> int | None:
+def _department(row: Row, directory: Directory, problems: list[Problem]) -> int | None:
     departments = directory.departments or {}
     if row.department is not None:
         if row.department not in departments:
@@ -291,11 +311,11 @@ def _one(
     """The one id in `found`; else a problem saying that nothing, or how many, matched."""
     if len(found) == 1:
         return found[0]
-    problems.append(Problem(f"unresolved_{field}", _unmatched(field, value, kind, found, hint)))
+    problems.append(Problem(f"unresolved_{field}", unmatched(field, value, kind, found, hint)))
     return None
 
 
-def _unmatched(field: str, value: str, kind: str, found: Sequence[int], hint: str) -> str:
+def unmatched(field: str, value: str, kind: str, found: Sequence[int], hint: str) -> str:
     if not found:
         return f"{field}: '{value}' matches no {kind} of this account; {hint}"
     shown = ", ".join(str(i) for i in sorted(found)[:5]) + (", …" if len(found) > 5 else "")
@@ -313,9 +333,9 @@ def _outside_department(assignee: int, department: int, directory: Directory) ->
     return f"warning: assignee {who} is not in department {where}; sent as it is"
 
 
-def _rejected(row: ChatRequest, problems: Sequence[Problem]) -> Outcome:
-    """A row pre-flight or resolution stops: `invalid`, or `message_failed` when its chat
-    exists (it keeps the chat; a re-run posts only the message)."""
+def rejected_outcome(row: Row, problems: Sequence[Problem]) -> Outcome:
+    """A row of `import` pre-flight or resolution stops: `invalid`, or `message_failed`
+    when its chat exists (it keeps the chat; a re-run posts only the message)."""
     status = Status.INVALID if row.chat_id is None else Status.MESSAGE_FAILED
     return Outcome(
         index=row.index,
@@ -323,111 +343,4 @@ def _rejected(row: ChatRequest, problems: Sequence[Problem]) -> Outcome:
         chat_id=row.chat_id,
         error_code="; ".join(p.code for p in problems),
         error_message=" | ".join(p.message for p in problems),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """Every checked row, resolved or not.
-
-    `requests` are ready to send, in input order, every id known; `outcomes` end the other
-    rows (`invalid`: a name matched nothing or several; `failed`: its look-up was refused
-    or kept failing; `not_sent`: the run stopped first; `message_failed` when the chat
-    exists). `resolved` maps each id field to the id used per row index, for the
-    workbook's `resolved_*` columns. `auth_failed` is set when a look-up got a 401.
-    `customer_created` holds the rows whose customer the tool created (now or earlier).
-    """
-
-    requests: list[ChatRequest]
-    outcomes: dict[int, Outcome]
-    resolved: dict[str, dict[int, int]]
-    auth_failed: bool = False
-    customer_created: frozenset[int] = frozenset()
-
-
-def assign_customers(
-    preflight: Preflight, lookups: Lookups, *, would_create: bool = False
-) -> Resolution:
-    """Give every row of `preflight.passed` the customer its name resolved to, or an
-    outcome: `invalid` when it matched no one or several, `failed` when its look-up (or
-    the creation of its customer) failed, `not_sent` when the run stopped first.
-
-    `would_create` (a dry run of `--create-customers`): a row whose name matched no one is
-    `valid`, saying that a customer would be created. `customer_created` in the result
-    holds the rows whose customer the tool created.
-    """
-    stopped = Failure(
-        Status.NOT_SENT,
-        None,
-        "not sent: the API refused the key (401), so the run stopped"
-        if lookups.auth_failed
-        else "not sent: the run was interrupted",
-    )
-    requests: list[ChatRequest] = []
-    outcomes: dict[int, Outcome] = {}
-    resolved: dict[str, dict[int, int]] = defaultdict(dict)
-    created: set[int] = set()
-    for row in preflight.passed:
-        customer = row.customer
-        name = row.customer_lookup
-        if name is not None:
-            key = name_key(name)
-            match = lookups.found.get(key, stopped)
-            if isinstance(match, Failure):
-                outcomes[row.index] = _failed(row, match)
-                continue
-            field, value = name
-            if not match and would_create:
-                outcomes[row.index] = Outcome(
-                    index=row.index,
-                    status=Status.VALID,
-                    error_message=f"{field}: '{value}' matches no customer; "
-                    "a new one would be created",
-                )
-                continue
-            if len(match) != 1:
-                problem = Problem(
-                    f"unresolved_{field}",
-                    _unmatched(
-                        field, value, "customer", match, "check it, or give the customer id"
-                    ),
-                )
-                outcomes[row.index] = _rejected(row, [problem])
-                continue
-            customer = match[0]
-            if key in lookups.created:
-                created.add(row.index)
-        if customer is None:  # validation lets no such row through
-            continue
-        requests.append(replace(row, customer=customer))
-        used = {
-            "customer": customer,
-            "assignee": row.assignee,
-            "department": row.department,
-            "message_agent": row.message.agent if row.message else None,
-        }
-        for id_field, used_id in used.items():
-            if used_id is not None:
-                resolved[id_field][row.index] = used_id
-    return Resolution(
-        requests=requests,
-        outcomes=outcomes,
-        resolved=dict(resolved),
-        auth_failed=lookups.auth_failed,
-        customer_created=frozenset(created),
-    )
-
-
-def _failed(draft: ChatRequest, failure: Failure) -> Outcome:
-    error = failure.error
-    status = failure.status
-    if draft.chat_id is not None and status is Status.FAILED:
-        status = Status.MESSAGE_FAILED
-    return Outcome(
-        index=draft.index,
-        status=status,
-        chat_id=draft.chat_id,
-        error_code=error.error_code if error is not None and status is not Status.NOT_SENT else "",
-        error_message=failure.message,
-        http_status=error.http_status if error is not None else None,
     )

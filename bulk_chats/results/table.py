@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bulk_chats.checks.columns import Verdict
 from bulk_chats.checks.ids import parse_ids
 from bulk_chats.checks.new_chats import Validation
 from bulk_chats.checks.verdict import optional_ints
@@ -39,7 +40,7 @@ def default_out_path(input_path: Path, reports_dir: Path, now: dt.datetime) -> P
 
 def build_results(
     sheet: Sheet,
-    validation: Validation,
+    verdict: Verdict,
     outcomes: Mapping[int, Outcome],
     *,
     resolved: Mapping[str, Mapping[int, int]] | None = None,
@@ -57,12 +58,15 @@ def build_results(
     index = sheet.cells.index
     # Shallow copies: pandas copies the data only if an outcome below changes it, so a
     # validate run (no outcomes) adds no column of a million rows.
-    status = validation.status.copy(deep=False)
-    chat_id = validation.fed_back_chat_id.copy(deep=False)
-    message_id = validation.fed_back_message_id.copy(deep=False)
-    error_code = validation.error_code.copy(deep=False)
-    error_message = validation.error_message.copy(deep=False)
+    status = verdict.status.copy(deep=False)
+    chat_id = verdict.chat_id.copy(deep=False)
+    error_code = verdict.error_code.copy(deep=False)
+    error_message = verdict.error_message.copy(deep=False)
     http_status = pd.Series(pd.NA, index=index, dtype="Int64")
+    if isinstance(verdict, Validation):
+        message_id = verdict.message_id.copy(deep=False)
+    else:
+        message_id = http_status.copy(deep=False)
     attempts = http_status.copy(deep=False)
     for position, outcome in outcomes.items():
         status.iat[position] = outcome.status.value

@@ -42,7 +42,7 @@ from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, Api
 from bulk_chats.ui.guard import Guard
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
 from bulk_chats.ui.preview import Preview, column_options, mapping_fields, read_preview
-from bulk_chats.ui.problems import Problems, read_problems
+from bulk_chats.ui.problems import ProblemTable, read_problems
 from bulk_chats.ui.uploads import DEFAULT_MAX_UPLOAD, Upload, UploadRefused, receive_upload
 
 EVENT_INTERVAL = 0.25
@@ -84,7 +84,7 @@ class UiApp:
         self._preview = Preview()
         self._jobs: dict[int, Job] = {}
         self._job: Job | None = None
-        self._problems: dict[int, Problems] = {}
+        self._problems: dict[int, ProblemTable] = {}
         self.closing = False
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),

@@ -37,7 +37,7 @@ _MESSAGE_SEPARATOR = " | "
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class ProblemLine:
     """One problem of one row: the field it concerns (blank when it is the whole row's),
     that field's cell as the sheet has it, and the message with its fix."""
 
@@ -49,14 +49,14 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
-class Problems:
+class ProblemTable:
     """The first `MAX_PROBLEMS` problems of a results workbook, and how many rows have one."""
 
-    shown: tuple[Problem, ...]
+    shown: tuple[ProblemLine, ...]
     rows: int
 
 
-def read_problems(out: Path, field_headers: Mapping[str, str]) -> Problems:
+def read_problems(out: Path, field_headers: Mapping[str, str]) -> ProblemTable:
     """The rows of the results workbook at `out` that did not end valid, created,
     updated (now or earlier), skipped or not_sent.
 
@@ -65,20 +65,20 @@ def read_problems(out: Path, field_headers: Mapping[str, str]) -> Problems:
     still counts them).
     """
     if out.suffix.lower() != ".xlsx":
-        return Problems((), 0)
+        return ProblemTable((), 0)
     from python_calamine import CalamineWorkbook
 
     try:
         rows = CalamineWorkbook.from_path(str(out)).get_sheet_by_name("results").to_python()
     except Exception:  # the counts are shown whatever happens here
-        return Problems((), 0)
+        return ProblemTable((), 0)
     if not rows:
-        return Problems((), 0)
+        return ProblemTable((), 0)
     header = [str(h) for h in rows[0]]
     at = {name: i for i, name in reversed(list(enumerate(header)))}
     if not {"source_row", "status", "error_message"} <= at.keys():
-        return Problems((), 0)
-    shown: list[Problem] = []
+        return ProblemTable((), 0)
+    shown: list[ProblemLine] = []
     count = 0
     for row in rows[1:]:
         status = str(row[at["status"]])
@@ -96,7 +96,7 @@ def read_problems(out: Path, field_headers: Mapping[str, str]) -> Problems:
                 # and Close chats do not echo their input's chat_id; the results' has it.)
                 field, value = "chat_id", chat
             shown.append(
-                Problem(
+                ProblemLine(
                     source_row=int(_cell(row[at["source_row"]]) or 0),
                     status=status,
                     field=field,
@@ -104,7 +104,7 @@ def read_problems(out: Path, field_headers: Mapping[str, str]) -> Problems:
                     message=message,
                 )
             )
-    return Problems(tuple(shown), count)
+    return ProblemTable(tuple(shown), count)
 
 
 def _messages(text: str) -> list[tuple[str, str]]:

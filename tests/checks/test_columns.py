@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bulk_chats.checks.columns import Problems, chat_status_spelling, duplicates
+from bulk_chats.checks.columns import ProblemColumns, chat_status_spelling, duplicates
 
 
 def test_the_option_spelling_is_checked_like_a_cell() -> None:
@@ -18,7 +18,7 @@ def test_the_option_spelling_is_checked_like_a_cell() -> None:
 def test_problems_join_each_rows_codes_and_messages_in_order() -> None:
     """Codes join with "; " and messages with " | ", in the order added; a row without a
     problem stays ""; a per-row text array goes to the rows of its mask in order."""
-    problems = Problems(3)
+    problems = ProblemColumns(3)
     problems.add(np.array([True, False, True]), "a", np.array(["m0", "m2"], dtype=object))
     problems.add(np.array([True, False, False]), "b", "n")
     codes, messages = problems.joined()

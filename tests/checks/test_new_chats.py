@@ -262,7 +262,7 @@ def test_row_with_a_chat_id_from_an_earlier_run_is_already_created() -> None:
     )
     validation = validate_sheet(sheet)
     assert validation.status.tolist() == ["already_created", "valid"]
-    assert validation.fed_back_chat_id.tolist() == [555, pd.NA]
+    assert validation.chat_id.tolist() == [555, pd.NA]
 
 
 # --- first messages --------------------------------------------------------------------

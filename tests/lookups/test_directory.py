@@ -14,14 +14,17 @@ import respx
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.entities import Agent, Department
 from bulk_chats.api.limiter import RateLimiter
+from bulk_chats.api.retry import READ_ATTEMPTS
 from bulk_chats.errors import AuthenticationError
-from bulk_chats.lookups.customers import BATCH_SIZE, look_up_customers
-from bulk_chats.lookups.directory import (
-    LOOKUP_ATTEMPTS,
-    Directory,
-    Preflight,
+from bulk_chats.lookups.customers import (
+    BATCH_SIZE,
     Resolution,
     assign_customers,
+    look_up_customers,
+)
+from bulk_chats.lookups.directory import (
+    Directory,
+    Preflight,
     check_rows,
     read_directory,
 )
@@ -163,7 +166,7 @@ async def test_a_read_that_keeps_failing_gives_up(
     route = api.get("/agents").respond(500, json={"errors": [{"code": "internal_error"}]})
     with pytest.raises(Exception, match="500"):
         await read_directory(client, [draft(0, assignee=4188)], sleep=fake.sleep)
-    assert route.call_count == LOOKUP_ATTEMPTS
+    assert route.call_count == READ_ATTEMPTS
 
 
 @pytest.mark.parametrize(

@@ -252,7 +252,7 @@ def test_round_trip(tmp_path: Path, suffix: str) -> None:
     assert {"source_row", "status", "chat_id", "error_code"} <= back.fed_back.keys()
     after = validate_sheet(back)
     pd.testing.assert_frame_equal(after.ids, before.ids)
-    assert after.fed_back_chat_id.tolist() == [BIG_CHAT_ID, 7, pd.NA, pd.NA]
+    assert after.chat_id.tolist() == [BIG_CHAT_ID, 7, pd.NA, pd.NA]
     assert after.status.tolist() == ["already_created", "already_created", "invalid", "valid"]
     assert back.source_rows == sheet.source_rows
 

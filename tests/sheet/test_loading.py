@@ -434,7 +434,7 @@ def test_results_columns_recognised(tmp_path: Path) -> None:
         "attempts": 6,
     }
     assert sheet.echoed == [1, 2]
-    assert validate_sheet(sheet).fed_back_chat_id.tolist() == [777, pd.NA]
+    assert validate_sheet(sheet).chat_id.tolist() == [777, pd.NA]
 
 
 @pytest.mark.parametrize("dropped", ["source_row", "status", "chat_id"])
