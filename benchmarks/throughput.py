@@ -74,6 +74,7 @@ from pathlib import Path
 import anyio
 import httpx
 
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.sandbox import APPLICATIONS, DEPARTMENTS
 from bulk_chats.sandbox.seed import FIRST_CUSTOMER_ID
@@ -344,7 +345,7 @@ def run_import(
 
         async def main() -> tuple[int, float | None]:
             with anyio.fail_after(bound):
-                result = await import_file(settings, transport=transport)
+                result = await import_file(settings, Hooks(transport=transport))
             return result.counts.get("created", 0), result.learned_limit
 
         created, learned = anyio.run(main)

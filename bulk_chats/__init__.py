@@ -21,9 +21,10 @@ from bulk_chats.errors import (
     ReportError,
 )
 from bulk_chats.jobs.change_chats import close_file, update_file
-from bulk_chats.jobs.import_chats import import_file, validate_file
+from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.jobs.plan import Plan
-from bulk_chats.jobs.session import RunResult
+from bulk_chats.jobs.result import RunResult
+from bulk_chats.jobs.validate import validate_file
 from bulk_chats.records import (
     ChangeRequest,
     ChatChange,

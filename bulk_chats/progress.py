@@ -7,6 +7,7 @@ A tqdm bar on a terminal, a periodic log line on stderr otherwise, nothing with
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import Counter
@@ -63,6 +64,16 @@ def _counts_text(counts: Counter[Status], limit: float | None) -> str:
     failed = sum(counts[s] for s in _FAILURES)
     text = f"{done}={counts[Status(done)]} failed={failed}"
     return text if limit is None else f"{text}, account limit {limit:g}/min"
+
+
+def duration_text(seconds: float) -> str:
+    """`seconds` as a person reads a duration: `45s`, `2m 05s`, `3h 20m`, rounded up (an
+    estimate that promises less than it takes is worse than one that promises more)."""
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
 
 
 def limit_text(rate: float) -> str:

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from bulk_chats.progress import BarProgress, LogProgress, NullProgress
+from bulk_chats.progress import BarProgress, LogProgress, NullProgress, duration_text
 from bulk_chats.records import Outcome, Status
 
 
@@ -88,3 +88,20 @@ def test_bar_progress_shows_the_learned_limit() -> None:
     text = stream.getvalue()
     assert "the account allows 60 requests a minute; running at that\n" in text
     assert "created=1 failed=0, account limit 60/min" in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (0.2, "1s"),
+        (59.5, "1m 00s"),
+        (125, "2m 05s"),
+        (3600, "1h 00m"),
+        (50_400, "14h 00m"),
+    ],
+)
+def test_a_duration_reads_as_a_person_says_it_rounded_up(seconds: float, text: str) -> None:
+    """Durations are whole seconds, minutes and hours, rounded up: the plan and the page
+    never promise less time than a run takes."""
+    assert duration_text(seconds) == text

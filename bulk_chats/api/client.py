@@ -82,6 +82,10 @@ USER_AGENT = f"bulk-chats/{_package_version()}"
 
 T = TypeVar("T")
 
+Transport = httpx.AsyncBaseTransport
+"""What carries a client's requests: the network by default; a mock or an in-process app
+in tests (so that no other module needs httpx for the type)."""
+
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date.
@@ -127,7 +131,7 @@ class HelpCrunchClient:
         api_key: ApiKey | None,
         *,
         limiter: RateLimiter | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         wall_clock: Callable[[], float] = time.time,

@@ -21,6 +21,7 @@ from bulk_chats.checks.ids import (
     filled,
     shorten,
 )
+from bulk_chats.errors import InputError
 from bulk_chats.fields import EMAIL_FIELDS
 from bulk_chats.sheet.loading import Sheet
 
@@ -39,6 +40,17 @@ def chat_status_spelling(text: str) -> str | None:
     """`text` as the API spells the status it means (any case, spaces trimmed; `on-hold`,
     `onhold` → `on hold`, `open` → `opened`); None when it names none."""
     return _STATUS_SPELLINGS.get(" ".join(text.lower().split()))
+
+
+def chat_status_option(text: str, *, named: str) -> str:
+    """The status a run's `--chat-status` (or the page's field) gives blank cells, as the
+    API spells it; `InputError` naming it as `named` when `text` is no status."""
+    status = chat_status_spelling(text)
+    if status is None:
+        raise InputError(
+            f"{named}: {text!r} is not a chat status; use one of " + ", ".join(CHAT_STATUSES)
+        )
+    return status
 
 
 _PLAUSIBLE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")

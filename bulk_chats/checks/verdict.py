@@ -196,7 +196,7 @@ def _message_missing(validation: Validation) -> pd.Series:
 
 def _status_wanted(validation: Validation) -> pd.Series:
     """Rows a fed-back workbook gives a chat that are to end in a `chat_status`: whether
-    an earlier run set it is the journal's to say (`resume.plan_resume`)."""
+    an earlier run set it is the journal's to say (`resume.sort_by_earlier_runs`)."""
     return (
         validation.status.eq(Status.ALREADY_CREATED.value)
         & validation.chat_status.ne("")

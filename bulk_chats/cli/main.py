@@ -15,13 +15,15 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from bulk_chats.checks.columns import CHAT_STATUSES, chat_status_spelling
+from bulk_chats.checks.columns import chat_status_option
 from bulk_chats.errors import BulkChatsError, InputError
 from bulk_chats.jobs.change_chats import close_file, update_file
-from bulk_chats.jobs.import_chats import import_file, validate_file
-from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED, Job, run_interruptible
+from bulk_chats.jobs.hooks import Hooks, JobFunction
+from bulk_chats.jobs.import_chats import import_file
+from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED, run_interruptible
 from bulk_chats.jobs.plan import Plan
-from bulk_chats.jobs.session import RunResult
+from bulk_chats.jobs.result import RunResult
+from bulk_chats.jobs.validate import validate_file
 from bulk_chats.progress import BarProgress, LogProgress, NullProgress, ProgressSink, limit_text
 from bulk_chats.settings import (
     API_KEY_ENV,
@@ -212,7 +214,7 @@ def close(**options: Any) -> None:
 
 
 def _send(
-    job: Job,
+    job: JobFunction,
     *,
     file: Path,
     out: Path | None,
@@ -236,12 +238,7 @@ def _send(
     with _user_errors(), contextlib.ExitStack() as stack:
         status = None
         if chat_status is not None:
-            status = chat_status_spelling(chat_status)
-            if status is None:
-                raise InputError(
-                    f"--chat-status: {chat_status!r} is not a chat status; use one of "
-                    + ", ".join(CHAT_STATUSES)
-                )
+            status = chat_status_option(chat_status, named="--chat-status")
         root, key = _api_target(
             stack,
             sandbox=sandbox,
@@ -266,13 +263,12 @@ def _send(
             create_customers=create_customers,
         )
         interactive = sys.stdin.isatty() and sys.stderr.isatty()
-        result = run_interruptible(
-            job,
-            settings,
+        hooks = Hooks(
             progress=_pick_progress(no_progress),
             confirm=None if yes or not interactive else _confirm,
             notify=lambda text: click.echo(text, err=True),
         )
+        result = run_interruptible(job, settings, hooks)
     _print_summary(result)
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)

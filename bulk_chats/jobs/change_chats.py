@@ -1,50 +1,31 @@
 """The jobs that change chats that exist: `update_file` and `close_file`.
 
-They run the machinery of `import` (PRODUCT.md › Migrations): read and validate offline,
+They run the machinery of `import` (docs/migrations.md): read and validate offline,
 open the journal, the pre-flight (the key checked, agent and department ids checked and
 names resolved), the plan and its confirmation, the changes at the rate, and the results
-workbook. Nothing here prints: notices go to the `notify` callback.
+workbook. Nothing here prints: notices go to `Hooks.notify`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
-
-import anyio
-import httpx
 
 from bulk_chats.checks.changes import validate_changes
 from bulk_chats.checks.verdict import changes_to_send
 from bulk_chats.errors import InputError
-from bulk_chats.jobs.plan import Plan, plan_changes
-from bulk_chats.jobs.session import (
-    Notify,
-    RunResult,
-    go_on,
-    open_session,
-    preflight_read,
-    results_for,
-)
+from bulk_chats.jobs.hooks import Hooks
+from bulk_chats.jobs.plan import plan_changes
+from bulk_chats.jobs.result import RunResult, results_for
+from bulk_chats.jobs.session import go_on, open_session, preflight_read
 from bulk_chats.lookups.directory import check_changes
-from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import ChangeRequest, ChatChange, Outcome, Status
 from bulk_chats.send.changes import send_changes
 from bulk_chats.settings import Settings
 from bulk_chats.sheet.loading import load_sheet
 
 
-async def update_file(
-    settings: Settings,
-    *,
-    progress: ProgressSink | None = None,
-    confirm: Callable[[Plan], bool] | None = None,
-    notify: Notify | None = None,
-    stop: anyio.Event | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    now: dt.datetime | None = None,
-) -> RunResult:
+async def update_file(settings: Settings, hooks: Hooks | None = None) -> RunResult:
     """Change the chats the rows of `settings.input_path` name by `chat_id`: assignee,
     department, then status, one `PUT` each; write the results workbook.
 
@@ -53,61 +34,23 @@ async def update_file(
     checks the key: a 401 stops here with exit 3 and nothing sent; then agents and
     departments are checked and names resolved); the changes earlier runs applied are
     left out (a row with none left is `already_updated`); the plan, given to `notify` and
-    then to `confirm`, which may decline; the changes. `stop` (Ctrl-C) starts no new
+    then to `hooks.confirm`, which may decline; the changes. `hooks.stop` (Ctrl-C) starts no new
     row; a 401 stops the run and the rest is `not_sent`. Raises InputError when the file
     or the settings cannot be used.
     """
-    return await _change_file(
-        settings,
-        close=False,
-        progress=progress,
-        confirm=confirm,
-        notify=notify,
-        stop=stop,
-        transport=transport,
-        now=now,
-    )
+    return await _change_file(settings, hooks or Hooks(), close=False)
 
 
-async def close_file(
-    settings: Settings,
-    *,
-    progress: ProgressSink | None = None,
-    confirm: Callable[[Plan], bool] | None = None,
-    notify: Notify | None = None,
-    stop: anyio.Event | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    now: dt.datetime | None = None,
-) -> RunResult:
+async def close_file(settings: Settings, hooks: Hooks | None = None) -> RunResult:
     """Close every chat the `chat_id` column of `settings.input_path` names, and change
     nothing else; rows without a `chat_id` are `skipped`. Given an import's results
     workbook, this undoes that import as far as the API allows (it deletes nothing).
     Everything else is as `update_file`."""
-    return await _change_file(
-        settings,
-        close=True,
-        progress=progress,
-        confirm=confirm,
-        notify=notify,
-        stop=stop,
-        transport=transport,
-        now=now,
-    )
+    return await _change_file(settings, hooks or Hooks(), close=True)
 
 
-async def _change_file(
-    settings: Settings,
-    *,
-    close: bool,
-    progress: ProgressSink | None,
-    confirm: Callable[[Plan], bool] | None,
-    notify: Notify | None,
-    stop: anyio.Event | None,
-    transport: httpx.AsyncBaseTransport | None,
-    now: dt.datetime | None,
-) -> RunResult:
-    now = now or dt.datetime.now()
-    tell = notify or (lambda _: None)
+async def _change_file(settings: Settings, hooks: Hooks, *, close: bool) -> RunResult:
+    now, tell, sink = hooks.started(), hooks.notify, hooks.progress
     if settings.api_key is None:
         raise InputError("no API key given")
     sheet = load_sheet(
@@ -116,9 +59,8 @@ async def _change_file(
     validation = validate_changes(sheet, close=close, chat_status=settings.chat_status)
     results = results_for(settings, sheet, validation, mode="close" if close else "update", now=now)
     rows = changes_to_send(sheet, validation)
-    sink = progress or NullProgress()
 
-    async with open_session(settings, results, sink, transport=transport) as session:
+    async with open_session(settings, results, sink, transport=hooks.transport) as session:
         journal, client = session.journal, session.client
         directory = await preflight_read(client, rows, results, tell, rows=rows)
         if isinstance(directory, RunResult):
@@ -139,7 +81,7 @@ async def _change_file(
             rate=session.limiter.rate,
             warnings=len(preflight.warnings),
         )
-        ended = go_on(plan, results, tell, confirm=confirm, rows=to_send)
+        ended = go_on(plan, results, tell, confirm=hooks.confirm, rows=to_send)
         if ended is not None:
             return ended
 
@@ -149,7 +91,7 @@ async def _change_file(
             concurrency=session.concurrency,
             progress=sink,
             journal=journal.changes,
-            stop=stop,
+            stop=hooks.stop,
         )
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)

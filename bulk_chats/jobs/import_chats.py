@@ -1,108 +1,59 @@
-"""The two jobs, start to end: `validate_file` and `import_file`.
+"""`import`, start to end: read and validate, the pre-flight, the plan, the look-ups, the
+sending, the results workbook.
 
-Each reads the sheet, validates it, and (for import) runs the pre-flight, plans, looks up
-names, sends and journals, then writes the results workbook. They return a `RunResult`;
-the CLI maps it to an exit status. Nothing here prints: notices, the plan among them, go
-to the `notify` callback.
+`import_file` returns a `RunResult`; the command line maps it to an exit status. Nothing
+here prints: notices, the plan among them, go to `Hooks.notify`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
 from functools import partial
 
-import anyio
-import httpx
-
-from bulk_chats.checks.new_chats import Validation, validate_sheet
 from bulk_chats.checks.verdict import fed_back, rows_to_send
 from bulk_chats.errors import InputError
-from bulk_chats.jobs.plan import Plan, plan_import
-from bulk_chats.jobs.resume import plan_resume
-from bulk_chats.jobs.session import (
-    KEY_REFUSED,
-    Notify,
-    RunResult,
-    end_rows,
-    go_on,
-    make_reports_dir,
-    open_session,
-    preflight_read,
-    prepare_results,
-    results_for,
-    write_run,
-)
+from bulk_chats.jobs.hooks import Hooks
+from bulk_chats.jobs.plan import plan_import
+from bulk_chats.jobs.result import RunResult, end_rows, results_for
+from bulk_chats.jobs.resume import sort_by_earlier_runs
+from bulk_chats.jobs.session import KEY_REFUSED, go_on, open_session, preflight_read
+from bulk_chats.jobs.validate import read_and_validate
 from bulk_chats.lookups.customers import assign_customers, look_up_customers
 from bulk_chats.lookups.directory import check_rows
 from bulk_chats.lookups.new_customers import create_customers, created_earlier
-from bulk_chats.progress import NullProgress, ProgressSink
 from bulk_chats.records import Status
-from bulk_chats.results.table import default_out_path
-from bulk_chats.results.workbook import Summary
 from bulk_chats.send.chats import send_chats
 from bulk_chats.settings import Settings
-from bulk_chats.sheet.loading import Sheet, load_sheet
 
 
-def validate_file(settings: Settings, *, now: dt.datetime | None = None) -> RunResult:
-    """Read and validate every row of `settings.input_path`; send nothing; write the
-    results workbook. Raises InputError when the file cannot be used."""
-    now = now or dt.datetime.now()
-    sheet, validation = read_and_validate(settings)
-    if settings.out is None:
-        make_reports_dir(settings.reports_dir)
-    out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
-    prepare_results(out, sheet)
-    summary = Summary(settings.input_path, "validate", "", now)
-    return write_run(sheet, validation, {}, out, summary, out_given=settings.out is not None)
-
-
-def read_and_validate(settings: Settings) -> tuple[Sheet, Validation]:
-    """The offline part of both jobs: load the sheet and validate every row."""
-    sheet = load_sheet(settings.input_path, sheet=settings.sheet, columns=settings.columns)
-    return sheet, validate_sheet(sheet, chat_status=settings.chat_status)
-
-
-async def import_file(
-    settings: Settings,
-    *,
-    progress: ProgressSink | None = None,
-    confirm: Callable[[Plan], bool] | None = None,
-    notify: Notify | None = None,
-    stop: anyio.Event | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    now: dt.datetime | None = None,
-) -> RunResult:
+async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResult:
     """Validate, run the pre-flight, then create a chat (and its first message) for every
     row that passed, and write the results workbook.
 
     In order: read and validate; open the journal and plan the resume (rows an earlier
     run finished are neither looked up nor sent); the pre-flight (its first request
     checks the key: a 401 stops here, nothing created; then agent and department ids and
-    names are checked); the plan, given to `notify` and then to `confirm`, which may
-    decline; the customer look-ups; the sending. With `settings.dry_run` everything but
-    the sending runs, and the rows that would be sent are `valid`.
+    names are checked); the plan, given to `hooks.notify` and then to `hooks.confirm`,
+    which may decline; the customer look-ups; the sending. With `settings.dry_run`
+    everything but the sending runs, and the rows that would be sent are `valid`.
 
-    Every request shares one limiter at `settings.rate` per minute. `stop` (set on Ctrl-C)
-    stops starting new look-ups and rows. A 401 stops the run: the rest is `not_sent`.
+    Every request shares one limiter at `settings.rate` per minute. `hooks.stop` (set on
+    Ctrl-C) stops starting new look-ups and rows. A 401 stops the run: the rest is `not_sent`.
     Raises InputError when the file or the settings cannot be used.
     """
-    now = now or dt.datetime.now()
-    tell = notify or (lambda _: None)
+    hooks = hooks or Hooks()
+    now, tell, stop, sink = hooks.started(), hooks.notify, hooks.stop, hooks.progress
     if settings.api_key is None:
         raise InputError("no API key given")
     sheet, validation = read_and_validate(settings)
     mode = "dry-run" if settings.dry_run else "import"
     results = results_for(settings, sheet, validation, mode=mode, now=now)
     rows = rows_to_send(sheet, validation)
-    sink = progress or NullProgress()
 
-    async with open_session(settings, results, sink, transport=transport) as session:
+    async with open_session(settings, results, sink, transport=hooks.transport) as session:
         journal, client, concurrency = session.journal, session.client, session.concurrency
         entries = journal.chats.entries(row.key for row in rows)
         chats = [e.chat_id for e in entries.values()] + [r.chat_id for r in rows]
-        resume = plan_resume(
+        resume = sort_by_earlier_runs(
             rows,
             entries,
             fed_back(sheet, validation),
@@ -145,7 +96,12 @@ async def import_file(
         if resume.worth_telling:
             tell(resume.describe())
         ended = go_on(
-            plan, results, tell, confirm=confirm, rows=preflight.passed, dry_run=settings.dry_run
+            plan,
+            results,
+            tell,
+            confirm=hooks.confirm,
+            rows=preflight.passed,
+            dry_run=settings.dry_run,
         )
         if ended is not None:
             return ended
@@ -167,7 +123,7 @@ async def import_file(
             return results.finish(auth_failed=True)
         if settings.dry_run:
             results.record(end_rows(resolution.requests, Status.VALID, ""))
-            return results.finish(interrupted=_stopped(stop))
+            return results.finish(interrupted=hooks.stopped())
 
         result = await send_chats(
             resolution.requests,
@@ -180,7 +136,3 @@ async def import_file(
         )
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
-
-
-def _stopped(stop: anyio.Event | None) -> bool:
-    return stop is not None and stop.is_set()

@@ -4,7 +4,7 @@ The first SIGINT sets the run's `stop` event: no new rows start, requests in fli
 finish, and the results workbook is written. The second ends the process at once with
 `EXIT_INTERRUPTED`; every journal write is its own transaction, so the journal stays
 consistent and a later run resumes from it. `bulk-chats ui` follows the same policy from
-its own thread (`bulk_chats.ui.server.serve_ui`).
+its own thread (`ui.server.serve_ui`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable, Coroutine
-from typing import Any
+from dataclasses import replace
 
 import anyio
 
-from bulk_chats.jobs.plan import Plan
-from bulk_chats.jobs.session import RunResult
-from bulk_chats.progress import ProgressSink
+from bulk_chats.jobs.hooks import Hooks, JobFunction
+from bulk_chats.jobs.result import RunResult
 from bulk_chats.settings import Settings
 
 EXIT_INTERRUPTED = 130
@@ -31,21 +29,12 @@ STOPPING = "stopping: no new rows; waiting for requests in flight (Ctrl-C again 
 EXITING = "interrupted again: exiting now"
 """The notice of the second Ctrl-C, just before the process ends."""
 
-Job = Callable[..., Coroutine[Any, Any, RunResult]]
-"""A sending run: `import_file`, `update_file` or `close_file`."""
 
-
-def run_interruptible(
-    job: Job,
-    settings: Settings,
-    *,
-    progress: ProgressSink,
-    confirm: Callable[[Plan], bool] | None,
-    notify: Callable[[str], None],
-) -> RunResult:
+def run_interruptible(job: JobFunction, settings: Settings, hooks: Hooks) -> RunResult:
     """Run `job` on a new event loop of this (the main) thread, with the two-stage Ctrl-C
-    above; `notify` gets the run's notices and the Ctrl-C ones (each after a line break,
-    so that it starts clear of a progress bar)."""
+    above as its `hooks.stop`; `hooks.notify` gets the run's notices and the Ctrl-C ones
+    (each after a line break, so that it starts clear of a progress bar)."""
+    notify = hooks.notify
 
     async def main() -> RunResult:
         stop = anyio.Event()
@@ -60,7 +49,7 @@ def run_interruptible(
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
         try:
-            return await job(settings, progress=progress, confirm=confirm, notify=notify, stop=stop)
+            return await job(settings, replace(hooks, stop=stop))
         finally:
             loop.remove_signal_handler(signal.SIGINT)
 

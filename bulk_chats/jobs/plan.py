@@ -7,13 +7,13 @@ and the web page show before asking to go on.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bulk_chats.jobs.resume import ResumePlan
+from bulk_chats.jobs.resume import EarlierRuns
 from bulk_chats.lookups.customers import Lookups, customer_searches, search_requests
 from bulk_chats.lookups.directory import Preflight
+from bulk_chats.progress import duration_text
 from bulk_chats.records import ChangeRequest, ChatRequest, Outcome, Status
 from bulk_chats.settings import DEFAULT_RATE
 
@@ -30,7 +30,7 @@ class Plan:
     look-ups with `--create-customers` (`lookups_made`), which precede the plan.
     `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
     or duplicate; `held` rows an earlier run left `unknown` are held back (see
-    `resume.plan_resume`). `warnings` counts rows sent despite a warning. `changes` counts
+    `resume.sort_by_earlier_runs`). `warnings` counts rows sent despite a warning. `changes` counts
     the `PUT /v1/chats/...` requests: the statuses an import sets, or with `updating`
     every change of `update` or `close` (which create no chat).
     """
@@ -72,12 +72,12 @@ class Plan:
             if self.lookups:
                 lines.append(
                     f"the look-ups are made now: {_count(self.lookups, 'request')}, about "
-                    f"{_duration(self.lookups * 60 / self.rate)} at {self.rate:g} a minute"
+                    f"{duration_text(self.lookups * 60 / self.rate)} at {self.rate:g} a minute"
                 )
         else:
             lines = [
                 f"{rows} to send: {', '.join(work)}",
-                f"{_count(self.requests, 'request')}, about {_duration(self.seconds)} at "
+                f"{_count(self.requests, 'request')}, about {duration_text(self.seconds)} at "
                 f"{self.rate:g} a minute",
             ]
         if self.lookups_made:
@@ -110,17 +110,9 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(math.ceil(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
-
-
 def plan_import(
     counts: Mapping[str, int],
-    resume: ResumePlan,
+    resume: EarlierRuns,
     preflight: Preflight[ChatRequest],
     *,
     rate: float,

@@ -34,7 +34,7 @@ NOTHING_FED_BACK: Final = FedBack()
 
 
 @dataclass(frozen=True, slots=True)
-class ResumePlan:
+class EarlierRuns:
     """Every row to send, sorted by what earlier runs left of it.
 
     `finished` holds the outcomes of rows the journal knows are done (`already_created`,
@@ -126,14 +126,14 @@ def _rows(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
 
 
-def plan_resume(
+def sort_by_earlier_runs(
     rows: Iterable[ChatRequest],
     entries: Mapping[str, JournalEntry],
     fed_back: FedBack = NOTHING_FED_BACK,
     *,
     fresh: bool = False,
     applied: Collection[tuple[int, str, str]] = frozenset(),
-) -> ResumePlan:
+) -> EarlierRuns:
     """Sort `rows` by what the journal's `entries` (by `ChatRequest.key`) and `fed_back` say.
 
     - a chat exists, its first message was posted (or it has none) and its `status` is
@@ -181,7 +181,7 @@ def plan_resume(
         else:
             to_send.append(row)
     claimed = fed_back.chat_ids | {e.chat_id for e in entries.values() if e.chat_id is not None}
-    return ResumePlan(
+    return EarlierRuns(
         finished=tuple(finished),
         held=tuple(held),
         to_send=tuple(to_send),

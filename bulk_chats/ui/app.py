@@ -32,10 +32,11 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bulk_chats.checks.columns import CHAT_STATUSES, chat_status_spelling
+from bulk_chats.checks.columns import CHAT_STATUSES, chat_status_option
+from bulk_chats.errors import InputError
 from bulk_chats.fields import FIELD_NAMES
-from bulk_chats.jobs.session import RunResult
-from bulk_chats.progress import limit_text
+from bulk_chats.jobs.result import RunResult
+from bulk_chats.progress import duration_text, limit_text
 from bulk_chats.records import Status
 from bulk_chats.results.workbook import STATUS_COLOURS
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
@@ -217,12 +218,10 @@ class UiApp:
         if kind.sends and key is None:
             return _error("type the API key first (Settings → Developers → Public API)", 400)
         typed_status = str(body.get("chat_status") or "").strip()
-        status = chat_status_spelling(typed_status) if typed_status else None
-        if typed_status and status is None:
-            return _error(
-                f"chat status: {typed_status!r} is not one; use one of " + ", ".join(CHAT_STATUSES),
-                400,
-            )
+        try:
+            status = chat_status_option(typed_status, named="chat status") if typed_status else None
+        except InputError as exc:
+            return _error(str(exc), 400)
         # The options go to every run; a library call ignores what it does not read
         # (`close` sets closed whatever the cells or the option say).
         settings = Settings(
@@ -344,15 +343,7 @@ def _progress_text(view: JobView) -> str:
     if progress.per_minute is not None:
         parts.append(f"{progress.per_minute:.0f} rows a minute")
     if progress.eta is not None and progress.done < progress.total:
-        parts.append(f"about {_duration(progress.eta)} left")
+        parts.append(f"about {duration_text(progress.eta)} left")
     if progress.learned_limit is not None:
         parts.append(limit_text(progress.learned_limit))
     return " · ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"

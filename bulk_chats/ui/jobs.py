@@ -16,16 +16,18 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import anyio
 
 from bulk_chats.errors import BulkChatsError
 from bulk_chats.jobs.change_chats import close_file, update_file
-from bulk_chats.jobs.import_chats import import_file, validate_file
+from bulk_chats.jobs.hooks import Hooks, JobFunction
+from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.jobs.plan import Plan
-from bulk_chats.jobs.session import RunResult
+from bulk_chats.jobs.result import RunResult
+from bulk_chats.jobs.validate import validate_file
 from bulk_chats.records import Outcome, Status
 from bulk_chats.settings import Settings
 
@@ -34,19 +36,6 @@ CONFIRM_TIMEOUT = 3600.0
 
 _CONFIRM_POLL = 0.2
 """Seconds between looks at Stop while waiting for Confirm."""
-
-
-@dataclass(frozen=True, slots=True)
-class Hooks:
-    """What a run reports to and hears from the page: the library's own callbacks."""
-
-    progress: JobProgress
-    confirm: Callable[[Plan], bool]
-    notify: Callable[[str], None]
-    stop: anyio.Event
-
-
-RunFunction = Callable[[Settings, Hooks], Awaitable[RunResult]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +48,7 @@ class JobKind:
     name: str
     label: str
     sends: bool
-    run: RunFunction
+    run: JobFunction
     progress: bool = False
     chats: bool = False
     effect: str = "created"
@@ -71,32 +60,18 @@ async def _validate(settings: Settings, hooks: Hooks) -> RunResult:
 
 
 async def _dry_run(settings: Settings, hooks: Hooks) -> RunResult:
-    return await import_file(replace(settings, dry_run=True), notify=hooks.notify, stop=hooks.stop)
+    # Nothing is sent, so there is neither progress to show nor a plan to confirm.
+    quiet = Hooks(notify=hooks.notify, stop=hooks.stop, transport=hooks.transport)
+    return await import_file(replace(settings, dry_run=True), quiet)
 
 
-def _sending(function: Callable[..., Awaitable[RunResult]]) -> RunFunction:
-    """A run of `import_file`, `update_file` or `close_file` with all of the page's hooks:
-    they share the pre-flight, the plan and its Confirm, the sending and Stop."""
-
-    async def run(settings: Settings, hooks: Hooks) -> RunResult:
-        return await function(
-            settings,
-            progress=hooks.progress,
-            confirm=hooks.confirm,
-            notify=hooks.notify,
-            stop=hooks.stop,
-        )
-
-    return run
-
-
-def _changing(name: str, label: str, function: Callable[..., Awaitable[RunResult]]) -> JobKind:
+def _changing(name: str, label: str, function: JobFunction) -> JobKind:
     """A run that changes chats that exist, which its rows name by `chat_id`."""
     return JobKind(
         name,
         label,
         sends=True,
-        run=_sending(function),
+        run=function,
         progress=True,
         chats=True,
         effect="changed",
@@ -108,7 +83,7 @@ JOB_KINDS: dict[str, JobKind] = {
     for kind in (
         JobKind("validate", "Validate", sends=False, run=_validate),
         JobKind("dry_run", "Dry run", sends=True, run=_dry_run),
-        JobKind("import", "Import", sends=True, run=_sending(import_file), progress=True),
+        JobKind("import", "Import", sends=True, run=import_file, progress=True),
         _changing("update", "Update", update_file),
         _changing("close", "Close chats", close_file),
     )

@@ -13,9 +13,10 @@ from typing import Any
 import anyio
 import pytest
 
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.jobs.plan import Plan
-from bulk_chats.jobs.session import RunResult
+from bulk_chats.jobs.result import RunResult
 from bulk_chats.sandbox import Faults, RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, Settings
 from tests.e2e import test_durability
@@ -84,7 +85,7 @@ def run(
 
     async def main() -> RunResult:
         return await import_file(
-            settings, notify=(notes if notes is not None else []).append, confirm=confirm
+            settings, Hooks(notify=(notes if notes is not None else []).append, confirm=confirm)
         )
 
     return anyio.run(main)

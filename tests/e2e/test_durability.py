@@ -47,6 +47,7 @@ from click.testing import CliRunner
 
 from bulk_chats.api import retry
 from bulk_chats.cli.main import cli
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.jobs.resume import HELD_UNKNOWN
 from bulk_chats.journal.journal import JOURNAL_NAME
@@ -583,9 +584,9 @@ async def test_faults_after_storing_leave_no_duplicate_and_no_row_missing(
         api_key=ApiKey(KEY),
         reports_dir=tmp_path / "reports",
     )
-    result = await import_file(settings, transport=ShortTimeouts())
+    result = await import_file(settings, Hooks(transport=ShortTimeouts()))
     if not result.all_done:
-        result = await import_file(settings, transport=ShortTimeouts())
+        result = await import_file(settings, Hooks(transport=ShortTimeouts()))
     assert result.all_done, result.counts
     assert_converged(sandbox, read_results(result.out), rows)
     assert set(sandbox.state.faults) == set(Faults.KINDS)

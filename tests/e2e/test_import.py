@@ -23,8 +23,9 @@ from bulk_chats.api import retry
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.limiter import RateLimiter
 from bulk_chats.cli.main import cli
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.import_chats import import_file
-from bulk_chats.jobs.session import RunResult
+from bulk_chats.jobs.result import RunResult
 from bulk_chats.progress import NullProgress
 from bulk_chats.records import ChatRequest, Outcome, Status
 from bulk_chats.sandbox import (
@@ -379,7 +380,7 @@ async def test_a_key_revoked_mid_run_draws_no_401_beyond_the_requests_already_se
             reports_dir=tmp_path / "reports",
         )
         with anyio.fail_after(60):
-            result = await import_file(settings, transport=transport)
+            result = await import_file(settings, Hooks(transport=transport))
     rows = results(result.out)
 
     assert result.auth_failed

@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from bulk_chats.cli.main import cli
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.jobs.plan import Plan
-from bulk_chats.jobs.session import RunResult
+from bulk_chats.jobs.result import RunResult
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, Settings
 
@@ -72,8 +73,7 @@ def run(
     async def main() -> RunResult:
         return await import_file(
             settings(sandbox, tmp_path, source, **fields),
-            confirm=confirm,
-            notify=(notes if notes is not None else []).append,
+            Hooks(confirm=confirm, notify=(notes if notes is not None else []).append),
         )
 
     return anyio.run(main)

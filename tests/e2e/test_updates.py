@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,9 @@ from click.testing import CliRunner
 from bulk_chats.api import retry
 from bulk_chats.cli.main import cli
 from bulk_chats.jobs.change_chats import close_file, update_file
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.import_chats import import_file
-from bulk_chats.jobs.session import RunResult
+from bulk_chats.jobs.result import RunResult
 from bulk_chats.sandbox import (
     AGENTS,
     CUSTOMERS,
@@ -359,11 +359,9 @@ def test_import_sets_each_chat_status_after_its_message(
     plans: list[str] = []
     reports = tmp_path / "reports"
     result = anyio.run(
-        partial(
-            import_file,
-            settings(source, sandbox.base_url, reports / "a.xlsx", chat_status="closed"),
-            notify=plans.append,
-        )
+        import_file,
+        settings(source, sandbox.base_url, reports / "a.xlsx", chat_status="closed"),
+        Hooks(notify=plans.append),
     )
     if not result.all_done:  # a fault may leave a row for the re-run, as it would a user
         result = anyio.run(

@@ -10,8 +10,8 @@ from typing import Any
 
 import anyio
 
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.interrupt import STOPPING, run_interruptible
-from bulk_chats.progress import NullProgress
 from bulk_chats.settings import Settings
 
 
@@ -21,20 +21,18 @@ def test_the_first_ctrl_c_sets_stop_says_so_and_lets_the_run_finish() -> None:
     notices: list[str] = []
     finished = object()
 
-    async def job(settings: Settings, *, stop: anyio.Event, **hooks: Any) -> Any:
+    async def job(settings: Settings, hooks: Hooks) -> Any:
+        stop = hooks.stop
+        assert stop is not None
         assert not stop.is_set()
         os.kill(os.getpid(), signal.SIGINT)
         with anyio.fail_after(10):
             await stop.wait()
-        hooks["notify"]("the run's own notice")
+        hooks.notify("the run's own notice")
         return finished
 
     result = run_interruptible(
-        job,
-        Settings(input_path=Path("rows.csv")),
-        progress=NullProgress(),
-        confirm=None,
-        notify=notices.append,
+        job, Settings(input_path=Path("rows.csv")), Hooks(notify=notices.append)
     )
 
     assert result is finished

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bulk_chats.jobs.resume import HELD_UNKNOWN, ResumePlan, plan_resume
+from bulk_chats.jobs.resume import HELD_UNKNOWN, EarlierRuns, sort_by_earlier_runs
 from bulk_chats.journal.chats import JournalEntry
 from bulk_chats.journal.journal import Journal
 from bulk_chats.journal.schema import SENDING
@@ -119,10 +119,10 @@ def test_plan_resume_classifies_each_state(
         for step in steps:
             step(journal, request)
     with Journal.open(path, scope=SCOPE) as journal:
-        plan = plan_resume([request], journal.chats.entries([request.key]))
+        plan = sort_by_earlier_runs([request], journal.chats.entries([request.key]))
 
     if expected == "send":
-        assert plan == ResumePlan(to_send=(request,), known=len(steps) > 0)
+        assert plan == EarlierRuns(to_send=(request,), known=len(steps) > 0)
     elif expected[0] == "confirm":  # type: ignore[index]
         assert plan.finished == ()
         assert plan.to_send == (replace(request, search_since=expected[1]),)  # type: ignore[index]
@@ -167,7 +167,7 @@ def test_plan_resume_keeps_input_order_and_describes_itself() -> None:
         requests[2].key: entry(chat_id=12),
         requests[3].key: entry(state=SENDING, unresolved_since=100.0),
     }
-    plan = plan_resume(requests, earlier)
+    plan = sort_by_earlier_runs(requests, earlier)
 
     assert [o.index for o in plan.finished] == [0, 1]
     assert [r.index for r in plan.to_send] == [2, 3, 4]
@@ -178,7 +178,7 @@ def test_plan_resume_keeps_input_order_and_describes_itself() -> None:
         f"2 rows were already created (the latest on {stamp}); 3 to send "
         "(1 only the first message; 1 first looked for, as an earlier attempt got no answer)"
     )
-    assert plan_resume(requests[:1], {}).describe() == "1 to send"
+    assert sort_by_earlier_runs(requests[:1], {}).describe() == "1 to send"
 
 
 def test_workbook_unknown_rows_the_journal_does_not_know_are_held_back(journal: Journal) -> None:
@@ -194,7 +194,7 @@ def test_workbook_unknown_rows_the_journal_does_not_know_are_held_back(journal: 
 
     requests = [unknown_here, unknown_elsewhere, message_left, plain]
     fed_back = FedBack(unknown=frozenset({0, 1, 2}))
-    plan = plan_resume(requests, journal.chats.entries(r.key for r in requests), fed_back)
+    plan = sort_by_earlier_runs(requests, journal.chats.entries(r.key for r in requests), fed_back)
 
     assert plan.to_send == (replace(unknown_here, search_since=500.0), message_left, plain)
     assert plan.held == (Outcome(index=1, status=Status.UNKNOWN, error_message=HELD_UNKNOWN),)
@@ -213,7 +213,7 @@ def test_rows_are_recognised_by_their_chat_fields_not_their_position(journal: Jo
 
     moved = replace(make_request(101, index=40), source_row=99)
     assert moved.key == request.key
-    plan = plan_resume([moved], journal.chats.entries([moved.key]))
+    plan = sort_by_earlier_runs([moved], journal.chats.entries([moved.key]))
     assert [o.index for o in plan.finished] == [40]
 
 
@@ -222,8 +222,8 @@ def test_fresh_run_sends_rows_the_workbook_left_unknown() -> None:
     request = make_request(1, index=0)
     fed_back = FedBack(unknown=frozenset({0}))
 
-    assert plan_resume([request], {}, fed_back).held != ()
-    plan = plan_resume([request], {}, fed_back, fresh=True)
+    assert sort_by_earlier_runs([request], {}, fed_back).held != ()
+    plan = sort_by_earlier_runs([request], {}, fed_back, fresh=True)
     assert (plan.held, plan.to_send) == ((), (request,))
 
 
@@ -237,9 +237,9 @@ def test_plan_counts_workbook_rows_as_done_and_claims_every_known_chat(journal: 
     requests = [done, pending]
 
     fed_back = FedBack(finished=3, chat_ids=frozenset({900, 901}))
-    plan = plan_resume(requests, journal.chats.entries(r.key for r in requests), fed_back)
+    plan = sort_by_earlier_runs(requests, journal.chats.entries(r.key for r in requests), fed_back)
 
     assert plan.already_done == 4
     assert plan.claimed_chat_ids == {555, 900, 901}
     assert plan.worth_telling
-    assert not plan_resume([pending], {}).worth_telling
+    assert not sort_by_earlier_runs([pending], {}).worth_telling

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bulk_chats.errors import InputError, JournalError
-from bulk_chats.jobs.resume import plan_resume
+from bulk_chats.jobs.resume import sort_by_earlier_runs
 from bulk_chats.journal import schema as journal_schema
 from bulk_chats.journal.chats import JournalEntry
 from bulk_chats.journal.journal import Journal, scope_for
@@ -263,7 +263,7 @@ def test_killed_run_leaves_rows_to_confirm_and_its_lock_goes(path: Path) -> None
         index=1, source_row=3, customer=2, application=7, message=FirstMessage("hello")
     )
     with Journal.open(path, scope=SCOPE) as journal:
-        plan = plan_resume(
+        plan = sort_by_earlier_runs(
             [unanswered, half_done], journal.chats.entries([unanswered.key, half_done.key])
         )
     assert plan.finished == ()
@@ -321,7 +321,7 @@ def test_run_killed_while_writing_keeps_every_write_that_returned(path: Path) ->
         for n in range(last + 1)
     ]
     with Journal.open(path, scope=SCOPE) as journal:
-        plan = plan_resume(requests, journal.chats.entries(r.key for r in requests))
+        plan = sort_by_earlier_runs(requests, journal.chats.entries(r.key for r in requests))
     assert plan.to_send == ()
     assert [o.chat_id for o in plan.finished] == [10_000 + n for n in range(last + 1)]
 

@@ -18,7 +18,7 @@ import pytest
 
 from bulk_chats.checks.new_chats import validate_sheet
 from bulk_chats.errors import ReportError
-from bulk_chats.jobs.import_chats import validate_file
+from bulk_chats.jobs.validate import validate_file
 from bulk_chats.records import Outcome, Status
 from bulk_chats.results import files as out_files
 from bulk_chats.results import workbook as report_writer

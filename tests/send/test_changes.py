@@ -14,7 +14,7 @@ import pytest
 import respx
 
 from bulk_chats.api.client import HelpCrunchClient
-from bulk_chats.jobs.resume import plan_resume
+from bulk_chats.jobs.resume import sort_by_earlier_runs
 from bulk_chats.journal.chats import JournalEntry
 from bulk_chats.records import ChangeRequest, ChatChange, ChatRequest, FirstMessage, Status
 from bulk_chats.send.changes import APPLIED, FAILED, send_changes
@@ -253,9 +253,9 @@ def test_resume_sends_only_a_status_not_yet_applied() -> None:
     without, it is sent with chat and message ids, so only the status goes out."""
     row = import_row()
     entries = {row.key: entry(chat_id=500, message_id=900, created_at=1.0)}
-    done = plan_resume([row], entries, applied={(500, "status", "closed")})
+    done = sort_by_earlier_runs([row], entries, applied={(500, "status", "closed")})
     assert [o.status for o in done.finished] == [Status.ALREADY_CREATED]
-    left = plan_resume([row], entries, applied={(500, "status", "pending")})
+    left = sort_by_earlier_runs([row], entries, applied={(500, "status", "pending")})
     assert [(r.chat_id, r.message_id) for r in left.to_send] == [(500, 900)]
     assert left.status_only == 1
     assert "1 only the status" in left.describe()

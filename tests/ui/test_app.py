@@ -404,7 +404,8 @@ async def test_a_chat_status_that_is_none_is_refused(ui: tuple[UiApp, httpx.Asyn
     await upload(client, SAMPLE)
     answer = await client.post("/run", params=q(), json={"kind": "validate", "chat_status": "done"})
     assert answer.status_code == 400
-    assert "'done' is not one; use one of new, opened" in answer.json()["error"]
+    error = answer.json()["error"]
+    assert "chat status: 'done' is not a chat status; use one of new, opened" in error
     assert app.job is None
 
 
