@@ -127,6 +127,12 @@ RESOLVED_COLUMNS: Final = {
 """Results workbook column → the id field whose resolved id it shows; written when a name
 column stands in for that field."""
 
+WORKSHEET_ROWS: Final = 1_048_576
+"""Rows a worksheet holds, the header included."""
+
+WORKSHEET_COLUMNS: Final = 16_384
+"""Columns a worksheet holds."""
+
 RESULT_COLUMNS: Final = (
     "source_row",
     "status",

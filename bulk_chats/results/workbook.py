@@ -7,10 +7,8 @@ place by `out_files`, so that a run killed mid-write leaves no half workbook.
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import math
-import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -24,7 +22,9 @@ from xlsxwriter.exceptions import FileCreateError
 from xlsxwriter.utility import xl_col_to_name
 
 from bulk_chats.errors import InputError, ReportError
+from bulk_chats.fields import WORKSHEET_COLUMNS, WORKSHEET_ROWS
 from bulk_chats.records import Status
+from bulk_chats.results.csv_file import CHUNK_ROWS, write_csv
 from bulk_chats.results.files import place, remove_leftovers, staging
 
 STATUS_COLOURS = {
@@ -43,11 +43,6 @@ STATUS_COLOURS = {
     Status.SKIPPED: "#EDEDED",
 }
 
-MAX_ROWS = 1_048_576
-"""Rows a worksheet holds, the header included."""
-
-MAX_COLUMNS = 16_384
-"""Columns a worksheet holds."""
 
 MAX_TEXT = 32_767
 """Characters (UTF-16 units) a workbook cell holds; Excel refuses a file with a longer one."""
@@ -81,15 +76,15 @@ def check_room(out: Path, rows: int, columns: int) -> None:
     """
     if out.suffix.lower() == ".csv":
         return
-    if rows + 1 > MAX_ROWS:
+    if rows + 1 > WORKSHEET_ROWS:
         raise InputError(
             f"{out}: {rows:,} rows are more than a workbook sheet holds "
-            f"({MAX_ROWS - 1:,} below the header); write CSV with --out NAME.csv"
+            f"({WORKSHEET_ROWS - 1:,} below the header); write CSV with --out NAME.csv"
         )
-    if columns > MAX_COLUMNS:
+    if columns > WORKSHEET_COLUMNS:
         raise InputError(
             f"{out}: {columns:,} columns are more than a workbook sheet holds "
-            f"({MAX_COLUMNS:,}); write CSV with --out NAME.csv"
+            f"({WORKSHEET_COLUMNS:,}); write CSV with --out NAME.csv"
         )
 
 
@@ -122,7 +117,7 @@ def write_results(
         out.parent.mkdir(parents=True, exist_ok=True)
         with staging(out) as staged:
             if out.suffix.lower() == ".csv":
-                _write_csv(results, staged)
+                write_csv(results, staged)
             else:
                 _write_xlsx(results, staged, summary, scratch=staged.parent)
             return place(staged, out, replace=replace)
@@ -145,80 +140,6 @@ def count_error_codes(results: pd.DataFrame) -> dict[str, int]:
     for text in codes[codes.notna() & codes.ne("")]:
         counts.update(code.strip() for code in str(text).split(";") if code.strip())
     return dict(counts.most_common())
-
-
-CHUNK_ROWS = 16_384
-"""Rows converted and written at a time: the writers' memory does not grow with the sheet."""
-
-
-# The CSV writer below is kept because the loader benchmark needs it: for its 1,000,000
-# rows it takes 1.7 s of CPU where `DataFrame.to_csv` takes 6.0 s, which would put
-# `validate --out x.csv` at about 2x of its baseline (the target's limit) instead of 1.1x.
-def _write_csv(results: pd.DataFrame, path: Path) -> None:
-    """RFC 4180 CSV, UTF-8 with a BOM, a chunk of rows at a time.
-
-    Lines are joined from whole columns of text (quoted only where a cell holds a comma,
-    a quote or a line break, as the csv module would): the csv module itself spends
-    a third of a microsecond on every cell.
-    """
-    with path.open("wb") as handle:
-        labels = _csv_texts(np.array([str(label) for label in results.columns], dtype=object))
-        handle.write(codecs.BOM_UTF8 + (",".join(labels) + "\r\n").encode("utf-8"))
-        for start in range(0, len(results), CHUNK_ROWS):
-            chunk = results.iloc[start : start + CHUNK_ROWS]
-            columns = [_csv_texts(_csv_column(chunk.iloc[:, i])) for i in range(chunk.shape[1])]
-            lines = map(",".join, zip(*columns, strict=True))
-            handle.write(("\r\n".join(lines) + "\r\n").encode("utf-8"))
-
-
-def _csv_column(column: pd.Series) -> Any:
-    """A column's cells as text: blanks "", whole floats without ".0" (else `attempts` 1
-    would read "1.0"), ints exact, the rest as `str()` gives them."""
-    values = column.to_numpy(dtype=object)
-    kind = pd.api.types.infer_dtype(values, skipna=False)
-    if kind in ("string", "empty"):
-        return values
-    if kind == "integer":
-        return np.fromiter(map(str, values), dtype=object, count=len(values))
-    missing = np.asarray(pd.isna(values), dtype=bool)
-    present = np.flatnonzero(~missing)
-    out = np.empty(len(values), dtype=object)
-    out.fill("")
-    chosen = values[present]
-    if pd.api.types.infer_dtype(chosen) == "string":
-        out[present] = chosen
-    else:
-        out[present] = np.array([_csv_cell(v) for v in chosen] + [None], dtype=object)[:-1]
-    return out
-
-
-def _csv_cell(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _csv_texts(texts: Any) -> Any:
-    """Texts quoted where the csv module would quote them (a comma, a quote, CR or LF),
-    looking at each one only when the column as a whole holds such a character."""
-    joined = "\x00".join(texts)
-    # `in` scans at memory speed; the regular expression only runs when there is a hit.
-    if not any(special in joined for special in ',"\r\n'):
-        return texts
-    hits = [match.start() for match in _CSV_SPECIAL.finditer(joined)]
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    starts = np.cumsum(lengths + 1) - (lengths + 1)
-    need = np.unique(np.searchsorted(starts, hits, side="right") - 1)
-    quoted = texts.copy()
-    quoted[need] = np.fromiter(map(_quote, texts[need]), dtype=object, count=len(need))
-    return quoted
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"'
-
-
-_CSV_SPECIAL = re.compile(r'[",\r\n]')
 
 
 def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary, *, scratch: Path) -> None:

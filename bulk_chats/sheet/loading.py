@@ -25,14 +25,15 @@ from bulk_chats.fields import (
     FED_BACK_COLUMNS,
     FIELD_NAMES,
     RESULT_COLUMNS,
+    WORKSHEET_COLUMNS,
     headers_for,
     names_for,
 )
 from bulk_chats.sheet.csv_file import read_csv
 from bulk_chats.sheet.workbook import read_workbook
 
-MAX_COLUMNS = 16_384 - len(RESULT_COLUMNS)
-"""Input columns a sheet may have: a worksheet holds 16,384, and the results add theirs."""
+MAX_INPUT_COLUMNS = WORKSHEET_COLUMNS - len(RESULT_COLUMNS)
+"""Input columns a sheet may have: the results workbook adds its own to a worksheet's."""
 
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"})
@@ -212,10 +213,10 @@ def _to_sheet(
     headers = [str(h).strip() for h in rows.iloc[first]]
     while headers and not headers[-1] and _blank_values(rows.iloc[:, len(headers) - 1]).all():
         headers.pop()
-    if len(headers) > MAX_COLUMNS:
+    if len(headers) > MAX_INPUT_COLUMNS:
         raise InputError(
             f"{path}: {len(headers):,} columns, more than a results workbook can hold beside "
-            f"its own ({MAX_COLUMNS:,}); remove the columns the import does not need"
+            f"its own ({MAX_INPUT_COLUMNS:,}); remove the columns the import does not need"
         )
     keep = filled[1:]
     if len(keep) and keep[-1] - keep[0] == len(keep) - 1:

@@ -1,12 +1,13 @@
 """Workbook input: a workbook's sheet as cells of the types the file gave them.
 
 The file is checked for what would make the reader misbehave (not a zip, an encrypted
-package, a broken compound file) and then read by `workbook_reader` in a child process held
+package, a broken compound file) and then read by `workbook_child` in a child process held
 to a memory and time limit, so that a crafted file costs a one-line error, not the run.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 import subprocess
@@ -19,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from bulk_chats.errors import InputError
-from bulk_chats.sheet import workbook_child as workbook_reader
+from bulk_chats.sheet import workbook_child
 
-# The workbook is read by `workbook_reader` in a child process held to `READER_MEMORY`:
+# The workbook is read by `workbook_child` in a child process held to `READER_MEMORY`:
 # a file built to exhaust memory costs a failed child and a one-line error (see there).
 READER_MEMORY = 4 << 30
 """Bytes of address space the workbook reader may use."""
@@ -36,6 +37,8 @@ apart, in a small file, would make a million-row grid of blanks."""
 
 
 def read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
+    """The cells of `sheet` (None: the first) of the workbook at `path`, as the types the
+    file gave them, blanks as ""; `InputError` with one line for anything unusable."""
     suffix = path.suffix.lower()
     if suffix in {".xlsx", ".xlsm", ".xlsb", ".ods"} and not zipfile.is_zipfile(path):
         raise InputError(_not_a_workbook(path))
@@ -45,29 +48,13 @@ def read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
     if problem:
         raise InputError(f"{path}: not a readable {suffix} workbook ({problem})")
     budget = max(10_000_000, _CELLS_PER_BYTE * path.stat().st_size)
-    command = [
-        sys.executable,
-        "-P",
-        workbook_reader.__file__,
-        str(path),
-        sheet or "",
-        str(READER_MEMORY),
-        str(budget),
-    ]
     try:
-        # Our own interpreter and code, arguments as a list (no shell): nothing to inject.
-        child = subprocess.run(  # noqa: S603
-            command, capture_output=True, timeout=READER_TIMEOUT, check=False
-        )
-        # Trusted: our own child, pickling only the plain values calamine returns.
-        answer = pickle.loads(child.stdout) if child.returncode == 0 else None  # noqa: S301
+        answer = _ask_child("read", str(path), sheet or "", str(READER_MEMORY), str(budget))
     except subprocess.TimeoutExpired:
         raise InputError(
             f"{path}: reading the workbook took more than {READER_TIMEOUT:.0f} s; "
             "save it again from Excel, or as CSV"
         ) from None
-    except (OSError, pickle.UnpicklingError, EOFError):
-        answer = None
     if answer is None:
         raise InputError(
             f"{path}: not a readable {suffix} workbook (reading it failed: damaged, or built "
@@ -92,6 +79,38 @@ def read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
     if not data:
         raise InputError(f"{path}: the sheet is empty")
     return pd.DataFrame(data, dtype=object).fillna("")
+
+
+def sheet_names(path: Path) -> list[str]:
+    """The sheets of the workbook at `path`, in order, read by the same capped child as
+    its cells; [] when they cannot be read (reading the sheet then says why)."""
+    try:
+        answer = _ask_child("sheets", str(path), str(READER_MEMORY))
+    except subprocess.TimeoutExpired:
+        return []
+    if answer is None or answer[0] != "sheets":
+        return []
+    return [str(name) for name in answer[1]]
+
+
+def _ask_child(*arguments: str) -> tuple[Any, ...] | None:
+    """The answer of `workbook_child` run with `arguments`; None when it failed. Raises
+    `subprocess.TimeoutExpired` past `READER_TIMEOUT`."""
+    command = [sys.executable, "-P", workbook_child.__file__, *arguments]
+    # A Rust panic that prints its backtrace while out of memory can deadlock the child.
+    environment = {**os.environ, "RUST_BACKTRACE": "0"}
+    try:
+        # Our own interpreter and code, arguments as a list (no shell): nothing to inject.
+        child = subprocess.run(  # noqa: S603
+            command, capture_output=True, timeout=READER_TIMEOUT, check=False, env=environment
+        )
+        if child.returncode != 0:
+            return None
+        # Trusted: our own child, pickling only the plain values calamine returns.
+        answer = pickle.loads(child.stdout)  # noqa: S301
+    except (OSError, pickle.UnpicklingError, EOFError):
+        return None
+    return answer if isinstance(answer, tuple) and answer else None
 
 
 def _not_a_workbook(path: Path, error: str = "") -> str:

@@ -1,20 +1,23 @@
-"""Read one sheet of a workbook with python-calamine, in a child process held to a memory
-limit, and write what it found to stdout as a pickle.
+"""Read a workbook with python-calamine in a child process held to a memory limit, and write
+what it found to stdout as a pickle.
 
-    python -P workbook_reader.py PATH SHEET MEMORY BUDGET
+    python -P workbook_child.py read PATH SHEET MEMORY BUDGET
+    python -P workbook_child.py sheets PATH MEMORY
 
 calamine (Rust) trusts sizes written in the file: a 6 KB .xlsx with one cell at XFD1048576
 makes it allocate 512 GiB, an .xls whose sector chain loops makes it allocate until the
 process dies, and either way Rust aborts the whole process, which no `except` can catch.
 Held to MEMORY bytes of address space, such a file costs a failed child instead.
 
-It is run as a file, not with `python -m bulk_chats.sheet.workbook_child`: that would import the
-package first, and pandas with it (0.9 s and 70 MiB before the first cell is read). So it
-imports nothing of this package, and `-P` keeps its own folder off `sys.path`.
+It is run as a file, not with `python -m bulk_chats.sheet.workbook_child`: that would
+import the package first, and pandas with it (0.9 s and 70 MiB before the first cell is
+read). So it imports nothing of this package, and `-P` keeps its own folder off
+`sys.path`.
 
-The answer is one tuple: ("rows", rows) with the sheet's cells as Python values,
+The answer is one tuple. `read`: ("rows", rows) with the sheet's cells as Python values,
 ("no sheets",), ("no such sheet", names), ("too sparse", height, width) when the sheet's
-grid holds more than BUDGET cells, or ("error", text) when calamine raised.
+grid holds more than BUDGET cells, or ("error", text) when calamine raised. `sheets`:
+("sheets", names) or ("error", text).
 """
 
 from __future__ import annotations
@@ -56,10 +59,26 @@ def read(path: str, sheet: str | None, budget: int) -> tuple[Any, ...]:
         return ("error", f"{type(exc).__name__}: {exc}")
 
 
+def sheets(path: str) -> tuple[Any, ...]:
+    """The names of the sheets of the workbook at `path`, in order."""
+    from python_calamine import CalamineWorkbook
+
+    try:
+        return ("sheets", list(CalamineWorkbook.from_path(path).sheet_names))
+    except Exception as exc:
+        return ("error", f"{type(exc).__name__}: {exc}")
+
+
 def main(argv: list[str]) -> None:
-    path, sheet, memory, budget = argv
-    limit_memory(int(memory))
-    answer = read(path, sheet or None, int(budget))
+    verb, *rest = argv
+    if verb == "sheets":
+        path, memory = rest
+        limit_memory(int(memory))
+        answer = sheets(path)
+    else:
+        path, sheet, memory, budget = rest
+        limit_memory(int(memory))
+        answer = read(path, sheet or None, int(budget))
     sys.stdout.buffer.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from bulk_chats.results import owner_only
 from bulk_chats.sheet.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES
-from bulk_chats.ui.sheet_names import sheet_names
+from bulk_chats.sheet.workbook import sheet_names
 
 DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024
 """Bytes an upload may have (a million-row CSV is about 100 MB)."""
