@@ -11,21 +11,52 @@ put it on a loopback HTTP server. The behaviour where the API documentation is s
 described in `bulk_chats.sandbox.app` and `bulk_chats.sandbox.gate`.
 """
 
-from bulk_chats.sandbox.app import SandboxApp, create_app
-from bulk_chats.sandbox.config import Faults, SandboxConfig
-from bulk_chats.sandbox.seed import (
-    AGENTS,
-    APPLICATIONS,
-    CUSTOMERS,
-    DEPARTMENTS,
-    VISITOR,
-    Agent,
-    Customer,
-    Department,
-    Seed,
-)
-from bulk_chats.sandbox.server import RunningSandbox, run_in_thread, serve
-from bulk_chats.sandbox.state import Change, Chat, Message, SandboxState
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bulk_chats._exports import lazy_names
+
+if TYPE_CHECKING:
+    from bulk_chats.sandbox.app import SandboxApp, create_app
+    from bulk_chats.sandbox.config import Faults, SandboxConfig
+    from bulk_chats.sandbox.seed import (
+        AGENTS,
+        APPLICATIONS,
+        CUSTOMERS,
+        DEPARTMENTS,
+        VISITOR,
+        Agent,
+        Customer,
+        Department,
+        Seed,
+    )
+    from bulk_chats.sandbox.server import RunningSandbox, run_in_thread, serve
+    from bulk_chats.sandbox.state import Change, Chat, Message, SandboxState
+
+_OWNERS: dict[str, str] = {
+    "SandboxApp": "bulk_chats.sandbox.app",
+    "create_app": "bulk_chats.sandbox.app",
+    "Faults": "bulk_chats.sandbox.config",
+    "SandboxConfig": "bulk_chats.sandbox.config",
+    "AGENTS": "bulk_chats.sandbox.seed",
+    "APPLICATIONS": "bulk_chats.sandbox.seed",
+    "CUSTOMERS": "bulk_chats.sandbox.seed",
+    "DEPARTMENTS": "bulk_chats.sandbox.seed",
+    "VISITOR": "bulk_chats.sandbox.seed",
+    "Agent": "bulk_chats.sandbox.seed",
+    "Customer": "bulk_chats.sandbox.seed",
+    "Department": "bulk_chats.sandbox.seed",
+    "Seed": "bulk_chats.sandbox.seed",
+    "RunningSandbox": "bulk_chats.sandbox.server",
+    "run_in_thread": "bulk_chats.sandbox.server",
+    "serve": "bulk_chats.sandbox.server",
+    "Change": "bulk_chats.sandbox.state",
+    "Chat": "bulk_chats.sandbox.state",
+    "Message": "bulk_chats.sandbox.state",
+    "SandboxState": "bulk_chats.sandbox.state",
+}
+"""Each public name → the module that defines it."""
 
 __all__ = [
     "AGENTS",
@@ -49,3 +80,5 @@ __all__ = [
     "run_in_thread",
     "serve",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _OWNERS, globals())
