@@ -60,7 +60,7 @@ class ApiError(BulkChatsError):
     def error_code(self) -> str:
         """The codes as the results workbook shows them.
 
-        The generic `invalid_request` only when it is the sole code (PRODUCT.md › Sending).
+        The generic `invalid_request` only when it is the sole code (docs/sending.md › Refusals).
         """
         specific = [c for c in self.codes if c != "invalid_request"]
         return "; ".join(specific or list(self.codes))

@@ -2,7 +2,7 @@
 
 Reading maps headers to these fields, validation checks them, the pre-flight resolves the
 name fields, the journal's row key and the results workbook are built from them. They are
-written here once, so that a new field is one line in `FIELDS` (PRODUCT.md › Input).
+written here once, so that a new field is one line in `FIELDS` (docs/reference.md › Input).
 """
 
 from __future__ import annotations

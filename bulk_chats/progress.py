@@ -2,7 +2,7 @@
 learned; the CLI picks how it is shown.
 
 A tqdm bar on a terminal, a periodic log line on stderr otherwise, nothing with
-`--no-progress` (PRODUCT.md › Command-line contract).
+`--no-progress` (docs/reference.md › Options).
 """
 
 from __future__ import annotations

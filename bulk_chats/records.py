@@ -17,7 +17,7 @@ from bulk_chats.fields import CUSTOMER_SEARCH_FIELDS, STANDS_FOR
 
 
 class Status(StrEnum):
-    """A row's status in the results workbook, spelled as PRODUCT.md spells it."""
+    """A row's status in the results workbook, spelled as docs/reference.md › Statuses spells it."""
 
     VALID = "valid"
     CREATED = "created"

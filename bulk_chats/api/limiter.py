@@ -2,13 +2,13 @@
 
 The API counts all endpoints together (120 requests a minute by default) and does not
 document its window, so the limiter never bursts: the first request goes at once and each
-later one waits its turn, `60 / rate` seconds after the one before (PRODUCT.md › Sending).
+later one waits its turn, `60 / rate` seconds after the one before (docs/sending.md › Pacing).
 It also never lets more than `rate` requests go in any `WINDOW + WINDOW_MARGIN` seconds,
 which even pacing alone does not promise against a sliding one-minute window.
 
 When the API answers 429 although the limiter kept to its rate, the requests it accepted
 over the last minute are the account's limit: the limiter learns that number and runs at it
-from then on (PRODUCT.md › Sending, "The account's real limit").
+from then on (docs/sending.md › The account's limit).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ a Python call per cell. Only rejected cells (few, in any real sheet) go through
 
 An id is an `int` from its first parse: text is matched against ASCII digits and converted
 by integer parsing; a number cell is accepted only when whole and at most 2**53, where a
-float still holds every integer exactly (PRODUCT.md › Input).
+float still holds every integer exactly (docs/reference.md › Input).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validation of new chats: every rule of PRODUCT.md › Input, checked before anything is
+"""Validation of new chats: every rule of docs/reference.md › Input, checked before anything is
 sent (`validation_changes` checks the sheets of `update` and `close`).
 
 It works on whole columns (a million rows cost seconds, not minutes) and gives its verdict

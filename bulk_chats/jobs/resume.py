@@ -2,7 +2,7 @@
 
 Decided once, before anything is looked up or sent, from three sources: the rows to send,
 the journal's entries for them, and a results workbook fed back in. The plan text and the
-sender both read this one plan (PRODUCT.md › Sending).
+sender both read this one plan (docs/sending.md › Resume).
 
 A row the workbook left `unknown` that the journal does not know (the workbook moved to
 another directory, `reports/` deleted, another API root) is held back: nothing says when

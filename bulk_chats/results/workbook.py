@@ -165,7 +165,7 @@ def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
     """Write the results sheet; return how many cells were cut to `MAX_TEXT`.
 
     Text is always written as text, never as a formula or a link, whatever it starts with
-    (PRODUCT.md › The results workbook): a spreadsheet must never run what a row says.
+    (docs/reference.md › The results workbook): a spreadsheet must never run what a row says.
     A cut cell is named in its row's `error_message`.
     """
     labels = [str(label) for label in results.columns]

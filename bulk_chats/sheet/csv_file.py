@@ -1,4 +1,4 @@
-"""CSV input: every cell as text, the delimiter and encoding detected (PRODUCT.md › Input).
+"""CSV input: every cell as text, the delimiter and encoding detected (docs/reference.md › Input).
 
 Read as text only, so a digit column with a blank never becomes float64 and an id never
 passes through a float.

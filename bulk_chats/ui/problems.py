@@ -1,8 +1,8 @@
 """The page's "Problems" table, read back from the results workbook a run wrote.
 
-The workbook is the contract between a run and whoever reads it (PRODUCT.md › The results
-workbook), so the page reads the same file the user downloads rather than the pipeline's
-insides.
+The workbook is the contract between a run and whoever reads it (docs/reference.md › The
+results workbook), so the page reads the same file the user downloads rather than the
+pipeline's insides.
 """
 
 from __future__ import annotations
