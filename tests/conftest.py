@@ -1,8 +1,9 @@
 """Fixtures the tests share: a clean environment, the asyncio backend for anyio, fake time,
-a journal, an open umask, and both kinds of sandbox answers."""
+a journal, an open umask, both kinds of sandbox answers, and sandboxes on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,7 +13,8 @@ import respx
 
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.journal.journal import Journal, journal_path
-from tests.fakes import API_ROOT, FakeTime, fake_client
+from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
+from tests.fakes import API_ROOT, FakeTime, StartSandbox, fake_client
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +79,23 @@ async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCru
     """A client at 6000 requests a minute on the fake clock over the mocked API."""
     async with fake_client(api, fake) as c:
         yield c
+
+
+@pytest.fixture
+def start_sandbox() -> Iterator[StartSandbox]:
+    """Start sandboxes on loopback for the test; every one is stopped at its end."""
+    with contextlib.ExitStack() as stack:
+        yield lambda config: stack.enter_context(run_in_thread(config))
+
+
+@pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    """How the `sandbox` fixture's stand-in behaves: any key, no rate limit to wait for. A
+    test module overrides this fixture to say otherwise (its key, rate, faults, quirks)."""
+    return SandboxConfig(rate=None)
+
+
+@pytest.fixture
+def sandbox(start_sandbox: StartSandbox, sandbox_config: SandboxConfig) -> RunningSandbox:
+    """A sandbox on loopback for the test, as `sandbox_config` says."""
+    return start_sandbox(sandbox_config)

@@ -4,7 +4,7 @@ that keeps what the senders write to it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.limiter import RateLimiter
 from bulk_chats.errors import ApiError
 from bulk_chats.records import ChatChange, ChatRequest, Outcome
+from bulk_chats.sandbox import RunningSandbox, SandboxConfig
 from bulk_chats.settings import ApiKey
 
 WALL0 = 1_700_000_000.0
@@ -67,6 +68,10 @@ class RecordingProgress:
     def close(self) -> None:
         self.closed = True
 
+
+StartSandbox = Callable[[SandboxConfig], RunningSandbox]
+"""Starts a sandbox on loopback with the config given (the `start_sandbox` fixture); it
+stops when the test ends."""
 
 Event = tuple[Any, ...]
 

@@ -5,7 +5,6 @@ the customer was stored, and across a run killed mid-creation."""
 from __future__ import annotations
 
 import collections
-import csv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from bulk_chats.jobs.result import RunResult
 from bulk_chats.sandbox import Faults, RunningSandbox, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey, Settings
 from tests.e2e import test_durability
-from tests.e2e.test_durability import Importer, Sandbox, journal_integrity, read_results, wait_until
+from tests.e2e.test_durability import Importer, Sandbox, journal_integrity, wait_until
+from tests.sheets import read_results, write_csv
 
 # The kill test's fixtures: a gated sandbox in this process, importers as subprocesses.
 sandbox_factory = test_durability.sandbox_factory
@@ -52,14 +52,6 @@ def migration_rows(new: int = 6) -> list[list[object]]:
         ["", "legacy-7", "Old Timer", "Legacy Ltd", app, f"legacy {app}"] for app in (3838, 3839)
     ]
     return rows
-
-
-def write_csv(path: Path, rows: list[list[object]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
-        writer.writerows(rows)
-    return path
 
 
 def run(
@@ -131,7 +123,7 @@ def test_every_new_customer_exists_once_through_dropped_answers(
     """Half the creations (and chats) stored then their connection dropped: each new email
     or userId still becomes exactly one customer, and every row gets it."""
     faults = Faults(seed=11, drop_after=0.5, customers=True)
-    source = write_csv(tmp_path / "migration.csv", migration_rows())
+    source = write_csv(tmp_path / "migration.csv", HEADER, migration_rows())
     with run_in_thread(SandboxConfig(rate=None, quirks=quirks, faults=faults)) as running:
         result = run(running, tmp_path, source, concurrency=4)
         assert running.state.faults["drop_after"] > 2
@@ -143,7 +135,7 @@ def test_every_new_customer_exists_once_through_dropped_answers(
 def test_the_plan_counts_customers_and_a_dry_run_creates_none(tmp_path: Path) -> None:
     """The plan names the customers to create; --dry-run makes none and says so per row;
     without the flag, new names stay invalid."""
-    source = write_csv(tmp_path / "migration.csv", migration_rows(new=2))
+    source = write_csv(tmp_path / "migration.csv", HEADER, migration_rows(new=2))
     with run_in_thread(SandboxConfig(rate=None)) as running:
         notes: list[str] = []
         dry = run(running, tmp_path, source, notes=notes, dry_run=True)
@@ -192,7 +184,7 @@ def test_kill_then_resume_creates_no_customer_twice(
     """kill -9 with the third new customer (or the fifth chat) stored and its answer held:
     the re-run finds it, creates the rest once, and marks every new customer's rows created
     by us, those whose chat the killed run finished too."""
-    source = write_csv(tmp_path / "migration.csv", migration_rows())
+    source = write_csv(tmp_path / "migration.csv", HEADER, migration_rows())
     gate = sandbox.hold(endpoint, nth)
     first = importers(tmp_path, source, sandbox, "--create-customers", "--concurrency", "1")
     wait_until(gate.held.is_set, f"request {nth} to {endpoint}")

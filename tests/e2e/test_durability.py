@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import csv
 import os
 import signal
 import sqlite3
@@ -58,6 +57,7 @@ from bulk_chats.sandbox.seed import FIRST_CUSTOMER_ID
 from bulk_chats.sandbox.state import SandboxState
 from bulk_chats.send import stopping
 from bulk_chats.settings import ApiKey, Settings
+from tests.sheets import read_results, write_csv
 
 KEY = "durability-test-key"
 RATE = "60000"
@@ -204,26 +204,6 @@ def valid_rows(count: int, *, messages: bool = True) -> list[list[object]]:
         text = f"Hello from row {n}" if messages else ""
         rows.append([who, 3838, agent, department, text, f"note {n}"])
     return rows
-
-
-def write_csv(path: Path, rows: list[list[object]], header: list[str] = HEADER) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """The results sheet as one dict per row, by header."""
-    book = openpyxl.load_workbook(path, read_only=True)
-    try:
-        sheet = book["results"]
-        rows = list(sheet.iter_rows(values_only=True))
-    finally:
-        book.close()
-    header = [str(h) for h in rows[0]]
-    return [dict(zip(header, row, strict=True)) for row in rows[1:]]
 
 
 def statuses(results: list[dict[str, Any]]) -> collections.Counter[str]:
@@ -386,7 +366,7 @@ def test_kill_before_the_first_answer_then_resume_creates_each_chat_once(
 ) -> None:
     """kill -9 before any answer (the key check), or with the first chat created and its
     answer on the way: the resume finds that chat by search and creates the rest once."""
-    source = write_csv(tmp_path / "chats.csv", valid_rows(VALID))
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID))
     gate = sandbox.hold(endpoint, 1)
     first = importers(tmp_path, source, sandbox, "--concurrency", "1")
     wait_until(gate.held.is_set, f"the first {endpoint}")
@@ -417,7 +397,7 @@ def test_kill_mid_run_then_resume_creates_each_chat_once(
 ) -> None:
     """kill -9 mid-run with a chat or first message unanswered: the resume sends only what
     is left, says what it found, and posts no chat or message twice."""
-    source = write_csv(tmp_path / "chats.csv", valid_rows(VALID))
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID))
     gate = sandbox.hold(endpoint, nth)
     first = importers(tmp_path, source, sandbox, "--concurrency", "4")
     wait_until(gate.held.is_set, f"request {nth} to {endpoint}")
@@ -441,7 +421,7 @@ def test_kill_during_the_final_write_then_resume_writes_every_row(
     nothing and writes every row as already created."""
     rows = valid_rows(VALID, messages=False)
     duplicates = [rows[0]] * 5_000
-    source = write_csv(tmp_path / "chats.csv", rows + duplicates)
+    source = write_csv(tmp_path / "chats.csv", HEADER, rows + duplicates)
     reports = tmp_path / "reports"
     first = importers(tmp_path, source, sandbox)
 
@@ -473,7 +453,7 @@ def test_ctrl_c_writes_the_workbook_exits_130_and_the_resume_completes(
 ) -> None:
     """The first Ctrl-C lets the rows in flight finish, writes every row (the rest
     not_sent) and exits 130; the same command then completes the run, each chat once."""
-    source = write_csv(tmp_path / "chats.csv", valid_rows(VALID))
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID))
     gate = sandbox.hold("POST /v1/chats", 10)
     first = importers(tmp_path, source, sandbox, "--concurrency", "4")
     wait_until(gate.held.is_set, "the tenth chat")
@@ -497,7 +477,7 @@ def test_second_ctrl_c_exits_at_once_and_the_journal_stays_consistent(
 ) -> None:
     """A second Ctrl-C exits 130 at once, a chat's answer still held; the journal it leaves
     lets the same command complete the run without a duplicate."""
-    source = write_csv(tmp_path / "chats.csv", valid_rows(VALID))
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID))
     gate = sandbox.hold("POST /v1/chats", 10)
     first = importers(tmp_path, source, sandbox, "--concurrency", "4")
     wait_until(gate.held.is_set, "the tenth chat")
@@ -524,7 +504,7 @@ def test_ctrl_c_during_a_long_retry_after_stops_within_seconds(
     """Ctrl-C while every request sits out a minute-long Retry-After: exit 130 within
     seconds, the waiting rows not_sent (they sent nothing), and the resume completes."""
     sandbox = sandbox_factory(SandboxConfig(api_key=KEY, rate=12))
-    source = write_csv(tmp_path / "chats.csv", valid_rows(VALID, messages=False))
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID, messages=False))
     first = importers(tmp_path, source, sandbox, "--concurrency", "4")
     wait_until(lambda: sandbox.state.rate_limited > 0, "a 429")
     time.sleep(0.5)  # the rows refused are back at the limiter, to wait a minute
@@ -575,7 +555,7 @@ async def test_faults_after_storing_leave_no_duplicate_and_no_row_missing(
     )
     sandbox = sandbox_factory(SandboxConfig(api_key=KEY, rate=None, faults=faults))
     rows = 60
-    source = write_csv(tmp_path / "chats.csv", valid_rows(rows))
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(rows))
     settings = Settings(
         input_path=source,
         out=tmp_path / "results.xlsx",
@@ -603,7 +583,7 @@ def test_rows_left_unknown_are_confirmed_by_search_first_on_the_next_run(
     chats by search and sends no chat again."""
     faults = Faults(seed=3, drop_after=0.3)
     sandbox = sandbox_factory(SandboxConfig(api_key=KEY, rate=None, faults=faults))
-    source = write_csv(tmp_path / "chats.csv", valid_rows(VALID, messages=False))
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID, messages=False))
     sandbox.app.broken = frozenset({"POST /v1/chats/search"})
     first = importers(tmp_path, source, sandbox)
     assert first.wait() == 1, first.stderr
@@ -674,7 +654,7 @@ def test_fixed_results_workbook_sends_only_the_fixed_rows_and_keeps_the_ids(
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
     first_dir.mkdir()
     second_dir.mkdir()
-    source = write_csv(first_dir / "chats.csv", rows)
+    source = write_csv(first_dir / "chats.csv", HEADER, rows)
     status, output = run_in_process(
         first_dir, monkeypatch, str(source), "--base-url", sandbox.base_url, "--out", "out.xlsx"
     )
@@ -723,7 +703,7 @@ def test_unknown_rows_of_a_workbook_without_its_journal_are_held_until_settled(
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
     first_dir.mkdir()
     second_dir.mkdir()
-    source = write_csv(first_dir / "chats.csv", valid_rows(20, messages=False))
+    source = write_csv(first_dir / "chats.csv", HEADER, valid_rows(20, messages=False))
     sandbox.app.broken = frozenset({"POST /v1/chats/search"})
     status, _ = run_in_process(
         first_dir, monkeypatch, str(source), "--base-url", sandbox.base_url, "--out", "out.xlsx"

@@ -3,7 +3,7 @@ pre-flight, the plan and --dry-run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.jobs.plan import Plan
 from bulk_chats.jobs.result import RunResult
-from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.sandbox import RunningSandbox, SandboxConfig
 from bulk_chats.settings import ApiKey, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +38,10 @@ MIXED = (
 
 
 @pytest.fixture
-def sandbox(quirks: bool) -> Iterator[RunningSandbox]:
+def sandbox_config(quirks: bool) -> SandboxConfig:
     """A fresh sandbox on loopback, with no rate limit to wait for, answering as the
     documentation does and (`quirks`) as its other revisions do."""
-    with run_in_thread(SandboxConfig(rate=None, quirks=quirks)) as running:
-        yield running
+    return SandboxConfig(rate=None, quirks=quirks)
 
 
 def settings(sandbox: RunningSandbox, tmp_path: Path, source: Path, **fields: Any) -> Settings:

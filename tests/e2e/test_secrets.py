@@ -11,7 +11,7 @@ import socket
 import ssl
 import traceback
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -24,8 +24,9 @@ from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.limiter import RateLimiter
 from bulk_chats.cli.main import cli
 from bulk_chats.errors import ApiError, InputError
-from bulk_chats.sandbox import Faults, RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.sandbox import Faults, RunningSandbox, SandboxConfig
 from bulk_chats.settings import ApiKey, check_base_url
+from tests.fakes import StartSandbox
 
 KEY = "hc-test-key-DO-NOT-LEAK-1234"
 ROWS = "customer,application,assignee\n8738438,3838,4188\n8738439,3838,\n"
@@ -52,27 +53,22 @@ def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def serve(config: SandboxConfig) -> Iterator[RunningSandbox]:
-    with run_in_thread(config) as running:
-        yield running
-
-
 @pytest.fixture
-def sandbox() -> Iterator[RunningSandbox]:
+def sandbox_config() -> SandboxConfig:
     """A sandbox that accepts only `KEY`."""
-    yield from serve(SandboxConfig(api_key=KEY, rate=6000))
+    return SandboxConfig(api_key=KEY, rate=6000)
 
 
 @pytest.fixture
-def other_key_sandbox() -> Iterator[RunningSandbox]:
+def other_key_sandbox(start_sandbox: StartSandbox) -> RunningSandbox:
     """A sandbox that accepts another key only: every request gets 401."""
-    yield from serve(SandboxConfig(api_key="some-other-key", rate=6000))
+    return start_sandbox(SandboxConfig(api_key="some-other-key", rate=6000))
 
 
 @pytest.fixture
-def failing_sandbox() -> Iterator[RunningSandbox]:
+def failing_sandbox(start_sandbox: StartSandbox) -> RunningSandbox:
     """A sandbox whose every POST /v1/chats answers 500."""
-    yield from serve(SandboxConfig(api_key=KEY, rate=6000, faults=Faults(error_before=1.0)))
+    return start_sandbox(SandboxConfig(api_key=KEY, rate=6000, faults=Faults(error_before=1.0)))
 
 
 def closed_port() -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import csv
 import os
 import subprocess
 import sys
@@ -39,7 +38,8 @@ from bulk_chats.sandbox import (
 )
 from bulk_chats.sandbox.state import Change
 from bulk_chats.settings import ApiKey, Settings
-from tests.e2e.test_durability import Gate, GatedSandbox, SandboxState, Seed, read_results
+from tests.e2e.test_durability import Gate, GatedSandbox, SandboxState, Seed
+from tests.sheets import read_results, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-updates-key"
@@ -59,12 +59,10 @@ def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retry, "BACKOFF_BASE", 0.05)
 
 
-@pytest.fixture(params=[False, True], ids=["plain", "quirks"])
-def sandbox(request: pytest.FixtureRequest) -> Iterator[RunningSandbox]:
+@pytest.fixture
+def sandbox_config(quirks: bool) -> SandboxConfig:
     """A sandbox with faults on its changes, with or without the documentation's quirks."""
-    config = SandboxConfig(api_key=KEY, rate=None, faults=FAULTS, quirks=request.param)
-    with run_in_thread(config) as running:
-        yield running
+    return SandboxConfig(api_key=KEY, rate=None, faults=FAULTS, quirks=quirks)
 
 
 def settings(source: Path, base_url: str, out: Path, **extra: Any) -> Settings:
@@ -77,14 +75,6 @@ def settings(source: Path, base_url: str, out: Path, **extra: Any) -> Settings:
         reports_dir=out.parent,
         **extra,
     )
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def add_chats(state: SandboxState, count: int) -> list[int]:

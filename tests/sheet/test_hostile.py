@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bulk_chats.cli.main import cli
-from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.sandbox import RunningSandbox, SandboxConfig
 
 KEY = "hc-test-key-hostile-0001"
 VALID = "customer,application\n8738438,3838\n"
@@ -36,11 +36,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
+@pytest.fixture
+def sandbox_config() -> SandboxConfig:
     """A loopback sandbox that counts every request it receives."""
-    with run_in_thread(SandboxConfig(api_key=KEY, rate=6000)) as running:
-        yield running
+    return SandboxConfig(api_key=KEY, rate=6000)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:

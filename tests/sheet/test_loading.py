@@ -44,7 +44,7 @@ def write_xlsx(
     return path
 
 
-def write_csv(path: Path, text: str) -> Path:
+def write_text(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -271,7 +271,7 @@ def test_empty_rows_ignored_and_counted() -> None:
 
 def test_other_columns_echoed_untouched(tmp_path: Path) -> None:
     """Columns that are not fields are kept, with their header and exact text."""
-    path = write_csv(
+    path = write_text(
         tmp_path / "others.csv",
         "Customer ID,Notes,application,Zip\n 7 ,  keep  spaces ,2,00123\n8,=1+1,3,\n",
     )
@@ -290,7 +290,7 @@ def test_other_columns_echoed_untouched(tmp_path: Path) -> None:
 def test_header_normalisation(tmp_path: Path, header: str) -> None:
     """Headers match ignoring case and surrounding spaces, with spaces, hyphens and
     underscores alike."""
-    sheet = load_sheet(write_csv(tmp_path / "h.csv", f"{header},application\n5,6\n"))
+    sheet = load_sheet(write_text(tmp_path / "h.csv", f"{header},application\n5,6\n"))
     assert sheet.fields == {"customer": 0, "application": 1}
     assert sheet.headers[0] == header.strip()
 
@@ -314,7 +314,7 @@ def test_alias(tmp_path: Path, alias: str, field: str) -> None:
     """Every alias PRODUCT.md lists maps its header to its field."""
     headers = [alias, *(f for f in ("customer", "application") if f != field)]
     values = [str(9 - i) for i in range(len(headers))]
-    path = write_csv(tmp_path / "alias.csv", ",".join(headers) + "\n" + ",".join(values) + "\n")
+    path = write_text(tmp_path / "alias.csv", ",".join(headers) + "\n" + ",".join(values) + "\n")
     sheet = load_sheet(path)
     assert sheet.fields[field] == 0
     assert ids(sheet, field) == [9]
@@ -323,7 +323,7 @@ def test_alias(tmp_path: Path, alias: str, field: str) -> None:
 def test_columns_mapping(tmp_path: Path) -> None:
     """`columns=` (`--column FIELD=HEADER`) maps headers no alias covers, and wins over an
     alias the same header would match."""
-    path = write_csv(tmp_path / "mapped.csv", "Kunde,Produkt,Agent\n1,2,ann@example.com\n")
+    path = write_text(tmp_path / "mapped.csv", "Kunde,Produkt,Agent\n1,2,ann@example.com\n")
     sheet = load_sheet(
         path, columns={"customer": "Kunde", "application": "produkt", "assignee_email": "Agent"}
     )
@@ -333,14 +333,14 @@ def test_columns_mapping(tmp_path: Path) -> None:
 
 def test_columns_unknown_field(tmp_path: Path) -> None:
     """`--column` with a field that does not exist is an InputError listing the fields."""
-    path = write_csv(tmp_path / "x.csv", "customer,application\n1,2\n")
+    path = write_text(tmp_path / "x.csv", "customer,application\n1,2\n")
     with pytest.raises(InputError, match=r"unknown field 'agent_mail'; fields are customer, "):
         load_sheet(path, columns={"agent_mail": "customer"})
 
 
 def test_columns_unknown_header(tmp_path: Path) -> None:
     """`--column` naming a header the file lacks is an InputError listing the headers."""
-    path = write_csv(tmp_path / "x.csv", "customer,application\n1,2\n")
+    path = write_text(tmp_path / "x.csv", "customer,application\n1,2\n")
     with pytest.raises(
         InputError, match=r"no column headed 'Agent'; the headers are 'customer', 'application'"
     ):
@@ -357,12 +357,12 @@ def test_columns_unknown_header(tmp_path: Path) -> None:
 def test_missing_required_column(tmp_path: Path, text: str, missing: str) -> None:
     """A file without a customer or an application column is an InputError."""
     with pytest.raises(InputError, match=missing):
-        load_sheet(write_csv(tmp_path / "x.csv", text))
+        load_sheet(write_text(tmp_path / "x.csv", text))
 
 
 def test_two_columns_for_one_field(tmp_path: Path) -> None:
     """Two headers that both mean one field are an InputError naming both columns."""
-    path = write_csv(tmp_path / "x.csv", "customer_id,application,Customer\n1,2,3\n")
+    path = write_text(tmp_path / "x.csv", "customer_id,application,Customer\n1,2,3\n")
     with pytest.raises(
         InputError, match=r"two columns give customer: 'customer_id' \(column A\) and 'Customer'"
     ):
@@ -420,7 +420,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_results_columns_recognised(tmp_path: Path) -> None:
     """A results workbook's own columns become `previous`, not echoed input."""
-    path = write_csv(
+    path = write_text(
         tmp_path / "march-results.csv",
         "source_row,customer,application,status,chat_id,error_code,attempts\n"
         "2,1,2,created,777,,1\n3,4,5,invalid,,invalid_customer,\n",
@@ -443,7 +443,7 @@ def test_results_columns_need_all_three(tmp_path: Path, dropped: str) -> None:
     headers = [
         h for h in ("source_row", "customer", "application", "status", "chat_id") if h != dropped
     ]
-    path = write_csv(
+    path = write_text(
         tmp_path / "x.csv", ",".join(headers) + "\n" + ",".join(["7"] * len(headers)) + "\n"
     )
     sheet = load_sheet(path)

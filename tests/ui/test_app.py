@@ -5,9 +5,8 @@ Close chats and the import options against the sandbox."""
 
 from __future__ import annotations
 
-import csv
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -15,11 +14,12 @@ import httpx
 import pytest
 
 from bulk_chats.journal.journal import Journal, journal_path, scope_for
-from bulk_chats.sandbox import CUSTOMERS, DEPARTMENTS, RunningSandbox, SandboxConfig, run_in_thread
+from bulk_chats.sandbox import CUSTOMERS, DEPARTMENTS, RunningSandbox, SandboxConfig
 from bulk_chats.sandbox.state import Chat
 from bulk_chats.settings import ApiKey
 from bulk_chats.ui import UiApp, UiConfig
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
+from tests.sheets import write_csv
 
 pytestmark = pytest.mark.anyio
 
@@ -33,10 +33,9 @@ RUN_TIMEOUT = 60.0
 
 
 @pytest.fixture
-def sandbox() -> Iterator[RunningSandbox]:
+def sandbox_config() -> SandboxConfig:
     """A sandbox that accepts only `KEY`, with no rate limit."""
-    with run_in_thread(SandboxConfig(api_key=KEY, rate=None)) as running:
-        yield running
+    return SandboxConfig(api_key=KEY, rate=None)
 
 
 def make_ui(tmp_path: Path, **config: object) -> UiApp:
@@ -92,12 +91,6 @@ async def run_confirmed(
     assert (await client.post("/confirm", params=q(), json={"go_on": go_on})).status_code == 200
     assert await anyio.to_thread.run_sync(job.join, RUN_TIMEOUT)
     return job.view()
-
-
-def write_csv(path: Path, *rows: list[object]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        csv.writer(out).writerows(rows)
-    return path
 
 
 def add_chats(sandbox: RunningSandbox, count: int) -> list[Chat]:
@@ -361,7 +354,7 @@ async def test_a_sheet_of_chat_ids_is_offered_to_update_and_close(
     """A sheet with a chat_id column but no customer is not shown as broken: the page says
     Update and Close chats can use it and maps chat_id; a sheet with neither is a problem."""
     _app, client = ui
-    changes = write_csv(tmp_path / "changes.csv", ["Chat ID", "Department name"], [1, "Sales"])
+    changes = write_csv(tmp_path / "changes.csv", ["Chat ID", "Department name"], [[1, "Sales"]])
     assert (await upload(client, changes)).status_code == 200
     page = (await client.get("/", params=q())).text
     assert "Update and Close chats can use this sheet as it is" in page
@@ -369,7 +362,7 @@ async def test_a_sheet_of_chat_ids_is_offered_to_update_and_close(
     assert '<option value="Chat ID" selected>' in page
     assert 'class="problem-line"' not in page
 
-    neither = write_csv(tmp_path / "neither.csv", ["Department name"], ["Sales"])
+    neither = write_csv(tmp_path / "neither.csv", ["Department name"], [["Sales"]])
     assert (await upload(client, neither)).status_code == 200
     page = (await client.get("/", params=q())).text
     assert "Update and Close chats can use" not in page
@@ -383,8 +376,10 @@ async def test_the_import_options_reach_the_run(tmp_path: Path, sandbox: Running
     sheet = write_csv(
         tmp_path / "migration.csv",
         ["customer_email", "customer_name", "application", "message", "chat_status"],
-        ["new.person@example.com", "New Person", 3838, "Migrated.", ""],
-        ["new.person@example.com", "New Person", 3838, "Migrated too.", "pending"],
+        [
+            ["new.person@example.com", "New Person", 3838, "Migrated.", ""],
+            ["new.person@example.com", "New Person", 3838, "Migrated too.", "pending"],
+        ],
     )
     async with client_for(app) as client:
         await upload(client, sheet)
@@ -417,8 +412,7 @@ async def test_update_changes_the_chats(tmp_path: Path, sandbox: RunningSandbox)
     sheet = write_csv(
         tmp_path / "changes.csv",
         ["chat_id", "department_name", "chat_status"],
-        [first.id, DEPARTMENTS[1].name, ""],
-        [second.id, "", "pending"],
+        [[first.id, DEPARTMENTS[1].name, ""], [second.id, "", "pending"]],
     )
     async with client_for(app) as client:
         await upload(client, sheet)
@@ -440,7 +434,7 @@ async def test_close_chats_skips_rows_without_a_chat(
     app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
     first, second = add_chats(sandbox, 2)
     sheet = write_csv(
-        tmp_path / "close.csv", ["chat_id", "chat_status"], [first.id, "pending"], ["", "pending"]
+        tmp_path / "close.csv", ["chat_id", "chat_status"], [[first.id, "pending"], ["", "pending"]]
     )
     async with client_for(app) as client:
         await upload(client, sheet)
@@ -457,7 +451,7 @@ async def test_a_declined_update_changes_nothing(tmp_path: Path, sandbox: Runnin
     """An Update whose plan is not confirmed sends no change, and the page says so."""
     app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
     [chat] = add_chats(sandbox, 1)
-    sheet = write_csv(tmp_path / "changes.csv", ["chat_id", "chat_status"], [chat.id, "closed"])
+    sheet = write_csv(tmp_path / "changes.csv", ["chat_id", "chat_status"], [[chat.id, "closed"]])
     async with client_for(app) as client:
         await upload(client, sheet)
         view = await run_confirmed(app, client, "update", go_on=False)

@@ -28,7 +28,6 @@ from bulk_chats.sandbox import (
     DEPARTMENTS,
     RunningSandbox,
     SandboxConfig,
-    run_in_thread,
 )
 from bulk_chats.settings import ApiKey
 from bulk_chats.ui import RunningUi, UiConfig, run_ui_in_thread
@@ -106,10 +105,9 @@ def shots(tmp_path: Path) -> Shots:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[RunningSandbox]:
+def sandbox_config() -> SandboxConfig:
     """A sandbox with no rate limit that accepts only the key "right-key"."""
-    with run_in_thread(SandboxConfig(api_key="right-key", rate=None)) as running:
-        yield running
+    return SandboxConfig(api_key="right-key", rate=None)
 
 
 def serve(tmp_path: Path, sandbox: RunningSandbox, *, key: str | None) -> Any:
