@@ -33,15 +33,19 @@ KEY = "sk-live-0123456789abcdef"
 
 
 @pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    """The mocked API root; every route a test adds must be used."""
+def strict_api() -> Iterator[respx.MockRouter]:
+    """The mocked API root, stricter than the shared `api`: every route a test adds must
+    be used."""
     with respx.mock(base_url=BASE) as router:
         yield router
 
 
 @pytest.fixture
-async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCrunchClient]:
-    """A client at 60 requests a minute on the fake clock, with a known key.
+async def keyed_client(
+    fake: FakeTime, strict_api: respx.MockRouter
+) -> AsyncIterator[HelpCrunchClient]:
+    """Unlike the shared `client`: a client of `strict_api` at 60 requests a minute on the
+    fake clock, with a known key that tests look for in every output.
 
     Its transport is the mocked API itself, which spares each test building a TLS context.
     """
@@ -50,7 +54,7 @@ async def client(fake: FakeTime, api: respx.MockRouter) -> AsyncIterator[HelpCru
         BASE,
         ApiKey(KEY),
         limiter=limiter,
-        transport=httpx.MockTransport(api.async_handler),
+        transport=httpx.MockTransport(strict_api.async_handler),
         wall_clock=lambda: WALL0,
     ) as c:
         yield c
@@ -72,12 +76,12 @@ def chain(exc: BaseException) -> list[BaseException]:
 
 @pytest.mark.anyio
 async def test_create_chat_sends_key_user_agent_and_integer_ids(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """POST /chats carries the bearer key, our User-Agent and exact JSON integers."""
-    route = api.post("/chats").respond(201, json={"id": 542335, "status": "empty"})
+    route = strict_api.post("/chats").respond(201, json={"id": 542335, "status": "empty"})
     request = ChatRequest(index=0, source_row=2, customer=90071992547409931, application=3838)
-    chat = await client.create_chat(request.payload())
+    chat = await keyed_client.create_chat(request.payload())
     assert chat == Chat(id=542335, status="empty")
     sent = route.calls.last.request
     assert sent.headers["Authorization"] == f"Bearer {KEY}"
@@ -97,35 +101,35 @@ async def test_create_chat_sends_key_user_agent_and_integer_ids(
     ],
 )
 async def test_any_2xx_with_an_id_is_a_created_chat(
-    client: HelpCrunchClient,
-    api: respx.MockRouter,
+    keyed_client: HelpCrunchClient,
+    strict_api: respx.MockRouter,
     status: int,
     body: dict[str, Any],
     expected: int,
 ) -> None:
     """Any 2xx counts as created, and the chat's id comes back as an int."""
-    api.post("/chats").respond(status, json=body)
-    chat = await client.create_chat({"customer": 1, "application": 2})
+    strict_api.post("/chats").respond(status, json=body)
+    chat = await keyed_client.create_chat({"customer": 1, "application": 2})
     assert chat.id == expected
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("content", [b"<html>ok</html>", b'{"status": "empty"}', b"[]"])
 async def test_a_2xx_without_a_readable_id_may_have_created_the_chat(
-    client: HelpCrunchClient, api: respx.MockRouter, content: bytes
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter, content: bytes
 ) -> None:
     """A 2xx whose chat id cannot be read raises MaybeSentError, so the run confirms."""
-    api.post("/chats").respond(201, content=content)
+    strict_api.post("/chats").respond(201, content=content)
     with pytest.raises(MaybeSentError):
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
 
 
 @pytest.mark.anyio
 async def test_400_is_refused_with_the_apis_specific_code_and_message(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """A 400 lists the API's entries; the specific code wins over invalid_request."""
-    api.post("/chats").respond(
+    strict_api.post("/chats").respond(
         400,
         json=errors_body(
             ("invalid_request", "Invalid request"),
@@ -133,7 +137,7 @@ async def test_400_is_refused_with_the_apis_specific_code_and_message(
         ),
     )
     with pytest.raises(RefusedError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     error = caught.value
     assert error.http_status == 400
     assert error.codes == ("invalid_request", "customer")
@@ -144,12 +148,12 @@ async def test_400_is_refused_with_the_apis_specific_code_and_message(
 
 @pytest.mark.anyio
 async def test_only_invalid_request_is_kept_when_it_is_the_sole_code(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """invalid_request is the row's code when the API gives no other."""
-    api.post("/chats").respond(400, json=errors_body(("invalid_request", "Invalid request")))
+    strict_api.post("/chats").respond(400, json=errors_body(("invalid_request", "Invalid request")))
     with pytest.raises(RefusedError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     assert caught.value.error_code == "invalid_request"
     assert caught.value.error_message == "Invalid request"
 
@@ -160,12 +164,12 @@ async def test_only_invalid_request_is_kept_when_it_is_the_sole_code(
     [b"<html><body>Bad Gateway</body></html>", b'{"errors": "nope"}', b'{"errors": [1, {}]}', b""],
 )
 async def test_an_error_body_of_another_shape_still_maps_to_the_status(
-    client: HelpCrunchClient, api: respx.MockRouter, content: bytes
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter, content: bytes
 ) -> None:
     """A 4xx whose body is not the API's error shape is refused with no codes."""
-    api.post("/chats").respond(404, content=content)
+    strict_api.post("/chats").respond(404, content=content)
     with pytest.raises(RefusedError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     assert caught.value.http_status == 404
     assert caught.value.codes == ()
     assert caught.value.error_message == "POST /chats: HTTP 404 Not Found"
@@ -185,52 +189,57 @@ async def test_an_error_body_of_another_shape_still_maps_to_the_status(
     ],
 )
 async def test_statuses_map_to_what_the_caller_must_do(
-    client: HelpCrunchClient, api: respx.MockRouter, status: int, error_type: type[ApiError]
+    keyed_client: HelpCrunchClient,
+    strict_api: respx.MockRouter,
+    status: int,
+    error_type: type[ApiError],
 ) -> None:
     """401 stops, 503 surely created nothing, other 5xx may have, other 4xx are refusals."""
-    api.post("/chats").respond(status, json=errors_body(("code", "text")))
+    strict_api.post("/chats").respond(status, json=errors_body(("code", "text")))
     with pytest.raises(error_type) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     assert type(caught.value) is error_type
     assert caught.value.http_status == status
 
 
 @pytest.mark.anyio
 async def test_429_carries_retry_after_and_slows_the_shared_limiter(
-    client: HelpCrunchClient, api: respx.MockRouter, fake: FakeTime
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter, fake: FakeTime
 ) -> None:
     """A 429 raises RateLimitedError with Retry-After and holds the limiter that long."""
-    api.post("/chats").respond(
+    strict_api.post("/chats").respond(
         429,
         headers={"Retry-After": "7"},
         json=errors_body(("invalid_request", "x"), ("too_many_requests", "Too many requests")),
     )
     with pytest.raises(RateLimitedError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     assert caught.value.retry_after == 7.0
     assert caught.value.error_code == "too_many_requests"
-    assert client.limiter.rate == 60 * DECREASE_FACTOR
-    assert await client.limiter.acquire() == 7.0
+    assert keyed_client.limiter.rate == 60 * DECREASE_FACTOR
+    assert await keyed_client.limiter.acquire() == 7.0
 
 
 @pytest.mark.anyio
 async def test_429_retry_after_as_an_http_date(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """Retry-After as an HTTP-date becomes seconds from now (the injected wall clock)."""
     date = email.utils.formatdate(WALL0 + 30, usegmt=True)
-    api.post("/chats").respond(429, headers={"Retry-After": date})
+    strict_api.post("/chats").respond(429, headers={"Retry-After": date})
     with pytest.raises(RateLimitedError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     assert caught.value.retry_after == 30.0
 
 
 @pytest.mark.anyio
-async def test_429_without_retry_after(client: HelpCrunchClient, api: respx.MockRouter) -> None:
+async def test_429_without_retry_after(
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
+) -> None:
     """A 429 without Retry-After has retry_after None."""
-    api.post("/chats").respond(429)
+    strict_api.post("/chats").respond(429)
     with pytest.raises(RateLimitedError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     assert caught.value.retry_after is None
 
 
@@ -268,15 +277,15 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     ],
 )
 async def test_transport_failures_map_by_whether_the_request_left(
-    client: HelpCrunchClient,
-    api: respx.MockRouter,
+    keyed_client: HelpCrunchClient,
+    strict_api: respx.MockRouter,
     raised: type[httpx.RequestError],
     error_type: type[ApiError],
 ) -> None:
     """Failures before sending are NotSent; after it (timeouts, drops) MaybeSent."""
-    api.post("/chats").mock(side_effect=raised)
+    strict_api.post("/chats").mock(side_effect=raised)
     with pytest.raises(error_type) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     assert type(caught.value) is error_type
     assert caught.value.http_status is None
     assert isinstance(caught.value.__cause__, raised)
@@ -284,16 +293,16 @@ async def test_transport_failures_map_by_whether_the_request_left(
 
 @pytest.mark.anyio
 async def test_the_key_never_appears_in_errors_even_when_httpx_quotes_it(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """Errors (and their causes) never show the key, even if httpx's text contains it."""
 
     def leak(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout(f"timed out; headers were {dict(request.headers)}", request=request)
 
-    api.post("/chats").mock(side_effect=leak)
+    strict_api.post("/chats").mock(side_effect=leak)
     with pytest.raises(MaybeSentError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     for error in chain(caught.value):
         assert KEY not in str(error)
         assert KEY not in repr(error)
@@ -302,29 +311,29 @@ async def test_the_key_never_appears_in_errors_even_when_httpx_quotes_it(
 
 @pytest.mark.anyio
 async def test_the_key_stays_out_of_errors_chained_to_an_httpx_exception(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """A mapped error keeps its httpx cause (request and all), yet no text shows the key."""
-    api.post("/chats").mock(side_effect=httpx.ConnectError("connection refused"))
+    strict_api.post("/chats").mock(side_effect=httpx.ConnectError("connection refused"))
     with pytest.raises(NotSentError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     cause = caught.value.__cause__
     assert isinstance(cause, httpx.ConnectError)
     assert cause.request.headers["Authorization"] == f"Bearer {KEY}"
     for error in chain(caught.value):
         assert KEY not in str(error)
         assert KEY not in repr(error)
-    assert KEY not in repr(client)
+    assert KEY not in repr(keyed_client)
 
 
 @pytest.mark.anyio
 async def test_an_error_body_echoing_the_key_is_scrubbed(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """Text from the API that quotes the key is masked before it reaches a message."""
-    api.post("/chats").respond(400, json=errors_body(("token", f"bad token Bearer {KEY}")))
+    strict_api.post("/chats").respond(400, json=errors_body(("token", f"bad token Bearer {KEY}")))
     with pytest.raises(RefusedError) as caught:
-        await client.create_chat({"customer": 1, "application": 2})
+        await keyed_client.create_chat({"customer": 1, "application": 2})
     assert KEY not in str(caught.value)
     assert KEY not in caught.value.error_message
     assert "Bearer ***" in caught.value.error_message
@@ -340,39 +349,41 @@ def test_a_key_that_cannot_be_a_header_is_refused_without_quoting_it(key: str) -
 
 
 @pytest.mark.anyio
-async def test_no_key_sends_no_authorization_header(api: respx.MockRouter) -> None:
+async def test_no_key_sends_no_authorization_header(strict_api: respx.MockRouter) -> None:
     """Without a key (the sandbox) no Authorization header goes out."""
-    route = api.get("/agents").respond(200, json={"data": [], "meta": {"total": 0}})
+    route = strict_api.get("/agents").respond(200, json={"data": [], "meta": {"total": 0}})
     async with HelpCrunchClient(
-        BASE, None, transport=httpx.MockTransport(api.async_handler)
-    ) as client:
-        await client.check_key()
+        BASE, None, transport=httpx.MockTransport(strict_api.async_handler)
+    ) as keyed_client:
+        await keyed_client.check_key()
     assert "Authorization" not in route.calls.last.request.headers
 
 
 @pytest.mark.anyio
-async def test_check_key_is_one_cheap_read(client: HelpCrunchClient, api: respx.MockRouter) -> None:
+async def test_check_key_is_one_cheap_read(
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
+) -> None:
     """check_key reads one agent; a 401 raises AuthenticationError."""
-    route = api.get("/agents").mock(
+    route = strict_api.get("/agents").mock(
         side_effect=[
             httpx.Response(200, json={"data": [{"id": 1}], "meta": {"total": 5}}),
             httpx.Response(401, json=errors_body(("unauthorized", "Unauthorized"))),
         ]
     )
-    await client.check_key()
+    await keyed_client.check_key()
     assert route.calls.last.request.url.params["limit"] == "1"
     with pytest.raises(AuthenticationError):
-        await client.check_key()
+        await keyed_client.check_key()
     assert route.call_count == 2
 
 
 @pytest.mark.anyio
 async def test_post_message_returns_the_message_with_an_int_id(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """POST /messages sends the payload as given and returns the message, id an int."""
-    route = api.post("/messages").respond(200, json={"id": "31", "from": "customer"})
-    message = await client.post_message({"chat": 5, "text": "hi", "type": "message"})
+    route = strict_api.post("/messages").respond(200, json={"id": "31", "from": "customer"})
+    message = await keyed_client.post_message({"chat": 5, "text": "hi", "type": "message"})
     assert message == Message(id=31)
     assert json.loads(route.calls.last.request.content) == {
         "chat": 5,
@@ -383,22 +394,22 @@ async def test_post_message_returns_the_message_with_an_int_id(
 
 @pytest.mark.anyio
 async def test_list_messages_reads_a_chats_messages_newest_first(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """GET /chats/{id}/messages comes back as messages in the API's order, to an empty page."""
-    route = api.get("/chats/54/messages").mock(
+    route = strict_api.get("/chats/54/messages").mock(
         side_effect=[
             httpx.Response(200, json={"data": [{"id": "9", "text": "b"}, {"id": 8}], "total": 2}),
             httpx.Response(200, json={"data": [], "total": 2}),
         ]
     )
-    assert await client.list_messages(54) == [Message(9, "b"), Message(8)]
+    assert await keyed_client.list_messages(54) == [Message(9, "b"), Message(8)]
     assert [c.request.url.params["offset"] for c in route.calls] == ["0", "2"]
 
 
 @pytest.mark.anyio
 async def test_list_agents_reads_every_page(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """More than 100 agents come back whole, read 100 at a time until a page shorter than
     any a server pages by, with a total that agrees."""
@@ -411,8 +422,8 @@ async def test_list_agents_reads_every_page(
             200, json={"data": agents[offset : offset + limit], "meta": {"total": len(agents)}}
         )
 
-    route = api.get("/agents").mock(side_effect=page)
-    assert await client.list_agents() == [Agent(a["id"], email=a["email"]) for a in agents]
+    route = strict_api.get("/agents").mock(side_effect=page)
+    assert await keyed_client.list_agents() == [Agent(a["id"], email=a["email"]) for a in agents]
     assert [c.request.url.params["offset"] for c in route.calls] == ["0", "100", "200"]
     assert {c.request.url.params["limit"] for c in route.calls} == {"100"}
 
@@ -420,7 +431,7 @@ async def test_list_agents_reads_every_page(
 @pytest.mark.anyio
 @pytest.mark.parametrize("total", [0, 50, None])
 async def test_a_listing_paged_by_50_is_read_whole_whatever_its_total(
-    client: HelpCrunchClient, api: respx.MockRouter, total: int | None
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter, total: int | None
 ) -> None:
     """A server that answers 50 at a time, with total 0, too low or absent, loses nothing."""
     departments = [{"id": n, "name": f"D{n}"} for n in range(120)]
@@ -430,33 +441,33 @@ async def test_a_listing_paged_by_50_is_read_whole_whatever_its_total(
         meta = {} if total is None else {"meta": {"total": total}}
         return httpx.Response(200, json={"data": departments[offset : offset + 50], **meta})
 
-    route = api.get("/departments").mock(side_effect=page)
-    assert [d.id for d in await client.list_departments()] == list(range(120))
+    route = strict_api.get("/departments").mock(side_effect=page)
+    assert [d.id for d in await keyed_client.list_departments()] == list(range(120))
     assert [c.request.url.params["offset"] for c in route.calls] == ["0", "50", "100", "120"]
 
 
 @pytest.mark.anyio
 async def test_a_search_ends_at_a_short_page_whatever_its_total(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """A search page shorter than asked is the last, even when total claims more."""
-    route = api.post("/chats/search").mock(
+    route = strict_api.post("/chats/search").mock(
         side_effect=[
             httpx.Response(200, json={"data": [{"id": n} for n in range(100)], "meta": {}}),
             httpx.Response(200, json={"data": [{"id": 100}], "meta": {"total": 500}}),
         ]
     )
-    assert len(await client.search_chats(1, 0)) == 101
+    assert len(await keyed_client.search_chats(1, 0)) == 101
     assert route.call_count == 2
 
 
 @pytest.mark.anyio
 async def test_search_chats_filters_by_customer_and_creation_time(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """Chat search asks for chats.customer = X AND chats.createdAt >= T, sorted by id."""
-    route = api.post("/chats/search").respond(200, json={"data": [{"id": 4}], "meta": {}})
-    assert await client.search_chats(8738438, 1_700_000_000) == [Chat(id=4)]
+    route = strict_api.post("/chats/search").respond(200, json={"data": [{"id": 4}], "meta": {}})
+    assert await keyed_client.search_chats(8738438, 1_700_000_000) == [Chat(id=4)]
     body = json.loads(route.calls.last.request.content)
     assert body["filter"] == [
         {"field": "chats.customer", "operator": "=", "value": 8738438},
@@ -469,12 +480,12 @@ async def test_search_chats_filters_by_customer_and_creation_time(
 
 @pytest.mark.anyio
 async def test_search_customers_joins_its_conditions_with_or(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """Customer search asks for customers.<field> <operator> value, the conditions ORed."""
-    route = api.post("/customers/search").respond(200, json={"data": [{"id": 12}]})
+    route = strict_api.post("/customers/search").respond(200, json={"data": [{"id": 12}]})
     conditions = [("email", "~", "ann@example.com"), ("userId", "=", "crm-7")]
-    assert await client.search_customers(conditions) == [Customer(id=12)]
+    assert await keyed_client.search_customers(conditions) == [Customer(id=12)]
     body = json.loads(route.calls.last.request.content)
     assert body["filter"] == [
         {"field": "customers.email", "operator": "~", "value": "ann@example.com"},
@@ -485,11 +496,11 @@ async def test_search_customers_joins_its_conditions_with_or(
 
 @pytest.mark.anyio
 async def test_create_customer_posts_the_payload_and_reads_the_new_id(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """POST /customers sends the payload as given and returns the customer it created."""
-    route = api.post("/customers").respond(201, json={"id": 77, "email": "new@example.com"})
-    made = await client.create_customer({"email": "new@example.com", "name": "New"})
+    route = strict_api.post("/customers").respond(201, json={"id": 77, "email": "new@example.com"})
+    made = await keyed_client.create_customer({"email": "new@example.com", "name": "New"})
     assert made == Customer(id=77, email="new@example.com")
     assert json.loads(route.calls.last.request.content) == {
         "email": "new@example.com",
@@ -499,17 +510,17 @@ async def test_create_customer_posts_the_payload_and_reads_the_new_id(
 
 @pytest.mark.anyio
 async def test_a_read_whose_answer_is_not_a_page_fails(
-    client: HelpCrunchClient, api: respx.MockRouter
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
     """A 2xx without a data list is an error, not an empty result."""
-    api.post("/chats/search").respond(200, json={"items": []})
+    strict_api.post("/chats/search").respond(200, json={"items": []})
     with pytest.raises(MaybeSentError):
-        await client.search_chats(1, 0)
+        await keyed_client.search_chats(1, 0)
 
 
 @pytest.mark.anyio
 async def test_every_request_waits_its_turn_at_the_limiter(
-    client: HelpCrunchClient, api: respx.MockRouter, fake: FakeTime
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter, fake: FakeTime
 ) -> None:
     """Look-ups and writes alike are paced: at 60/min they go out one second apart."""
     sent_at: list[float] = []
@@ -518,17 +529,17 @@ async def test_every_request_waits_its_turn_at_the_limiter(
         sent_at.append(fake.now)
         return httpx.Response(200, json={"id": 1, "data": [], "meta": {"total": 0}})
 
-    api.route().mock(side_effect=record)
-    await client.check_key()
-    await client.create_chat({"customer": 1, "application": 2})
-    await client.search_chats(1, 0)
-    await client.post_message({"chat": 1, "text": "x", "type": "message"})
+    strict_api.route().mock(side_effect=record)
+    await keyed_client.check_key()
+    await keyed_client.create_chat({"customer": 1, "application": 2})
+    await keyed_client.search_chats(1, 0)
+    await keyed_client.post_message({"chat": 1, "text": "x", "type": "message"})
     assert sent_at == [0.0, 1.0, 2.0, 3.0]
 
 
 @pytest.mark.anyio
 async def test_the_first_401_ends_every_wait_and_no_later_request_leaves(
-    fake: FakeTime, api: respx.MockRouter
+    fake: FakeTime, strict_api: respx.MockRouter
 ) -> None:
     """A key revoked mid-run at 1200 a minute, 60 requests queued at the limiter: exactly one
     401 goes out; every queued request and every later one fails with AuthenticationError
@@ -538,16 +549,16 @@ async def test_the_first_401_ends_every_wait_and_no_later_request_leaves(
     def answer(request: httpx.Request) -> httpx.Response:
         return next(answers, httpx.Response(401, json=errors_body(("unauthorized", "No"))))
 
-    route = api.post("/chats").mock(side_effect=answer)
+    route = strict_api.post("/chats").mock(side_effect=answer)
     limiter = RateLimiter(1200, clock=fake.clock, sleep=fake.sleep)
     failures: list[ApiError] = []
     async with HelpCrunchClient(
-        BASE, ApiKey(KEY), limiter=limiter, transport=httpx.MockTransport(api.async_handler)
-    ) as client:
+        BASE, ApiKey(KEY), limiter=limiter, transport=httpx.MockTransport(strict_api.async_handler)
+    ) as keyed_client:
 
         async def create() -> None:
             try:
-                await client.create_chat({"customer": 1, "application": 2})
+                await keyed_client.create_chat({"customer": 1, "application": 2})
             except ApiError as exc:
                 failures.append(exc)
 
@@ -555,7 +566,7 @@ async def test_the_first_401_ends_every_wait_and_no_later_request_leaves(
             for _ in range(60):
                 group.start_soon(create)
         with pytest.raises(AuthenticationError, match="not sent"):
-            await client.check_key()
+            await keyed_client.check_key()
 
     statuses = [call.response.status_code for call in route.calls]
     assert statuses == [201] * 5 + [401]
