@@ -1,92 +1,31 @@
 """The HelpCrunch REST API, as far as bulk-chats uses it (docs/api.md): one method per
 endpoint, each answer parsed into the records of `api.entities` once, here.
 
-Requests go out through the run's `Wire` (`api.wire`), which paces them at the rate
-limiter and turns every failure into one of `bulk_chats.errors`; see there for what each
+Requests go out on the run's wire (`api.wire`, which the client is), paced at the rate
+limiter, every failure turned into one of `bulk_chats.errors`; see there for what each
 error means to the caller.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bulk_chats.api.entities import Agent, Chat, Customer, Department, Message
-from bulk_chats.api.limiter import RateLimiter
-from bulk_chats.api.wire import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    USER_AGENT,
-    Transport,
-    Wire,
-    parse_retry_after,
-)
-from bulk_chats.settings import ApiKey
+from bulk_chats.api.wire import USER_AGENT, Transport, Wire, parse_retry_after
 
 __all__ = ["USER_AGENT", "HelpCrunchClient", "Transport", "parse_retry_after"]
 
 
-class HelpCrunchClient:
-    """An async client for one run: one connection pool, one rate limiter, one key.
-
-    `base_url` is the API root (`https://api.helpcrunch.com/v1`); `api_key` None sends no
-    Authorization header (the sandbox needs none). `limiter` paces every request; when None,
-    one at the default rate. `timeout` is in seconds, `connect_timeout` the shorter wait for
-    a connection. `transport` replaces the network (tests, the in-process sandbox);
-    `wall_clock` (unix seconds) reads `Retry-After` dates. TLS certificates are always
-    verified. Use as `async with HelpCrunchClient(...) as client:`.
+class HelpCrunchClient(Wire):
+    """An async client for one run: the API's endpoints over one `Wire` (one connection
+    pool, one rate limiter, one key; its arguments are the wire's). Use as
+    `async with HelpCrunchClient(base_url, api_key, limiter=...) as client:`.
     """
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: ApiKey | None,
-        *,
-        limiter: RateLimiter | None = None,
-        transport: Transport | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._wire = Wire(
-            base_url,
-            api_key,
-            limiter=limiter,
-            transport=transport,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            wall_clock=wall_clock,
-        )
-
-    @property
-    def limiter(self) -> RateLimiter:
-        """The rate limiter every request of this client waits at."""
-        return self._wire.limiter
-
-    async def __aenter__(self) -> Self:
-        await self._wire.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._wire.__aexit__(exc_type, exc, tb)
-
-    def __repr__(self) -> str:
-        return f"HelpCrunchClient({self._wire!r})"
-
-    def stop_waiting(self) -> None:
-        """End every wait for a turn at the limiter, now and later (`Wire.stop_waiting`)."""
-        self._wire.stop_waiting()
 
     async def check_key(self) -> None:
         """One cheap read that proves the key works; `AuthenticationError` when it does not."""
-        await self._wire.request("GET", "/agents", params={"limit": 1})
+        await self.request("GET", "/agents", params={"limit": 1})
 
     async def create_chat(self, payload: Mapping[str, Any]) -> Chat:
         """`POST /chats`; the new chat.
@@ -94,13 +33,13 @@ class HelpCrunchClient:
         Any 2xx counts as created (one revision of the docs says 200, another 201). A 2xx
         whose chat id cannot be read raises `MaybeSentError`: the chat probably exists.
         """
-        response = await self._wire.request("POST", "/chats", json=payload)
-        return self._wire.entity(response, "POST /chats", Chat.parse)
+        response = await self.request("POST", "/chats", json=payload)
+        return self.entity(response, "POST /chats", Chat.parse)
 
     async def post_message(self, payload: Mapping[str, Any]) -> Message:
         """`POST /messages`; the new message."""
-        response = await self._wire.request("POST", "/messages", json=payload)
-        return self._wire.entity(response, "POST /messages", Message.parse)
+        response = await self.request("POST", "/messages", json=payload)
+        return self.entity(response, "POST /messages", Message.parse)
 
     async def set_chat_assignee(self, chat_id: int, assignee: int | None) -> Chat:
         """`PUT /chats/assignee`: assign chat `chat_id` to agent `assignee` (None unassigns);
@@ -117,27 +56,25 @@ class HelpCrunchClient:
         return await self._change_chat("status", chat_id, status)
 
     async def _change_chat(self, field: str, chat_id: int, value: int | str | None) -> Chat:
-        response = await self._wire.request(
-            "PUT", f"/chats/{field}", json={"id": chat_id, field: value}
-        )
-        return self._wire.entity(response, f"PUT /chats/{field}", Chat.parse)
+        response = await self.request("PUT", f"/chats/{field}", json={"id": chat_id, field: value})
+        return self.entity(response, f"PUT /chats/{field}", Chat.parse)
 
     async def list_messages(self, chat_id: int) -> list[Message]:
         """Every message of chat `chat_id`, newest first (`GET /chats/{id}/messages`)."""
-        return await self._wire.paged("GET", f"/chats/{chat_id}/messages", parse=Message.parse)
+        return await self.paged("GET", f"/chats/{chat_id}/messages", parse=Message.parse)
 
     async def list_agents(self) -> list[Agent]:
         """Every agent of the account, read page by page (`PAGE_SIZE` a page)."""
-        return await self._wire.paged("GET", "/agents", parse=Agent.parse)
+        return await self.paged("GET", "/agents", parse=Agent.parse)
 
     async def list_departments(self) -> list[Department]:
         """Every department of the account, read page by page."""
-        return await self._wire.paged("GET", "/departments", parse=Department.parse)
+        return await self.paged("GET", "/departments", parse=Department.parse)
 
     async def search_chats(self, customer: int, created_since: int) -> list[Chat]:
         """Chats of `customer` created at or after `created_since` (unix seconds), sorted by
         id so that pages do not shift while they are read."""
-        return await self._wire.paged(
+        return await self.paged(
             "POST",
             "/chats/search",
             query={
@@ -162,7 +99,7 @@ class HelpCrunchClient:
         `id`): the API fails the query otherwise. The answer is the server's opinion: the
         caller checks which customer carries which value it asked for.
         """
-        return await self._wire.paged(
+        return await self.paged(
             "POST",
             "/customers/search",
             query={
@@ -180,5 +117,5 @@ class HelpCrunchClient:
     async def create_customer(self, payload: Mapping[str, str]) -> Customer:
         """`POST /customers`; the new customer. Any 2xx counts as created; one whose id
         cannot be read raises `MaybeSentError` (the customer probably exists)."""
-        response = await self._wire.request("POST", "/customers", json=payload)
-        return self._wire.entity(response, "POST /customers", Customer.parse)
+        response = await self.request("POST", "/customers", json=payload)
+        return self.entity(response, "POST /customers", Customer.parse)

@@ -122,7 +122,8 @@ class Wire:
     one at `DEFAULT_RATE`. `timeout` is in seconds, `connect_timeout` the shorter wait for a
     connection. `transport` replaces the network (tests, the in-process sandbox);
     `wall_clock` (unix seconds) reads `Retry-After` dates. TLS certificates are always
-    verified. `HelpCrunchClient` holds one; use it as an async context manager.
+    verified. `HelpCrunchClient` is one, with the endpoints; use it as an async context
+    manager.
     """
 
     def __init__(
@@ -179,7 +180,7 @@ class Wire:
         await self._http.__aexit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
-        return f"Wire(base_url={str(self._http.base_url)!r})"
+        return f"{type(self).__name__}(base_url={str(self._http.base_url)!r})"
 
     def stop_waiting(self) -> None:
         """End every wait for a turn at the limiter, now and later, with `NotSentError`.

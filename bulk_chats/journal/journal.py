@@ -101,15 +101,8 @@ class Journal:
         input_name: str = "",
         clock: Callable[[], float] = time.time,
     ) -> Self:
-        """Open (creating it on first use) the journal at `path` for `scope`.
-
-        `scope` is `scope_for(base_url)`. `fresh` ignores earlier entries (`--fresh`).
-        `input_name` is the input file's name, stored for information; any directory part
-        is dropped. `clock` gives unix seconds for `updated_at`.
-
-        Raises `InputError` when another run holds the same scope, or when the file is not
-        a journal, is from a newer bulk-chats, or cannot be opened.
-        """
+        """Open the journal at `path` for `scope`: `JournalFile.open` says how, and what it
+        raises."""
         return cls(
             JournalFile.open(path, scope=scope, fresh=fresh, input_name=input_name, clock=clock)
         )

@@ -428,7 +428,7 @@ async def test_tls_verification_is_on() -> None:
     client = HelpCrunchClient("https://api.helpcrunch.com/v1", ApiKey(KEY))
     async with client:
         # httpx keeps the context on its default transport's connection pool.
-        context = client._wire._http._transport._pool._ssl_context  # type: ignore[attr-defined]
+        context = client._http._transport._pool._ssl_context  # type: ignore[attr-defined]
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.check_hostname is True
     parameters = inspect.signature(HelpCrunchClient).parameters
@@ -446,6 +446,6 @@ def test_tls_verification_survives_the_environment(
     for name in ("PYTHONHTTPSVERIFY", "CURL_INSECURE", "HTTPX_SSL_VERIFY", "SSL_NO_VERIFY"):
         monkeypatch.setenv(name, "0")
     client = HelpCrunchClient("https://api.helpcrunch.com/v1", ApiKey(KEY))
-    context = client._wire._http._transport._pool._ssl_context  # type: ignore[attr-defined]
+    context = client._http._transport._pool._ssl_context  # type: ignore[attr-defined]
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname is True
