@@ -60,8 +60,13 @@ class HelpCrunchClient(Wire):
         return self.entity(response, f"PUT /chats/{field}", Chat.parse)
 
     async def list_messages(self, chat_id: int) -> list[Message]:
-        """Every message of chat `chat_id`, newest first (`GET /chats/{id}/messages`)."""
-        return await self.paged("GET", f"/chats/{chat_id}/messages", parse=Message.parse)
+        """Every message of chat `chat_id`, newest first (`GET /chats/{id}/messages`).
+
+        One revision of the documentation answers `{"messages": [...]}`, the others
+        `{"data": [...]}`: both are read."""
+        return await self.paged(
+            "GET", f"/chats/{chat_id}/messages", parse=Message.parse, lists=("data", "messages")
+        )
 
     async def list_agents(self) -> list[Agent]:
         """Every agent of the account, read page by page (`PAGE_SIZE` a page)."""

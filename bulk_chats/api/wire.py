@@ -201,6 +201,7 @@ class Wire:
         *,
         parse: Callable[[Mapping[str, Any]], T | None],
         query: dict[str, Any] | None = None,
+        lists: tuple[str, ...] = ("data",),
     ) -> list[T]:
         """All items of a paged read, each through `parse` (items it cannot read are left
         out): `offset`/`limit` in the query string for GET, in the body for search.
@@ -211,6 +212,10 @@ class Wire:
         page shorter than any a server pages by (`SHORTEST_PAGE`) when `meta.total` agrees
         that everything is read: a small account with a truthful total costs one request,
         any other one more. A search ends at a page shorter than asked.
+
+        The items are the list under the first of `lists` the answer has (revisions of
+        the API differ); an answer with none of them raises `MaybeSentError`, never reads
+        as empty.
         """
         label = f"{method} {path}"
         items: list[T] = []
@@ -222,10 +227,13 @@ class Wire:
             else:
                 response = await self.request(method, path, json={**(query or {}), **window})
             body = self.json_object(response, label)
-            page = body.get("data")
-            if not isinstance(page, list):
+            page = next((body[key] for key in lists if isinstance(body.get(key), list)), None)
+            if page is None:
+                # Unreadable is not empty: a caller that took it for "nothing there" would
+                # send again what may be there already.
                 raise MaybeSentError(
-                    f"{label}: the answer has no list of data", http_status=response.status_code
+                    f"{label}: the answer has no list of {' or '.join(lists)}",
+                    http_status=response.status_code,
                 )
             parsed = (parse(entry) for entry in page if isinstance(entry, dict))
             items.extend(item for item in parsed if item is not None)

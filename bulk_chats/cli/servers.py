@@ -67,7 +67,8 @@ from bulk_chats.settings import DEFAULT_RATE
     "--quirks",
     is_flag=True,
     help="Answer as the API documentation's other revisions do: string timestamps, new "
-    "chats 'new', short pages, a wrong meta.total, a stray customer in every search.",
+    "chats 'new', short pages, a wrong meta.total, a stray customer in every search, "
+    "a chat's messages under 'messages'.",
 )
 def sandbox(
     host: str,

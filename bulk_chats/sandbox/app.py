@@ -37,7 +37,8 @@ documentation's other revisions do, so that a client meets them in tests:
   `meta.total` is 0 on departments and one too many on agents;
 - every customer search also returns the seeded customers without email or userId
   (`Seed.visitors`), whatever it asked;
-- `=` and `!=` on text compare exactly, case and all.
+- `=` and `!=` on text compare exactly, case and all;
+- a chat's messages come under `messages` rather than `data`.
 
 What a request meets before and after its endpoint (latency, the key, the rate limit, the
 faults) is the gate's: see `bulk_chats.sandbox.gate`.
@@ -205,13 +206,15 @@ class SandboxApp(Gate):
         return await self._answer(request, fault, JSONResponse(answer))
 
     async def _list_messages(self, request: Request) -> Response:
-        """A chat's messages, newest first, with a top-level `total`."""
+        """A chat's messages, newest first, with a top-level `total`; under `data`, or with
+        quirks under `messages`, as an older revision of the documentation answers."""
         chat = self.state.chat(request.path_params["id"])
         if chat is None:
             raise Refusal(404, ("chat_not_found", "Chat not found"))
         page = _page(request)
         newest_first = [m.to_json(quirks=self.config.quirks) for m in reversed(chat.messages)]
-        return JSONResponse({"data": page.of(newest_first), "total": len(newest_first)})
+        listed = "messages" if self.config.quirks else "data"
+        return JSONResponse({listed: page.of(newest_first), "total": len(newest_first)})
 
     async def _list_agents(self, request: Request) -> Response:
         agents = [a.to_json() for a in self.state.agents.values()]

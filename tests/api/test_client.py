@@ -408,6 +408,31 @@ async def test_list_messages_reads_a_chats_messages_newest_first(
 
 
 @pytest.mark.anyio
+async def test_list_messages_reads_the_older_envelope_too(
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
+) -> None:
+    """An older revision lists a chat's messages under `messages`: they are read the same."""
+    strict_api.get("/chats/54/messages").mock(
+        side_effect=[
+            httpx.Response(200, json={"messages": [{"id": 9, "text": "b"}], "total": 1}),
+            httpx.Response(200, json={"messages": [], "total": 1}),
+        ]
+    )
+    assert await keyed_client.list_messages(54) == [Message(9, "b")]
+
+
+@pytest.mark.anyio
+async def test_a_messages_answer_without_a_list_is_an_error_not_an_empty_chat(
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
+) -> None:
+    """An answer with neither `data` nor `messages` cannot say the message is absent: it
+    raises `MaybeSentError` rather than reading as a chat without messages."""
+    strict_api.get("/chats/54/messages").respond(200, json={"items": [], "total": 0})
+    with pytest.raises(MaybeSentError, match="no list of data or messages"):
+        await keyed_client.list_messages(54)
+
+
+@pytest.mark.anyio
 async def test_list_agents_reads_every_page(
     keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:

@@ -641,6 +641,19 @@ async def test_a_chats_messages_are_listed_newest_first_with_a_total() -> None:
 
 
 @pytest.mark.anyio
+async def test_with_quirks_a_chats_messages_come_under_the_older_envelope() -> None:
+    """`--quirks` lists a chat's messages under `messages`, as an older revision does."""
+    app = make_app(rate=None, quirks=True)
+    async with client(app) as c:
+        chat_id = (await c.post("/chats", json=CHAT)).json()["id"]
+        await post_messages(c, chat_id, "one", "two")
+        listed = (await c.get(f"/chats/{chat_id}/messages")).json()
+    assert "data" not in listed
+    assert [m["text"] for m in listed["messages"]] == ["two", "one"]
+    assert listed["total"] == 2
+
+
+@pytest.mark.anyio
 async def test_a_chat_carries_its_last_message_and_no_answer_has_markdown_text(
     clock: FakeClock,
 ) -> None:
@@ -686,7 +699,7 @@ async def test_quirks_give_timestamps_as_strings_some_with_a_fraction() -> None:
     assert even["id"] % 2 == 0
     assert (even["createdAt"], odd["createdAt"]) == ("1601557390", "1601557390.769")
     assert message["createdAt"] == "1601557390.769"  # the first message id is odd
-    assert listed["data"][0]["createdAt"] == "1601557390.769"
+    assert listed["messages"][0]["createdAt"] == "1601557390.769"
     assert found.json()["data"][0]["lastMessageAt"] == "1601557390"
 
 
