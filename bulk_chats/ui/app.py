@@ -94,6 +94,7 @@ class UiApp:
         )
         routes = [
             Route("/", self.page),
+            Route("/favicon.ico", self.favicon),
             Route("/status.css", self.status_css),
             Route("/upload", self.upload, methods=["POST"]),
             Route("/sheet", self.choose_sheet, methods=["POST"]),
@@ -105,7 +106,12 @@ class UiApp:
             Route("/download/{job:int}", self.download),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
-        self.asgi = Guard(Starlette(routes=routes), token=token, hosts=self._hosts)
+        self.asgi = Guard(
+            Starlette(routes=routes),
+            token=token,
+            hosts=self._hosts,
+            upload_paths=frozenset({"/upload"}),
+        )
 
     @property
     def job(self) -> Job | None:
@@ -134,6 +140,10 @@ class UiApp:
             progress_text=_progress_text(view) if view else "",
         )
         return HTMLResponse(html)
+
+    async def favicon(self, request: Request) -> Response:
+        """The page's icon, which a browser asks for without the token."""
+        return FileResponse(_HERE / "static" / "favicon.ico", media_type="image/x-icon")
 
     async def status_css(self, request: Request) -> Response:
         """The status colours of the results workbook, so the page and the file agree."""

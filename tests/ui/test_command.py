@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from bulk_chats.cli.main import cli
 from bulk_chats.sandbox import CUSTOMERS
+from tests.ui.pages import UPLOAD_HEADERS
 
 WAIT = 30.0
 """Seconds any one step may take."""
@@ -139,6 +140,7 @@ def test_ctrl_c_stops_a_run_and_writes_its_workbook(served: Served, tmp_path: Pa
             f"{served.root}/upload",
             params={**served.params, "name": rows.name},
             content=rows.read_bytes(),
+            headers=UPLOAD_HEADERS,
         )
         assert upload.status_code == 200
         started = client.post(f"{served.root}/run", json={"kind": "import", "rate": 120}, **post)
