@@ -3,7 +3,8 @@
 `run_ui_in_thread` serves for the length of a `with` block (tests, and `serve_ui`);
 `serve_ui` serves until Ctrl-C for `bulk-chats ui`. The first Ctrl-C stops a run in
 progress as it does in `import` (no new rows; requests in flight finish; the workbook is
-written) and then the server; a second one quits at once.
+written) and then the server; a second one quits at once. Either way the page's upload is
+removed; results workbooks and the journal stay.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import uvicorn
 from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED, EXITING, STOPPING
 from bulk_chats.serving import LOOPBACK, address, bind, quiet_config, serve_in_thread
 from bulk_chats.ui.app import UiApp, UiConfig
+from bulk_chats.ui.uploads import sweep_uploads
 
 RUN_STOP_TIMEOUT = 300.0
 """Seconds a stopped run may take to finish the requests in flight and write its workbook."""
@@ -39,20 +41,24 @@ def run_ui_in_thread(
 ) -> Iterator[RunningUi]:
     """Serve the page from a background thread for the duration of the `with` block.
 
-    Port 0 picks a free one. On exit a run still going is stopped (and given
-    `RUN_STOP_TIMEOUT` seconds to end), then the server stops and its thread is joined.
+    Port 0 picks a free one. Uploads left by pages no longer running are removed first.
+    On exit a run still going is stopped (and given `RUN_STOP_TIMEOUT` seconds to end),
+    the page's upload is removed, then the server stops and its thread is joined.
     Raises `InputError` for a port that cannot be bound, `RuntimeError` if the server does
     not start.
     """
     sock = bind(LOOPBACK, port, who="ui")
+    sweep_uploads(config.reports_dir)
     app = UiApp(config, token=token or secrets.token_urlsafe(24), port=sock.getsockname()[1])
     server = uvicorn.Server(quiet_config(app.asgi))
     with serve_in_thread(server, sock, name="ui"):
         try:
             yield RunningUi(f"http://{address(sock)}/?token={app.token}", app)
         finally:
-            stop_run(app)
-            app.closing = True
+            try:
+                stop_run(app)
+            finally:
+                app.close()
 
 
 def stop_run(app: UiApp) -> bool:
@@ -92,5 +98,6 @@ def serve_ui(
                 stop_run(running.app)
             except KeyboardInterrupt:
                 announce(EXITING)
+                running.app.close()
                 os._exit(EXIT_INTERRUPTED)
             return EXIT_INTERRUPTED
