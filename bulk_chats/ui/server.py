@@ -92,14 +92,14 @@ def serve_ui(
     page's own URL with its token; it returns False when no browser could be started.
     """
     with run_ui_in_thread(config, port=port) as running, contextlib.ExitStack() as opened:
-        announce(f"ui: {running.url}")
-        if open_browser is None:
-            announce(f"ui: open the address above in a browser; {CTRL_C_STOPS}")
-        elif _open(open_browser, running.url, config, opened):
-            announce(f"ui: opened in the browser; {CTRL_C_STOPS}")
-        else:
-            announce(f"ui: no browser found: open the address above in one; {CTRL_C_STOPS}")
-        try:
+        try:  # from the first line on, a Ctrl-C is the user's way to stop
+            announce(f"ui: {running.url}")
+            if open_browser is None:
+                announce(f"ui: open the address above in a browser; {CTRL_C_STOPS}")
+            elif _open(open_browser, running.url, config, opened):
+                announce(f"ui: opened in the browser; {CTRL_C_STOPS}")
+            else:
+                announce(f"ui: no browser found: open the address above in one; {CTRL_C_STOPS}")
             while True:
                 time.sleep(1.0)
         except KeyboardInterrupt:
