@@ -1,5 +1,6 @@
 """Fixtures the tests share: a clean environment, the asyncio backend for anyio, fake time,
-a journal, an open umask, both kinds of sandbox answers, and sandboxes on loopback."""
+a journal, an open umask, both kinds of sandbox answers, sandboxes on loopback, and a
+workbook reader that never answers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import respx
 from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.journal.journal import Journal, journal_path
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig, run_in_thread
-from tests.fakes import API_ROOT, FakeTime, StartSandbox, fake_client
+from bulk_chats.sheet import workbook, workbook_child
+from tests.fakes import API_ROOT, FakeTime, StartSandbox, StuckReader, fake_client
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +101,14 @@ def sandbox_config() -> SandboxConfig:
 def sandbox(start_sandbox: StartSandbox, sandbox_config: SandboxConfig) -> RunningSandbox:
     """A sandbox on loopback for the test, as `sandbox_config` says."""
     return start_sandbox(sandbox_config)
+
+
+@pytest.fixture
+def stuck_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StuckReader:
+    """Every workbook child of the test is one that never answers, and is given one second
+    whatever the file's size."""
+    reader = StuckReader.write(tmp_path)
+    monkeypatch.setattr(workbook_child, "__file__", str(reader.script))
+    monkeypatch.setattr(workbook, "READER_SECONDS", 1.0)
+    monkeypatch.setattr(workbook, "READER_SECONDS_PER_MB", 0.0)
+    return reader

@@ -1,12 +1,14 @@
 """Fakes the tests share: time that moves only when something sleeps on it, a client of
-the mocked API on that time, a progress sink that keeps what it is told, and a journal
-that keeps what the senders write to it."""
+the mocked API on that time, a progress sink that keeps what it is told, a journal that
+keeps what the senders write to it, and a workbook reader that never answers."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio.lowlevel
@@ -142,3 +144,36 @@ async def fake_client(api: respx.MockRouter, fake: FakeTime) -> AsyncIterator[He
         wall_clock=fake.wall,
     ) as client:
         yield client
+
+
+@dataclass
+class StuckReader:
+    """A workbook child that never answers, as one stuck on a zip bomb would not: each run
+    of it appends its process id to `pids`, then sleeps a minute."""
+
+    script: Path
+    pids: Path
+
+    @classmethod
+    def write(cls, folder: Path) -> StuckReader:
+        pids = folder / "reader-pids"
+        script = folder / "stuck_reader.py"
+        script.write_text(
+            "import os, time\n"
+            f"with open({str(pids)!r}, 'a') as out:\n"
+            "    out.write(f'{os.getpid()}\\n')\n"
+            "time.sleep(60)\n",
+            encoding="utf-8",
+        )
+        return cls(script, pids)
+
+    def assert_ended(self) -> None:
+        """It ran, and every process of it is gone."""
+        numbers = [int(line) for line in self.pids.read_text(encoding="utf-8").split()]
+        assert numbers
+        for pid in numbers:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            raise AssertionError(f"reader {pid} still runs")

@@ -118,8 +118,9 @@ def ui(
     """Serve a local web page that validates, dry-runs and imports, until Ctrl-C.
 
     Prints `ui: <url>`; the URL carries a random token, without which the page refuses
-    every request. Without a key in the environment or a file, the page asks for it.
-    The first Ctrl-C stops a run in progress as in `import`.
+    every request. The browser is opened on an owner-only file that redirects there, so
+    the token is on no command line. Without a key in the environment or a file, the page
+    asks for it. The first Ctrl-C stops a run in progress as in `import`.
     """
     import webbrowser
 

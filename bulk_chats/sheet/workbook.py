@@ -2,7 +2,8 @@
 
 The file is checked for what would make the reader misbehave (not a zip, an encrypted
 package, a broken compound file) and then read by `workbook_child` in a child process held
-to a memory and time limit, so that a crafted file costs a one-line error, not the run.
+to a memory limit and to a time limit that fits the file's size, so that a crafted file
+costs a one-line error in seconds, not the run.
 """
 
 from __future__ import annotations
@@ -27,8 +28,16 @@ from bulk_chats.sheet import workbook_child
 READER_MEMORY = 4 << 30
 """Bytes of address space the workbook reader may use."""
 
+READER_SECONDS = 15.0
+"""Seconds the workbook reader may take on any file, however small."""
+
+READER_SECONDS_PER_MB = 1.5
+"""Seconds more it may take for each megabyte (2**20 bytes) of the file. A real workbook
+of a million rows (40 MB, 280 MB of XML) is read in about 6 s; one built to inflate 3.5 MB
+into 1.4 GB is given 20 s rather than minutes (`benchmarks/workbook_timeout.py`)."""
+
 READER_TIMEOUT = 600.0
-"""Seconds the workbook reader may take."""
+"""Seconds the workbook reader may take at most, whatever the file's size."""
 
 _CELLS_PER_BYTE = 50
 """A sheet's rows times columns may be this many times its file's size (or 10 million,
@@ -48,13 +57,7 @@ def read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
     if problem:
         raise InputError(f"{path}: not a readable {suffix} workbook ({problem})")
     budget = max(10_000_000, _CELLS_PER_BYTE * path.stat().st_size)
-    try:
-        answer = _ask_child("read", str(path), sheet or "", str(READER_MEMORY), str(budget))
-    except subprocess.TimeoutExpired:
-        raise InputError(
-            f"{path}: reading the workbook took more than {READER_TIMEOUT:.0f} s; "
-            "save it again from Excel, or as CSV"
-        ) from None
+    answer = _ask_child(path, "read", sheet or "", str(READER_MEMORY), str(budget))
     if answer is None:
         raise InputError(
             f"{path}: not a readable {suffix} workbook (reading it failed: damaged, or built "
@@ -83,31 +86,46 @@ def read_workbook(path: Path, sheet: str | None) -> pd.DataFrame:
 
 def sheet_names(path: Path) -> list[str]:
     """The sheets of the workbook at `path`, in order, read by the same capped child as
-    its cells; [] when they cannot be read (reading the sheet then says why)."""
-    try:
-        answer = _ask_child("sheets", str(path), str(READER_MEMORY))
-    except subprocess.TimeoutExpired:
-        return []
+    its cells; [] when they cannot be read (reading the sheet then says why). Raises
+    `InputError` when the child runs out of time: reading the sheet would too."""
+    answer = _ask_child(path, "sheets", str(READER_MEMORY))
     if answer is None or answer[0] != "sheets":
         return []
     return [str(name) for name in answer[1]]
 
 
-def _ask_child(*arguments: str) -> tuple[Any, ...] | None:
-    """The answer of `workbook_child` run with `arguments`; None when it failed. Raises
-    `subprocess.TimeoutExpired` past `READER_TIMEOUT`."""
-    command = [sys.executable, "-P", workbook_child.__file__, *arguments]
+def reader_timeout(size: int) -> float:
+    """Seconds a child may take to read a workbook of `size` bytes: `READER_SECONDS` and
+    `READER_SECONDS_PER_MB` for each megabyte, at most `READER_TIMEOUT`."""
+    return min(READER_TIMEOUT, READER_SECONDS + READER_SECONDS_PER_MB * size / (1 << 20))
+
+
+def _ask_child(path: Path, verb: str, *arguments: str) -> tuple[Any, ...] | None:
+    """The answer of `workbook_child` run with `verb` on `path`; None when it failed.
+    Raises `InputError` once it takes longer than `reader_timeout` allows for the file
+    (the child is killed then)."""
+    command = [sys.executable, "-P", workbook_child.__file__, verb, str(path), *arguments]
     # A Rust panic that prints its backtrace while out of memory can deadlock the child.
     environment = {**os.environ, "RUST_BACKTRACE": "0"}
     try:
+        timeout = reader_timeout(path.stat().st_size)
+    except OSError:
+        return None
+    try:
         # Our own interpreter and code, arguments as a list (no shell): nothing to inject.
         child = subprocess.run(  # noqa: S603
-            command, capture_output=True, timeout=READER_TIMEOUT, check=False, env=environment
+            command, capture_output=True, timeout=timeout, check=False, env=environment
         )
         if child.returncode != 0:
             return None
         # Trusted: our own child, pickling only the plain values calamine returns.
         answer = pickle.loads(child.stdout)  # noqa: S301
+    except subprocess.TimeoutExpired:
+        raise InputError(
+            f"{path}: reading the workbook took more than {timeout:.0f} s, too long for a "
+            "file of its size (built to inflate when unzipped?); save it again from Excel, "
+            "or as CSV"
+        ) from None
     except (OSError, pickle.UnpicklingError, EOFError):
         return None
     return answer if isinstance(answer, tuple) and answer else None

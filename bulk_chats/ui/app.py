@@ -1,8 +1,9 @@
 """The page's web application: one user's uploaded sheet, its column mapping, and the runs.
 
-Every request passes the token and `Host` checks first (`guard.py`); uploads are stored by
-`uploads.py` and read for the mapping by `preview.py`. The page is rendered here, with
-Jinja2 escaping every value from a sheet; its script only sends actions, follows progress
+Every request passes the token, `Host`, `Origin` and content-type checks first
+(`guard.py`); uploads are stored by `uploads.py`, one at a time, and read for the mapping
+by `preview.py`; only the current one is kept. The page is rendered here, with Jinja2
+escaping every value from a sheet; its script only sends actions, follows progress
 (server-sent events) and swaps in the regions the server renders again.
 
 The API key, from the environment or typed into the page, reaches a run's `Settings` and
@@ -44,13 +45,22 @@ from bulk_chats.ui.guard import Guard
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
 from bulk_chats.ui.preview import Preview, column_options, mapping_fields, read_preview
 from bulk_chats.ui.problems import ProblemTable, read_problems
-from bulk_chats.ui.uploads import DEFAULT_MAX_UPLOAD, Upload, UploadRefused, receive_upload
+from bulk_chats.ui.uploads import (
+    DEFAULT_MAX_UPLOAD,
+    Upload,
+    UploadRefused,
+    discard,
+    receive_upload,
+)
 
 EVENT_INTERVAL = 0.25
 """Seconds between looks at a run for the page's progress events."""
 
 HEARTBEAT = 15.0
 """Seconds of quiet after which an event stream sends a comment, to keep it open."""
+
+READING = "the file is still being read; wait for it, then try again"
+"""The answer to a request that would read or replace the sheet while it is being read."""
 
 _HERE = Path(__file__).parent
 
@@ -83,6 +93,7 @@ class UiApp:
         self._lock = threading.Lock()
         self._upload: Upload | None = None
         self._preview = Preview()
+        self._reading = False
         self._jobs: dict[int, Job] = {}
         self._job: Job | None = None
         self._problems: dict[int, ProblemTable] = {}
@@ -94,6 +105,7 @@ class UiApp:
         )
         routes = [
             Route("/", self.page),
+            Route("/favicon.ico", self.favicon),
             Route("/status.css", self.status_css),
             Route("/upload", self.upload, methods=["POST"]),
             Route("/sheet", self.choose_sheet, methods=["POST"]),
@@ -105,7 +117,12 @@ class UiApp:
             Route("/download/{job:int}", self.download),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
-        self.asgi = Guard(Starlette(routes=routes), token=token, hosts=self._hosts)
+        self.asgi = Guard(
+            Starlette(routes=routes),
+            token=token,
+            hosts=self._hosts,
+            upload_paths=frozenset({"/upload"}),
+        )
 
     @property
     def job(self) -> Job | None:
@@ -135,6 +152,10 @@ class UiApp:
         )
         return HTMLResponse(html)
 
+    async def favicon(self, request: Request) -> Response:
+        """The page's icon, which a browser asks for without the token."""
+        return FileResponse(_HERE / "static" / "favicon.ico", media_type="image/x-icon")
+
     async def status_css(self, request: Request) -> Response:
         """The status colours of the results workbook, so the page and the file agree."""
         rules = [
@@ -146,33 +167,39 @@ class UiApp:
     # -- the sheet -------------------------------------------------------------------
 
     async def upload(self, request: Request) -> Response:
-        """Store the request body (the file itself) under the reports folder, 0600."""
-        if self._busy():
+        """Store the request body (the file itself) under the reports folder, 0600, and
+        make it the current upload, removing the one it replaces. One at a time: another
+        upload while this one is stored or read is refused (409)."""
+        if self._busy() or self._reading:
             return self._not_now()
+        self._reading = True
         try:
-            upload = await receive_upload(
-                request, reports_dir=self.config.reports_dir, cap=self.config.max_upload_bytes
-            )
-        except UploadRefused as exc:
-            return _error(str(exc), exc.status)
-        await self._set_upload(upload)
+            try:
+                upload = await receive_upload(
+                    request, reports_dir=self.config.reports_dir, cap=self.config.max_upload_bytes
+                )
+            except UploadRefused as exc:
+                return _error(str(exc), exc.status)
+            await self._set_upload(upload)
+        finally:
+            self._reading = False
         return JSONResponse({"ok": True})
 
     async def choose_sheet(self, request: Request) -> Response:
         upload = self._upload
-        if upload is None or self._busy():
+        if upload is None or self._busy() or self._reading:
             return self._not_now()
         sheet = str((await _json(request)).get("sheet", ""))
         if sheet not in upload.sheets:
             return _error(f"no sheet named {sheet!r}", 400)
         # Another sheet has other headers: the mapping starts again from what is detected.
-        await self._set_upload(replace(upload, sheet=sheet, columns={}))
+        await self._read_again(replace(upload, sheet=sheet, columns={}))
         return JSONResponse({"ok": True})
 
     async def map_column(self, request: Request) -> Response:
         """Map a field to a header, as `--column FIELD=HEADER` does; a blank header undoes it."""
         upload = self._upload
-        if upload is None or self._busy():
+        if upload is None or self._busy() or self._reading:
             return self._not_now()
         body = await _json(request)
         name, header = str(body.get("field", "")), str(body.get("header", ""))
@@ -185,13 +212,42 @@ class UiApp:
             columns[name] = header
         else:
             columns.pop(name, None)
-        await self._set_upload(replace(upload, columns=columns))
+        await self._read_again(replace(upload, columns=columns))
         return JSONResponse({"ok": True})
 
+    async def _read_again(self, upload: Upload) -> None:
+        """Read the current upload with other choices; nothing else reads it meanwhile."""
+        self._reading = True
+        try:
+            await self._set_upload(upload)
+        finally:
+            self._reading = False
+
     async def _set_upload(self, upload: Upload) -> None:
-        preview = await anyio.to_thread.run_sync(read_preview, upload)
+        """Make `upload` current, once read; the file it replaces is removed."""
+        try:
+            preview = await anyio.to_thread.run_sync(read_preview, upload)
+        except BaseException:
+            if self._upload is None or self._upload.path != upload.path:
+                discard(upload)
+            raise
         with self._lock:
-            self._upload, self._preview = upload, preview
+            before, kept = self._upload, not self.closing
+            if kept:
+                self._upload, self._preview = upload, preview
+        if before is not None and before.path != upload.path:
+            discard(before)
+        if not kept:  # the page stopped while it was read
+            discard(upload)
+
+    def close(self) -> None:
+        """The page stops: refuse what comes next and remove the current upload (results
+        workbooks and the journal stay). Call it once no run reads the upload any more."""
+        with self._lock:
+            self.closing = True
+            upload, self._upload, self._preview = self._upload, None, Preview()
+        if upload is not None:
+            discard(upload)
 
     # -- runs ------------------------------------------------------------------------
 
@@ -202,6 +258,8 @@ class UiApp:
         upload = self._upload
         if kind is None:
             return _error("unknown run", 400)
+        if self._reading:
+            return _error(READING, 409)
         if upload is None:
             return _error("choose a spreadsheet first", 409)
         typed_rate = str(body.get("rate") or "").strip()
@@ -302,6 +360,8 @@ class UiApp:
         return FileResponse(result.out, filename=result.out.name)
 
     def _not_now(self) -> Response:
+        if self._reading:
+            return _error(READING, 409)
         if self._upload is None:
             return _error("choose a spreadsheet first", 409)
         return _error("a run is in progress; stop it or wait for it to end", 409)

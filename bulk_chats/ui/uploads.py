@@ -4,12 +4,21 @@ An upload lands in a folder of its own under `reports/uploads/`, owner-only as t
 journal and the results workbooks are (it holds the same customer data), with the file's
 own name stripped of folders and odd characters, and no bigger than the cap: a body is
 cut off as soon as it passes it, whatever its declared length.
+
+Only the page's current upload is kept: the page discards the one it replaces and its own
+when it stops, and an upload refused halfway leaves nothing. A page killed before it could
+leaves its upload behind; the folder is named for the page's process, so the next page to
+start removes the uploads of pages no longer running (and those of versions that kept
+every upload), never one that another running page still reads.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +26,7 @@ from pathlib import Path
 import anyio
 from starlette.requests import Request
 
+from bulk_chats.errors import InputError
 from bulk_chats.results import owner_only
 from bulk_chats.sheet.loading import CSV_SUFFIXES, WORKBOOK_SUFFIXES
 from bulk_chats.sheet.workbook import sheet_names
@@ -60,22 +70,54 @@ async def receive_upload(request: Request, *, reports_dir: Path, cap: int) -> Up
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise UploadRefused(_too_large(name, cap), 413)
-    folder = reports_dir / UPLOADS / secrets.token_hex(8)
+    folder = reports_dir / UPLOADS / f"{os.getpid()}-{secrets.token_hex(8)}"
     path = folder / name
+    with _KEEPING:
+        _KEPT.add(folder)
     try:
-        owner_only.make_folder(folder)  # reports/ and uploads/ too, if new
-        size = await _store(request.stream(), path, cap)
-    except OSError as exc:
-        raise UploadRefused(
-            f"cannot store the upload under {folder}: {exc.strerror}", 500
-        ) from None
-    if size is None:
-        raise UploadRefused(_too_large(name, cap), 413)
-    if not size:
-        path.unlink(missing_ok=True)
-        raise UploadRefused(f"{name}: the file is empty", 400)
-    sheets = await anyio.to_thread.run_sync(_sheets_of, path)
+        try:
+            owner_only.make_folder(folder)  # reports/ and uploads/ too, if new
+            size = await _store(request.stream(), path, cap)
+        except OSError as exc:
+            raise UploadRefused(
+                f"cannot store the upload under {folder}: {exc.strerror}", 500
+            ) from None
+        if size is None:
+            raise UploadRefused(_too_large(name, cap), 413)
+        if not size:
+            raise UploadRefused(f"{name}: the file is empty", 400)
+        try:
+            sheets = await anyio.to_thread.run_sync(_sheets_of, path)
+        except InputError as exc:
+            raise UploadRefused(str(exc).replace(str(path), name), 400) from None
+    except BaseException:
+        _remove(folder)
+        raise
     return Upload(path=path, name=name, sheets=sheets)
+
+
+def discard(upload: Upload) -> None:
+    """Remove `upload`'s file and the folder it was stored in."""
+    _remove(upload.path.parent)
+
+
+def sweep_uploads(reports_dir: Path) -> None:
+    """Remove the uploads under `reports_dir` that no running page keeps: those of pages
+    killed before they could remove their own, and those of versions that kept them all.
+    Where a process cannot be looked at without harm (Windows), its uploads stay."""
+    try:
+        folders = list((reports_dir / UPLOADS).iterdir())
+    except OSError:
+        return
+    for folder in folders:
+        owner, dash, _ = folder.name.partition("-")
+        if dash and owner.isdigit() and _running_elsewhere(int(owner)):
+            continue
+        with _KEEPING:
+            if folder in _KEPT:  # another page of this process
+                continue
+        if folder.is_dir() and not folder.is_symlink():
+            _remove(folder)
 
 
 async def _store(chunks: AsyncIterator[bytes], path: Path, cap: int) -> int | None:
@@ -93,6 +135,33 @@ async def _store(chunks: AsyncIterator[bytes], path: Path, cap: int) -> int | No
         path.unlink(missing_ok=True)
         return None
     return size
+
+
+_KEEPING = threading.Lock()
+_KEPT: set[Path] = set()
+"""The upload folders of the pages this process serves, until each is removed."""
+
+
+def _remove(folder: Path) -> None:
+    with _KEEPING:
+        _KEPT.discard(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running_elsewhere(pid: int) -> bool:
+    """Whether process `pid` runs and is not this one (an earlier process may have had
+    this one's number); True where that cannot be asked without harm."""
+    if pid == os.getpid():
+        return False
+    if sys.platform == "win32":  # os.kill would end the process, whatever the signal
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: running
+        return True
+    return True
 
 
 def _safe_name(name: str) -> str:

@@ -17,18 +17,16 @@ from bulk_chats.journal.journal import Journal, journal_path, scope_for
 from bulk_chats.sandbox import CUSTOMERS, DEPARTMENTS, RunningSandbox, SandboxConfig
 from bulk_chats.sandbox.state import Chat
 from bulk_chats.settings import ApiKey
-from bulk_chats.ui import UiApp, UiConfig
+from bulk_chats.ui import UiApp
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
 from tests.sheets import write_csv
+from tests.ui.pages import PORT, TOKEN, UPLOAD_HEADERS, client_for, make_ui, q, upload
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data" / "chats.csv"
-PORT = 8765
-TOKEN = "test-token-0123456789"
 KEY = "sk-live-5f3a9c2e-never-shown"
-BASE = f"http://127.0.0.1:{PORT}"
 RUN_TIMEOUT = 60.0
 
 
@@ -36,31 +34,6 @@ RUN_TIMEOUT = 60.0
 def sandbox_config() -> SandboxConfig:
     """A sandbox that accepts only `KEY`, with no rate limit."""
     return SandboxConfig(api_key=KEY, rate=None)
-
-
-def make_ui(tmp_path: Path, **config: object) -> UiApp:
-    settings = {"reports_dir": tmp_path / "reports", "rate": 60_000, **config}
-    return UiApp(UiConfig(**settings), token=TOKEN, port=PORT)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def ui(tmp_path: Path) -> AsyncIterator[tuple[UiApp, httpx.AsyncClient]]:
-    """An app with no API behind it (enough for everything offline) and a client for it."""
-    app = make_ui(tmp_path)
-    async with client_for(app) as client:
-        yield app, client
-
-
-def client_for(app: UiApp) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app.asgi), base_url=BASE)
-
-
-def q(**params: str) -> dict[str, str]:
-    return {"token": TOKEN, **params}
-
-
-async def upload(client: httpx.AsyncClient, path: Path, name: str | None = None) -> httpx.Response:
-    return await client.post("/upload", params=q(name=name or path.name), content=path.read_bytes())
 
 
 async def run(app: UiApp, client: httpx.AsyncClient, kind: str, **body: object) -> None:
@@ -177,7 +150,9 @@ async def test_an_upload_over_the_cap_is_refused_and_not_kept(tmp_path: Path) ->
             for _ in range(5):
                 yield b"x" * 400
 
-        streamed = await client.post("/upload", params=q(name="big.csv"), content=chunks())
+        streamed = await client.post(
+            "/upload", params=q(name="big.csv"), content=chunks(), headers=UPLOAD_HEADERS
+        )
         assert streamed.status_code == 413
     assert not [p for p in (tmp_path / "reports").rglob("*") if p.is_file()]
 
@@ -329,7 +304,7 @@ async def test_one_run_at_a_time_and_stop_declines_the_plan(
         again = await client.post("/run", params=q(), json={"kind": "validate"})
         assert again.status_code == 409
         assert (await upload(client, SAMPLE)).status_code == 409
-        assert (await client.post("/stop", params=q())).status_code == 200
+        assert (await client.post("/stop", params=q(), json={})).status_code == 200
         assert await anyio.to_thread.run_sync(job.join, RUN_TIMEOUT)
     result = job.view().result
     assert result is not None

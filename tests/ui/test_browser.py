@@ -421,3 +421,37 @@ def test_an_update_changes_status_and_department(
     shots(page, "updated")
     assert (chats[0].department, chats[0].status) == (sales, "pending")
     assert (chats[1].department, chats[1].status) == (support, "closed")
+
+
+def test_the_small_things(browser: Any, ui: RunningUi) -> None:
+    """Loading the page logs no console error (the icon a browser asks for answers), the
+    rate field shows its whole placeholder, and the checkbox is at least 24 px square."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(STEP_TIMEOUT)
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(ui.url)
+    expect(page.get_by_role("button", name="Validate")).to_be_visible()
+    root = ui.url.partition("/?token=")[0]
+    icon = context.request.get(f"{root}/favicon.ico")
+    assert (icon.status, icon.headers["content-type"]) == (200, "image/x-icon")
+    rate = page.get_by_label("Requests per minute", exact=True)
+    text_width, room = rate.evaluate(
+        """field => {
+            const style = getComputedStyle(field);
+            const context = document.createElement("canvas").getContext("2d");
+            context.font = style.font;
+            const room = field.clientWidth - parseFloat(style.paddingLeft)
+                - parseFloat(style.paddingRight);
+            return [context.measureText(field.placeholder).width, room];
+        }"""
+    )
+    assert text_width > 100  # the placeholder is measured, not blank
+    assert text_width + 20 <= room  # and a spin button beside it still leaves it whole
+    box = page.get_by_label("Create customers", exact=True).bounding_box()
+    assert box is not None
+    assert min(box["width"], box["height"]) >= 24
+    assert errors == []
+    context.close()

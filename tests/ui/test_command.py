@@ -4,6 +4,7 @@ stops a run in progress as it does in `import`."""
 from __future__ import annotations
 
 import csv
+import os
 import queue
 import re
 import signal
@@ -22,6 +23,7 @@ from click.testing import CliRunner
 
 from bulk_chats.cli.main import cli
 from bulk_chats.sandbox import CUSTOMERS
+from tests.ui.pages import UPLOAD_HEADERS
 
 WAIT = 30.0
 """Seconds any one step may take."""
@@ -45,15 +47,18 @@ def test_sandbox_with_a_base_url_is_one_line_and_exit_2() -> None:
 
 
 class Served:
-    """`bulk-chats ui --sandbox --no-browser` in a child process, its stderr read by a thread."""
+    """`bulk-chats ui --sandbox --no-browser` (or with `browser` set, opening that) in a
+    child process, its stderr read by a thread."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, *, browser: dict[str, str] | None = None) -> None:
+        options = ["--no-browser"] if browser is None else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bulk_chats", "ui", "--sandbox", "--no-browser"],
+            [sys.executable, "-m", "bulk_chats", "ui", "--sandbox", *options],
             cwd=cwd,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
+            env=None if browser is None else {**without_browsers(), **browser},
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -98,6 +103,13 @@ class Served:
         self.process.stderr.close()
 
 
+def without_browsers() -> dict[str, str]:
+    """This environment as it would be on a machine with no browser for Python's
+    `webbrowser` to find: no display, no `BROWSER`, nothing on the `PATH`."""
+    hidden = {"BROWSER", "DISPLAY", "WAYLAND_DISPLAY", "PATH"}
+    return {name: value for name, value in os.environ.items() if name not in hidden}
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     child = Served(tmp_path)
@@ -118,6 +130,7 @@ def poll(condition: str, read: object) -> None:
 def test_serves_with_the_token_and_ends_on_ctrl_c(served: Served) -> None:
     """The printed URL opens the page; the same address without the token is refused;
     Ctrl-C with no run in progress ends the server with status 0."""
+    served.wait_for(r"^ui: open the address above in a browser; Ctrl-C here stops the page$")
     with httpx.Client(timeout=WAIT) as client:
         assert "bulk-chats" in served.page(client)
         assert client.get(f"{served.root}/").status_code == 403
@@ -139,6 +152,7 @@ def test_ctrl_c_stops_a_run_and_writes_its_workbook(served: Served, tmp_path: Pa
             f"{served.root}/upload",
             params={**served.params, "name": rows.name},
             content=rows.read_bytes(),
+            headers=UPLOAD_HEADERS,
         )
         assert upload.status_code == 200
         started = client.post(f"{served.root}/run", json={"kind": "import", "rate": 120}, **post)
@@ -156,3 +170,61 @@ def test_ctrl_c_stops_a_run_and_writes_its_workbook(served: Served, tmp_path: Pa
     assert statuses["created"] >= 1
     assert statuses["not_sent"] >= 1
     assert statuses["created"] + statuses["not_sent"] == 60
+    assert not [p for p in (tmp_path / "reports" / "uploads").rglob("*") if p.is_file()]
+
+
+RECORDER = """\
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+lines = sys.argv[1:]
+opened = Path(unquote(urlsplit(sys.argv[1]).path))
+if sys.argv[1].startswith("file:") and opened.is_file():
+    lines += [oct(opened.stat().st_mode & 0o777), opened.read_text()]
+Path(sys.argv[0]).with_name("opened.txt").write_text("\\n".join(lines))
+"""
+"""A browser that writes what it was started with (its command line, then the mode and
+text of the file it was given) beside itself."""
+
+
+def test_the_token_is_not_on_the_browser_s_command_line(tmp_path: Path) -> None:
+    """The browser is started on an owner-only file that redirects to the page (the token
+    is in the file, not on a command line `ps` shows), the line after the address says so
+    and that Ctrl-C stops the page, and the file is gone once it stops."""
+    recorder = tmp_path / "browser" / "recorder.py"
+    recorder.parent.mkdir()
+    recorder.write_text(f"#!{sys.executable}\n{RECORDER}", encoding="utf-8")
+    recorder.chmod(0o700)
+    served = Served(tmp_path, browser={"BROWSER": str(recorder)})
+    try:
+        opened = recorder.parent / "opened.txt"
+        poll(".", lambda: opened.read_text() if opened.exists() else "")
+        argument, *rest = opened.read_text().split("\n", 2)
+        assert served.params["token"] not in argument
+        mode, page = rest
+        served.wait_for(r"^ui: opened in the browser; Ctrl-C here stops the page$")
+        assert argument.startswith("file:///")
+        [redirect] = (tmp_path / "reports").glob("open-page-*.html")
+        assert argument == redirect.as_uri()
+        assert mode == "0o600"
+        assert f'content="0;url={served.url}"' in page
+        with httpx.Client(timeout=WAIT) as client:
+            assert "bulk-chats" in served.page(client)
+        assert served.interrupt() == 0
+        assert not redirect.exists()
+    finally:
+        served.kill()
+
+
+def test_with_no_browser_the_start_up_line_says_so(tmp_path: Path) -> None:
+    """Where no browser can be started, the line after the address says so, and that
+    Ctrl-C stops the page."""
+    served = Served(tmp_path, browser={})
+    try:
+        served.wait_for(
+            r"^ui: no browser found: open the address above in one; Ctrl-C here stops the page$"
+        )
+        assert served.interrupt() == 0
+    finally:
+        served.kill()

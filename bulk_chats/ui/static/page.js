@@ -130,7 +130,8 @@
     showError("");
     const response = await fetch(url("/upload", { name: file.name }), {
       method: "POST",
-      headers: { "content-type": "application/octet-stream" },
+      // A header a form cannot send: the server takes no upload without it.
+      headers: { "content-type": "application/octet-stream", "x-bulk-chats-upload": "1" },
       body: file,
     });
     if (await answer(response)) await refresh();
