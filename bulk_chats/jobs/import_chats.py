@@ -20,10 +20,9 @@ from bulk_chats.jobs.session import (
     go_on,
     look_up_first,
     open_session,
-    preflight_read,
+    preflight,
 )
 from bulk_chats.jobs.validate import read_and_validate
-from bulk_chats.lookups.directory import check_rows
 from bulk_chats.lookups.new_customers import created_earlier
 from bulk_chats.send.chats import send_chats
 from bulk_chats.settings import Settings
@@ -71,21 +70,18 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
         done = {outcome.index for outcome in resume.finished}
         earlier = created_earlier(journal, (row for row in rows if row.index in done))
 
-        directory = await preflight_read(client, resume.to_send, results, tell, rows=resume.to_send)
-        if isinstance(directory, RunResult):
-            return directory
-        preflight = check_rows(resume.to_send, directory)
-        results.record(preflight.rejected.values())
-        results.warnings.update(preflight.warnings)
+        checked = await preflight(client, resume.to_send, results, tell, rows=resume.to_send)
+        if isinstance(checked, RunResult):
+            return checked
 
         # With --create-customers the plan counts the customers to create, which only
         # the look-ups can tell: they go first. They are reads; nothing is created
         # before the prompt.
-        lookups = await look_up_first(session, preflight, settings=settings, stop=stop)
+        lookups = await look_up_first(session, checked, settings=settings, stop=stop)
         plan = plan_import(
             validation.counts(),
             resume,
-            preflight,
+            checked,
             rate=session.limiter.rate,
             dry_run=settings.dry_run,
             lookups=lookups,
@@ -97,14 +93,14 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
             results,
             tell,
             confirm=hooks.confirm,
-            rows=preflight.passed,
+            rows=checked.passed,
             dry_run=settings.dry_run,
         )
         if ended is not None:
             return ended
 
         resolution = await give_customers(
-            session, preflight, lookups, results, settings=settings, hooks=hooks, earlier=earlier
+            session, checked, lookups, results, settings=settings, hooks=hooks, earlier=earlier
         )
         if isinstance(resolution, RunResult):
             return resolution

@@ -22,9 +22,8 @@ from bulk_chats.jobs.session import (
     go_on,
     look_up_first,
     open_session,
-    preflight_read,
+    preflight,
 )
-from bulk_chats.lookups.directory import check_rows
 from bulk_chats.lookups.new_customers import created_earlier
 from bulk_chats.records import Status
 from bulk_chats.send.conversations import send_conversations
@@ -70,17 +69,14 @@ async def import_transcript(
         # The last rows of the conversations that have only their status left.
         lasts = [conversation.last for conversation in earlier.status_only]
 
-        directory = await preflight_read(client, to_send, results, tell, rows=[*to_send, *lasts])
-        if isinstance(directory, RunResult):
-            return directory
-        preflight = check_rows(to_send, directory)
-        results.record(preflight.rejected.values())
-        results.warnings.update(preflight.warnings)
-        lookups = await look_up_first(session, preflight, settings=settings, stop=stop)
+        checked = await preflight(client, to_send, results, tell, rows=[*to_send, *lasts])
+        if isinstance(checked, RunResult):
+            return checked
+        lookups = await look_up_first(session, checked, settings=settings, stop=stop)
         plan = plan_transcript(
             validation.counts(),
             earlier,
-            preflight,
+            checked,
             rate=session.limiter.rate,
             dry_run=settings.dry_run,
             lookups=lookups,
@@ -92,7 +88,7 @@ async def import_transcript(
             results,
             tell,
             confirm=hooks.confirm,
-            rows=[*preflight.passed, *lasts],
+            rows=[*checked.passed, *lasts],
             dry_run=settings.dry_run,
         )
         if ended is not None:
@@ -105,7 +101,7 @@ async def import_transcript(
             results.record(end_rows(lasts, Status.NOT_SENT, KEY_REFUSED))
         resolution = await give_customers(
             session,
-            preflight,
+            checked,
             lookups,
             results,
             settings=settings,
@@ -115,7 +111,7 @@ async def import_transcript(
         if isinstance(resolution, RunResult):
             return resolution
         conversations, held = gather(
-            resolution.requests, {**preflight.rejected, **resolution.outcomes}, earlier
+            resolution.requests, {**checked.rejected, **resolution.outcomes}, earlier
         )
         results.record(held)
         result = await send_conversations(

@@ -117,6 +117,16 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def _customer_costs(passed: Sequence[ChatRequest], lookups: Lookups | None) -> tuple[int, int, int]:
+    """(customer searches still to make, customers to create, searches made before the
+    plan): the look-ups are counted as searches when they come after the plan, and when
+    `lookups` were made first (`--create-customers`) they tell how many to create."""
+    if lookups is None:
+        return customer_searches(passed), 0, 0
+    made = search_requests(len(lookups.names) - len(lookups.created))
+    return 0, len(lookups.missing), made
+
+
 def plan_import(
     counts: Mapping[str, int],
     resume: EarlierRuns,
@@ -136,9 +146,7 @@ def plan_import(
     chats = sum(1 for row in passed if row.chat_id is None)
     messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
     statuses = sum(1 for row in passed if row.status is not None)
-    searches = customer_searches(passed) if lookups is None else 0
-    customers = 0 if lookups is None else len(lookups.missing)
-    made = 0 if lookups is None else search_requests(len(lookups.names) - len(lookups.created))
+    searches, customers, made = _customer_costs(passed, lookups)
     total = chats + messages + statuses + searches + (0 if dry_run else customers)
     return Plan(
         rows=sum(counts.values()),
@@ -179,9 +187,7 @@ def plan_transcript(
     chats = len({row.key for row in passed if row.chat_id is None})
     statuses = len({row.key for row in passed if row.status is not None})
     statuses += len(earlier.status_only)
-    searches = customer_searches(passed) if lookups is None else 0
-    customers = 0 if lookups is None else len(lookups.missing)
-    made = 0 if lookups is None else search_requests(len(lookups.names) - len(lookups.created))
+    searches, customers, made = _customer_costs(passed, lookups)
     total = chats + len(passed) + statuses + searches + (0 if dry_run else customers)
     return Plan(
         rows=sum(counts.values()),

@@ -26,7 +26,7 @@ from bulk_chats.lookups.customers import (
     assign_customers,
     look_up_customers,
 )
-from bulk_chats.lookups.directory import Directory, Preflight, read_directory
+from bulk_chats.lookups.directory import Directory, Preflight, check_rows, read_directory
 from bulk_chats.lookups.new_customers import create_customers
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChangeRequest, ChatRequest, Status
@@ -123,6 +123,26 @@ async def preflight_read(
         failed = f"not sent: the pre-flight read failed: {exc}"
         results.record(end_rows(rows, Status.NOT_SENT, failed))
         return results.finish()
+
+
+async def preflight(
+    client: HelpCrunchClient,
+    to_send: Sequence[ChatRequest],
+    results: ResultsSoFar,
+    tell: Notify,
+    *,
+    rows: Iterable[AnyRequest],
+) -> Preflight[ChatRequest] | RunResult:
+    """The pre-flight of `import`: its reads (`preflight_read`, which may end the run,
+    `rows` then `not_sent`), then every row of `to_send` checked against them
+    (`check_rows`); the rows it refuses and its warnings go to `results`."""
+    directory = await preflight_read(client, to_send, results, tell, rows=rows)
+    if isinstance(directory, RunResult):
+        return directory
+    checked = check_rows(to_send, directory)
+    results.record(checked.rejected.values())
+    results.warnings.update(checked.warnings)
+    return checked
 
 
 def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -> RateLimiter:

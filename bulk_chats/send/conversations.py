@@ -69,7 +69,6 @@ async def send_conversations(
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
     sender = _ConversationSender(
-        conversations,
         client,
         progress=progress,
         journal=journal,
@@ -82,7 +81,7 @@ async def send_conversations(
         wall_clock=wall_clock,
         sleep=sleep,
     )
-    return await sender.run([c.chat for c in conversations], concurrency=concurrency)
+    return await sender.send(conversations, journal, concurrency=concurrency)
 
 
 def _rows(conversation: Conversation) -> tuple[ChatRequest, ...]:
@@ -102,42 +101,22 @@ class _Going:
 
 
 class _ConversationSender(MessagePoster):
-    def __init__(
+    _conversations: dict[int, Conversation]
+    """The conversations to send, by the index of their chat's row."""
+    _over: int = 0
+
+    async def send(
         self,
         conversations: Sequence[Conversation],
-        client: HelpCrunchClient,
-        *,
-        progress: ProgressSink,
         journal: TranscriptJournal | None,
-        stop: anyio.Event | None,
-        max_attempts: int,
-        max_wait: float,
-        stop_grace: float,
-        claimed: Iterable[int],
-        clock: Callable[[], float],
-        wall_clock: Callable[[], float],
-        sleep: Sleep,
-    ) -> None:
-        super().__init__(
-            client,
-            progress=progress,
-            journal=journal,
-            stop=stop,
-            max_attempts=max_attempts,
-            max_wait=max_wait,
-            stop_grace=stop_grace,
-            claimed=claimed,
-            clock=clock,
-            wall_clock=wall_clock,
-            sleep=sleep,
-        )
+        *,
+        concurrency: int,
+    ) -> SendResult:
+        """Send `conversations`, writing their messages to `journal`."""
         self._conversations = {c.index: c for c in conversations}
         self._messages = journal.messages if journal is not None else None
-        self._over = 0
-
-    async def run(self, requests: Sequence[ChatRequest], *, concurrency: int) -> SendResult:
-        self._progress.conversations(0, len(requests))
-        return await super().run(requests, concurrency=concurrency)
+        self._progress.conversations(0, len(conversations))
+        return await self.run([c.chat for c in conversations], concurrency=concurrency)
 
     def _rows_in(self, requests: Sequence[ChatRequest]) -> int:
         return sum(len(_rows(self._conversations[r.index])) for r in requests)

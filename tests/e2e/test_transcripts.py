@@ -32,6 +32,7 @@ from bulk_chats.sandbox import run_in_thread as serve_in_thread
 from bulk_chats.sandbox.refusals import Refusal, json_object
 from bulk_chats.sandbox.state import SandboxState
 from bulk_chats.settings import ApiKey, Settings
+from tests.e2e import test_durability
 from tests.e2e.test_durability import (
     KEY,
     GatedSandbox,
@@ -44,6 +45,10 @@ from tests.e2e.test_durability import (
     wait_until,
 )
 from tests.sheets import read_results, write_csv
+
+importers = test_durability.importers
+"""Importer subprocesses, each killed at the end if still running (the durability
+tests' fixture)."""
 
 HEADER = ["Ticket", "Customer", "Application", "Chat status", "Sent at", "Sender", "Message"]
 START = dt.datetime(2023, 4, 1, 9, 0)
@@ -155,23 +160,6 @@ def sandbox_factory(quirks: bool) -> Iterator[Callable[..., Sandbox]]:
             return Sandbox(running.base_url, made)
 
         yield start
-
-
-@pytest.fixture
-def importers() -> Iterator[Callable[..., Importer]]:
-    """Start importers; any still running at the end is killed."""
-    started: list[Importer] = []
-
-    def start(cwd: Path, source: Path, sandbox: Sandbox, *extra: str) -> Importer:
-        importer = Importer(cwd, source, sandbox, *extra)
-        started.append(importer)
-        return importer
-
-    try:
-        yield start
-    finally:
-        for importer in started:
-            importer.end()
 
 
 def test_interleaved_rows_land_in_order_at_one_chat_a_message_and_a_status_each(
