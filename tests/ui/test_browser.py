@@ -338,6 +338,8 @@ def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
     page.keyboard.press("Space")
     expect(create).to_be_checked()
     page.keyboard.press("Tab")
+    expect(page.get_by_label("No time prefix", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
     expect(validate).to_be_focused()
     page.keyboard.press("Enter")
     summary = page.get_by_role("status", name="Summary")
