@@ -177,7 +177,11 @@ class _ConversationSender(MessagePoster):
             if isinstance(created, Outcome):
                 return self._end_all(row, going, created)
             row.chat_id = created
-            await self._record(request, self._chat_outcome(row))
+            # On disk before any message goes, whoever made the chat: a chat an earlier
+            # run made, found by search now, must not be searched for (and its messages
+            # taken for unsent) by the next run.
+            known = replace(self._chat_outcome(row), status=Status.CREATED)
+            await self._record(request, known)
         last = conversation.last
         # The last row's outcome, when it is not posted now: an earlier run posted it.
         ending = self._row_outcome(row, last, Status.ALREADY_CREATED, None, last.message_id)

@@ -223,6 +223,31 @@ def test_a_kill_anywhere_then_a_rerun_leaves_each_message_once_in_order(
     assert lookups <= 2, "one read (two pages at most) for the one lost answer"
 
 
+def test_a_chat_found_by_a_rerun_then_killed_again_is_not_filled_twice(
+    tmp_path: Path, sandbox_factory: Callable[..., Sandbox], importers: Callable[..., Importer]
+) -> None:
+    """kill -9 with the first chat's answer held; the re-run finds that chat by search and
+    is killed in turn among its messages; the third run knows the chat and what is in it,
+    and posts no message twice."""
+    sandbox = sandbox_factory()
+    talks = transcript(tmp_path / "talks.csv", 6, 5)
+    source = tmp_path / "talks.csv"
+    gate = sandbox.hold("POST /v1/chats", 1)
+    first = importers(tmp_path, source, sandbox, "--concurrency", "3")
+    wait_until(gate.held.is_set, "the first chat")
+    first.kill()
+    gate.released.set()
+    gate = sandbox.hold("POST /v1/messages", 4)
+    second = importers(tmp_path, source, sandbox, "--concurrency", "3")
+    wait_until(gate.held.is_set, "the fourth message")
+    second.kill()
+    gate.released.set()
+
+    third = importers(tmp_path, source, sandbox)
+    assert third.wait() == 0, third.stderr
+    assert_transcript_in(sandbox, read_results(third.out), talks)
+
+
 def test_ctrl_c_between_messages_then_a_rerun_completes_in_order(
     tmp_path: Path, sandbox_factory: Callable[..., Sandbox], importers: Callable[..., Importer]
 ) -> None:

@@ -356,3 +356,28 @@ async def test_every_message_is_announced_before_it_goes_and_recorded_with_its_i
         ("message-attempt", 1, key_b),
         ("message-posted", 1, ids[1]),
     ]
+
+
+async def test_a_chat_an_earlier_run_made_found_by_search_is_journalled_before_a_message(
+    harness: Harness,
+) -> None:
+    """The earlier run's chat, unanswered then, found now: the journal hears it exists
+    before the first message goes, so that the next run neither searches for it again
+    nor takes its messages for unsent."""
+    harness.desk.chats[542336] = []
+    harness.api.post("/chats/search").respond(
+        200,
+        json={
+            "data": [{"id": 542336, "customer": 100, "createdAt": int(WALL0), "applicationId": 9}],
+            "meta": {"total": 1},
+        },
+    )
+    talk = conversation(0, ["a"])
+    talk = replace(talk, chat=replace(talk.chat, search_since=WALL0 - 10))
+    result = await harness.send([talk])
+    assert result.outcomes[0].status is Status.CREATED
+    assert not any(e == "POST /chats" for e in harness.desk.log)
+    records = [e for e in harness.journal.events if e[0] in ("chat-record", "message-attempt")]
+    assert records[0][0] == "chat-record"
+    assert (records[0][2].status, records[0][2].chat_id) == (Status.CREATED, 542336)
+    assert records[1][0] == "message-attempt"
