@@ -90,6 +90,13 @@ FIELDS: Final = (
     Field("customer_name", Kind.TEXT, ("name", "full_name"), profile_as="name"),
     Field("company", Kind.TEXT, ("company_name",), profile_as="company"),
     Field("phone", Kind.TEXT, ("phone_number",), profile_as="phone"),
+    # Transcripts (docs/transcripts.md): one row per message, grouped by conversation.
+    Field(
+        "conversation",
+        Kind.TEXT,
+        ("conversation_id", "thread", "thread_id", "ticket", "ticket_id"),
+    ),
+    Field("sent_at", Kind.TEXT, ("sent_time", "message_time")),
 )
 """Every field, in the order messages list them."""
 
@@ -109,6 +116,22 @@ CUSTOMER_SEARCH_FIELDS: Final = {f.name: f.search_as for f in FIELDS if f.search
 
 PROFILE_FIELDS: Final = {f.name: f.profile_as for f in FIELDS if f.profile_as is not None}
 """Customer text field → the field of `POST /v1/customers` it fills (`customer_name` → `name`)."""
+
+CONVERSATION_FIELDS: Final = (
+    "customer",
+    "application",
+    "assignee",
+    "department",
+    "customer_email",
+    "customer_user_id",
+    "assignee_email",
+    "department_name",
+    "chat_status",
+    *PROFILE_FIELDS,
+)
+"""In a transcript, the fields of a conversation's chat: they may stand on any of its rows
+and must agree where given. The others (`message`, `message_type`, `message_agent`,
+`message_agent_email`, `sent_at`) are each row's, its message's own."""
 
 
 def headers_for(field: str) -> tuple[str, ...]:

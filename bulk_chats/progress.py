@@ -35,6 +35,10 @@ class ProgressSink(Protocol):
         """The rate limiter learned the account's limit, `rate` requests a minute, and runs
         at it from now on (`RateLimiter(on_learned=...)`); may come before `start`."""
 
+    def conversations(self, done: int, total: int) -> None:
+        """A transcript's sending: `done` of its `total` conversations are over (each row
+        is one message). First called with 0 done, after `start`."""
+
     def close(self) -> None:
         """Sending is over (finished, interrupted or stopped)."""
 
@@ -51,6 +55,9 @@ class NullProgress:
     def limit_learned(self, rate: float) -> None:
         pass
 
+    def conversations(self, done: int, total: int) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -58,11 +65,15 @@ class NullProgress:
 _FAILURES = (Status.FAILED, Status.MESSAGE_FAILED, Status.STATUS_FAILED, Status.UNKNOWN)
 
 
-def _counts_text(counts: Counter[Status], limit: float | None) -> str:
+def _counts_text(
+    counts: Counter[Status], limit: float | None, conversations: tuple[int, int] | None = None
+) -> str:
     # `update` and `close` create nothing: their rows are counted as updated.
     done = "updated" if counts[Status.UPDATED] else "created"
     failed = sum(counts[s] for s in _FAILURES)
     text = f"{done}={counts[Status(done)]} failed={failed}"
+    if conversations is not None:
+        text = f"{text} conversations={conversations[0]}/{conversations[1]}"
     return text if limit is None else f"{text}, account limit {limit:g}/min"
 
 
@@ -89,6 +100,7 @@ class BarProgress:
         self._bar: tqdm[NoReturn] | None = None
         self._counts: Counter[Status] = Counter()
         self._limit: float | None = None
+        self._conversations: tuple[int, int] | None = None
 
     def start(self, total: int) -> None:
         self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
@@ -96,7 +108,7 @@ class BarProgress:
     def advance(self, outcome: Outcome) -> None:
         self._counts[outcome.status] += 1
         if self._bar is not None:
-            self._bar.set_postfix_str(_counts_text(self._counts, self._limit), refresh=False)
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
             self._bar.update(1)
 
     def limit_learned(self, rate: float) -> None:
@@ -104,7 +116,15 @@ class BarProgress:
         # A line above the bar, which stays; the bar's postfix shows the limit from now on.
         tqdm.write(limit_text(rate), file=self._stream)
         if self._bar is not None:
-            self._bar.set_postfix_str(_counts_text(self._counts, rate))
+            self._bar.set_postfix_str(self._postfix())
+
+    def conversations(self, done: int, total: int) -> None:
+        self._conversations = (done, total)
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix())
+
+    def _postfix(self) -> str:
+        return _counts_text(self._counts, self._limit, self._conversations)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -127,6 +147,7 @@ class LogProgress:
         self._clock = clock
         self._counts: Counter[Status] = Counter()
         self._limit: float | None = None
+        self._conversations: tuple[int, int] | None = None
         self._total = 0
         self._done = 0
         self._started = 0.0
@@ -149,6 +170,9 @@ class LogProgress:
         self._limit = rate
         print(f"progress: {limit_text(rate)}", file=self._stream, flush=True)
 
+    def conversations(self, done: int, total: int) -> None:
+        self._conversations = (done, total)
+
     def close(self) -> None:
         if self._total and self._reported != self._done:
             self._write(self._clock())
@@ -161,7 +185,7 @@ class LogProgress:
         eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 else "?"
         print(
             f"progress: {self._done}/{self._total} rows, "
-            f"{_counts_text(self._counts, self._limit)}, "
+            f"{_counts_text(self._counts, self._limit, self._conversations)}, "
             f"{per_minute:.0f}/min, eta {eta}",
             file=self._stream,
             flush=True,

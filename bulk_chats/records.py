@@ -75,6 +75,11 @@ class ChatRequest:
     `profile` holds (field of `POST /v1/customers`, value) for the row's non-blank
     `customer_name`, `company` and `phone`: what a customer created for the row is given.
     It is not part of `key`.
+
+    A row of a transcript (docs/transcripts.md) names its `conversation`, and `position`
+    is its message's place in the conversation's order (0 first). Its chat fields are the
+    conversation's, and its `key` is the conversation's (`row_key`); `message_key` tells
+    its message from the others.
     """
 
     index: int
@@ -90,6 +95,8 @@ class ChatRequest:
     status: str | None = None
     message_id: int | None = None
     profile: tuple[tuple[str, str], ...] = ()
+    conversation: str | None = None
+    position: int = 0
 
     @property
     def customer_id(self) -> int:
@@ -120,7 +127,20 @@ class ChatRequest:
             department=self.department,
             message=self.message,
             names=self.names,
+            conversation=self.conversation,
         )
+
+    @property
+    def message_key(self) -> str:
+        """A fingerprint of the row's message (its text as sent, type and agent, the agent
+        as the sheet names it), "" for none: what tells one message of a conversation from
+        another in the journal, beside its `position`."""
+        message = self.message
+        if message is None:
+            return ""
+        agent = self.name("message_agent_email")
+        named = f"message_agent_email:{agent.strip().lower()}" if agent else message.agent
+        return fingerprint(message.text, message.type, named)
 
     def name(self, field: str) -> str | None:
         """The value of name field `field`, when the row gives that id by name."""
@@ -142,6 +162,7 @@ def row_key(
     department: int | None,
     message: FirstMessage | None,
     names: Iterable[tuple[str, str]] = (),
+    conversation: str | None = None,
 ) -> str:
     """The fingerprint that recognises a row across runs (`ChatRequest.key`).
 
@@ -150,6 +171,10 @@ def row_key(
     compares names), not as the id it resolves to. So a re-run finds the rows an earlier
     run created before looking anything up, and looks up only what is left to send. A row
     whose mapping changes between runs (a name column replaced by ids) is a new row.
+
+    A row of a transcript is known by its `conversation`, customer and application only:
+    the conversation's chat, the same for all its rows, whose assignee or department
+    changed in the sheet after the chat exists is still that chat, never a second one.
     """
     parts: dict[str, object] = {
         "customer": customer,
@@ -159,6 +184,8 @@ def row_key(
     }
     for field, value in names:
         parts[STANDS_FOR[field]] = f"{field}:{value.strip().lower()}"
+    if conversation is not None:
+        return fingerprint("conversation", conversation, parts["customer"], application)
     return fingerprint(
         parts["customer"],
         application,
@@ -172,6 +199,38 @@ def fingerprint(*values: object) -> str:
     """A stable hex digest of `values`, used to recognise a row across runs."""
     text = json.dumps([None if v is None else str(v) for v in values], ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One conversation of a transcript, from the look-ups to the sender
+    (docs/transcripts.md).
+
+    `chat` is what its chat is made from: the conversation's fields, no message, the index
+    of its first row to send. `chat.chat_id` is set when the chat exists (an earlier run
+    made it), `chat.search_since` when an earlier attempt may have, and `chat.status` is
+    the `chat_status` it ends in, set after its last message. `messages` are the rows
+    whose message is still to post, in the conversation's order; one with `search_since`
+    set may be in the chat already (an earlier attempt got no answer), and is looked for
+    first. `posted` are the ids of the conversation's messages earlier runs posted: a look
+    for a lost answer takes none of them for another. `last` is the conversation's last
+    row, which carries the outcome of setting the status.
+    """
+
+    chat: ChatRequest
+    messages: tuple[ChatRequest, ...]
+    last: ChatRequest
+    posted: frozenset[int] = frozenset()
+
+    @property
+    def index(self) -> int:
+        """The index of the row the conversation's chat is known by."""
+        return self.chat.index
+
+    @property
+    def chat_id(self) -> int | None:
+        """The conversation's chat, when it exists."""
+        return self.chat.chat_id
 
 
 @dataclass(frozen=True, slots=True)

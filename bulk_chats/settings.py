@@ -118,3 +118,6 @@ class Settings:
     """`--chat-status`, as the API spells it: the status of rows whose cell is blank."""
     create_customers: bool = False
     """`import --create-customers`: a customer for each email or userId that matches no one."""
+    time_prefix: bool = True
+    """A transcript's messages start with their `sent_at` (`[2023-04-01 10:02] `);
+    `import --no-time-prefix` sends the text as it is."""

@@ -52,11 +52,13 @@ class FakeTime:
 
 @dataclass
 class RecordingProgress:
-    """A progress sink that keeps every event: the total, each outcome, whether closed."""
+    """A progress sink that keeps every event: the total, each outcome, whether closed,
+    and each (done, total) of conversations."""
 
     total: int | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     closed: bool = False
+    conversations_done: list[tuple[int, int]] = field(default_factory=list)
 
     def start(self, total: int) -> None:
         self.total = total
@@ -66,6 +68,9 @@ class RecordingProgress:
 
     def limit_learned(self, rate: float) -> None:
         pass
+
+    def conversations(self, done: int, total: int) -> None:
+        self.conversations_done.append((done, total))
 
     def close(self) -> None:
         self.closed = True
@@ -118,14 +123,51 @@ class RecordingChanges:
         self.events.append((state, chat_id, change.field, change.journal_value))
 
 
+@dataclass
+class RecordingMessages:
+    """The message store's calls, kept as ("message-attempt", position, message_key) and
+    ("message-<state>", position, message_id)."""
+
+    events: list[Event]
+
+    def attempt(
+        self,
+        conversation: str,
+        position: int,
+        *,
+        message_key: str,
+        chat_id: int,
+        started_at: float,
+        source_row: int,
+    ) -> None:
+        self.events.append(("message-attempt", position, message_key))
+
+    def record(
+        self,
+        conversation: str,
+        position: int,
+        *,
+        state: str,
+        message_key: str,
+        chat_id: int,
+        message_id: int | None = None,
+        error_code: str = "",
+        error_message: str = "",
+        http_status: int | None = None,
+        source_row: int,
+    ) -> None:
+        self.events.append((f"message-{state}", position, message_id))
+
+
 class RecordingJournal:
-    """A journal for the senders that keeps every call of both its stores, in order, in
-    one list (`events`)."""
+    """A journal for the senders that keeps every call of its stores, in order, in one
+    list (`events`)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.chats = RecordingChats(self.events)
         self.changes = RecordingChanges(self.events)
+        self.messages = RecordingMessages(self.events)
 
     def records(self, index: int) -> list[Outcome]:
         """The outcomes recorded for row `index`, in order."""

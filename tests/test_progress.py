@@ -53,6 +53,29 @@ def test_bar_progress_counts_rows_and_shows_created_and_failed() -> None:
     assert "created=1 failed=1" in text
 
 
+def test_a_transcripts_progress_counts_its_conversations_too() -> None:
+    """Sending a transcript, the line and the bar say how many conversations are over."""
+    stream, clock = io.StringIO(), FakeClock()
+    sink = LogProgress(stream, interval=30, clock=clock)
+    sink.start(3)
+    sink.conversations(0, 2)
+    sink.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
+    sink.conversations(1, 2)
+    clock.now = 60
+    sink.close()
+    assert stream.getvalue() == (
+        "progress: 1/3 rows, created=1 failed=0 conversations=1/2, 1/min, eta 120s\n"
+    )
+    bar_stream = io.StringIO()
+    bar = BarProgress(bar_stream)
+    bar.start(1)
+    bar.conversations(0, 1)
+    bar.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
+    bar.conversations(1, 1)
+    bar.close()
+    assert "conversations=1/1" in bar_stream.getvalue()
+
+
 def test_null_progress_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     """NullProgress (--no-progress) accepts every call and shows nothing."""
     sink = NullProgress()

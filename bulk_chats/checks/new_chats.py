@@ -67,53 +67,19 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
     index = sheet.cells.index
     size = len(index)
     problems = ProblemColumns(size)
+    fields = read_fields(sheet, problems)
+    ids, names, profile = fields.ids, fields.names, fields.profile
+    check_required(ids, names, fields.blank, problems)
 
-    id_columns: dict[str, pd.Series] = {}
-    blank: dict[str, Bools] = {}
-    for name in ID_FIELDS:
-        column = sheet.column(name)
-        if column is None:
-            continue
-        parsed = parse_ids(column, name, header=sheet.headers[sheet.fields[name]])
-        id_columns[name] = parsed.ids
-        blank[name] = parsed.ids.isna().to_numpy(dtype=bool) & ~parsed.rejected
-        problems.add(
-            parsed.rejected,
-            f"invalid_{name}",
-            parsed.message.to_numpy(dtype=object)[parsed.rejected],
-        )
-    ids = pd.DataFrame(id_columns, index=index, copy=False)
-
-    name_columns: dict[str, pd.Series] = {}
-    for name in NAME_FIELDS:
-        column = sheet.column(name)
-        if column is None:
-            continue
-        name_columns[name] = as_text(column)
-    check_emails(name_columns, problems)
-    names = pd.DataFrame(name_columns, index=index, copy=False)
-    profile = _check_profile(sheet, problems)
-
-    for name, article, alternatives in (
-        ("customer", "a", " (or a customer_email / customer_user_id)"),
-        ("application", "an", ""),
-    ):
-        missing = blank.get(name, np.ones(size, dtype=bool)) & ~_given(ids, names, name)
-        problems.add(
-            missing,
-            f"missing_{name}",
-            f"{name}: is blank; every row needs {article} {name} id{alternatives}",
-        )
-
-    message, message_type = _check_messages(sheet, ids, names, problems)
+    message, message_type = check_messages(sheet, ids, names, problems)
     statuses = check_chat_status(sheet, problems, chat_status)
 
     codes, messages = problems.joined()
     invalid = codes != ""
 
-    fed_back_chat_id = _fed_back_id(sheet, "chat_id")
+    fed_back_chat_id = fed_back_id(sheet, "chat_id")
     if "message_id" in sheet.fed_back or "chat_id" in sheet.fed_back:
-        fed_back_message_id = _fed_back_id(sheet, "message_id")
+        fed_back_message_id = fed_back_id(sheet, "message_id")
     else:
         # Both all blank: one column, shared (copy on write keeps them apart).
         fed_back_message_id = fed_back_chat_id.copy(deep=False)
@@ -144,6 +110,76 @@ def validate_sheet(sheet: Sheet, *, chat_status: str | None = None) -> Validatio
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RowFields:
+    """A sheet's cells read as the fields of new chats, each row on its own: `ids` a
+    nullable Int64 column per id field present; `blank` per id field present, where its
+    cell is blank (a rejected cell is not blank: it has a problem of its own); `names`
+    the stripped text of each name field present; `profile` that of each customer text
+    field present."""
+
+    ids: pd.DataFrame
+    blank: dict[str, Bools]
+    names: pd.DataFrame
+    profile: pd.DataFrame
+
+
+def read_fields(sheet: Sheet, problems: ProblemColumns) -> RowFields:
+    """Parse the id, name and customer text columns of `sheet`, each cell's problems added
+    to `problems` (`invalid_<field>`)."""
+    index = sheet.cells.index
+    id_columns: dict[str, pd.Series] = {}
+    blank: dict[str, Bools] = {}
+    for name in ID_FIELDS:
+        column = sheet.column(name)
+        if column is None:
+            continue
+        parsed = parse_ids(column, name, header=sheet.headers[sheet.fields[name]])
+        id_columns[name] = parsed.ids
+        blank[name] = parsed.ids.isna().to_numpy(dtype=bool) & ~parsed.rejected
+        problems.add(
+            parsed.rejected,
+            f"invalid_{name}",
+            parsed.message.to_numpy(dtype=object)[parsed.rejected],
+        )
+    ids = pd.DataFrame(id_columns, index=index, copy=False)
+
+    name_columns: dict[str, pd.Series] = {}
+    for name in NAME_FIELDS:
+        column = sheet.column(name)
+        if column is None:
+            continue
+        name_columns[name] = as_text(column)
+    check_emails(name_columns, problems)
+    names = pd.DataFrame(name_columns, index=index, copy=False)
+    profile = _check_profile(sheet, problems)
+    return RowFields(ids=ids, blank=blank, names=names, profile=profile)
+
+
+def check_required(
+    ids: pd.DataFrame,
+    names: pd.DataFrame,
+    blank: dict[str, Bools],
+    problems: ProblemColumns,
+    *,
+    per: str = "row",
+) -> None:
+    """A customer (by id or name) and an application on every row where `blank` says the
+    field's cell is blank (every row, for a field without a column); the message says
+    every `per` needs one."""
+    size = len(ids.index)
+    for name, article, alternatives in (
+        ("customer", "a", " (or a customer_email / customer_user_id)"),
+        ("application", "an", ""),
+    ):
+        missing = blank.get(name, np.ones(size, dtype=bool)) & ~given(ids, names, name)
+        problems.add(
+            missing,
+            f"missing_{name}",
+            f"{name}: is blank; every {per} needs {article} {name} id{alternatives}",
+        )
+
+
 def _check_profile(sheet: Sheet, problems: ProblemColumns) -> pd.DataFrame:
     """The customer text columns as stripped text; a date or a TRUE/FALSE cell is no
     name, company or phone (a number is: a phone number cell reads as its digits)."""
@@ -170,7 +206,7 @@ def _not_text(value: object) -> bool:
     return isinstance(value, bool | np.bool_ | dt.date | dt.datetime | dt.time)
 
 
-def _given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> Bools:
+def given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> Bools:
     """Rows where `field` is given, by id or by a name column standing in for it."""
     # A copy: pandas may hand out a read-only view, and `|=` below writes into it.
     given = (
@@ -184,7 +220,7 @@ def _given(ids: pd.DataFrame, names: pd.DataFrame, field: str) -> Bools:
     return given
 
 
-def _check_messages(
+def check_messages(
     sheet: Sheet, ids: pd.DataFrame, names: pd.DataFrame, problems: ProblemColumns
 ) -> tuple[pd.Series, pd.Series]:
     """The first-message columns: type is message or private; a private note needs its
@@ -197,7 +233,7 @@ def _check_messages(
         # No message columns: only an agent without a message to write can be wrong, and
         # text and type share one blank column (copy on write keeps them apart).
         problems.add(
-            _given(ids, names, "message_agent"),
+            given(ids, names, "message_agent"),
             "missing_message",
             "message: is blank, but message_type or message_agent is set",
         )
@@ -219,7 +255,7 @@ def _check_messages(
         )
     kind = kind.copy()
     kind[(kind == "") & (text != "")] = "message"
-    agent_given = _given(ids, names, "message_agent")
+    agent_given = given(ids, names, "message_agent")
     private_alone = (kind == "private") & ~agent_given & (text != "")
     problems.add(
         private_alone,
@@ -236,7 +272,7 @@ def _check_messages(
     )
 
 
-def _fed_back_id(sheet: Sheet, name: str) -> pd.Series:
+def fed_back_id(sheet: Sheet, name: str) -> pd.Series:
     """An id an earlier results workbook recorded (chat_id, message_id), or <NA>."""
     column = sheet.column(name) if name in sheet.fed_back else None
     if column is None:

@@ -9,11 +9,15 @@ sheet's columns.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from bulk_chats.checks.changes import ChangeValidation
 from bulk_chats.checks.columns import Verdict
+from bulk_chats.checks.ids import Bools
 from bulk_chats.checks.new_chats import Validation
+from bulk_chats.checks.transcripts import TranscriptValidation
 from bulk_chats.fields import ID_FIELDS, NAME_FIELDS, PROFILE_FIELDS, names_for
 from bulk_chats.records import (
     ChangeRequest,
@@ -36,7 +40,42 @@ def rows_to_send(sheet: Sheet, validation: Validation) -> list[ChatRequest]:
     """
     status = validation.status
     left = _message_missing(validation) | _status_wanted(validation)
-    chosen = (status.eq(Status.VALID.value) | left).to_numpy()
+    return _requests(sheet, validation, (status.eq(Status.VALID.value) | left).to_numpy())
+
+
+def transcript_rows(
+    sheet: Sheet, validation: TranscriptValidation, *, time_prefix: bool = True
+) -> list[ChatRequest]:
+    """A `ChatRequest` for every row of a transcript's conversations that is not invalid:
+    those to send, and those a results workbook fed back in says were posted (with their
+    `message_id`), which tell what is left. Each carries its `conversation` and
+    `position`, its conversation's chat fields, and its message as it is sent: with
+    `time_prefix`, its `sent_at` before the text, as `[2023-04-01 10:02] `."""
+    chosen = validation.status.isin([Status.VALID.value, Status.ALREADY_CREATED.value])
+    rows = _requests(sheet, validation, chosen.to_numpy())
+    conversations = validation.conversation.tolist()
+    positions = validation.position.tolist()
+    stamps = validation.sent_at.tolist()
+    sent = []
+    for row in rows:
+        message = row.message
+        stamp = stamps[row.index]
+        if message is not None and time_prefix and stamp:
+            message = replace(message, text=f"[{stamp}] {message.text}")
+        sent.append(
+            replace(
+                row,
+                message=message,
+                conversation=conversations[row.index],
+                position=int(positions[row.index]),
+            )
+        )
+    return sent
+
+
+def _requests(sheet: Sheet, validation: Validation, chosen: Bools) -> list[ChatRequest]:
+    """A `ChatRequest` for every row of `chosen`."""
+    status = validation.status
     positions = [int(p) for p in status.index[chosen]]
     blank_ids: list[int | None] = [None] * len(positions)
     ids = {

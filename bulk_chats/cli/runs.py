@@ -58,9 +58,15 @@ def validate(
     help="Create a customer for each customer_email or customer_user_id that matches no one.",
 )
 @chat_status_option
+@click.option(
+    "--no-time-prefix",
+    is_flag=True,
+    help="A transcript's messages go as they are, without their sent_at before the text.",
+)
 def import_(**options: Any) -> None:
     """Validate FILE, then create a chat for every valid row, throttled, and write the
-    results workbook.
+    results workbook. With a conversation column, FILE is a transcript: one row per
+    message, one chat per conversation, its messages in order.
 
     Exit 0 when every row is created (now or earlier), 1 when some are not, 2 when
     nothing was sent because FILE or an option is unusable, 3 on a refused API key,
@@ -115,6 +121,7 @@ def send(
     dry_run: bool = False,
     create_customers: bool = False,
     chat_status: str | None = None,
+    no_time_prefix: bool = False,
 ) -> NoReturn:
     """Run `job` (`import_file`, `update_file`, `close_file`) with the command line's
     settings, print the summary and exit with the status of docs/reference.md › Exit status."""
@@ -144,6 +151,7 @@ def send(
             reports_dir=REPORTS_DIR,
             chat_status=status,
             create_customers=create_customers,
+            time_prefix=not no_time_prefix,
         )
         interactive = sys.stdin.isatty() and sys.stderr.isatty()
         hooks = Hooks(

@@ -7,20 +7,23 @@ here prints: notices, the plan among them, go to `Hooks.notify`.
 
 from __future__ import annotations
 
-from functools import partial
-
+from bulk_chats.checks.transcripts import TranscriptValidation
 from bulk_chats.checks.verdict import fed_back, rows_to_send
 from bulk_chats.errors import InputError
 from bulk_chats.jobs.hooks import Hooks
+from bulk_chats.jobs.import_transcripts import import_transcript
 from bulk_chats.jobs.plan import plan_import
-from bulk_chats.jobs.result import RunResult, end_rows, results_for
+from bulk_chats.jobs.result import RunResult, results_for
 from bulk_chats.jobs.resume import sort_by_earlier_runs
-from bulk_chats.jobs.session import KEY_REFUSED, go_on, open_session, preflight_read
+from bulk_chats.jobs.session import (
+    give_customers,
+    go_on,
+    look_up_first,
+    open_session,
+    preflight,
+)
 from bulk_chats.jobs.validate import read_and_validate
-from bulk_chats.lookups.customers import assign_customers, look_up_customers
-from bulk_chats.lookups.directory import check_rows
-from bulk_chats.lookups.new_customers import create_customers, created_earlier
-from bulk_chats.records import Status
+from bulk_chats.lookups.new_customers import created_earlier
 from bulk_chats.send.chats import send_chats
 from bulk_chats.settings import Settings
 
@@ -45,6 +48,8 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     if settings.api_key is None:
         raise InputError("no API key given")
     sheet, validation = read_and_validate(settings)
+    if isinstance(validation, TranscriptValidation):
+        return await import_transcript(settings, hooks, sheet, validation)
     mode = "dry-run" if settings.dry_run else "import"
     results = results_for(settings, sheet, validation, mode=mode, now=now)
     rows = rows_to_send(sheet, validation)
@@ -65,30 +70,18 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
         done = {outcome.index for outcome in resume.finished}
         earlier = created_earlier(journal, (row for row in rows if row.index in done))
 
-        directory = await preflight_read(client, resume.to_send, results, tell, rows=resume.to_send)
-        if isinstance(directory, RunResult):
-            return directory
-        preflight = check_rows(resume.to_send, directory)
-        results.record(preflight.rejected.values())
-        results.warnings.update(preflight.warnings)
+        checked = await preflight(client, resume.to_send, results, tell, rows=resume.to_send)
+        if isinstance(checked, RunResult):
+            return checked
 
-        create = settings.create_customers
-        look_up = partial(
-            look_up_customers,
-            client,
-            preflight.passed,
-            journal=journal,
-            concurrency=concurrency,
-            stop=stop,
-        )
         # With --create-customers the plan counts the customers to create, which only
         # the look-ups can tell: they go first. They are reads; nothing is created
         # before the prompt.
-        lookups = await look_up() if create else None
+        lookups = await look_up_first(session, checked, settings=settings, stop=stop)
         plan = plan_import(
             validation.counts(),
             resume,
-            preflight,
+            checked,
             rate=session.limiter.rate,
             dry_run=settings.dry_run,
             lookups=lookups,
@@ -100,30 +93,17 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
             results,
             tell,
             confirm=hooks.confirm,
-            rows=preflight.passed,
+            rows=checked.passed,
             dry_run=settings.dry_run,
         )
         if ended is not None:
             return ended
 
-        if lookups is None:
-            lookups = await look_up()
-        elif lookups.missing and not (settings.dry_run or lookups.auth_failed):
-            lookups = await create_customers(
-                client, journal, lookups, preflight.passed, concurrency=concurrency, stop=stop
-            )
-        resolution = assign_customers(preflight, lookups, would_create=create and settings.dry_run)
-        results.record(resolution.outcomes.values())
-        results.resolved = resolution.resolved
-        if create or earlier or resolution.customer_created:
-            results.customer_created = earlier | resolution.customer_created
-        if resolution.auth_failed:
-            tell("the API refused the key (401) during the look-ups: nothing more was sent")
-            results.record(end_rows(resolution.requests, Status.NOT_SENT, KEY_REFUSED))
-            return results.finish(auth_failed=True)
-        if settings.dry_run:
-            results.record(end_rows(resolution.requests, Status.VALID, ""))
-            return results.finish(interrupted=hooks.stopped())
+        resolution = await give_customers(
+            session, checked, lookups, results, settings=settings, hooks=hooks, earlier=earlier
+        )
+        if isinstance(resolution, RunResult):
+            return resolution
 
         result = await send_chats(
             resolution.requests,

@@ -1,7 +1,8 @@
 """A run's plan: what it is about to send and what that costs, shown before it starts.
 
 `plan_import` counts an import's chats, messages, look-ups and new customers;
-`plan_changes` the `PUT`s of `update` and `close`. `Plan.describe` is the text the CLI
+`plan_transcript` a transcript's conversations and messages; `plan_changes` the `PUT`s of
+`update` and `close`. `Plan.describe` is the text the CLI
 and the web page show before asking to go on.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bulk_chats.jobs.resume import EarlierRuns
+from bulk_chats.jobs.resume_transcripts import EarlierConversations
 from bulk_chats.lookups.customers import Lookups, customer_searches, search_requests
 from bulk_chats.lookups.directory import Preflight
 from bulk_chats.progress import duration_text
@@ -52,12 +54,17 @@ class Plan:
     updating: bool = False
     customers: int = 0
     lookups_made: int = 0
+    conversations: int = 0
+    """A transcript's: the conversations to send (each of its rows is one message)."""
 
     def describe(self) -> str:
         """The plan in a few lines, as the CLI shows it before asking to go on."""
         work = [] if self.updating else [_count(self.chats, "chat")]
+        if self.conversations:
+            work.insert(0, _count(self.conversations, "conversation"))
         if self.messages:
-            work.append(_count(self.messages, "first message"))
+            kind = "message" if self.conversations else "first message"
+            work.append(_count(self.messages, kind))
         if self.changes or self.updating:
             work.append(_count(self.changes, "change" if self.updating else "status change"))
         if self.lookups:
@@ -110,6 +117,16 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def _customer_costs(passed: Sequence[ChatRequest], lookups: Lookups | None) -> tuple[int, int, int]:
+    """(customer searches still to make, customers to create, searches made before the
+    plan): the look-ups are counted as searches when they come after the plan, and when
+    `lookups` were made first (`--create-customers`) they tell how many to create."""
+    if lookups is None:
+        return customer_searches(passed), 0, 0
+    made = search_requests(len(lookups.names) - len(lookups.created))
+    return 0, len(lookups.missing), made
+
+
 def plan_import(
     counts: Mapping[str, int],
     resume: EarlierRuns,
@@ -129,9 +146,7 @@ def plan_import(
     chats = sum(1 for row in passed if row.chat_id is None)
     messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
     statuses = sum(1 for row in passed if row.status is not None)
-    searches = customer_searches(passed) if lookups is None else 0
-    customers = 0 if lookups is None else len(lookups.missing)
-    made = 0 if lookups is None else search_requests(len(lookups.names) - len(lookups.created))
+    searches, customers, made = _customer_costs(passed, lookups)
     total = chats + messages + statuses + searches + (0 if dry_run else customers)
     return Plan(
         rows=sum(counts.values()),
@@ -151,6 +166,49 @@ def plan_import(
         changes=statuses,
         customers=customers,
         lookups_made=made,
+    )
+
+
+def plan_transcript(
+    counts: Mapping[str, int],
+    earlier: EarlierConversations,
+    preflight: Preflight[ChatRequest],
+    *,
+    rate: float,
+    dry_run: bool = False,
+    lookups: Lookups | None = None,
+) -> Plan:
+    """Count what a transcript's conversations will cost at `rate` requests per minute:
+    for each conversation, its chat (unless it exists), one request per message left, and
+    its status (docs/transcripts.md › The plan). As `plan_import` counts the look-ups and
+    the customers; `earlier` says what earlier runs did."""
+    passed = preflight.passed
+    keys = {row.key for row in passed}
+    chats = len({row.key for row in passed if row.chat_id is None})
+    statuses = len({row.key for row in passed if row.status is not None})
+    statuses += len(earlier.status_only)
+    searches, customers, made = _customer_costs(passed, lookups)
+    total = chats + len(passed) + statuses + searches + (0 if dry_run else customers)
+    return Plan(
+        rows=sum(counts.values()),
+        to_send=len(passed),
+        chats=chats,
+        messages=len(passed),
+        lookups=searches,
+        requests=total,
+        seconds=total * 60 / rate,
+        already_done=earlier.already_done,
+        not_to_send=_invalid(counts)
+        + sum(1 for o in preflight.rejected.values() if o.status is Status.INVALID)
+        + sum(1 for o in earlier.held if o.status is Status.INVALID),
+        rate=rate,
+        warnings=len(preflight.warnings),
+        held=sum(1 for o in earlier.held if o.status is Status.UNKNOWN),
+        dry_run=dry_run,
+        changes=statuses,
+        customers=customers,
+        lookups_made=made,
+        conversations=len(keys) + len(earlier.status_only),
     )
 
 

@@ -1,7 +1,8 @@
 """What `import`, `update` and `close` hold open around their sending, and the steps they
 share before it: the session (the journal of the API root, one rate limiter and one
 client for every request), the pre-flight read that ends the run when the key is refused,
-and the plan told and the user asked to go on (`go_on`).
+the plan told and the user asked to go on (`go_on`), and for the two kinds of `import`
+(rows, transcripts) every row given its customer (`give_customers`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,23 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
+
 from bulk_chats.api.client import HelpCrunchClient, Transport
 from bulk_chats.api.limiter import RateLimiter, default_concurrency
 from bulk_chats.errors import ApiError, AuthenticationError
-from bulk_chats.jobs.hooks import Confirm, Notify
+from bulk_chats.jobs.hooks import Confirm, Hooks, Notify
 from bulk_chats.jobs.plan import Plan
 from bulk_chats.jobs.result import AnyRequest, ResultsSoFar, RunResult, end_rows
 from bulk_chats.journal.journal import Journal, journal_path, scope_for
-from bulk_chats.lookups.directory import Directory, read_directory
+from bulk_chats.lookups.customers import (
+    Lookups,
+    Resolution,
+    assign_customers,
+    look_up_customers,
+)
+from bulk_chats.lookups.directory import Directory, Preflight, check_rows, read_directory
+from bulk_chats.lookups.new_customers import create_customers
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChangeRequest, ChatRequest, Status
 from bulk_chats.settings import DEFAULT_RATE, Settings
@@ -115,6 +125,26 @@ async def preflight_read(
         return results.finish()
 
 
+async def preflight(
+    client: HelpCrunchClient,
+    to_send: Sequence[ChatRequest],
+    results: ResultsSoFar,
+    tell: Notify,
+    *,
+    rows: Iterable[AnyRequest],
+) -> Preflight[ChatRequest] | RunResult:
+    """The pre-flight of `import`: its reads (`preflight_read`, which may end the run,
+    `rows` then `not_sent`), then every row of `to_send` checked against them
+    (`check_rows`); the rows it refuses and its warnings go to `results`."""
+    directory = await preflight_read(client, to_send, results, tell, rows=rows)
+    if isinstance(directory, RunResult):
+        return directory
+    checked = check_rows(to_send, directory)
+    results.record(checked.rejected.values())
+    results.warnings.update(checked.warnings)
+    return checked
+
+
 def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -> RateLimiter:
     """The run's one rate limiter: at `rate` requests a minute when given, else at the
     account's limit an earlier run learned for this API root, else at `DEFAULT_RATE`.
@@ -129,3 +159,70 @@ def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -
 
     remembered = journal.limits.learned() if rate is None else None
     return RateLimiter(rate or remembered or DEFAULT_RATE, learned=remembered, on_learned=learned)
+
+
+async def give_customers(
+    session: Session,
+    preflight: Preflight[ChatRequest],
+    lookups: Lookups | None,
+    results: ResultsSoFar,
+    *,
+    settings: Settings,
+    hooks: Hooks,
+    earlier: frozenset[int],
+) -> Resolution | RunResult:
+    """After the go-ahead, every row that passed the pre-flight given its customer: the
+    look-ups (unless `lookups` were made before the plan, as `--create-customers` does),
+    then the customers to create; the outcomes of the rows left out go to `results`, with
+    the ids used and the rows whose customer the tool created (`earlier`: by an earlier
+    run). The rows to send, or the run's end: a 401 during the look-ups (the rest
+    `not_sent`), or a dry run (the rows that would be sent `valid`)."""
+    client, journal, concurrency, stop = (
+        session.client,
+        session.journal,
+        session.concurrency,
+        hooks.stop,
+    )
+    create = settings.create_customers
+    if lookups is None:
+        lookups = await look_up_customers(
+            client, preflight.passed, journal=journal, concurrency=concurrency, stop=stop
+        )
+    elif lookups.missing and not (settings.dry_run or lookups.auth_failed):
+        lookups = await create_customers(
+            client, journal, lookups, preflight.passed, concurrency=concurrency, stop=stop
+        )
+    resolution = assign_customers(preflight, lookups, would_create=create and settings.dry_run)
+    results.record(resolution.outcomes.values())
+    results.resolved = resolution.resolved
+    if create or earlier or resolution.customer_created:
+        results.customer_created = earlier | resolution.customer_created
+    if resolution.auth_failed:
+        hooks.notify("the API refused the key (401) during the look-ups: nothing more was sent")
+        results.record(end_rows(resolution.requests, Status.NOT_SENT, KEY_REFUSED))
+        return results.finish(auth_failed=True)
+    if settings.dry_run:
+        results.record(end_rows(resolution.requests, Status.VALID, ""))
+        return results.finish(interrupted=hooks.stopped())
+    return resolution
+
+
+async def look_up_first(
+    session: Session,
+    preflight: Preflight[ChatRequest],
+    *,
+    settings: Settings,
+    stop: anyio.Event | None,
+) -> Lookups | None:
+    """With `--create-customers`, the look-ups of the rows that passed the pre-flight,
+    before the plan: it counts the customers to create, which only they can tell. They
+    are reads; nothing is created before the go-ahead. None otherwise: they come after."""
+    if not settings.create_customers:
+        return None
+    return await look_up_customers(
+        session.client,
+        preflight.passed,
+        journal=session.journal,
+        concurrency=session.concurrency,
+        stop=stop,
+    )

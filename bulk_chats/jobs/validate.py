@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from bulk_chats.checks.new_chats import Validation, validate_sheet
+from bulk_chats.checks.transcripts import validate_transcript
 from bulk_chats.jobs.result import RunResult, make_reports_dir, prepare_results, write_run
 from bulk_chats.results.table import default_out_path
 from bulk_chats.results.workbook import Summary
@@ -28,6 +29,8 @@ def validate_file(settings: Settings, *, now: dt.datetime | None = None) -> RunR
 
 
 def read_and_validate(settings: Settings) -> tuple[Sheet, Validation]:
-    """The offline part of `validate` and `import`: load the sheet and validate every row."""
+    """The offline part of `validate` and `import`: load the sheet and validate every row,
+    as a transcript (`TranscriptValidation`) when it has a `conversation` column."""
     sheet = load_sheet(settings.input_path, sheet=settings.sheet, columns=settings.columns)
-    return sheet, validate_sheet(sheet, chat_status=settings.chat_status)
+    validate = validate_transcript if sheet.transcript else validate_sheet
+    return sheet, validate(sheet, chat_status=settings.chat_status)

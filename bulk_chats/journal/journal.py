@@ -5,8 +5,8 @@ send only what is left and create no chat twice (docs/sending.md). One file in t
 reports folder holds every API root's entries, each root a scope that one run at a time
 holds (`lock`). `Journal` puts the file's stores together: `chats` (each row's progress
 towards its chat), `changes` (the changes of chats), `customers` (the customers
-`--create-customers` made) and `limits` (the account's limit a run learned). The API key
-is never stored.
+`--create-customers` made), `messages` (the messages of transcripts) and `limits` (the
+account's limit a run learned). The API key is never stored.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bulk_chats.journal.changes import ChangeStore
 from bulk_chats.journal.chats import ChatStore
 from bulk_chats.journal.customers import CustomerStore
 from bulk_chats.journal.file import JournalFile
+from bulk_chats.journal.messages import MessageStore
 
 JOURNAL_NAME: Final = "journal.sqlite3"
 """The journal's file name in the reports directory."""
@@ -79,8 +80,9 @@ class LimitStore:
 class Journal:
     """The journal of one run: one scope of one journal file, held for the run's length.
 
-    Its stores share the file: `chats`, `changes`, `customers`, `limits`. Safe to call
-    from several threads; each write blocks until it is on disk (a few milliseconds).
+    Its stores share the file: `chats`, `changes`, `customers`, `messages`, `limits`. Safe
+    to call from several threads; each write blocks until it is on disk (a few
+    milliseconds).
     """
 
     def __init__(self, file: JournalFile) -> None:
@@ -89,6 +91,7 @@ class Journal:
         self.chats = ChatStore(file)
         self.changes = ChangeStore(file)
         self.customers = CustomerStore(file)
+        self.messages = MessageStore(file)
         self.limits = LimitStore(file)
 
     @classmethod

@@ -143,6 +143,33 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # The messages of transcripts: one entry per conversation and position (its place
+        # in the conversation's order), announced before its POST /v1/messages goes out.
+        # `posted` carries the message's id; two identical texts are two positions.
+        """
+        CREATE TABLE messages (
+            scope            TEXT    NOT NULL,  -- the API root, from scope_for()
+            conversation_key TEXT    NOT NULL,  -- ChatRequest.key of the conversation
+            position         INTEGER NOT NULL,  -- 0 for the conversation's first message
+            message_key      TEXT    NOT NULL,  -- ChatRequest.message_key: text, type, agent
+            state            TEXT    NOT NULL
+                CHECK (state IN ('sending', 'posted', 'failed', 'unknown', 'not_sent')),
+            chat_id          INTEGER NOT NULL,  -- the chat it was sent to
+            message_id       INTEGER,           -- once posted
+            attempts         INTEGER NOT NULL DEFAULT 0,  -- announced, over every run
+            first_started_at REAL,              -- unix seconds
+            last_started_at  REAL,
+            error_code       TEXT    NOT NULL DEFAULT '',
+            error_message    TEXT    NOT NULL DEFAULT '',
+            http_status      INTEGER,
+            source_row       INTEGER,           -- informational: the latest run's row
+            input_name       TEXT    NOT NULL DEFAULT '',  -- informational: file name only
+            updated_at       REAL    NOT NULL,
+            PRIMARY KEY (scope, conversation_key, position)
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 

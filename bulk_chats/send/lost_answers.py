@@ -96,3 +96,16 @@ def matches(chat: Chat, request: ChatRequest, *, created_since: int) -> bool:
         if wanted is not None and shown is not ABSENT and shown != wanted:
             return False
     return chat.created_at is None or chat.created_at >= created_since
+
+
+def find_posted(messages: Iterable[Message], text: str, *, known: Set[int]) -> MessageCheck:
+    """Whether a message of a transcript whose answer was lost is among its chat's
+    `messages` (the whole list, read from `GET /v1/chats/{id}/messages`): one with its
+    `text` (spaces around aside) that is none of the conversation's messages `known` to
+    be in already. A conversation may say the same thing twice; the known ids are what
+    tell the one looked for from the one posted before it. The oldest (the last of the
+    list, which comes newest first), when several."""
+    wanted = text.strip()
+    found = [m.id for m in messages if m.text is not None and m.text.strip() == wanted]
+    unknown = [message_id for message_id in found if message_id not in known]
+    return MessageCheck(message_id=unknown[-1]) if unknown else MessageCheck(absent=True)

@@ -123,7 +123,7 @@ class RowRunner(Generic[R]):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self._queue = iter(requests)
-        self._progress.start(len(requests))
+        self._progress.start(self._rows_in(requests))
         try:
             async with waits_end_once_stopped(
                 self._client, self._stop, grace=self._stop_grace, sleep=self._sleep
@@ -136,26 +136,37 @@ class RowRunner(Generic[R]):
                 )
             reason = self._not_sent_reason()
             for request in self._queue:
-                outcome = Outcome(
-                    index=request.index,
-                    status=Status.NOT_SENT,
-                    chat_id=request.chat_id,
-                    error_message=reason,
-                )
-                self._outcomes[request.index] = outcome
-                self._progress.advance(outcome)
+                for outcome in self._not_reached(request, reason):
+                    self._outcomes[outcome.index] = outcome
+                    self._progress.advance(outcome)
         finally:
             self._progress.close()
         if self._journal_error is not None:
             raise self._journal_error
         return SendResult(
-            outcomes={r.index: self._outcomes[r.index] for r in requests},
+            outcomes=dict(self._outcomes),
             auth_failed=self._auth_failed,
             interrupted=self._stop is not None and self._stop.is_set(),
         )
 
     async def _run_row(self, request: R) -> Outcome:
         raise NotImplementedError
+
+    def _rows_in(self, requests: Sequence[R]) -> int:
+        """The rows `requests` stand for, each to end in one outcome: one each here."""
+        return len(requests)
+
+    def _not_reached(self, request: R, reason: str) -> list[Outcome]:
+        """The outcomes of the rows of `request`, which the run stopped before: `not_sent`,
+        keeping the chat an earlier run made."""
+        return [
+            Outcome(
+                index=request.index,
+                status=Status.NOT_SENT,
+                chat_id=request.chat_id,
+                error_message=reason,
+            )
+        ]
 
     async def _record(self, request: R, outcome: Outcome) -> None:
         raise NotImplementedError

@@ -121,6 +121,12 @@ class Sheet:
     def __len__(self) -> int:
         return len(self.cells)
 
+    @property
+    def transcript(self) -> bool:
+        """Whether the sheet is a transcript: a `conversation` column makes each row one
+        message, and the rows of one conversation one chat (docs/transcripts.md)."""
+        return "conversation" in self.fields
+
     def column(self, name: str) -> pd.Series | None:
         """The cells of a field (or of an earlier result column), or None if absent."""
         position = self.fields.get(name, self.fed_back.get(name))
@@ -318,4 +324,10 @@ def _require(path: Path, fields: Mapping[str, int]) -> None:
         raise InputError(
             f"{path}: no customer column (looked for {', '.join(headers_for('customer'))}, or "
             f"{' / '.join(customer_names)}); name one with --column customer=HEADER"
+        )
+    if "conversation" in fields and "message" not in fields:
+        raise InputError(
+            f"{path}: a conversation column makes each row one message, but there is no "
+            f"message column (looked for {', '.join(headers_for('message'))}); name one "
+            "with --column message=HEADER"
         )

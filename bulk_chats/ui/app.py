@@ -292,6 +292,7 @@ class UiApp:
             reports_dir=self.config.reports_dir,
             chat_status=status,
             create_customers=body.get("create_customers") is True,
+            time_prefix=body.get("no_time_prefix") is not True,
         )
         with self._lock:
             if self._job is not None and self._job.view().active:
@@ -395,13 +396,19 @@ def _event(view: JobView) -> dict[str, Any]:
 
 
 def _progress_text(view: JobView) -> str:
-    """`12 of 100 rows · 45 rows a minute · about 2m 00s left`."""
+    """`12 of 100 rows · 45 rows a minute · about 2m 00s left`; for a transcript, `3 of
+    10 conversations · 25 of 80 messages · …`."""
     progress = view.progress
     if not progress.total:
         return ""
-    parts = [f"{progress.done} of {progress.total} rows"]
+    unit = "rows"
+    parts = []
+    if progress.conversations is not None:
+        unit = "messages"
+        parts.append("{} of {} conversations".format(*progress.conversations))
+    parts.append(f"{progress.done} of {progress.total} {unit}")
     if progress.per_minute is not None:
-        parts.append(f"{progress.per_minute:.0f} rows a minute")
+        parts.append(f"{progress.per_minute:.0f} {unit} a minute")
     if progress.eta is not None and progress.done < progress.total:
         parts.append(f"about {duration_text(progress.eta)} left")
     if progress.learned_limit is not None:

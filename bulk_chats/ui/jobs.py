@@ -104,6 +104,7 @@ class JobProgress:
         self.counts: Counter[str] = Counter()
         self.started: float | None = None
         self.learned_limit: float | None = None
+        self.conversations_over: tuple[int, int] | None = None
 
     def start(self, total: int) -> None:
         with self._lock:
@@ -125,6 +126,11 @@ class JobProgress:
             self.learned_limit = rate
         self._changed()
 
+    def conversations(self, done: int, total: int) -> None:
+        with self._lock:
+            self.conversations_over = (done, total)
+        self._changed()
+
     def close(self) -> None:
         self._changed()
 
@@ -133,6 +139,7 @@ class JobProgress:
         with self._lock:
             done, total, started = self.done, self.total, self.started
             counts, learned = dict(self.counts), self.learned_limit
+            conversations = self.conversations_over
         per_minute = eta = None
         if started is not None and done:
             elapsed = max(self._clock() - started, 1e-6)
@@ -145,13 +152,15 @@ class JobProgress:
             per_minute=per_minute,
             eta=eta,
             learned_limit=learned,
+            conversations=conversations,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressView:
     """Progress at one moment; `per_minute` (rows) and `eta` (seconds) are None until the
-    first row is done; `learned_limit` (requests a minute) once the account's limit is known."""
+    first row is done; `learned_limit` (requests a minute) once the account's limit is
+    known; `conversations` (done, total) when a transcript is sent, each row a message."""
 
     total: int
     done: int
@@ -159,6 +168,7 @@ class ProgressView:
     per_minute: float | None
     eta: float | None
     learned_limit: float | None = None
+    conversations: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

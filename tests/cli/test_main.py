@@ -31,7 +31,13 @@ SENDING_OPTIONS = [
 """What `import`, `update` and `close` all take."""
 PRODUCT_OPTIONS = {
     "validate": SHARED_OPTIONS,
-    "import": [*SENDING_OPTIONS, "--dry-run", "--create-customers", "--chat-status"],
+    "import": [
+        *SENDING_OPTIONS,
+        "--dry-run",
+        "--create-customers",
+        "--chat-status",
+        "--no-time-prefix",
+    ],
     "update": [*SENDING_OPTIONS, "--chat-status"],
     "close": SENDING_OPTIONS,
     "sandbox": [
@@ -246,6 +252,21 @@ def test_sandbox_demo_runs_without_a_key(workdir: Path, quirks: bool) -> None:
     assert status == 1, output
     assert "created 8" in output
     assert "invalid 8" in output
+
+
+def test_the_transcripts_sample_imports_its_conversations(workdir: Path, quirks: bool) -> None:
+    """The transcripts sample on the sandbox: three conversations in, the one whose rows
+    disagree left out (exit 1); validate says the same offline."""
+    sample = str(ROOT / "sample_data" / "transcripts.csv")
+    status, output = run("validate", sample)
+    assert status == 1, output
+    assert "12 rows: valid 10, invalid 2" in output
+    sandbox = ["--sandbox", "--quirks"] if quirks else ["--sandbox"]
+    status, output = run("import", sample, *sandbox, "--yes", "--rate", "6000")
+    assert status == 1, output
+    assert "3 conversations, 3 chats, 10 messages, 2 status changes" in output
+    assert "12 rows: created 10, invalid 2" in output
+    assert "conflicting_application 2" in output
 
 
 @DOCS_ONLY

@@ -368,6 +368,35 @@ async def test_the_import_options_reach_the_run(tmp_path: Path, sandbox: Running
     assert [chat.status for chat in sandbox.state.chats] == ["closed", "pending"]
 
 
+@pytest.mark.parametrize("no_prefix", [False, True], ids=["prefix", "no-prefix"])
+async def test_a_transcript_is_imported_with_or_without_its_time_prefix(
+    tmp_path: Path, sandbox: RunningSandbox, no_prefix: bool
+) -> None:
+    """A transcript uploaded: one chat, its messages in order, the progress counting its
+    conversations; "No time prefix" sends the text as it is."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
+    sheet = write_csv(
+        tmp_path / "talk.csv",
+        ["ticket", "customer", "application", "sent_at", "message"],
+        [
+            ["T-1", 8738438, 3838, "2023-04-01 10:05", "second"],
+            ["T-1", "", "", "2023-04-01 10:00", "first"],
+        ],
+    )
+    async with client_for(app) as client:
+        await upload(client, sheet)
+        view = await run_confirmed(app, client, "import", no_time_prefix=no_prefix)
+        page = (await client.get("/", params=q())).text
+    assert view.result is not None
+    assert view.result.counts == {"created": 2}
+    assert view.progress.conversations == (1, 1)
+    assert "1 of 1 conversations · 2 of 2 messages" in page
+    expected = ["first", "second"]
+    if not no_prefix:
+        expected = ["[2023-04-01 10:00] first", "[2023-04-01 10:05] second"]
+    assert [m.text for m in sandbox.state.messages] == expected
+
+
 async def test_a_chat_status_that_is_none_is_refused(ui: tuple[UiApp, httpx.AsyncClient]) -> None:
     """A Chat status the API does not know answers 400 naming the ones it does."""
     app, client = ui

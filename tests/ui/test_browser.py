@@ -338,6 +338,8 @@ def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
     page.keyboard.press("Space")
     expect(create).to_be_checked()
     page.keyboard.press("Tab")
+    expect(page.get_by_label("No time prefix", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
     expect(validate).to_be_focused()
     page.keyboard.press("Enter")
     summary = page.get_by_role("status", name="Summary")
@@ -455,3 +457,32 @@ def test_the_small_things(browser: Any, ui: RunningUi) -> None:
     assert min(box["width"], box["height"]) >= 24
     assert errors == []
     context.close()
+
+
+def test_a_transcript_with_no_time_prefix(
+    page: Any, sandbox: RunningSandbox, tmp_path: Path, shots: Shots
+) -> None:
+    """The transcripts sample: validated, then imported with "No time prefix" ticked, the
+    plan counting conversations and messages, the progress bar reaching the last message,
+    every chat holding its messages in order, as the sheet wrote them."""
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "transcripts.csv")
+    expect(page.get_by_label("conversation", exact=True)).to_have_value("Ticket ID")
+    page.get_by_role("button", name="Validate").click()
+    expect(page.get_by_role("status", name="Summary")).to_contain_text("valid 10")
+    expect(page.get_by_role("table", name="Problems")).to_contain_text("disagrees")
+    shots(page, "validated")
+
+    page.get_by_label("No time prefix", exact=True).check()
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_text("3 conversations, 3 chats, 10 messages")).to_be_visible()
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("status", name="Summary")).to_contain_text("created 10")
+    bar = page.get_by_role("progressbar")
+    expect(bar).to_have_attribute("aria-valuenow", "10")
+    expect(page.get_by_text("3 of 3 conversations")).to_be_visible()
+    shots(page, "imported")
+
+    by_chat = {chat.id: [m.text for m in chat.messages] for chat in sandbox.state.chats}
+    assert len(by_chat) == 3
+    assert ["Hello?", "Hello?", "Hi, sorry for the wait! How can I help?"] in by_chat.values()
+    assert not any(text.startswith("[") for texts in by_chat.values() for text in texts)

@@ -160,6 +160,7 @@
         api_key: key && button.dataset.run !== "validate" ? key.value : "",
         chat_status: document.getElementById("chat-status").value,
         create_customers: document.getElementById("create-customers").checked,
+        no_time_prefix: document.getElementById("no-time-prefix").checked,
       };
       if (await post("/run", body)) {
         startedHere = true;
