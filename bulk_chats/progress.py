@@ -59,8 +59,9 @@ _FAILURES = (Status.FAILED, Status.MESSAGE_FAILED, Status.STATUS_FAILED, Status.
 
 
 def _counts_text(counts: Counter[Status], limit: float | None) -> str:
-    # `update` and `close` create nothing: their rows are counted as updated.
-    done = "updated" if counts[Status.UPDATED] else "created"
+    # `update` and `close` create nothing: their rows are counted as updated; `export`
+    # counts the chats it wrote.
+    done = next((s for s in (Status.EXPORTED, Status.UPDATED) if counts[s]), Status.CREATED)
     failed = sum(counts[s] for s in _FAILURES)
     text = f"{done}={counts[Status(done)]} failed={failed}"
     return text if limit is None else f"{text}, account limit {limit:g}/min"
@@ -91,7 +92,8 @@ class BarProgress:
         self._limit: float | None = None
 
     def start(self, total: int) -> None:
-        self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
+        # No total (0) is an unknown one: the bar counts and shows the rate.
+        self._bar = tqdm(total=total or None, unit="row", file=self._stream, dynamic_ncols=True)
 
     def advance(self, outcome: Outcome) -> None:
         self._counts[outcome.status] += 1
@@ -158,7 +160,7 @@ class LogProgress:
         elapsed = max(now - self._started, 1e-9)
         per_minute = self._done / elapsed * 60
         left = self._total - self._done
-        eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 else "?"
+        eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 and left >= 0 else "?"
         print(
             f"progress: {self._done}/{self._total} rows, "
             f"{_counts_text(self._counts, self._limit)}, "
