@@ -26,7 +26,8 @@ class ProgressSink(Protocol):
     """Receives the sending stage's progress. Called from the event loop thread only."""
 
     def start(self, total: int) -> None:
-        """Sending begins; `total` rows will each end in one `advance`."""
+        """Sending begins (or its next phase); `total` rows will each end in one
+        `advance` (0: not known)."""
 
     def advance(self, outcome: Outcome) -> None:
         """One row reached its final outcome in this run."""
@@ -92,7 +93,9 @@ class BarProgress:
         self._limit: float | None = None
 
     def start(self, total: int) -> None:
-        # No total (0) is an unknown one: the bar counts and shows the rate.
+        # A second phase (an export's messages after its chats) counts afresh. No total
+        # (0) is an unknown one: the bar counts and shows the rate.
+        self._counts.clear()
         self._bar = tqdm(total=total or None, unit="row", file=self._stream, dynamic_ncols=True)
 
     def advance(self, outcome: Outcome) -> None:
@@ -137,6 +140,8 @@ class LogProgress:
 
     def start(self, total: int) -> None:
         self._total = total
+        self._done, self._reported = 0, -1
+        self._counts.clear()
         self._started = self._last = self._clock()
 
     def advance(self, outcome: Outcome) -> None:
@@ -152,7 +157,7 @@ class LogProgress:
         print(f"progress: {limit_text(rate)}", file=self._stream, flush=True)
 
     def close(self) -> None:
-        if self._total and self._reported != self._done:
+        if (self._total or self._done) and self._reported != self._done:
             self._write(self._clock())
 
     def _write(self, now: float) -> None:
@@ -161,8 +166,9 @@ class LogProgress:
         per_minute = self._done / elapsed * 60
         left = self._total - self._done
         eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 and left >= 0 else "?"
+        done = f"{self._done}/{self._total}" if self._total else str(self._done)
         print(
-            f"progress: {self._done}/{self._total} rows, "
+            f"progress: {done} rows, "
             f"{_counts_text(self._counts, self._limit)}, "
             f"{per_minute:.0f}/min, eta {eta}",
             file=self._stream,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -37,6 +38,9 @@ EXIT_AUTH = 3
 
 SANDBOX_KEY = "sandbox-key"
 """The key `--sandbox` uses against its own in-process stand-in: not a secret."""
+
+SANDBOX_HISTORY = 60
+"""The made-up chats `export --sandbox` finds in its stand-in, created over 90 days."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -141,9 +145,11 @@ def api_target(
     rate: float = DEFAULT_RATE,
     quirks: bool = False,
     key_required: bool = True,
+    history: bool = False,
 ) -> tuple[str, ApiKey | None]:
     """The API root and key the options name: the in-process sandbox's (started on `stack`,
-    limited to `rate` requests a minute, answering with the documentation's `quirks`), or
+    limited to `rate` requests a minute, answering with the documentation's `quirks`,
+    holding `SANDBOX_HISTORY` made-up chats of the past months with `history`), or
     `--base-url`/env and the key from `--api-key-file`/env. With `key_required` False, no
     key anywhere gives None."""
     if sandbox:
@@ -152,7 +158,14 @@ def api_target(
         from bulk_chats.sandbox import SandboxConfig, run_in_thread
 
         config = SandboxConfig(rate=round(rate), quirks=quirks)
-        running = stack.enter_context(run_in_thread(config))
+        app: Any = config
+        if history:
+            from bulk_chats.sandbox import SandboxState, Seed, create_app
+            from bulk_chats.sandbox import history as made_up
+
+            chats = made_up(SANDBOX_HISTORY, end=time.time())
+            app = create_app(config, state=SandboxState(Seed(chats=chats)))
+        running = stack.enter_context(run_in_thread(app))
         click.echo(f"sandbox: a local stand-in for the API at {running.base_url}", err=True)
         return running.base_url, ApiKey(SANDBOX_KEY)
     if quirks:
