@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -65,8 +65,9 @@ class ChatQuery:
 
 class ChatReader:
     """Reads the chats of `queries` through `client`: `chats()` gives each once, oldest
-    first. `requests` counts the pages asked for so far (retries aside),
-    `repeats` the chats given by more than one query or page and left out."""
+    first, until `stopped()` says to ask for no more pages. `requests` counts the pages
+    asked for so far (retries aside), `repeats` the chats given by more than one query or
+    page and left out."""
 
     def __init__(
         self,
@@ -75,11 +76,13 @@ class ChatReader:
         *,
         sleep: Sleep = anyio.sleep,
         attempts: int = READ_ATTEMPTS,
+        stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self._client = client
         self._streams = [_Stream(self, query) for query in queries]
         self._sleep = sleep
         self._attempts = attempts
+        self._stopped = stopped
         self.longest = 0
         """The longest page any query was answered with: the server's page size."""
         self.requests = 0
@@ -97,11 +100,15 @@ class ChatReader:
 
     async def chats(self) -> AsyncGenerator[Chat, None]:
         """Every chat of the queries, each once, in creation order; raises `ApiError` when
-        a page cannot be read (after its retries) or cannot be paged by."""
+        a page cannot be read (after its retries) or cannot be paged by. Once `stopped()`,
+        no page is asked for: the chats read already are given while their order is
+        certain, up to the first query that would need another page."""
         seen: set[int] = set()
         streams = self._streams
         while True:
             empty = [s for s in streams if not s.buffer and not s.done]
+            if empty and self._stopped():
+                return
             if len(empty) == 1:
                 await empty[0].fill()
             elif empty:

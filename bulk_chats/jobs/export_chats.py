@@ -29,6 +29,7 @@ from bulk_chats.api.client import HelpCrunchClient
 from bulk_chats.api.limiter import default_concurrency
 from bulk_chats.api.retry import READ_ATTEMPTS, read_with_retries
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
+from bulk_chats.fields import EXPORT_COLUMNS
 from bulk_chats.jobs.export_filters import (
     check_customers,
     export_queries,
@@ -51,6 +52,7 @@ from bulk_chats.results.export_workbook import (
     default_export_path,
     write_export,
 )
+from bulk_chats.results.workbook import prepare_out
 from bulk_chats.send.stopping import STOP_GRACE, pause, waits_end_once_stopped
 from bulk_chats.settings import ExportSettings
 from bulk_chats.timing import Sleep
@@ -70,11 +72,13 @@ _LEAD = 1_000
 class ExportResult(RunResult):
     """The end of an export: the workbook (`out`), `chats` and `messages` written (None
     without `--messages`), and `partial`, why not every chat asked for is in it ("" when
-    every one is). `counts` holds `exported`: the chats."""
+    every one is); `unread` the chats whose messages could not be read. `counts` holds
+    `exported`: the chats."""
 
     chats: int = 0
     messages: int | None = None
     partial: str = ""
+    unread: tuple[int, ...] = ()
 
     @property
     def all_done(self) -> bool:
@@ -112,6 +116,7 @@ async def export_chats(settings: ExportSettings, hooks: Hooks | None = None) -> 
     out = settings.out or default_export_path(settings.reports_dir, now)
     if out.suffix.lower() != ".xlsx":
         raise InputError(f"--out {out}: an export is a workbook; name it .xlsx")
+    prepare_out(out, 0, len(EXPORT_COLUMNS))  # writable, and what a killed run left, gone
     scope = scope_for(settings.base_url)
     with Journal.open(journal_path(settings.reports_dir), scope=scope, input_name="export") as j:
         limiter = open_limiter(settings.rate, j, sink)
@@ -140,6 +145,7 @@ async def export_chats(settings: ExportSettings, hooks: Hooks | None = None) -> 
         chats=book.chats,
         messages=book.messages if settings.messages else None,
         partial=export.partial,
+        unread=tuple(export.failed_chats),
     )
 
 
@@ -253,15 +259,13 @@ class _Export:
         chat_ids: array[int],
     ) -> None:
         sink: ProgressSink = self.hooks.progress
-        reader = ChatReader(self.client, queries, sleep=self.sleep)
+        # Stopped, no page is asked for; the chats already read are written.
+        reader = ChatReader(self.client, queries, sleep=self.sleep, stopped=self.hooks.stopped)
         try:
             async with contextlib.aclosing(reader.chats()) as chats:
                 async for chat in chats:
                     if not book.chats:
                         sink.start(reader.estimate or 0)
-                    if self.hooks.stopped():
-                        self.stop_with(INTERRUPTED)
-                        break
                     if book.full:
                         self.stop_with(SHEET_FULL)
                         break
@@ -360,8 +364,9 @@ class _Export:
         if written < len(chat_ids) and not self.partial:
             self.stop_with(INTERRUPTED if self.hooks.stopped() else "not every chat's messages")
         if self.failed_chats:
+            count = len(self.failed_chats)
             self.stop_with(
-                f"the messages of {len(self.failed_chats)} chats could not be read "
+                f"the messages of {count} chat{'s' if count != 1 else ''} could not be read "
                 f"(chat {', '.join(str(c) for c in self.failed_chats[:5])}"
                 f"{', …' if len(self.failed_chats) > 5 else ''})"
             )

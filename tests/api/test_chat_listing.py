@@ -50,7 +50,11 @@ class FakeChats:
         self.between(self)
         body = json.loads(request.content)
         self.asked.append(body)
-        assert (body["sort"], body["order"], body["comparison"]) == ("chats.createdAt", "asc", "AND")
+        assert (body["sort"], body["order"], body["comparison"]) == (
+            "chats.createdAt",
+            "asc",
+            "AND",
+        )
         matches = [c for c in self.ordered() if all(_holds(f, c) for f in body["filter"])]
         return self._page(matches, body["offset"], body["limit"])
 
