@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -23,6 +22,7 @@ from bulk_chats.cli.options import (
 )
 from bulk_chats.errors import InputError
 from bulk_chats.jobs.export_chats import ExportResult, export_chats
+from bulk_chats.jobs.export_filters import parse_when
 from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED, run_interruptible
 from bulk_chats.progress import limit_text
@@ -180,21 +180,6 @@ def _text(option: str, value: str | None) -> str | None:
     if value is not None and not value.strip():
         raise InputError(f"{option}: is blank")
     return None if value is None else value.strip()
-
-
-def parse_when(text: str | None, option: str) -> dt.datetime | None:
-    """A `--since`/`--until` value as an aware date-time: a date (midnight) or a date-time,
-    in local time unless it carries an offset (`+02:00`, `Z`)."""
-    if text is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError(
-            f"{option}: {text!r} is not a date or a date-time; write 2026-10-01 or "
-            "2026-10-01 09:30 (local time unless an offset such as +02:00 is given)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def _print_summary(result: ExportResult) -> None:

@@ -232,9 +232,9 @@ class _Export:
     def _reading(self, queries: Sequence[ChatQuery]) -> str:
         rate = self.client.limiter.rate
         how = (
-            "every chat (GET /v1/chats)"
+            "every chat"
             if len(queries) == 1 and queries[0].listing
-            else f"{len(queries)} search{'es' if len(queries) != 1 else ''} (POST /v1/chats/search)"
+            else f"{len(queries)} search{'es' if len(queries) != 1 else ''}"
         )
         return f"export: reading {how}, 100 chats a request, at {rate:g} requests a minute"
 

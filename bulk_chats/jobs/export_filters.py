@@ -54,6 +54,21 @@ def export_queries(
     ]
 
 
+def parse_when(text: str | None, option: str) -> dt.datetime | None:
+    """A `--since`/`--until` value as an aware date-time: a date (midnight) or a date-time,
+    in local time unless it carries an offset (`+02:00`, `Z`)."""
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(
+            f"{option}: {text!r} is not a date or a date-time; write 2026-10-01 or "
+            "2026-10-01 09:30 (local time unless an offset such as +02:00 is given)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
 def _seconds(moment: dt.datetime | None) -> int | None:
     """An aware date-time as the whole unix second a creation-time bound compares with:
     `createdAt >= ceil(since)` is `createdAt >= since` for whole seconds, likewise `<`."""

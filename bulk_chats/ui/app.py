@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,9 @@ from bulk_chats.progress import duration_text, limit_text
 from bulk_chats.records import Status
 from bulk_chats.results.workbook import STATUS_COLOURS
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
+from bulk_chats.ui.export_form import export_filters
 from bulk_chats.ui.guard import Guard
-from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
+from bulk_chats.ui.jobs import JOB_KINDS, Job, JobKind, JobView, export_kind
 from bulk_chats.ui.preview import Preview, column_options, mapping_fields, read_preview
 from bulk_chats.ui.problems import ProblemTable, read_problems
 from bulk_chats.ui.uploads import DEFAULT_MAX_UPLOAD, Upload, UploadRefused, receive_upload
@@ -99,6 +100,7 @@ class UiApp:
             Route("/sheet", self.choose_sheet, methods=["POST"]),
             Route("/mapping", self.map_column, methods=["POST"]),
             Route("/run", self.run, methods=["POST"]),
+            Route("/export", self.export, methods=["POST"]),
             Route("/confirm", self.confirm, methods=["POST"]),
             Route("/stop", self.stop, methods=["POST"]),
             Route("/events", self.events),
@@ -204,17 +206,10 @@ class UiApp:
             return _error("unknown run", 400)
         if upload is None:
             return _error("choose a spreadsheet first", 409)
-        typed_rate = str(body.get("rate") or "").strip()
-        rate = self.config.rate
-        if typed_rate:
-            try:
-                rate = float(typed_rate)
-            except ValueError:
-                rate = 0.0
-            if not 1 <= rate <= 1_000_000:
-                return _error("requests per minute: give a number from 1 up", 400)
-        typed = str(body.get("api_key") or "").strip()
-        key = ApiKey(typed) if typed and not self.config.sandbox else self.config.api_key
+        try:
+            rate, key = self._rate_and_key(body)
+        except InputError as exc:
+            return _error(str(exc), 400)
         if kind.sends and key is None:
             return _error("type the API key first (Settings → Developers → Public API)", 400)
         typed_status = str(body.get("chat_status") or "").strip()
@@ -235,19 +230,71 @@ class UiApp:
             chat_status=status,
             create_customers=body.get("create_customers") is True,
         )
+        fields = dict(self._preview.mapping)
+        return self._start(
+            kind,
+            settings,
+            input_name=upload.name,
+            on_result=lambda job, result: self._read_problems(job, result, fields),
+        )
+
+    def _start(
+        self,
+        kind: JobKind,
+        settings: Settings,
+        *,
+        input_name: str,
+        on_result: Callable[[int, RunResult], None] | None = None,
+    ) -> Response:
+        """Start a run, unless one is running."""
         with self._lock:
             if self._job is not None and self._job.view().active:
                 return _error("a run is in progress; stop it or wait for it to end", 409)
-            fields = dict(self._preview.mapping)
             job = Job(
                 kind,
                 settings,
-                input_name=upload.name,
-                on_result=lambda result: self._read_problems(job.id, result, fields),
+                input_name=input_name,
+                on_result=lambda result: on_result(job.id, result) if on_result else None,
             )
             self._jobs[job.id] = self._job = job
         job.start()
         return JSONResponse({"ok": True, "job": job.id})
+
+    def _rate_and_key(self, body: dict[str, Any]) -> tuple[float | None, ApiKey | None]:
+        """The rate typed into the page (else the server's) and the key typed (else the
+        server's); `InputError` for a rate that is not a number from 1 up."""
+        typed_rate = str(body.get("rate") or "").strip()
+        rate = self.config.rate
+        if typed_rate:
+            try:
+                rate = float(typed_rate)
+            except ValueError:
+                rate = 0.0
+            if not 1 <= rate <= 1_000_000:
+                raise InputError("requests per minute: give a number from 1 up")
+        typed = str(body.get("api_key") or "").strip()
+        return rate, ApiKey(typed) if typed and not self.config.sandbox else self.config.api_key
+
+    async def export(self, request: Request) -> Response:
+        """Start an export of the chats the page's filters name (docs/export.md › On the
+        page); no sheet is needed."""
+        body = await _json(request)
+        try:
+            rate, key = self._rate_and_key(body)
+            filters = export_filters(body)
+        except InputError as exc:
+            return _error(str(exc), 400)
+        if key is None:
+            return _error("type the API key first (Settings → Developers → Public API)", 400)
+        settings = Settings(
+            input_path=Path("chats-export"),
+            rate=rate,
+            base_url=self.config.base_url,
+            api_key=key,
+            reports_dir=self.config.reports_dir,
+        )
+        kind = export_kind(filters, messages=body.get("messages") is True)
+        return self._start(kind, settings, input_name="")
 
     def _read_problems(self, job: int, result: RunResult, field_headers: dict[str, str]) -> None:
         """Read the problem rows from the workbook the run wrote (in the run's thread)."""
@@ -339,9 +386,9 @@ def _progress_text(view: JobView) -> str:
     progress = view.progress
     if not progress.total:
         return ""
-    parts = [f"{progress.done} of {progress.total} rows"]
+    parts = [f"{progress.done} of {progress.total} {view.kind.unit}"]
     if progress.per_minute is not None:
-        parts.append(f"{progress.per_minute:.0f} rows a minute")
+        parts.append(f"{progress.per_minute:.0f} {view.kind.unit} a minute")
     if progress.eta is not None and progress.done < progress.total:
         parts.append(f"about {duration_text(progress.eta)} left")
     if progress.learned_limit is not None:

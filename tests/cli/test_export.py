@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from bulk_chats.api import retry
-from bulk_chats.cli.export import parse_when
 from bulk_chats.cli.main import cli
 from bulk_chats.errors import InputError
+from bulk_chats.jobs.export_filters import parse_when
 from bulk_chats.sandbox import (
     Faults,
     RunningSandbox,
@@ -146,3 +146,20 @@ def test_a_partial_export_exits_1(
     assert status == 1
     assert "partial: the pre-flight read of agents and departments failed" in output
     assert openpyxl.load_workbook(workdir / "x.xlsx")["chats"].max_row == 1
+
+
+def test_importing_an_export_is_refused_before_anything_is_sent(
+    workdir: Path, seeded: RunningSandbox
+) -> None:
+    """`import` of an export: exit 2, one line, no chat created."""
+    status, output = run("--base-url", seeded.base_url, "--out", "x.xlsx", "--no-progress")
+    assert status == 0, output
+    before = len(seeded.state.chats)
+    result = CliRunner().invoke(
+        cli,
+        ["import", "x.xlsx", "--base-url", seeded.base_url, "--yes"],
+        env={"HELPCRUNCH_API_KEY": KEY},
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("bulk-chats: error: x.xlsx: an export of chats that exist")
+    assert len(seeded.state.chats) == before
