@@ -65,6 +65,19 @@ class ExportComparison:
     both_changed: dict[int, tuple[tuple[str, str], ...]]
 
 
+def refuse_export(path: Path, sheet: str | None = None) -> None:
+    """Raise `InputError` when `path` is an export (a workbook with the `exported` sheet)
+    and `sheet` one of its chats: `import` would create each of those chats again."""
+    if path.suffix.lower() not in WORKBOOK_SUFFIXES or sheet == EXPORTED_SHEET:
+        return
+    if EXPORTED_SHEET in sheet_names(path):
+        raise InputError(
+            f"{path}: an export of chats that exist; change them with update or close them "
+            "with close (import would create each one again). To create them anew, in "
+            "another account say, save the chats sheet as CSV and import that"
+        )
+
+
 def read_export_record(path: Path, sheet: str | None = None) -> ExportRecord | None:
     """The record of the export at `path`: None when it is not a workbook with an
     `exported` sheet, or when `sheet` (the sheet read as input) is that sheet itself.

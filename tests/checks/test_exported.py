@@ -175,3 +175,17 @@ def test_a_record_without_chat_ids_is_unusable(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="'exported' has no chat_id column"):
         read_export_record(path)
+
+
+def test_import_refuses_an_export_whose_chats_exist(tmp_path: Path) -> None:
+    """An export given to `import` would create every chat again: one line, which says
+    what to do instead; a workbook without the record, or its record read on purpose, is
+    let through."""
+    from bulk_chats.checks.exported import refuse_export
+    from bulk_chats.errors import InputError
+
+    export = write_workbook(tmp_path / "x.xlsx", {"chats": [HEADER], "exported": [HEADER]})
+    with pytest.raises(InputError, match="an export of chats that exist; change them with update"):
+        refuse_export(export)
+    refuse_export(export, "exported")
+    refuse_export(write_workbook(tmp_path / "plain.xlsx", {"chats": [HEADER]}))
