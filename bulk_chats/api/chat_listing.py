@@ -14,8 +14,12 @@ them), and its offset counts only the chats already read from that second on, us
 one. Only a chat that leaves the search within that one second could still shift a page.
 The listing (`GET /v1/chats`, an export without filters) takes no filter: it pages by
 offset, and as it lists every chat oldest first, a chat created meanwhile comes last and
-shifts nothing. A chat two queries both return (its status changed between them) is
-given once, by id.
+shifts nothing. So its pages can be asked for ahead, several at a time, up to the total
+its first page claims: the rate stays full however slow each answer, and a wrong total
+costs at most the pages asked for ahead (beyond the total, one page at a time). A
+search's next page depends on the last one read, so each query is read a page at a time
+(several queries side by side). A chat two queries both return (its status changed
+between them) is given once, by id.
 
 A read ends at an empty page, at a page shorter than any server pages by
 (`SHORTEST_PAGE`), or at a page shorter than one the same read was answered with before:
@@ -30,11 +34,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import anyio
+from anyio.abc import TaskGroup
 
 from bulk_chats.api.client import HelpCrunchClient, Page
 from bulk_chats.api.entities import Chat
@@ -64,10 +69,11 @@ class ChatQuery:
 
 
 class ChatReader:
-    """Reads the chats of `queries` through `client`: `chats()` gives each once, oldest
-    first, until `stopped()` says to ask for no more pages. `requests` counts the pages
-    asked for so far (retries aside), `repeats` the chats given by more than one query or
-    page and left out."""
+    """Reads the chats of `queries` through `client`: `read(take)` hands each to `take`
+    once, oldest first, until `take` says no more or `stopped()` says to ask for no more
+    pages. `window` is how many pages of the listing may be in flight at once, within the
+    total its first page claims. `requests` counts the pages read (retries aside),
+    `repeats` the chats given by more than one query or page and left out."""
 
     def __init__(
         self,
@@ -77,12 +83,16 @@ class ChatReader:
         sleep: Sleep = anyio.sleep,
         attempts: int = READ_ATTEMPTS,
         stopped: Callable[[], bool] = lambda: False,
+        window: int = 1,
     ) -> None:
         self._client = client
         self._streams = [_Stream(self, query) for query in queries]
         self._sleep = sleep
         self._attempts = attempts
         self._stopped = stopped
+        self.window = max(1, window)
+        self.group: TaskGroup | None = None
+        """The task group of a `read` in progress, where pages read ahead go."""
         self.longest = 0
         """The longest page any query was answered with: the server's page size."""
         self.requests = 0
@@ -98,11 +108,27 @@ class ChatReader:
             return None
         return sum(total or 0 for total in totals)
 
-    async def chats(self) -> AsyncGenerator[Chat, None]:
-        """Every chat of the queries, each once, in creation order; raises `ApiError` when
-        a page cannot be read (after its retries) or cannot be paged by. Once `stopped()`,
-        no page is asked for: the chats read already are given while their order is
-        certain, up to the first query that would need another page."""
+    async def read(self, take: Callable[[Chat], bool]) -> None:
+        """Hand every chat of the queries to `take`, each once, in creation order, until
+        `take` answers False. Raises `ApiError` when a page cannot be read (after its
+        retries) or cannot be paged by. Once `stopped()`, no page is asked for: the chats
+        read already are handed on while their order is certain, up to the first query
+        that would need another page."""
+        failed: Exception | None = None
+        async with anyio.create_task_group() as group:
+            self.group = group
+            try:
+                await self._merge(take)
+            except Exception as exc:  # raised as itself below, not in a group of one
+                failed = exc
+            finally:
+                self.group = None
+                # Pages read ahead that are no longer wanted: a read changes nothing.
+                group.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+
+    async def _merge(self, take: Callable[[Chat], bool]) -> None:
         seen: set[int] = set()
         streams = self._streams
         while True:
@@ -112,9 +138,7 @@ class ChatReader:
             if len(empty) == 1:
                 await empty[0].fill()
             elif empty:
-                async with anyio.create_task_group() as group:
-                    for stream in empty:
-                        group.start_soon(stream.fill)
+                await _fill_side_by_side(empty)
             ready = [s for s in streams if s.buffer]
             if not ready:
                 return
@@ -123,7 +147,8 @@ class ChatReader:
                 self.repeats += 1
                 continue
             seen.add(head.id)
-            yield head
+            if not take(head):
+                return
 
     async def read_page(self, query: ChatQuery, *, bound: int | None, offset: int) -> Page[Chat]:
         """One page of `query` from `offset` among the chats created at or after `bound`."""
@@ -143,6 +168,24 @@ class ChatReader:
         return page
 
 
+async def _fill_side_by_side(streams: Sequence[_Stream]) -> None:
+    """Fill `streams` at once (each waits its turn at the limiter); the first failure is
+    raised as itself once they are all done."""
+    failures: list[Exception] = []
+
+    async def fill(stream: _Stream) -> None:
+        try:
+            await stream.fill()
+        except Exception as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for stream in streams:
+            group.start_soon(fill, stream)
+    if failures:
+        raise failures[0]
+
+
 class _Stream:
     """The chats of one query, a page at a time, oldest first."""
 
@@ -159,6 +202,10 @@ class _Stream:
         self._pages = 0
         self.claimed: int | None = None
         """The total the query's first page claimed, if it was at least that page."""
+        self._pending: dict[int, _Ahead] = {}
+        """The listing's pages asked for ahead, by offset."""
+        self._ahead = 0
+        """The offset of the next page of the listing to ask for ahead."""
 
     @property
     def head_key(self) -> int:
@@ -172,7 +219,10 @@ class _Stream:
         if self._pages >= MAX_PAGES:
             raise ApiError(f"a chat query ran past {MAX_PAGES} pages; the answer does not end")
         self._pages += 1
-        page = await reader.read_page(self._query, bound=self._bound, offset=self._offset)
+        if self._query.listing:
+            page = await self._listing_page()
+        else:
+            page = await reader.read_page(self._query, bound=self._bound, offset=self._offset)
         if self._pages == 1 and page.total is not None and page.total >= page.length:
             self.claimed = page.total
         longest = reader.longest
@@ -181,9 +231,26 @@ class _Stream:
             self.done = True
         if self._query.listing:
             self._offset += page.length
+            self._ahead = max(self._ahead, self._offset)
         for chat in page.items:
             self._place(chat)
             self.buffer.append(chat)
+
+    async def _listing_page(self) -> Page[Chat]:
+        """The listing's page at the current offset. Within the total its first page
+        claimed, the pages after it are asked for ahead, `reader.window` at a time, so
+        that the rate stays full however slow each answer; past that total (wrong, or
+        the last page full) one page at a time, until a short one ends the read."""
+        reader = self._reader
+        step, offset = reader.longest, self._offset
+        if self.claimed is not None and reader.window > 1 and step and reader.group:
+            while self._ahead < self.claimed and len(self._pending) < reader.window:
+                self._pending[self._ahead] = _Ahead.start(reader, self._query, self._ahead)
+                self._ahead += step
+        ahead = self._pending.pop(offset, None)
+        if ahead is None:
+            return await reader.read_page(self._query, bound=None, offset=offset)
+        return await ahead.page()
 
     def _place(self, chat: Chat) -> None:
         """Check that `chat` comes in creation order, and move the next page's start."""
@@ -203,3 +270,37 @@ class _Stream:
             self._offset += 1
         else:
             self._bound, self._offset = second, 1
+
+
+class _Ahead:
+    """A page of the listing asked for ahead, in the reader's task group."""
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self._page: Page[Chat] | None = None
+        self._error: Exception | None = None
+
+    @classmethod
+    def start(cls, reader: ChatReader, query: ChatQuery, offset: int) -> _Ahead:
+        ahead = cls()
+        if reader.group is None:  # `_listing_page` asks ahead only within a `read`
+            raise RuntimeError("pages are read ahead only within ChatReader.read")
+        reader.group.start_soon(ahead._read, reader, query, offset)
+        return ahead
+
+    async def _read(self, reader: ChatReader, query: ChatQuery, offset: int) -> None:
+        try:
+            self._page = await reader.read_page(query, bound=None, offset=offset)
+        except Exception as exc:  # raised where the page is wanted, in order
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def page(self) -> Page[Chat]:
+        """The page, once read; its read's error, raised here."""
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        if self._page is None:
+            raise RuntimeError("a page read ahead ended without a page")
+        return self._page

@@ -15,7 +15,6 @@ export is partial and why. Nothing here prints: notices go to `Hooks.notify`.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from array import array
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import anyio
 
 from bulk_chats.api.chat_listing import ChatQuery, ChatReader
 from bulk_chats.api.client import HelpCrunchClient
+from bulk_chats.api.entities import Chat
 from bulk_chats.api.limiter import default_concurrency
 from bulk_chats.api.retry import READ_ATTEMPTS, read_with_retries
 from bulk_chats.errors import ApiError, AuthenticationError, InputError
@@ -260,18 +260,27 @@ class _Export:
     ) -> None:
         sink: ProgressSink = self.hooks.progress
         # Stopped, no page is asked for; the chats already read are written.
-        reader = ChatReader(self.client, queries, sleep=self.sleep, stopped=self.hooks.stopped)
+        reader = ChatReader(
+            self.client,
+            queries,
+            sleep=self.sleep,
+            stopped=self.hooks.stopped,
+            window=self._concurrency(),
+        )
+
+        def take(chat: Chat) -> bool:
+            if not book.chats:
+                sink.start(reader.estimate or 0)
+            if book.full:
+                self.stop_with(SHEET_FULL)
+                return False
+            book.add_chat(exported_chat(chat, directory))
+            chat_ids.append(chat.id)
+            sink.advance(Outcome(index=book.chats - 1, status=Status.EXPORTED))
+            return True
+
         try:
-            async with contextlib.aclosing(reader.chats()) as chats:
-                async for chat in chats:
-                    if not book.chats:
-                        sink.start(reader.estimate or 0)
-                    if book.full:
-                        self.stop_with(SHEET_FULL)
-                        break
-                    book.add_chat(exported_chat(chat, directory))
-                    chat_ids.append(chat.id)
-                    sink.advance(Outcome(index=book.chats - 1, status=Status.EXPORTED))
+            await reader.read(take)
         except ApiError as exc:
             self.failure(exc, "reading the chats")
         finally:
@@ -279,6 +288,11 @@ class _Export:
             self.repeats = reader.repeats
         if self.hooks.stopped():
             self.stop_with(INTERRUPTED)
+
+    def _concurrency(self) -> int:
+        """Requests in flight at once: enough to keep the rate full however slow the
+        answers (`settings.concurrency` when given)."""
+        return self.settings.concurrency or default_concurrency(self.client.limiter.rate)
 
     def _go_on(self, chats: int) -> bool:
         """Tell the plan of the messages and ask to go on; False (the export partial) when
@@ -312,8 +326,7 @@ class _Export:
         chats' order. A chat whose messages cannot be read is named in the summary."""
         sink = self.hooks.progress
         sink.start(len(chat_ids))
-        rate = self.client.limiter.rate
-        concurrency = self.settings.concurrency or default_concurrency(rate)
+        concurrency = self._concurrency()
         ready: dict[int, list[ExportedMessage] | None] = {}
         written = 0
         in_flight = anyio.Semaphore(concurrency)

@@ -83,9 +83,14 @@ def server(api: respx.MockRouter) -> FakeChats:
     return fake
 
 
-async def read(client: HelpCrunchClient, *queries: ChatQuery) -> tuple[list[int], ChatReader]:
-    reader = ChatReader(client, list(queries) or [ChatQuery()])
-    return [chat.id async for chat in reader.chats()], reader
+async def read(
+    client: HelpCrunchClient, *queries: ChatQuery, window: int = 1
+) -> tuple[list[int], ChatReader]:
+    """The ids `ChatReader.read` hands on, in order, and the reader."""
+    reader = ChatReader(client, list(queries) or [ChatQuery()], window=window)
+    got: list[int] = []
+    await reader.read(lambda chat: got.append(chat.id) is None)
+    return got, reader
 
 
 @pytest.mark.anyio
@@ -279,6 +284,68 @@ async def test_the_estimate_is_the_first_pages_totals_while_they_are_believable(
     queries = [ChatQuery((("chats.status", "=", s),)) for s in ("pending", "closed")]
     reader = ChatReader(client, queries)
     assert reader.estimate is None
-    async for _ in reader.chats():
-        assert reader.estimate == 30
-        break
+    estimates: list[int | None] = []
+    await reader.read(lambda chat: estimates.append(reader.estimate) is not None)
+    assert estimates == [30]
+
+
+@pytest.mark.anyio
+async def test_the_listing_reads_ahead_within_the_total_it_claims(
+    client: HelpCrunchClient, server: FakeChats
+) -> None:
+    """With a window, the listing's pages up to the total the first one claims are asked
+    for ahead: the same chats in the same order, and no request more than one at a time."""
+    ids = [server.add(T0 + n) for n in range(1050)]
+    got, reader = await read(client, window=8)
+    assert got == ids
+    assert reader.requests == 11
+    assert sorted(int(a["offset"]) for a in server.asked) == list(range(0, 1100, 100))
+
+
+@pytest.mark.anyio
+async def test_a_total_claimed_too_low_or_too_high_costs_no_chat(
+    client: HelpCrunchClient, api: respx.MockRouter
+) -> None:
+    """A first page that claims fewer chats than there are is read on past it, one page
+    at a time; one that claims more costs at most the window's pages, never a chat."""
+    chats = [{"id": 1000 + n, "createdAt": T0 + n} for n in range(450)]
+
+    def answer(request: httpx.Request, *, total: int) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        page = chats[offset : offset + 100]
+        return httpx.Response(200, json={"data": page, "meta": {"total": total}})
+
+    for total, most in ((250, 5), (5000, 5 + 3)):
+        route = api.get("/chats").mock(side_effect=lambda r, total=total: answer(r, total=total))
+        before = route.call_count
+        got, _ = await read(client, window=4)
+        assert got == [c["id"] for c in chats]
+        assert 5 <= route.call_count - before <= most
+
+
+@pytest.mark.anyio
+async def test_a_page_read_ahead_that_fails_raises_in_its_turn(
+    client: HelpCrunchClient, api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page asked for ahead that keeps failing ends the read where it belongs: every
+    chat before it is handed on first."""
+    from bulk_chats.api import retry
+
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.0)
+    chats = [{"id": 1000 + n, "createdAt": T0 + n} for n in range(400)]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        if offset == 200:
+            return httpx.Response(503)
+        page = chats[offset : offset + 100]
+        return httpx.Response(200, json={"data": page, "meta": {"total": len(chats)}})
+
+    api.get("/chats").mock(side_effect=answer)
+    reader = ChatReader(client, [ChatQuery()], window=4)
+    got: list[int] = []
+    with pytest.raises(ApiError):
+        await reader.read(
+            lambda chat: got.append(chat["id"] if isinstance(chat, dict) else chat.id) is None
+        )
+    assert got == [c["id"] for c in chats[:200]]
