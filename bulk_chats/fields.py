@@ -177,15 +177,9 @@ headers `update` and `close` read it by."""
 EXPORTED_SHEET: Final = "exported"
 """The hidden sheet of an export that keeps each chat as it was read."""
 
-EXPORTED_COLUMNS: Final = (
-    "chat_id",
-    "chat_status",
-    "assignee",
-    "assignee_email",
-    "department",
-    "department_name",
-)
-"""The columns of the `exported` sheet: what `update` compares a row's cells with."""
+EXPORTED_COLUMNS: Final = EXPORT_COLUMNS[:6]
+"""The columns of the `exported` sheet, the first of `chats`: the chat and its status,
+assignee and department, as read; what `update` compares a row's cells with."""
 
 MESSAGE_COLUMNS: Final = ("chat_id", "message_id", "sent_at", "from", "agent_email", "type", "text")
 """The columns of an export's `messages` sheet (`export --messages`)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -11,20 +10,16 @@ import click
 
 from bulk_chats.checks.columns import chat_status_option
 from bulk_chats.cli.options import (
-    EXIT_AUTH,
-    EXIT_INCOMPLETE,
-    EXIT_OK,
     api_options,
     api_target,
-    confirm,
-    pick_progress,
+    exit_with,
+    terminal_hooks,
     user_errors,
 )
 from bulk_chats.errors import InputError
 from bulk_chats.jobs.export_chats import ExportResult, export_chats
 from bulk_chats.jobs.export_filters import parse_when
-from bulk_chats.jobs.hooks import Hooks
-from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED, run_interruptible
+from bulk_chats.jobs.interrupt import run_interruptible
 from bulk_chats.progress import limit_text
 from bulk_chats.settings import DEFAULT_RATE, REPORTS_DIR, ExportFilters, ExportSettings
 
@@ -153,20 +148,10 @@ def export(
             api_key=key,
             reports_dir=REPORTS_DIR,
         )
-        interactive = sys.stdin.isatty() and sys.stderr.isatty()
-        hooks = Hooks(
-            progress=pick_progress(no_progress),
-            confirm=None if yes or not interactive else confirm,
-            notify=lambda text: click.echo(text, err=True),
-        )
-
+        hooks = terminal_hooks(no_progress=no_progress, yes=yes)
         result = run_interruptible(export_chats, settings, hooks)
     _print_summary(result)
-    if result.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    if result.auth_failed:
-        sys.exit(EXIT_AUTH)
-    sys.exit(EXIT_OK if result.all_done else EXIT_INCOMPLETE)
+    exit_with(result)
 
 
 def _one_of(id_option: str, given: object, name_option: str, name: str | None) -> str | None:

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from bulk_chats.errors import BulkChatsError, InputError
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED
 from bulk_chats.jobs.plan import Plan
 from bulk_chats.jobs.result import RunResult
@@ -174,6 +175,26 @@ def api_target(
     if not key_required and api_key_file is None and not os.environ.get(API_KEY_ENV, "").strip():
         return root, None
     return root, read_api_key(api_key_file)
+
+
+def terminal_hooks(*, no_progress: bool, yes: bool) -> Hooks:
+    """A run's ties to the terminal: the progress bar (or lines, or none), the prompt to go
+    on (only on a terminal, and not with `--yes`), notices on stderr."""
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    return Hooks(
+        progress=pick_progress(no_progress),
+        confirm=None if yes or not interactive else confirm,
+        notify=lambda text: click.echo(text, err=True),
+    )
+
+
+def exit_with(result: RunResult) -> NoReturn:
+    """Exit with the status of docs/reference.md › Exit status for `result`."""
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if result.auth_failed:
+        sys.exit(EXIT_AUTH)
+    sys.exit(EXIT_OK if result.all_done and not result.declined else EXIT_INCOMPLETE)
 
 
 def confirm(plan: Plan) -> bool:

@@ -47,6 +47,7 @@ from bulk_chats.sandbox import (
 )
 from bulk_chats.sandbox.state import Chat
 from bulk_chats.settings import ApiKey, ExportFilters, ExportSettings
+from tests.sheets import read_sheet
 
 KEY = "e2e-export-key"
 FAST = 60_000
@@ -121,12 +122,7 @@ def export(sandbox: RunningSandbox, out: Path, **settings: Any) -> ExportResult:
 
 
 def sheet(path: Path, name: str = "chats") -> list[dict[str, Any]]:
-    book = openpyxl.load_workbook(path, read_only=True)
-    try:
-        rows = list(book[name].iter_rows(values_only=True))
-    finally:
-        book.close()
-    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    return read_sheet(path, name)
 
 
 def second(value: float) -> dt.datetime:

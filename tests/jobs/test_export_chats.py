@@ -30,6 +30,7 @@ from bulk_chats.sandbox import (
 )
 from bulk_chats.settings import ApiKey, ExportFilters, ExportSettings
 from tests.fakes import RecordingProgress
+from tests.sheets import read_sheet
 
 NOW = 1_790_000_000.0
 KEY = "export-job-key"
@@ -88,12 +89,7 @@ def run(
 
 
 def sheet(path: Path, name: str = "chats") -> list[dict[str, Any]]:
-    book = openpyxl.load_workbook(path, read_only=True)
-    try:
-        rows = list(book[name].iter_rows(values_only=True))
-    finally:
-        book.close()
-    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    return read_sheet(path, name)
 
 
 def summary(path: Path) -> dict[Any, Any]:
