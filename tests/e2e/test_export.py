@@ -491,3 +491,73 @@ def test_kill_9_leaves_no_half_workbook_and_the_next_export_is_whole(
     assert [r["chat_id"] for r in sheet(tmp_path / "export.xlsx")] == [
         chat.id for chat in slow.state.chats
     ]
+
+
+UPDATE_FAULTS = Faults(seed=3, drop_after=0.15, error_after=0.1, unavailable=0.1, updates=True)
+"""Changes applied and then the answer lost (dropped, or a 500), and 503s that applied
+nothing."""
+
+
+def test_update_of_an_export_killed_and_run_again_makes_each_change_once(
+    quirks: bool, tmp_path: Path
+) -> None:
+    """An export with forty statuses changed, given to `update` against faults on the
+    changes; `kill -9` after twelve, then the same command again: every change is made,
+    none is sent for a row as read, and only a change in flight or with a lost answer is
+    sent twice."""
+    state = SandboxState(Seed(chats=history(CHATS, end=time.time() - 3600)))
+    config = SandboxConfig(
+        api_key=KEY, rate=None, quirks=quirks, latency=0.02, faults=UPDATE_FAULTS
+    )
+    with run_in_thread(SandboxApp(config, state)) as running:
+        result = export(running, tmp_path / "export.xlsx")
+        book = openpyxl.load_workbook(result.out)
+        column = EXPORT_COLUMNS.index("chat_status") + 1
+        wanted = {}
+        for row, chat in enumerate(state.chats[:40], start=2):
+            status = "closed" if chat.status != "closed" else "pending"
+            book["chats"].cell(row=row, column=column, value=status)
+            wanted[chat.id] = status
+        edited = tmp_path / "edited.xlsx"
+        book.save(edited)
+        command = [
+            *(sys.executable, "-m", "bulk_chats", "update", str(edited)),
+            *("--base-url", running.base_url, "--rate", "1200", "--yes", "--no-progress"),
+            *("--out", "updated.xlsx"),
+        ]
+        env = {**os.environ, "HELPCRUNCH_API_KEY": KEY}
+        first = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: state.requests["PUT /v1/chats/status"] >= 12, "twelve changes")
+            first.kill()
+            first.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        again = subprocess.run(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+    assert again.returncode == 0, again.stderr
+    made = Counter(c.chat_id for c in state.changes if c.cause == "update")
+    assert set(made) == set(wanted)
+    assert {c.chat_id: c.new for c in state.changes if c.cause == "update"} == wanted
+    lost = state.faults["drop_after"] + state.faults["error_after"]
+    assert sum(made.values()) - len(wanted) <= lost + 4  # in flight at the kill: a few
+    statuses = Counter(row["status"] for row in sheet(tmp_path / "updated.xlsx", "results"))
+    assert statuses["unchanged"] == CHATS - 40
+    assert statuses["updated"] + statuses["already_updated"] == 40
