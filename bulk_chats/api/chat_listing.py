@@ -17,9 +17,9 @@ offset, and as it lists every chat oldest first, a chat created meanwhile comes 
 shifts nothing. So its pages can be asked for ahead, several at a time, up to the total
 its first page claims: the rate stays full however slow each answer, and a wrong total
 costs at most the pages asked for ahead (beyond the total, one page at a time). A
-search's next page depends on the last one read, so each query is read a page at a time
-(several queries side by side). A chat two queries both return (its status changed
-between them) is given once, by id.
+search's next page depends on the last one read: it is asked for as soon as that one is
+in, while its chats are written, the searches of several statuses side by side. A chat
+two queries both return (its status changed between them) is given once, by id.
 
 A read ends at an empty page, at a page shorter than any server pages by
 (`SHORTEST_PAGE`), or at a page shorter than one the same read was answered with before:
@@ -89,7 +89,7 @@ class ChatReader:
         self._streams = [_Stream(self, query) for query in queries]
         self._sleep = sleep
         self._attempts = attempts
-        self._stopped = stopped
+        self.stopped = stopped
         self.window = max(1, window)
         self.group: TaskGroup | None = None
         """The task group of a `read` in progress, where pages read ahead go."""
@@ -133,7 +133,7 @@ class ChatReader:
         streams = self._streams
         while True:
             empty = [s for s in streams if not s.buffer and not s.done]
-            if empty and self._stopped():
+            if empty and self.stopped():
                 return
             if len(empty) == 1:
                 await empty[0].fill()
@@ -206,6 +206,8 @@ class _Stream:
         """The listing's pages asked for ahead, by offset."""
         self._ahead = 0
         """The offset of the next page of the listing to ask for ahead."""
+        self._next: _Ahead | None = None
+        """The search's next page, asked for as soon as where it starts is known."""
 
     @property
     def head_key(self) -> int:
@@ -221,6 +223,8 @@ class _Stream:
         self._pages += 1
         if self._query.listing:
             page = await self._listing_page()
+        elif self._next is not None:
+            page, self._next = await self._next.page(), None
         else:
             page = await reader.read_page(self._query, bound=self._bound, offset=self._offset)
         if self._pages == 1 and page.total is not None and page.total >= page.length:
@@ -235,6 +239,10 @@ class _Stream:
         for chat in page.items:
             self._place(chat)
             self.buffer.append(chat)
+        if not (self.done or self._query.listing or reader.stopped()) and reader.group:
+            # Where the next page starts is known now: it is asked for while this one is
+            # written, the searches of other statuses meanwhile asking for theirs.
+            self._next = _Ahead.start(reader, self._query, self._offset, bound=self._bound)
 
     async def _listing_page(self) -> Page[Chat]:
         """The listing's page at the current offset. Within the total its first page
@@ -281,16 +289,21 @@ class _Ahead:
         self._error: Exception | None = None
 
     @classmethod
-    def start(cls, reader: ChatReader, query: ChatQuery, offset: int) -> _Ahead:
+    def start(
+        cls, reader: ChatReader, query: ChatQuery, offset: int, *, bound: int | None = None
+    ) -> _Ahead:
+        """Ask for the page of `query` at `offset` (from `bound`) in the reader's group."""
         ahead = cls()
-        if reader.group is None:  # `_listing_page` asks ahead only within a `read`
+        if reader.group is None:  # pages are asked for ahead only within a `read`
             raise RuntimeError("pages are read ahead only within ChatReader.read")
-        reader.group.start_soon(ahead._read, reader, query, offset)
+        reader.group.start_soon(ahead._read, reader, query, offset, bound)
         return ahead
 
-    async def _read(self, reader: ChatReader, query: ChatQuery, offset: int) -> None:
+    async def _read(
+        self, reader: ChatReader, query: ChatQuery, offset: int, bound: int | None
+    ) -> None:
         try:
-            self._page = await reader.read_page(query, bound=None, offset=offset)
+            self._page = await reader.read_page(query, bound=bound, offset=offset)
         except Exception as exc:  # raised where the page is wanted, in order
             self._error = exc
         finally:
