@@ -4,6 +4,7 @@ cannot be used, and the exit statuses of a run against the sandbox over loopback
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import openpyxl
@@ -23,6 +24,8 @@ from bulk_chats.sandbox import (
     create_app,
     history,
 )
+from tests.e2e.test_secrets import KEY as SECRET
+from tests.e2e.test_secrets import assert_key_nowhere
 from tests.fakes import StartSandbox
 
 KEY = "export-cli-key"
@@ -163,3 +166,21 @@ def test_importing_an_export_is_refused_before_anything_is_sent(
     assert result.exit_code == 2
     assert result.output.startswith("bulk-chats: error: x.xlsx: an export of chats that exist")
     assert len(seeded.state.chats) == before
+
+
+def test_the_key_is_in_no_output_log_or_file_of_an_export(
+    workdir: Path, start_sandbox: StartSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An export with messages, and one whose key is refused, leak the key into no
+    output, log record, workbook or journal."""
+    caplog.set_level(logging.DEBUG)
+    state = SandboxState(Seed(chats=history(30, end=NOW)))
+    sandbox = start_sandbox(create_app(SandboxConfig(api_key=SECRET, rate=None), state=state))
+    for key, status in ((SECRET, 0), (SECRET + "-revoked", 3)):
+        result = CliRunner().invoke(
+            cli,
+            ["export", "--base-url", sandbox.base_url, "--messages", "--yes", "--rate", "60000"],
+            env={"HELPCRUNCH_API_KEY": key},
+        )
+        assert result.exit_code == status, result.output
+        assert_key_nowhere(result, caplog, workdir)

@@ -162,3 +162,20 @@ async def test_the_export_fed_back_to_update_sends_only_the_changed_cell(
     assert [(c.chat_id, c.field, c.new) for c in seeded.state.changes if c.cause == "update"] == [
         (first.id, "assignee", agent.id)
     ]
+
+
+async def test_messages_wait_for_confirm_then_fill_their_sheet(
+    tmp_path: Path, seeded: RunningSandbox
+) -> None:
+    """With Messages ticked, the run shows the plan of the messages and waits for
+    Confirm; then the workbook has every chat's messages."""
+    app = make_ui(tmp_path, base_url=seeded.base_url)
+    async with client_for(app) as client:
+        view = await export(app, client, statuses=["closed"], messages=True, api_key=KEY)
+        download = await client.get(f"/download/{view.id}", params=q())
+    closed = [c for c in seeded.state.chats if c.status == "closed"]
+    assert view.plan is not None
+    assert f"{len(closed)} chats read; their messages take at least" in view.plan
+    book = openpyxl.load_workbook(io.BytesIO(download.content))
+    rows = list(book["messages"].iter_rows(min_row=2, values_only=True))
+    assert [(r[0], r[1]) for r in rows] == [(c.id, m.id) for c in closed for m in c.messages]
