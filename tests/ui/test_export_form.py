@@ -29,7 +29,7 @@ from bulk_chats.sandbox import (
 from bulk_chats.ui import UiApp
 from bulk_chats.ui.export_form import export_filters
 from tests.fakes import StartSandbox
-from tests.ui.test_app import KEY, RUN_TIMEOUT, client_for, make_ui, q, until_confirm
+from tests.ui.test_app import KEY, RUN_TIMEOUT, client_for, make_ui, q, until_confirm, upload
 
 pytestmark = pytest.mark.anyio
 
@@ -147,10 +147,7 @@ async def test_the_export_fed_back_to_update_sends_only_the_changed_cell(
         ).value = agent.email
         edited = tmp_path / "edited.xlsx"
         book.save(edited)
-        upload = await client.post(
-            "/upload", params=q(name=edited.name), content=edited.read_bytes()
-        )
-        assert upload.status_code == 200
+        assert (await upload(client, edited)).status_code == 200
         answer = await client.post("/run", params=q(), json={"kind": "update", "api_key": KEY})
         assert answer.status_code == 200, answer.text
         job = app.job
