@@ -174,3 +174,35 @@ workbook writes them afresh rather than echoing the old ones."""
 FED_BACK_COLUMNS: Final = frozenset({"source_row", "status", "chat_id"})
 """The result columns that make a sheet a results workbook fed back in: with all three, its
 `status`, `chat_id` and `message_id` say what an earlier run did."""
+
+EXPORT_COLUMNS: Final = (
+    "chat_id",
+    "chat_status",
+    "assignee",
+    "assignee_email",
+    "department",
+    "department_name",
+    "customer",
+    "customer_email",
+    "customer_name",
+    "customer_user_id",
+    "application",
+    "created_at",
+    "closed_at",
+    "last_message_at",
+    "created_with",
+    "rating",
+    "last_message_text",
+)
+"""The columns of an export's `chats` sheet, in order (docs/export.md › The workbook): the
+headers `update` and `close` read it by."""
+
+EXPORTED_SHEET: Final = "exported"
+"""The hidden sheet of an export that keeps each chat as it was read."""
+
+EXPORTED_COLUMNS: Final = EXPORT_COLUMNS[:6]
+"""The columns of the `exported` sheet, the first of `chats`: the chat and its status,
+assignee and department, as read; what `update` compares a row's cells with."""
+
+MESSAGE_COLUMNS: Final = ("chat_id", "message_id", "sent_at", "from", "agent_email", "type", "text")
+"""The columns of an export's `messages` sheet (`export --messages`)."""

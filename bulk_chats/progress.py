@@ -26,7 +26,8 @@ class ProgressSink(Protocol):
     """Receives the sending stage's progress. Called from the event loop thread only."""
 
     def start(self, total: int) -> None:
-        """Sending begins; `total` rows will each end in one `advance`."""
+        """Sending begins (or its next phase); `total` rows will each end in one
+        `advance` (0: not known)."""
 
     def advance(self, outcome: Outcome) -> None:
         """One row reached its final outcome in this run."""
@@ -68,8 +69,9 @@ _FAILURES = (Status.FAILED, Status.MESSAGE_FAILED, Status.STATUS_FAILED, Status.
 def _counts_text(
     counts: Counter[Status], limit: float | None, conversations: tuple[int, int] | None = None
 ) -> str:
-    # `update` and `close` create nothing: their rows are counted as updated.
-    done = "updated" if counts[Status.UPDATED] else "created"
+    # `update` and `close` create nothing: their rows are counted as updated; `export`
+    # counts the chats it wrote.
+    done = next((s for s in (Status.EXPORTED, Status.UPDATED) if counts[s]), Status.CREATED)
     failed = sum(counts[s] for s in _FAILURES)
     text = f"{done}={counts[Status(done)]} failed={failed}"
     if conversations is not None:
@@ -103,7 +105,10 @@ class BarProgress:
         self._conversations: tuple[int, int] | None = None
 
     def start(self, total: int) -> None:
-        self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
+        # A second phase (an export's messages after its chats) counts afresh. No total
+        # (0) is an unknown one: the bar counts and shows the rate.
+        self._counts.clear()
+        self._bar = tqdm(total=total or None, unit="row", file=self._stream, dynamic_ncols=True)
 
     def advance(self, outcome: Outcome) -> None:
         self._counts[outcome.status] += 1
@@ -156,6 +161,8 @@ class LogProgress:
 
     def start(self, total: int) -> None:
         self._total = total
+        self._done, self._reported = 0, -1
+        self._counts.clear()
         self._started = self._last = self._clock()
 
     def advance(self, outcome: Outcome) -> None:
@@ -174,7 +181,7 @@ class LogProgress:
         self._conversations = (done, total)
 
     def close(self) -> None:
-        if self._total and self._reported != self._done:
+        if (self._total or self._done) and self._reported != self._done:
             self._write(self._clock())
 
     def _write(self, now: float) -> None:
@@ -182,9 +189,10 @@ class LogProgress:
         elapsed = max(now - self._started, 1e-9)
         per_minute = self._done / elapsed * 60
         left = self._total - self._done
-        eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 else "?"
+        eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 and left >= 0 else "?"
+        done = f"{self._done}/{self._total}" if self._total else str(self._done)
         print(
-            f"progress: {self._done}/{self._total} rows, "
+            f"progress: {done} rows, "
             f"{_counts_text(self._counts, self._limit, self._conversations)}, "
             f"{per_minute:.0f}/min, eta {eta}",
             file=self._stream,

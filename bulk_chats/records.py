@@ -6,6 +6,7 @@ pre-flight, the resume plan, the sender and the journal read nothing else.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable
@@ -32,6 +33,8 @@ class Status(StrEnum):
     UPDATED = "updated"
     ALREADY_UPDATED = "already_updated"
     SKIPPED = "skipped"
+    UNCHANGED = "unchanged"
+    EXPORTED = "exported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,3 +341,42 @@ class ChangeRequest:
     def name(self, field: str) -> str | None:
         """The value of name field `field`, when the row gives that id by name."""
         return next((value for name, value in self.names if name == field), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedChat:
+    """One chat as an export writes it: a row of the `chats` sheet, in the order of
+    `fields.EXPORT_COLUMNS`. Times are naive date-times in UTC; None is a blank cell."""
+
+    chat_id: int
+    chat_status: str | None
+    assignee: int | None
+    assignee_email: str | None
+    department: int | None
+    department_name: str | None
+    customer: int | None
+    customer_email: str | None
+    customer_name: str | None
+    customer_user_id: str | None
+    application: int | None
+    created_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    last_message_at: dt.datetime | None
+    created_with: str | None
+    rating: str | None
+    last_message_text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedMessage:
+    """One message as `export --messages` writes it: a row of the `messages` sheet, in the
+    order of `fields.MESSAGE_COLUMNS` (`sender` is the `from` column). `sent_at` is a naive
+    date-time in UTC."""
+
+    chat_id: int
+    message_id: int
+    sent_at: dt.datetime | None
+    sender: str | None
+    agent_email: str | None
+    type: str | None
+    text: str | None

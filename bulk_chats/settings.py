@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -121,3 +122,58 @@ class Settings:
     time_prefix: bool = True
     """A transcript's messages start with their `sent_at` (`[2023-04-01 10:02] `);
     `import --no-time-prefix` sends the text as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFilters:
+    """Which chats `bulk-chats export` reads; every filter optional, all joined with AND
+    (docs/export.md › Filters).
+
+    `statuses`: any of them, as the API spells them. An assignee or a department by id or
+    by name (email for an agent), a customer by email or userId: one of each at most.
+    `since` and `until` bound the creation time (aware date-times; `since` inclusive,
+    `until` exclusive).
+    """
+
+    statuses: tuple[str, ...] = ()
+    assignee: int | None = None
+    assignee_email: str | None = None
+    department: int | None = None
+    department_name: str | None = None
+    customer_email: str | None = None
+    customer_user_id: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def described(self) -> tuple[tuple[str, str], ...]:
+        """The filters given, as (name, value) in the words of the command line."""
+        named: list[tuple[str, object]] = [
+            ("status", ", ".join(self.statuses)),
+            ("assignee", self.assignee),
+            ("assignee_email", self.assignee_email),
+            ("department", self.department),
+            ("department_name", self.department_name),
+            ("customer_email", self.customer_email),
+            ("customer_user_id", self.customer_user_id),
+            ("since", self.since and self.since.isoformat(sep=" ")),
+            ("until", self.until and self.until.isoformat(sep=" ")),
+        ]
+        return tuple((name, str(value)) for name, value in named if value not in (None, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    """One export's settings: `filters`, `messages` (the `messages` sheet too), where the
+    workbook goes (`out`; None: `reports/chats-export-<time>.xlsx`), and the API as for
+    `Settings`. `rate` is in requests per minute; None: the account's limit an earlier
+    run learned for this API root, else `DEFAULT_RATE`. `concurrency` is how many chats'
+    messages are read at once (None: enough to keep the rate full)."""
+
+    filters: ExportFilters = field(default_factory=ExportFilters)
+    messages: bool = False
+    out: Path | None = None
+    rate: float | None = None
+    concurrency: int | None = None
+    base_url: str = DEFAULT_BASE_URL
+    api_key: ApiKey | None = None
+    reports_dir: Path = REPORTS_DIR

@@ -21,9 +21,14 @@ def write_csv(path: Path, header: Sequence[object], rows: Iterable[Sequence[obje
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """The results sheet of the workbook at `path` as one dict per row, by header."""
+    return read_sheet(path, "results")
+
+
+def read_sheet(path: Path, name: str) -> list[dict[str, Any]]:
+    """Sheet `name` of the workbook at `path` as one dict per row, by header."""
     book = openpyxl.load_workbook(path, read_only=True)
     try:
-        rows = list(book["results"].iter_rows(values_only=True))
+        rows = list(book[name].iter_rows(values_only=True))
     finally:
         book.close()
     header = [str(h) for h in rows[0]]

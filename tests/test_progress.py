@@ -128,3 +128,23 @@ def test_a_duration_reads_as_a_person_says_it_rounded_up(seconds: float, text: s
     """Durations are whole seconds, minutes and hours, rounded up: the plan and the page
     never promise less time than a run takes."""
     assert duration_text(seconds) == text
+
+
+def test_an_export_counts_its_chats_and_each_phase_afresh() -> None:
+    """Chats of an export count as `exported`, an unknown total (0) shows the count alone,
+    and a second `start` (its messages) counts from zero again."""
+    stream, clock = io.StringIO(), FakeClock()
+    sink = LogProgress(stream, interval=30, clock=clock)
+    sink.start(0)
+    for index in range(3):
+        sink.advance(Outcome(index=index, status=Status.EXPORTED, chat_id=index))
+    clock.now = 60
+    sink.close()
+    sink.start(3)
+    clock.now = 120
+    sink.advance(Outcome(index=0, status=Status.EXPORTED))
+    sink.close()
+    assert stream.getvalue().splitlines() == [
+        "progress: 3 rows, exported=3 failed=0, 3/min, eta ?",
+        "progress: 1/3 rows, exported=1 failed=0, 1/min, eta 120s",
+    ]

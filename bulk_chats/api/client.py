@@ -12,9 +12,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bulk_chats.api.entities import Agent, Chat, Customer, Department, Message
-from bulk_chats.api.wire import USER_AGENT, Transport, Wire, parse_retry_after
+from bulk_chats.api.wire import USER_AGENT, Page, Transport, Wire, parse_retry_after
 
-__all__ = ["USER_AGENT", "HelpCrunchClient", "Transport", "parse_retry_after"]
+__all__ = [
+    "CREATION_ORDER",
+    "USER_AGENT",
+    "HelpCrunchClient",
+    "Page",
+    "Transport",
+    "parse_retry_after",
+]
+
+CREATION_ORDER = {"sort": "chats.createdAt", "order": "asc"}
+"""How chats are listed and searched for export: oldest first."""
 
 
 class HelpCrunchClient(Wire):
@@ -92,6 +102,35 @@ class HelpCrunchClient(Wire):
                 "order": "asc",
             },
             parse=Chat.parse,
+        )
+
+    async def list_chats_page(self, *, offset: int) -> Page[Chat]:
+        """One page of every chat of the account (`GET /chats`) from `offset`, oldest
+        first (`chats.createdAt`, ascending): chats created meanwhile come after the
+        rest, so they shift no page."""
+        return await self.page(
+            "GET", "/chats", parse=Chat.parse, query=dict(CREATION_ORDER), offset=offset
+        )
+
+    async def search_chats_page(
+        self, conditions: Sequence[tuple[str, str, str | int]], *, offset: int
+    ) -> Page[Chat]:
+        """One page of the chats meeting every one of `conditions` (`POST /chats/search`,
+        each (field, operator, value) such as ("chats.status", "=", "pending"), joined
+        with `AND`) from `offset`, oldest first (`chats.createdAt`, ascending)."""
+        return await self.page(
+            "POST",
+            "/chats/search",
+            query={
+                "filter": [
+                    {"field": field, "operator": operator, "value": value}
+                    for field, operator, value in conditions
+                ],
+                "comparison": "AND",
+                **CREATION_ORDER,
+            },
+            parse=Chat.parse,
+            offset=offset,
         )
 
     async def search_customers(

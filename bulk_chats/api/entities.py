@@ -66,6 +66,21 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _nested_value(entity: Mapping[str, object], key: str, field: str) -> object:
+    """`entity[key][field]` when `entity[key]` is an object; None otherwise."""
+    nested = entity.get(key)
+    return nested.get(field) if isinstance(nested, Mapping) else None
+
+
+def _nested(entity: Mapping[str, object], key: str, field: str) -> str | None:
+    return _text(_nested_value(entity, key, field))
+
+
+def _user_id(value: object) -> str | None:
+    """A userId: the account's own id for a customer, which some write as a number."""
+    return None if value is None or isinstance(value, bool) else str(value)
+
+
 def _ref(entity: Mapping[str, object], *keys: str) -> Ref:
     """The id under the first of `keys` the answer carries; `ABSENT` when it has none."""
     for key in keys:
@@ -76,10 +91,14 @@ def _ref(entity: Mapping[str, object], *keys: str) -> Ref:
 
 @dataclass(frozen=True, slots=True)
 class Chat:
-    """A chat as `POST /v1/chats` or a chat search shows it.
+    """A chat as `POST /v1/chats`, a chat search or the chat listing shows it.
 
-    `created_at` is unix seconds, None when not shown or unreadable; `created_with` says
-    how the chat began (`PUBLIC_API` for ours), None when the answer does not say.
+    `created_at`, `closed_at` and `last_message_at` are unix seconds, None when not shown
+    or unreadable; `created_with` says how the chat began (`PUBLIC_API` for ours), None
+    when the answer does not say. The customer's, the assignee's and the department's
+    own fields are read from the objects the answer nests (`customer {id, name, email,
+    userId}`, `assignee {id, email}`, `department {id, name}`); None when it gives ids
+    only.
     """
 
     id: int
@@ -92,6 +111,14 @@ class Chat:
     status: str | None = None
     last_message_id: int | None = None
     last_message_text: str | None = None
+    closed_at: float | None = None
+    last_message_at: float | None = None
+    rating: str | None = None
+    customer_email: str | None = None
+    customer_name: str | None = None
+    customer_user_id: str | None = None
+    assignee_email: str | None = None
+    department_name: str | None = None
 
     @classmethod
     def parse(cls, entity: Mapping[str, object]) -> Chat | None:
@@ -110,15 +137,33 @@ class Chat:
             status=_text(entity.get("status")),
             last_message_id=parse_id(entity.get("lastMessageId")),
             last_message_text=_text(entity.get("lastMessageText")),
+            closed_at=parse_timestamp(entity.get("closedAt")),
+            last_message_at=parse_timestamp(entity.get("lastMessageAt")),
+            rating=_text(entity.get("rating")),
+            customer_email=_nested(entity, "customer", "email"),
+            customer_name=_nested(entity, "customer", "name"),
+            customer_user_id=_user_id(_nested_value(entity, "customer", "userId")),
+            assignee_email=_nested(entity, "assignee", "email"),
+            department_name=_nested(entity, "department", "name"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A message as `POST /v1/messages` answers it."""
+    """A message as `POST /v1/messages` answers it and a chat's messages list it.
+
+    `sender` is the API's `from` (`customer` or `agent`); `agent` the writing agent's id
+    and `agent_email` its email, when the answer nests the agent as an object;
+    `created_at` unix seconds.
+    """
 
     id: int
     text: str | None = None
+    created_at: float | None = None
+    sender: str | None = None
+    agent: int | None = None
+    agent_email: str | None = None
+    type: str | None = None
 
     @classmethod
     def parse(cls, entity: Mapping[str, object]) -> Message | None:
@@ -126,7 +171,15 @@ class Message:
         message_id = parse_id(entity.get("id"))
         if message_id is None:
             return None
-        return cls(id=message_id, text=_text(entity.get("text")))
+        return cls(
+            id=message_id,
+            text=_text(entity.get("text")),
+            created_at=parse_timestamp(entity.get("createdAt")),
+            sender=_text(entity.get("from")),
+            agent=parse_id(entity.get("agent")),
+            agent_email=_nested(entity, "agent", "email"),
+            type=_text(entity.get("type")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,11 +239,9 @@ class Customer:
         customer_id = parse_id(entity.get("id"))
         if customer_id is None:
             return None
-        user_id = entity.get("userId")
         return cls(
             id=customer_id,
             email=_text(entity.get("email")),
-            # A userId is the account's own id for the customer; some write it as a number.
-            user_id=None if user_id is None or isinstance(user_id, bool) else str(user_id),
+            user_id=_user_id(entity.get("userId")),
             name=_text(entity.get("name")),
         )

@@ -32,9 +32,10 @@ import importlib.metadata
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 import httpx
@@ -211,40 +212,60 @@ class Wire:
         asked (50 where 100 were asked). So a GET listing ends at an empty page, or at a
         page shorter than any a server pages by (`SHORTEST_PAGE`) when `meta.total` agrees
         that everything is read: a small account with a truthful total costs one request,
-        any other one more. A search ends at a page shorter than asked.
-
-        The items are the list under the first of `lists` the answer has (revisions of
-        the API differ); an answer with none of them raises `MaybeSentError`, never reads
-        as empty.
+        any other one more. A search ends at a page shorter than asked. Each page is read
+        by `page`.
         """
         label = f"{method} {path}"
         items: list[T] = []
         offset = 0
         for _ in range(MAX_PAGES):
-            window = {"offset": offset, "limit": PAGE_SIZE}
-            if method == "GET":
-                response = await self.request(method, path, params=window)
-            else:
-                response = await self.request(method, path, json={**(query or {}), **window})
-            body = self.json_object(response, label)
-            page = next((body[key] for key in lists if isinstance(body.get(key), list)), None)
-            if page is None:
-                # Unreadable is not empty: a caller that took it for "nothing there" would
-                # send again what may be there already.
-                raise MaybeSentError(
-                    f"{label}: the answer has no list of {' or '.join(lists)}",
-                    http_status=response.status_code,
-                )
-            parsed = (parse(entry) for entry in page if isinstance(entry, dict))
-            items.extend(item for item in parsed if item is not None)
-            offset += len(page)
-            if not page:
+            page = await self.page(
+                method, path, parse=parse, query=query, offset=offset, lists=lists
+            )
+            items.extend(page.items)
+            offset += page.length
+            if not page.length:
                 return items
-            if method != "GET" and len(page) < PAGE_SIZE:
+            if method != "GET" and page.length < PAGE_SIZE:
                 return items
-            if len(page) < SHORTEST_PAGE and _total(body) == offset:
+            if page.length < SHORTEST_PAGE and page.total == offset:
                 return items
         raise ApiError(f"{label}: more than {MAX_PAGES} pages; the answer does not end")
+
+    async def page(
+        self,
+        method: str,
+        path: str,
+        *,
+        parse: Callable[[Mapping[str, Any]], T | None],
+        query: Mapping[str, Any] | None = None,
+        offset: int = 0,
+        lists: tuple[str, ...] = ("data",),
+    ) -> Page[T]:
+        """One page of a paged read, from `offset`, `PAGE_SIZE` asked: `offset`/`limit` in
+        the query string for GET (with `query` beside them), in the body for search.
+
+        The items are the list under the first of `lists` the answer has; an answer with
+        none of them raises `MaybeSentError`, never reads as empty.
+        """
+        label = f"{method} {path}"
+        window = {"offset": offset, "limit": PAGE_SIZE}
+        if method == "GET":
+            response = await self.request(method, path, params={**(query or {}), **window})
+        else:
+            response = await self.request(method, path, json={**(query or {}), **window})
+        body = self.json_object(response, label)
+        entries = next((body[key] for key in lists if isinstance(body.get(key), list)), None)
+        if entries is None:
+            # Unreadable is not empty: a caller that took it for "nothing there" would
+            # send again what may be there already.
+            raise MaybeSentError(
+                f"{label}: the answer has no list of {' or '.join(lists)}",
+                http_status=response.status_code,
+            )
+        parsed = (parse(entry) for entry in entries if isinstance(entry, dict))
+        items = [item for item in parsed if item is not None]
+        return Page(items, len(entries), _total(body))
 
     async def request(
         self,
@@ -406,7 +427,21 @@ class Wire:
         return parsed
 
 
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a paged read: the `items` read from it, how many entries the server
+    answered (`length`, readable or not: what paging counts) and the total it claims
+    (`meta.total`, or a top-level `total`; a hint, never the end alone)."""
+
+    items: list[T]
+    length: int
+    total: int | None
+
+
 def _total(body: Mapping[str, Any]) -> int | None:
-    """`meta.total` of a paged answer, when it is a count; a hint, never the end alone."""
+    """`meta.total` of a paged answer, or the top-level `total` that a chat's messages (and
+    one revision's customers) carry, when it is a count."""
     meta = body.get("meta")
-    return parse_id(meta.get("total")) if isinstance(meta, Mapping) else None
+    if isinstance(meta, Mapping):
+        return parse_id(meta.get("total"))
+    return parse_id(body.get("total"))

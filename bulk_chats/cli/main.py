@@ -1,13 +1,15 @@
 """The command line's entry point: the `bulk-chats` group and its commands.
 
 `cli/options.py` holds what the commands share; `cli/runs.py` the commands that read a
-sheet, `cli/servers.py` those that serve.
+sheet, `cli/export.py` the one that writes the account's chats to one, `cli/servers.py`
+those that serve.
 """
 
 from __future__ import annotations
 
 import click
 
+from bulk_chats.cli.export import export
 from bulk_chats.cli.runs import close, import_, update, validate
 from bulk_chats.cli.servers import sandbox, ui
 
@@ -21,7 +23,7 @@ def cli() -> None:
     """
 
 
-for command in (validate, import_, update, close, sandbox, ui):
+for command in (validate, import_, update, close, export, sandbox, ui):
     cli.add_command(command)
 
 

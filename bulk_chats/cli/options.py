@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from bulk_chats.errors import BulkChatsError, InputError
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED
 from bulk_chats.jobs.plan import Plan
 from bulk_chats.jobs.result import RunResult
@@ -37,6 +39,9 @@ EXIT_AUTH = 3
 
 SANDBOX_KEY = "sandbox-key"
 """The key `--sandbox` uses against its own in-process stand-in: not a secret."""
+
+SANDBOX_HISTORY = 60
+"""The made-up chats `export --sandbox` finds in its stand-in, created over 90 days."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -141,9 +146,11 @@ def api_target(
     rate: float = DEFAULT_RATE,
     quirks: bool = False,
     key_required: bool = True,
+    history: bool = False,
 ) -> tuple[str, ApiKey | None]:
     """The API root and key the options name: the in-process sandbox's (started on `stack`,
-    limited to `rate` requests a minute, answering with the documentation's `quirks`), or
+    limited to `rate` requests a minute, answering with the documentation's `quirks`,
+    holding `SANDBOX_HISTORY` made-up chats of the past months with `history`), or
     `--base-url`/env and the key from `--api-key-file`/env. With `key_required` False, no
     key anywhere gives None."""
     if sandbox:
@@ -152,7 +159,14 @@ def api_target(
         from bulk_chats.sandbox import SandboxConfig, run_in_thread
 
         config = SandboxConfig(rate=round(rate), quirks=quirks)
-        running = stack.enter_context(run_in_thread(config))
+        app: Any = config
+        if history:
+            from bulk_chats.sandbox import SandboxState, Seed, create_app
+            from bulk_chats.sandbox import history as made_up
+
+            chats = made_up(SANDBOX_HISTORY, end=time.time())
+            app = create_app(config, state=SandboxState(Seed(chats=chats)))
+        running = stack.enter_context(run_in_thread(app))
         click.echo(f"sandbox: a local stand-in for the API at {running.base_url}", err=True)
         return running.base_url, ApiKey(SANDBOX_KEY)
     if quirks:
@@ -161,6 +175,26 @@ def api_target(
     if not key_required and api_key_file is None and not os.environ.get(API_KEY_ENV, "").strip():
         return root, None
     return root, read_api_key(api_key_file)
+
+
+def terminal_hooks(*, no_progress: bool, yes: bool) -> Hooks:
+    """A run's ties to the terminal: the progress bar (or lines, or none), the prompt to go
+    on (only on a terminal, and not with `--yes`), notices on stderr."""
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    return Hooks(
+        progress=pick_progress(no_progress),
+        confirm=None if yes or not interactive else confirm,
+        notify=lambda text: click.echo(text, err=True),
+    )
+
+
+def exit_with(result: RunResult) -> NoReturn:
+    """Exit with the status of docs/reference.md › Exit status for `result`."""
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if result.auth_failed:
+        sys.exit(EXIT_AUTH)
+    sys.exit(EXIT_OK if result.all_done and not result.declined else EXIT_INCOMPLETE)
 
 
 def confirm(plan: Plan) -> bool:

@@ -11,23 +11,22 @@ import click
 
 from bulk_chats.checks.columns import chat_status_option as parse_chat_status
 from bulk_chats.cli.options import (
-    EXIT_AUTH,
     EXIT_INCOMPLETE,
     EXIT_OK,
     api_target,
     chat_status_option,
-    confirm,
+    exit_with,
     parse_columns,
-    pick_progress,
     print_summary,
     sending_options,
     shared_options,
+    terminal_hooks,
     user_errors,
 )
 from bulk_chats.jobs.change_chats import close_file, update_file
-from bulk_chats.jobs.hooks import Hooks, JobFunction
+from bulk_chats.jobs.hooks import JobFunction
 from bulk_chats.jobs.import_chats import import_file
-from bulk_chats.jobs.interrupt import EXIT_INTERRUPTED, run_interruptible
+from bulk_chats.jobs.interrupt import run_interruptible
 from bulk_chats.jobs.validate import validate_file
 from bulk_chats.settings import DEFAULT_RATE, REPORTS_DIR, Settings
 
@@ -153,16 +152,7 @@ def send(
             create_customers=create_customers,
             time_prefix=not no_time_prefix,
         )
-        interactive = sys.stdin.isatty() and sys.stderr.isatty()
-        hooks = Hooks(
-            progress=pick_progress(no_progress),
-            confirm=None if yes or not interactive else confirm,
-            notify=lambda text: click.echo(text, err=True),
-        )
+        hooks = terminal_hooks(no_progress=no_progress, yes=yes)
         result = run_interruptible(job, settings, hooks)
     print_summary(result)
-    if result.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    if result.auth_failed:
-        sys.exit(EXIT_AUTH)
-    sys.exit(EXIT_OK if result.all_done and not result.declined else EXIT_INCOMPLETE)
+    exit_with(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,9 @@ from bulk_chats.settings import DEFAULT_RATE
     "--fault-on",
     "fault_on",
     multiple=True,
-    type=click.Choice(["messages", "customers", "updates"]),
-    help="Inject the faults into POST /v1/messages, POST /v1/customers or the "
-    "PUT /v1/chats/... endpoints too; repeatable.",
+    type=click.Choice(["messages", "customers", "updates", "reads"]),
+    help="Inject the faults into POST /v1/messages, POST /v1/customers, the "
+    "PUT /v1/chats/... endpoints or the reads (listings and searches) too; repeatable.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the faults.")
 @click.option(
@@ -62,6 +63,12 @@ from bulk_chats.settings import DEFAULT_RATE
     default=0,
     show_default=True,
     help="Made-up customers added to the 20 seeded ones (ids follow theirs), for large runs.",
+)
+@click.option(
+    "--seed-chats",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Start with the chats of this JSON file, created in the past with their messages "
+    "(see sample_data/history.json).",
 )
 @click.option(
     "--quirks",
@@ -81,10 +88,11 @@ def sandbox(
     seed: int,
     no_retry_after: bool,
     customers: int,
+    seed_chats: Path | None,
     quirks: bool,
 ) -> None:
     """Run a local stand-in for the HelpCrunch API on loopback until Ctrl-C."""
-    from bulk_chats.sandbox import Faults, SandboxConfig, SandboxState, Seed, serve
+    from bulk_chats.sandbox import Faults, SandboxConfig, SandboxState, Seed, load_seed_chats, serve
 
     try:
         config = SandboxConfig(
@@ -98,7 +106,10 @@ def sandbox(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     with user_errors():
-        state = SandboxState(Seed.generated(customers=customers))
+        account = Seed.generated(customers=customers)
+        if seed_chats is not None:
+            account = replace(account, chats=load_seed_chats(seed_chats))
+        state = SandboxState(account)
         serve(config, host=host, port=port, state=state, announce=lambda url: click.echo(url))
 
 

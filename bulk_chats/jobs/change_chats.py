@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from bulk_chats.checks.changes import validate_changes
+from bulk_chats.checks.exported import mark_unchanged
 from bulk_chats.checks.verdict import changes_to_send
 from bulk_chats.errors import InputError
+from bulk_chats.jobs.from_export import check_both_changed, compare_export
 from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.plan import plan_changes
 from bulk_chats.jobs.result import RunResult, results_for
@@ -30,7 +32,8 @@ async def update_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     department, then status, one `PUT` each; write the results workbook.
 
     In order: read and validate (`validation.validate_changes`; `settings.chat_status`
-    fills blank `chat_status` cells); open the journal; the pre-flight (its first request
+    fills blank `chat_status` cells; given an export, only the cells that differ from what
+    it read are changes, `jobs.from_export`); open the journal; the pre-flight (its first request
     checks the key: a 401 stops here with exit 3 and nothing sent; then agents and
     departments are checked and names resolved); the changes earlier runs applied are
     left out (a row with none left is `already_updated`); the plan, given to `notify` and
@@ -56,7 +59,14 @@ async def _change_file(settings: Settings, hooks: Hooks, *, close: bool) -> RunR
     sheet = load_sheet(
         settings.input_path, sheet=settings.sheet, columns=settings.columns, chats=True
     )
-    validation = validate_changes(sheet, close=close, chat_status=settings.chat_status)
+    export = None if close else compare_export(settings, sheet)
+    validation = validate_changes(
+        export.sheet if export else sheet,
+        close=close,
+        chat_status=None if export else settings.chat_status,
+    )
+    if export is not None:
+        validation = mark_unchanged(validation, export)
     results = results_for(settings, sheet, validation, mode="close" if close else "update", now=now)
     rows = changes_to_send(sheet, validation)
 
@@ -66,6 +76,8 @@ async def _change_file(settings: Settings, hooks: Hooks, *, close: bool) -> RunR
         if isinstance(directory, RunResult):
             return directory
         preflight = check_changes(rows, directory)
+        if export is not None:
+            preflight = check_both_changed(preflight, export, directory)
         checked, rejected = preflight.passed, list(preflight.rejected.values())
         results.record(rejected)
         results.warnings.update(preflight.warnings)

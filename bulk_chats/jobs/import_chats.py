@@ -7,6 +7,7 @@ here prints: notices, the plan among them, go to `Hooks.notify`.
 
 from __future__ import annotations
 
+from bulk_chats.checks.exported import refuse_export
 from bulk_chats.checks.transcripts import TranscriptValidation
 from bulk_chats.checks.verdict import fed_back, rows_to_send
 from bulk_chats.errors import InputError
@@ -41,12 +42,14 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
 
     Every request shares one limiter at `settings.rate` per minute. `hooks.stop` (set on
     Ctrl-C) stops starting new look-ups and rows. A 401 stops the run: the rest is `not_sent`.
-    Raises InputError when the file or the settings cannot be used.
+    Raises InputError when the file or the settings cannot be used, an export among them
+    (its chats exist; importing it would create each again).
     """
     hooks = hooks or Hooks()
     now, tell, stop, sink = hooks.started(), hooks.notify, hooks.stop, hooks.progress
     if settings.api_key is None:
         raise InputError("no API key given")
+    refuse_export(settings.input_path, settings.sheet)
     sheet, validation = read_and_validate(settings)
     if isinstance(validation, TranscriptValidation):
         return await import_transcript(settings, hooks, sheet, validation)

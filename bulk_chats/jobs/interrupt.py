@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from typing import Any, TypeVar
 
 import anyio
 
-from bulk_chats.jobs.hooks import Hooks, JobFunction
+from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.result import RunResult
-from bulk_chats.settings import Settings
 
 EXIT_INTERRUPTED = 130
 """The exit status of a run Ctrl-C stopped, as a shell gives a process SIGINT ended."""
@@ -30,13 +31,20 @@ EXITING = "interrupted again: exiting now"
 """The notice of the second Ctrl-C, just before the process ends."""
 
 
-def run_interruptible(job: JobFunction, settings: Settings, hooks: Hooks) -> RunResult:
-    """Run `job` on a new event loop of this (the main) thread, with the two-stage Ctrl-C
-    above as its `hooks.stop`; `hooks.notify` gets the run's notices and the Ctrl-C ones
-    (each after a line break, so that it starts clear of a progress bar)."""
+S = TypeVar("S")
+R = TypeVar("R", bound=RunResult)
+
+
+def run_interruptible(
+    job: Callable[[S, Hooks], Coroutine[Any, Any, R]], settings: S, hooks: Hooks
+) -> R:
+    """Run `job` (a `JobFunction`, or `export_chats` with its own settings) on a new event
+    loop of this (the main) thread, with the two-stage Ctrl-C above as its `hooks.stop`;
+    `hooks.notify` gets the run's notices and the Ctrl-C ones (each after a line break, so
+    that it starts clear of a progress bar)."""
     notify = hooks.notify
 
-    async def main() -> RunResult:
+    async def main() -> R:
         stop = anyio.Event()
 
         def on_interrupt() -> None:

@@ -34,7 +34,8 @@ class Plan:
     or duplicate; `held` rows an earlier run left `unknown` are held back (see
     `resume.sort_by_earlier_runs`). `warnings` counts rows sent despite a warning. `changes` counts
     the `PUT /v1/chats/...` requests: the statuses an import sets, or with `updating`
-    every change of `update` or `close` (which create no chat).
+    every change of `update` or `close` (which create no chat); `unchanged` rows of an
+    export are as it read them, and cost nothing.
     """
 
     rows: int
@@ -56,6 +57,7 @@ class Plan:
     lookups_made: int = 0
     conversations: int = 0
     """A transcript's: the conversations to send (each of its rows is one message)."""
+    unchanged: int = 0
 
     def describe(self) -> str:
         """The plan in a few lines, as the CLI shows it before asking to go on."""
@@ -100,6 +102,8 @@ class Plan:
             lines.append(f"{_count(self.already_done, 'row')} already {done} earlier; not sent")
         if self.not_to_send:
             lines.append(f"{_count(self.not_to_send, 'row')} invalid or duplicate; not sent")
+        if self.unchanged:
+            lines.append(f"{_count(self.unchanged, 'row')} unchanged since the export; not sent")
         if self.held:
             lines.append(
                 f"{_count(self.held, 'row')} left unknown by an earlier run; held back "
@@ -239,6 +243,7 @@ def plan_changes(
         warnings=warnings,
         changes=changes,
         updating=True,
+        unchanged=counts.get(Status.UNCHANGED.value, 0),
     )
 
 

@@ -46,7 +46,8 @@ class RunResult:
     @property
     def all_done(self) -> bool:
         """Every row is created (now or earlier), or for validate every row is valid, or
-        for update and close every row is updated (now or earlier) or has nothing to do."""
+        for update and close every row is updated (now or earlier) or has nothing to do
+        (unchanged since an export included)."""
         done = {
             Status.CREATED,
             Status.ALREADY_CREATED,
@@ -54,6 +55,7 @@ class RunResult:
             Status.UPDATED,
             Status.ALREADY_UPDATED,
             Status.SKIPPED,
+            Status.UNCHANGED,
         }
         return sum(self.counts.get(s.value, 0) for s in done) == self.total
 

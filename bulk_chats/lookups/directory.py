@@ -120,16 +120,21 @@ def _refers_to_departments(draft: Row) -> bool:
 
 
 async def read_directory(
-    client: HelpCrunchClient, rows: Sequence[Row], *, sleep: Sleep = anyio.sleep
+    client: HelpCrunchClient,
+    rows: Sequence[Row],
+    *,
+    sleep: Sleep = anyio.sleep,
+    everything: bool = False,
 ) -> Directory:
-    """Read the agents and the departments (every page) when some draft refers to them.
+    """Read the agents and the departments (every page) when some draft refers to them,
+    or both with `everything` (an export names every chat's agent and department).
 
     The two reads double as the key check; when neither listing is needed, that check is
     `client.check_key()`, one cheap read. Raises `AuthenticationError` on a 401 and the
     last `ApiError` when a read keeps failing (`READ_ATTEMPTS` tries).
     """
-    need_agents = any(_refers_to_agents(d) for d in rows)
-    need_departments = any(_refers_to_departments(d) for d in rows)
+    need_agents = everything or any(_refers_to_agents(d) for d in rows)
+    need_departments = everything or any(_refers_to_departments(d) for d in rows)
     if not (need_agents or need_departments):
         await read_with_retries(client.check_key, attempts=READ_ATTEMPTS, sleep=sleep)
         return Directory()

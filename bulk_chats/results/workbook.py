@@ -41,6 +41,8 @@ STATUS_COLOURS = {
     Status.UPDATED: "#C6EFCE",
     Status.ALREADY_UPDATED: "#DDEBF7",
     Status.SKIPPED: "#EDEDED",
+    Status.UNCHANGED: "#EDEDED",
+    Status.EXPORTED: "#C6EFCE",
 }
 
 
@@ -143,9 +145,17 @@ def count_error_codes(results: pd.DataFrame) -> dict[str, int]:
 
 
 def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary, *, scratch: Path) -> None:
-    """The results sheet then the summary sheet. xlsxwriter keeps its row files in
-    `scratch` (our folder, not the machine's shared temporary one)."""
-    options = {
+    """The results sheet then the summary sheet."""
+    with xlsxwriter.Workbook(str(path), workbook_options(scratch)) as book:
+        cut = _write_results_sheet(book, results)
+        _write_summary_sheet(book, results, summary, cut=cut)
+
+
+def workbook_options(scratch: Path) -> dict[str, Any]:
+    """xlsxwriter's options for a workbook written a row at a time, whatever its size,
+    keeping its row files in `scratch` (our folder, not the machine's shared temporary
+    one)."""
+    return {
         "constant_memory": True,
         "tmpdir": str(scratch),
         "use_zip64": True,
@@ -156,9 +166,6 @@ def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary, *, scratch:
         "strings_to_urls": False,
         "strings_to_numbers": False,
     }
-    with xlsxwriter.Workbook(str(path), options) as book:
-        cut = _write_results_sheet(book, results)
-        _write_summary_sheet(book, results, summary, cut=cut)
 
 
 def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
@@ -179,7 +186,7 @@ def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
         width = max([len(label), *(len(str(v)) for v in sample)], default=8)
         sheet.set_column(position, position, min(max(width + 2, 8), 60))
     header = book.add_format({"bold": True, "bg_color": "#D9D9D9", "bottom": 1})
-    cells = _CellWriter(book, sheet)
+    cells = CellWriter(book, sheet)
     # A cut header has no row to be named in: the summary's count says it.
     cut = sum(bool(cells.write_text(0, at, label, header)) for at, label in enumerate(labels))
     status_formats = {s.value: book.add_format({"bg_color": c}) for s, c in STATUS_COLOURS.items()}
@@ -221,7 +228,7 @@ def _cell_values(column: pd.Series) -> list[Any]:
     return cells
 
 
-class _CellWriter:
+class CellWriter:
     """Writes a row's cells, each as a spreadsheet would hold it: text as text, numbers as
     numbers, booleans, dates and times with a format of their kind."""
 
@@ -326,7 +333,7 @@ def _write_summary_sheet(book: Any, results: pd.DataFrame, summary: Summary, *, 
     sheet = book.add_worksheet("summary")
     sheet.set_column(0, 0, 24)
     sheet.set_column(1, 1, 60)
-    cells = _CellWriter(book, sheet)
+    cells = CellWriter(book, sheet)
     for row, (label, value) in enumerate(pairs):
         if label in ("status", "error_code") and value == "rows":
             sheet.write_string(row, 0, label, bold)

@@ -20,6 +20,7 @@ from bulk_chats._exports import lazy_names
 if TYPE_CHECKING:
     from bulk_chats.sandbox.app import SandboxApp, create_app
     from bulk_chats.sandbox.config import Faults, SandboxConfig
+    from bulk_chats.sandbox.history import history, load_seed_chats
     from bulk_chats.sandbox.seed import (
         AGENTS,
         APPLICATIONS,
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
         Customer,
         Department,
         Seed,
+        SeedChat,
+        SeedMessage,
     )
     from bulk_chats.sandbox.server import RunningSandbox, run_in_thread, serve
     from bulk_chats.sandbox.state import Change, Chat, Message, SandboxState
@@ -48,6 +51,10 @@ _OWNERS: dict[str, str] = {
     "Customer": "bulk_chats.sandbox.seed",
     "Department": "bulk_chats.sandbox.seed",
     "Seed": "bulk_chats.sandbox.seed",
+    "SeedChat": "bulk_chats.sandbox.seed",
+    "SeedMessage": "bulk_chats.sandbox.seed",
+    "history": "bulk_chats.sandbox.history",
+    "load_seed_chats": "bulk_chats.sandbox.history",
     "RunningSandbox": "bulk_chats.sandbox.server",
     "run_in_thread": "bulk_chats.sandbox.server",
     "serve": "bulk_chats.sandbox.server",
@@ -76,7 +83,11 @@ __all__ = [
     "SandboxConfig",
     "SandboxState",
     "Seed",
+    "SeedChat",
+    "SeedMessage",
     "create_app",
+    "history",
+    "load_seed_chats",
     "run_in_thread",
     "serve",
 ]

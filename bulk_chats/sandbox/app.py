@@ -1,7 +1,8 @@
 """The sandbox's ASGI app: HelpCrunch's endpoints over a `SandboxState`.
 
 Endpoints, status codes and error bodies follow HelpCrunch's REST API documentation (v1):
-`POST /v1/chats`, `POST /v1/messages`, `GET /v1/chats/{id}/messages`, `GET /v1/agents`,
+`POST /v1/chats`, `POST /v1/messages`, `GET /v1/chats`, `GET /v1/chats/{id}/messages`,
+`GET /v1/agents`,
 `GET /v1/departments`, `POST /v1/chats/search`, `POST /v1/customers/search`,
 `POST /v1/customers`, `PUT /v1/chats/status`, `PUT /v1/chats/assignee` and
 `PUT /v1/chats/department`. Where the documentation is silent the sandbox chooses, and
@@ -33,8 +34,9 @@ documentation's other revisions do, so that a client meets them in tests:
   milliseconds (`"1601557390.769"`);
 - a new chat is `new` rather than `empty`, and `POST /v1/chats` and `POST /v1/customers`
   answer 200 rather than 201;
-- agents and departments come in pages of at most `QUIRKS_PAGE` whatever `limit` asks,
-  `meta.total` is 0 on departments and one too many on agents;
+- agents, departments and the chat listing come in pages of at most `QUIRKS_PAGE`
+  whatever `limit` asks, `meta.total` is 0 on departments and chats and one too many on
+  agents;
 - every customer search also returns the seeded customers without email or userId
   (`Seed.visitors`), whatever it asked;
 - `=` and `!=` on text compare exactly, case and all;
@@ -67,7 +69,16 @@ from bulk_chats.sandbox.refusals import (
     json_object,
     text_field,
 )
-from bulk_chats.sandbox.search import CHAT_FIELDS, CUSTOMER_FIELDS, Page, parse_page, search
+from bulk_chats.sandbox.search import (
+    CHAT_FIELDS,
+    CUSTOMER_FIELDS,
+    MAX_LIMIT,
+    Page,
+    created_since,
+    list_chats,
+    parse_page,
+    search,
+)
 from bulk_chats.sandbox.seed import Customer
 from bulk_chats.sandbox.state import (
     EMPTY,
@@ -109,6 +120,7 @@ class SandboxApp(Gate):
         return [
             ("POST", "/v1/chats", self._create_chat),
             ("POST", "/v1/messages", self._create_message),
+            ("GET", "/v1/chats", self._list_chats),
             ("GET", "/v1/chats/{id:int}/messages", self._list_messages),
             ("GET", "/v1/agents", self._list_agents),
             ("GET", "/v1/departments", self._list_departments),
@@ -205,27 +217,49 @@ class SandboxApp(Gate):
         answer = message.to_json(quirks=self.config.quirks)
         return await self._answer(request, fault, JSONResponse(answer))
 
+    async def _list_chats(self, request: Request) -> Response:
+        """Every chat, sorted and paged as the query string says (`search.list_chats`);
+        with quirks in pages of at most `QUIRKS_PAGE` and a `meta.total` of 0."""
+        fault = self._read_fault(request)
+        quirks = self.config.quirks
+        chats, total = list_chats(
+            request.query_params,
+            self.state.by_creation(),
+            page_size=QUIRKS_PAGE if quirks else MAX_LIMIT,
+        )
+        body = {
+            "data": [self._chat_json(c) for c in chats],
+            "meta": {"total": 0 if quirks else total},
+        }
+        return await self._answer(request, fault, JSONResponse(body))
+
     async def _list_messages(self, request: Request) -> Response:
         """A chat's messages, newest first, with a top-level `total`; under `data`, or with
         quirks under `messages`, as an older revision of the documentation answers."""
+        fault = self._read_fault(request)
         chat = self.state.chat(request.path_params["id"])
         if chat is None:
             raise Refusal(404, ("chat_not_found", "Chat not found"))
         page = _page(request)
         newest_first = [m.to_json(quirks=self.config.quirks) for m in reversed(chat.messages)]
         listed = "messages" if self.config.quirks else "data"
-        return JSONResponse({listed: page.of(newest_first), "total": len(newest_first)})
+        answer = {listed: page.of(newest_first), "total": len(newest_first)}
+        return await self._answer(request, fault, JSONResponse(answer))
 
     async def _list_agents(self, request: Request) -> Response:
+        fault = self._read_fault(request)
         agents = [a.to_json() for a in self.state.agents.values()]
         # The agents example of the documentation counts one more than it lists.
-        return self._listing(request, agents, quirky_total=len(agents) + 1)
+        listing = self._listing(request, agents, quirky_total=len(agents) + 1)
+        return await self._answer(request, fault, listing)
 
     async def _list_departments(self, request: Request) -> Response:
+        fault = self._read_fault(request)
         state = self.state
         departments = [state.department_json(d) for d in state.departments.values()]
         # The departments example of the documentation says total 0 beside real data.
-        return self._listing(request, departments, quirky_total=0)
+        listing = self._listing(request, departments, quirky_total=0)
+        return await self._answer(request, fault, listing)
 
     def _listing(
         self, request: Request, items: list[dict[str, Any]], *, quirky_total: int
@@ -238,16 +272,19 @@ class SandboxApp(Gate):
         return JSONResponse({"data": page.of(items), "meta": {"total": total}})
 
     async def _search_chats(self, request: Request) -> Response:
+        fault = self._read_fault(request)
+        body = await json_object(request)
         answer = search(
-            await json_object(request),
-            self.state.chats,
+            body,
+            created_since(body, self.state.by_creation()),
             CHAT_FIELDS,
             exact_text=self.config.quirks,
         )
         answer["data"] = [self._chat_json(chat) for chat in answer["data"]]
-        return JSONResponse(answer)
+        return await self._answer(request, fault, JSONResponse(answer))
 
     async def _search_customers(self, request: Request) -> Response:
+        fault = self._read_fault(request)
         quirks = self.config.quirks
         answer = search(
             await json_object(request),
@@ -257,7 +294,7 @@ class SandboxApp(Gate):
             always=self.state.seed.visitors if quirks else (),
         )
         answer["data"] = [customer.to_json() for customer in answer["data"]]
-        return JSONResponse(answer)
+        return await self._answer(request, fault, JSONResponse(answer))
 
     async def _create_customer(self, request: Request) -> Response:
         fault, body = await self._begin(request, "customers")

@@ -23,7 +23,9 @@ class Faults:
     `seed` makes the sequence of faults repeatable. `slow_seconds` is how long `slow_after`
     holds its answer. `messages` extends the faults to `POST /v1/messages`, `customers` to
     `POST /v1/customers`, `updates` to the `PUT /v1/chats/...` endpoints (a change applied,
-    then the fault). `widget_chat` strikes `POST /v1/chats` only.
+    then the fault), `reads` to the listings and searches (`GET /v1/chats`, a chat's
+    messages, agents, departments, both searches: "after" faults lose an answer that
+    changed nothing). `widget_chat` strikes `POST /v1/chats` only.
     """
 
     seed: int = 0
@@ -38,6 +40,7 @@ class Faults:
     messages: bool = False
     customers: bool = False
     updates: bool = False
+    reads: bool = False
 
     KINDS: ClassVar[tuple[str, ...]] = (
         "error_before",

@@ -9,13 +9,14 @@ unless `retry_after_header` is off, as the real API documents none.
 Order of work for each `/v1` request: latency, count, authenticate (401), rate limit (429),
 draw a fault, then the endpoint (400, 404, store, answer).
 
-Faults hit `POST /v1/chats`, and `POST /v1/messages`, `POST /v1/customers` and the
-`PUT /v1/chats/...` endpoints when `Faults.messages`, `Faults.customers` and
-`Faults.updates` say so. Each such request that passes authentication and the rate limit
-draws one number from `random.Random(seed)` and gets at most one fault, so the n-th
-request meets the same fault in every run with the same seed. "Before" faults answer
-without reading the body; "after" faults strike only when something was stored or changed
-(a request refused with 400/404 is answered normally):
+Faults hit `POST /v1/chats`, and `POST /v1/messages`, `POST /v1/customers`, the
+`PUT /v1/chats/...` endpoints and the reads (listings and searches) when
+`Faults.messages`, `Faults.customers`, `Faults.updates` and `Faults.reads` say so. Each
+such request that passes authentication and the rate limit draws one number from
+`random.Random(seed)` and gets at most one fault, so the n-th request meets the same
+fault in every run with the same seed. "Before" faults answer without reading the body;
+"after" faults strike only when something was stored or changed, or for a read once it
+is answered (a request refused with 400/404 is answered normally):
 
 - `error_before`: 500, nothing stored;
 - `unavailable`: 503, nothing stored;
@@ -222,6 +223,14 @@ class Gate:
         if kind in _BEFORE:
             self.state.count_fault(kind)
         return kind
+
+    def _read_fault(self, request: Request) -> str | None:
+        """The fault for a read (a listing, a search, a chat's messages) when
+        `Faults.reads` says so; a "before" fault is answered at once."""
+        fault = self._draw_fault("reads")
+        if fault in _BEFORE:
+            raise _Answered(_before_fault(request, fault))
+        return fault
 
     async def _begin(self, request: Request, endpoint: str) -> tuple[str | None, dict[str, Any]]:
         """Draw the request's fault (see `_draw_fault`) and read its body; a "before" fault

@@ -115,8 +115,38 @@ APPLICATIONS: tuple[int, ...] = (3838, 3839)
 
 
 @dataclass(frozen=True, slots=True)
+class SeedMessage:
+    """A message of a seeded chat: `agent` None means the customer wrote it; `created_at`
+    is unix seconds."""
+
+    text: str
+    created_at: float
+    agent: int | None = None
+    type: str = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class SeedChat:
+    """A chat the sandbox holds from the start, as if created at `created_at` (unix
+    seconds, in the past), with its history. Ids name the seed's customers, agents,
+    departments and applications. `status` None is `new` for a chat with messages and
+    `empty` for one without (`closed` when `closed_at` is given)."""
+
+    customer: int
+    application: int
+    created_at: float
+    assignee: int | None = None
+    department: int | None = None
+    status: str | None = None
+    closed_at: float | None = None
+    rating: str | None = None
+    messages: tuple[SeedMessage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Seed:
-    """What a fresh sandbox holds before any chat is created."""
+    """What a fresh sandbox holds before any chat is created: the account, and `chats`
+    created in the past with their messages."""
 
     agents: tuple[Agent, ...] = AGENTS
     departments: tuple[Department, ...] = DEPARTMENTS
@@ -124,6 +154,7 @@ class Seed:
     applications: tuple[int, ...] = APPLICATIONS
     visitors: tuple[Customer, ...] = (VISITOR,)
     """Customers without email or userId, stored beside `customers`."""
+    chats: tuple[SeedChat, ...] = ()
 
     @classmethod
     def generated(cls, *, agents: int = 0, departments: int = 0, customers: int = 0) -> Seed:

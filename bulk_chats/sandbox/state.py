@@ -12,6 +12,7 @@ the documentation shows them.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import Counter
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulk_chats.sandbox.seed import Agent, Customer, Department, Seed
+from bulk_chats.errors import InputError
+from bulk_chats.sandbox.seed import Agent, Customer, Department, Seed, SeedChat
 
 FIRST_CHAT_ID = 542336
 """The first chat id handed out: the one after HelpCrunch's documentation example."""
@@ -135,6 +137,7 @@ class Chat:
     created_with: str = API_CHAT
     messages: list[Message] = field(default_factory=list)
     closed_at: float | None = None
+    rating: str | None = None
 
     @property
     def last_message(self) -> Message | None:
@@ -167,7 +170,7 @@ class Chat:
             "agents": [],
             "closedBy": None,
             "closedAt": stamp(self.closed_at),
-            "rating": None,
+            "rating": self.rating,
             "snoozedUntil": None,
             "lastMessageId": None if last is None else last.id,
             "lastMessageText": None if last is None else last.text,
@@ -205,8 +208,11 @@ class SandboxState:
         self.faults: Counter[str] = Counter()
         self._wall_clock = wall_clock
         self._chats_by_id: dict[int, Chat] = {}
+        self._by_creation: list[Chat] = []
         self._events = 0
         self._lock = threading.Lock()
+        for seeded in sorted(self.seed.chats, key=lambda c: c.created_at):
+            self._add_seeded(seeded)
 
     def now(self) -> float:
         """The wall clock in unix seconds."""
@@ -240,9 +246,71 @@ class SandboxState:
                 status=status,
                 created_with=created_with,
             )
-            self.chats.append(chat)
-            self._chats_by_id[chat.id] = chat
+            self._store(chat)
         return chat
+
+    def _store(self, chat: Chat) -> None:
+        """Keep a new chat; the caller holds the lock (or is the constructor)."""
+        self.chats.append(chat)
+        self._chats_by_id[chat.id] = chat
+        bisect.insort(self._by_creation, chat, key=_creation)
+
+    def _add_seeded(self, seeded: SeedChat) -> None:
+        """Store a chat of the seed, with its messages, as it was at their times."""
+        customer = self.customers.get(seeded.customer)
+        assignee = None if seeded.assignee is None else self.agents.get(seeded.assignee)
+        department = None if seeded.department is None else self.departments.get(seeded.department)
+        wrong = [
+            f"{name} {value}"
+            for name, value, found in (
+                ("customer", seeded.customer, customer),
+                ("assignee", seeded.assignee, assignee or seeded.assignee is None),
+                ("department", seeded.department, department or seeded.department is None),
+                ("application", seeded.application, seeded.application in self.applications),
+            )
+            if not found
+        ]
+        if wrong or customer is None:
+            raise InputError(f"a seeded chat names {wrong[0]}, which the sandbox does not have")
+        messages = [
+            m for m in seeded.messages if m.agent is not None and m.agent not in self.agents
+        ]
+        if messages:
+            raise InputError(
+                f"a seeded message names agent {messages[0].agent}, which the sandbox does not have"
+            )
+        status = seeded.status or (
+            CLOSED if seeded.closed_at is not None else NEW if seeded.messages else EMPTY
+        )
+        chat = Chat(
+            id=FIRST_CHAT_ID + len(self.chats),
+            customer=customer,
+            application=seeded.application,
+            assignee=assignee,
+            department=department,
+            created_at=seeded.created_at,
+            status=status,
+            closed_at=seeded.closed_at,
+            rating=seeded.rating,
+        )
+        self._store(chat)
+        for said in sorted(seeded.messages, key=lambda m: m.created_at):
+            message = Message(
+                id=FIRST_MESSAGE_ID + len(self.messages),
+                chat_id=chat.id,
+                text=said.text,
+                type=said.type,
+                agent=None if said.agent is None else self.agents[said.agent],
+                created_at=said.created_at,
+                order=self._next_order(),
+            )
+            self.messages.append(message)
+            chat.messages.append(message)
+
+    def by_creation(self) -> list[Chat]:
+        """Every chat, oldest first (ties in the order they were stored)."""
+        with self._lock:
+            return list(self._by_creation)
 
     def add_message(
         self,
@@ -371,3 +439,7 @@ class SandboxState:
                 "rateLimited": self.rate_limited,
                 "faults": dict(self.faults),
             }
+
+
+def _creation(chat: Chat) -> float:
+    return chat.created_at

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,8 +41,9 @@ from bulk_chats.progress import duration_text, limit_text
 from bulk_chats.records import Status
 from bulk_chats.results.workbook import STATUS_COLOURS
 from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
+from bulk_chats.ui.export_form import export_filters
 from bulk_chats.ui.guard import Guard
-from bulk_chats.ui.jobs import JOB_KINDS, Job, JobView
+from bulk_chats.ui.jobs import JOB_KINDS, Job, JobKind, JobView, export_kind
 from bulk_chats.ui.preview import Preview, column_options, mapping_fields, read_preview
 from bulk_chats.ui.problems import ProblemTable, read_problems
 from bulk_chats.ui.uploads import (
@@ -111,6 +112,7 @@ class UiApp:
             Route("/sheet", self.choose_sheet, methods=["POST"]),
             Route("/mapping", self.map_column, methods=["POST"]),
             Route("/run", self.run, methods=["POST"]),
+            Route("/export", self.export, methods=["POST"]),
             Route("/confirm", self.confirm, methods=["POST"]),
             Route("/stop", self.stop, methods=["POST"]),
             Route("/events", self.events),
@@ -262,17 +264,10 @@ class UiApp:
             return _error(READING, 409)
         if upload is None:
             return _error("choose a spreadsheet first", 409)
-        typed_rate = str(body.get("rate") or "").strip()
-        rate = self.config.rate
-        if typed_rate:
-            try:
-                rate = float(typed_rate)
-            except ValueError:
-                rate = 0.0
-            if not 1 <= rate <= 1_000_000:
-                return _error("requests per minute: give a number from 1 up", 400)
-        typed = str(body.get("api_key") or "").strip()
-        key = ApiKey(typed) if typed and not self.config.sandbox else self.config.api_key
+        try:
+            rate, key = self._rate_and_key(body)
+        except InputError as exc:
+            return _error(str(exc), 400)
         if kind.sends and key is None:
             return _error("type the API key first (Settings → Developers → Public API)", 400)
         typed_status = str(body.get("chat_status") or "").strip()
@@ -294,19 +289,71 @@ class UiApp:
             create_customers=body.get("create_customers") is True,
             time_prefix=body.get("no_time_prefix") is not True,
         )
+        fields = dict(self._preview.mapping)
+        return self._start(
+            kind,
+            settings,
+            input_name=upload.name,
+            on_result=lambda job, result: self._read_problems(job, result, fields),
+        )
+
+    def _start(
+        self,
+        kind: JobKind,
+        settings: Settings,
+        *,
+        input_name: str,
+        on_result: Callable[[int, RunResult], None] | None = None,
+    ) -> Response:
+        """Start a run, unless one is running."""
         with self._lock:
             if self._job is not None and self._job.view().active:
                 return _error("a run is in progress; stop it or wait for it to end", 409)
-            fields = dict(self._preview.mapping)
             job = Job(
                 kind,
                 settings,
-                input_name=upload.name,
-                on_result=lambda result: self._read_problems(job.id, result, fields),
+                input_name=input_name,
+                on_result=lambda result: on_result(job.id, result) if on_result else None,
             )
             self._jobs[job.id] = self._job = job
         job.start()
         return JSONResponse({"ok": True, "job": job.id})
+
+    def _rate_and_key(self, body: dict[str, Any]) -> tuple[float | None, ApiKey | None]:
+        """The rate typed into the page (else the server's) and the key typed (else the
+        server's); `InputError` for a rate that is not a number from 1 up."""
+        typed_rate = str(body.get("rate") or "").strip()
+        rate = self.config.rate
+        if typed_rate:
+            try:
+                rate = float(typed_rate)
+            except ValueError:
+                rate = 0.0
+            if not 1 <= rate <= 1_000_000:
+                raise InputError("requests per minute: give a number from 1 up")
+        typed = str(body.get("api_key") or "").strip()
+        return rate, ApiKey(typed) if typed and not self.config.sandbox else self.config.api_key
+
+    async def export(self, request: Request) -> Response:
+        """Start an export of the chats the page's filters name (docs/export.md › On the
+        page); no sheet is needed."""
+        body = await _json(request)
+        try:
+            rate, key = self._rate_and_key(body)
+            filters = export_filters(body)
+        except InputError as exc:
+            return _error(str(exc), 400)
+        if key is None:
+            return _error("type the API key first (Settings → Developers → Public API)", 400)
+        settings = Settings(
+            input_path=Path("chats-export"),
+            rate=rate,
+            base_url=self.config.base_url,
+            api_key=key,
+            reports_dir=self.config.reports_dir,
+        )
+        kind = export_kind(filters, messages=body.get("messages") is True)
+        return self._start(kind, settings, input_name="")
 
     def _read_problems(self, job: int, result: RunResult, field_headers: dict[str, str]) -> None:
         """Read the problem rows from the workbook the run wrote (in the run's thread)."""
@@ -401,7 +448,7 @@ def _progress_text(view: JobView) -> str:
     progress = view.progress
     if not progress.total:
         return ""
-    unit = "rows"
+    unit = view.kind.unit
     parts = []
     if progress.conversations is not None:
         unit = "messages"

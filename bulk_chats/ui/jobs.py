@@ -23,13 +23,14 @@ import anyio
 
 from bulk_chats.errors import BulkChatsError
 from bulk_chats.jobs.change_chats import close_file, update_file
+from bulk_chats.jobs.export_chats import export_chats
 from bulk_chats.jobs.hooks import Hooks, JobFunction
 from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.jobs.plan import Plan
 from bulk_chats.jobs.result import RunResult
 from bulk_chats.jobs.validate import validate_file
 from bulk_chats.records import Outcome, Status
-from bulk_chats.settings import Settings
+from bulk_chats.settings import ExportFilters, ExportSettings, Settings
 
 CONFIRM_TIMEOUT = 3600.0
 """Seconds a run waits for the page's Confirm before it declines (the rows stay not_sent)."""
@@ -43,7 +44,8 @@ class JobKind:
     """One thing the page can run: its button's name, whether it talks to the API (and so
     needs the key), whether it sends rows (and so shows a progress bar), and the library
     call. `chats`: its rows name chats that exist by `chat_id` (`load_sheet(chats=True)`);
-    `effect` is what it does to chats, for the page's sentences ("nothing was created")."""
+    `effect` is what it does to chats, for the page's sentences ("nothing was created").
+    `export_kind` makes the one run that needs no sheet."""
 
     name: str
     label: str
@@ -52,6 +54,8 @@ class JobKind:
     progress: bool = False
     chats: bool = False
     effect: str = "created"
+    unit: str = "rows"
+    """What its progress counts."""
 
 
 async def _validate(settings: Settings, hooks: Hooks) -> RunResult:
@@ -89,6 +93,27 @@ JOB_KINDS: dict[str, JobKind] = {
     )
 }
 """Every run the page offers, in button order."""
+
+
+def export_kind(filters: ExportFilters, *, messages: bool) -> JobKind:
+    """The page's Export of the chats `filters` name (with `messages`, theirs too). The
+    run takes the API, key and rate from the `Settings` it is given, so that the key goes
+    when the run ends, as for every other run."""
+
+    async def run(settings: Settings, hooks: Hooks) -> RunResult:
+        export = ExportSettings(
+            filters=filters,
+            messages=messages,
+            rate=settings.rate,
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            reports_dir=settings.reports_dir,
+        )
+        return await export_chats(export, hooks)
+
+    return JobKind(
+        "export", "Export", sends=True, run=run, progress=True, effect="exported", unit="chats"
+    )
 
 
 class JobProgress:

@@ -27,6 +27,7 @@ _FINE = frozenset(
         Status.ALREADY_UPDATED,
         # A row with nothing to change, or (closing) without a chat: nothing to fix.
         Status.SKIPPED,
+        Status.UNCHANGED,
     )
 )
 _UNREACHED = Status.NOT_SENT.value

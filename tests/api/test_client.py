@@ -384,7 +384,7 @@ async def test_post_message_returns_the_message_with_an_int_id(
     """POST /messages sends the payload as given and returns the message, id an int."""
     route = strict_api.post("/messages").respond(200, json={"id": "31", "from": "customer"})
     message = await keyed_client.post_message({"chat": 5, "text": "hi", "type": "message"})
-    assert message == Message(id=31)
+    assert message == Message(id=31, sender="customer")
     assert json.loads(route.calls.last.request.content) == {
         "chat": 5,
         "text": "hi",
@@ -396,7 +396,8 @@ async def test_post_message_returns_the_message_with_an_int_id(
 async def test_list_messages_reads_a_chats_messages_newest_first(
     keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
 ) -> None:
-    """GET /chats/{id}/messages comes back as messages in the API's order, to an empty page."""
+    """GET /chats/{id}/messages comes back as messages in the API's order, in one request
+    when its top-level `total` agrees that the short page is all."""
     route = strict_api.get("/chats/54/messages").mock(
         side_effect=[
             httpx.Response(200, json={"data": [{"id": "9", "text": "b"}, {"id": 8}], "total": 2}),
@@ -404,7 +405,23 @@ async def test_list_messages_reads_a_chats_messages_newest_first(
         ]
     )
     assert await keyed_client.list_messages(54) == [Message(9, "b"), Message(8)]
-    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "2"]
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0"]
+
+
+@pytest.mark.anyio
+async def test_list_messages_reads_on_when_the_total_says_more(
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
+) -> None:
+    """A short page whose top-level `total` claims more is not the end: the next page is
+    read, to an empty one."""
+    route = strict_api.get("/chats/54/messages").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": [{"id": 9}], "total": 3}),
+            httpx.Response(200, json={"data": [], "total": 3}),
+        ]
+    )
+    assert await keyed_client.list_messages(54) == [Message(9)]
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "1"]
 
 
 @pytest.mark.anyio

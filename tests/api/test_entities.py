@@ -82,6 +82,7 @@ def test_a_chat_reads_every_field_the_api_writes() -> None:
         status="new",
         last_message_id=77,
         last_message_text="hi",
+        customer_name="C",
     )
 
 

@@ -40,6 +40,25 @@ PRODUCT_OPTIONS = {
     ],
     "update": [*SENDING_OPTIONS, "--chat-status"],
     "close": SENDING_OPTIONS,
+    "export": [
+        "--status",
+        "--assignee",
+        "--assignee-email",
+        "--department",
+        "--department-name",
+        "--customer-email",
+        "--customer-user-id",
+        "--since",
+        "--until",
+        "--messages",
+        "--out",
+        "--rate",
+        "--base-url",
+        "--api-key-file",
+        "--sandbox",
+        "--yes",
+        "--no-progress",
+    ],
     "sandbox": [
         "--host",
         "--port",
@@ -49,6 +68,7 @@ PRODUCT_OPTIONS = {
         "--fault",
         "--seed",
         "--no-retry-after",
+        "--seed-chats",
     ],
 }
 FAKE_KEY = "hc-test-key-DO-NOT-LEAK-7f3a9c"

@@ -474,7 +474,7 @@ async def test_unknown_paths_answer_in_the_error_shape() -> None:
     """A path or method the API does not have answers 404/405 with an errors body."""
     async with client(make_app()) as c:
         missing = await c.get("/chats/123")
-        wrong_method = await c.get("/chats")
+        wrong_method = await c.get("/chats/search")
     assert missing.status_code == 404
     assert missing.json() == errors(("not_found", "Not Found"))
     assert wrong_method.status_code == 405

@@ -5,7 +5,7 @@
 
 (function () {
   const token = document.body.dataset.token;
-  const REGIONS = ["sheet-box", "mapping", "actions", "outcome"];
+  const REGIONS = ["sheet-box", "mapping", "actions", "export-actions", "outcome"];
   const ACTIVE = new Set(["running", "confirm"]);
   let events = null;
   let lastPhase = null;
@@ -163,6 +163,31 @@
         no_time_prefix: document.getElementById("no-time-prefix").checked,
       };
       if (await post("/run", body)) {
+        startedHere = true;
+        await refresh();
+      }
+    } else if (button.id === "export") {
+      const value = function (id) {
+        return document.getElementById(id).value;
+      };
+      const key = document.getElementById("api-key");
+      const body = {
+        statuses: Array.from(document.querySelectorAll("input[name=export-status]:checked")).map(
+          function (box) {
+            return box.value;
+          }
+        ),
+        assignee: value("export-assignee"),
+        department: value("export-department"),
+        customer_email: value("export-customer-email"),
+        customer_user_id: value("export-customer-user-id"),
+        since: value("export-since"),
+        until: value("export-until"),
+        messages: document.getElementById("export-messages").checked,
+        rate: value("rate"),
+        api_key: key ? key.value : "",
+      };
+      if (await post("/export", body)) {
         startedHere = true;
         await refresh();
       }
