@@ -31,9 +31,11 @@ class ProgressSink(Protocol):
     def advance(self, outcome: Outcome) -> None:
         """One row reached its final outcome in this run."""
 
-    def limit_learned(self, rate: float) -> None:
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
         """The rate limiter learned the account's limit, `rate` requests a minute, and runs
-        at it from now on (`RateLimiter(on_learned=...)`); may come before `start`."""
+        at it from now on (`RateLimiter(on_learned=...)`); `confirmed` says whether the API
+        confirmed it or it is provisional while the API's window is probed; None (never
+        confirmed) when a provisional limit was given up. May come before `start`."""
 
     def close(self) -> None:
         """Sending is over (finished, interrupted or stopped)."""
@@ -48,7 +50,7 @@ class NullProgress:
     def advance(self, outcome: Outcome) -> None:
         pass
 
-    def limit_learned(self, rate: float) -> None:
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
         pass
 
     def close(self) -> None:
@@ -58,12 +60,14 @@ class NullProgress:
 _FAILURES = (Status.FAILED, Status.MESSAGE_FAILED, Status.STATUS_FAILED, Status.UNKNOWN)
 
 
-def _counts_text(counts: Counter[Status], limit: float | None) -> str:
+def _counts_text(counts: Counter[Status], limit: float | None, *, confirmed: bool) -> str:
     # `update` and `close` create nothing: their rows are counted as updated.
     done = "updated" if counts[Status.UPDATED] else "created"
     failed = sum(counts[s] for s in _FAILURES)
     text = f"{done}={counts[Status(done)]} failed={failed}"
-    return text if limit is None else f"{text}, account limit {limit:g}/min"
+    if limit is None:
+        return text
+    return f"{text}, account limit {limit:g}/min{'' if confirmed else ' (unconfirmed)'}"
 
 
 def duration_text(seconds: float) -> str:
@@ -76,9 +80,19 @@ def duration_text(seconds: float) -> str:
     return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
 
 
-def limit_text(rate: float) -> str:
-    """What the user is told when the limiter learns the account's limit."""
-    return f"the account allows {rate:g} requests a minute; running at that"
+def limit_text(rate: float | None, *, confirmed: bool = True) -> str:
+    """What the user is told when the limiter learns the account's limit, confirmed or
+    not, or gives up one it could not confirm (`rate` None)."""
+    if rate is None:
+        return "the account's limit could not be confirmed; back to the rate asked for"
+    if confirmed:
+        return (
+            f"the account allows {rate:g} requests a minute (the API confirmed it); running at that"
+        )
+    return (
+        f"the account seems to allow {rate:g} requests a minute (not confirmed yet: "
+        "probing how long the API counts); running at that meanwhile"
+    )
 
 
 class BarProgress:
@@ -89,6 +103,7 @@ class BarProgress:
         self._bar: tqdm[NoReturn] | None = None
         self._counts: Counter[Status] = Counter()
         self._limit: float | None = None
+        self._confirmed = False
 
     def start(self, total: int) -> None:
         self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
@@ -96,15 +111,18 @@ class BarProgress:
     def advance(self, outcome: Outcome) -> None:
         self._counts[outcome.status] += 1
         if self._bar is not None:
-            self._bar.set_postfix_str(_counts_text(self._counts, self._limit), refresh=False)
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
             self._bar.update(1)
 
-    def limit_learned(self, rate: float) -> None:
-        self._limit = rate
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
+        self._limit, self._confirmed = rate, confirmed
         # A line above the bar, which stays; the bar's postfix shows the limit from now on.
-        tqdm.write(limit_text(rate), file=self._stream)
+        tqdm.write(limit_text(rate, confirmed=confirmed), file=self._stream)
         if self._bar is not None:
-            self._bar.set_postfix_str(_counts_text(self._counts, rate))
+            self._bar.set_postfix_str(self._postfix())
+
+    def _postfix(self) -> str:
+        return _counts_text(self._counts, self._limit, confirmed=self._confirmed)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -127,6 +145,7 @@ class LogProgress:
         self._clock = clock
         self._counts: Counter[Status] = Counter()
         self._limit: float | None = None
+        self._confirmed = False
         self._total = 0
         self._done = 0
         self._started = 0.0
@@ -145,9 +164,9 @@ class LogProgress:
             self._last = now
             self._write(now)
 
-    def limit_learned(self, rate: float) -> None:
-        self._limit = rate
-        print(f"progress: {limit_text(rate)}", file=self._stream, flush=True)
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
+        self._limit, self._confirmed = rate, confirmed
+        print(f"progress: {limit_text(rate, confirmed=confirmed)}", file=self._stream, flush=True)
 
     def close(self) -> None:
         if self._total and self._reported != self._done:
@@ -161,7 +180,7 @@ class LogProgress:
         eta = f"{left / (per_minute / 60):.0f}s" if per_minute > 0 else "?"
         print(
             f"progress: {self._done}/{self._total} rows, "
-            f"{_counts_text(self._counts, self._limit)}, "
+            f"{_counts_text(self._counts, self._limit, confirmed=self._confirmed)}, "
             f"{per_minute:.0f}/min, eta {eta}",
             file=self._stream,
             flush=True,

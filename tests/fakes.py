@@ -62,7 +62,7 @@ class RecordingProgress:
     def advance(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
 
-    def limit_learned(self, rate: float) -> None:
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
         pass
 
     def close(self) -> None:

@@ -41,7 +41,10 @@ class RunResult:
     declined: bool = False
     plan: Plan | None = None
     learned_limit: float | None = None
-    """The account's limit (requests a minute) the run learned from a 429, if it did."""
+    """The account's limit (requests a minute) the run ran at in the end, learned from a
+    429 or remembered from an earlier run; None if none."""
+    limit_confirmed: bool = False
+    """Whether the API confirmed `learned_limit` (only a confirmed one is remembered)."""
 
     @property
     def all_done(self) -> bool:
@@ -149,6 +152,7 @@ class ResultsSoFar:
             out_given=self.out_given,
             plan=self.plan,
             learned_limit=self.limiter.learned_limit if self.limiter is not None else None,
+            limit_confirmed=self.limiter is not None and self.limiter.limit_confirmed,
             auth_failed=auth_failed,
             interrupted=interrupted,
             declined=declined,

@@ -6,13 +6,14 @@ and the plan told and the user asked to go on (`go_on`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bulk_chats.api.client import HelpCrunchClient, Transport
 from bulk_chats.api.limiter import RateLimiter, default_concurrency
-from bulk_chats.errors import ApiError, AuthenticationError
+from bulk_chats.errors import ApiError, AuthenticationError, JournalError
 from bulk_chats.jobs.hooks import Confirm, Notify
 from bulk_chats.jobs.plan import Plan
 from bulk_chats.jobs.result import AnyRequest, ResultsSoFar, RunResult, end_rows
@@ -119,13 +120,18 @@ def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -
     """The run's one rate limiter: at `rate` requests a minute when given, else at the
     account's limit an earlier run learned for this API root, else at `DEFAULT_RATE`.
 
-    A limit learned during the run goes to the journal at once, so that a killed run
-    remembers it too, and to `progress`.
+    A limit the API confirmed during the run goes to the journal at once, so that a killed
+    run remembers it too; a provisional one never does (docs/sending.md › The account's
+    limit). Every change goes to `progress`, confirmed or not.
     """
 
-    def learned(per_minute: float) -> None:
-        journal.limits.remember(per_minute)
-        progress.limit_learned(per_minute)
+    def learned(per_minute: float | None, confirmed: bool) -> None:
+        if per_minute is not None and confirmed:
+            # Best effort: a journal that cannot take this cannot take the next request's
+            # announcement either, and that one stops the run.
+            with contextlib.suppress(JournalError):
+                journal.limits.remember(per_minute)
+        progress.limit_learned(per_minute, confirmed=confirmed)
 
     remembered = journal.limits.learned() if rate is None else None
     return RateLimiter(rate or remembered or DEFAULT_RATE, learned=remembered, on_learned=learned)

@@ -104,6 +104,7 @@ class JobProgress:
         self.counts: Counter[str] = Counter()
         self.started: float | None = None
         self.learned_limit: float | None = None
+        self.limit_confirmed = False
 
     def start(self, total: int) -> None:
         with self._lock:
@@ -120,9 +121,9 @@ class JobProgress:
             self.counts[outcome.status.value] += 1
         self._changed()
 
-    def limit_learned(self, rate: float) -> None:
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
         with self._lock:
-            self.learned_limit = rate
+            self.learned_limit, self.limit_confirmed = rate, confirmed
         self._changed()
 
     def close(self) -> None:
@@ -133,6 +134,7 @@ class JobProgress:
         with self._lock:
             done, total, started = self.done, self.total, self.started
             counts, learned = dict(self.counts), self.learned_limit
+            confirmed = self.limit_confirmed
         per_minute = eta = None
         if started is not None and done:
             elapsed = max(self._clock() - started, 1e-6)
@@ -145,13 +147,15 @@ class JobProgress:
             per_minute=per_minute,
             eta=eta,
             learned_limit=learned,
+            limit_confirmed=confirmed,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressView:
     """Progress at one moment; `per_minute` (rows) and `eta` (seconds) are None until the
-    first row is done; `learned_limit` (requests a minute) once the account's limit is known."""
+    first row is done; `learned_limit` (requests a minute) once the account's limit is known,
+    `limit_confirmed` once the API confirmed it."""
 
     total: int
     done: int
@@ -159,6 +163,7 @@ class ProgressView:
     per_minute: float | None
     eta: float | None
     learned_limit: float | None = None
+    limit_confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
