@@ -33,7 +33,10 @@ async def update_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     fills blank `chat_status` cells); open the journal; the pre-flight (its first request
     checks the key: a 401 stops here with exit 3 and nothing sent; then agents and
     departments are checked and names resolved); the changes earlier runs applied are
-    left out (a row with none left is `already_updated`); the plan, given to `notify` and
+    left out (a row with none left is `already_updated`), unless another value of the
+    same field was sent after them: whatever became of that send, the chat may not hold
+    them now, so they are sent again (they set a value: cheap and safe); the plan, given
+    to `notify` and
     then to `hooks.confirm`, which may decline; the changes. `hooks.stop` (Ctrl-C) starts no new
     row; a 401 stops the run and the rest is `not_sent`. Raises InputError when the file
     or the settings cannot be used.

@@ -10,21 +10,43 @@ answers on the way; Ctrl-C while customers wait to be created; a journal that fi
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
+from bulk_chats.api import retry
+from bulk_chats.jobs.change_chats import close_file, update_file
 from bulk_chats.jobs.import_chats import import_file
+from bulk_chats.jobs.result import RunResult
 from bulk_chats.journal.journal import Journal, journal_path, scope_for
-from bulk_chats.sandbox import SandboxApp, SandboxConfig, SandboxState, Seed, run_in_thread
+from bulk_chats.sandbox import (
+    Faults,
+    SandboxApp,
+    SandboxConfig,
+    SandboxState,
+    Seed,
+    run_in_thread,
+)
 from bulk_chats.sandbox.gate import DROP_CONNECTION
 from bulk_chats.settings import ApiKey, Settings
-from tests.e2e.test_durability import HEADER, valid_rows
-from tests.sheets import write_csv
+from tests.e2e.test_durability import HEADER, Gate, GatedSandbox, valid_rows
+from tests.sheets import read_results, write_csv
 
 KEY = "confirmed-test-key"
+FAST = 60_000
+"""Requests a minute where pacing is not the point."""
+RUN_TIMEOUT = 60.0
+"""Seconds any subprocess or wait may take before the test fails."""
 
 
 def settings_for(
@@ -106,3 +128,118 @@ async def test_a_lost_probe_never_leaves_the_rate_crawling(tmp_path: Path, quirk
         )
         assert again.all_done, again.counts
         assert sandbox.state.rate_limited == refused
+
+
+# --- 2. a change applied earlier, then another sent whose answer was lost --------------
+
+
+@pytest.fixture
+def gated(quirks: bool) -> Iterator[tuple[GatedSandbox, str]]:
+    """A sandbox whose answers can be held and whose faults can be changed mid-test (see
+    tests/e2e/test_durability.py), no rate limit, with or without quirks; at the end its
+    gate is opened and its server stopped."""
+    app = GatedSandbox(
+        SandboxConfig(api_key=KEY, rate=None, quirks=quirks),
+        SandboxState(Seed.generated(customers=200)),
+    )
+    with contextlib.ExitStack() as stack:
+        running = stack.enter_context(run_in_thread(app))
+        stack.callback(app.open_gate)
+        yield app, running.base_url
+
+
+def import_closed(tmp_path: Path, base_url: str, rows: int) -> RunResult:
+    """Import `rows` rows (a first message each) that land `closed`."""
+    source = write_csv(tmp_path / "history.csv", HEADER, valid_rows(rows))
+    settings = settings_for(tmp_path, source, base_url, rate=FAST, chat_status="closed")
+    result = anyio.run(import_file, settings)
+    assert result.all_done, result.counts
+    return result
+
+
+def to_pending(tmp_path: Path, result: RunResult) -> Path:
+    """An update sheet that sets every chat of an import's results to `pending`."""
+    chats = [row["chat_id"] for row in read_results(result.out)]
+    return write_csv(
+        tmp_path / "pending.csv", ["chat_id", "chat_status"], [[c, "pending"] for c in chats]
+    )
+
+
+def statuses_of(app: GatedSandbox, result: RunResult) -> collections.Counter[str]:
+    """What the sandbox's chats of an import's results hold now, by status."""
+    ids = {int(row["chat_id"]) for row in read_results(result.out)}
+    return collections.Counter(chat.status for chat in app.state.chats if chat.id in ids)
+
+
+def test_close_resends_what_a_later_lost_update_may_have_undone(
+    gated: tuple[GatedSandbox, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Import three rows that land closed; update them to pending while every PUT is
+    applied but its answer lost (the rows end failed); then close the import's results:
+    the close sends the three PUTs again, and the chats are closed, not left pending."""
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.01)
+    app, base_url = gated
+    imported = import_closed(tmp_path, base_url, 3)
+    app.config = replace(app.config, faults=Faults(drop_after=1.0, updates=True))
+    update = settings_for(tmp_path, to_pending(tmp_path, imported), base_url, rate=FAST)
+    lost = anyio.run(update_file, update)
+    assert lost.counts == {"failed": 3}
+    assert statuses_of(app, imported) == {"pending": 3}
+    app.config = replace(app.config, faults=Faults())
+
+    close = settings_for(tmp_path, imported.out, base_url, rate=FAST)
+    closed = anyio.run(close_file, replace(close, out=tmp_path / "closed.xlsx"))
+    assert closed.counts == {"updated": 3}
+    assert statuses_of(app, imported) == {"closed": 3}
+
+
+def test_close_after_an_update_killed_mid_run_closes_every_chat(
+    gated: tuple[GatedSandbox, str], tmp_path: Path
+) -> None:
+    """Import 40 rows that land closed; kill -9 an update to pending while its 20th status
+    change is applied and unanswered (three more in flight); then close the import's
+    results: every chat ends closed, whatever the killed update had done to it."""
+    app, base_url = gated
+    imported = import_closed(tmp_path, base_url, 40)
+    gate = app.gate = Gate("PUT /v1/chats/status", 20)
+    source = to_pending(tmp_path, imported)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bulk_chats",
+            "update",
+            str(source),
+            "--base-url",
+            base_url,
+            "--yes",
+            "--no-progress",
+            "--rate",
+            str(FAST),
+            "--concurrency",
+            "4",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HELPCRUNCH_API_KEY": KEY},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        held = gate.held.wait(RUN_TIMEOUT)
+        process.kill()
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT)
+        assert held, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    app.gate = None
+    gate.released.set()
+    assert statuses_of(app, imported)["pending"] >= 20
+
+    close = settings_for(tmp_path, imported.out, base_url, rate=FAST)
+    closed = anyio.run(close_file, replace(close, out=tmp_path / "closed.xlsx"))
+    assert closed.all_done, closed.counts
+    assert statuses_of(app, imported) == {"closed": 40}
