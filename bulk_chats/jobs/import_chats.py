@@ -114,9 +114,12 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
             )
         resolution = assign_customers(preflight, lookups, would_create=create and settings.dry_run)
         results.record(resolution.outcomes.values())
-        results.resolved = resolution.resolved
+        # Rows an earlier run finished are not looked up: their customer is the journal's.
+        resolved = {name: dict(ids) for name, ids in resolution.resolved.items()}
+        resolved.setdefault("customer", {}).update({**earlier, **resume.customers})
+        results.resolved = resolved
         if create or earlier or resolution.customer_created:
-            results.customer_created = earlier | resolution.customer_created
+            results.customer_created = frozenset(earlier) | resolution.customer_created
         if resolution.auth_failed:
             tell("the API refused the key (401) during the look-ups: nothing more was sent")
             results.record(end_rows(resolution.requests, Status.NOT_SENT, KEY_REFUSED))

@@ -241,14 +241,19 @@ class _Creator:
             return customer.id
 
 
-def created_earlier(journal: Journal, rows: Iterable[ChatRequest]) -> frozenset[int]:
-    """The indexes of `rows` whose customer, by its name, an earlier run created: for rows
-    that are not looked up again (their chat is done), read from the journal alone."""
+def created_earlier(journal: Journal, rows: Iterable[ChatRequest]) -> dict[int, int]:
+    """The indexes of `rows` whose customer, by its name, an earlier run created, each with
+    that customer's id: for rows that are not looked up again (their chat is done), read
+    from the journal alone."""
     named = {row.index: name_key(row.customer_lookup) for row in rows if row.customer_lookup}
     made = journal.customers.entries(named.values())
-    return frozenset(
-        index for index, key in named.items() if key in made and made[key].state == "created"
-    )
+    return {
+        index: customer
+        for index, key in named.items()
+        if key in made
+        and made[key].state == "created"
+        and (customer := made[key].customer_id) is not None
+    }
 
 
 def _payloads(lookups: Lookups, rows: Iterable[ChatRequest]) -> dict[str, dict[str, str]]:

@@ -13,16 +13,18 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from starlette.responses import JSONResponse
 
 from bulk_chats.api import retry
 from bulk_chats.jobs.change_chats import close_file, update_file
@@ -39,7 +41,16 @@ from bulk_chats.sandbox import (
 )
 from bulk_chats.sandbox.gate import DROP_CONNECTION
 from bulk_chats.settings import ApiKey, Settings
-from tests.e2e.test_durability import HEADER, Gate, GatedSandbox, valid_rows
+from tests.e2e import test_durability
+from tests.e2e.test_durability import (
+    HEADER,
+    Gate,
+    GatedSandbox,
+    Importer,
+    Sandbox,
+    valid_rows,
+    wait_until,
+)
 from tests.sheets import read_results, write_csv
 
 KEY = "confirmed-test-key"
@@ -243,3 +254,163 @@ def test_close_after_an_update_killed_mid_run_closes_every_chat(
     closed = anyio.run(close_file, replace(close, out=tmp_path / "closed.xlsx"))
     assert closed.all_done, closed.counts
     assert statuses_of(app, imported) == {"closed": 40}
+
+
+# --- 3, 4, 5. a run killed with answers on the way, resumed -----------------------------
+
+# The kill tests' fixtures: a gated sandbox in this process, importers as subprocesses.
+sandbox_factory = test_durability.sandbox_factory
+importers = test_durability.importers
+
+MIGRATION_HEADER = ["customer_email", "application", "message", "note"]
+
+
+def migration_rows(count: int) -> list[list[object]]:
+    """`count` rows naming customers by email, a first message each: most are seeded
+    customers, every fourth a new one (`--create-customers`), two rows of one customer in
+    every ten, so that a search for a lost answer has two chats to tell apart."""
+    rows: list[list[object]] = []
+    for n in range(count):
+        who = n - 1 if n % 10 == 9 else n
+        email = f"new{who}@shop.example" if who % 4 == 3 else f"customer{who + 1}@example.com"
+        rows.append([email, 3838, f"Ticket {n}: hello", f"row {n}"])
+    return rows
+
+
+class Blinded(GatedSandbox):
+    """The gated sandbox, answering `GET /v1/chats/{id}/messages` with no list at all
+    while `blind` is set (200 and `{"total": 1}`): an answer no revision documents."""
+
+    blind = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = str(scope.get("path", ""))
+        listing = scope.get("method") == "GET" and re.fullmatch(r"/v1/chats/\d+/messages", path)
+        if self.blind and listing:
+            self.state.count("GET /v1/chats/{id}/messages")
+            await JSONResponse({"total": 1})(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+@pytest.fixture
+def blinded(quirks: bool) -> Iterator[Sandbox]:
+    """A `Blinded` sandbox accepting `KEY`, no rate limit, with or without quirks."""
+    app = Blinded(
+        SandboxConfig(api_key=test_durability.KEY, rate=None, quirks=quirks),
+        SandboxState(Seed.generated(customers=200)),
+    )
+    with contextlib.ExitStack() as stack:
+        running = stack.enter_context(run_in_thread(app))
+        stack.callback(app.open_gate)
+        yield Sandbox(running.base_url, app)
+
+
+def kill_while_held(
+    importers: Callable[..., Importer],
+    tmp_path: Path,
+    source: Path,
+    sandbox: Sandbox,
+    endpoint: str,
+    nth: int,
+    *extra: str,
+) -> None:
+    """An import killed -9 while the answer to the `nth` request to `endpoint` is held
+    (the sandbox has stored what it asked); the answer is then let go."""
+    gate = sandbox.hold(endpoint, nth)
+    first = importers(tmp_path, source, sandbox, "--concurrency", "4", *extra)
+    wait_until(gate.held.is_set, f"request {nth} to {endpoint}")
+    first.kill()
+    sandbox.app.gate = None
+    gate.released.set()
+
+
+def messages_per_chat(sandbox: Sandbox) -> collections.Counter[int]:
+    return collections.Counter(m.chat_id for m in sandbox.state.messages)
+
+
+def test_a_message_whose_chat_cannot_be_read_is_never_posted_again(
+    blinded: Sandbox, importers: Callable[..., Importer], tmp_path: Path
+) -> None:
+    """kill -9 with the 5th first message stored and unanswered; the resume cannot read
+    that chat's messages (an answer with no list): it does not post the message again, the
+    row stays message_failed; once the messages can be read, the next run finds it there."""
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(20))
+    kill_while_held(importers, tmp_path, source, blinded, "POST /v1/messages", 5)
+    app = blinded.app
+    assert isinstance(app, Blinded)
+
+    app.blind = True
+    second = importers(tmp_path, source, blinded)
+    status = second.wait()
+    assert max(messages_per_chat(blinded).values()) == 1, "a first message was posted twice"
+    assert status == 1, second.stderr
+    left = test_durability.statuses(read_results(second.out))
+    assert left["message_failed"] >= 1, left
+
+    app.blind = False
+    third = importers(tmp_path, source, blinded)
+    assert third.wait() == 0, third.stderr
+    test_durability.assert_converged(blinded, read_results(third.out), 20)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "nth"),
+    [
+        pytest.param("POST /v1/chats", 20, id="chat-held"),
+        pytest.param("POST /v1/messages", 5, id="message-held"),
+    ],
+)
+def test_what_a_resumed_run_settles_is_journalled_with_each_rows_customer(
+    blinded: Sandbox,
+    importers: Callable[..., Importer],
+    tmp_path: Path,
+    endpoint: str,
+    nth: int,
+) -> None:
+    """A migration (customers by email, some created) killed -9 with a chat or a first
+    message stored and unanswered; the resume settles those rows (a chat adopted by search,
+    a message found in its chat) and journals it: the run after looks nothing up and sends
+    nothing, and every row, already_created ones included, shows its resolved_customer."""
+    source = write_csv(tmp_path / "migration.csv", MIGRATION_HEADER, migration_rows(40))
+    kill_while_held(importers, tmp_path, source, blinded, endpoint, nth, "--create-customers")
+    second = importers(tmp_path, source, blinded, "--create-customers")
+    assert second.wait() == 0, second.stderr
+    before = dict(blinded.state.requests)
+
+    third = importers(tmp_path, source, blinded, "--create-customers")
+    assert third.wait() == 0, third.stderr
+    asked = {k: n - before.get(k, 0) for k, n in blinded.state.requests.items()}
+    looked_up = {k: n for k, n in asked.items() if n and not k.startswith("GET /v1/")}
+    assert looked_up == {}, "the run after the resume looked up or sent again"
+    assert asked.get("GET /v1/chats/{id}/messages", 0) == 0
+    rows = read_results(third.out)
+    assert {row["status"] for row in rows} == {"already_created"}
+    customers = {chat.id: chat.customer.id for chat in blinded.state.chats}
+    for row in rows:
+        assert row["resolved_customer"] is not None, row
+        assert int(row["resolved_customer"]) == customers[int(row["chat_id"])]
+    assert max(messages_per_chat(blinded).values()) == 1
+
+
+def test_resolved_customer_is_on_every_row_already_created_ones_too(
+    blinded: Sandbox, tmp_path: Path
+) -> None:
+    """A migration run twice: the second finds every row done and looks nothing up, and
+    its workbook still gives each row the customer its chat was made for, the ones the
+    first run created and those it found."""
+    source = write_csv(tmp_path / "migration.csv", MIGRATION_HEADER, migration_rows(12))
+    settings = settings_for(tmp_path, source, blinded.base_url, rate=FAST, create_customers=True)
+    first = anyio.run(import_file, replace(settings, api_key=ApiKey(test_durability.KEY)))
+    assert first.all_done, first.counts
+    again = anyio.run(
+        import_file,
+        replace(settings, api_key=ApiKey(test_durability.KEY), out=tmp_path / "again.xlsx"),
+    )
+    rows = read_results(again.out)
+    assert {row["status"] for row in rows} == {"already_created"}
+    customers = {chat.id: chat.customer.id for chat in blinded.state.chats}
+    assert [row["resolved_customer"] for row in rows] == [
+        customers[int(row["chat_id"])] for row in rows
+    ]
+    assert {row["customer_created"] for row in rows} == {"yes", None}
