@@ -300,7 +300,8 @@ class Wire:
                         group.start_soon(end_wait)
                         granted = turn = await self._limiter.acquire()
                         group.cancel_scope.cancel()
-                    return turn
+                    if not unless.is_set():  # set as the turn came: it does not go either
+                        return turn
                 finally:
                     self._waits.discard(scope)
         if granted is not None:

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -414,3 +415,53 @@ def test_resolved_customer_is_on_every_row_already_created_ones_too(
         customers[int(row["chat_id"])] for row in rows
     ]
     assert {row["customer_created"] for row in rows} == {"yes", None}
+
+
+# --- 6. Ctrl-C while customers wait to be created --------------------------------------
+
+
+class Timed(GatedSandbox):
+    """The gated sandbox, noting when each `POST /v1/customers` arrives (this process's
+    monotonic clock, which the test shares)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.creations: list[float] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("method") == "POST" and scope.get("path") == "/v1/customers":
+            self.creations.append(time.monotonic())
+        await super().__call__(scope, receive, send)
+
+
+def test_ctrl_c_starts_no_customer_creation_that_waits_its_turn(
+    importers: Callable[..., Importer], tmp_path: Path, quirks: bool
+) -> None:
+    """400 new customers to create at 3,000 a minute, answers 0.2 s late, dozens of
+    creations waiting at the rate limiter: after the first Ctrl-C no POST /v1/customers
+    starts (half a second allowed for those already on their way), the run exits 130,
+    and the same command then creates each customer once."""
+    app = Timed(
+        SandboxConfig(api_key=test_durability.KEY, rate=None, latency=0.2, quirks=quirks),
+        SandboxState(Seed.generated(customers=10)),
+    )
+    rows = [[f"new{n}@shop.example", 3838, "", f"row {n}"] for n in range(400)]
+    source = write_csv(tmp_path / "migration.csv", MIGRATION_HEADER, rows)
+    with contextlib.ExitStack() as stack:
+        running = stack.enter_context(run_in_thread(app))
+        stack.callback(app.open_gate)
+        sandbox = Sandbox(running.base_url, app)
+        first = importers(tmp_path, source, sandbox, "--create-customers", "--rate", "3000")
+        wait_until(lambda: len(app.creations) >= 40, "forty customer creations")
+        interrupted_at = time.monotonic()
+        first.signal(signal.SIGINT)
+        assert first.wait() == 130, first.stderr
+        late = [t - interrupted_at for t in app.creations if t > interrupted_at + 0.5]
+        assert late == [], f"{len(late)} creations started after the Ctrl-C"
+        assert len(app.creations) < 400
+
+        again = importers(tmp_path, source, sandbox, "--create-customers")
+        assert again.wait() == 0, again.stderr
+        emails = collections.Counter(c.email for c in app.state.created_customers)
+        assert len(emails) == 400
+        assert max(emails.values()) == 1
