@@ -157,4 +157,5 @@ def send(
         sys.exit(EXIT_INTERRUPTED)
     if result.auth_failed:
         sys.exit(EXIT_AUTH)
-    sys.exit(EXIT_OK if result.all_done and not result.declined else EXIT_INCOMPLETE)
+    done = result.all_done and not result.declined and result.journal_error is None
+    sys.exit(EXIT_OK if done else EXIT_INCOMPLETE)

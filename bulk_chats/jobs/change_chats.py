@@ -36,9 +36,9 @@ async def update_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     left out (a row with none left is `already_updated`), unless another value of the
     same field was sent after them: whatever became of that send, the chat may not hold
     them now, so they are sent again (they set a value: cheap and safe); the plan, given
-    to `notify` and
-    then to `hooks.confirm`, which may decline; the changes. `hooks.stop` (Ctrl-C) starts no new
-    row; a 401 stops the run and the rest is `not_sent`. Raises InputError when the file
+    to `notify` and then to `hooks.confirm`, which may decline; the changes. `hooks.stop`
+    (Ctrl-C) starts no new row; a 401 stops the run and the rest is `not_sent`; so does a
+    journal that cannot be written, as for `import_file`. Raises InputError when the file
     or the settings cannot be used.
     """
     return await _change_file(settings, hooks or Hooks(), close=False)
@@ -63,7 +63,9 @@ async def _change_file(settings: Settings, hooks: Hooks, *, close: bool) -> RunR
     results = results_for(settings, sheet, validation, mode="close" if close else "update", now=now)
     rows = changes_to_send(sheet, validation)
 
-    async with open_session(settings, results, sink, transport=hooks.transport) as session:
+    sink = results.watching(sink)
+    transport = hooks.transport
+    async with open_session(settings, results, sink, rows=rows, transport=transport) as session:
         journal, client = session.journal, session.client
         directory = await preflight_read(client, rows, results, tell, rows=rows)
         if isinstance(directory, RunResult):
@@ -96,6 +98,9 @@ async def _change_file(settings: Settings, hooks: Hooks, *, close: bool) -> RunR
             journal=journal.changes,
             stop=hooks.stop,
         )
+    if session.stopped.result is not None:
+        tell(session.stopped.result.journal_error or "")
+        return session.stopped.result
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bulk_chats.api.client import HelpCrunchClient, Transport
 from bulk_chats.api.limiter import RateLimiter, default_concurrency
@@ -34,15 +34,24 @@ def open_journal(settings: Settings) -> Journal:
     )
 
 
+@dataclass(slots=True)
+class JournalStop:
+    """The end of a run the journal stopped (a full disk), once the block has ended."""
+
+    result: RunResult | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """What a sending run holds open: the journal of its API root, one limiter and one
-    client for every request, and how many requests it keeps in flight."""
+    client for every request, and how many requests it keeps in flight. `stopped` holds
+    the run's end after the block when the journal could not be written."""
 
     journal: Journal
     client: HelpCrunchClient
     limiter: RateLimiter
     concurrency: int
+    stopped: JournalStop = field(default_factory=JournalStop)
 
 
 @asynccontextmanager
@@ -51,12 +60,20 @@ async def open_session(
     results: ResultsSoFar,
     progress: ProgressSink,
     *,
+    rows: Sequence[AnyRequest] = (),
     transport: Transport | None = None,
 ) -> AsyncIterator[Session]:
     """Open the run's journal, its limiter (`open_limiter`, which `results` keeps so that
     the summary says what it learned) and its client, for the `async with` block.
 
     The concurrency is `settings.concurrency`, or enough to keep the limiter's rate full.
+
+    A journal that cannot be written within the block (a full disk) ends it: the rows of
+    `rows` with no outcome in `results` yet are `not_sent`, the workbook is written with
+    every outcome so far (`progress` is best given as `results.watching(...)`, so that a
+    sender's outcomes are among them), and `Session.stopped` holds the run's end
+    (`ResultsSoFar.journal_failed`, which raises `JournalError` when the workbook cannot
+    be written either).
     """
     with open_journal(settings) as journal:
         limiter = open_limiter(settings.rate, journal, progress)
@@ -65,7 +82,12 @@ async def open_session(
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
-            yield Session(journal, client, limiter, concurrency)
+            session = Session(journal, client, limiter, concurrency)
+            try:
+                yield session
+            except JournalError as exc:
+                where = journal_path(settings.reports_dir)
+                session.stopped.result = results.journal_failed(exc, rows, journal=where)
 
 
 def go_on(

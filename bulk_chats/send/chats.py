@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -186,7 +186,11 @@ class _Sender(RowRunner[ChatRequest]):
             return await self._send_row(row)
         except JournalFailure as failure:
             self._journal_error = self._journal_error or failure.__cause__ or failure
-            return self._broken(row, "the journal could not be written")
+            ended = self._broken(row, "the journal could not be written")
+            # Refused by no one: what failed was the announcement, so nothing went out.
+            if ended.status is Status.FAILED:
+                return replace(ended, status=Status.NOT_SENT, error_message=self._not_sent_reason())
+            return ended
         except Exception as exc:
             text = " ".join(str(exc).split())[:300]
             return self._broken(row, f"unexpected error: {type(exc).__name__}: {text}")

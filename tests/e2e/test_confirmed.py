@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,12 +26,18 @@ from typing import Any
 
 import anyio
 import pytest
+from click.testing import CliRunner
 from starlette.responses import JSONResponse
 
 from bulk_chats.api import retry
+from bulk_chats.cli.main import cli
+from bulk_chats.errors import ReportError
+from bulk_chats.jobs import result as result_module
 from bulk_chats.jobs.change_chats import close_file, update_file
 from bulk_chats.jobs.import_chats import import_file
 from bulk_chats.jobs.result import RunResult
+from bulk_chats.journal import file as journal_file
+from bulk_chats.journal import schema
 from bulk_chats.journal.journal import Journal, journal_path, scope_for
 from bulk_chats.sandbox import (
     Faults,
@@ -59,6 +66,7 @@ FAST = 60_000
 """Requests a minute where pacing is not the point."""
 RUN_TIMEOUT = 60.0
 """Seconds any subprocess or wait may take before the test fails."""
+VALID = 40
 
 
 def settings_for(
@@ -465,3 +473,86 @@ def test_ctrl_c_starts_no_customer_creation_that_waits_its_turn(
         emails = collections.Counter(c.email for c in app.state.created_customers)
         assert len(emails) == 400
         assert max(emails.values()) == 1
+
+
+# --- 7. a journal that fills up --------------------------------------------------------
+
+
+def fill_up_after(pages: int) -> Callable[[Path], sqlite3.Connection]:
+    """`schema.connect`, whose connection may grow the journal by `pages` pages more and
+    then answers every write "database or disk is full", as a full disk does."""
+
+    def capped(path: Path) -> sqlite3.Connection:
+        connection = schema.connect(path)
+        used = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {used + pages:d}")
+        return connection
+
+    return capped
+
+
+def cli_import(tmp_path: Path, base_url: str, source: Path, out: Path) -> tuple[int, str]:
+    """`bulk-chats import` in this process, in `tmp_path`: its exit status and output."""
+    result = CliRunner().invoke(
+        cli,
+        [
+            *("import", str(source), "--base-url", base_url, "--out", str(out), "--yes"),
+            *("--no-progress", "--rate", str(FAST), "--concurrency", "4"),
+        ],
+        env={"HELPCRUNCH_API_KEY": test_durability.KEY},
+        catch_exceptions=False,
+    )
+    return result.exit_code, result.output
+
+
+def test_a_full_journal_ends_the_run_with_its_workbook_and_the_rerun_is_exact(
+    blinded: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal's disk fills up mid-run: the run stops starting requests, exits 1 with
+    one line saying why and what to do, and writes the workbook (the chats made so far,
+    the rest not_sent); with room again, the same command creates each chat once."""
+    monkeypatch.chdir(tmp_path)
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID))
+    monkeypatch.setattr(journal_file, "connect", fill_up_after(6))
+    status, output = cli_import(tmp_path, blinded.base_url, source, tmp_path / "full.xlsx")
+    assert status == 1, output
+    assert (tmp_path / "full.xlsx").exists(), output
+    assert "cannot write the journal (database or disk is full)" in output
+    assert "free some space, then run the same command again" in output
+    assert "Traceback" not in output
+    rows = read_results(tmp_path / "full.xlsx")
+    left = test_durability.statuses(rows)
+    assert set(left) <= {"created", "not_sent"}, left
+    assert 0 < left["not_sent"] < VALID
+    made = {int(row["chat_id"]) for row in rows if row["status"] == "created"}
+    assert made <= {chat.id for chat in blinded.state.chats}
+
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    status, output = cli_import(tmp_path, blinded.base_url, source, tmp_path / "again.xlsx")
+    assert status == 0, output
+    test_durability.assert_converged(blinded, read_results(tmp_path / "again.xlsx"), VALID)
+
+
+def test_a_full_disk_that_takes_no_workbook_either_says_where_the_journal_is(
+    blinded: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal fills up and the workbook cannot be written either: exit 1 and one
+    plain line that says so, and where the journal is, which the next run resumes from."""
+    monkeypatch.chdir(tmp_path)
+    source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID))
+    monkeypatch.setattr(journal_file, "connect", fill_up_after(6))
+
+    def no_room(*args: object, **kwargs: object) -> Path:
+        raise ReportError(f"{tmp_path / 'full.xlsx'}: cannot write the results (No space left)")
+
+    monkeypatch.setattr(result_module, "write_results", no_room)
+    status, output = cli_import(tmp_path, blinded.base_url, source, tmp_path / "full.xlsx")
+    assert status == 1, output
+    lines = output.strip().splitlines()
+    last = lines[-1]
+    assert last.startswith("bulk-chats: error: ")
+    assert "cannot write the journal (database or disk is full)" in last
+    assert str(Path("reports") / "journal.sqlite3") in last
+    assert "could not be written either" in last
+    assert "Traceback" not in output
