@@ -9,6 +9,7 @@ the field unknown, so the change is sent again (it is idempotent, cheap and safe
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 
 from bulk_chats.errors import ApiError
@@ -28,21 +29,7 @@ class ChangeStore:
         the request goes out. The change counts as done only once `record` says so, and
         only while no other value of its field is announced after it."""
         with self._file.writing() as connection:
-            connection.execute(
-                """
-                INSERT INTO change_heads (scope, chat_id, field, value, updated_at)
-                VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (scope, chat_id, field) DO UPDATE SET
-                    value = excluded.value, updated_at = excluded.updated_at
-                """,
-                (
-                    self._file.scope,
-                    chat_id,
-                    change.field,
-                    change.journal_value,
-                    self._file.now(),
-                ),
-            )
+            self._sent_last(connection, chat_id, change)
             connection.execute(
                 """
                 INSERT INTO changes (
@@ -86,21 +73,7 @@ class ChangeStore:
         with self._file.writing() as connection:
             # Announced just before, the change is its field's last send already; recorded
             # unannounced (never the sender's way), it is so now.
-            connection.execute(
-                """
-                INSERT INTO change_heads (scope, chat_id, field, value, updated_at)
-                VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (scope, chat_id, field) DO UPDATE SET
-                    value = excluded.value, updated_at = excluded.updated_at
-                """,
-                (
-                    self._file.scope,
-                    chat_id,
-                    change.field,
-                    change.journal_value,
-                    self._file.now(),
-                ),
-            )
+            self._sent_last(connection, chat_id, change)
             if state == "applied":
                 connection.execute(
                     "DELETE FROM changes WHERE scope = ? AND chat_id = ? AND field = ? "
@@ -136,6 +109,18 @@ class ChangeStore:
                     self._file.now(),
                 ),
             )
+
+    def _sent_last(self, connection: sqlite3.Connection, chat_id: int, change: ChatChange) -> None:
+        """Keep `change` as the last value sent for its field of chat `chat_id`."""
+        connection.execute(
+            """
+            INSERT INTO change_heads (scope, chat_id, field, value, updated_at)
+            VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (scope, chat_id, field) DO UPDATE SET
+                value = excluded.value, updated_at = excluded.updated_at
+            """,
+            (self._file.scope, chat_id, change.field, change.journal_value, self._file.now()),
+        )
 
     def applied(self, chat_ids: Iterable[int]) -> set[tuple[int, str, str]]:
         """(chat id, field, `ChatChange.journal_value`) of every change earlier runs applied

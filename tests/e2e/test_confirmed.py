@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -47,7 +44,6 @@ from bulk_chats.sandbox import (
     Seed,
     run_in_thread,
 )
-from bulk_chats.sandbox.gate import DROP_CONNECTION
 from bulk_chats.settings import ApiKey, Settings
 from tests.e2e import test_durability
 from tests.e2e.test_durability import (
@@ -61,7 +57,10 @@ from tests.e2e.test_durability import (
 )
 from tests.sheets import read_results, write_csv
 
-KEY = "confirmed-test-key"
+KEY = test_durability.KEY
+
+# The kill tests' fixture: the tool as a subprocess (`python -m bulk_chats`), killed at will.
+importers = test_durability.importers
 FAST = 60_000
 """Requests a minute where pacing is not the point."""
 RUN_TIMEOUT = 60.0
@@ -84,38 +83,41 @@ def settings_for(
     )
 
 
-# --- 1. a probe whose answer is lost ----------------------------------------------------
+# --- the sandbox ------------------------------------------------------------------------
 
 
-class DropsTheProbe(SandboxApp):
-    """The sandbox, dropping the answer of the first request that arrives a second or more
-    after its first 429: the rate limiter's probe of the window (it goes `DEFAULT_PAUSE`
-    after the 429 that taught the limit), counted and then cut off unanswered."""
+class Blinded(GatedSandbox):
+    """The gated sandbox, answering `GET /v1/chats/{id}/messages` with no list at all
+    while `blind` is set (200 and `{"total": 1}`): an answer no revision documents."""
 
-    first_429: float | None = None
-    dropped: float | None = None
+    blind = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        now = time.monotonic()
-        if (
-            scope["type"] == "http"
-            and scope["path"].startswith("/v1/")
-            and self.first_429 is not None
-            and self.dropped is None
-            and now - self.first_429 >= 1.0
-        ):
-            self.dropped = now
-            drop = scope["extensions"][DROP_CONNECTION]
-
-            async def unanswered(message: Any) -> None:
-                if message["type"] == "http.response.start":
-                    drop()
-
-            send = unanswered
-        refused = self.state.rate_limited
+        path = str(scope.get("path", ""))
+        listing = scope.get("method") == "GET" and re.fullmatch(r"/v1/chats/\d+/messages", path)
+        if self.blind and listing:
+            self.state.count("GET /v1/chats/{id}/messages")
+            await JSONResponse({"total": 1})(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
-        if self.first_429 is None and self.state.rate_limited > refused:
-            self.first_429 = time.monotonic()
+
+
+@pytest.fixture
+def gated(quirks: bool) -> Iterator[Sandbox]:
+    """A `Blinded` sandbox accepting `KEY`, no rate limit, with or without quirks, whose
+    answers can be held and whose faults changed mid-test (see
+    tests/e2e/test_durability.py); at the end its gate is opened and its server stopped."""
+    app = Blinded(
+        SandboxConfig(api_key=KEY, rate=None, quirks=quirks),
+        SandboxState(Seed.generated(customers=200)),
+    )
+    with contextlib.ExitStack() as stack:
+        running = stack.enter_context(run_in_thread(app))
+        stack.callback(app.open_gate)
+        yield Sandbox(running.base_url, app)
+
+
+# --- 1. a probe whose answer is lost ----------------------------------------------------
 
 
 @pytest.mark.anyio
@@ -125,14 +127,19 @@ async def test_a_lost_probe_never_leaves_the_rate_crawling(tmp_path: Path, quirk
     the limit learned is confirmed at half the true one or more, the journal remembers it,
     and a run after it starts there and meets no 429."""
     config = SandboxConfig(
-        api_key=KEY, rate=100, window=5.0, retry_after_header=False, quirks=quirks
+        api_key=KEY,
+        rate=100,
+        window=5.0,
+        retry_after_header=False,
+        faults=Faults(drop_probe=True),
+        quirks=quirks,
     )
-    app = DropsTheProbe(config, SandboxState(Seed.generated(customers=200)))
+    app = SandboxApp(config, SandboxState(Seed.generated(customers=200)))
     first = write_csv(tmp_path / "first.csv", HEADER, valid_rows(130, messages=False))
     with run_in_thread(app) as sandbox:
         result = await import_file(settings_for(tmp_path, first, sandbox.base_url, rate=2400))
         assert result.all_done, result.counts
-        assert app.dropped is not None, "the probe was never dropped"
+        assert sandbox.state.faults["drop_probe"] == 1, "the probe was never dropped"
         assert result.learned_limit is not None
         assert result.learned_limit >= 600
         assert result.limit_confirmed
@@ -151,21 +158,6 @@ async def test_a_lost_probe_never_leaves_the_rate_crawling(tmp_path: Path, quirk
 
 
 # --- 2. a change applied earlier, then another sent whose answer was lost --------------
-
-
-@pytest.fixture
-def gated(quirks: bool) -> Iterator[tuple[GatedSandbox, str]]:
-    """A sandbox whose answers can be held and whose faults can be changed mid-test (see
-    tests/e2e/test_durability.py), no rate limit, with or without quirks; at the end its
-    gate is opened and its server stopped."""
-    app = GatedSandbox(
-        SandboxConfig(api_key=KEY, rate=None, quirks=quirks),
-        SandboxState(Seed.generated(customers=200)),
-    )
-    with contextlib.ExitStack() as stack:
-        running = stack.enter_context(run_in_thread(app))
-        stack.callback(app.open_gate)
-        yield app, running.base_url
 
 
 def import_closed(tmp_path: Path, base_url: str, rows: int) -> RunResult:
@@ -192,13 +184,13 @@ def statuses_of(app: GatedSandbox, result: RunResult) -> collections.Counter[str
 
 
 def test_close_resends_what_a_later_lost_update_may_have_undone(
-    gated: tuple[GatedSandbox, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gated: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Import three rows that land closed; update them to pending while every PUT is
     applied but its answer lost (the rows end failed); then close the import's results:
     the close sends the three PUTs again, and the chats are closed, not left pending."""
     monkeypatch.setattr(retry, "BACKOFF_BASE", 0.01)
-    app, base_url = gated
+    app, base_url = gated.app, gated.base_url
     imported = import_closed(tmp_path, base_url, 3)
     app.config = replace(app.config, faults=Faults(drop_after=1.0, updates=True))
     update = settings_for(tmp_path, to_pending(tmp_path, imported), base_url, rate=FAST)
@@ -214,47 +206,18 @@ def test_close_resends_what_a_later_lost_update_may_have_undone(
 
 
 def test_close_after_an_update_killed_mid_run_closes_every_chat(
-    gated: tuple[GatedSandbox, str], tmp_path: Path
+    gated: Sandbox, importers: Callable[..., Importer], tmp_path: Path
 ) -> None:
     """Import 40 rows that land closed; kill -9 an update to pending while its 20th status
     change is applied and unanswered (three more in flight); then close the import's
     results: every chat ends closed, whatever the killed update had done to it."""
-    app, base_url = gated
+    app, base_url = gated.app, gated.base_url
     imported = import_closed(tmp_path, base_url, 40)
     gate = app.gate = Gate("PUT /v1/chats/status", 20)
     source = to_pending(tmp_path, imported)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulk_chats",
-            "update",
-            str(source),
-            "--base-url",
-            base_url,
-            "--yes",
-            "--no-progress",
-            "--rate",
-            str(FAST),
-            "--concurrency",
-            "4",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "HELPCRUNCH_API_KEY": KEY},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        held = gate.held.wait(RUN_TIMEOUT)
-        process.kill()
-        _, stderr = process.communicate(timeout=RUN_TIMEOUT)
-        assert held, stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    killed = importers(tmp_path, source, gated, "--concurrency", "4", command="update")
+    wait_until(gate.held.is_set, "the 20th status change")
+    killed.kill()
     app.gate = None
     gate.released.set()
     assert statuses_of(app, imported)["pending"] >= 20
@@ -266,10 +229,6 @@ def test_close_after_an_update_killed_mid_run_closes_every_chat(
 
 
 # --- 3, 4, 5. a run killed with answers on the way, resumed -----------------------------
-
-# The kill tests' fixtures: a gated sandbox in this process, importers as subprocesses.
-sandbox_factory = test_durability.sandbox_factory
-importers = test_durability.importers
 
 MIGRATION_HEADER = ["customer_email", "application", "message", "note"]
 
@@ -284,35 +243,6 @@ def migration_rows(count: int) -> list[list[object]]:
         email = f"new{who}@shop.example" if who % 4 == 3 else f"customer{who + 1}@example.com"
         rows.append([email, 3838, f"Ticket {n}: hello", f"row {n}"])
     return rows
-
-
-class Blinded(GatedSandbox):
-    """The gated sandbox, answering `GET /v1/chats/{id}/messages` with no list at all
-    while `blind` is set (200 and `{"total": 1}`): an answer no revision documents."""
-
-    blind = False
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path = str(scope.get("path", ""))
-        listing = scope.get("method") == "GET" and re.fullmatch(r"/v1/chats/\d+/messages", path)
-        if self.blind and listing:
-            self.state.count("GET /v1/chats/{id}/messages")
-            await JSONResponse({"total": 1})(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
-
-
-@pytest.fixture
-def blinded(quirks: bool) -> Iterator[Sandbox]:
-    """A `Blinded` sandbox accepting `KEY`, no rate limit, with or without quirks."""
-    app = Blinded(
-        SandboxConfig(api_key=test_durability.KEY, rate=None, quirks=quirks),
-        SandboxState(Seed.generated(customers=200)),
-    )
-    with contextlib.ExitStack() as stack:
-        running = stack.enter_context(run_in_thread(app))
-        stack.callback(app.open_gate)
-        yield Sandbox(running.base_url, app)
 
 
 def kill_while_held(
@@ -339,28 +269,28 @@ def messages_per_chat(sandbox: Sandbox) -> collections.Counter[int]:
 
 
 def test_a_message_whose_chat_cannot_be_read_is_never_posted_again(
-    blinded: Sandbox, importers: Callable[..., Importer], tmp_path: Path
+    gated: Sandbox, importers: Callable[..., Importer], tmp_path: Path
 ) -> None:
     """kill -9 with the 5th first message stored and unanswered; the resume cannot read
     that chat's messages (an answer with no list): it does not post the message again, the
     row stays message_failed; once the messages can be read, the next run finds it there."""
     source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(20))
-    kill_while_held(importers, tmp_path, source, blinded, "POST /v1/messages", 5)
-    app = blinded.app
+    kill_while_held(importers, tmp_path, source, gated, "POST /v1/messages", 5)
+    app = gated.app
     assert isinstance(app, Blinded)
 
     app.blind = True
-    second = importers(tmp_path, source, blinded)
+    second = importers(tmp_path, source, gated)
     status = second.wait()
-    assert max(messages_per_chat(blinded).values()) == 1, "a first message was posted twice"
+    assert max(messages_per_chat(gated).values()) == 1, "a first message was posted twice"
     assert status == 1, second.stderr
     left = test_durability.statuses(read_results(second.out))
     assert left["message_failed"] >= 1, left
 
     app.blind = False
-    third = importers(tmp_path, source, blinded)
+    third = importers(tmp_path, source, gated)
     assert third.wait() == 0, third.stderr
-    test_durability.assert_converged(blinded, read_results(third.out), 20)
+    test_durability.assert_converged(gated, read_results(third.out), 20)
 
 
 @pytest.mark.parametrize(
@@ -371,7 +301,7 @@ def test_a_message_whose_chat_cannot_be_read_is_never_posted_again(
     ],
 )
 def test_what_a_resumed_run_settles_is_journalled_with_each_rows_customer(
-    blinded: Sandbox,
+    gated: Sandbox,
     importers: Callable[..., Importer],
     tmp_path: Path,
     endpoint: str,
@@ -382,43 +312,43 @@ def test_what_a_resumed_run_settles_is_journalled_with_each_rows_customer(
     a message found in its chat) and journals it: the run after looks nothing up and sends
     nothing, and every row, already_created ones included, shows its resolved_customer."""
     source = write_csv(tmp_path / "migration.csv", MIGRATION_HEADER, migration_rows(40))
-    kill_while_held(importers, tmp_path, source, blinded, endpoint, nth, "--create-customers")
-    second = importers(tmp_path, source, blinded, "--create-customers")
+    kill_while_held(importers, tmp_path, source, gated, endpoint, nth, "--create-customers")
+    second = importers(tmp_path, source, gated, "--create-customers")
     assert second.wait() == 0, second.stderr
-    before = dict(blinded.state.requests)
+    before = dict(gated.state.requests)
 
-    third = importers(tmp_path, source, blinded, "--create-customers")
+    third = importers(tmp_path, source, gated, "--create-customers")
     assert third.wait() == 0, third.stderr
-    asked = {k: n - before.get(k, 0) for k, n in blinded.state.requests.items()}
+    asked = {k: n - before.get(k, 0) for k, n in gated.state.requests.items()}
     looked_up = {k: n for k, n in asked.items() if n and not k.startswith("GET /v1/")}
     assert looked_up == {}, "the run after the resume looked up or sent again"
     assert asked.get("GET /v1/chats/{id}/messages", 0) == 0
     rows = read_results(third.out)
     assert {row["status"] for row in rows} == {"already_created"}
-    customers = {chat.id: chat.customer.id for chat in blinded.state.chats}
+    customers = {chat.id: chat.customer.id for chat in gated.state.chats}
     for row in rows:
         assert row["resolved_customer"] is not None, row
         assert int(row["resolved_customer"]) == customers[int(row["chat_id"])]
-    assert max(messages_per_chat(blinded).values()) == 1
+    assert max(messages_per_chat(gated).values()) == 1
 
 
 def test_resolved_customer_is_on_every_row_already_created_ones_too(
-    blinded: Sandbox, tmp_path: Path
+    gated: Sandbox, tmp_path: Path
 ) -> None:
     """A migration run twice: the second finds every row done and looks nothing up, and
     its workbook still gives each row the customer its chat was made for, the ones the
     first run created and those it found."""
     source = write_csv(tmp_path / "migration.csv", MIGRATION_HEADER, migration_rows(12))
-    settings = settings_for(tmp_path, source, blinded.base_url, rate=FAST, create_customers=True)
-    first = anyio.run(import_file, replace(settings, api_key=ApiKey(test_durability.KEY)))
+    settings = settings_for(tmp_path, source, gated.base_url, rate=FAST, create_customers=True)
+    first = anyio.run(import_file, settings)
     assert first.all_done, first.counts
     again = anyio.run(
         import_file,
-        replace(settings, api_key=ApiKey(test_durability.KEY), out=tmp_path / "again.xlsx"),
+        replace(settings, out=tmp_path / "again.xlsx"),
     )
     rows = read_results(again.out)
     assert {row["status"] for row in rows} == {"already_created"}
-    customers = {chat.id: chat.customer.id for chat in blinded.state.chats}
+    customers = {chat.id: chat.customer.id for chat in gated.state.chats}
     assert [row["resolved_customer"] for row in rows] == [
         customers[int(row["chat_id"])] for row in rows
     ]
@@ -450,7 +380,7 @@ def test_ctrl_c_starts_no_customer_creation_that_waits_its_turn(
     starts (half a second allowed for those already on their way), the run exits 130,
     and the same command then creates each customer once."""
     app = Timed(
-        SandboxConfig(api_key=test_durability.KEY, rate=None, latency=0.2, quirks=quirks),
+        SandboxConfig(api_key=KEY, rate=None, latency=0.2, quirks=quirks),
         SandboxState(Seed.generated(customers=10)),
     )
     rows = [[f"new{n}@shop.example", 3838, "", f"row {n}"] for n in range(400)]
@@ -499,14 +429,14 @@ def cli_import(tmp_path: Path, base_url: str, source: Path, out: Path) -> tuple[
             *("import", str(source), "--base-url", base_url, "--out", str(out), "--yes"),
             *("--no-progress", "--rate", str(FAST), "--concurrency", "4"),
         ],
-        env={"HELPCRUNCH_API_KEY": test_durability.KEY},
+        env={"HELPCRUNCH_API_KEY": KEY},
         catch_exceptions=False,
     )
     return result.exit_code, result.output
 
 
 def test_a_full_journal_ends_the_run_with_its_workbook_and_the_rerun_is_exact(
-    blinded: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gated: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The journal's disk fills up mid-run: the run stops starting requests, exits 1 with
     one line saying why and what to do, and writes the workbook (the chats made so far,
@@ -514,7 +444,7 @@ def test_a_full_journal_ends_the_run_with_its_workbook_and_the_rerun_is_exact(
     monkeypatch.chdir(tmp_path)
     source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID))
     monkeypatch.setattr(journal_file, "connect", fill_up_after(6))
-    status, output = cli_import(tmp_path, blinded.base_url, source, tmp_path / "full.xlsx")
+    status, output = cli_import(tmp_path, gated.base_url, source, tmp_path / "full.xlsx")
     assert status == 1, output
     assert (tmp_path / "full.xlsx").exists(), output
     assert "cannot write the journal (database or disk is full)" in output
@@ -525,17 +455,17 @@ def test_a_full_journal_ends_the_run_with_its_workbook_and_the_rerun_is_exact(
     assert set(left) <= {"created", "not_sent"}, left
     assert 0 < left["not_sent"] < VALID
     made = {int(row["chat_id"]) for row in rows if row["status"] == "created"}
-    assert made <= {chat.id for chat in blinded.state.chats}
+    assert made <= {chat.id for chat in gated.state.chats}
 
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
-    status, output = cli_import(tmp_path, blinded.base_url, source, tmp_path / "again.xlsx")
+    status, output = cli_import(tmp_path, gated.base_url, source, tmp_path / "again.xlsx")
     assert status == 0, output
-    test_durability.assert_converged(blinded, read_results(tmp_path / "again.xlsx"), VALID)
+    test_durability.assert_converged(gated, read_results(tmp_path / "again.xlsx"), VALID)
 
 
 def test_a_full_disk_that_takes_no_workbook_either_says_where_the_journal_is(
-    blinded: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gated: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The journal fills up and the workbook cannot be written either: exit 1 and one
     plain line that says so, and where the journal is, which the next run resumes from."""
@@ -547,7 +477,7 @@ def test_a_full_disk_that_takes_no_workbook_either_says_where_the_journal_is(
         raise ReportError(f"{tmp_path / 'full.xlsx'}: cannot write the results (No space left)")
 
     monkeypatch.setattr(result_module, "write_results", no_room)
-    status, output = cli_import(tmp_path, blinded.base_url, source, tmp_path / "full.xlsx")
+    status, output = cli_import(tmp_path, gated.base_url, source, tmp_path / "full.xlsx")
     assert status == 1, output
     lines = output.strip().splitlines()
     last = lines[-1]
