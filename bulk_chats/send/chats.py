@@ -438,7 +438,7 @@ class _Sender(RowRunner[ChatRequest]):
         """`message_failed` for a first message that may be in the chat, whose messages
         could not be read: not posted, so that it is never posted twice."""
         error = seen.error
-        reason = error.error_message if error is not None else "the run stopped first"
+        reason = error.error_message if error is not None else "no answer to read"
         return self._outcome(
             row,
             Status.MESSAGE_FAILED,

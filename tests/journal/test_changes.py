@@ -73,18 +73,29 @@ def test_the_value_applied_last_stands_and_only_it(journal: Journal) -> None:
 def test_a_journal_of_the_earlier_schema_gets_its_last_sends(path: Path) -> None:
     """A journal written before the last value sent was kept: the upgrade takes each
     field's latest entry for it, so a close applied before a pending whose answer was lost
-    no longer stands."""
-    with Journal.open(path, scope=SCOPE) as journal:
-        journal.changes.attempt(1, CLOSED, source_row=2)
-        journal.changes.record(1, CLOSED, "applied", source_row=2)
-        journal.changes.attempt(1, ChatChange("status", "pending"), source_row=2)
-        journal.changes.attempt(2, CLOSED, source_row=3)
-        journal.changes.record(2, CLOSED, "applied", source_row=3)
+    no longer stands, and one applied last still does."""
+    before = next(
+        number
+        for number, statements in enumerate(schema._MIGRATIONS)
+        if any("CREATE TABLE change_heads" in statement for statement in statements)
+    )
+    path.parent.mkdir(parents=True)
     connection = sqlite3.connect(path)
-    with connection:
-        connection.execute("DROP TABLE change_heads")
-        connection.execute("ALTER TABLE entries DROP COLUMN customer_id")
-        connection.execute(f"PRAGMA user_version = {len(schema._MIGRATIONS) - 1}")
+    for statements in schema._MIGRATIONS[:before]:
+        for statement in statements:
+            connection.execute(statement)
+    connection.execute(f"PRAGMA application_id = {schema.APPLICATION_ID:d}")
+    connection.execute(f"PRAGMA user_version = {before:d}")
+    connection.executemany(
+        "INSERT INTO changes (scope, chat_id, field, value, state, updated_at) "
+        "VALUES (?, ?, 'status', ?, ?, ?)",
+        [
+            (SCOPE, 1, "closed", "applied", 1.0),
+            (SCOPE, 1, "pending", "sending", 2.0),
+            (SCOPE, 2, "closed", "applied", 3.0),
+        ],
+    )
+    connection.commit()
     connection.close()
     with Journal.open(path, scope=SCOPE) as upgraded:
         assert upgraded.changes.applied([1, 2]) == {(2, "status", "closed")}
