@@ -57,14 +57,10 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import queue
 import shlex
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +69,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+from sandbox_child import sandbox_child
 
 from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.import_chats import import_file
@@ -160,32 +157,8 @@ def sandbox_process(
     command = sandbox_command(
         customers=customers, retry_after=retry_after, window=window, port=port
     )
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        # It prints its API root once it listens; read that line off the main thread so a
-        # sandbox that never starts cannot hang the benchmark.
-        lines: queue.Queue[str] = queue.Queue()
-        assert process.stdout is not None
-        threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
-        try:
-            base_url = lines.get(timeout=30).strip()
-        except queue.Empty:
-            base_url = ""
-        if not base_url.startswith("http://"):
-            raise RuntimeError(f"the sandbox did not start: {shlex.join(command)}")
+    with sandbox_child(command) as base_url:
         yield base_url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def sandbox_counts(base_url: str) -> tuple[int, int, int]:

@@ -32,9 +32,11 @@ class ProgressSink(Protocol):
     def advance(self, outcome: Outcome) -> None:
         """One row reached its final outcome in this run."""
 
-    def limit_learned(self, rate: float) -> None:
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
         """The rate limiter learned the account's limit, `rate` requests a minute, and runs
-        at it from now on (`RateLimiter(on_learned=...)`); may come before `start`."""
+        at it from now on (`RateLimiter(on_learned=...)`); `confirmed` says whether the API
+        confirmed it or it is provisional while the API's window is probed; None (never
+        confirmed) when a provisional limit was given up. May come before `start`."""
 
     def conversations(self, done: int, total: int) -> None:
         """A transcript's sending: `done` of its `total` conversations are over (each row
@@ -53,7 +55,7 @@ class NullProgress:
     def advance(self, outcome: Outcome) -> None:
         pass
 
-    def limit_learned(self, rate: float) -> None:
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
         pass
 
     def conversations(self, done: int, total: int) -> None:
@@ -67,7 +69,11 @@ _FAILURES = (Status.FAILED, Status.MESSAGE_FAILED, Status.STATUS_FAILED, Status.
 
 
 def _counts_text(
-    counts: Counter[Status], limit: float | None, conversations: tuple[int, int] | None = None
+    counts: Counter[Status],
+    limit: float | None,
+    conversations: tuple[int, int] | None = None,
+    *,
+    confirmed: bool,
 ) -> str:
     # `update` and `close` create nothing: their rows are counted as updated; `export`
     # counts the chats it wrote.
@@ -76,7 +82,9 @@ def _counts_text(
     text = f"{done}={counts[Status(done)]} failed={failed}"
     if conversations is not None:
         text = f"{text} conversations={conversations[0]}/{conversations[1]}"
-    return text if limit is None else f"{text}, account limit {limit:g}/min"
+    if limit is None:
+        return text
+    return f"{text}, account limit {limit:g}/min{'' if confirmed else ' (unconfirmed)'}"
 
 
 def duration_text(seconds: float) -> str:
@@ -89,9 +97,19 @@ def duration_text(seconds: float) -> str:
     return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
 
 
-def limit_text(rate: float) -> str:
-    """What the user is told when the limiter learns the account's limit."""
-    return f"the account allows {rate:g} requests a minute; running at that"
+def limit_text(rate: float | None, *, confirmed: bool = True) -> str:
+    """What the user is told when the limiter learns the account's limit, confirmed or
+    not, or gives up one it could not confirm (`rate` None)."""
+    if rate is None:
+        return "the account's limit could not be confirmed; back to the rate asked for"
+    if confirmed:
+        return (
+            f"the account allows {rate:g} requests a minute (the API confirmed it); running at that"
+        )
+    return (
+        f"the account seems to allow {rate:g} requests a minute (not confirmed yet: "
+        "probing how long the API counts); running at that meanwhile"
+    )
 
 
 class BarProgress:
@@ -103,6 +121,7 @@ class BarProgress:
         self._counts: Counter[Status] = Counter()
         self._limit: float | None = None
         self._conversations: tuple[int, int] | None = None
+        self._confirmed = False
 
     def start(self, total: int) -> None:
         # A second phase (an export's messages after its chats) counts afresh. No total
@@ -116,10 +135,10 @@ class BarProgress:
             self._bar.set_postfix_str(self._postfix(), refresh=False)
             self._bar.update(1)
 
-    def limit_learned(self, rate: float) -> None:
-        self._limit = rate
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
+        self._limit, self._confirmed = rate, confirmed
         # A line above the bar, which stays; the bar's postfix shows the limit from now on.
-        tqdm.write(limit_text(rate), file=self._stream)
+        tqdm.write(limit_text(rate, confirmed=confirmed), file=self._stream)
         if self._bar is not None:
             self._bar.set_postfix_str(self._postfix())
 
@@ -129,7 +148,9 @@ class BarProgress:
             self._bar.set_postfix_str(self._postfix())
 
     def _postfix(self) -> str:
-        return _counts_text(self._counts, self._limit, self._conversations)
+        return _counts_text(
+            self._counts, self._limit, self._conversations, confirmed=self._confirmed
+        )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -153,6 +174,7 @@ class LogProgress:
         self._counts: Counter[Status] = Counter()
         self._limit: float | None = None
         self._conversations: tuple[int, int] | None = None
+        self._confirmed = False
         self._total = 0
         self._done = 0
         self._started = 0.0
@@ -173,9 +195,9 @@ class LogProgress:
             self._last = now
             self._write(now)
 
-    def limit_learned(self, rate: float) -> None:
-        self._limit = rate
-        print(f"progress: {limit_text(rate)}", file=self._stream, flush=True)
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
+        self._limit, self._confirmed = rate, confirmed
+        print(f"progress: {limit_text(rate, confirmed=confirmed)}", file=self._stream, flush=True)
 
     def conversations(self, done: int, total: int) -> None:
         self._conversations = (done, total)
@@ -193,8 +215,10 @@ class LogProgress:
         done = f"{self._done}/{self._total}" if self._total else str(self._done)
         print(
             f"progress: {done} rows, "
-            f"{_counts_text(self._counts, self._limit, self._conversations)}, "
-            f"{per_minute:.0f}/min, eta {eta}",
+            + _counts_text(
+                self._counts, self._limit, self._conversations, confirmed=self._confirmed
+            )
+            + f", {per_minute:.0f}/min, eta {eta}",
             file=self._stream,
             flush=True,
         )

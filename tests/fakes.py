@@ -66,7 +66,7 @@ class RecordingProgress:
     def advance(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
 
-    def limit_learned(self, rate: float) -> None:
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
         pass
 
     def conversations(self, done: int, total: int) -> None:

@@ -81,23 +81,48 @@ def test_null_progress_prints_nothing(capsys: pytest.CaptureFixture[str]) -> Non
     sink = NullProgress()
     sink.start(1)
     sink.advance(Outcome(index=0, status=Status.CREATED))
-    sink.limit_learned(60)
+    sink.limit_learned(60, confirmed=True)
     sink.close()
     assert capsys.readouterr() == ("", "")
 
 
 def test_log_progress_says_the_learned_limit_at_once_and_on_later_lines() -> None:
-    """LogProgress prints the account's limit when learned, and every later line shows it."""
+    """LogProgress prints the account's limit when learned, saying whether the API confirmed
+    it, and every later line shows it."""
+    stream, clock = io.StringIO(), FakeClock()
+    sink = LogProgress(stream, interval=30, clock=clock)
+    sink.start(3)
+    sink.limit_learned(60, confirmed=False)
+    clock.now = 30
+    sink.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
+    sink.limit_learned(90, confirmed=True)
+    clock.now = 60
+    sink.advance(Outcome(index=1, status=Status.CREATED, chat_id=2))
+    assert stream.getvalue().splitlines() == [
+        "progress: the account seems to allow 60 requests a minute (not confirmed yet: "
+        "probing how long the API counts); running at that meanwhile",
+        "progress: 1/3 rows, created=1 failed=0, account limit 60/min (unconfirmed), 2/min, "
+        "eta 60s",
+        "progress: the account allows 90 requests a minute (the API confirmed it); running at that",
+        "progress: 2/3 rows, created=2 failed=0, account limit 90/min, 2/min, eta 30s",
+    ]
+
+
+def test_a_limit_given_up_says_so_and_leaves_the_counts() -> None:
+    """A provisional limit the API never confirmed is given up on the progress line, and
+    later lines no longer show a limit."""
     stream, clock = io.StringIO(), FakeClock()
     sink = LogProgress(stream, interval=30, clock=clock)
     sink.start(2)
-    sink.limit_learned(60)
+    sink.limit_learned(60, confirmed=False)
+    sink.limit_learned(None, confirmed=False)
     clock.now = 30
     sink.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
-    assert stream.getvalue().splitlines() == [
-        "progress: the account allows 60 requests a minute; running at that",
-        "progress: 1/2 rows, created=1 failed=0, account limit 60/min, 2/min, eta 30s",
-    ]
+    lines = stream.getvalue().splitlines()
+    assert lines[1] == (
+        "progress: the account's limit could not be confirmed; back to the rate asked for"
+    )
+    assert lines[2] == "progress: 1/2 rows, created=1 failed=0, 2/min, eta 30s"
 
 
 def test_bar_progress_shows_the_learned_limit() -> None:
@@ -105,11 +130,13 @@ def test_bar_progress_shows_the_learned_limit() -> None:
     stream = io.StringIO()
     sink = BarProgress(stream)
     sink.start(2)
-    sink.limit_learned(60)
+    sink.limit_learned(60, confirmed=True)
     sink.advance(Outcome(index=0, status=Status.CREATED, chat_id=1))
     sink.close()
     text = stream.getvalue()
-    assert "the account allows 60 requests a minute; running at that\n" in text
+    assert (
+        "the account allows 60 requests a minute (the API confirmed it); running at that\n" in text
+    )
     assert "created=1 failed=0, account limit 60/min" in text
 
 

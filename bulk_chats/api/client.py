@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import anyio
+
 from bulk_chats.api.entities import Agent, Chat, Customer, Department, Message
 from bulk_chats.api.wire import USER_AGENT, Page, Transport, Wire, parse_retry_after
 
@@ -158,8 +160,11 @@ class HelpCrunchClient(Wire):
             parse=Customer.parse,
         )
 
-    async def create_customer(self, payload: Mapping[str, str]) -> Customer:
+    async def create_customer(
+        self, payload: Mapping[str, str], *, unless: anyio.Event | None = None
+    ) -> Customer:
         """`POST /customers`; the new customer. Any 2xx counts as created; one whose id
-        cannot be read raises `MaybeSentError` (the customer probably exists)."""
-        response = await self.request("POST", "/customers", json=payload)
+        cannot be read raises `MaybeSentError` (the customer probably exists). `unless`
+        set while it waits for its turn (Ctrl-C) raises `NotSentError`: it never goes."""
+        response = await self.request("POST", "/customers", json=payload, unless=unless)
         return self.entity(response, "POST /customers", Customer.parse)

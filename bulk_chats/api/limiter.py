@@ -8,7 +8,9 @@ which even pacing alone does not promise against a sliding one-minute window.
 
 When the API answers 429 although the limiter kept to its rate, the requests it accepted
 over the last minute are the account's limit: the limiter learns that number and runs at it
-from then on (docs/sending.md › The account's limit).
+from then on (docs/sending.md › The account's limit). A lesson stands only once the API
+confirmed it: until the window's length is known, the number is provisional, and a probe
+cycle that confirms nothing gives it up rather than crawl below the rate it was told.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import anyio
 
 from bulk_chats.timing import Clock, Sleep
 
-LimitListener = Callable[[float], None]
-"""Told the account's limit, in requests a minute, each time the limiter learns it anew."""
+LimitListener = Callable[[float | None, bool], None]
+"""Told the account's limit (requests a minute) and whether the API confirmed it, each time
+either changes: a provisional lesson, its confirmation, a higher limit a check found; None
+(and False) when a provisional lesson is given up and no confirmed limit is left."""
 
 DECREASE_FACTOR = 0.8
 """A 429 that teaches nothing (no request accepted in the last minute) multiplies the
@@ -51,7 +55,21 @@ margin absorbs that jitter for a quarter of a second each minute (0.4% of the ra
 """
 
 PROBE_POLL = 0.1
-"""Seconds between two looks at the schedule while a probe's answer is awaited."""
+"""Seconds between two looks at the schedule while a probe's or a check's answer is awaited."""
+
+LOST_PROBE_PAUSE = 0.5
+"""Seconds before a probe whose answer was lost (a dropped connection, a timeout, a 5xx) is
+sent again; doubles for each lost in a row, at most `DEFAULT_PAUSE`. A lost answer says
+nothing about the window, so the probe is simply repeated, soon: every second it waits
+lowers the limit it can show."""
+
+CHECK_INTERVAL = 300.0
+"""Seconds of running at a learned limit below the rate told before checking whether the
+account allows more now (plans change)."""
+
+CHECK_LENGTH = WINDOW
+"""Seconds one check lasts at most: one request at a time goes ahead of the schedule until
+one is refused (the check's one 429) or this long has passed."""
 
 MIN_WINDOW = 1.0
 """The shortest window, in seconds, a `Retry-After` is taken to show."""
@@ -81,21 +99,35 @@ class RateLimiter:
     configured rate. The 429s of requests sent before that moment met the same full window:
     they teach nothing new, so they neither lower the limit again nor double the pause.
 
-    A window shorter than a minute (undocumented) would make the count of one minute far
-    too low, since the 429 then comes after only a few seconds of sending. A `Retry-After`
-    tells when the server's oldest counted request leaves its window, hence the window's
-    length: the time since the oldest accepted request plus `Retry-After`, at most `WINDOW`.
-    The limit is then the accepted count scaled from that window to a minute. Without
-    `Retry-After`, when the pause ends before the full window frees, one request (a probe)
-    goes past it: accepted, the window is at most as long as from the oldest request the
-    lesson counted to the probe, and the limit is scaled from that; refused, the next probe
-    waits a pause twice as long, until the window frees on its own. Against the documented
-    minute that costs a 429 or two per lesson; against a shorter window the probe that
-    gets through comes less than twice its length after the oldest request (when that
-    went `DEFAULT_PAUSE` or more before the lesson), so more than half the true limit is
+    Confirming it: that count is the limit only if the API's window is a minute, which is
+    undocumented. A `Retry-After` tells when the server's oldest counted request leaves its
+    window, hence the window's length (the time since the oldest accepted request plus
+    `Retry-After`, at most `WINDOW`): the count is scaled from it to a minute, and the
+    lesson is confirmed (`limit_confirmed`). Without `Retry-After` the lesson is
+    provisional: when the pause ends, one request (a probe) goes past the full window.
+    Accepted, the window is at most as long as from the oldest request the lesson counted
+    to the probe's answer, and the count scaled from that is confirmed. Refused, the next
+    probe waits a pause twice as long. Lost (no answer: a dropped connection, a timeout, a
+    5xx; `lost`), the probe says nothing and is sent again after `LOST_PROBE_PAUSE`,
+    doubling. When the window frees on its own (its oldest request leaves the minute), the
+    probe cycle ends: if the latest probe was refused, the window is a minute and the count
+    is confirmed; otherwise nothing confirmed it, and the provisional limit is given up, so
+    the limiter runs at the last confirmed limit, or at the configured rate, again. Only a
+    confirmed limit is one to remember (`on_learned` says which). Against the documented
+    minute that costs a 429 or two per lesson; against a shorter window the probe that gets
+    through comes less than twice its length after the oldest request (when that went
+    `DEFAULT_PAUSE` or more before the lesson), so more than half the true limit is
     learned. Either way the estimate counts from the oldest request accepted in the last
     minute: a break in sending before the 429 (a confirmation prompt after the pre-flight
     reads) makes a short window look longer, and the limit learned lower.
+
+    Checking upward: `CHECK_INTERVAL` seconds after a limit below the configured rate was
+    confirmed, a check sends one request at a time ahead of the schedule (`extra`s, at most
+    at the rate the configured one leaves), for at most `CHECK_LENGTH` seconds. The first
+    429 of a request sent during the check ends it (the check's one 429, which starts no
+    lesson and no pause); so does the end of its time. Either way what the API accepted in
+    the last minute is a limit it confirmed, learned when it is higher; a check that met
+    no 429 is followed by another at once.
 
     A 429 when no request was accepted in the last minute teaches nothing (the account's
     requests went elsewhere): the rate is multiplied by `DECREASE_FACTOR`, never below
@@ -108,8 +140,9 @@ class RateLimiter:
     every later request. A 429 of a request sent before the last lesson changes no pause.
 
     `learned` starts the limiter from a limit remembered from an earlier run (requests a
-    minute): it paces at the lower of that and `rate_per_minute` from the first request.
-    `on_learned` is called with each newly learned limit (a progress line shows it).
+    minute), taken as confirmed: it paces at the lower of that and `rate_per_minute` from
+    the first request. `on_learned` is told every change of the limit and of whether it is
+    confirmed (a progress line shows it; the journal remembers only confirmed ones).
     `clock` (monotonic seconds) and `sleep` are injectable so tests never wait.
     """
 
@@ -127,6 +160,8 @@ class RateLimiter:
             _check_rate("learned limit", learned)
         self._configured = float(rate_per_minute)
         self._learned = None if learned is None else float(learned)
+        self._confirmed = learned is not None
+        self._settled = self._learned  # the last limit confirmed: what a lesson falls back to
         self._rate = min(self._configured, self._learned or math.inf)
         self._floor = self._configured * MIN_RATE_FRACTION
         self._on_learned = on_learned
@@ -138,20 +173,36 @@ class RateLimiter:
         self._hold = -math.inf  # no request before this: a 429's pause
         self._last_lesson = -math.inf
         self._pause_streak = 0
-        # Grant times of the last `WINDOW + WINDOW_MARGIN` seconds, oldest first, and those
-        # of them answered 429: the window's cap counts both, the lesson only the others.
+        # Grant times of the last `WINDOW + WINDOW_MARGIN` seconds, oldest first, those of
+        # them answered 429, and those a check sent ahead of the schedule: the window's cap
+        # counts all but the extras, the lesson all but the refused.
         self._granted: deque[float] = deque()
         self._refused: set[float] = set()
-        # Probing a window's length without Retry-After: when one request may go past the
-        # full window, the one that went, and what the lesson counted since when.
+        self._extras: set[float] = set()
+        # A provisional lesson, probing for its window's length without Retry-After: what
+        # it counted since when; when the next probe may go; the probe out; whether the
+        # latest probe answered was refused; the probes lost in a row.
+        self._lesson: tuple[int, float] | None = None
         self._probe_at: float | None = None
         self._probe: float | None = None
-        self._lesson = (0, 0.0)
+        self._probe_refused = False
+        self._lost_probes = 0
+        # Checking upward: when the next check may start (set by the first request), when
+        # this one started, the extra request out and when the last one went.
+        self._check_at: float | None = None
+        self._check_began: float | None = None
+        self._extra: float | None = None
+        self._last_extra = -math.inf
 
     @property
     def learned_limit(self) -> float | None:
         """The account's limit in requests per minute, learned or remembered; None if unknown."""
         return self._learned
+
+    @property
+    def limit_confirmed(self) -> bool:
+        """Whether the API confirmed `learned_limit` (a remembered one counts as confirmed)."""
+        return self._learned is not None and self._confirmed
 
     @property
     def rate(self) -> float:
@@ -166,28 +217,31 @@ class RateLimiter:
     async def acquire(self) -> float:
         """Wait for this request's turn; returns the clock time it was granted."""
         async with self._lock:
+            if self._check_at is None:
+                self._check_at = self._clock() + CHECK_INTERVAL
             waited_for = -math.inf
             # Re-read the schedule after every sleep: `throttled` may have pushed it back.
             while True:
                 now = self._clock()
-                frees = self._window_frees(now)
-                if self._probe_at is not None and self._probe is None:
-                    frees = min(frees, self._probe_at)
-                slot = max(self._next, self._hold, frees)
+                self._end_check_if_over(now)
+                slot = self._slot(now)
                 if slot <= now:
                     break
+                if self._may_go_ahead(now):
+                    return self._go_ahead(now)
                 waited_for = slot
-                # The probe's answer may free the window long before the cap would: look
-                # again every PROBE_POLL seconds while it is out.
-                poll = PROBE_POLL if self._probe is not None else math.inf
-                await self._sleep(min(slot - now, poll))
-            if now < self._window_frees(now):
-                self._probe = now  # past a full window: the probe for its length
-            else:
-                # The window freed on its own: no probe is needed, and the answer of one
-                # still out (perhaps admitted only because the window had freed by then,
-                # perhaps lost) would tell nothing sure.
-                self._probe = self._probe_at = None
+                # The probe's or a check's answer may free the way long before the cap
+                # would: look again every PROBE_POLL seconds while one is out or due.
+                watching = self._probe is not None or self._checking(now)
+                await self._sleep(min(slot - now, PROBE_POLL if watching else math.inf))
+            if self._lesson is not None:
+                if now < self._window_frees(now):
+                    self._probe = now  # past a full window: the probe for its length
+                else:
+                    # The window freed on its own: the probe cycle is over, and the answer
+                    # of a probe still out (perhaps admitted only because the window had
+                    # freed by then, perhaps lost) would tell nothing sure.
+                    self._end_probing()
             # A request that waited for its slot holds it from the scheduled moment: a sleep
             # wakes a little late (timer granularity, a busy loop), and counting from the
             # wake-up would push every later slot back by that much, a few percent of the
@@ -200,15 +254,74 @@ class RateLimiter:
             self._granted.append(now)
             return now
 
+    def _slot(self, now: float) -> float:
+        """The earliest moment the next request may go by pacing, pause and window; a
+        probe due goes at its time, whatever the pace of the provisional limit."""
+        slot = max(self._next, self._window_frees(now))
+        if self._probe_at is not None and self._probe is None:
+            slot = min(slot, self._probe_at)
+        return max(slot, self._hold)
+
     def _window_frees(self, now: float) -> float:
         """When the window has room for one more request: at once until it is full."""
         span = WINDOW + WINDOW_MARGIN
         while self._granted and self._granted[0] <= now - span:
-            self._refused.discard(self._granted.popleft())
-        cap = max(1, math.floor(self._rate))
+            old = self._granted.popleft()
+            self._refused.discard(old)
+            self._extras.discard(old)
+        cap = max(1, math.floor(self._rate)) + len(self._extras)
         if len(self._granted) < cap:
             return -math.inf
         return self._granted[len(self._granted) - cap] + span
+
+    def _checking(self, now: float) -> bool:
+        """Whether a check may send a request ahead of the schedule now (see the class)."""
+        return (
+            self._lesson is None
+            and self._settled is not None
+            and self._rate < self._configured
+            and self._check_at is not None
+            and now >= self._check_at
+        )
+
+    def _may_go_ahead(self, now: float) -> bool:
+        """Whether the waiting request goes now as a check's extra: none is out, no pause
+        holds, and extras stay within what the configured rate leaves."""
+        spare = self._configured - self._rate
+        return (
+            self._checking(now)
+            and self._extra is None
+            and now >= self._hold
+            and now >= self._last_extra + 60.0 / spare
+        )
+
+    def _go_ahead(self, now: float) -> float:
+        """Grant the waiting request now as an extra, outside the schedule."""
+        if self._check_began is None:
+            self._check_began = now
+        self._extra = self._last_extra = now
+        self._granted.append(now)
+        self._extras.add(now)
+        return now
+
+    def _end_check_if_over(self, now: float) -> None:
+        """End a check that has run `CHECK_LENGTH` seconds with no 429 and no extra out."""
+        began = self._check_began
+        if began is not None and self._extra is None and now - began >= CHECK_LENGTH:
+            self._end_check(now, refused_at=None)
+
+    def _end_check(self, now: float, *, refused_at: float | None) -> None:
+        """End the check: what the API accepted in the minute before (`refused_at`, the
+        check's 429, or now) is a limit it confirmed; learned when higher. A check that met
+        no 429 is followed by another at once."""
+        accepted = len(self._accepted_before(now if refused_at is None else refused_at))
+        self._check_began = self._extra = None
+        self._extras.clear()
+        # 429s of requests sent during the check met the same full window: none teaches.
+        self._last_lesson = now
+        if accepted > (self._settled or 0):
+            self._confirm(accepted)
+        self._check_at = now + CHECK_INTERVAL if refused_at is not None else now
 
     def throttled(self, retry_after: float | None, *, sent_at: float | None = None) -> float:
         """Record a 429: hold every later request, learn the limit. Returns the pause in seconds.
@@ -219,8 +332,14 @@ class RateLimiter:
         now = self._clock()
         if sent_at is not None and self._granted and sent_at >= self._granted[0]:
             self._refused.add(sent_at)  # still in the window, where the lesson counts
-        if self._probe is not None and sent_at in (None, self._probe):
+        began = self._check_began
+        if began is not None and sent_at is not None and sent_at >= began:
+            self._end_check(now, refused_at=sent_at)  # the check's one 429
+            return max(0.0, self._hold - now)
+        probe_refused = self._probe is not None and sent_at in (None, self._probe)
+        if probe_refused:
             self._probe = None  # refused: the window is longer; the next probe waits longer
+            self._lost_probes = 0
         # A request sent before the last lesson met the same full window as the 429 that
         # taught it, and the requests in flight then draw 429s together: such a 429 says
         # nothing new, so it neither lowers the limit again nor doubles the pause (a dozen
@@ -244,14 +363,14 @@ class RateLimiter:
             self._rate = min(self._rate, max(self._floor, self._rate * DECREASE_FACTOR))
             return pause
         if retry_after is not None and told:
-            self._probe_at = None
-            self._learn(_per_minute(len(accepted), now - accepted[0] + retry_after))
+            self._confirm(_per_minute(len(accepted), now - accepted[0] + retry_after))
         else:
             # The window is full until its oldest request leaves it, and the cap at the
             # limit holds every request till then; the pause only says when to probe.
             self._lesson = (len(accepted), accepted[0])
             self._probe_at = now + pause
-            self._learn(len(accepted))
+            self._probe_refused = probe_refused
+            self._set_limit(len(accepted), confirmed=False)
         return pause
 
     def _accepted_before(self, refused_at: float) -> list[float]:
@@ -262,15 +381,6 @@ class RateLimiter:
             if refused_at - WINDOW < t < refused_at and t not in self._refused
         ]
 
-    def _learn(self, limit: int) -> None:
-        """Run at `limit` requests a minute from now on (at most the configured rate)."""
-        self._rate = min(self._configured, limit)
-        self._next = self._last + self.interval
-        if limit != self._learned:
-            self._learned = limit
-            if self._on_learned is not None:
-                self._on_learned(limit)
-
     def succeeded(self, *, sent_at: float | None = None) -> None:
         """Record an answer that was not a 429: the next 429 pauses `DEFAULT_PAUSE` again.
 
@@ -278,12 +388,59 @@ class RateLimiter:
         answer that comes while a probe is out is taken for the probe's.
         """
         self._pause_streak = 0
-        if self._probe is not None and sent_at in (None, self._probe):
-            # Accepted past the lesson's full window: that window is at most this long.
+        if self._probe is not None and self._lesson is not None and sent_at in (None, self._probe):
+            # Accepted past the lesson's full window: the server decided between the probe
+            # going and its answer coming, so the window is at most this long.
             count, since = self._lesson
-            window = self._probe - since
-            self._probe = self._probe_at = None
-            self._learn(_per_minute(count, window))
+            self._confirm(_per_minute(count, self._clock() - since))
+        elif self._extra is not None and sent_at == self._extra:
+            self._extra = None  # the next may go ahead
+
+    def lost(self, *, sent_at: float) -> None:
+        """Record a request whose answer never came, or told nothing of the rate (a dropped
+        connection, a timeout, a 5xx): a probe's is sent again after `LOST_PROBE_PAUSE`
+        (doubling for each lost in a row); a check's lets the next extra go.
+
+        `sent_at` is the time `acquire` granted the request.
+        """
+        if self._probe is not None and sent_at == self._probe:
+            self._probe = None
+            pause = min(LOST_PROBE_PAUSE * 2**self._lost_probes, DEFAULT_PAUSE)
+            self._lost_probes += 1
+            self._probe_at = self._clock() + pause
+        elif self._extra is not None and sent_at == self._extra:
+            self._extra = None
+
+    def _end_probing(self) -> None:
+        """The window freed on its own: confirm a minute's count if the latest probe was
+        refused, else give the provisional lesson up."""
+        if self._lesson is not None and self._probe_refused and self._probe is None:
+            self._confirm(self._lesson[0])
+            return
+        self._clear_lesson()
+        self._set_limit(self._settled, confirmed=self._settled is not None)
+
+    def _confirm(self, limit: int) -> None:
+        """The API confirmed `limit` requests a minute: run at it, and check upward later."""
+        self._clear_lesson()
+        self._settled = limit
+        self._check_at = self._clock() + CHECK_INTERVAL
+        self._set_limit(limit, confirmed=True)
+
+    def _clear_lesson(self) -> None:
+        self._lesson = self._probe = self._probe_at = None
+        self._probe_refused = False
+        self._lost_probes = 0
+
+    def _set_limit(self, limit: float | None, *, confirmed: bool) -> None:
+        """Run at `limit` requests a minute from now on (at most the configured rate; the
+        configured rate when None), and say so when it or its confirmation changed."""
+        self._rate = min(self._configured, limit or math.inf)
+        self._next = self._last + self.interval
+        if (limit, confirmed) != (self._learned, self._confirmed):
+            self._learned, self._confirmed = limit, confirmed
+            if self._on_learned is not None:
+                self._on_learned(limit, confirmed)
 
 
 def _per_minute(accepted: int, window: float) -> int:

@@ -274,32 +274,60 @@ class Wire:
         *,
         params: Mapping[str, Any] | None = None,
         json: Mapping[str, Any] | None = None,
+        unless: anyio.Event | None = None,
     ) -> httpx.Response:
-        """Send one request at its turn; the response if 2xx, else one of our errors."""
+        """Send one request at its turn; the response if 2xx, else one of our errors.
+
+        `unless` set before the turn comes (Ctrl-C) ends the wait with `NotSentError`:
+        the request does not go out. The limiter hears of every answer, and of every
+        request whose answer never came (`RateLimiter.lost`), so that a probe of its
+        window is never left waiting for an answer that will not come.
+        """
         label = f"{method} {path}"
-        granted = await self._turn(label)
+        granted = await self._turn(label, unless=unless)
+        answered = False
         try:
             response = await self._http.request(method, path, params=params, json=json)
+            answered = True
         except httpx.RequestError as exc:
             error = self._transport_error(exc, label)
             if not self._reveals_key(str(exc)):
                 raise error from exc
         else:
             return self._answer(response, label, granted=granted)
+        finally:
+            if not answered:
+                self._limiter.lost(sent_at=granted)
         # The original text quotes the key: raised here, outside the handler, so that no
         # traceback or `__context__` carries it.
         raise error
 
-    async def _turn(self, label: str) -> float:
-        """Wait for this request's turn at the limiter; once `stop_waiting`, `NotSentError`,
-        or `AuthenticationError` when a 401 stopped the waits."""
+    async def _turn(self, label: str, *, unless: anyio.Event | None = None) -> float:
+        """Wait for this request's turn at the limiter; once `stop_waiting`, or `unless` is
+        set, `NotSentError`, or `AuthenticationError` when a 401 stopped the waits."""
+        granted: float | None = None
         with anyio.CancelScope() as scope:
-            if not self._waits_stopped:
+            if not self._waits_stopped and not (unless is not None and unless.is_set()):
                 self._waits.add(scope)
                 try:
-                    return await self._limiter.acquire()
+                    if unless is None:
+                        return await self._limiter.acquire()
+                    async with anyio.create_task_group() as group:
+
+                        async def end_wait() -> None:
+                            await unless.wait()
+                            scope.cancel()
+
+                        group.start_soon(end_wait)
+                        granted = turn = await self._limiter.acquire()
+                        group.cancel_scope.cancel()
+                    if not unless.is_set():  # set as the turn came: it does not go either
+                        return turn
                 finally:
                     self._waits.discard(scope)
+        if granted is not None:
+            # Its turn came as the wait was ended: it does not go, and no answer will come.
+            self._limiter.lost(sent_at=granted)
         if self._key_refused:
             raise AuthenticationError(
                 f"{label}: not sent: the API refused the key (401) on an earlier request"
@@ -316,7 +344,10 @@ class Wire:
             )
             self._limiter.throttled(retry_after, sent_at=granted)
         elif status < 500:
-            self._limiter.succeeded()
+            self._limiter.succeeded(sent_at=granted)
+        else:
+            # A 5xx says nothing of the rate: a probe it answered is sent again.
+            self._limiter.lost(sent_at=granted)
         if status == 401:
             self._key_refused = True
             self.stop_waiting()

@@ -194,7 +194,8 @@ def exit_with(result: RunResult) -> NoReturn:
         sys.exit(EXIT_INTERRUPTED)
     if result.auth_failed:
         sys.exit(EXIT_AUTH)
-    sys.exit(EXIT_OK if result.all_done and not result.declined else EXIT_INCOMPLETE)
+    done = result.all_done and not result.declined and result.journal_error is None
+    sys.exit(EXIT_OK if done else EXIT_INCOMPLETE)
 
 
 def confirm(plan: Plan) -> bool:
@@ -244,6 +245,12 @@ def print_summary(result: RunResult) -> None:
     if result.error_codes:
         top = ", ".join(f"{code} {n}" for code, n in list(result.error_codes.items())[:8])
         click.echo(f"errors: {top}", err=True)
-    if result.learned_limit is not None:
+    if result.learned_limit is not None and result.limit_confirmed:
         click.echo(limit_text(result.learned_limit), err=True)
+    elif result.learned_limit is not None:
+        click.echo(
+            f"the account seemed to allow {result.learned_limit:g} requests a minute, but "
+            "the API did not confirm it before the run ended: not remembered for the next run",
+            err=True,
+        )
     click.echo(f"results: {result.out}", err=True)

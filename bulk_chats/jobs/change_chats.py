@@ -36,9 +36,12 @@ async def update_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     it read are changes, `jobs.from_export`); open the journal; the pre-flight (its first request
     checks the key: a 401 stops here with exit 3 and nothing sent; then agents and
     departments are checked and names resolved); the changes earlier runs applied are
-    left out (a row with none left is `already_updated`); the plan, given to `notify` and
-    then to `hooks.confirm`, which may decline; the changes. `hooks.stop` (Ctrl-C) starts no new
-    row; a 401 stops the run and the rest is `not_sent`. Raises InputError when the file
+    left out (a row with none left is `already_updated`), unless another value of the
+    same field was sent after them: whatever became of that send, the chat may not hold
+    them now, so they are sent again (they set a value: cheap and safe); the plan, given
+    to `notify` and then to `hooks.confirm`, which may decline; the changes. `hooks.stop`
+    (Ctrl-C) starts no new row; a 401 stops the run and the rest is `not_sent`; so does a
+    journal that cannot be written, as for `import_file`. Raises InputError when the file
     or the settings cannot be used.
     """
     return await _change_file(settings, hooks or Hooks(), close=False)
@@ -70,7 +73,9 @@ async def _change_file(settings: Settings, hooks: Hooks, *, close: bool) -> RunR
     results = results_for(settings, sheet, validation, mode="close" if close else "update", now=now)
     rows = changes_to_send(sheet, validation)
 
-    async with open_session(settings, results, sink, transport=hooks.transport) as session:
+    sink = results.watching(sink)
+    transport = hooks.transport
+    async with open_session(settings, results, sink, rows=rows, transport=transport) as session:
         journal, client = session.journal, session.client
         directory = await preflight_read(client, rows, results, tell, rows=rows)
         if isinstance(directory, RunResult):
@@ -105,6 +110,9 @@ async def _change_file(settings: Settings, hooks: Hooks, *, close: bool) -> RunR
             journal=journal.changes,
             stop=hooks.stop,
         )
+    if session.stopped.result is not None:
+        tell(session.stopped.result.journal_error or "")
+        return session.stopped.result
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)
 

@@ -42,8 +42,12 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
 
     Every request shares one limiter at `settings.rate` per minute. `hooks.stop` (set on
     Ctrl-C) stops starting new look-ups and rows. A 401 stops the run: the rest is `not_sent`.
-    Raises InputError when the file or the settings cannot be used, an export among them
-    (its chats exist; importing it would create each again).
+    So does a journal that cannot be written (a full disk), once the requests in flight
+    are answered: the workbook says what became of every row and the result why it
+    stopped (`RunResult.journal_error`, told to `hooks.notify` too), or `JournalError`
+    says why the workbook could not be written either. Raises InputError when the file or
+    the settings cannot be used, an export among them (its chats exist; importing it
+    would create each again).
     """
     hooks = hooks or Hooks()
     now, tell, stop, sink = hooks.started(), hooks.notify, hooks.stop, hooks.progress
@@ -57,7 +61,9 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     results = results_for(settings, sheet, validation, mode=mode, now=now)
     rows = rows_to_send(sheet, validation)
 
-    async with open_session(settings, results, sink, transport=hooks.transport) as session:
+    sink = results.watching(sink)
+    transport = hooks.transport
+    async with open_session(settings, results, sink, rows=rows, transport=transport) as session:
         journal, client, concurrency = session.journal, session.client, session.concurrency
         entries = journal.chats.entries(row.key for row in rows)
         chats = [e.chat_id for e in entries.values()] + [r.chat_id for r in rows]
@@ -103,7 +109,14 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
             return ended
 
         resolution = await give_customers(
-            session, checked, lookups, results, settings=settings, hooks=hooks, earlier=earlier
+            session,
+            checked,
+            lookups,
+            results,
+            settings=settings,
+            hooks=hooks,
+            earlier=earlier,
+            finished_customers=resume.customers,
         )
         if isinstance(resolution, RunResult):
             return resolution
@@ -117,5 +130,8 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
             stop=stop,
             claimed_chat_ids=set(resume.claimed_chat_ids),
         )
+    if session.stopped.result is not None:
+        tell(session.stopped.result.journal_error or "")
+        return session.stopped.result
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)

@@ -48,7 +48,9 @@ async def import_transcript(
     results = results_for(settings, sheet, validation, mode=mode, now=now)
     rows = transcript_rows(sheet, validation, time_prefix=settings.time_prefix)
 
-    async with open_session(settings, results, sink, transport=hooks.transport) as session:
+    sink = results.watching(sink)
+    transport = hooks.transport
+    async with open_session(settings, results, sink, rows=rows, transport=transport) as session:
         journal, client = session.journal, session.client
         keys = {row.key for row in rows}
         entries = journal.chats.entries(keys)
@@ -123,5 +125,8 @@ async def import_transcript(
             stop=stop,
             claimed_chat_ids=set(earlier.claimed_chat_ids),
         )
+    if session.stopped.result is not None:
+        tell(session.stopped.result.journal_error or "")
+        return session.stopped.result
     results.record(result.outcomes.values())
     return results.finish(auth_failed=result.auth_failed, interrupted=result.interrupted)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from bulk_chats.api.limiter import RateLimiter
 from bulk_chats.checks.columns import Verdict
-from bulk_chats.errors import InputError
+from bulk_chats.errors import InputError, JournalError, ReportError
 from bulk_chats.fields import RESULT_COLUMNS
 from bulk_chats.jobs.plan import Plan
+from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChangeRequest, ChatRequest, Outcome, Status
 from bulk_chats.results import owner_only
 from bulk_chats.results.table import build_results, default_out_path
@@ -24,6 +25,7 @@ from bulk_chats.results.workbook import (
     prepare_out,
     write_results,
 )
+from bulk_chats.send.pool import JOURNAL_STOPPED
 from bulk_chats.settings import Settings
 from bulk_chats.sheet.loading import Sheet
 
@@ -41,7 +43,12 @@ class RunResult:
     declined: bool = False
     plan: Plan | None = None
     learned_limit: float | None = None
-    """The account's limit (requests a minute) the run learned from a 429, if it did."""
+    """The account's limit (requests a minute) the run ran at in the end, learned from a
+    429 or remembered from an earlier run; None if none."""
+    limit_confirmed: bool = False
+    """Whether the API confirmed `learned_limit` (only a confirmed one is remembered)."""
+    journal_error: str | None = None
+    """Why the run stopped early when the journal could not be written (exit 1)."""
 
     @property
     def all_done(self) -> bool:
@@ -128,6 +135,33 @@ class ResultsSoFar:
         """Keep `outcomes`, each replacing what was recorded for its row before."""
         self.outcomes.update((o.index, o) for o in outcomes)
 
+    def watching(self, sink: ProgressSink) -> ProgressSink:
+        """`sink`, which also keeps here each row's outcome as it is told: a run the
+        journal stops has them for its workbook, though its sender ends in the error."""
+        return _Recorded(sink, self)
+
+    def journal_failed(
+        self, error: JournalError, rows: Iterable[AnyRequest], *, journal: Path
+    ) -> RunResult:
+        """The end of a run stopped because the journal could not be written (a full
+        disk): the rows with no outcome yet are `not_sent`, and the workbook is written
+        with every outcome so far, its result saying why it stopped (exit 1).
+
+        Where the workbook cannot be written either, raises `JournalError` saying so and
+        where the journal is: it holds what was sent, and the same command resumes from it.
+        """
+        left = [row for row in rows if row.index not in self.outcomes]
+        self.record(end_rows(left, Status.NOT_SENT, JOURNAL_STOPPED))
+        again = "free some space, then run the same command again: it resumes from the journal"
+        try:
+            result = self.finish()
+        except ReportError as exc:
+            raise JournalError(
+                f"{error}; the results workbook could not be written either ({exc}); the "
+                f"journal ({journal}) holds what was sent: {again}"
+            ) from None
+        return replace(result, journal_error=f"{error}; {again}")
+
     def finish(
         self, *, auth_failed: bool = False, interrupted: bool = False, declined: bool = False
     ) -> RunResult:
@@ -151,6 +185,7 @@ class ResultsSoFar:
             out_given=self.out_given,
             plan=self.plan,
             learned_limit=self.limiter.learned_limit if self.limiter is not None else None,
+            limit_confirmed=self.limiter is not None and self.limiter.limit_confirmed,
             auth_failed=auth_failed,
             interrupted=interrupted,
             declined=declined,
@@ -182,3 +217,27 @@ def write_run(
         total=len(results),
         **flags,  # type: ignore[arg-type]
     )
+
+
+class _Recorded:
+    """A progress sink that passes every call on and keeps each outcome in `results`."""
+
+    def __init__(self, sink: ProgressSink, results: ResultsSoFar) -> None:
+        self._sink = sink
+        self._results = results
+
+    def start(self, total: int) -> None:
+        self._sink.start(total)
+
+    def advance(self, outcome: Outcome) -> None:
+        self._results.record([outcome])
+        self._sink.advance(outcome)
+
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
+        self._sink.limit_learned(rate, confirmed=confirmed)
+
+    def conversations(self, done: int, total: int) -> None:
+        self._sink.conversations(done, total)
+
+    def close(self) -> None:
+        self._sink.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bulk_chats.journal.chats import JournalEntry
@@ -46,6 +46,8 @@ class EarlierRuns:
     `last_created_at` is when the latest `finished` chat was created (unix seconds).
     `claimed_chat_ids` are the chats known to belong to rows, never to be adopted by a
     search for a lost answer. `known` counts the rows the journal had an entry for.
+    `customers` maps the index of a `finished` row to the customer its chat was sent for,
+    where the journal knows it: such rows are not looked up again, and still show it.
     """
 
     finished: tuple[Outcome, ...] = ()
@@ -55,6 +57,7 @@ class EarlierRuns:
     last_created_at: float | None = None
     claimed_chat_ids: frozenset[int] = frozenset()
     known: int = 0
+    customers: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def already_done(self) -> int:
@@ -154,6 +157,7 @@ def sort_by_earlier_runs(
     finished: list[Outcome] = []
     held: list[Outcome] = []
     to_send: list[ChatRequest] = []
+    customers: dict[int, int] = {}
     last_created_at: float | None = None
     known = 0
     for row in rows:
@@ -174,6 +178,8 @@ def sort_by_earlier_runs(
             )
             if entry is not None and entry.created_at is not None:
                 last_created_at = max(last_created_at or entry.created_at, entry.created_at)
+            if entry is not None and entry.customer_id is not None:
+                customers[row.index] = entry.customer_id
         elif entry is not None:
             to_send.append(_resumed(row, entry))
         elif row.chat_id is None and row.index in fed_back.unknown and not fresh:
@@ -189,6 +195,7 @@ def sort_by_earlier_runs(
         last_created_at=last_created_at,
         claimed_chat_ids=frozenset(claimed),
         known=known,
+        customers=customers,
     )
 
 

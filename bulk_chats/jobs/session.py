@@ -7,15 +7,16 @@ the plan told and the user asked to go on (`go_on`), and for the two kinds of `i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
 from bulk_chats.api.client import HelpCrunchClient, Transport
 from bulk_chats.api.limiter import RateLimiter, default_concurrency
-from bulk_chats.errors import ApiError, AuthenticationError
+from bulk_chats.errors import ApiError, AuthenticationError, JournalError
 from bulk_chats.jobs.hooks import Confirm, Hooks, Notify
 from bulk_chats.jobs.plan import Plan
 from bulk_chats.jobs.result import AnyRequest, ResultsSoFar, RunResult, end_rows
@@ -43,15 +44,24 @@ def open_journal(settings: Settings) -> Journal:
     )
 
 
+@dataclass(slots=True)
+class JournalStop:
+    """The end of a run the journal stopped (a full disk), once the block has ended."""
+
+    result: RunResult | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """What a sending run holds open: the journal of its API root, one limiter and one
-    client for every request, and how many requests it keeps in flight."""
+    client for every request, and how many requests it keeps in flight. `stopped` holds
+    the run's end after the block when the journal could not be written."""
 
     journal: Journal
     client: HelpCrunchClient
     limiter: RateLimiter
     concurrency: int
+    stopped: JournalStop = field(default_factory=JournalStop)
 
 
 @asynccontextmanager
@@ -60,12 +70,20 @@ async def open_session(
     results: ResultsSoFar,
     progress: ProgressSink,
     *,
+    rows: Sequence[AnyRequest] = (),
     transport: Transport | None = None,
 ) -> AsyncIterator[Session]:
     """Open the run's journal, its limiter (`open_limiter`, which `results` keeps so that
     the summary says what it learned) and its client, for the `async with` block.
 
     The concurrency is `settings.concurrency`, or enough to keep the limiter's rate full.
+
+    A journal that cannot be written within the block (a full disk) ends it: the rows of
+    `rows` with no outcome in `results` yet are `not_sent`, the workbook is written with
+    every outcome so far (`progress` is best given as `results.watching(...)`, so that a
+    sender's outcomes are among them), and `Session.stopped` holds the run's end
+    (`ResultsSoFar.journal_failed`, which raises `JournalError` when the workbook cannot
+    be written either).
     """
     with open_journal(settings) as journal:
         limiter = open_limiter(settings.rate, journal, progress)
@@ -74,7 +92,12 @@ async def open_session(
         async with HelpCrunchClient(
             settings.base_url, settings.api_key, limiter=limiter, transport=transport
         ) as client:
-            yield Session(journal, client, limiter, concurrency)
+            session = Session(journal, client, limiter, concurrency)
+            try:
+                yield session
+            except JournalError as exc:
+                where = journal_path(settings.reports_dir)
+                session.stopped.result = results.journal_failed(exc, rows, journal=where)
 
 
 def go_on(
@@ -149,13 +172,18 @@ def open_limiter(rate: float | None, journal: Journal, progress: ProgressSink) -
     """The run's one rate limiter: at `rate` requests a minute when given, else at the
     account's limit an earlier run learned for this API root, else at `DEFAULT_RATE`.
 
-    A limit learned during the run goes to the journal at once, so that a killed run
-    remembers it too, and to `progress`.
+    A limit the API confirmed during the run goes to the journal at once, so that a killed
+    run remembers it too; a provisional one never does (docs/sending.md › The account's
+    limit). Every change goes to `progress`, confirmed or not.
     """
 
-    def learned(per_minute: float) -> None:
-        journal.limits.remember(per_minute)
-        progress.limit_learned(per_minute)
+    def learned(per_minute: float | None, confirmed: bool) -> None:
+        if per_minute is not None and confirmed:
+            # Best effort: a journal that cannot take this cannot take the next request's
+            # announcement either, and that one stops the run.
+            with contextlib.suppress(JournalError):
+                journal.limits.remember(per_minute)
+        progress.limit_learned(per_minute, confirmed=confirmed)
 
     remembered = journal.limits.learned() if rate is None else None
     return RateLimiter(rate or remembered or DEFAULT_RATE, learned=remembered, on_learned=learned)
@@ -169,13 +197,16 @@ async def give_customers(
     *,
     settings: Settings,
     hooks: Hooks,
-    earlier: frozenset[int],
+    earlier: Mapping[int, int],
+    finished_customers: Mapping[int, int] | None = None,
 ) -> Resolution | RunResult:
     """After the go-ahead, every row that passed the pre-flight given its customer: the
     look-ups (unless `lookups` were made before the plan, as `--create-customers` does),
     then the customers to create; the outcomes of the rows left out go to `results`, with
     the ids used and the rows whose customer the tool created (`earlier`: by an earlier
-    run). The rows to send, or the run's end: a 401 during the look-ups (the rest
+    run, each row's index with its customer's id). Rows an earlier run finished are not
+    looked up: `finished_customers` gives their customer, from the journal, for
+    `resolved_customer`. The rows to send, or the run's end: a 401 during the look-ups (the rest
     `not_sent`), or a dry run (the rows that would be sent `valid`)."""
     client, journal, concurrency, stop = (
         session.client,
@@ -194,9 +225,11 @@ async def give_customers(
         )
     resolution = assign_customers(preflight, lookups, would_create=create and settings.dry_run)
     results.record(resolution.outcomes.values())
-    results.resolved = resolution.resolved
+    resolved = {name: dict(ids) for name, ids in resolution.resolved.items()}
+    resolved.setdefault("customer", {}).update({**earlier, **(finished_customers or {})})
+    results.resolved = resolved
     if create or earlier or resolution.customer_created:
-        results.customer_created = earlier | resolution.customer_created
+        results.customer_created = frozenset(earlier) | resolution.customer_created
     if resolution.auth_failed:
         hooks.notify("the API refused the key (401) during the look-ups: nothing more was sent")
         results.record(end_rows(resolution.requests, Status.NOT_SENT, KEY_REFUSED))

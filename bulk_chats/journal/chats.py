@@ -22,10 +22,19 @@ from bulk_chats.journal.schema import SENDING
 from bulk_chats.records import ChatRequest, Outcome, Status
 
 RECORDED_STATUSES: Final = frozenset(
-    {Status.CREATED, Status.MESSAGE_FAILED, Status.FAILED, Status.UNKNOWN, Status.NOT_SENT}
+    {
+        Status.CREATED,
+        Status.ALREADY_CREATED,
+        Status.MESSAGE_FAILED,
+        Status.FAILED,
+        Status.UNKNOWN,
+        Status.NOT_SENT,
+    }
 )
-"""The outcomes the journal keeps. The others (`valid`, `invalid`, `duplicate`,
-`already_created`) say nothing new about the account and are ignored by `Journal.record`."""
+"""The outcomes the journal keeps. The others (`valid`, `invalid`, `duplicate`) never
+reach the sender and are ignored by `ChatStore.record`. `already_created` does when a
+resumed run settles a row (a chat adopted by search, a message or status completed): it
+is kept as `created`, so that the next run need not look the row up again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +44,8 @@ class JournalEntry:
     `state` is one of `journal_schema.STATES`. Times are unix seconds. `chat_id` set means
     the chat exists, whatever the state says (a message-only retry may end `not_sent` and
     still keeps it). `unresolved_since` is the start of the earliest attempt that got no
-    answer, set while a chat may exist that the journal does not know of.
+    answer, set while a chat may exist that the journal does not know of. `customer_id` is
+    the customer the chat was sent for (None in entries written before it was kept).
     """
 
     state: str
@@ -52,6 +62,7 @@ class JournalEntry:
     source_row: int | None
     input_name: str
     updated_at: float
+    customer_id: int | None = None
 
 
 class ChatStore:
@@ -77,13 +88,14 @@ class ChatStore:
                 """
                 INSERT INTO entries (
                     scope, row_key, state, attempts, first_started_at, last_started_at,
-                    unresolved_since, source_row, input_name, updated_at
+                    unresolved_since, source_row, input_name, updated_at, customer_id
                 ) VALUES (
                     :scope, :key, :state, 1, :started_at, :started_at,
-                    :started_at, :source_row, :input_name, :now
+                    :started_at, :source_row, :input_name, :now, :customer_id
                 )
                 ON CONFLICT (scope, row_key) DO UPDATE SET
                     state = excluded.state,
+                    customer_id = excluded.customer_id,
                     attempts = attempts + 1,
                     first_started_at = MIN(
                         COALESCE(first_started_at, excluded.first_started_at),
@@ -109,6 +121,7 @@ class ChatStore:
                     "source_row": request.source_row,
                     "input_name": self._file.input_name,
                     "now": now,
+                    "customer_id": request.customer,
                 },
             )
             self._event(
@@ -128,11 +141,13 @@ class ChatStore:
         message is posted), then with the final outcome. A known `chat_id` or `message_id` is
         never cleared by a later outcome without one. An attempt counts as answered once a
         chat id is known or the API refused it (`failed`); after `unknown` or `not_sent` it
-        stays unanswered, so the next run searches before sending. Outcomes other than
+        stays unanswered, so the next run searches before sending. `already_created` (a
+        row an earlier run began, settled now) is kept as `created`. Outcomes other than
         `RECORDED_STATUSES` are ignored.
         """
         if outcome.status not in RECORDED_STATUSES:
             return
+        state = Status.CREATED if outcome.status is Status.ALREADY_CREATED else outcome.status
         key = request.key
         answered = outcome.chat_id is not None or outcome.status is Status.FAILED
         with self._file.writing() as connection:
@@ -143,16 +158,17 @@ class ChatStore:
                 INSERT INTO entries (
                     scope, row_key, state, chat_id, message_id, unresolved_since,
                     created_at, error_code, error_message, http_status, source_row,
-                    input_name, updated_at
+                    input_name, updated_at, customer_id
                 ) VALUES (
                     :scope, :key, :state, :chat_id, :message_id,
                     CASE WHEN :state = 'unknown' THEN :now END,
                     CASE WHEN :chat_id IS NOT NULL THEN :now END,
                     :error_code, :error_message, :http_status, :source_row,
-                    :input_name, :now
+                    :input_name, :now, :customer_id
                 )
                 ON CONFLICT (scope, row_key) DO UPDATE SET
                     state = excluded.state,
+                    customer_id = COALESCE(customer_id, excluded.customer_id),
                     chat_id = COALESCE(excluded.chat_id, chat_id),
                     message_id = COALESCE(excluded.message_id, message_id),
                     unresolved_since = CASE
@@ -172,7 +188,7 @@ class ChatStore:
                 {
                     "scope": self._file.scope,
                     "key": key,
-                    "state": outcome.status.value,
+                    "state": state.value,
                     "chat_id": outcome.chat_id,
                     "message_id": outcome.message_id,
                     "answered": answered,
@@ -182,6 +198,7 @@ class ChatStore:
                     "source_row": request.source_row,
                     "input_name": self._file.input_name,
                     "now": now,
+                    "customer_id": request.customer,
                 },
             )
             self._event(
@@ -189,7 +206,7 @@ class ChatStore:
                 key,
                 now,
                 "record",
-                state=outcome.status.value,
+                state=state.value,
                 chat_id=outcome.chat_id,
                 message_id=outcome.message_id,
                 http_status=outcome.http_status,
@@ -206,7 +223,8 @@ class ChatStore:
             """
             SELECT row_key, state, chat_id, message_id, attempts, first_started_at,
                    last_started_at, unresolved_since, created_at, error_code,
-                   error_message, http_status, source_row, input_name, updated_at
+                   error_message, http_status, source_row, input_name, updated_at,
+                   customer_id
             FROM entries WHERE scope = ? AND row_key IN ({marks})
             """,
             keys,

@@ -170,6 +170,31 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # The last value sent for each chat's field: an `applied` change stands only while
+        # it is still the last one sent for its field, so a later change of the same
+        # field whose answer was lost (or that failed) leaves the field unknown rather
+        # than let the older value pass for what the chat holds.
+        """
+        CREATE TABLE change_heads (
+            scope      TEXT    NOT NULL,  -- the API root, from scope_for()
+            chat_id    INTEGER NOT NULL,
+            field      TEXT    NOT NULL CHECK (field IN ('assignee', 'department', 'status')),
+            value      TEXT    NOT NULL,  -- ChatChange.journal_value of the last PUT announced
+            updated_at REAL    NOT NULL,
+            PRIMARY KEY (scope, chat_id, field)
+        ) WITHOUT ROWID
+        """,
+        # An earlier journal's last send of a field is its latest entry (an applied one
+        # dropped the others, so any other left was sent after it).
+        """
+        INSERT INTO change_heads (scope, chat_id, field, value, updated_at)
+        SELECT scope, chat_id, field, value, max(updated_at) FROM changes
+        GROUP BY scope, chat_id, field
+        """,
+        # The customer each row's chat was sent for: a finished row shows it again.
+        "ALTER TABLE entries ADD COLUMN customer_id INTEGER",
+    ),
 )
 
 

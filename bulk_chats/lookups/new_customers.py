@@ -64,15 +64,18 @@ async def create_customers(
 
     A creation whose answer was lost is looked for by one batched search for all such
     names before any is sent again (`CREATE_ROUNDS` rounds). A 401 or `stop` ends the
-    creations: the names left are `not_sent`; a stop ends waits as `look_up_customers`
-    says. A journal that cannot be written ends them too, and its `JournalError` is
-    raised once the creations in flight are over.
+    creations: the names left are `not_sent`. Once `stop` is set no `POST /v1/customers`
+    starts, not even one already waiting for its turn at the rate limiter; the searches
+    for lost answers in flight get the waits `look_up_customers` says. A journal that
+    cannot be written ends them too, and its `JournalError` is raised once the creations
+    in flight are over.
     """
     async with waits_end_once_stopped(client, stop, grace=stop_grace, sleep=sleep):
         creator = _Creator(
             client,
             journal,
             Stops(stop),
+            stop=stop,
             concurrency=concurrency,
             sleep=partial(pause, stop=stop, sleep=sleep),
             clock=clock,
@@ -93,6 +96,7 @@ class _Creator:
         journal: Journal,
         stops: Stops,
         *,
+        stop: anyio.Event | None,
         concurrency: int,
         sleep: Sleep,
         clock: Clock,
@@ -101,6 +105,7 @@ class _Creator:
         self._client = client
         self._journal = journal
         self.stops = stops
+        self._stop = stop
         self._concurrency = concurrency
         self._sleep = sleep
         self._clock = clock
@@ -199,7 +204,8 @@ class _Creator:
         budget runs out); the failure of a run that stopped; or None when the answer was
         lost (the customer may exist). Each try is announced in the journal before it
         goes out; one that surely created nothing (429, 503, refused connection) is sent
-        again."""
+        again. A try still waiting for its turn when the run is stopped does not go out
+        (the journal's announcement of it costs a look-up next run, never a duplicate)."""
         stops = self.stops
         budget = Budget.start(
             attempts=DEFAULT_ATTEMPTS, seconds=DEFAULT_MAX_WAIT, clock=self._clock
@@ -217,7 +223,7 @@ class _Creator:
                 stops.journal_failed(failure)
                 return stops.failure()
             try:
-                customer = await self._client.create_customer(payload)
+                customer = await self._client.create_customer(payload, unless=self._stop)
             except AuthenticationError as exc:
                 stops.auth = exc
                 return stops.failure()
@@ -241,14 +247,19 @@ class _Creator:
             return customer.id
 
 
-def created_earlier(journal: Journal, rows: Iterable[ChatRequest]) -> frozenset[int]:
-    """The indexes of `rows` whose customer, by its name, an earlier run created: for rows
-    that are not looked up again (their chat is done), read from the journal alone."""
+def created_earlier(journal: Journal, rows: Iterable[ChatRequest]) -> dict[int, int]:
+    """The indexes of `rows` whose customer, by its name, an earlier run created, each with
+    that customer's id: for rows that are not looked up again (their chat is done), read
+    from the journal alone."""
     named = {row.index: name_key(row.customer_lookup) for row in rows if row.customer_lookup}
     made = journal.customers.entries(named.values())
-    return frozenset(
-        index for index, key in named.items() if key in made and made[key].state == "created"
-    )
+    return {
+        index: customer
+        for index, key in named.items()
+        if key in made
+        and made[key].state == "created"
+        and (customer := made[key].customer_id) is not None
+    }
 
 
 def _payloads(lookups: Lookups, rows: Iterable[ChatRequest]) -> dict[str, dict[str, str]]:

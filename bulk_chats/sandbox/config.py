@@ -15,6 +15,10 @@ from bulk_chats.settings import DEFAULT_RATE
 WINDOW_SECONDS = 60.0
 """The rate limit's default window: the rate is per minute."""
 
+PROBE_GAP = 1.0
+"""Seconds after the first 429 from which a request counts as a probe (`Faults.drop_probe`):
+the requests in flight at the 429 come sooner, a client's probe of the window later."""
+
 
 @dataclass(frozen=True, slots=True)
 class Faults:
@@ -25,7 +29,9 @@ class Faults:
     `POST /v1/customers`, `updates` to the `PUT /v1/chats/...` endpoints (a change applied,
     then the fault), `reads` to the listings and searches (`GET /v1/chats`, a chat's
     messages, agents, departments, both searches: "after" faults lose an answer that
-    changed nothing). `widget_chat` strikes `POST /v1/chats` only.
+    changed nothing). `widget_chat` strikes `POST /v1/chats` only. `drop_probe` drops, once,
+    the answer of the first request admitted `PROBE_GAP` seconds or more after the first
+    429, whatever its endpoint: a client's probe of the rate window, lost.
     """
 
     seed: int = 0
@@ -41,6 +47,7 @@ class Faults:
     customers: bool = False
     updates: bool = False
     reads: bool = False
+    drop_probe: bool = False
 
     KINDS: ClassVar[tuple[str, ...]] = (
         "error_before",

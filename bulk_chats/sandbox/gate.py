@@ -30,6 +30,11 @@ is answered (a request refused with 400/404 is answered normally):
   them), then the requested chat is stored and the connection closed without an answer,
   so a search for the customer's new chats finds two, the widget's first.
 
+`Faults.drop_probe` is apart from these, on any endpoint and drawing no number: the first
+request admitted `PROBE_GAP` seconds or more after the first 429 is served (stored, if it
+stores anything), then its connection closed without an answer, once (`drop_probe` in the
+faults counted): the probe a client sends to learn the window's length, lost.
+
 Closing a connection needs the sandbox's own server (`run_in_thread`, `serve`). In process,
 under `httpx.ASGITransport`, a drop raises `httpx.RemoteProtocolError`, the error httpx
 raises when a server closes the connection without answering.
@@ -54,7 +59,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bulk_chats.sandbox.config import WINDOW_SECONDS, SandboxConfig
+from bulk_chats.sandbox.config import PROBE_GAP, WINDOW_SECONDS, SandboxConfig
 from bulk_chats.sandbox.refusals import Refusal, error_response, json_object
 from bulk_chats.sandbox.state import SandboxState
 from bulk_chats.timing import Clock, Sleep
@@ -115,6 +120,9 @@ class Gate:
         self._limiter = (
             None if config.rate is None else SlidingWindow(config.rate, clock, window=config.window)
         )
+        self._clock = clock
+        self._first_429: float | None = None
+        self._probe_dropped = False
         self._fault_rng = random.Random(config.faults.seed)
         # Latency has its own generator so that it never shifts the sequence of faults.
         self._latency_rng = random.Random(f"latency-{config.faults.seed}")
@@ -196,6 +204,8 @@ class Gate:
                 return error_response(401, ("unauthorized", "Unauthorized"))
             wait = None if self._limiter is None else self._limiter.admit()
             if wait is not None:
+                if self._first_429 is None:
+                    self._first_429 = self._clock()
                 self.state.count_rate_limited()
                 headers = None
                 if self.config.retry_after_header:
@@ -203,14 +213,27 @@ class Gate:
                 return error_response(
                     429, ("too_many_requests", "Too many requests"), headers=headers
                 )
+            probe = self._drops_probe()
             try:
-                return await handler(request)
+                response = await handler(request)
             except Refusal as refusal:
-                return refusal.response()
+                response = refusal.response()
             except _Answered as answered:
-                return answered.response
+                response = answered.response
+            return _drop(request) if probe else response
 
         return endpoint
+
+    def _drops_probe(self) -> bool:
+        """Whether this request, just admitted, is the probe `Faults.drop_probe` drops."""
+        first = self._first_429
+        if not self.config.faults.drop_probe or self._probe_dropped or first is None:
+            return False
+        if self._clock() - first < PROBE_GAP:
+            return False
+        self._probe_dropped = True
+        self.state.count_fault("drop_probe")
+        return True
 
     def _draw_fault(self, endpoint: str) -> str | None:
         """The fault for one request to `endpoint` ("chats", or a `Faults` flag's name)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -186,7 +186,11 @@ class _Sender(RowRunner[ChatRequest]):
             return await self._send_row(row)
         except JournalFailure as failure:
             self._journal_error = self._journal_error or failure.__cause__ or failure
-            return self._broken(row, "the journal could not be written")
+            ended = self._broken(row, "the journal could not be written")
+            # Refused by no one: what failed was the announcement, so nothing went out.
+            if ended.status is Status.FAILED:
+                return replace(ended, status=Status.NOT_SENT, error_message=self._not_sent_reason())
+            return ended
         except Exception as exc:
             text = " ".join(str(exc).split())[:300]
             return self._broken(row, f"unexpected error: {type(exc).__name__}: {text}")
@@ -354,8 +358,8 @@ class _Sender(RowRunner[ChatRequest]):
         return await read_with_retries(call, attempts=SEARCH_ATTEMPTS, sleep=self._pause)
 
     async def _look_for_message(self, row: _Row) -> MessageCheck:
-        """What the chat's messages show of the row's first message; nothing when they
-        cannot be read (a 401 also stops the run)."""
+        """What the chat's messages show of the row's first message; with the error when
+        they cannot be read (a 401 also stops the run), which is not "absent"."""
         chat_id = row.chat_id
         if chat_id is None:
             return MessageCheck()
@@ -363,17 +367,24 @@ class _Sender(RowRunner[ChatRequest]):
             messages = await self._read(partial(self._client.list_messages, chat_id))
         except ApiError as exc:
             self._auth_failed |= isinstance(exc, AuthenticationError)
-            return MessageCheck()
+            return MessageCheck(error=exc)
         return find_message(messages, row.request)
 
     async def _post_message(self, row: _Row, payload: Mapping[str, Any]) -> Outcome:
-        """Post the row's first message into its chat; the row's final outcome."""
+        """Post the row's first message into its chat; the row's final outcome.
+
+        Posted only where the chat's messages were read and it is not among them, or where
+        no earlier attempt can have posted it: a look-up that could not be read leaves the
+        row `message_failed`, for the next run to look again (docs/sending.md › Lost
+        answers)."""
         if row.from_earlier_run and row.request.search_since is not None:
             # The earlier run may have died with this message in flight.
             seen = await self._look_for_message(row)
             if seen.message_id is not None:
                 row.message_id = seen.message_id
                 return self._chat_outcome(row)
+            if not seen.absent:
+                return self._unseen(row, seen, "an earlier run may have posted this message")
         budget = self._budget()
         tries = 0
         while True:
@@ -407,18 +418,34 @@ class _Sender(RowRunner[ChatRequest]):
                 retry = seen.absent and not self._stopping()
                 if retry and tries < self._max_attempts and not budget.expired():
                     continue
+                if not seen.absent:
+                    why = "the message may have been posted but no answer came back"
+                    return self._unseen(row, seen, f"{why} ({exc.error_message})")
                 return self._outcome(
                     row,
                     Status.MESSAGE_FAILED,
                     exc,
-                    prefix="the message may have been posted but no answer came back; check "
-                    "the chat before re-running, which posts the message again: ",
+                    prefix="the message may have been posted but no answer came back; a "
+                    "re-run looks for it in the chat before posting it again: ",
                 )
             except RefusedError as exc:
                 return self._outcome(row, Status.MESSAGE_FAILED, exc)
             else:
                 row.message_id = posted.id
                 return self._chat_outcome(row)
+
+    def _unseen(self, row: _Row, seen: MessageCheck, why: str) -> Outcome:
+        """`message_failed` for a first message that may be in the chat, whose messages
+        could not be read: not posted, so that it is never posted twice."""
+        error = seen.error
+        reason = error.error_message if error is not None else "no answer to read"
+        return self._outcome(
+            row,
+            Status.MESSAGE_FAILED,
+            error,
+            error_message=f"{why}, and the chat's messages could not be read to see ({reason}); "
+            "not posted again: a re-run looks for it first",
+        )
 
     def _gave_up(self, row: _Row, last: ApiError | None) -> Outcome:
         return self._outcome(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Set
 from dataclasses import dataclass
 
 from bulk_chats.api.entities import ABSENT, PUBLIC_API, Chat, Message
+from bulk_chats.errors import ApiError
 from bulk_chats.records import ChatRequest
 
 SEARCH_SKEW = 120.0
@@ -44,11 +45,12 @@ class MessageCheck:
 
     `message_id` is set when the message is there; `absent` when the messages were read
     and it is not among them, so posting it makes no duplicate. Neither: they could not
-    be read.
+    be read (`error` says why), which is never taken for "not there".
     """
 
     message_id: int | None = None
     absent: bool = False
+    error: ApiError | None = None
 
 
 def find_message(messages: Iterable[Message], request: ChatRequest) -> MessageCheck:

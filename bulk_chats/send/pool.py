@@ -39,6 +39,10 @@ class SendResult:
     interrupted: bool = False
 
 
+JOURNAL_STOPPED = "not sent: the journal could not be written, so the run stopped"
+"""The `error_message` of the rows a journal that could not be written kept from going."""
+
+
 class JournalFailure(Exception):
     """The journal raised; carries its exception as `__cause__`. The run stops."""
 
@@ -183,7 +187,7 @@ class RowRunner(Generic[R]):
         if self._auth_failed:
             return "not sent: the API refused the key (401), so the run stopped"
         if self._journal_error is not None:
-            return "not sent: the journal could not be written, so the run stopped"
+            return JOURNAL_STOPPED
         return "not sent: the run was interrupted"
 
     async def _work(self, request: R) -> None:

@@ -459,5 +459,5 @@ def _progress_text(view: JobView) -> str:
     if progress.eta is not None and progress.done < progress.total:
         parts.append(f"about {duration_text(progress.eta)} left")
     if progress.learned_limit is not None:
-        parts.append(limit_text(progress.learned_limit))
+        parts.append(limit_text(progress.learned_limit, confirmed=progress.limit_confirmed))
     return " · ".join(parts)

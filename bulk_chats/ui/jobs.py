@@ -130,6 +130,7 @@ class JobProgress:
         self.started: float | None = None
         self.learned_limit: float | None = None
         self.conversations_over: tuple[int, int] | None = None
+        self.limit_confirmed = False
 
     def start(self, total: int) -> None:
         with self._lock:
@@ -146,9 +147,9 @@ class JobProgress:
             self.counts[outcome.status.value] += 1
         self._changed()
 
-    def limit_learned(self, rate: float) -> None:
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
         with self._lock:
-            self.learned_limit = rate
+            self.learned_limit, self.limit_confirmed = rate, confirmed
         self._changed()
 
     def conversations(self, done: int, total: int) -> None:
@@ -165,6 +166,7 @@ class JobProgress:
             done, total, started = self.done, self.total, self.started
             counts, learned = dict(self.counts), self.learned_limit
             conversations = self.conversations_over
+            confirmed = self.limit_confirmed
         per_minute = eta = None
         if started is not None and done:
             elapsed = max(self._clock() - started, 1e-6)
@@ -178,6 +180,7 @@ class JobProgress:
             eta=eta,
             learned_limit=learned,
             conversations=conversations,
+            limit_confirmed=confirmed,
         )
 
 
@@ -185,7 +188,8 @@ class JobProgress:
 class ProgressView:
     """Progress at one moment; `per_minute` (rows) and `eta` (seconds) are None until the
     first row is done; `learned_limit` (requests a minute) once the account's limit is
-    known; `conversations` (done, total) when a transcript is sent, each row a message."""
+    known, `limit_confirmed` once the API confirmed it; `conversations` (done, total) when
+    a transcript is sent, each row a message."""
 
     total: int
     done: int
@@ -194,6 +198,7 @@ class ProgressView:
     eta: float | None
     learned_limit: float | None = None
     conversations: tuple[int, int] | None = None
+    limit_confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -615,3 +616,70 @@ async def test_the_first_401_ends_every_wait_and_no_later_request_leaves(
     assert len(failures) == 55
     assert all(isinstance(f, AuthenticationError) for f in failures)
     assert [f.http_status for f in failures].count(401) == 1
+
+
+@pytest.mark.anyio
+async def test_a_creation_waiting_for_its_turn_does_not_go_once_told_to_stop(
+    keyed_client: HelpCrunchClient, strict_api: respx.MockRouter
+) -> None:
+    """Ten customer creations queued at 60 a minute; the stop comes while the third is
+    answered: the seven still waiting for their turn fail NotSentError, and never go."""
+    stop = anyio.Event()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if len(route.calls) == 2:  # the third, counted once answered
+            stop.set()
+        return httpx.Response(201, json={"id": 7})
+
+    route = strict_api.post("/customers").mock(side_effect=answer)
+    failures: list[ApiError] = []
+
+    async def create(n: int) -> None:
+        try:
+            await keyed_client.create_customer({"email": f"c{n}@x.com"}, unless=stop)
+        except ApiError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for n in range(10):
+            group.start_soon(create, n)
+    assert route.call_count == 3
+    assert len(failures) == 7
+    assert all(type(f) is NotSentError for f in failures)
+
+
+class LostAnswers(RateLimiter):
+    """A limiter that keeps the grant times of the requests it hears got no answer."""
+
+    def __init__(self, fake: FakeTime) -> None:
+        super().__init__(60, clock=fake.clock, sleep=fake.sleep)
+        self.lost_at: list[float] = []
+
+    def lost(self, *, sent_at: float) -> None:
+        self.lost_at.append(sent_at)
+        super().lost(sent_at=sent_at)
+
+
+@pytest.mark.anyio
+async def test_the_limiter_hears_of_every_request_whose_answer_never_came(
+    fake: FakeTime, strict_api: respx.MockRouter
+) -> None:
+    """A dropped connection, a timeout and a 5xx are told to the limiter as lost, with the
+    time each was granted (a probe among them is sent again); a 2xx or a 4xx is not."""
+    strict_api.post("/chats").mock(
+        side_effect=[
+            httpx.RemoteProtocolError("dropped"),
+            httpx.ReadTimeout("slow"),
+            httpx.Response(500),
+            httpx.Response(201, json={"id": 1}),
+            httpx.Response(400, json=errors_body(("customer", "no"))),
+        ]
+    )
+    limiter = LostAnswers(fake)
+    async with HelpCrunchClient(
+        BASE, ApiKey(KEY), limiter=limiter, transport=httpx.MockTransport(strict_api.async_handler)
+    ) as keyed_client:
+        for _ in range(5):
+            with contextlib.suppress(ApiError):
+                await keyed_client.create_chat({"customer": 1, "application": 2})
+    assert limiter.lost_at == [0.0, 1.0, 2.0]

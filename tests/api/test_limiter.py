@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from bulk_chats.api.limiter import (
+    CHECK_INTERVAL,
     DECREASE_FACTOR,
     DEFAULT_PAUSE,
+    LOST_PROBE_PAUSE,
     MAX_CONCURRENCY,
     MIN_CONCURRENCY,
     MIN_RATE_FRACTION,
@@ -203,6 +206,15 @@ def test_default_concurrency_keeps_the_rate_full_at_high_latency(rate: int, expe
     assert default_concurrency(rate) == expected
 
 
+Heard = tuple[float | None, bool]
+"""A limit the limiter told of, and whether the API confirmed it."""
+
+
+def keep(heard: list[Heard]) -> Callable[[float | None, bool], None]:
+    """An `on_learned` listener that appends what it is told to `heard`."""
+    return lambda limit, confirmed: heard.append((limit, confirmed))
+
+
 async def send_and_accept(limiter: RateLimiter, requests: int) -> list[float]:
     """Grant `requests` requests one after another; the API accepts them all."""
     times = []
@@ -216,15 +228,17 @@ async def send_and_accept(limiter: RateLimiter, requests: int) -> list[float]:
 async def test_a_429_at_the_limit_teaches_the_limit_and_the_limiter_runs_at_it(
     fake: FakeTime,
 ) -> None:
-    """Told 120 where the account allows 60: the 429 after 60 accepted in 30 s teaches 60;
-    from then on requests are paced a second apart and no 61 go in any window and margin."""
-    heard: list[float] = []
-    limiter = RateLimiter(120, on_learned=heard.append, clock=fake.clock, sleep=fake.sleep)
+    """Told 120 where the account allows 60: the 429 after 60 accepted in 30 s teaches 60,
+    confirmed by its Retry-After; from then on requests are paced a second apart and no 61
+    go in any window and margin."""
+    heard: list[Heard] = []
+    limiter = RateLimiter(120, on_learned=keep(heard), clock=fake.clock, sleep=fake.sleep)
     accepted = await send_and_accept(limiter, 60)
     refused = await limiter.acquire()
     assert refused == 30.0
     assert limiter.throttled(30.0, sent_at=refused) == 30.0
-    assert (limiter.learned_limit, limiter.rate, heard) == (60, 60, [60])
+    assert (limiter.learned_limit, limiter.rate, heard) == (60, 60, [(60, True)])
+    assert limiter.limit_confirmed
     later = [await limiter.acquire() for _ in range(70)]
     # The window still holds the 60 accepted and the refused one: it frees at the second.
     assert later[0] == accepted[1] + WINDOW + WINDOW_MARGIN
@@ -239,10 +253,11 @@ async def test_a_429_at_the_limit_teaches_the_limit_and_the_limiter_runs_at_it(
 
 @pytest.mark.anyio
 async def test_429s_of_requests_in_flight_do_not_lower_the_learned_limit(fake: FakeTime) -> None:
-    """Told 240 where the account allows 120: the first 429 teaches 120; the 429s of the
-    requests in flight then, answered out of order or a minute late, change nothing."""
-    heard: list[float] = []
-    limiter = RateLimiter(240, on_learned=heard.append, clock=fake.clock, sleep=fake.sleep)
+    """Told 240 where the account allows 120: the first 429 teaches 120 (provisional: no
+    Retry-After); the 429s of the requests in flight then, answered out of order or a
+    minute late, change nothing."""
+    heard: list[Heard] = []
+    limiter = RateLimiter(240, on_learned=keep(heard), clock=fake.clock, sleep=fake.sleep)
     await send_and_accept(limiter, 119)
     in_flight = [await limiter.acquire() for _ in range(9)]
     fake.now = 32.0
@@ -255,7 +270,7 @@ async def test_429s_of_requests_in_flight_do_not_lower_the_learned_limit(fake: F
     fake.now = 95.0
     for sent_at in in_flight[2:]:
         limiter.throttled(None, sent_at=sent_at)
-    assert (limiter.learned_limit, limiter.rate, heard) == (120, 120, [120])
+    assert (limiter.learned_limit, limiter.rate, heard) == (120, 120, [(120, False)])
 
 
 @pytest.mark.anyio
@@ -295,22 +310,23 @@ async def test_a_remembered_limit_above_the_told_rate_keeps_the_told_rate(fake: 
 async def test_without_retry_after_a_probe_shows_a_window_shorter_than_a_minute(
     fake: FakeTime,
 ) -> None:
-    """Told 240 where the server admits 20 in any 10 s and sends no Retry-After: after the
-    pause one probe goes past the full window; accepted 10.4 s after the first request,
-    it shows 20 in 10.4 s, 115 a minute, and the limiter paces at that."""
-    heard: list[float] = []
-    limiter = RateLimiter(240, on_learned=heard.append, clock=fake.clock, sleep=fake.sleep)
+    """Told 240 where the server admits 20 in any 10 s and sends no Retry-After: the 429
+    teaches 20, provisionally; after the pause one probe goes past the full window;
+    answered 10.8 s after the first request, it shows 20 in at most 10.8 s (the server
+    decided before its answer came), 111 a minute, confirmed, and the limiter paces at it."""
+    heard: list[Heard] = []
+    limiter = RateLimiter(240, on_learned=keep(heard), clock=fake.clock, sleep=fake.sleep)
     await send_and_accept(limiter, 20)
     refused = await limiter.acquire()
     fake.now = refused + 0.4
     assert limiter.throttled(None, sent_at=refused) == DEFAULT_PAUSE
-    assert limiter.learned_limit == 20
+    assert (limiter.learned_limit, limiter.limit_confirmed) == (20, False)
     probe = await limiter.acquire()
     assert probe == pytest.approx(refused + 0.4 + DEFAULT_PAUSE)
     fake.now = probe + 0.4
     limiter.succeeded(sent_at=probe)
-    assert (limiter.learned_limit, heard) == (115, [20, 115])
-    assert await limiter.acquire() == pytest.approx(probe + 60 / 115)
+    assert (limiter.learned_limit, heard) == (111, [(20, False), (111, True)])
+    assert await limiter.acquire() == pytest.approx(probe + 60 / 111)
 
 
 @pytest.mark.anyio
@@ -351,18 +367,198 @@ async def test_a_request_waiting_for_the_window_goes_once_the_probe_is_accepted(
     probe = await limiter.acquire()
     answer_due.append(probe + 0.4)
     after = await limiter.acquire()
-    assert probe + 0.4 <= after <= probe + 0.4 + PROBE_POLL
+    # At the limit the probe showed: within a poll of its answer, or at its pace after it.
+    assert probe + 0.4 <= after <= max(probe + 0.4 + PROBE_POLL, probe + limiter.interval)
     assert max(fake.sleeps) <= DEFAULT_PAUSE
 
 
 @pytest.mark.anyio
 async def test_a_probe_answered_after_the_window_freed_teaches_nothing(fake: FakeTime) -> None:
-    """A probe with no answer by the time the window frees on its own is forgotten: its
-    late success does not pass for a short window."""
+    """A probe with no answer by the time the window frees on its own is forgotten, and the
+    lesson nothing confirmed is given up (the rate told again): its late success does not
+    pass for a short window either."""
     limiter = limiter_at(120, fake)
     accepted = await send_and_accept(limiter, 60)
     limiter.throttled(None, sent_at=await limiter.acquire())
     probe = await limiter.acquire()
     assert await limiter.acquire() == pytest.approx(accepted[2] + WINDOW + WINDOW_MARGIN)
     limiter.succeeded(sent_at=probe)
-    assert limiter.learned_limit == 60
+    assert (limiter.learned_limit, limiter.rate) == (None, 120)
+
+
+class Server:
+    """The API's rate limit as the sandbox keeps it: at most `limit` requests accepted in
+    any `window` seconds (a sliding window); refused ones do not count."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.admitted: list[float] = []
+        self.refused = 0
+
+    def admit(self, now: float) -> bool:
+        self.admitted = [t for t in self.admitted if t > now - self.window]
+        if len(self.admitted) < self.limit:
+            self.admitted.append(now)
+            return True
+        self.refused += 1
+        return False
+
+
+async def drive(
+    limiter: RateLimiter,
+    server: Server,
+    fake: FakeTime,
+    *,
+    until: float,
+    lose: Callable[[float], bool] = lambda at: False,
+) -> list[float]:
+    """Requests one after another until `until` on the fake clock, each answered at once:
+    lost when `lose(granted)` (the server still counts it, as after a dropped answer),
+    else accepted or 429 (no Retry-After) as `server` says. The times of those accepted."""
+    accepted = []
+    while fake.now < until:
+        granted = await limiter.acquire()
+        lost = lose(granted)
+        admitted = server.admit(granted)
+        if lost:
+            limiter.lost(sent_at=granted)
+        elif admitted:
+            accepted.append(granted)
+            limiter.succeeded(sent_at=granted)
+        else:
+            limiter.throttled(None, sent_at=granted)
+    return accepted
+
+
+class LoseTheProbe:
+    """Loses the answer of the first request after the first 429 (the window's probe), and
+    of `more` after it, as a dropped connection would."""
+
+    def __init__(self, server: Server, more: int = 0) -> None:
+        self.server = server
+        self.left = 1 + more
+
+    def __call__(self, granted: float) -> bool:
+        if self.server.refused and self.left:
+            self.left -= 1
+            return True
+        return False
+
+
+@pytest.mark.anyio
+async def test_a_probe_whose_answer_is_lost_is_sent_again_and_the_rate_recovers(
+    fake: FakeTime,
+) -> None:
+    """Told 2400 where the API admits 100 in any 5 s (1200 a minute), without Retry-After,
+    the probe's answer lost: the probe goes again after LOST_PROBE_PAUSE, its acceptance
+    confirms a limit of at least half the true one, and the run keeps to it."""
+    heard: list[Heard] = []
+    limiter = RateLimiter(2400, on_learned=keep(heard), clock=fake.clock, sleep=fake.sleep)
+    server = Server(100, 5.0)
+    accepted = await drive(limiter, server, fake, until=120.0, lose=LoseTheProbe(server))
+    assert heard[0] == (100, False)
+    assert limiter.limit_confirmed
+    assert limiter.learned_limit is not None
+    assert limiter.learned_limit >= 600
+    per_minute = (len(accepted) - 1) / (accepted[-1] - accepted[0]) * 60
+    assert per_minute >= 0.5 * 1200
+
+
+@pytest.mark.anyio
+async def test_lost_probes_back_off_doubling(fake: FakeTime) -> None:
+    """Each probe whose answer is lost is sent again LOST_PROBE_PAUSE later, doubling."""
+    limiter = limiter_at(2400, fake)
+    server = Server(100, 5.0)
+    lose = LoseTheProbe(server, more=2)
+    granted: list[float] = []
+
+    def lose_and_note(at: float) -> bool:
+        lost = lose(at)
+        if lost:
+            granted.append(at)
+        return lost
+
+    await drive(limiter, server, fake, until=20.0, lose=lose_and_note)
+    gaps = [b - a for a, b in itertools.pairwise(granted)]
+    assert gaps == pytest.approx([LOST_PROBE_PAUSE, 2 * LOST_PROBE_PAUSE])
+
+
+@pytest.mark.anyio
+async def test_a_lesson_nothing_confirmed_is_given_up_when_the_window_frees(
+    fake: FakeTime,
+) -> None:
+    """Every probe's answer lost: once the window frees on its own the provisional limit is
+    given up (never held, never remembered) and the limiter runs at the rate told again."""
+    heard: list[Heard] = []
+    limiter = RateLimiter(2400, on_learned=keep(heard), clock=fake.clock, sleep=fake.sleep)
+    server = Server(100, 5.0)
+    lose = LoseTheProbe(server, more=1_000_000)
+    await drive(limiter, server, fake, until=WINDOW + 5.0, lose=lose)
+    assert heard[:2] == [(100, False), (None, False)]
+    assert (limiter.learned_limit, limiter.rate) == (None, 2400)
+
+
+@pytest.mark.anyio
+async def test_probes_refused_until_the_window_frees_confirm_a_minute_count(
+    fake: FakeTime,
+) -> None:
+    """Against the documented minute, probes are refused until the window frees on its
+    own: the count is the limit, confirmed then."""
+    heard: list[Heard] = []
+    limiter = RateLimiter(240, on_learned=keep(heard), clock=fake.clock, sleep=fake.sleep)
+    await drive(limiter, Server(120, WINDOW), fake, until=WINDOW + 40.0)
+    assert heard == [(120, False), (120, True)]
+
+
+@pytest.mark.anyio
+async def test_a_check_costs_one_429_when_the_limit_holds(fake: FakeTime) -> None:
+    """Long at a confirmed limit below the rate told, the limiter checks upward now and
+    then: one request at a time ahead of the schedule, ended by a single 429 when the
+    account allows no more; the limit and the rate stay."""
+    limiter = limiter_at(120, fake)
+    server = Server(60, WINDOW)
+    await drive(limiter, server, fake, until=WINDOW + 40.0)
+    assert (limiter.learned_limit, limiter.limit_confirmed) == (60, True)
+    refused = server.refused
+    await drive(limiter, server, fake, until=fake.now + 2 * CHECK_INTERVAL + 1.0)
+    assert server.refused - refused == 2  # two checks, one 429 each
+    assert (limiter.learned_limit, limiter.rate) == (60, 60)
+
+
+@pytest.mark.anyio
+async def test_a_check_finds_a_limit_raised_mid_run(fake: FakeTime) -> None:
+    """Plans change: the account's limit doubles mid-run, and the next check finds it, at
+    the cost of at most one 429, and the limiter runs at the new limit, confirmed."""
+    heard: list[Heard] = []
+    limiter = RateLimiter(240, on_learned=keep(heard), clock=fake.clock, sleep=fake.sleep)
+    server = Server(60, WINDOW)
+    await drive(limiter, server, fake, until=WINDOW + 40.0)
+    assert heard[-1] == (60, True)
+    server.limit = 120
+    refused = server.refused
+    await drive(limiter, server, fake, until=fake.now + CHECK_INTERVAL + 3 * WINDOW)
+    assert server.refused - refused <= 1
+    assert limiter.limit_confirmed
+    assert limiter.learned_limit is not None
+    assert limiter.learned_limit >= 110
+
+
+@pytest.mark.anyio
+async def test_a_check_never_goes_faster_than_the_rate_told(fake: FakeTime) -> None:
+    """During a check, requests ahead of the schedule and paced ones together stay within
+    the rate told: never more than it in any minute and margin."""
+    limiter = limiter_at(120, fake)
+    server = Server(60, WINDOW)
+    await drive(limiter, server, fake, until=WINDOW + 40.0)
+    server.limit = 1000
+    start = fake.now
+    granted: list[float] = []
+
+    def note(at: float) -> bool:
+        granted.append(at)
+        return False
+
+    await drive(limiter, server, fake, until=start + CHECK_INTERVAL + 3 * WINDOW, lose=note)
+    for n in range(len(granted) - 120):
+        assert granted[n + 120] - granted[n] >= WINDOW

@@ -14,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from bulk_chats.cli.main import cli
+from bulk_chats.cli.options import print_summary
+from bulk_chats.jobs.result import RunResult
 from bulk_chats.sandbox import RunningSandbox, SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -321,3 +323,26 @@ def test_everything_written_with_customer_data_is_the_owners_alone(
     assert any(name.endswith(".xlsx") for name in written)
     assert written == dict.fromkeys(written, 0o600)
     assert stat.S_IMODE(reports.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize(
+    ("confirmed", "said"),
+    [
+        (True, "the account allows 743 requests a minute (the API confirmed it)"),
+        (False, "seemed to allow 743 requests a minute, but the API did not confirm it"),
+    ],
+)
+def test_the_summary_says_the_limit_and_whether_the_api_confirmed_it(
+    capsys: pytest.CaptureFixture[str], confirmed: bool, said: str
+) -> None:
+    """The summary names the limit the run ended at, and whether it is remembered."""
+    result = RunResult(
+        out=Path("r.xlsx"),
+        counts={"created": 1},
+        error_codes={},
+        total=1,
+        learned_limit=743,
+        limit_confirmed=confirmed,
+    )
+    print_summary(result)
+    assert said in capsys.readouterr().err

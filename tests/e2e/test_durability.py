@@ -254,9 +254,12 @@ def assert_converged(sandbox: Sandbox, results: list[dict[str, Any]], valid: int
 
 
 class Importer:
-    """`python -m bulk_chats import` in `cwd`, so `reports/` and the journal land there."""
+    """`python -m bulk_chats import` (or `command`) in `cwd`, so `reports/` and the journal
+    land there."""
 
-    def __init__(self, cwd: Path, source: Path, sandbox: Sandbox, *extra: str) -> None:
+    def __init__(
+        self, cwd: Path, source: Path, sandbox: Sandbox, *extra: str, command: str = "import"
+    ) -> None:
         self.cwd = cwd
         self.out = cwd / "reports" / "results.xlsx"
         env = {**os.environ, "HELPCRUNCH_API_KEY": KEY, "PYTHONUNBUFFERED": "1"}
@@ -265,7 +268,7 @@ class Importer:
                 sys.executable,
                 "-m",
                 "bulk_chats",
-                "import",
+                command,
                 str(source),
                 "--base-url",
                 sandbox.base_url,
@@ -317,8 +320,10 @@ def importers() -> Iterator[Callable[..., Importer]]:
     """Start importers; any still running at the end is killed."""
     started: list[Importer] = []
 
-    def start(cwd: Path, source: Path, sandbox: Sandbox, *extra: str) -> Importer:
-        importer = Importer(cwd, source, sandbox, *extra)
+    def start(
+        cwd: Path, source: Path, sandbox: Sandbox, *extra: str, command: str = "import"
+    ) -> Importer:
+        importer = Importer(cwd, source, sandbox, *extra, command=command)
         started.append(importer)
         return importer
 

@@ -16,10 +16,10 @@ class Heard(NullProgress):
     """A progress sink that keeps the limits it is told of."""
 
     def __init__(self) -> None:
-        self.limits: list[float] = []
+        self.limits: list[tuple[float | None, bool]] = []
 
-    def limit_learned(self, rate: float) -> None:
-        self.limits.append(rate)
+    def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
+        self.limits.append((rate, confirmed))
 
 
 def test_without_a_rate_the_limit_an_earlier_run_learned_is_used(journal: Journal) -> None:
@@ -41,15 +41,28 @@ def test_nothing_remembered_starts_at_the_default_rate(journal: Journal) -> None
     assert open_limiter(None, journal, NullProgress()).rate == DEFAULT_RATE
 
 
-async def test_a_limit_learned_mid_run_is_journalled_and_shown_at_once(
+async def test_a_limit_confirmed_mid_run_is_journalled_and_shown_at_once(
     journal: Journal,
 ) -> None:
-    """A 429 after five accepted requests teaches a limit of five: the journal has it at once
-    (a killed run keeps it) and progress is told."""
+    """A 429 with Retry-After after five accepted requests teaches a limit the API confirmed:
+    the journal has it at once (a killed run keeps it) and progress is told."""
+    heard = Heard()
+    limiter = open_limiter(6000.0, journal, heard)
+    for _ in range(5):
+        await limiter.acquire()
+    limiter.throttled(60.0)
+    assert heard.limits == [(5, True)]
+    assert journal.limits.learned() == 5.0
+
+
+async def test_a_provisional_limit_is_shown_but_never_remembered(journal: Journal) -> None:
+    """A 429 without Retry-After teaches a limit the API has not confirmed: progress is told
+    so, and the journal keeps the limit an earlier run confirmed, not this one."""
+    journal.limits.remember(600.0)
     heard = Heard()
     limiter = open_limiter(6000.0, journal, heard)
     for _ in range(5):
         await limiter.acquire()
     limiter.throttled(None)
-    assert heard.limits == [5]
-    assert journal.limits.learned() == 5.0
+    assert heard.limits == [(5, False)]
+    assert journal.limits.learned() == 600.0

@@ -137,9 +137,7 @@ def test_errors_are_kept_and_cleared_by_the_next_attempt(journal: Journal) -> No
     assert entry.last_started_at == 2000.0
 
 
-@pytest.mark.parametrize(
-    "status", [Status.VALID, Status.INVALID, Status.DUPLICATE, Status.ALREADY_CREATED]
-)
+@pytest.mark.parametrize("status", [Status.VALID, Status.INVALID, Status.DUPLICATE])
 def test_statuses_that_never_reach_the_sender_are_not_recorded(
     journal: Journal, status: Status
 ) -> None:
@@ -147,6 +145,21 @@ def test_statuses_that_never_reach_the_sender_are_not_recorded(
     request = make_request()
     journal.chats.record(request, outcome(request, status))
     assert journal.chats.entries([request.key]) == {}
+
+
+def test_a_row_a_resumed_run_settles_is_kept_as_created(journal: Journal) -> None:
+    """An earlier run's row settled now (adopted by search, its message found or posted) is
+    `already_created` in the workbook and `created` in the journal, with its ids and the
+    customer it was sent for, so the next run looks nothing up for it."""
+    request = make_request()
+    journal.chats.attempt(request, started_at=1000.0)
+    journal.chats.record(request, outcome(request, Status.UNKNOWN))
+    settled = replace(outcome(request, Status.ALREADY_CREATED), chat_id=77, message_id=88)
+    journal.chats.record(request, settled)
+    entry = journal.chats.entries([request.key])[request.key]
+    assert (entry.state, entry.chat_id, entry.message_id) == ("created", 77, 88)
+    assert entry.unresolved_since is None
+    assert entry.customer_id == request.customer
 
 
 def test_reopened_journal_sees_everything(path: Path) -> None:

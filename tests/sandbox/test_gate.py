@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from bulk_chats.sandbox import AGENTS, CUSTOMERS, DEPARTMENTS, Faults, SandboxConfig
+from bulk_chats.sandbox.config import PROBE_GAP
 from tests.sandbox import test_app as test_sandbox
 from tests.sandbox.test_app import (
     AGENT,
@@ -130,6 +131,27 @@ async def test_rate_limit_window_can_be_shortened(clock: FakeClock) -> None:
         clock.now += 1.5
         assert (await c.get("/agents")).status_code == 200
     assert app.state.rate_limited == 1
+
+
+@pytest.mark.anyio
+async def test_drop_probe_loses_the_answer_of_the_first_request_after_a_429_once(
+    clock: FakeClock,
+) -> None:
+    """With `drop_probe`, the first request admitted PROBE_GAP or more after the first 429
+    is stored and its answer dropped; requests before it and after it are answered."""
+    app = make_app(clock, rate=1, window=2.0, faults=Faults(drop_probe=True))
+    async with client(app) as c:
+        assert (await c.post("/chats", json=CHAT)).status_code == 201
+        assert (await c.post("/chats", json=CHAT)).status_code == 429
+        clock.now += PROBE_GAP / 2
+        assert (await c.post("/chats", json=CHAT)).status_code == 429  # in flight then
+        clock.now += 2.0
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.post("/chats", json=CHAT)
+        clock.now += 2.0
+        assert (await c.post("/chats", json=CHAT)).status_code == 201
+    assert len(app.state.chats) == 3
+    assert app.state.faults == {"drop_probe": 1}
 
 
 @pytest.mark.parametrize("window", [0.0, -1.0, float("nan")])

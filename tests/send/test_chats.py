@@ -673,28 +673,42 @@ async def test_an_earlier_runs_message_found_in_its_chat_is_not_posted_again(
     assert messages.call_count == 0
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        pytest.param(listed(), id="no-message"),
-        pytest.param(errors(503), id="messages-failing"),
-    ],
-)
 @pytest.mark.anyio
-async def test_an_earlier_runs_message_not_seen_in_its_chat_is_posted(
-    harness: Harness, answer: httpx.Response | Any
-) -> None:
-    """A chat from an earlier run without the message in sight gets the message posted."""
+async def test_an_earlier_runs_message_not_in_its_chat_is_posted(harness: Harness) -> None:
+    """A chat from an earlier run whose messages were read without the message gets it."""
     messages = harness.api.post("/messages").respond(200, json={"id": 909})
-    route = harness.api.get("/chats/60/messages")
-    if isinstance(answer, httpx.Response):
-        route.mock(return_value=answer)
-    else:
-        route.mock(side_effect=answer)
+    harness.api.get("/chats/60/messages").mock(side_effect=listed())
     request = row(0, chat_id=60, message=FirstMessage("Hi"), search_since=WALL0 - 600)
     outcome = (await harness.send([request])).outcomes[0]
     assert (outcome.status, outcome.message_id) == (Status.ALREADY_CREATED, 909)
     assert messages.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(errors(503), id="unavailable"),
+        pytest.param(httpx.Response(200, json={"total": 1}), id="no-list"),
+        pytest.param(httpx.ReadTimeout("slow"), id="no-answer"),
+    ],
+)
+@pytest.mark.anyio
+async def test_an_earlier_runs_message_is_not_posted_where_the_chat_cannot_be_seen(
+    harness: Harness, answer: httpx.Response | Exception
+) -> None:
+    """A chat from an earlier run whose messages cannot be read: the message is not posted
+    (it may be there), the row stays message_failed with its chat, saying why."""
+    messages = harness.api.post("/messages").respond(200, json={"id": 909})
+    harness.api.get("/chats/60/messages").mock(side_effect=[answer] * SEARCH_ATTEMPTS)
+    request = row(0, chat_id=60, message=FirstMessage("Hi"), search_since=WALL0 - 600)
+    outcome = (await harness.send([request])).outcomes[0]
+    assert (outcome.status, outcome.chat_id, outcome.message_id) == (
+        Status.MESSAGE_FAILED,
+        60,
+        None,
+    )
+    assert "could not be read" in outcome.error_message
+    assert messages.call_count == 0
 
 
 @pytest.mark.anyio
