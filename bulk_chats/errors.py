@@ -13,7 +13,7 @@
         └── RefusedError          any other 4xx: the row is failed, never retried
 
 A bad row is not an exception: validation returns it as data, a stable `error_code` and
-a message per row (`validation.Validation`).
+a message per row (`checks.columns.Verdict`).
 Only `client.py` turns httpx exceptions and API error bodies into these.
 """
 

@@ -1,6 +1,6 @@
 """Validation of a sheet of changes to chats (`update`, `close`): every rule of
 docs/migrations.md › Changing chats later and › The way back that concerns them, on whole
-columns as `validation` does for new chats."""
+columns as `new_chats` does for new chats."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks of whole columns that both validations (`validation`, `validation_changes`)
+"""Checks of whole columns that both validations (`new_chats`, `changes`)
 share: the problems gathered per row, text cells, emails, chat statuses, repeated rows."""
 
 from __future__ import annotations

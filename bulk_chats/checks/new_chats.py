@@ -1,5 +1,5 @@
 """Validation of new chats: every rule of docs/reference.md › Input, checked before anything is
-sent (`validation_changes` checks the sheets of `update` and `close`).
+sent (`checks.changes` checks the sheets of `update` and `close`).
 
 It works on whole columns (a million rows cost seconds, not minutes) and gives its verdict
 as columns too, aligned with the sheet: the results workbook is written from them, and

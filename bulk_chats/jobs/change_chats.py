@@ -31,7 +31,7 @@ async def update_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     """Change the chats the rows of `settings.input_path` name by `chat_id`: assignee,
     department, then status, one `PUT` each; write the results workbook.
 
-    In order: read and validate (`validation.validate_changes`; `settings.chat_status`
+    In order: read and validate (`checks.changes.validate_changes`; `settings.chat_status`
     fills blank `chat_status` cells; given an export, only the cells that differ from what
     it read are changes, `jobs.from_export`); open the journal; the pre-flight (its first request
     checks the key: a 401 stops here with exit 3 and nothing sent; then agents and

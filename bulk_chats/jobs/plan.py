@@ -32,9 +32,9 @@ class Plan:
     look-ups with `--create-customers` (`lookups_made`), which precede the plan.
     `already_done` rows have their chat from an earlier run; `not_to_send` rows are invalid
     or duplicate; `held` rows an earlier run left `unknown` are held back (see
-    `resume.sort_by_earlier_runs`). `warnings` counts rows sent despite a warning. `changes` counts
-    the `PUT /v1/chats/...` requests: the statuses an import sets, or with `updating`
-    every change of `update` or `close` (which create no chat); `unchanged` rows of an
+    `resume.sort_by_earlier_runs`). `warnings` counts rows sent despite a warning.
+    `changes` counts the `PUT /v1/chats/...` requests: the statuses an import sets, or with
+    `updating` every change of `update` or `close` (which create no chat); `unchanged` rows of an
     export are as it read them, and cost nothing.
     """
 

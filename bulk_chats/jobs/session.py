@@ -132,7 +132,7 @@ async def preflight_read(
     *,
     rows: Iterable[AnyRequest],
 ) -> Directory | RunResult:
-    """The pre-flight's reads for `to_check` (`resolve.read_directory`), or the run's end
+    """The pre-flight's reads for `to_check` (`lookups.directory.read_directory`), or the run's end
     when they fail: a refused key or a read that keeps failing sends nothing, and `rows`
     are `not_sent`."""
     try:

@@ -41,7 +41,7 @@ is kept as `created`, so that the next run need not look the row up again."""
 class JournalEntry:
     """What the journal knows of one row from earlier runs (a row of `entries`).
 
-    `state` is one of `journal_schema.STATES`. Times are unix seconds. `chat_id` set means
+    `state` is one of `journal.schema.STATES`. Times are unix seconds. `chat_id` set means
     the chat exists, whatever the state says (a message-only retry may end `not_sent` and
     still keeps it). `unresolved_since` is the start of the earliest attempt that got no
     answer, set while a chat may exist that the journal does not know of. `customer_id` is

@@ -1,5 +1,5 @@
 """The results: one row per input data row, in input order, with its outcome, and where
-they go by default; `report_writer` writes them to disk.
+they go by default; `results.workbook` writes them to disk.
 """
 
 from __future__ import annotations

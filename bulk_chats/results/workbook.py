@@ -2,7 +2,7 @@
 
 Written with xlsxwriter in its constant-memory mode (a row at a time, so 100,000 rows cost
 no more memory than one), or as UTF-8 CSV with a BOM when `--out` ends in `.csv`; put in
-place by `out_files`, so that a run killed mid-write leaves no half workbook.
+place by `results.files`, so that a run killed mid-write leaves no half workbook.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 A row's changes go out in `records.CHANGE_ORDER` (assignee, department, then status), one
 at a time, each announced to the journal before it goes out and recorded once answered,
-and a change whose answer was lost simply sent again (`apply_change`, which `sending` also
-uses to set the status an import asks for). The first refusal (a 4xx: `chat_not_found`,
+and a change whose answer was lost simply sent again (`apply_change`, which `send.chats`
+also uses to set the status an import asks for). The first refusal (a 4xx: `chat_not_found`,
 an `invalid_chat_value`) ends the row `failed`, naming the change; a re-run sends the
-changes still missing. Rows go out `concurrency` at a time (`runner.RowRunner`), every
+changes still missing. Rows go out `concurrency` at a time (`send.pool.RowRunner`), every
 request at its turn at the client's rate limiter.
 """
 

@@ -1,6 +1,6 @@
 """A run told to stop (Ctrl-C), as the stages that send requests see it: the customer
-look-ups and creations (`customers`, `customer_creation`) and the senders (`runner`,
-`sending`, `updating`).
+look-ups and creations (`lookups.customers`, `lookups.new_customers`) and the senders
+(`send.pool`, `send.chats`, `send.conversations`, `send.changes`).
 
 A stopped stage starts no new row or look-up. What is in flight may finish within
 `STOP_GRACE` seconds; then every request still waiting for its turn at the rate limiter
