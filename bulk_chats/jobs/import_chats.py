@@ -54,7 +54,7 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     if isinstance(validation, TranscriptValidation):
         return await import_transcript(settings, hooks, sheet, validation)
     mode = "dry-run" if settings.dry_run else "import"
-    results = results_for(settings, sheet, validation, mode=mode, now=now)
+    results = results_for(settings, sheet, validation, mode=mode, now=now, written=hooks.written)
     rows = rows_to_send(sheet, validation)
 
     async with open_session(settings, results, sink, transport=hooks.transport) as session:
