@@ -128,6 +128,9 @@ class Settings:
     csv_results: bool = False
     """Without `out`: the results as CSV at the default path (`.csv`), as the page offers
     for an input past what a worksheet holds."""
+    lookups_first: bool = False
+    """Look the customers up before the plan, so that it counts those that match no one
+    (the page does; `create_customers` always does)."""
 
 
 @dataclass(frozen=True, slots=True)

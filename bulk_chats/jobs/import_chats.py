@@ -88,6 +88,7 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
             rate=session.limiter.rate,
             dry_run=settings.dry_run,
             lookups=lookups,
+            create=settings.create_customers,
         )
         if resume.worth_telling:
             tell(resume.describe())

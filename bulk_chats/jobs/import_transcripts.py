@@ -80,6 +80,7 @@ async def import_transcript(
             rate=session.limiter.rate,
             dry_run=settings.dry_run,
             lookups=lookups,
+            create=settings.create_customers,
         )
         if earlier.worth_telling:
             tell(earlier.describe())
