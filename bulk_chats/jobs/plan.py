@@ -91,13 +91,13 @@ class Plan:
             if self.lookups:
                 lines.append(
                     f"the look-ups are made now: {_count(self.lookups, 'request')}, about "
-                    f"{duration_text(self.lookups * 60 / self.rate)} at {self.rate:g} a minute"
+                    f"{duration_text(self.lookups * 60 / self.rate)} at {_rate(self.rate)} a minute"
                 )
         else:
             lines = [
                 f"{rows} to send: {', '.join(work)}",
                 f"{_count(self.requests, 'request')}, about {duration_text(self.seconds)} at "
-                f"{self.rate:g} a minute",
+                f"{_rate(self.rate)} a minute",
             ]
         if self.lookups_made:
             lines.append(self._looked_up())
@@ -144,6 +144,11 @@ class Plan:
 
 MAX_WARNED = 500
 """Rows with a warning a plan lists at most (`Plan.warned`); it counts them all."""
+
+
+def _rate(per_minute: float) -> str:
+    """`120`, `60,000`, `1,000,000`, `7.5`: requests a minute as a person reads them."""
+    return f"{int(per_minute):,}" if float(per_minute).is_integer() else f"{per_minute:,.4g}"
 
 
 def _count(number: int, noun: str) -> str:
