@@ -89,7 +89,7 @@ class PageRuns:
         """The `limit` latest runs, newest first; none while the journal does not exist."""
         if not self._path.exists():
             return []
-        with self._connection() as connection:
+        with self._connection(write=False) as connection:
             rows = connection.execute(
                 f"SELECT {_COLUMNS} FROM page_runs ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
@@ -99,19 +99,20 @@ class PageRuns:
         """Run number `run`, if the journal has it."""
         if not self._path.exists():
             return None
-        with self._connection() as connection:
+        with self._connection(write=False) as connection:
             row = connection.execute(
                 f"SELECT {_COLUMNS} FROM page_runs WHERE id = ?", (run,)
             ).fetchone()
         return None if row is None else _run(row)
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """One short use of the journal file: a committed transaction, errors as
-        `JournalError` (and `InputError` for a file that is not a journal)."""
+    def _connection(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One short use of the journal file, a committed transaction when it writes;
+        errors as `JournalError` (and `InputError` for a file that is not a journal)."""
         connection = connect(self._path)
         try:
-            connection.execute("BEGIN IMMEDIATE")
+            # A read takes no write lock: WAL lets it read beside a run that writes.
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield connection
             connection.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -135,6 +135,9 @@ class UiApp:
 
     async def page(self, request: Request) -> Response:
         view = self._job.view() if self._job else None
+        # The journal may wait for a run's write: never on the server's own loop.
+        active = view.record if view and view.active else None
+        runs = await anyio.to_thread.run_sync(self._history.lines, active)
         state = PageState(
             token=self.token,
             config_sandbox=self.config.sandbox,
@@ -149,7 +152,7 @@ class UiApp:
             uploaded_since=self._sheet.uploads != self._job_upload,
             problems=self._problems.get(view.id) if view else None,
             progress_text=_progress_text(view) if view else "",
-            runs=self._history.lines(view.record if view and view.active else None),
+            runs=runs,
             runs_problem=self._history.problem,
             reading=self._sheet.reading,
         )
@@ -265,14 +268,14 @@ class UiApp:
             lookups_first=True,
         )
         fields = dict(self._sheet.preview.mapping)
-        return self._start(
+        return await self._start(
             kind,
             settings,
             input_name=upload.name,
             on_result=lambda job, result: self._read_problems(job, result, fields),
         )
 
-    def _start(
+    async def _start(
         self,
         kind: JobKind,
         settings: Settings,
@@ -295,9 +298,12 @@ class UiApp:
                 on_end=self._ended,
                 reword=lambda text: in_page_words(text, files=files if input_name else files[1:]),
             )
-            job.record = self._history.begin(job.view(), base_url=self.config.base_url)
             self._jobs[job.id] = self._job = job
             self._job_upload = self._sheet.uploads
+        begun = job.view()
+        job.record = await anyio.to_thread.run_sync(
+            lambda: self._history.begin(begun, base_url=self.config.base_url)
+        )
         job.start()
         return JSONResponse({"ok": True, "job": job.id})
 
@@ -339,7 +345,7 @@ class UiApp:
             reports_dir=self.config.reports_dir,
         )
         kind = export_kind(filters, messages=body.get("messages") is True)
-        return self._start(kind, settings, input_name="")
+        return await self._start(kind, settings, input_name="")
 
     def _read_problems(self, job: int, result: RunResult, field_headers: dict[str, str]) -> None:
         """Read the problem rows from the results the run wrote (in the run's thread)."""
@@ -402,7 +408,8 @@ class UiApp:
 
     async def download_run(self, request: Request) -> Response:
         """The results file of a run of the list, while it is in the reports folder."""
-        path = self._history.results_file(int(request.path_params["run"]))
+        number = int(request.path_params["run"])
+        path = await anyio.to_thread.run_sync(self._history.results_file, number)
         if path is None:
             return _error("that run's results are no longer in the reports folder", 404)
         return FileResponse(path, filename=path.name)
