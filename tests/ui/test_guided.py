@@ -5,8 +5,6 @@ the writing's progress, and the list of runs across a restart of the page."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import anyio
@@ -25,6 +23,7 @@ from bulk_chats.ui.jobs import JobProgress
 from tests.sheets import write_csv
 from tests.ui.pages import client_for, make_ui, q, upload
 from tests.ui.test_app import KEY, RUN_TIMEOUT, run, until_confirm
+from tests.ui.test_uploads import gone_pid  # noqa: F401 - a fixture used by name
 
 pytestmark = pytest.mark.anyio
 
@@ -246,17 +245,14 @@ async def test_the_runs_are_listed_after_a_restart_with_their_results(tmp_path: 
     assert 'href="/runs/1/results?token=' not in later
 
 
-async def test_a_run_whose_page_stopped_first_is_listed_as_not_finished(tmp_path: Path) -> None:
+async def test_a_run_whose_page_stopped_first_is_listed_as_not_finished(
+    tmp_path: Path,
+    gone_pid: int,  # noqa: F811
+) -> None:
     """A run begun by a page that was killed before it ended (its process gone) is listed
     as not finished, not as running and not forgotten."""
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
     runs = PageRuns(journal_path(tmp_path / "reports"))
-    runs.begin(kind="import", input_name="march.csv", api_root="", page=int(gone.stdout))
+    runs.begin(kind="import", input_name="march.csv", api_root="", page=gone_pid)
     async with client_for(make_ui(tmp_path)) as client:
         page = await page_of(client)
     assert "march.csv" in page

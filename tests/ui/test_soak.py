@@ -6,7 +6,6 @@ became of each run, the killed one included."""
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
 from pathlib import Path
@@ -16,12 +15,13 @@ import httpx
 import pytest
 
 from bulk_chats.api import retry
-from bulk_chats.sandbox import CUSTOMERS, Faults, SandboxConfig, run_in_thread
+from bulk_chats.sandbox import Faults, SandboxConfig, run_in_thread
 from bulk_chats.settings import ApiKey
 from tests.e2e.test_customers import HEADER, assert_one_customer_each, migration_rows
 from tests.sheets import read_results, write_csv
 from tests.ui.pages import UPLOAD_HEADERS, client_for, make_ui, q, upload
 from tests.ui.test_app import KEY, until_confirm
+from tests.ui.test_browser import rows_csv
 from tests.ui.test_command import WAIT, Served, poll
 
 RUN_TIMEOUT = 120.0
@@ -82,16 +82,6 @@ async def test_the_page_s_import_converges_through_every_fault(
     assert "not finished" not in page
 
 
-def sixty(path: Path) -> Path:
-    """60 rows, each a distinct chat of a seeded customer."""
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["customer", "application", "assignee"])
-        for i in range(60):
-            writer.writerow([CUSTOMERS[i % len(CUSTOMERS)].id, 3838, 4188 + i // len(CUSTOMERS)])
-    return path
-
-
 def start_import(served: Served, client: httpx.Client, source: Path, *, rate: int) -> None:
     """Upload `source` to the page served, Import it at `rate` and Confirm its plan, as its
     script would (no browser: a script with the token sends no origin headers)."""
@@ -117,7 +107,7 @@ def test_a_page_killed_mid_run_is_listed_and_its_file_resumes_without_a_second_c
     """`kill -9` of `bulk-chats ui` while its import sends: the page started again lists
     that run as not finished, and importing the same file from it sends only the rows
     left, every row ending with exactly one chat."""
-    source = sixty(tmp_path / "sixty.csv")
+    source = rows_csv(tmp_path / "sixty.csv", 60)
     env = {"HELPCRUNCH_API_KEY": KEY}
     with run_in_thread(SandboxConfig(api_key=KEY, rate=None, quirks=quirks)) as running:
         options = ["--base-url", running.base_url]
