@@ -485,4 +485,5 @@ def _progress_text(view: JobView) -> str:
             parts.append(limit_text(progress.learned_limit))
     if progress.written is not None and view.active:
         parts.append("writing the results: {:,} of {:,} rows".format(*progress.written))
-    return " · ".join(parts)
+    text = " · ".join(parts)
+    return text[:1].upper() + text[1:]
