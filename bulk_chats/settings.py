@@ -122,6 +122,15 @@ class Settings:
     time_prefix: bool = True
     """A transcript's messages start with their `sent_at` (`[2023-04-01 10:02] `);
     `import --no-time-prefix` sends the text as it is."""
+    input_name: str | None = None
+    """The input as its user knows it, for the summary sheet (the page's upload: the name
+    the file was chosen by); None: `input_path`."""
+    csv_results: bool = False
+    """Without `out`: the results as CSV at the default path (`.csv`), as the page offers
+    for an input past what a worksheet holds."""
+    lookups_first: bool = False
+    """Look the customers up before the plan, so that it counts those that match no one
+    (the page does; `create_customers` always does)."""
 
 
 @dataclass(frozen=True, slots=True)

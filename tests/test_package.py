@@ -32,7 +32,7 @@ ALLOWED = {
     "lookups": {"api", "journal", "send"},
     "jobs": {"api", "checks", "journal", "lookups", "results", "send", "sheet"},
     "sandbox": set(),
-    "ui": {"checks", "jobs", "results", "sheet"},
+    "ui": {"checks", "jobs", "journal", "results", "sheet"},
     "cli": {"checks", "jobs", "sandbox", "ui"},
 }
 """Each stage's folder → the folders it may import from: lower floors only, so no import

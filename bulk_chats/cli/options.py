@@ -61,7 +61,8 @@ def shared_options(command: F) -> F:
             "columns",
             multiple=True,
             metavar="FIELD=HEADER",
-            help="Map a field to a header the aliases don't cover; repeatable.",
+            help="Map a field to a header the aliases don't cover (FIELD= reads it from "
+            "no column); repeatable.",
         ),
         click.option("--no-progress", is_flag=True, help="No progress bar or progress lines."),
     ]
@@ -215,7 +216,8 @@ def parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for pair in pairs:
         name, sep, header = pair.partition("=")
-        if not sep or not name.strip() or not header.strip():
+        # FIELD= (no header) reads the field from no column, whatever a header says.
+        if not sep or not name.strip():
             raise click.BadParameter(f"{pair!r} is not FIELD=HEADER", param_hint="--column")
         mapping[name.strip().lower()] = header.strip()
     return mapping

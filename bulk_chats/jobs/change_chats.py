@@ -70,7 +70,14 @@ async def _change_file(settings: Settings, hooks: Hooks, *, close: bool) -> RunR
     )
     if export is not None:
         validation = mark_unchanged(validation, export)
-    results = results_for(settings, sheet, validation, mode="close" if close else "update", now=now)
+    results = results_for(
+        settings,
+        sheet,
+        validation,
+        mode="close" if close else "update",
+        now=now,
+        written=hooks.written,
+    )
     rows = changes_to_send(sheet, validation)
 
     sink = results.watching(sink)

@@ -21,6 +21,7 @@ from bulk_chats.settings import Settings
 if TYPE_CHECKING:
     from bulk_chats.jobs.plan import Plan
     from bulk_chats.jobs.result import RunResult
+    from bulk_chats.results.workbook import Written
 
 Notify = Callable[[str], None]
 """Where a run's notices go (the plan among them): the command line prints them."""
@@ -41,7 +42,9 @@ class Hooks:
     once the plan is told (None: go on unasked, as with `--yes` or without a terminal);
     `notify` gets the notices; `stop` set means stop as Ctrl-C does (no new rows, the
     requests in flight finish, the workbook is written); `transport` replaces the network
-    (tests, the in-process sandbox); `now` dates the run (its default workbook name).
+    (tests, the in-process sandbox); `now` dates the run (its default workbook name);
+    `written` hears how far the writing of the results is, at the end (rows written, rows
+    in all).
     """
 
     progress: ProgressSink = field(default_factory=NullProgress)
@@ -50,6 +53,7 @@ class Hooks:
     stop: anyio.Event | None = None
     transport: Transport | None = None
     now: dt.datetime | None = None
+    written: Written | None = None
 
     def started(self) -> dt.datetime:
         """When the run started: `now`, or the clock's time."""

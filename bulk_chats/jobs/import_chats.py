@@ -58,7 +58,7 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
     if isinstance(validation, TranscriptValidation):
         return await import_transcript(settings, hooks, sheet, validation)
     mode = "dry-run" if settings.dry_run else "import"
-    results = results_for(settings, sheet, validation, mode=mode, now=now)
+    results = results_for(settings, sheet, validation, mode=mode, now=now, written=hooks.written)
     rows = rows_to_send(sheet, validation)
 
     sink = results.watching(sink)
@@ -94,6 +94,7 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
             rate=session.limiter.rate,
             dry_run=settings.dry_run,
             lookups=lookups,
+            create=settings.create_customers,
         )
         if resume.worth_telling:
             tell(resume.describe())

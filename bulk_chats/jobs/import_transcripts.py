@@ -45,7 +45,7 @@ async def import_transcript(
     """
     now, tell, stop, sink = hooks.started(), hooks.notify, hooks.stop, hooks.progress
     mode = "dry-run" if settings.dry_run else "import"
-    results = results_for(settings, sheet, validation, mode=mode, now=now)
+    results = results_for(settings, sheet, validation, mode=mode, now=now, written=hooks.written)
     rows = transcript_rows(sheet, validation, time_prefix=settings.time_prefix)
 
     sink = results.watching(sink)
@@ -82,6 +82,7 @@ async def import_transcript(
             rate=session.limiter.rate,
             dry_run=settings.dry_run,
             lookups=lookups,
+            create=settings.create_customers,
         )
         if earlier.worth_telling:
             tell(earlier.describe())

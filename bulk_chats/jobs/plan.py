@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bulk_chats.jobs.resume import EarlierRuns
 from bulk_chats.jobs.resume_transcripts import EarlierConversations
-from bulk_chats.lookups.customers import Lookups, customer_searches, search_requests
+from bulk_chats.lookups.customers import Lookups, customer_searches, name_key, search_requests
 from bulk_chats.lookups.directory import Preflight
 from bulk_chats.progress import duration_text
 from bulk_chats.records import ChangeRequest, ChatRequest, Outcome, Status
@@ -36,6 +36,12 @@ class Plan:
     `changes` counts the `PUT /v1/chats/...` requests: the statuses an import sets, or with
     `updating` every change of `update` or `close` (which create no chat); `unchanged` rows of an
     export are as it read them, and cost nothing.
+
+    When the customers were looked up before the plan (`lookups_made`), it also knows the
+    names that match no one (`unmatched`: without `--create-customers` their rows are left
+    out) and those that match several (`ambiguous`, left out either way): `left_out` rows,
+    counted in none of the above. `warned` lists (source row, warning) of the first
+    `MAX_WARNED` rows sent despite a warning, for the page to show before Confirm.
     """
 
     rows: int
@@ -58,6 +64,10 @@ class Plan:
     conversations: int = 0
     """A transcript's: the conversations to send (each of its rows is one message)."""
     unchanged: int = 0
+    unmatched: int = 0
+    ambiguous: int = 0
+    left_out: int = 0
+    warned: tuple[tuple[int, str], ...] = ()
 
     def describe(self) -> str:
         """The plan in a few lines, as the CLI shows it before asking to go on."""
@@ -73,7 +83,7 @@ class Plan:
             work.append(_count(self.lookups, "customer look-up"))
         if self.customers:
             work.append(_count(self.customers, "new customer"))
-        rows = f"{self.to_send} of {_count(self.rows, 'row')}"
+        rows = f"{self.to_send:,} of {_count(self.rows, 'row')}"
         if self.dry_run:
             lines = [
                 f"dry run: {rows} would be sent ({', '.join(work)}); nothing is created",
@@ -81,20 +91,16 @@ class Plan:
             if self.lookups:
                 lines.append(
                     f"the look-ups are made now: {_count(self.lookups, 'request')}, about "
-                    f"{duration_text(self.lookups * 60 / self.rate)} at {self.rate:g} a minute"
+                    f"{duration_text(self.lookups * 60 / self.rate)} at {_rate(self.rate)} a minute"
                 )
         else:
             lines = [
                 f"{rows} to send: {', '.join(work)}",
                 f"{_count(self.requests, 'request')}, about {duration_text(self.seconds)} at "
-                f"{self.rate:g} a minute",
+                f"{_rate(self.rate)} a minute",
             ]
         if self.lookups_made:
-            lines.append(
-                f"customers looked up first ({_count(self.lookups_made, 'request')}): "
-                f"{_count(self.customers, 'customer')} to create"
-                + (" (none is created in a dry run)" if self.dry_run else "")
-            )
+            lines.append(self._looked_up())
         if self.lookups:
             lines.append("rows whose customer matches no one, or several, are left out")
         if self.already_done:
@@ -116,19 +122,75 @@ class Plan:
             )
         return "\n".join(lines)
 
+    def _looked_up(self) -> str:
+        """What the look-ups made before the plan found."""
+        found = []
+        if self.customers or not (self.unmatched or self.ambiguous):
+            found.append(
+                f"{_count(self.customers, 'customer')} to create"
+                + (" (none is created in a dry run)" if self.dry_run else "")
+            )
+        if self.unmatched:
+            found.append(f"{_count(self.unmatched, 'customer')} matching no one")
+        if self.ambiguous:
+            found.append(f"{_count(self.ambiguous, 'customer')} matching several")
+        line = f"customers looked up first ({_count(self.lookups_made, 'request')}): " + ", ".join(
+            found
+        )
+        if self.left_out:
+            line += f"; {_count(self.left_out, 'row')} left out for it (see error_message)"
+        return line
+
+
+MAX_WARNED = 500
+"""Rows with a warning a plan lists at most (`Plan.warned`); it counts them all."""
+
+
+def _rate(per_minute: float) -> str:
+    """`120`, `60,000`, `1,000,000`, `7.5`: requests a minute as a person reads them."""
+    return f"{int(per_minute):,}" if float(per_minute).is_integer() else f"{per_minute:,.4g}"
+
 
 def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+    """`1 row`, `1,000,000 rows`."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
-def _customer_costs(passed: Sequence[ChatRequest], lookups: Lookups | None) -> tuple[int, int, int]:
+def _customer_costs(
+    passed: Sequence[ChatRequest], lookups: Lookups | None, *, create: bool
+) -> tuple[int, int, int]:
     """(customer searches still to make, customers to create, searches made before the
     plan): the look-ups are counted as searches when they come after the plan, and when
-    `lookups` were made first (`--create-customers`) they tell how many to create."""
+    `lookups` were made first they tell how many to create (with `create`)."""
     if lookups is None:
         return customer_searches(passed), 0, 0
     made = search_requests(len(lookups.names) - len(lookups.created))
-    return 0, len(lookups.missing), made
+    return 0, len(lookups.missing) if create else 0, made
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What look-ups made before the plan say of its rows: those that stay, and the
+    customers matching no one or several (see `Plan`)."""
+
+    kept: list[ChatRequest]
+    unmatched: int = 0
+    ambiguous: int = 0
+
+
+def _found(passed: Sequence[ChatRequest], lookups: Lookups | None, *, create: bool) -> _Found:
+    """The rows of `passed` whose customer the look-ups found once (or, with `create`,
+    found no one: it is made), and the names found no one or several times. A name whose
+    look-up failed keeps its rows: the sending says what became of them."""
+    if lookups is None:
+        return _Found(list(passed))
+    unmatched = {key for key in lookups.missing if key not in lookups.created}
+    ambiguous = {
+        key for key, match in lookups.found.items() if isinstance(match, list) and len(match) > 1
+    }
+    out = ambiguous if create else unmatched | ambiguous
+    kept = [r for r in passed if not r.customer_lookup or name_key(r.customer_lookup) not in out]
+    return _Found(kept, 0 if create else len(unmatched), len(ambiguous))
 
 
 def plan_import(
@@ -139,18 +201,21 @@ def plan_import(
     rate: float,
     dry_run: bool = False,
     lookups: Lookups | None = None,
+    create: bool = False,
 ) -> Plan:
     """Count what the rows that passed the pre-flight will cost at `rate` requests per minute.
 
     `counts` are validation's rows by status; `resume` says which rows earlier runs
     finished or left held back. `lookups`, when the customers were looked up already
-    (`--create-customers`), says how many customers are to be created.
+    (`--create-customers`, or the page), says how many customers are to be created, and
+    which rows are left out because their customer matches no one or several.
     """
-    passed = preflight.passed
+    found = _found(preflight.passed, lookups, create=create)
+    passed = found.kept
     chats = sum(1 for row in passed if row.chat_id is None)
     messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
     statuses = sum(1 for row in passed if row.status is not None)
-    searches, customers, made = _customer_costs(passed, lookups)
+    searches, customers, made = _customer_costs(passed, lookups, create=create)
     total = chats + messages + statuses + searches + (0 if dry_run else customers)
     return Plan(
         rows=sum(counts.values()),
@@ -170,6 +235,9 @@ def plan_import(
         changes=statuses,
         customers=customers,
         lookups_made=made,
+        unmatched=found.unmatched,
+        ambiguous=found.ambiguous,
+        left_out=len(preflight.passed) - len(passed),
     )
 
 
@@ -181,17 +249,19 @@ def plan_transcript(
     rate: float,
     dry_run: bool = False,
     lookups: Lookups | None = None,
+    create: bool = False,
 ) -> Plan:
     """Count what a transcript's conversations will cost at `rate` requests per minute:
     for each conversation, its chat (unless it exists), one request per message left, and
     its status (docs/transcripts.md › The plan). As `plan_import` counts the look-ups and
     the customers; `earlier` says what earlier runs did."""
-    passed = preflight.passed
+    found = _found(preflight.passed, lookups, create=create)
+    passed = found.kept
     keys = {row.key for row in passed}
     chats = len({row.key for row in passed if row.chat_id is None})
     statuses = len({row.key for row in passed if row.status is not None})
     statuses += len(earlier.status_only)
-    searches, customers, made = _customer_costs(passed, lookups)
+    searches, customers, made = _customer_costs(passed, lookups, create=create)
     total = chats + len(passed) + statuses + searches + (0 if dry_run else customers)
     return Plan(
         rows=sum(counts.values()),
@@ -213,6 +283,9 @@ def plan_transcript(
         customers=customers,
         lookups_made=made,
         conversations=len(keys) + len(earlier.status_only),
+        unmatched=found.unmatched,
+        ambiguous=found.ambiguous,
+        left_out=len(preflight.passed) - len(passed),
     )
 
 

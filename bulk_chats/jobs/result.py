@@ -20,6 +20,7 @@ from bulk_chats.results import owner_only
 from bulk_chats.results.table import build_results, default_out_path
 from bulk_chats.results.workbook import (
     Summary,
+    Written,
     count_error_codes,
     count_statuses,
     prepare_out,
@@ -84,15 +85,33 @@ def prepare_results(out: Path, sheet: Sheet) -> None:
 
 
 def results_for(
-    settings: Settings, sheet: Sheet, validation: Verdict, *, mode: str, now: dt.datetime
+    settings: Settings,
+    sheet: Sheet,
+    validation: Verdict,
+    *,
+    mode: str,
+    now: dt.datetime,
+    written: Written | None = None,
 ) -> ResultsSoFar:
     """What gathers a run's outcomes, once it is sure its results workbook can be written
-    (in the reports folder, made for the journal too, unless `--out` says elsewhere)."""
+    (in the reports folder, made for the journal too, unless `--out` says elsewhere).
+    `written` hears how far the writing of the results is, at the end."""
     make_reports_dir(settings.reports_dir)
-    out = settings.out or default_out_path(settings.input_path, settings.reports_dir, now)
+    out = results_path(settings, now)
     prepare_results(out, sheet)
-    summary = Summary(settings.input_path, mode, settings.base_url, now)
-    return ResultsSoFar(sheet, validation, out, summary, out_given=settings.out is not None)
+    summary = Summary(settings.input_path, mode, settings.base_url, now, settings.input_name)
+    return ResultsSoFar(
+        sheet, validation, out, summary, out_given=settings.out is not None, written=written
+    )
+
+
+def results_path(settings: Settings, now: dt.datetime) -> Path:
+    """Where a run's results go: `--out`, else the default path in the reports folder
+    (CSV with `settings.csv_results`)."""
+    suffix = ".csv" if settings.csv_results else ".xlsx"
+    return settings.out or default_out_path(
+        settings.input_path, settings.reports_dir, now, suffix=suffix
+    )
 
 
 AnyRequest = ChatRequest | ChangeRequest
@@ -130,6 +149,7 @@ class ResultsSoFar:
     customer_created: frozenset[int] | None = None
     plan: Plan | None = None
     limiter: RateLimiter | None = None
+    written: Written | None = None
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Keep `outcomes`, each replacing what was recorded for its row before."""
@@ -183,6 +203,7 @@ class ResultsSoFar:
             resolved=self.resolved,
             customer_created=self.customer_created,
             out_given=self.out_given,
+            written=self.written,
             plan=self.plan,
             learned_limit=self.limiter.learned_limit if self.limiter is not None else None,
             limit_confirmed=self.limiter is not None and self.limiter.limit_confirmed,
@@ -202,16 +223,17 @@ def write_run(
     resolved: Mapping[str, Mapping[int, int]] | None = None,
     customer_created: frozenset[int] | None = None,
     out_given: bool,
+    written: Written | None = None,
     **flags: object,
 ) -> RunResult:
-    """Write the results workbook of `outcomes` to `out`; the run's result, with `flags`
-    (`RunResult`'s `auth_failed`, `plan`, ...)."""
+    """Write the results workbook of `outcomes` to `out` (`written` hears how far it is);
+    the run's result, with `flags` (`RunResult`'s `auth_failed`, `plan`, ...)."""
     results = build_results(
         sheet, validation, outcomes, resolved=resolved, customer_created=customer_created
     )
     return RunResult(
         # A path of our choosing never replaces a file; one given with --out may.
-        out=write_results(results, out, summary, replace=out_given),
+        out=write_results(results, out, summary, replace=out_given, written=written),
         counts=count_statuses(results),
         error_codes=count_error_codes(results),
         total=len(results),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 
@@ -18,7 +18,7 @@ from bulk_chats.api.client import HelpCrunchClient, Transport
 from bulk_chats.api.limiter import RateLimiter, default_concurrency
 from bulk_chats.errors import ApiError, AuthenticationError, JournalError
 from bulk_chats.jobs.hooks import Confirm, Hooks, Notify
-from bulk_chats.jobs.plan import Plan
+from bulk_chats.jobs.plan import MAX_WARNED, Plan
 from bulk_chats.jobs.result import AnyRequest, ResultsSoFar, RunResult, end_rows
 from bulk_chats.journal.journal import Journal, journal_path, scope_for
 from bulk_chats.lookups.customers import (
@@ -111,7 +111,13 @@ def go_on(
 ) -> RunResult | None:
     """Tell the plan and ask `confirm` whether to go on: None to go on, else the run's end
     with every row of `rows` `not_sent`. A dry run, a plan with nothing to send and a run
-    without `confirm` (no terminal, `--yes`) go on unasked."""
+    without `confirm` (no terminal, `--yes`) go on unasked. The plan told and asked about
+    lists the first rows sent despite a warning (`Plan.warned`)."""
+    if plan.warnings:
+        # The page lists them before Confirm; the workbook's error_message has them all.
+        rows_of = results.sheet.source_rows
+        warned = sorted(results.warnings.items())[:MAX_WARNED]
+        plan = replace(plan, warned=tuple((rows_of[index], text) for index, text in warned))
     tell(plan.describe())
     results.plan = plan
     if dry_run or confirm is None or not plan.to_send or confirm(plan):
@@ -219,7 +225,7 @@ async def give_customers(
         lookups = await look_up_customers(
             client, preflight.passed, journal=journal, concurrency=concurrency, stop=stop
         )
-    elif lookups.missing and not (settings.dry_run or lookups.auth_failed):
+    elif create and lookups.missing and not (settings.dry_run or lookups.auth_failed):
         lookups = await create_customers(
             client, journal, lookups, preflight.passed, concurrency=concurrency, stop=stop
         )
@@ -247,10 +253,11 @@ async def look_up_first(
     settings: Settings,
     stop: anyio.Event | None,
 ) -> Lookups | None:
-    """With `--create-customers`, the look-ups of the rows that passed the pre-flight,
-    before the plan: it counts the customers to create, which only they can tell. They
-    are reads; nothing is created before the go-ahead. None otherwise: they come after."""
-    if not settings.create_customers:
+    """With `--create-customers` (or `settings.lookups_first`, as the page asks), the
+    look-ups of the rows that passed the pre-flight, before the plan: it counts the
+    customers to create, or that match no one, which only they can tell. They are reads;
+    nothing is created before the go-ahead. None otherwise: they come after."""
+    if not (settings.create_customers or settings.lookups_first):
         return None
     return await look_up_customers(
         session.client,

@@ -195,6 +195,26 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The customer each row's chat was sent for: a finished row shows it again.
         "ALTER TABLE entries ADD COLUMN customer_id INTEGER",
     ),
+    (
+        # The web page's runs, so that its list "Runs" survives a restart of the page: one
+        # row each, begun when the run starts and ended with its counts. A row never ended
+        # is a run whose page stopped first. Nothing here is read to decide what to send.
+        """
+        CREATE TABLE page_runs (
+            id          INTEGER PRIMARY KEY,          -- the run's number, across restarts
+            kind        TEXT    NOT NULL,             -- validate, dry_run, import, ...
+            input_name  TEXT    NOT NULL DEFAULT '',  -- the file as the user chose it
+            api_root    TEXT    NOT NULL DEFAULT '',  -- scope_for(), '' when offline
+            started_at  REAL    NOT NULL,             -- unix seconds
+            ended_at    REAL,                         -- NULL: running, or its page stopped
+            outcome     TEXT    NOT NULL DEFAULT '',  -- the page's sentence for its end
+            counts      TEXT    NOT NULL DEFAULT '{}',  -- JSON: rows by status
+            total       INTEGER NOT NULL DEFAULT 0,
+            results     TEXT    NOT NULL DEFAULT '',  -- its results file, in the reports folder
+            page        INTEGER NOT NULL DEFAULT 0    -- the page's process id
+        )
+        """,
+    ),
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ CHUNK_ROWS = 16_384
 """Rows converted and written at a time: the writer's memory does not grow with the sheet."""
 
 
-def write_csv(results: pd.DataFrame, path: Path) -> None:
-    """RFC 4180 CSV, UTF-8 with a BOM, a chunk of rows at a time.
+def write_csv(
+    results: pd.DataFrame, path: Path, *, written: Callable[[int, int], None] | None = None
+) -> None:
+    """RFC 4180 CSV, UTF-8 with a BOM, a chunk of rows at a time; `written` is told the
+    rows written so far and the rows in all after each chunk.
 
     Lines are joined from whole columns of text (quoted only where a cell holds a comma,
     a quote or a line break, as the csv module would): the csv module itself spends
@@ -39,6 +43,8 @@ def write_csv(results: pd.DataFrame, path: Path) -> None:
                 columns = [_lone_blanks_quoted(columns[0])]
             lines = map(",".join, zip(*columns, strict=True))
             handle.write(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+            if written is not None:
+                written(start + len(chunk), len(results))
 
 
 def _lone_blanks_quoted(texts: Any) -> Any:

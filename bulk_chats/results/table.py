@@ -25,16 +25,19 @@ from bulk_chats.sheet.loading import Sheet, normalise_header
 _STAMPED = re.compile(r"-results-\d{8}-\d{4,6}(-\d+)?$")
 
 
-def default_out_path(input_path: Path, reports_dir: Path, now: dt.datetime) -> Path:
-    """`reports/<input stem>-results-<YYYYmmdd-HHMMSS>.xlsx`, or with `-2`, `-3`, … after
-    it when that name is taken: the default never names an existing file (write it with
-    `replace=False`, so that a run finishing at the same time does not take it either).
+def default_out_path(
+    input_path: Path, reports_dir: Path, now: dt.datetime, *, suffix: str = ".xlsx"
+) -> Path:
+    """`reports/<input stem>-results-<YYYYmmdd-HHMMSS>.xlsx` (or `suffix`), or with `-2`,
+    `-3`, … after it when that name is taken: the default never names an existing file
+    (write it with `replace=False`, so that a run finishing at the same time does not take
+    it either).
 
     A results workbook fed back in keeps its original stem rather than growing a second
     `-results-…` suffix.
     """
     stem = _STAMPED.sub("", input_path.stem)
-    first = reports_dir / f"{stem}-results-{now:%Y%m%d-%H%M%S}.xlsx"
+    first = reports_dir / f"{stem}-results-{now:%Y%m%d-%H%M%S}{suffix}"
     return next(path for path in numbered(first) if not os.path.lexists(path))
 
 

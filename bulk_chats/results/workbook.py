@@ -11,6 +11,7 @@ import datetime as dt
 import math
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ DATE_FORMATS = {
 _EXACT_BELOW = 10**15
 """Excel keeps 15 significant digits: integers from here up are written as text."""
 
+Written = Callable[[int, int], None]
+"""Told, as the results are written, the rows written so far and the rows in all."""
+
 
 @dataclass(frozen=True, slots=True)
 class Summary:
@@ -69,6 +73,8 @@ class Summary:
     mode: str
     api_root: str = ""
     written_at: dt.datetime | None = None
+    input_name: str | None = None
+    """The input as its user knows it (the page's upload), else `input_path` is shown."""
 
 
 def check_room(out: Path, rows: int, columns: int) -> None:
@@ -104,10 +110,16 @@ def prepare_out(out: Path, rows: int, columns: int) -> None:
 
 
 def write_results(
-    results: pd.DataFrame, out: Path, summary: Summary, *, replace: bool = True
+    results: pd.DataFrame,
+    out: Path,
+    summary: Summary,
+    *,
+    replace: bool = True,
+    written: Written | None = None,
 ) -> Path:
     """Write `results` to `out` (xlsx, or csv when `out` ends in .csv), readable and
-    writable by its owner only, and return the path written.
+    writable by its owner only, and return the path written. `written` hears how far the
+    writing is after each chunk of rows (a million rows take half a minute).
 
     With `replace` False an existing file is never replaced: the results go to the first
     free name of `numbered(out)` instead (for the default path, which another run may
@@ -119,9 +131,9 @@ def write_results(
         out.parent.mkdir(parents=True, exist_ok=True)
         with staging(out) as staged:
             if out.suffix.lower() == ".csv":
-                write_csv(results, staged)
+                write_csv(results, staged, written=written)
             else:
-                _write_xlsx(results, staged, summary, scratch=staged.parent)
+                _write_xlsx(results, staged, summary, scratch=staged.parent, written=written)
             return place(staged, out, replace=replace)
     except OSError as exc:
         raise ReportError(f"{out}: cannot write the results ({exc.strerror})") from None
@@ -144,10 +156,12 @@ def count_error_codes(results: pd.DataFrame) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def _write_xlsx(results: pd.DataFrame, path: Path, summary: Summary, *, scratch: Path) -> None:
+def _write_xlsx(
+    results: pd.DataFrame, path: Path, summary: Summary, *, scratch: Path, written: Written | None
+) -> None:
     """The results sheet then the summary sheet."""
     with xlsxwriter.Workbook(str(path), workbook_options(scratch)) as book:
-        cut = _write_results_sheet(book, results)
+        cut = _write_results_sheet(book, results, written=written)
         _write_summary_sheet(book, results, summary, cut=cut)
 
 
@@ -168,7 +182,7 @@ def workbook_options(scratch: Path) -> dict[str, Any]:
     }
 
 
-def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
+def _write_results_sheet(book: Any, results: pd.DataFrame, *, written: Written | None) -> int:
     """Write the results sheet; return how many cells were cut to `MAX_TEXT`.
 
     Text is always written as text, never as a formula or a link, whatever it starts with
@@ -204,6 +218,8 @@ def _write_results_sheet(book: Any, results: pd.DataFrame) -> int:
                 note = _cut_note([labels[c] for c in too_long], too_long)
                 message = values[error_at]
                 cells.write_text(row, error_at, f"{message} | {note}" if message else note)
+        if written is not None:
+            written(start + len(chunk), len(results))
     return cut
 
 
@@ -320,7 +336,7 @@ def _date_kind(value: object) -> type | None:
 def _write_summary_sheet(book: Any, results: pd.DataFrame, summary: Summary, *, cut: int) -> None:
     bold = book.add_format({"bold": True})
     pairs: list[tuple[object, object]] = [
-        ("input", str(summary.input_path)),
+        ("input", summary.input_name or str(summary.input_path)),
         ("mode", summary.mode),
         ("api", summary.api_root or "(none: nothing was sent)"),
         ("written", (summary.written_at or dt.datetime.now()).strftime("%Y-%m-%d %H:%M:%S")),

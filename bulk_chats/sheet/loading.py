@@ -144,7 +144,8 @@ def load_sheet(
     """Read `path` (CSV or workbook) into a `Sheet`.
 
     `sheet` picks a workbook's sheet by name (default: the first); `columns` maps a field
-    to a header that the aliases don't cover (`--column FIELD=HEADER`). `require=False`
+    to a header that the aliases don't cover (`--column FIELD=HEADER`; an empty header
+    reads the field from no column). `require=False`
     accepts a sheet that lacks a required column, so that the web page can show its
     headers for the user to map. With `chats` the rows name chats that exist (`update`,
     `close`): `chat_id` is the required field (a results workbook's own `chat_id` column
@@ -257,7 +258,9 @@ def _to_sheet(
 def _map_columns(
     path: Path, headers: list[str], columns: Mapping[str, str]
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Field → column position, from `--column` first, then names and aliases."""
+    """Field → column position, from `--column` first, then names and aliases. A field
+    mapped to no header (`--column FIELD=`) is read from no column, whatever the headers
+    say: that column is echoed as any other."""
     fields: dict[str, int] = {}
     for name, header in columns.items():
         if name not in FIELD_NAMES:
@@ -265,6 +268,8 @@ def _map_columns(
                 f"--column {name}={header}: unknown field {name!r}; fields are "
                 + ", ".join(FIELD_NAMES)
             )
+        if not header:
+            continue
         matches = [i for i, h in enumerate(headers) if h == header] or [
             i for i, h in enumerate(headers) if normalise_header(h) == normalise_header(header)
         ]

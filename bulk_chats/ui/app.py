@@ -2,9 +2,10 @@
 
 Every request passes the token, `Host`, `Origin` and content-type checks first
 (`guard.py`); uploads are stored by `uploads.py`, one at a time, and read for the mapping
-by `preview.py`; only the current one is kept. The page is rendered here, with Jinja2
-escaping every value from a sheet; its script only sends actions, follows progress
-(server-sent events) and swaps in the regions the server renders again.
+by `preview.py`; only the current one is kept. The page is rendered by `render.py`, with
+Jinja2 escaping every value from a sheet; its script only sends actions, moves between
+the steps, follows progress (server-sent events) and swaps in the regions the server
+renders again.
 
 The API key, from the environment or typed into the page, reaches a run's `Settings` and
 nothing else: no response, log or file carries it.
@@ -15,12 +16,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-import jinja2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
@@ -33,26 +33,24 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bulk_chats.checks.columns import CHAT_STATUSES, chat_status_option
+from bulk_chats.checks.columns import chat_status_option
 from bulk_chats.errors import InputError
-from bulk_chats.fields import FIELD_NAMES
 from bulk_chats.jobs.result import RunResult
 from bulk_chats.progress import duration_text, limit_text
 from bulk_chats.records import Status
 from bulk_chats.results.workbook import STATUS_COLOURS
-from bulk_chats.settings import DEFAULT_BASE_URL, DEFAULT_RATE, REPORTS_DIR, ApiKey, Settings
+from bulk_chats.settings import DEFAULT_BASE_URL, REPORTS_DIR, ApiKey, Settings
 from bulk_chats.ui.export_form import export_filters
 from bulk_chats.ui.guard import Guard
+from bulk_chats.ui.history import History
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobKind, JobView, export_kind
-from bulk_chats.ui.preview import Preview, column_options, mapping_fields, read_preview
+from bulk_chats.ui.mapping import MappingRefused
 from bulk_chats.ui.problems import ProblemTable, read_problems
-from bulk_chats.ui.uploads import (
-    DEFAULT_MAX_UPLOAD,
-    Upload,
-    UploadRefused,
-    discard,
-    receive_upload,
-)
+from bulk_chats.ui.render import PageState, Renderer
+from bulk_chats.ui.sheet_choice import SheetChoice
+from bulk_chats.ui.steps import step_of_run
+from bulk_chats.ui.uploads import DEFAULT_MAX_UPLOAD, UploadRefused
+from bulk_chats.ui.words import in_page_words
 
 EVENT_INTERVAL = 0.25
 """Seconds between looks at a run for the page's progress events."""
@@ -62,6 +60,9 @@ HEARTBEAT = 15.0
 
 READING = "the file is still being read; wait for it, then try again"
 """The answer to a request that would read or replace the sheet while it is being read."""
+
+NO_KEY = "type the API key first (Settings → Developers → Public API)"
+"""The answer to a run that needs the key when none is given."""
 
 _HERE = Path(__file__).parent
 
@@ -92,18 +93,15 @@ class UiApp:
         self.token = token
         self._hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
         self._lock = threading.Lock()
-        self._upload: Upload | None = None
-        self._preview = Preview()
-        self._reading = False
+        self._sheet = SheetChoice(reports_dir=config.reports_dir, cap=config.max_upload_bytes)
         self._jobs: dict[int, Job] = {}
         self._job: Job | None = None
+        self._job_upload = 0
         self._problems: dict[int, ProblemTable] = {}
+        self._history = History(config.reports_dir)
+        self._renderer = Renderer(_HERE / "templates")
         self.closing = False
-        self._templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(_HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
+        """The page stops: event streams end."""
         routes = [
             Route("/", self.page),
             Route("/favicon.ico", self.favicon),
@@ -111,12 +109,14 @@ class UiApp:
             Route("/upload", self.upload, methods=["POST"]),
             Route("/sheet", self.choose_sheet, methods=["POST"]),
             Route("/mapping", self.map_column, methods=["POST"]),
+            Route("/options", self.set_options, methods=["POST"]),
             Route("/run", self.run, methods=["POST"]),
             Route("/export", self.export, methods=["POST"]),
             Route("/confirm", self.confirm, methods=["POST"]),
             Route("/stop", self.stop, methods=["POST"]),
             Route("/events", self.events),
             Route("/download/{job:int}", self.download),
+            Route("/runs/{run:int}/results", self.download_run),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
         self.asgi = Guard(
@@ -135,24 +135,28 @@ class UiApp:
 
     async def page(self, request: Request) -> Response:
         view = self._job.view() if self._job else None
-        problems = self._problems.get(view.id) if view else None
-        upload = self._upload
-        html = self._templates.get_template("page.html").render(
+        # The journal may wait for a run's write: never on the server's own loop.
+        active = view.record if view and view.active else None
+        runs = await anyio.to_thread.run_sync(self._history.lines, active)
+        state = PageState(
             token=self.token,
-            config=self.config,
-            default_rate=f"{DEFAULT_RATE:g}",
-            upload=upload,
-            preview=self._preview,
-            fields=mapping_fields(),
-            column_options=column_options(upload),
-            chat_statuses=CHAT_STATUSES,
-            kinds=list(JOB_KINDS.values()),
+            config_sandbox=self.config.sandbox,
+            base_url=self.config.base_url,
+            api_key_given=self.config.api_key is not None,
+            rate=self.config.rate,
+            upload=self._sheet.upload,
+            uploads=self._sheet.uploads,
+            preview=self._sheet.preview,
+            results_csv=self._sheet.csv,
             job=view,
-            problems=problems,
-            statuses=[s.value for s in Status],
+            uploaded_since=self._sheet.uploads != self._job_upload,
+            problems=self._problems.get(view.id) if view else None,
             progress_text=_progress_text(view) if view else "",
+            runs=runs,
+            runs_problem=self._history.problem,
+            reading=self._sheet.reading,
         )
-        return HTMLResponse(html)
+        return HTMLResponse(self._renderer.render(state))
 
     async def favicon(self, request: Request) -> Response:
         """The page's icon, which a browser asks for without the token."""
@@ -172,84 +176,54 @@ class UiApp:
         """Store the request body (the file itself) under the reports folder, 0600, and
         make it the current upload, removing the one it replaces. One at a time: another
         upload while this one is stored or read is refused (409)."""
-        if self._busy() or self._reading:
+        if self._busy() or self._sheet.reading:
             return self._not_now()
-        self._reading = True
         try:
-            try:
-                upload = await receive_upload(
-                    request, reports_dir=self.config.reports_dir, cap=self.config.max_upload_bytes
-                )
-            except UploadRefused as exc:
-                return _error(str(exc), exc.status)
-            await self._set_upload(upload)
-        finally:
-            self._reading = False
+            await self._sheet.receive(request)
+        except UploadRefused as exc:
+            return _error(str(exc), exc.status)
         return JSONResponse({"ok": True})
 
     async def choose_sheet(self, request: Request) -> Response:
-        upload = self._upload
-        if upload is None or self._busy() or self._reading:
+        upload = self._sheet.upload
+        if upload is None or self._busy() or self._sheet.reading:
             return self._not_now()
         sheet = str((await _json(request)).get("sheet", ""))
         if sheet not in upload.sheets:
             return _error(f"no sheet named {sheet!r}", 400)
-        # Another sheet has other headers: the mapping starts again from what is detected.
-        await self._read_again(replace(upload, sheet=sheet, columns={}))
+        await self._sheet.choose_sheet(upload, sheet)
         return JSONResponse({"ok": True})
 
     async def map_column(self, request: Request) -> Response:
-        """Map a field to a header, as `--column FIELD=HEADER` does; a blank header undoes it."""
-        upload = self._upload
-        if upload is None or self._busy() or self._reading:
+        """Read a field from a column, as `--column FIELD=HEADER` does (`field` and
+        `header`; a blank header reads the field from no column), or a column as a field
+        (`column` and `field`; a blank field reads the column as none). A field another
+        column gives is not moved: that is refused (409), saying so."""
+        upload = self._sheet.upload
+        if upload is None or self._busy() or self._sheet.reading:
             return self._not_now()
-        body = await _json(request)
-        name, header = str(body.get("field", "")), str(body.get("header", ""))
-        if name not in FIELD_NAMES:
-            return _error(f"unknown field {name!r}", 400)
-        if header and header not in self._preview.headers:
-            return _error(f"no column headed {header!r}", 400)
-        columns = dict(upload.columns)
-        if header:
-            columns[name] = header
-        else:
-            columns.pop(name, None)
-        await self._read_again(replace(upload, columns=columns))
+        try:
+            await self._sheet.map(upload, await _json(request))
+        except ValueError as exc:
+            return _error(str(exc), 400)
+        except MappingRefused as exc:
+            return _error(str(exc), 409)
         return JSONResponse({"ok": True})
 
-    async def _read_again(self, upload: Upload) -> None:
-        """Read the current upload with other choices; nothing else reads it meanwhile."""
-        self._reading = True
+    async def set_options(self, request: Request) -> Response:
+        """The page's choices that outlive a step: the Results file (`results`: `xlsx` or
+        `csv`)."""
         try:
-            await self._set_upload(upload)
-        finally:
-            self._reading = False
-
-    async def _set_upload(self, upload: Upload) -> None:
-        """Make `upload` current, once read; the file it replaces is removed."""
-        try:
-            preview = await anyio.to_thread.run_sync(read_preview, upload)
-        except BaseException:
-            if self._upload is None or self._upload.path != upload.path:
-                discard(upload)
-            raise
-        with self._lock:
-            before, kept = self._upload, not self.closing
-            if kept:
-                self._upload, self._preview = upload, preview
-        if before is not None and before.path != upload.path:
-            discard(before)
-        if not kept:  # the page stopped while it was read
-            discard(upload)
+            self._sheet.results_as(str((await _json(request)).get("results", "")))
+        except ValueError as exc:
+            return _error(str(exc), 400)
+        return JSONResponse({"ok": True})
 
     def close(self) -> None:
         """The page stops: refuse what comes next and remove the current upload (results
         workbooks and the journal stay). Call it once no run reads the upload any more."""
-        with self._lock:
-            self.closing = True
-            upload, self._upload, self._preview = self._upload, None, Preview()
-        if upload is not None:
-            discard(upload)
+        self.closing = True
+        self._sheet.close()
 
     # -- runs ------------------------------------------------------------------------
 
@@ -257,10 +231,10 @@ class UiApp:
         """Start a run of the kind the page asks for, unless one is running."""
         body = await _json(request)
         kind = JOB_KINDS.get(str(body.get("kind", "")))
-        upload = self._upload
+        upload = self._sheet.upload
         if kind is None:
             return _error("unknown run", 400)
-        if self._reading:
+        if self._sheet.reading:
             return _error(READING, 409)
         if upload is None:
             return _error("choose a spreadsheet first", 409)
@@ -269,7 +243,7 @@ class UiApp:
         except InputError as exc:
             return _error(str(exc), 400)
         if kind.sends and key is None:
-            return _error("type the API key first (Settings → Developers → Public API)", 400)
+            return _error(NO_KEY, 400)
         typed_status = str(body.get("chat_status") or "").strip()
         try:
             status = chat_status_option(typed_status, named="chat status") if typed_status else None
@@ -288,16 +262,20 @@ class UiApp:
             chat_status=status,
             create_customers=body.get("create_customers") is True,
             time_prefix=body.get("no_time_prefix") is not True,
+            input_name=upload.name,
+            csv_results=self._sheet.csv,
+            # The plan counts the customers that match no one before Confirm.
+            lookups_first=True,
         )
-        fields = dict(self._preview.mapping)
-        return self._start(
+        fields = dict(self._sheet.preview.mapping)
+        return await self._start(
             kind,
             settings,
             input_name=upload.name,
             on_result=lambda job, result: self._read_problems(job, result, fields),
         )
 
-    def _start(
+    async def _start(
         self,
         kind: JobKind,
         settings: Settings,
@@ -305,7 +283,10 @@ class UiApp:
         input_name: str,
         on_result: Callable[[int, RunResult], None] | None = None,
     ) -> Response:
-        """Start a run, unless one is running."""
+        """Start a run, unless one is running; the page's list of runs writes it down.
+        What the run says is said in the page's words, its file by the name it was chosen
+        by."""
+        files = [(settings.input_path, input_name), (self.config.reports_dir, "")]
         with self._lock:
             if self._job is not None and self._job.view().active:
                 return _error("a run is in progress; stop it or wait for it to end", 409)
@@ -314,10 +295,21 @@ class UiApp:
                 settings,
                 input_name=input_name,
                 on_result=lambda result: on_result(job.id, result) if on_result else None,
+                on_end=self._ended,
+                reword=lambda text: in_page_words(text, files=files if input_name else files[1:]),
             )
             self._jobs[job.id] = self._job = job
+            self._job_upload = self._sheet.uploads
+        begun = job.view()
+        job.record = await anyio.to_thread.run_sync(
+            lambda: self._history.begin(begun, base_url=self.config.base_url)
+        )
         job.start()
         return JSONResponse({"ok": True, "job": job.id})
+
+    def _ended(self, view: JobView) -> None:
+        """A run ended (in its thread): the list of runs says how."""
+        self._history.end(view)
 
     def _rate_and_key(self, body: dict[str, Any]) -> tuple[float | None, ApiKey | None]:
         """The rate typed into the page (else the server's) and the key typed (else the
@@ -344,7 +336,7 @@ class UiApp:
         except InputError as exc:
             return _error(str(exc), 400)
         if key is None:
-            return _error("type the API key first (Settings → Developers → Public API)", 400)
+            return _error(NO_KEY, 400)
         settings = Settings(
             input_path=Path("chats-export"),
             rate=rate,
@@ -353,13 +345,14 @@ class UiApp:
             reports_dir=self.config.reports_dir,
         )
         kind = export_kind(filters, messages=body.get("messages") is True)
-        return self._start(kind, settings, input_name="")
+        return await self._start(kind, settings, input_name="")
 
     def _read_problems(self, job: int, result: RunResult, field_headers: dict[str, str]) -> None:
-        """Read the problem rows from the workbook the run wrote (in the run's thread)."""
-        self._problems[job] = read_problems(result.out, field_headers)
+        """Read the problem rows from the results the run wrote (in the run's thread)."""
+        self._problems[job] = read_problems(result.out, field_headers, result.counts)
 
     async def confirm(self, request: Request) -> Response:
+        """The page's answer to the plan: Confirm (`go_on` true) or Cancel."""
         job = self._job
         if job is None or job.view().phase != "confirm":
             return _error("nothing waits for confirmation", 409)
@@ -367,6 +360,7 @@ class UiApp:
         return JSONResponse({"ok": True})
 
     async def stop(self, request: Request) -> Response:
+        """Stop the run in progress, as Ctrl-C does; while its plan is coming, Cancel."""
         job = self._job
         if job is None or not job.view().active:
             return _error("no run is in progress", 409)
@@ -374,25 +368,30 @@ class UiApp:
         return JSONResponse({"ok": True})
 
     async def events(self, request: Request) -> Response:
-        """Server-sent events: the latest run's progress whenever it changes, until it ends."""
+        """Server-sent events: the latest run's progress whenever it changes, until it
+        ends; with `follow`, for as long as the tab listens, every run and every new file
+        too (a second tab follows what the first one starts)."""
+        follow = request.query_params.get("follow") == "1"
         return StreamingResponse(
-            self._event_stream(),
+            self._event_stream(follow=follow),
             media_type="text/event-stream",
             headers={"x-accel-buffering": "no"},
         )
 
-    async def _event_stream(self) -> AsyncIterator[str]:
-        last: tuple[int, int] | None = None
+    async def _event_stream(self, *, follow: bool) -> AsyncIterator[str]:
+        last: tuple[int, int, int] | None = None
         quiet = 0.0
         while not self.closing:
             view = self._job.view() if self._job else None
-            if view is None:
+            if view is None and not follow:
                 yield "event: idle\ndata: {}\n\n"
                 return
-            if (view.id, view.version) != last:
-                last, quiet = (view.id, view.version), 0.0
-                yield f"data: {json.dumps(_event(view))}\n\n"
-                if not view.active:
+            uploads = self._sheet.uploads
+            now = (view.id if view else 0, view.version if view else 0, uploads)
+            if now != last:
+                last, quiet = now, 0.0
+                yield f"data: {json.dumps(_event(view, uploads=uploads))}\n\n"
+                if view is not None and not view.active and not follow:
                     return
             elif quiet >= HEARTBEAT:
                 quiet = 0.0
@@ -407,10 +406,18 @@ class UiApp:
             return _error("no results workbook for that run", 404)
         return FileResponse(result.out, filename=result.out.name)
 
+    async def download_run(self, request: Request) -> Response:
+        """The results file of a run of the list, while it is in the reports folder."""
+        number = int(request.path_params["run"])
+        path = await anyio.to_thread.run_sync(self._history.results_file, number)
+        if path is None:
+            return _error("that run's results are no longer in the reports folder", 404)
+        return FileResponse(path, filename=path.name)
+
     def _not_now(self) -> Response:
-        if self._reading:
+        if self._sheet.reading:
             return _error(READING, 409)
-        if self._upload is None:
+        if self._sheet.upload is None:
             return _error("choose a spreadsheet first", 409)
         return _error("a run is in progress; stop it or wait for it to end", 409)
 
@@ -430,34 +437,53 @@ def _error(message: str, status: int) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _event(view: JobView) -> dict[str, Any]:
-    progress = view.progress
+def _event(view: JobView | None, *, uploads: int) -> dict[str, Any]:
+    if view is None:
+        return {"job": None, "uploads": uploads}
+    done, total = bar_numbers(view)
+    order = [status.value for status in Status]
+    counts = sorted(view.progress.counts.items(), key=lambda pair: order.index(pair[0]))
     return {
         "job": view.id,
         "phase": view.phase,
-        "done": progress.done,
-        "total": progress.total,
+        "step": step_of_run(view),
+        "planning": view.planning,
+        "done": done,
+        "total": total,
         "text": _progress_text(view),
+        "counts": [[status, f"{count:,}"] for status, count in counts],
         "stopping": view.stopping,
+        "uploads": uploads,
     }
+
+
+def bar_numbers(view: JobView) -> tuple[int, int]:
+    """What the progress bar shows: rows done of the rows to send, or for a run that sends
+    nothing (Validate), rows of its results written."""
+    progress = view.progress
+    if view.kind.progress:
+        return progress.done, progress.total
+    return progress.written or (0, 0)
 
 
 def _progress_text(view: JobView) -> str:
     """`12 of 100 rows · 45 rows a minute · about 2m 00s left`; for a transcript, `3 of
-    10 conversations · 25 of 80 messages · …`."""
+    10 conversations · 25 of 80 messages · …`; then how far the results are written."""
     progress = view.progress
-    if not progress.total:
-        return ""
-    unit = view.kind.unit
     parts = []
-    if progress.conversations is not None:
-        unit = "messages"
-        parts.append("{} of {} conversations".format(*progress.conversations))
-    parts.append(f"{progress.done} of {progress.total} {unit}")
-    if progress.per_minute is not None:
-        parts.append(f"{progress.per_minute:.0f} {unit} a minute")
-    if progress.eta is not None and progress.done < progress.total:
-        parts.append(f"about {duration_text(progress.eta)} left")
-    if progress.learned_limit is not None:
-        parts.append(limit_text(progress.learned_limit, confirmed=progress.limit_confirmed))
-    return " · ".join(parts)
+    if progress.total:
+        unit = view.kind.unit
+        if progress.conversations is not None:
+            unit = "messages"
+            parts.append("{:,} of {:,} conversations".format(*progress.conversations))
+        parts.append(f"{progress.done:,} of {progress.total:,} {unit}")
+        if progress.per_minute is not None and progress.done < progress.total:
+            parts.append(f"{progress.per_minute:,.0f} {unit} a minute")
+        if progress.eta is not None and progress.done < progress.total:
+            parts.append(f"about {duration_text(progress.eta)} left")
+        if progress.learned_limit is not None:
+            parts.append(limit_text(progress.learned_limit, confirmed=progress.limit_confirmed))
+    if progress.written is not None and view.active:
+        parts.append("writing the results: {:,} of {:,} rows".format(*progress.written))
+    text = " · ".join(parts)
+    return text[:1].upper() + text[1:]

@@ -31,6 +31,7 @@ from bulk_chats.jobs.result import RunResult
 from bulk_chats.jobs.validate import validate_file
 from bulk_chats.records import Outcome, Status
 from bulk_chats.settings import ExportFilters, ExportSettings, Settings
+from bulk_chats.ui.pace import Budget, Pace, time_left
 
 CONFIRM_TIMEOUT = 3600.0
 """Seconds a run waits for the page's Confirm before it declines (the rows stay not_sent)."""
@@ -59,13 +60,16 @@ class JobKind:
 
 
 async def _validate(settings: Settings, hooks: Hooks) -> RunResult:
-    # Offline and synchronous; it blocks only this run's own loop.
-    return validate_file(settings)
+    # Offline and synchronous; it blocks only this run's own loop. Writing the results is
+    # most of its time on a big file: the page shows how far that is.
+    return validate_file(settings, written=hooks.written)
 
 
 async def _dry_run(settings: Settings, hooks: Hooks) -> RunResult:
     # Nothing is sent, so there is neither progress to show nor a plan to confirm.
-    quiet = Hooks(notify=hooks.notify, stop=hooks.stop, transport=hooks.transport)
+    quiet = Hooks(
+        notify=hooks.notify, stop=hooks.stop, transport=hooks.transport, written=hooks.written
+    )
     return await import_file(replace(settings, dry_run=True), quiet)
 
 
@@ -117,8 +121,9 @@ def export_kind(filters: ExportFilters, *, messages: bool) -> JobKind:
 
 
 class JobProgress:
-    """A progress sink that keeps rows done, counts by status, and the times needed for
-    the rate (rows a minute) and the time left. Safe to read from other threads."""
+    """A progress sink that keeps rows done, counts by status, the pace (rows a minute
+    lately, `pace.py`) and the time left, and how far the results are written. Safe to
+    read from other threads."""
 
     def __init__(self, changed: Callable[[], None], clock: Callable[[], float]) -> None:
         self._changed = changed
@@ -131,11 +136,15 @@ class JobProgress:
         self.learned_limit: float | None = None
         self.conversations_over: tuple[int, int] | None = None
         self.limit_confirmed = False
+        self.budget: Budget | None = None
+        self.written: tuple[int, int] | None = None
+        self._pace = Pace()
 
     def start(self, total: int) -> None:
         with self._lock:
             self.total, self.done, self.started = total, 0, self._clock()
             self.counts.clear()
+            self._pace.restart(self.started)
         self._changed()
 
     def advance(self, outcome: Outcome) -> None:
@@ -144,7 +153,20 @@ class JobProgress:
             # (nor in the rate), so the bar shows where the run stopped.
             if outcome.status is not Status.NOT_SENT:
                 self.done += 1
+                self._pace.add(self._clock(), self.done)
             self.counts[outcome.status.value] += 1
+        self._changed()
+
+    def planned(self, plan: Plan) -> None:
+        """The plan says what a row costs: the time left never beats what that allows."""
+        with self._lock:
+            self.budget = Budget(plan.requests / plan.to_send if plan.to_send else 1.0, plan.rate)
+        self._changed()
+
+    def writing(self, done: int, total: int) -> None:
+        """`done` of the `total` rows of the results are written (`Hooks.written`)."""
+        with self._lock:
+            self.written = (done, total)
         self._changed()
 
     def limit_learned(self, rate: float | None, *, confirmed: bool) -> None:
@@ -161,17 +183,17 @@ class JobProgress:
         self._changed()
 
     def view(self) -> ProgressView:
-        """Rows done of total now, with the rate in rows a minute and the seconds left."""
+        """Rows done of total now, with the rate in rows a minute lately and the seconds
+        left (`pace.time_left`)."""
         with self._lock:
             done, total, started = self.done, self.total, self.started
             counts, learned = dict(self.counts), self.learned_limit
-            conversations = self.conversations_over
+            conversations, budget, written = self.conversations_over, self.budget, self.written
             confirmed = self.limit_confirmed
-        per_minute = eta = None
-        if started is not None and done:
-            elapsed = max(self._clock() - started, 1e-6)
-            per_minute = done / elapsed * 60
-            eta = (total - done) / (per_minute / 60)
+            per_minute = self._pace.per_minute(self._clock())
+        eta = None
+        if started is not None:
+            eta = time_left(total - done, per_minute, budget=budget, learned_limit=learned)
         return ProgressView(
             total=total,
             done=done,
@@ -181,6 +203,8 @@ class JobProgress:
             learned_limit=learned,
             conversations=conversations,
             limit_confirmed=confirmed,
+            started=started is not None,
+            written=written,
         )
 
 
@@ -199,12 +223,17 @@ class ProgressView:
     learned_limit: float | None = None
     conversations: tuple[int, int] | None = None
     limit_confirmed: bool = False
+    started: bool = False
+    """The sending has begun: the plan is over."""
+    written: tuple[int, int] | None = None
+    """(rows written, rows in all) of the results, once their writing has begun."""
 
 
 @dataclass(frozen=True, slots=True)
 class JobView:
     """A run as the page shows it. `phase` is `running`, `confirm` (the plan waits for
-    Confirm), `finished` or `failed` (`error` says why: the file or an option unusable)."""
+    Confirm), `finished` or `failed` (`error` says why: the file or an option unusable).
+    `record` is its number in the page's list of runs (None: the journal did not take it)."""
 
     id: int
     kind: JobKind
@@ -213,15 +242,24 @@ class JobView:
     notices: tuple[str, ...]
     progress: ProgressView
     plan: str | None
+    """The plan as the command line tells it."""
     result: RunResult | None
     error: str | None
     stopping: bool
     version: int
+    record: int | None = None
+    planned: Plan | None = None
+    """The plan itself, for what the page lists before Confirm (`Plan.warned`)."""
 
     @property
     def active(self) -> bool:
         """Still running (or waiting for Confirm)."""
         return self.phase in ("running", "confirm")
+
+    @property
+    def planning(self) -> bool:
+        """Running, but neither showing its plan nor sending yet: the plan is coming."""
+        return self.phase == "running" and not self.progress.started and not self.progress.written
 
 
 _ids = itertools.count(1)
@@ -233,7 +271,10 @@ class Job:
 
     `settings` (and with it a key typed into the page) is dropped when the run ends.
     `on_result` is called, in the run's thread, with the result before the run shows as
-    finished (to read its workbook); every change of the view raises its `version`.
+    finished (to read its workbook), `on_end` with the view once it shows as ended,
+    however it ended; every change of the view raises its `version`. `record` is the
+    run's number in the page's list of runs. `reword` says the run's notices and its
+    error in the page's words.
     """
 
     def __init__(
@@ -243,12 +284,17 @@ class Job:
         *,
         input_name: str,
         on_result: Callable[[RunResult], None] = lambda _: None,
+        on_end: Callable[[JobView], None] = lambda _: None,
+        reword: Callable[[str], str] = lambda text: text,
         clock: Callable[[], float] = time.monotonic,
         confirm_timeout: float = CONFIRM_TIMEOUT,
     ) -> None:
         self.kind = kind
         self.id = next(_ids)
         self.input_name = input_name
+        self.record: int | None = None
+        self._on_end = on_end
+        self._reword = reword
         self._settings: Settings | None = settings
         self._on_result = on_result
         self._clock = clock
@@ -257,6 +303,7 @@ class Job:
         self._phase = "running"
         self._notices: list[str] = []
         self._plan: str | None = None
+        self._planned: Plan | None = None
         self._result: RunResult | None = None
         self._error: str | None = None
         self._stopping = False
@@ -313,6 +360,8 @@ class Job:
                 error=self._error,
                 stopping=self._stopping,
                 version=self._version,
+                record=self.record,
+                planned=self._planned,
             )
 
     def _touch(self) -> None:
@@ -333,6 +382,7 @@ class Job:
         else:
             self._on_result(result)
             self._end("finished", result=result)
+        self._on_end(self.view())
 
     def _end(
         self, phase: str, *, result: RunResult | None = None, error: str | None = None
@@ -340,10 +390,12 @@ class Job:
         key = self._settings.api_key if self._settings is not None else None
         if error is not None and key is not None:
             error = error.replace(key.reveal(), "***")
+        if error is not None:
+            error = self._reword(error)
         with self._lock:
             self._phase, self._result, self._error = phase, result, error
             if result is not None and result.plan is not None:
-                self._plan = result.plan.describe()
+                self._plan, self._planned = self._reword(result.plan.describe()), result.plan
             self._settings = None  # the key, if typed into the page, goes with it
         self._touch()
 
@@ -353,12 +405,18 @@ class Job:
             self._loop, self._stop = asyncio.get_running_loop(), stop
             if self._stopping:
                 stop.set()
-        hooks = Hooks(progress=self.progress, confirm=self._confirm, notify=self._notify, stop=stop)
+        hooks = Hooks(
+            progress=self.progress,
+            confirm=self._confirm,
+            notify=self._notify,
+            stop=stop,
+            written=self.progress.writing,
+        )
         return await self.kind.run(settings, hooks)
 
     def _notify(self, text: str) -> None:
         with self._lock:
-            self._notices.append(text)
+            self._notices.append(self._reword(text))
         self._touch()
 
     def _confirm(self, plan: Plan) -> bool:
@@ -367,8 +425,10 @@ class Job:
         It blocks this run's own event loop, which has nothing else to do meanwhile: the
         pre-flight is over and no request is in flight.
         """
+        self.progress.planned(plan)
         with self._lock:
-            self._plan = plan.describe()
+            self._plan = self._reword(plan.describe())
+            self._planned = plan
             self._phase = "confirm"
         self._touch()
         deadline = self._clock() + self._confirm_timeout

@@ -111,7 +111,7 @@ def sweep_uploads(reports_dir: Path) -> None:
         return
     for folder in folders:
         owner, dash, _ = folder.name.partition("-")
-        if dash and owner.isdigit() and _running_elsewhere(int(owner)):
+        if dash and owner.isdigit() and running_elsewhere(int(owner)):
             continue
         with _KEEPING:
             if folder in _KEPT:  # another page of this process
@@ -148,7 +148,7 @@ def _remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _running_elsewhere(pid: int) -> bool:
+def running_elsewhere(pid: int) -> bool:
     """Whether process `pid` runs and is not this one (an earlier process may have had
     this one's number); True where that cannot be asked without harm."""
     if pid == os.getpid():

@@ -164,6 +164,15 @@ def test_validate_with_invalid_rows_exits_1(workdir: Path) -> None:
     assert list((workdir / "reports").glob("bad-results-*.xlsx"))
 
 
+def test_a_column_option_without_a_header_reads_the_field_from_no_column(workdir: Path) -> None:
+    """`--column assignee=`: the Agent ID column is not read as the assignee (its bad ids
+    are no problem), and the run is valid."""
+    write(workdir / "agents.csv", "customer,application,Agent ID\n8738438,3838,not an id\n")
+    status, output = run("validate", "agents.csv", "--column", "assignee=")
+    assert status == 0, output
+    assert "valid 1" in output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -196,3 +196,74 @@ def test_kill_then_resume_creates_no_customer_twice(
     second = importers(tmp_path, source, sandbox, "--create-customers")
     assert second.wait() == 0, second.stderr
     assert_one_customer_each(sandbox, read_results(second.out))
+
+
+def test_looked_up_before_the_plan_it_counts_the_customers_matching_no_one(
+    tmp_path: Path, quirks: bool
+) -> None:
+    """Without Create customers but with the look-ups first (as the page asks), the plan
+    counts the customers that match no one and the rows they leave out, before the
+    go-ahead; those rows end invalid and no customer is created."""
+    source = write_csv(tmp_path / "migration.csv", HEADER, migration_rows(new=2))
+    with run_in_thread(SandboxConfig(rate=None, quirks=quirks)) as running:
+        plans: list[Plan] = []
+        result = run(
+            running,
+            tmp_path,
+            source,
+            create_customers=False,
+            lookups_first=True,
+            confirm=lambda plan: plans.append(plan) or True,
+        )
+        assert running.state.created_customers == []
+    [plan] = plans
+    new_rows = len(migration_rows(new=2)) - len(EXISTING)
+    # nina (three spellings), new0, new1 and legacy-7: four names, none found.
+    assert (plan.unmatched, plan.ambiguous, plan.left_out) == (4, 0, new_rows)
+    assert (plan.to_send, plan.chats, plan.customers) == (len(EXISTING), len(EXISTING), 0)
+    assert (
+        f"customers looked up first (1 request): 4 customers matching no one; {new_rows} rows "
+        "left out for it (see error_message)"
+    ) in plan.describe()
+    assert result.counts == {"created": len(EXISTING), "invalid": new_rows}
+
+
+def test_with_create_customers_the_plan_still_counts_the_ones_to_create(tmp_path: Path) -> None:
+    """Create customers and the look-ups first: the plan counts the customers to create
+    and leaves no row out for them."""
+    source = write_csv(tmp_path / "migration.csv", HEADER, migration_rows(new=2))
+    with run_in_thread(SandboxConfig(rate=None)) as running:
+        plans: list[Plan] = []
+        run(
+            running, tmp_path, source, lookups_first=True, confirm=lambda p: plans.append(p) or True
+        )
+    [plan] = plans
+    assert (plan.customers, plan.unmatched, plan.left_out) == (4, 0, 0)
+    assert "4 customers to create" in plan.describe()
+
+
+def test_the_plan_lists_the_rows_sent_anyway_with_their_warning(tmp_path: Path) -> None:
+    """A row whose assignee is not in its department is sent with a warning: the plan
+    asked about lists its row and the warning, and counts it."""
+    source = write_csv(
+        tmp_path / "warned.csv",
+        ["customer", "application", "assignee", "department"],
+        [[8738438, 3838, 4188, 233048], [8738439, 3838, 4192, 233048]],
+    )
+    with run_in_thread(SandboxConfig(rate=None)) as running:
+        plans: list[Plan] = []
+        run(
+            running,
+            tmp_path,
+            source,
+            create_customers=False,
+            confirm=lambda p: plans.append(p) or True,
+        )
+    [plan] = plans
+    assert plan.warnings == 1
+    [(row, warning)] = plan.warned
+    assert row == 3
+    assert warning == (
+        "warning: assignee 4192 (emma@example.com) is not in department 233048 (Support); "
+        "sent as it is"
+    )

@@ -296,7 +296,7 @@ def test_the_cli_prints_the_plan_before_sending(
     )
     assert result.exit_code == 1, result.output
     assert "9 of 12 rows to send: 9 chats, 8 first messages, 1 customer look-up" in result.output
-    assert "18 requests, about 1s at 60000 a minute" in result.output
+    assert "18 requests, about 1s at 60,000 a minute" in result.output
     assert "12 rows: created 8, invalid 4" in result.output
 
 

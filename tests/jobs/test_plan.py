@@ -68,8 +68,8 @@ def test_an_import_plan_names_its_work_and_how_long_it_takes() -> None:
         warnings=1,
     )
     assert plan.describe().splitlines() == [
-        "3000 of 4000 rows to send: 3000 chats, 1 first message, 600 customer look-ups",
-        "3601 requests, about 1h 00m at 60 a minute",
+        "3,000 of 4,000 rows to send: 3,000 chats, 1 first message, 600 customer look-ups",
+        "3,601 requests, about 1h 00m at 60 a minute",
         "rows whose customer matches no one, or several, are left out",
         "1 row already created earlier; not sent",
         "2 rows left unknown by an earlier run; held back (see error_message)",
@@ -95,4 +95,30 @@ def test_a_dry_run_plan_says_nothing_is_created() -> None:
     assert plan.describe().splitlines()[:2] == [
         "dry run: 2 of 2 rows would be sent (2 chats, 1 customer look-up); nothing is created",
         "the look-ups are made now: 1 request, about 1s at 120 a minute",
+    ]
+
+
+def test_customers_looked_up_first_are_counted_before_the_go_ahead() -> None:
+    """Looked up before the plan without creating them: the customers matching no one or
+    several, and the rows they leave out, are said; numbers read with separators."""
+    plan = Plan(
+        rows=1_200,
+        to_send=1_000,
+        chats=1_000,
+        messages=0,
+        lookups=0,
+        requests=1_000,
+        seconds=500.0,
+        already_done=0,
+        not_to_send=0,
+        lookups_made=3,
+        unmatched=150,
+        ambiguous=1,
+        left_out=200,
+    )
+    assert plan.describe().splitlines() == [
+        "1,000 of 1,200 rows to send: 1,000 chats",
+        "1,000 requests, about 8m 20s at 120 a minute",
+        "customers looked up first (3 requests): 150 customers matching no one, 1 customer "
+        "matching several; 200 rows left out for it (see error_message)",
     ]

@@ -222,7 +222,7 @@ def test_the_plan_counts_conversations_messages_requests_and_time() -> None:
     assert plan.requests == 100_000
     assert duration_text(plan.seconds) == "13h 53m"
     assert plan.describe().splitlines()[:2] == [
-        "80000 of 80000 rows to send: 10000 conversations, 10000 chats, 80000 messages, "
-        "10000 status changes",
-        "100000 requests, about 13h 53m at 120 a minute",
+        "80,000 of 80,000 rows to send: 10,000 conversations, 10,000 chats, 80,000 messages, "
+        "10,000 status changes",
+        "100,000 requests, about 13h 53m at 120 a minute",
     ]

@@ -16,6 +16,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from bulk_chats.checks.new_chats import validate_sheet
 from bulk_chats.records import Status
+from bulk_chats.results.csv_file import CHUNK_ROWS
 from bulk_chats.results.table import build_results
 from bulk_chats.results.workbook import MAX_TEXT, STATUS_COLOURS, Summary, write_results
 from bulk_chats.sheet.loading import load_sheet
@@ -276,3 +277,23 @@ def test_header_and_status_styles(tmp_path: Path) -> None:
     assert fills == ["FF" + STATUS_COLOURS[Status(s)].lstrip("#") for s in statuses]
     assert sheet.column_dimensions["A"].width == pytest.approx(12.7, abs=1)
     assert sheet.column_dimensions["B"].width == pytest.approx(60.7, abs=1)
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_writing_says_how_far_it_is(tmp_path: Path, suffix: str) -> None:
+    """`written` hears the rows written after each chunk, rising to all of them, for a
+    workbook and for CSV alike."""
+    rows = CHUNK_ROWS + 10
+    heard: list[tuple[int, int]] = []
+    frame = results_frame(note=[f"row {n}" for n in range(rows)])
+    write_results(frame, tmp_path / f"out{suffix}", SUMMARY, written=lambda *n: heard.append(n))
+    assert heard == [(CHUNK_ROWS, rows), (rows, rows)]
+
+
+def test_the_summary_names_the_input_as_its_user_knows_it(tmp_path: Path) -> None:
+    """A summary with an input name (the page's upload) shows that name, not the path the
+    file was stored under."""
+    summary = Summary(Path("reports/uploads/1-ab/march.csv"), "validate", input_name="march.csv")
+    out = write_results(results_frame(note=["x"]), tmp_path / "out.xlsx", summary)
+    sheet = openpyxl.load_workbook(out)["summary"]
+    assert [sheet["A1"].value, sheet["B1"].value] == ["input", "march.csv"]

@@ -331,6 +331,16 @@ def test_columns_mapping(tmp_path: Path) -> None:
     assert validate_sheet(sheet).status.tolist() == ["valid"]
 
 
+def test_a_field_mapped_to_no_header_is_read_from_no_column(tmp_path: Path) -> None:
+    """`columns={"assignee": ""}` (`--column assignee=`): the column its header names is
+    read as no field, and echoed as any other column."""
+    path = write_text(tmp_path / "x.csv", "customer,application,Agent ID\n1,2,ann@example.com\n")
+    sheet = load_sheet(path, columns={"assignee": ""})
+    assert sheet.fields == {"customer": 0, "application": 1}
+    assert sheet.echoed == [0, 1, 2]
+    assert validate_sheet(sheet).status.tolist() == ["valid"]
+
+
 def test_columns_unknown_field(tmp_path: Path) -> None:
     """`--column` with a field that does not exist is an InputError listing the fields."""
     path = write_text(tmp_path / "x.csv", "customer,application\n1,2\n")

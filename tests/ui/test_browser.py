@@ -146,9 +146,18 @@ def expect(locator: Any) -> Any:
 
 
 def summary_counts(page: Any) -> Counter[str]:
-    """The Summary region's `<status> <count>` pairs."""
+    """The Summary region's `<status> <count>` pairs (a count as the page writes it:
+    `1,000`)."""
     text = page.get_by_role("status", name="Summary").inner_text()
-    return Counter({s: int(n) for s, n in re.findall(r"([a-z_]+) (\d+)", text)})
+    pairs = re.findall(r"([a-z_]+) (\d[\d,]*)", text)
+    return Counter({s: int(n.replace(",", "")) for s, n in pairs})
+
+
+def go_to(page: Any, step: str) -> None:
+    """Open a step from the list of steps at the top of the page."""
+    steps = page.get_by_role("navigation", name="Steps")
+    steps.get_by_role("button", name=step, exact=True).click()
+    expect(page.get_by_role("region", name=step, exact=True)).to_be_visible()
 
 
 def rows_csv(path: Path, rows: int) -> Path:
@@ -163,7 +172,9 @@ def rows_csv(path: Path, rows: int) -> Path:
 
 
 def start_run(page: Any, button: str = "Import", *, rate: int = FAST) -> None:
-    """Press `button` (Import, Update, Close chats) at `rate`, and Confirm the plan."""
+    """Open the Plan step, press `button` (Import, Update, Close chats) at `rate`, and
+    Confirm the plan."""
+    go_to(page, "Plan")
     page.get_by_label("Requests per minute", exact=True).fill(str(rate))
     page.get_by_role("button", name=button, exact=True).click()
     page.get_by_role("button", name="Confirm").click()
@@ -212,6 +223,7 @@ def test_the_whole_path(
     expect(page.get_by_label("assignee", exact=True)).to_have_value("Owner")
     shots(page, "mapped")
 
+    page.get_by_role("button", name="Next").click()
     page.get_by_role("button", name="Validate").click()
     summary = page.get_by_role("status", name="Summary")
     expect(summary).to_contain_text("valid 9")
@@ -221,6 +233,7 @@ def test_the_whole_path(
     assert summary_counts(page) == {"valid": 9, "invalid": 8, "duplicate": 1}
     shots(page, "validated")
 
+    page.get_by_role("button", name="Next").click()
     page.get_by_role("button", name="Dry run").click()
     expect(page.get_by_text("dry run: 9 of 18 rows would be sent")).to_be_visible()
     expect(summary).to_contain_text("valid 9")
@@ -260,9 +273,12 @@ def test_a_wrong_key(browser: Any, sandbox: RunningSandbox, tmp_path: Path, shot
         page.set_default_timeout(STEP_TIMEOUT)
         page.goto(running.url)
         page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.xlsx")
+        expect(page.get_by_role("region", name="Columns")).to_be_visible()
+        go_to(page, "File")
         expect(page.get_by_label("Sheet", exact=True)).to_be_visible()
         page.get_by_label("API key", exact=True).fill("wrong-key")
         shots(page, "key-typed")
+        go_to(page, "Plan")
         page.get_by_role("button", name="Import").click()
         expect(page.get_by_text("the API refused the key").first).to_be_visible()
         expect(page.get_by_role("status", name="Summary")).to_contain_text("not_sent 9")
@@ -322,14 +338,40 @@ def test_a_reload_during_a_run(page: Any, tmp_path: Path, shots: Shots) -> None:
     expect(page.get_by_text("Stopped.")).to_be_visible()
 
 
-def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
-    """The options and buttons are reached with Tab and set with Space; Enter on a focused
-    button starts the run, and when it ends the keyboard is left on the Summary, which a
-    screen reader announces."""
+def tab_to(page: Any, target: Any, *, presses: int = 80) -> None:
+    """Press Tab until `target` has the keyboard (at most `presses` times)."""
+    for _ in range(presses):
+        if target.evaluate("element => element === document.activeElement"):
+            return
+        page.keyboard.press("Tab")
+    expect(target).to_be_focused()
+
+
+def test_the_keyboard_drives_the_guided_import(page: Any, shots: Shots) -> None:
+    """From the file to the results with the keyboard alone: each step opens with the
+    keyboard on its heading, Tab reaches Next and Enter takes it; Enter on Validate leaves
+    the keyboard on the Summary; on the Plan step the options are reached with Tab and set
+    with Space; Enter on Import never puts the keyboard on Cancel or Stop while the plan is
+    coming, then on Confirm; Enter there, and when the run ends the keyboard is on its
+    Summary, which a screen reader announces."""
     page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.csv")
+    expect(page.get_by_role("heading", name="Check the columns")).to_be_focused()
+    tab_to(page, page.get_by_role("button", name="Next"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Check every row")).to_be_focused()
     validate = page.get_by_role("button", name="Validate")
-    expect(validate).to_be_enabled()
-    page.get_by_label("Requests per minute", exact=True).focus()
+    tab_to(page, validate)
+    page.keyboard.press("Enter")
+    summary = page.get_by_role("status", name="Summary")
+    expect(summary).to_contain_text("valid 9")
+    expect(summary).to_be_focused()
+    shots(page, "validated")
+
+    tab_to(page, page.get_by_role("button", name="Next"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Plan, then send")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Requests per minute", exact=True)).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.get_by_label("Chat status", exact=True)).to_be_focused()
     page.keyboard.press("Tab")
@@ -340,10 +382,24 @@ def test_the_keyboard_drives_a_run(page: Any, shots: Shots) -> None:
     page.keyboard.press("Tab")
     expect(page.get_by_label("No time prefix", exact=True)).to_be_focused()
     page.keyboard.press("Tab")
-    expect(validate).to_be_focused()
+    expect(page.get_by_role("button", name="Dry run")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Import")).to_be_focused()
+    page.evaluate(
+        """() => {
+            window.focused = [];
+            document.addEventListener("focusin", e => window.focused.push(e.target.id));
+        }"""
+    )
     page.keyboard.press("Enter")
-    summary = page.get_by_role("status", name="Summary")
-    expect(summary).to_contain_text("valid 9")
+    confirm = page.get_by_role("button", name="Confirm")
+    expect(confirm).to_be_focused()
+    landed = page.evaluate("() => window.focused")
+    assert "cancel" not in landed
+    assert "stop" not in landed
+    shots(page, "plan")
+    page.keyboard.press("Enter")
+    expect(summary).to_contain_text("created 8")
     expect(summary).to_be_focused()
     shots(page, "keyboard")
 
@@ -355,6 +411,8 @@ def test_a_migration_closed_again_from_its_results(
     upload the downloaded results workbook and Close chats: every chat the import made
     ends closed, and the Summary counts each row updated or already_updated."""
     page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "migration.csv")
+    expect(page.get_by_role("region", name="Columns")).to_be_visible()
+    go_to(page, "Plan")
     page.get_by_label("Create customers", exact=True).check()
     page.get_by_label("Chat status", exact=True).select_option("closed")
     shots(page, "migration-options")
@@ -371,14 +429,16 @@ def test_a_migration_closed_again_from_its_results(
 
     results = tmp_path / "migration-results.xlsx"
     created = {row["chat_id"] for row in download_results(page, results)}
+    go_to(page, "File")
     page.get_by_label("Spreadsheet", exact=True).set_input_files(results)
     expect(page.get_by_label("chat_id", exact=True)).to_have_value("chat_id")
     shots(page, "results-uploaded")
+    go_to(page, "Plan")
     page.get_by_role("button", name="Close chats").click()
     # The journal knows the import set 8 of them closed already.
     expect(page.get_by_text("2 of 10 rows to send")).to_be_visible()
     page.get_by_role("button", name="Confirm").click()
-    expect(page.get_by_text("Done.")).to_be_visible()
+    expect(page.get_by_text("Done.", exact=True)).to_be_visible()
     counts = summary_counts(page)
     assert counts == {"updated": 2, "already_updated": 8}
     expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "2")
@@ -435,7 +495,10 @@ def test_the_small_things(browser: Any, ui: RunningUi) -> None:
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(ui.url)
-    expect(page.get_by_role("button", name="Validate")).to_be_visible()
+    expect(page.get_by_label("Spreadsheet", exact=True)).to_be_visible()
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.csv")
+    expect(page.get_by_role("region", name="Columns")).to_be_visible()
+    go_to(page, "Plan")
     root = ui.url.partition("/?token=")[0]
     icon = context.request.get(f"{root}/favicon.ico")
     assert (icon.status, icon.headers["content-type"]) == (200, "image/x-icon")
@@ -467,11 +530,13 @@ def test_a_transcript_with_no_time_prefix(
     every chat holding its messages in order, as the sheet wrote them."""
     page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "transcripts.csv")
     expect(page.get_by_label("conversation", exact=True)).to_have_value("Ticket ID")
+    go_to(page, "Check")
     page.get_by_role("button", name="Validate").click()
     expect(page.get_by_role("status", name="Summary")).to_contain_text("valid 10")
     expect(page.get_by_role("table", name="Problems")).to_contain_text("disagrees")
     shots(page, "validated")
 
+    go_to(page, "Plan")
     page.get_by_label("No time prefix", exact=True).check()
     page.get_by_role("button", name="Import", exact=True).click()
     expect(page.get_by_text("3 conversations, 3 chats, 10 messages")).to_be_visible()

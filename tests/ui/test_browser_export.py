@@ -29,6 +29,7 @@ from tests.ui.test_browser import (  # noqa: F401 - fixtures used by name
     Shots,
     browser,
     expect,
+    go_to,
     serve,
     shots,
     summary_counts,
@@ -91,12 +92,14 @@ def test_export_then_update_from_the_downloaded_workbook(
     status = "opened" if first.status != "opened" else "pending"
     book["chats"].cell(row=2, column=EXPORT_COLUMNS.index("chat_status") + 1).value = status
     book.save(exported)
+    go_to(page, "File")
     page.get_by_label("Spreadsheet", exact=True).set_input_files(exported)
     expect(page.get_by_label("chat_id", exact=True)).to_have_value("chat_id")
+    go_to(page, "Plan")
     page.get_by_role("button", name="Update", exact=True).click()
     expect(page.get_by_text(f"{len(wanted) - 1} rows unchanged since the export")).to_be_visible()
     page.get_by_role("button", name="Confirm").click()
-    expect(page.get_by_text("Done.")).to_be_visible()
+    expect(page.get_by_text("Done.", exact=True)).to_be_visible()
     assert summary_counts(page) == {"updated": 1, "unchanged": len(wanted) - 1}
     shots(page, "updated")
     assert first.status == status

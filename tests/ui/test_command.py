@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -47,18 +47,27 @@ def test_sandbox_with_a_base_url_is_one_line_and_exit_2() -> None:
 
 
 class Served:
-    """`bulk-chats ui --sandbox --no-browser` (or with `browser` set, opening that) in a
-    child process, its stderr read by a thread."""
+    """`bulk-chats ui --sandbox --no-browser` (or with `browser` set, opening that; or
+    with `options` instead of `--sandbox`, and `env` added to the environment) in a child
+    process, its stderr read by a thread."""
 
-    def __init__(self, cwd: Path, *, browser: dict[str, str] | None = None) -> None:
-        options = ["--no-browser"] if browser is None else []
+    def __init__(
+        self,
+        cwd: Path,
+        *,
+        browser: dict[str, str] | None = None,
+        options: Sequence[str] = ("--sandbox",),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        flags = ["--no-browser"] if browser is None else []
+        base = dict(os.environ) if browser is None else {**without_browsers(), **browser}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bulk_chats", "ui", "--sandbox", *options],
+            [sys.executable, "-m", "bulk_chats", "ui", *options, *flags],
             cwd=cwd,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
-            env=None if browser is None else {**without_browsers(), **browser},
+            env={**base, **(env or {})},
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []

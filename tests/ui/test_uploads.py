@@ -18,7 +18,7 @@ import pytest
 
 from bulk_chats.journal.journal import Journal, journal_path
 from bulk_chats.ui import UiApp, UiConfig, run_ui_in_thread
-from bulk_chats.ui import app as app_module
+from bulk_chats.ui import sheet_choice as sheet_module
 from bulk_chats.ui.preview import Preview
 from bulk_chats.ui.uploads import Upload
 from tests.fakes import StuckReader
@@ -81,14 +81,14 @@ async def test_a_second_upload_while_one_is_read_is_refused(
     is refused (409), and so is a change of the mapping."""
     app, client = ui
     reading, release = threading.Event(), threading.Event()
-    real = app_module.read_preview
+    real = sheet_module.read_preview
 
     def slow_preview(upload: Upload) -> Preview:
         reading.set()
         release.wait(WAIT)
         return real(upload)
 
-    monkeypatch.setattr(app_module, "read_preview", slow_preview)
+    monkeypatch.setattr(sheet_module, "read_preview", slow_preview)
     answers: list[httpx.Response] = []
 
     async def first() -> None:

@@ -1,19 +1,38 @@
-// bulk-chats ui: send the page's actions, follow a run's progress, and swap in the regions
-// the server renders again. The server renders (and escapes) everything; this script never
-// builds HTML from data, it sets text and attributes only.
+// bulk-chats ui: send the page's actions, show one step at a time, follow the runs, and
+// swap in the regions the server renders again. The server renders (and escapes)
+// everything; this script never builds HTML from data, it sets text and attributes only.
 "use strict";
 
 (function () {
   const token = document.body.dataset.token;
-  const REGIONS = ["sheet-box", "mapping", "actions", "export-actions", "outcome"];
+  const REGIONS = [
+    "state",
+    "stepper",
+    "sheet-box",
+    "mapping",
+    "check-box",
+    "plan-box",
+    "run-box",
+    "results-box",
+    "export-actions",
+    "runs",
+  ];
   const ACTIVE = new Set(["running", "confirm"]);
-  let events = null;
+  let step = null;
+  let stepKey = null;
   let lastPhase = null;
+  let seen = null;
+  let refreshing = null;
+  let again = false;
   let startedHere = false;
 
   function url(path, params) {
     const query = new URLSearchParams(Object.assign({ token: token }, params || {}));
     return path + "?" + query.toString();
+  }
+
+  function state() {
+    return document.getElementById("state").dataset;
   }
 
   function showError(message) {
@@ -53,7 +72,56 @@
     });
   }
 
+  function focusOn(element) {
+    if (element) element.focus();
+  }
+
+  function heading(name) {
+    return document.querySelector('.step-panel[data-step="' + name + '"] h2');
+  }
+
+  // One step at a time: the others are hidden, so neither the eye nor a screen reader
+  // nor the keyboard meets them.
+  function showStep(name, focus) {
+    const panel = document.querySelector('.step-panel[data-step="' + name + '"]');
+    if (!panel) return;
+    step = name;
+    document.querySelectorAll(".step-panel").forEach(function (other) {
+      other.hidden = other !== panel;
+    });
+    document.querySelectorAll("#stepper [data-goto]").forEach(function (button) {
+      if (button.dataset.goto === name) button.setAttribute("aria-current", "step");
+      else button.removeAttribute("aria-current");
+    });
+    if (focus) focusOn(heading(name));
+  }
+
+  // Where the keyboard lands when a run moves the page to its step: never on a button
+  // that would stop or decline the run while its plan is still coming.
+  function landing(phase, ended) {
+    if (phase === "confirm") return document.getElementById("confirm");
+    if (ended) return document.getElementById("summary") || heading(step);
+    if (state().planning && step === "plan") return document.getElementById("plan-status");
+    return heading(step);
+  }
+
   async function refresh() {
+    // One at a time; a call meanwhile runs once more after it.
+    if (refreshing) {
+      again = true;
+      return refreshing;
+    }
+    refreshing = (async function () {
+      do {
+        again = false;
+        await load();
+      } while (again);
+      refreshing = null;
+    })();
+    return refreshing;
+  }
+
+  async function load() {
     const focused = document.activeElement && document.activeElement.id;
     const response = await fetch(url("/"));
     if (!response.ok) return;
@@ -63,27 +131,26 @@
       const next = fresh.getElementById(id);
       if (now && next) now.replaceWith(document.importNode(next, true));
     }
+    const input = document.getElementById("spreadsheet");
+    input.disabled = fresh.getElementById("spreadsheet").disabled;
     document.title = fresh.title;
     sizeBars(document);
-    const phase = document.getElementById("actions").dataset.phase;
-    const ended = !ACTIVE.has(phase) && (ACTIVE.has(lastPhase) || startedHere);
-    const before = focused && document.getElementById(focused);
-    const stop = document.getElementById("stop");
-    if (phase === "confirm" && lastPhase !== "confirm") {
-      document.getElementById("confirm").focus();
-    } else if (ended) {
-      // The run is over: the keyboard (and a screen reader) lands on its outcome.
-      const summary = document.getElementById("summary");
-      if (summary) summary.focus();
-    } else if (before && !before.disabled) {
-      before.focus();
-    } else if (ACTIVE.has(phase) && stop && !stop.disabled) {
-      // The button pressed is gone or disabled now: keep the keyboard near the run.
-      stop.focus();
+    const data = state();
+    const phase = data.phase;
+    if (data.stepKey !== stepKey) {
+      // A new file, a run started, or a run moved on: show the step it belongs on.
+      const ended = !ACTIVE.has(phase) && phase !== "" && (ACTIVE.has(lastPhase) || startedHere);
+      startedHere = false;
+      stepKey = data.stepKey;
+      showStep(data.opening, false);
+      focusOn(landing(phase, ended));
+    } else {
+      showStep(step, false);
+      const before = focused && document.getElementById(focused);
+      if (before && !before.disabled && !before.closest("[hidden]")) before.focus();
+      else if (focused) focusOn(heading(step));
     }
-    startedHere = false;
     lastPhase = phase;
-    if (ACTIVE.has(phase)) watch();
   }
 
   function showProgress(data) {
@@ -96,34 +163,32 @@
     fill.dataset.width = data.total ? String((100 * data.done) / data.total) : "0";
     sizeBars(bar);
     document.getElementById("progress-text").textContent = data.text;
+    const counts = document.getElementById("live-counts");
+    if (counts) {
+      counts.replaceChildren();
+      for (const [status, count] of data.counts) {
+        const chip = document.createElement("li");
+        chip.className = "chip s-" + status;
+        chip.textContent = status + " " + count;
+        counts.appendChild(chip);
+      }
+    }
   }
 
-  function watch() {
-    if (events) return;
-    events = new EventSource(url("/events"));
-    let seenPhase = lastPhase;
-    let seenStopping = false;
+  // Every change of every run, also those another tab starts, for as long as this tab
+  // is open; the browser reconnects by itself when the stream breaks.
+  function follow() {
+    const events = new EventSource(url("/events", { follow: "1" }));
     events.onmessage = function (message) {
       const data = JSON.parse(message.data);
-      showProgress(data);
-      if (data.phase !== seenPhase || data.stopping !== seenStopping || !ACTIVE.has(data.phase)) {
-        seenPhase = data.phase;
-        seenStopping = data.stopping;
+      const shape = [data.job, data.phase, data.step, data.planning, data.stopping, data.uploads];
+      const moved = seen === null || shape.some((value, i) => value !== seen[i]);
+      if (data.job !== null) showProgress(data);
+      if (moved) {
+        seen = shape;
         refresh();
       }
-      if (!ACTIVE.has(data.phase)) close();
     };
-    events.addEventListener("idle", close);
-    events.onerror = function () {
-      // The server restarted or the run ended as the stream closed: look again once.
-      close();
-      setTimeout(refresh, 1000);
-    };
-  }
-
-  function close() {
-    if (events) events.close();
-    events = null;
   }
 
   async function upload(file) {
@@ -137,14 +202,33 @@
     if (await answer(response)) await refresh();
   }
 
+  function value(id) {
+    const element = document.getElementById(id);
+    return element ? element.value : "";
+  }
+
+  function checked(id) {
+    const element = document.getElementById(id);
+    return Boolean(element && element.checked);
+  }
+
   document.addEventListener("change", async function (event) {
     const target = event.target;
+    const action = target.dataset.action;
     if (target.id === "spreadsheet" && target.files.length) {
       await upload(target.files[0]);
-    } else if (target.dataset.action === "sheet") {
+    } else if (action === "sheet") {
       if (await post("/sheet", { sheet: target.value })) await refresh();
-    } else if (target.dataset.action === "mapping") {
+    } else if (action === "mapping") {
       await post("/mapping", { field: target.dataset.field, header: target.value });
+      await refresh();
+    } else if (action === "column") {
+      // Refused when the field is another column's: said in the alert, and the select
+      // shows the mapping as it stays.
+      await post("/mapping", { column: target.dataset.column, field: target.value });
+      await refresh();
+    } else if (action === "results") {
+      await post("/options", { results: target.value });
       await refresh();
     }
   });
@@ -152,25 +236,24 @@
   document.addEventListener("click", async function (event) {
     const button = event.target.closest("button");
     if (!button || button.disabled) return;
-    if (button.dataset.run) {
-      const key = document.getElementById("api-key");
+    if (button.dataset.goto) {
+      showError("");
+      showStep(button.dataset.goto, true);
+    } else if (button.dataset.run) {
+      const kind = button.dataset.run;
       const body = {
-        kind: button.dataset.run,
-        rate: document.getElementById("rate").value,
-        api_key: key && button.dataset.run !== "validate" ? key.value : "",
-        chat_status: document.getElementById("chat-status").value,
-        create_customers: document.getElementById("create-customers").checked,
-        no_time_prefix: document.getElementById("no-time-prefix").checked,
+        kind: kind,
+        rate: value("rate"),
+        api_key: kind !== "validate" ? value("api-key") : "",
+        chat_status: value("chat-status"),
+        create_customers: checked("create-customers"),
+        no_time_prefix: checked("no-time-prefix"),
       };
       if (await post("/run", body)) {
         startedHere = true;
         await refresh();
       }
     } else if (button.id === "export") {
-      const value = function (id) {
-        return document.getElementById(id).value;
-      };
-      const key = document.getElementById("api-key");
       const body = {
         statuses: Array.from(document.querySelectorAll("input[name=export-status]:checked")).map(
           function (box) {
@@ -183,9 +266,9 @@
         customer_user_id: value("export-customer-user-id"),
         since: value("export-since"),
         until: value("export-until"),
-        messages: document.getElementById("export-messages").checked,
+        messages: checked("export-messages"),
         rate: value("rate"),
-        api_key: key ? key.value : "",
+        api_key: value("api-key"),
       };
       if (await post("/export", body)) {
         startedHere = true;
@@ -193,12 +276,16 @@
       }
     } else if (button.id === "confirm") {
       if (await post("/confirm", { go_on: true })) await refresh();
-    } else if (button.id === "stop") {
+    } else if (button.dataset.cancel === "decline") {
+      if (await post("/confirm", { go_on: false })) await refresh();
+    } else if (button.dataset.cancel === "stop" || button.id === "stop") {
       if (await post("/stop")) await refresh();
     }
   });
 
   sizeBars(document);
-  lastPhase = document.getElementById("actions").dataset.phase;
-  if (ACTIVE.has(lastPhase)) watch();
+  stepKey = state().stepKey;
+  lastPhase = state().phase;
+  showStep(state().opening, false);
+  follow();
 })();
