@@ -139,6 +139,7 @@ class RecordingMessages:
         chat_id: int,
         started_at: float,
         source_row: int,
+        agent_id: int | None = None,
     ) -> None:
         self.events.append(("message-attempt", position, message_key))
 

@@ -117,7 +117,7 @@ async def import_file(settings: Settings, hooks: Hooks | None = None) -> RunResu
             settings=settings,
             hooks=hooks,
             earlier=earlier,
-            finished_customers=resume.customers,
+            finished_ids=resume.ids_used,
         )
         if isinstance(resolution, RunResult):
             return resolution

@@ -110,6 +110,7 @@ async def import_transcript(
             settings=settings,
             hooks=hooks,
             earlier=made_earlier,
+            finished_ids=earlier.ids_used,
         )
         if isinstance(resolution, RunResult):
             return resolution

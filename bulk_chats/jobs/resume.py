@@ -13,6 +13,7 @@ same customer and leave the row without its own.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final
@@ -46,8 +47,9 @@ class EarlierRuns:
     `last_created_at` is when the latest `finished` chat was created (unix seconds).
     `claimed_chat_ids` are the chats known to belong to rows, never to be adopted by a
     search for a lost answer. `known` counts the rows the journal had an entry for.
-    `customers` maps the index of a `finished` row to the customer its chat was sent for,
-    where the journal knows it: such rows are not looked up again, and still show it.
+    `ids_used` maps each id field to the id a `finished` row's chat was sent with, by the
+    row's index, where the journal knows it: such rows are not looked up again, and still
+    show their `resolved_*` ids.
     """
 
     finished: tuple[Outcome, ...] = ()
@@ -57,7 +59,7 @@ class EarlierRuns:
     last_created_at: float | None = None
     claimed_chat_ids: frozenset[int] = frozenset()
     known: int = 0
-    customers: Mapping[int, int] = field(default_factory=dict)
+    ids_used: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
     @property
     def already_done(self) -> int:
@@ -157,7 +159,7 @@ def sort_by_earlier_runs(
     finished: list[Outcome] = []
     held: list[Outcome] = []
     to_send: list[ChatRequest] = []
-    customers: dict[int, int] = {}
+    ids_used: dict[str, dict[int, int]] = defaultdict(dict)
     last_created_at: float | None = None
     known = 0
     for row in rows:
@@ -178,8 +180,9 @@ def sort_by_earlier_runs(
             )
             if entry is not None and entry.created_at is not None:
                 last_created_at = max(last_created_at or entry.created_at, entry.created_at)
-            if entry is not None and entry.customer_id is not None:
-                customers[row.index] = entry.customer_id
+            if entry is not None:
+                for id_field, used in entry.ids_used.items():
+                    ids_used[id_field][row.index] = used
         elif entry is not None:
             to_send.append(_resumed(row, entry))
         elif row.chat_id is None and row.index in fed_back.unknown and not fresh:
@@ -195,7 +198,7 @@ def sort_by_earlier_runs(
         last_created_at=last_created_at,
         claimed_chat_ids=frozenset(claimed),
         known=known,
-        customers=customers,
+        ids_used=dict(ids_used),
     )
 
 

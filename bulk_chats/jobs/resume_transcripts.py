@@ -54,7 +54,9 @@ class EarlierConversations:
     `search_since` when the message may be in it already and is looked for first.
     `status_only` are the conversations whose messages are all in and whose status is
     left. `claimed_chat_ids` are the chats known to belong to rows; `known` counts the
-    conversations the journal had an entry for.
+    conversations the journal had an entry for. `ids_used` maps each id field to the id
+    a `finished` row's chat (or message, for `message_agent`) was sent with, by the row's
+    index, where the journal knows it.
     """
 
     finished: tuple[Outcome, ...] = ()
@@ -65,6 +67,7 @@ class EarlierConversations:
     claimed_chat_ids: frozenset[int] = frozenset()
     known: int = 0
     last_created_at: float | None = None
+    ids_used: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
     @property
     def already_done(self) -> int:
@@ -143,6 +146,7 @@ def sort_conversations(
     status_only: list[Conversation] = []
     standing: dict[str, _Standing] = {}
     last_created_at: float | None = None
+    ids_used: dict[str, dict[int, int]] = defaultdict(dict)
     for key, members in by_key.items():
         members.sort(key=lambda row: row.position)
         entry = entries.get(key)
@@ -168,6 +172,7 @@ def sort_conversations(
         last = done[-1] if not left else left[-1]
         standing[key] = _Standing(chat_id, None, posted, last)
         status_left = last.status is not None and (chat_id, "status", last.status) not in applied
+        _note_ids(ids_used, done, entry, messages.get(key, {}))
         if left or not status_left:
             finished += [_finished(r) for r in done]
             to_send += left
@@ -186,6 +191,7 @@ def sort_conversations(
         claimed_chat_ids=frozenset(claimed),
         known=sum(1 for key in by_key if key in entries or key in messages),
         last_created_at=last_created_at,
+        ids_used=dict(ids_used),
     )
 
 
@@ -236,6 +242,24 @@ def _changed(row: ChatRequest) -> str:
         f"posted (row {row.source_row}'s is not the one in its place); put the rows back as "
         "they were, or import with --fresh to send the conversation again in a new chat"
     )
+
+
+def _note_ids(
+    ids_used: dict[str, dict[int, int]],
+    rows: Iterable[ChatRequest],
+    entry: JournalEntry | None,
+    messages: Mapping[int, MessageEntry],
+) -> None:
+    """Keep in `ids_used` the ids the journal says `rows` (whose messages are in) were
+    sent with: the chat's from its `entry`, each message's agent from its own entry."""
+    chat_ids = entry.ids_used if entry is not None else {}
+    for row in rows:
+        for id_field, used in chat_ids.items():
+            if id_field != "message_agent":
+                ids_used[id_field][row.index] = used
+        posted = messages.get(row.position)
+        if posted is not None and posted.agent_id is not None:
+            ids_used["message_agent"][row.index] = posted.agent_id
 
 
 def _finished(row: ChatRequest) -> Outcome:

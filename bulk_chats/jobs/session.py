@@ -204,16 +204,17 @@ async def give_customers(
     settings: Settings,
     hooks: Hooks,
     earlier: Mapping[int, int],
-    finished_customers: Mapping[int, int] | None = None,
+    finished_ids: Mapping[str, Mapping[int, int]] | None = None,
 ) -> Resolution | RunResult:
     """After the go-ahead, every row that passed the pre-flight given its customer: the
     look-ups (unless `lookups` were made before the plan, as `--create-customers` does),
     then the customers to create; the outcomes of the rows left out go to `results`, with
     the ids used and the rows whose customer the tool created (`earlier`: by an earlier
     run, each row's index with its customer's id). Rows an earlier run finished are not
-    looked up: `finished_customers` gives their customer, from the journal, for
-    `resolved_customer`. The rows to send, or the run's end: a 401 during the look-ups (the rest
-    `not_sent`), or a dry run (the rows that would be sent `valid`)."""
+    looked up: `finished_ids` gives the ids their chats were sent with, by id field, from
+    the journal, for the `resolved_*` columns. The rows to send, or the run's end: a 401
+    during the look-ups (the rest `not_sent`), or a dry run (the rows that would be sent
+    `valid`)."""
     client, journal, concurrency, stop = (
         session.client,
         session.journal,
@@ -232,7 +233,9 @@ async def give_customers(
     resolution = assign_customers(preflight, lookups, would_create=create and settings.dry_run)
     results.record(resolution.outcomes.values())
     resolved = {name: dict(ids) for name, ids in resolution.resolved.items()}
-    resolved.setdefault("customer", {}).update({**earlier, **(finished_customers or {})})
+    resolved.setdefault("customer", {}).update(earlier)
+    for id_field, ids in (finished_ids or {}).items():
+        resolved.setdefault(id_field, {}).update(ids)
     results.resolved = resolved
     if create or earlier or resolution.customer_created:
         results.customer_created = frozenset(earlier) | resolution.customer_created

@@ -44,8 +44,10 @@ class JournalEntry:
     `state` is one of `journal.schema.STATES`. Times are unix seconds. `chat_id` set means
     the chat exists, whatever the state says (a message-only retry may end `not_sent` and
     still keeps it). `unresolved_since` is the start of the earliest attempt that got no
-    answer, set while a chat may exist that the journal does not know of. `customer_id` is
-    the customer the chat was sent for (None in entries written before it was kept).
+    answer, set while a chat may exist that the journal does not know of. `customer_id`,
+    `assignee_id`, `department_id` and `message_agent_id` are the ids the chat was sent
+    with (None when not given, and in entries written before they were kept): a finished
+    row shows them again without a look-up.
     """
 
     state: str
@@ -63,6 +65,20 @@ class JournalEntry:
     input_name: str
     updated_at: float
     customer_id: int | None = None
+    assignee_id: int | None = None
+    department_id: int | None = None
+    message_agent_id: int | None = None
+
+    @property
+    def ids_used(self) -> dict[str, int]:
+        """The ids the chat was sent with, by id field, where the journal knows them."""
+        used = {
+            "customer": self.customer_id,
+            "assignee": self.assignee_id,
+            "department": self.department_id,
+            "message_agent": self.message_agent_id,
+        }
+        return {field: value for field, value in used.items() if value is not None}
 
 
 class ChatStore:
@@ -88,14 +104,19 @@ class ChatStore:
                 """
                 INSERT INTO entries (
                     scope, row_key, state, attempts, first_started_at, last_started_at,
-                    unresolved_since, source_row, input_name, updated_at, customer_id
+                    unresolved_since, source_row, input_name, updated_at,
+                    customer_id, assignee_id, department_id, message_agent_id
                 ) VALUES (
                     :scope, :key, :state, 1, :started_at, :started_at,
-                    :started_at, :source_row, :input_name, :now, :customer_id
+                    :started_at, :source_row, :input_name, :now,
+                    :customer_id, :assignee_id, :department_id, :message_agent_id
                 )
                 ON CONFLICT (scope, row_key) DO UPDATE SET
                     state = excluded.state,
                     customer_id = excluded.customer_id,
+                    assignee_id = excluded.assignee_id,
+                    department_id = excluded.department_id,
+                    message_agent_id = excluded.message_agent_id,
                     attempts = attempts + 1,
                     first_started_at = MIN(
                         COALESCE(first_started_at, excluded.first_started_at),
@@ -121,7 +142,7 @@ class ChatStore:
                     "source_row": request.source_row,
                     "input_name": self._file.input_name,
                     "now": now,
-                    "customer_id": request.customer,
+                    **_ids_sent(request),
                 },
             )
             self._event(
@@ -158,17 +179,22 @@ class ChatStore:
                 INSERT INTO entries (
                     scope, row_key, state, chat_id, message_id, unresolved_since,
                     created_at, error_code, error_message, http_status, source_row,
-                    input_name, updated_at, customer_id
+                    input_name, updated_at,
+                    customer_id, assignee_id, department_id, message_agent_id
                 ) VALUES (
                     :scope, :key, :state, :chat_id, :message_id,
                     CASE WHEN :state = 'unknown' THEN :now END,
                     CASE WHEN :chat_id IS NOT NULL THEN :now END,
                     :error_code, :error_message, :http_status, :source_row,
-                    :input_name, :now, :customer_id
+                    :input_name, :now,
+                    :customer_id, :assignee_id, :department_id, :message_agent_id
                 )
                 ON CONFLICT (scope, row_key) DO UPDATE SET
                     state = excluded.state,
                     customer_id = COALESCE(customer_id, excluded.customer_id),
+                    assignee_id = COALESCE(assignee_id, excluded.assignee_id),
+                    department_id = COALESCE(department_id, excluded.department_id),
+                    message_agent_id = COALESCE(message_agent_id, excluded.message_agent_id),
                     chat_id = COALESCE(excluded.chat_id, chat_id),
                     message_id = COALESCE(excluded.message_id, message_id),
                     unresolved_since = CASE
@@ -198,7 +224,7 @@ class ChatStore:
                     "source_row": request.source_row,
                     "input_name": self._file.input_name,
                     "now": now,
-                    "customer_id": request.customer,
+                    **_ids_sent(request),
                 },
             )
             self._event(
@@ -224,7 +250,7 @@ class ChatStore:
             SELECT row_key, state, chat_id, message_id, attempts, first_started_at,
                    last_started_at, unresolved_since, created_at, error_code,
                    error_message, http_status, source_row, input_name, updated_at,
-                   customer_id
+                   customer_id, assignee_id, department_id, message_agent_id
             FROM entries WHERE scope = ? AND row_key IN ({marks})
             """,
             keys,
@@ -255,3 +281,13 @@ class ChatStore:
             f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join('?' * len(values))})",
             values,
         )
+
+
+def _ids_sent(request: ChatRequest) -> dict[str, int | None]:
+    """The ids `request` sends, as the journal's columns name them."""
+    return {
+        "customer_id": request.customer,
+        "assignee_id": request.assignee,
+        "department_id": request.department,
+        "message_agent_id": request.message.agent if request.message is not None else None,
+    }

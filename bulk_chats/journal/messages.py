@@ -31,7 +31,9 @@ class MessageEntry:
 
     `message_key` is `ChatRequest.message_key` of the message announced there; `chat_id`
     the chat it was sent to (a `--fresh` run's new chat makes the old chat's entries
-    stale); `message_id` is set once `state` is `POSTED`. Times are unix seconds.
+    stale); `message_id` is set once `state` is `POSTED`; `agent_id` is the agent the
+    message was sent as, if any (None in entries written before it was kept). Times are
+    unix seconds.
     """
 
     state: str
@@ -40,6 +42,7 @@ class MessageEntry:
     message_id: int | None
     attempts: int
     first_started_at: float | None
+    agent_id: int | None = None
 
 
 class MessageStore:
@@ -58,21 +61,23 @@ class MessageStore:
         chat_id: int,
         started_at: float,
         source_row: int,
+        agent_id: int | None = None,
     ) -> None:
         """Announce a `POST /v1/messages` of the message at `position` of `conversation`
         (the conversation's `ChatRequest.key`) into chat `chat_id`, started at
-        `started_at`; on disk when this returns, so call it before the request goes out.
-        An earlier entry at the position is replaced, its message id with it."""
+        `started_at`, sent as agent `agent_id` if any; on disk when this returns, so call
+        it before the request goes out. An earlier entry at the position is replaced, its
+        message id with it."""
         with self._file.writing() as connection:
             connection.execute(
                 """
                 INSERT INTO messages (
                     scope, conversation_key, position, message_key, state, chat_id,
                     attempts, first_started_at, last_started_at, source_row, input_name,
-                    updated_at
+                    updated_at, agent_id
                 ) VALUES (
                     :scope, :conversation, :position, :message_key, 'sending', :chat_id,
-                    1, :started_at, :started_at, :source_row, :input_name, :now
+                    1, :started_at, :started_at, :source_row, :input_name, :now, :agent_id
                 )
                 ON CONFLICT (scope, conversation_key, position) DO UPDATE SET
                     state = 'sending',
@@ -86,6 +91,7 @@ class MessageStore:
                     message_key = excluded.message_key,
                     chat_id = excluded.chat_id,
                     message_id = NULL,
+                    agent_id = excluded.agent_id,
                     last_started_at = excluded.last_started_at,
                     error_code = '',
                     error_message = '',
@@ -104,6 +110,7 @@ class MessageStore:
                     "source_row": source_row,
                     "input_name": self._file.input_name,
                     "now": self._file.now(),
+                    "agent_id": agent_id,
                 },
             )
 
@@ -174,7 +181,7 @@ class MessageStore:
         rows = self._file.select(
             """
             SELECT conversation_key, position, state, message_key, chat_id, message_id,
-                   attempts, first_started_at
+                   attempts, first_started_at, agent_id
             FROM messages WHERE scope = ? AND conversation_key IN ({marks})
             """,
             conversations,

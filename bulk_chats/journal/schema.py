@@ -215,6 +215,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # The other ids each row's chat (and a transcript's message) was sent with: a
+        # finished row shows them again in its `resolved_*` columns without a look-up.
+        "ALTER TABLE entries ADD COLUMN assignee_id INTEGER",
+        "ALTER TABLE entries ADD COLUMN department_id INTEGER",
+        "ALTER TABLE entries ADD COLUMN message_agent_id INTEGER",
+        "ALTER TABLE messages ADD COLUMN agent_id INTEGER",
+    ),
 )
 
 

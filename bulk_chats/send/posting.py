@@ -47,8 +47,10 @@ class MessageJournal(Protocol):
         chat_id: int,
         started_at: float,
         source_row: int,
+        agent_id: int | None = None,
     ) -> None:
-        """The message at `position` of `conversation` is about to go out."""
+        """The message at `position` of `conversation` is about to go out (as agent
+        `agent_id`, if any)."""
 
     def record(
         self,
@@ -187,6 +189,7 @@ class MessagePoster(_Sender):
             chat_id=chat_of(row),
             started_at=self._wall_clock(),
             source_row=message.source_row,
+            agent_id=message.message.agent if message.message is not None else None,
         )
         await in_thread(attempt)
 

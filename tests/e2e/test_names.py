@@ -148,6 +148,32 @@ def test_ids_and_names_mixed_give_each_chat_its_one_message(
     assert result.counts == {"created": 4, "invalid": 3}
 
 
+def test_the_original_sheet_run_again_shows_the_ids_its_chats_were_sent_with(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Run again on the original sheet (not its results workbook), every finished row is
+    `already_created`, nothing is sent, and its `resolved_*` columns still give the
+    customer, assignee, department and message agent its chat was sent with."""
+    source = write(tmp_path / "mixed.csv", MIXED)
+    first = rows(run(sandbox, tmp_path, source).out)
+    before = dict(sandbox.state.requests)
+
+    again = rows(run(sandbox, tmp_path, source, out=tmp_path / "again.xlsx").out)
+
+    asked = {k: n - before.get(k, 0) for k, n in sandbox.state.requests.items()}
+    assert asked.get("POST /v1/chats", 0) == asked.get("POST /v1/messages", 0) == 0
+    assert [r["status"] for r in again] == ["already_created"] * 4 + ["invalid"] * 3
+    resolved = [c for c in first[0] if c.startswith("resolved_")]
+    assert resolved == [
+        "resolved_customer",
+        "resolved_assignee",
+        "resolved_department",
+        "resolved_message_agent",
+    ]
+    assert [[r[c] for c in resolved] for r in again] == [[r[c] for c in resolved] for r in first]
+    assert [r["resolved_department"] for r in again[:4]] == [233048, 233048, 233049, None]
+
+
 def test_unknown_ids_are_invalid_before_anything_is_sent(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:

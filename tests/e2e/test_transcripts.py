@@ -46,6 +46,8 @@ from tests.e2e.test_durability import (
 )
 from tests.sheets import read_results, write_csv
 
+ROOT = Path(__file__).resolve().parents[2]
+
 importers = test_durability.importers
 """Importer subprocesses, each killed at the end if still running (the durability
 tests' fixture)."""
@@ -368,3 +370,43 @@ def test_the_results_workbook_elsewhere_goes_on_after_its_last_message(
     second = importers(second_dir, first.out, sandbox)
     assert second.wait() == 0, second.stderr
     assert_transcript_in(sandbox, read_results(second.out), talks)
+
+
+@pytest.mark.anyio
+async def test_the_sheet_run_again_shows_the_ids_each_chat_and_message_was_sent_with(
+    tmp_path: Path, sandbox_factory: Callable[..., Sandbox]
+) -> None:
+    """The sample transcript (customers, assignees, departments and senders by name)
+    imported, then the same sheet again: nothing is posted, and every row (each
+    `already_created` but the two of the conversation that disagrees) still gives in its
+    `resolved_*` columns the customer, assignee and department of its chat and the agent
+    its own message was sent as."""
+    sandbox = sandbox_factory()
+    settings = Settings(
+        input_path=ROOT / "sample_data" / "transcripts.csv",
+        out=tmp_path / "first.xlsx",
+        rate=60_000,
+        base_url=sandbox.base_url,
+        api_key=ApiKey(KEY),
+        reports_dir=tmp_path / "reports",
+    )
+    first = await import_file(settings)
+    assert first.counts == {"created": 10, "invalid": 2}  # one conversation disagrees
+    posted = sandbox.state.requests["POST /v1/messages"]
+
+    again = await import_file(replace(settings, out=tmp_path / "again.xlsx"))
+
+    assert sandbox.state.requests["POST /v1/messages"] == posted
+    before, after = read_results(first.out), read_results(again.out)
+    assert again.counts == {"already_created": 10, "invalid": 2}
+    resolved = [column for column in before[0] if column.startswith("resolved_")]
+    assert resolved == [
+        "resolved_customer",
+        "resolved_assignee",
+        "resolved_department",
+        "resolved_message_agent",
+    ]
+    assert [[r[c] for c in resolved] for r in after] == [[r[c] for c in resolved] for r in before]
+    done = [row for row in after if row["status"] == "already_created"]
+    assert all(row["resolved_customer"] and row["resolved_department"] for row in done)
+    assert any(row["resolved_message_agent"] for row in done)

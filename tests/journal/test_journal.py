@@ -162,6 +162,48 @@ def test_a_row_a_resumed_run_settles_is_kept_as_created(journal: Journal) -> Non
     assert entry.customer_id == request.customer
 
 
+def test_the_ids_a_chat_was_sent_with_are_kept_from_its_announcement(journal: Journal) -> None:
+    """The customer, assignee, department and message agent of the request announced are
+    the entry's `ids_used`, and a later record of the row keeps them."""
+    request = replace(make_request(), department=233048, message=FirstMessage("hi", agent=4189))
+    journal.chats.attempt(request, started_at=1000.0)
+    journal.chats.record(request, created(request, 555, message_id=9))
+    entry = journal.chats.entries([request.key])[request.key]
+    assert entry.ids_used == {
+        "customer": 101,
+        "assignee": 4188,
+        "department": 233048,
+        "message_agent": 4189,
+    }
+
+
+def test_an_entry_written_before_the_ids_were_kept_reads_with_none(path: Path) -> None:
+    """A journal of the schema before the ids were kept is upgraded; its entries read back
+    with the customer only, as it was written."""
+    before = len(journal_schema._MIGRATIONS) - 1
+    assert "assignee_id" in journal_schema._MIGRATIONS[before][0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path)
+    for statements in journal_schema._MIGRATIONS[:before]:
+        for statement in statements:
+            connection.execute(statement)
+    connection.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+    connection.execute(f"PRAGMA user_version = {before:d}")
+    request = make_request()
+    connection.execute(
+        "INSERT INTO entries (scope, row_key, state, chat_id, updated_at, customer_id) "
+        "VALUES (?, ?, 'created', 555, 1.0, 101)",
+        (SCOPE, request.key),
+    )
+    connection.commit()
+    connection.close()
+
+    entry = read_back(path, request)
+    assert entry is not None
+    assert entry.ids_used == {"customer": 101}
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
 def test_reopened_journal_sees_everything(path: Path) -> None:
     """A new connection to the file reads every entry an earlier one wrote."""
     requests = [make_request(customer, index=i) for i, customer in enumerate(range(1, 601))]

@@ -102,3 +102,19 @@ def test_the_message_table_refuses_a_state_it_does_not_know(journal: Journal) ->
     finally:
         connection.close()
     assert refused
+
+
+def test_the_agent_a_message_is_sent_as_is_kept_at_its_place(journal: Journal) -> None:
+    """An agent's message announced, then posted: its entry keeps the agent it was sent
+    as; a customer's message keeps none."""
+    journal.messages.attempt(
+        CONVERSATION, 0, message_key="m", chat_id=1, started_at=10.0, source_row=2
+    )
+    journal.messages.attempt(
+        CONVERSATION, 1, message_key="a", chat_id=1, started_at=11.0, source_row=3, agent_id=4189
+    )
+    journal.messages.record(
+        CONVERSATION, 1, state="posted", message_key="a", chat_id=1, message_id=5, source_row=3
+    )
+    found = journal.messages.entries([CONVERSATION])[CONVERSATION]
+    assert (found[0].agent_id, found[1].agent_id, found[1].message_id) == (None, 4189, 5)
