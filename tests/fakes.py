@@ -85,9 +85,9 @@ Event = tuple[Any, ...]
 
 @dataclass
 class RecordingChats:
-    """The chat store's calls, kept as ("chat-attempt", index, started_at) and
-    ("chat-record", index, outcome); `fail_on_attempt` makes an attempt fail as a full
-    disk would."""
+    """The chat store's calls, kept as ("chat-attempt", index, started_at),
+    ("chat-withdraw", index, started_at) and ("chat-record", index, outcome);
+    `fail_on_attempt` makes an attempt fail as a full disk would."""
 
     events: list[Event]
     fail_on_attempt: bool = False
@@ -96,6 +96,9 @@ class RecordingChats:
         if self.fail_on_attempt:
             raise OSError("disk full")
         self.events.append(("chat-attempt", request.index, started_at))
+
+    def withdraw(self, request: ChatRequest, *, started_at: float) -> None:
+        self.events.append(("chat-withdraw", request.index, started_at))
 
     def record(self, request: ChatRequest, outcome: Outcome) -> None:
         self.events.append(("chat-record", request.index, outcome))

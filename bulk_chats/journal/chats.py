@@ -155,6 +155,24 @@ class ChatStore:
                 source_row=request.source_row,
             )
 
+    def withdraw(self, request: ChatRequest, *, started_at: float) -> None:
+        """The attempt announced at `started_at` surely created nothing: the row is no
+        longer unanswered, unless an earlier attempt left it so (its start is earlier).
+        On disk when this returns."""
+        with self._file.writing() as connection:
+            connection.execute(
+                """
+                UPDATE entries SET unresolved_since = NULL, updated_at = :now
+                WHERE scope = :scope AND row_key = :key AND unresolved_since = :started_at
+                """,
+                {
+                    "scope": self._file.scope,
+                    "key": request.key,
+                    "started_at": started_at,
+                    "now": self._file.now(),
+                },
+            )
+
     def record(self, request: ChatRequest, outcome: Outcome) -> None:
         """Keep `outcome` as `request`'s latest state; on disk when this returns.
 

@@ -36,12 +36,7 @@ from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
 from bulk_chats.send.changes import ChangeJournal, apply_change
 from bulk_chats.send.lost_answers import MessageCheck, find_chat, find_message
-from bulk_chats.send.pool import (
-    JournalFailure,
-    RowRunner,
-    SendResult,
-    in_thread,
-)
+from bulk_chats.send.pool import JournalFailure, RowRunner, SendResult, in_thread
 from bulk_chats.send.stopping import STOP_GRACE
 from bulk_chats.timing import Sleep
 
@@ -68,6 +63,10 @@ class ChatJournal(Protocol):
         Called before every attempt: if the run dies before the answer, the next run
         searches from `started_at` (`ChatRequest.search_since`).
         """
+
+    def withdraw(self, request: ChatRequest, *, started_at: float) -> None:
+        """The attempt announced at `started_at` surely created nothing (no turn, or a 429,
+        503 or 401): unless an earlier one may have, the next run need not search first."""
 
     def record(self, request: ChatRequest, outcome: Outcome) -> None:
         """`request` reached `outcome`: `created` with its `chat_id` before the first message
@@ -289,10 +288,12 @@ class _Sender(RowRunner[ChatRequest]):
             except AuthenticationError as exc:
                 row.in_flight = False
                 self._auth_failed = True
+                await self._journal_attempt(request, started_at, withdraw=True)
                 return self._outcome(row, Status.NOT_SENT, exc)
             except NotSentError as exc:
                 row.in_flight = False
                 last = exc
+                await self._journal_attempt(request, started_at, withdraw=True)
                 if self._stopping():
                     continue
                 wait = budget.wait_after(exc, row.attempts)
@@ -479,11 +480,15 @@ class _Sender(RowRunner[ChatRequest]):
             attempts=row.attempts,
         )
 
-    async def _journal_attempt(self, request: ChatRequest, started_at: float) -> None:
+    async def _journal_attempt(
+        self, request: ChatRequest, started_at: float, *, withdraw: bool = False
+    ) -> None:
+        """Announce the attempt starting at `started_at`, or `withdraw` it."""
         journal = self._journal
         if journal is None:
             return
-        await in_thread(partial(journal.chats.attempt, request, started_at=started_at))
+        call = journal.chats.withdraw if withdraw else journal.chats.attempt
+        await in_thread(partial(call, request, started_at=started_at))
 
     async def _record(self, request: ChatRequest, outcome: Outcome) -> None:
         journal = self._journal

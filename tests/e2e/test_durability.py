@@ -507,7 +507,8 @@ def test_ctrl_c_during_a_long_retry_after_stops_within_seconds(
     importers: Callable[..., Importer],
 ) -> None:
     """Ctrl-C while every request sits out a minute-long Retry-After: exit 130 within
-    seconds, the waiting rows not_sent (they sent nothing), and the resume completes."""
+    seconds, the waiting rows not_sent (they sent nothing), and the resume completes
+    without searching for them."""
     sandbox = sandbox_factory(SandboxConfig(api_key=KEY, rate=12))
     source = write_csv(tmp_path / "chats.csv", HEADER, valid_rows(VALID, messages=False))
     first = importers(tmp_path, source, sandbox, "--concurrency", "4")
@@ -522,9 +523,13 @@ def test_ctrl_c_during_a_long_retry_after_stops_within_seconds(
     assert stopped["created"] == len(sandbox.state.chats)
 
     sandbox.app.lift_rate_limit()
+    searches = sandbox.state.requests["POST /v1/chats/search"]
     second = importers(tmp_path, source, sandbox)
     assert second.wait() == 0, second.stderr
     assert_converged(sandbox, read_results(second.out), VALID)
+    # What surely created nothing is not looked for.
+    assert "first looked for" not in second.stderr
+    assert sandbox.state.requests["POST /v1/chats/search"] == searches
 
 
 # --- faults --------------------------------------------------------------------------------

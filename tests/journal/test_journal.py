@@ -204,6 +204,27 @@ def test_an_entry_written_before_the_ids_were_kept_reads_with_none(path: Path) -
     assert pragma(path, "user_version") == SCHEMA_VERSION
 
 
+def test_an_attempt_that_surely_created_nothing_leaves_nothing_to_look_for(
+    journal: Journal,
+) -> None:
+    """Withdrawn (it never had its turn, or got a 429), an attempt no longer makes the
+    next run search first; one withdrawn after an earlier unanswered attempt does."""
+    request = make_request()
+    journal.chats.attempt(request, started_at=1000.0)
+    journal.chats.withdraw(request, started_at=1000.0)
+    journal.chats.record(request, outcome(request, Status.NOT_SENT))
+    entry = journal.chats.entries([request.key])[request.key]
+    assert (entry.state, entry.unresolved_since) == ("not_sent", None)
+    assert sort_by_earlier_runs([request], {request.key: entry}).to_send == (request,)
+
+    other = make_request(customer=202)
+    journal.chats.attempt(other, started_at=1000.0)
+    journal.chats.record(other, outcome(other, Status.UNKNOWN))
+    journal.chats.attempt(other, started_at=2000.0)
+    journal.chats.withdraw(other, started_at=2000.0)
+    assert journal.chats.entries([other.key])[other.key].unresolved_since == 1000.0
+
+
 def test_reopened_journal_sees_everything(path: Path) -> None:
     """A new connection to the file reads every entry an earlier one wrote."""
     requests = [make_request(customer, index=i) for i, customer in enumerate(range(1, 601))]

@@ -198,7 +198,8 @@ async def test_401_stops_the_run_and_the_rest_is_not_sent(harness: Harness) -> N
 
 @pytest.mark.anyio
 async def test_429_then_201_waits_for_retry_after_then_creates(harness: Harness) -> None:
-    """After a 429 with Retry-After: 30 the row is retried no sooner than 30 s later."""
+    """After a 429 with Retry-After: 30 the row is retried no sooner than 30 s later;
+    the journal hears that the first attempt created nothing."""
     sent_at: list[float] = []
     answers = iter([httpx.Response(429, headers={"Retry-After": "30"}), created(5)])
 
@@ -213,9 +214,11 @@ async def test_429_then_201_waits_for_retry_after_then_creates(harness: Harness)
     assert sent_at[1] >= 30.0
     assert [kind for kind, _, _ in harness.journal.events] == [
         "chat-attempt",
+        "chat-withdraw",
         "chat-attempt",
         "chat-record",
     ]
+    assert harness.journal.events[0][2] == harness.journal.events[1][2]
 
 
 @pytest.mark.anyio
@@ -439,7 +442,8 @@ async def test_a_stop_during_the_run_lets_the_row_in_flight_finish(harness: Harn
 
 @pytest.mark.anyio
 async def test_a_stop_ends_retries_of_a_row_that_surely_created_nothing(harness: Harness) -> None:
-    """A row waiting to retry after a 503 is not sent again once stop is set."""
+    """A row waiting to retry after a 503 is not sent again once stop is set, and the
+    journal hears that its one attempt created nothing."""
     stop = anyio.Event()
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -450,6 +454,8 @@ async def test_a_stop_ends_retries_of_a_row_that_surely_created_nothing(harness:
     outcome = (await harness.send([row(0)], stop=stop)).outcomes[0]
     assert (outcome.status, outcome.attempts, outcome.http_status) == (Status.NOT_SENT, 1, 503)
     assert route.call_count == 1
+    kinds = [kind for kind, _, _ in harness.journal.events]
+    assert kinds == ["chat-attempt", "chat-withdraw", "chat-record"]
 
 
 async def send_in_real_time(
