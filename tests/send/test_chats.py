@@ -751,7 +751,7 @@ async def test_an_unexpected_error_ends_only_its_row(harness: Harness) -> None:
 
     harness.api.post("/chats").mock(side_effect=answer)
     result = await harness.send([row(i) for i in range(3)])
-    statuses = [o.status for o in result.outcomes.values()]
+    statuses = [result.outcomes[i].status for i in range(3)]
     assert statuses == [Status.CREATED, Status.UNKNOWN, Status.CREATED]
     assert "ValueError: something odd" in result.outcomes[1].error_message
 
