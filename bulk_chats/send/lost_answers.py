@@ -29,14 +29,14 @@ with whatever retries the caller wants."""
 async def find_chat(
     search: SearchChats, request: ChatRequest, *, since: float, claimed: Set[int]
 ) -> int | None:
-    """The id of the earliest chat matching `request`, created since `since` (unix seconds,
-    less `SEARCH_SKEW`) and not in `claimed`; None when there is none.
+    """The id of the chat matching `request` that an attempt started at `since` (unix
+    seconds) made, not in `claimed`, as `pick_chat` tells it among the customer's chats
+    created since `since` less `SEARCH_SKEW`; None when there is none.
 
     Raises the search's `ApiError` when it cannot be done.
     """
-    created_since = math.floor(since - SEARCH_SKEW)
-    chats = await search(request.customer_id, created_since)
-    return pick_chat(chats, request, created_since=created_since, claimed=claimed)
+    chats = await search(request.customer_id, math.floor(since - SEARCH_SKEW))
+    return pick_chat(chats, request, since=since, claimed=claimed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +64,29 @@ def find_message(messages: Iterable[Message], request: ChatRequest) -> MessageCh
 
 
 def pick_chat(
-    chats: Iterable[Chat], request: ChatRequest, *, created_since: int, claimed: Set[int]
+    chats: Iterable[Chat], request: ChatRequest, *, since: float, claimed: Set[int]
 ) -> int | None:
-    """The earliest created chat among `chats` that matches `request` and is unclaimed."""
-    best: tuple[float, int] | None = None
+    """Which of `chats`, unclaimed and matching `request`, an attempt started at `since`
+    (unix seconds, our clock) made: the first created at or after `since` (its second:
+    the API dates chats to the second), else (the API's clock behind ours) the last
+    created before it, within `SEARCH_SKEW`.
+
+    The attempt's chat was made after the attempt began, so a chat of the same customer
+    made just before it by anyone else is older than ours: taking the earliest in the
+    window would put our messages into that one and leave ours empty. Only an API clock
+    ahead of ours by more than the time between the two chats can still mislead it.
+    """
+    created_since = math.floor(since - SEARCH_SKEW)
+    after: list[tuple[float, int]] = []
+    before: list[tuple[float, int]] = []
     for chat in chats:
         if chat.id in claimed or not matches(chat, request, created_since=created_since):
             continue
-        key = (chat.created_at if chat.created_at is not None else math.inf, chat.id)
-        if best is None or key < best:
-            best = key
-    return best[1] if best is not None else None
+        created = chat.created_at if chat.created_at is not None else math.inf
+        (after if created >= math.floor(since) else before).append((created, chat.id))
+    if after:
+        return min(after)[1]
+    return max(before)[1] if before else None
 
 
 def matches(chat: Chat, request: ChatRequest, *, created_since: int) -> bool:

@@ -7,6 +7,7 @@ and how many requests it saw; and that it matches the results workbook (or outco
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -392,6 +393,42 @@ async def test_a_key_revoked_mid_run_draws_no_401_beyond_the_requests_already_se
     assert {int(row["chat_id"]) for row in created.values()} == {c.id for c in state.chats}
     assert {row["status"] for n, row in rows.items() if n not in created} == {"not_sent"}
     assert len(created) == len(state.chats) > 0
+
+
+def test_a_chat_another_client_made_just_before_is_not_taken_for_the_rows_own(
+    tmp_path: Path, quirks: bool
+) -> None:
+    """Another API client opens a chat for the row's customer and application a moment
+    before the import, whose chat's answer is then lost: the search finds both, and the
+    row adopts its own chat (the newer), its message goes there, the other is untouched."""
+    request = distinct_rows(1)[0]
+    assert request.assignee is not None
+    assert request.department is not None
+    earlier = [time.time() - 5.0]  # their chat: five seconds ago, then the clock runs
+    state = SandboxState(
+        Seed.generated(customers=0), wall_clock=lambda: earlier[0] if earlier else time.time()
+    )
+    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
+    config = SandboxConfig(rate=None, faults=Faults(drop_after=1.0), quirks=quirks)
+    theirs = state.add_chat(
+        customer=state.customers[request.customer],
+        application=request.application,
+        assignee=state.agents[request.assignee],
+        department=state.departments[request.department],
+        payload=request.payload(),
+    )
+    earlier.clear()
+    with run_in_thread(create_app(config, state=state)) as sandbox:
+        result = import_into(sandbox, tmp_path, source, rate=FAST)
+
+    (row,) = results(result.out).values()
+    assert row["status"] == "created"
+    assert int(row["chat_id"]) != theirs.id
+    ours = state.chat(int(row["chat_id"]))
+    assert ours is not None
+    assert [m.text for m in ours.messages] == [f"Hello row {request.source_row}"]
+    assert theirs.messages == []
+    assert state.faults["drop_after"] == len(state.chats) - 1 == 1
 
 
 def test_widget_chats_and_dropped_connections_never_get_a_message_of_ours(

@@ -17,26 +17,43 @@ from bulk_chats.send.lost_answers import (
 REQUEST = ChatRequest(index=0, source_row=2, customer=100, application=9, assignee=4)
 
 
-def test_the_earliest_unclaimed_matching_chat_is_picked() -> None:
-    """Of the matches the earliest wins; claimed ids and other assignees are passed over."""
+def test_the_earliest_unclaimed_matching_chat_since_the_attempt_is_picked() -> None:
+    """Of the matches made since the attempt the earliest wins; claimed ids and other
+    assignees are passed over."""
     chats = [
         Chat(3, customer=100, application=9, assignee=4, created_at=30.0),
         Chat(2, customer=100, application=9, assignee=5, created_at=10.0),
         Chat(1, customer=100, application=9, assignee=4, created_at=5.0),
         Chat(4, customer=100, application=9, assignee=4, created_at=20.0),
     ]
-    assert pick_chat(chats, REQUEST, created_since=0, claimed={1}) == 4
+    assert pick_chat(chats, REQUEST, since=0.0, claimed={1}) == 4
 
 
 def test_fields_the_answer_leaves_out_are_not_held_against_a_chat() -> None:
     """A chat showing only its id and time may be the row's; a null assignee may not."""
-    assert pick_chat([Chat(7, created_at=50.0)], REQUEST, created_since=0, claimed=set()) == 7
-    assert pick_chat([Chat(7, assignee=None)], REQUEST, created_since=0, claimed=set()) is None
+    assert pick_chat([Chat(7, created_at=50.0)], REQUEST, since=0.0, claimed=set()) == 7
+    assert pick_chat([Chat(7, assignee=None)], REQUEST, since=0.0, claimed=set()) is None
 
 
 def test_a_chat_older_than_the_window_is_not_picked() -> None:
     """A chat created before the search window belongs to something else."""
-    assert pick_chat([Chat(7, created_at=99.0)], REQUEST, created_since=100, claimed=set()) is None
+    since = 100 + SEARCH_SKEW
+    assert pick_chat([Chat(7, created_at=99.0)], REQUEST, since=since, claimed=set()) is None
+
+
+def test_a_chat_someone_made_just_before_the_attempt_is_not_taken_for_its_own() -> None:
+    """Another client's chat of the same customer, made a second before the attempt, and
+    the attempt's own: the attempt's is picked, with the clocks agreeing and with the
+    API's clock a minute behind ours (both chats then seem made before the attempt)."""
+
+    def made(chat_id: int, at: float) -> Chat:
+        return Chat(chat_id, customer=100, application=9, created_at=at)
+
+    agreeing = [made(1, 999.0), made(2, 1001.0)]
+    behind = [made(1, 939.0), made(2, 941.0)]
+    assert pick_chat(agreeing, REQUEST, since=1000.2, claimed=set()) == 2
+    assert pick_chat(behind, REQUEST, since=1000.2, claimed=set()) == 2
+    assert pick_chat(behind, REQUEST, since=1000.2, claimed={2}) == 1
 
 
 @pytest.mark.anyio
