@@ -15,7 +15,7 @@ from bulk_chats.checks.verdict import fed_back, transcript_rows
 from bulk_chats.jobs.hooks import Hooks
 from bulk_chats.jobs.plan import plan_transcript
 from bulk_chats.jobs.result import RunResult, end_rows, results_for
-from bulk_chats.jobs.resume_transcripts import gather, sort_conversations
+from bulk_chats.jobs.resume_transcripts import gather, hold_whole, sort_conversations
 from bulk_chats.jobs.session import (
     KEY_REFUSED,
     give_customers,
@@ -74,6 +74,8 @@ async def import_transcript(
         checked = await preflight(client, to_send, results, tell, rows=[*to_send, *lasts])
         if isinstance(checked, RunResult):
             return checked
+        checked, held_whole = hold_whole(checked, earlier)
+        results.record(held_whole)
         lookups = await look_up_first(session, checked, settings=settings, stop=stop)
         plan = plan_transcript(
             validation.counts(),

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bulk_chats.journal.chats import JournalEntry
-from bulk_chats.journal.messages import POSTED, UNANSWERED, MessageEntry
+from bulk_chats.journal.messages import POSTED, MessageEntry
+from bulk_chats.lookups.directory import Preflight
 from bulk_chats.records import ChatRequest, Conversation, FedBack, Outcome, Status
 
 CHANGED: Final = "changed_conversation"
@@ -163,7 +164,7 @@ def sort_conversations(
             continue
         if entry is not None and entry.created_at is not None:
             last_created_at = max(last_created_at or entry.created_at, entry.created_at)
-        stand = _stand(members, chat_id, messages.get(key, {}), journalled=entry is not None)
+        stand = _stand(members, chat_id, messages.get(key, {}))
         if isinstance(stand, str):
             held += [_held(r, Status.INVALID, CHANGED, stand, chat_id) for r in members]
             continue
@@ -196,11 +197,7 @@ def sort_conversations(
 
 
 def _stand(
-    members: Sequence[ChatRequest],
-    chat_id: int,
-    journal: Mapping[int, MessageEntry],
-    *,
-    journalled: bool,
+    members: Sequence[ChatRequest], chat_id: int, journal: Mapping[int, MessageEntry]
 ) -> tuple[list[ChatRequest], list[ChatRequest]] | str:
     """The rows of a conversation whose chat exists: those whose message is in, a prefix
     of its order, each with its id, and those left, each in the chat; or why the
@@ -208,8 +205,9 @@ def _stand(
 
     A message is in when the journal says it was posted at its position (the same
     message, into this chat: a `--fresh` run's new chat leaves the old chat's entries
-    behind) or a fed-back workbook gives its id. The first one left is looked for first
-    when its last attempt got no answer, or when no journal knows the conversation.
+    behind) or a fed-back workbook gives its id. The first one left is always looked for
+    in the chat first: the journal tells what this directory's runs did, and a run
+    elsewhere (on a results workbook) may have posted it since.
     """
     done: list[ChatRequest] = []
     left: list[ChatRequest] = []
@@ -228,11 +226,8 @@ def _stand(
                 return _changed(row)
             done.append(replace(row, chat_id=chat_id, message_id=message_id))
             continue
-        look = not left and (
-            not journalled or (same and entry is not None and entry.state in UNANSWERED)
-        )
         since = (entry.first_started_at if entry is not None else None) or 0.0
-        left.append(replace(row, chat_id=chat_id, search_since=since if look else None))
+        left.append(replace(row, chat_id=chat_id, search_since=None if left else since))
     return done, left
 
 
@@ -297,22 +292,16 @@ def gather(
     by_key: dict[str, list[ChatRequest]] = defaultdict(list)
     for row in requests:
         by_key[row.key].append(row)
-    blocking: dict[str, int] = {}
-    for row in earlier.to_send:
-        outcome = left_out.get(row.index)
-        if outcome is not None and row.key not in blocking:
-            blocking[row.key] = row.source_row
+    blocking = _blocking(earlier, left_out)
     conversations: list[Conversation] = []
     held: list[Outcome] = []
     for key, members in by_key.items():
         members.sort(key=lambda row: row.position)
         stand = earlier.standing[key]
         if key in blocking:
-            text = (
-                f"not sent: row {blocking[key]} of this conversation is not sent; a "
-                "conversation goes whole, in order"
-            )
-            held += [_held(r, Status.NOT_SENT, "", text, stand.chat_id) for r in members]
+            blocker, outcome = blocking[key]
+            invalid = outcome.status is Status.INVALID
+            held += [_held_behind(r, blocker, stand.chat_id, invalid=invalid) for r in members]
             continue
         first = members[0]
         chat = replace(first, message=None, chat_id=stand.chat_id, search_since=stand.chat_since)
@@ -320,3 +309,50 @@ def gather(
             Conversation(chat=chat, messages=tuple(members), last=members[-1], posted=stand.posted)
         )
     return conversations + list(earlier.status_only), held
+
+
+def hold_whole(
+    checked: Preflight[ChatRequest], earlier: EarlierConversations
+) -> tuple[Preflight[ChatRequest], list[Outcome]]:
+    """The pre-flight's verdict made whole: a conversation one of whose rows it refused
+    sends none of its rows, which are `invalid` (`invalid_conversation`, naming that row),
+    so that the plan counts only what will be sent. The rows left, and those held back."""
+    blocking = _blocking(earlier, checked.rejected)
+    passed = [row for row in checked.passed if row.key not in blocking]
+    held = [
+        _held_behind(row, blocking[row.key][0], earlier.standing[row.key].chat_id, invalid=True)
+        for row in checked.passed
+        if row.key in blocking
+    ]
+    rejected = {**checked.rejected, **{outcome.index: outcome for outcome in held}}
+    return replace(checked, passed=passed, rejected=rejected), held
+
+
+def _blocking(
+    earlier: EarlierConversations, left_out: Mapping[int, Outcome]
+) -> dict[str, tuple[ChatRequest, Outcome]]:
+    """The first row of each conversation that `left_out` ends, with its outcome."""
+    blocking: dict[str, tuple[ChatRequest, Outcome]] = {}
+    for row in earlier.to_send:
+        outcome = left_out.get(row.index)
+        if outcome is not None and row.key not in blocking:
+            blocking[row.key] = (row, outcome)
+    return blocking
+
+
+def _held_behind(
+    row: ChatRequest, blocker: ChatRequest, chat_id: int | None, *, invalid: bool
+) -> Outcome:
+    """The outcome of `row`, held back with its conversation behind the `blocker` row:
+    `invalid` when that row is (the sheet must change), else `not_sent`."""
+    if invalid:
+        text = (
+            f"conversation: not sent, since row {blocker.source_row} of this conversation "
+            "is invalid; a conversation is sent whole, in order"
+        )
+        return _held(row, Status.INVALID, "invalid_conversation", text, chat_id)
+    text = (
+        f"not sent: row {blocker.source_row} of this conversation is not sent; a "
+        "conversation goes whole, in order"
+    )
+    return _held(row, Status.NOT_SENT, "", text, chat_id)

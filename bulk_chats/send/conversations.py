@@ -185,11 +185,17 @@ class _ConversationSender(MessagePoster):
         last = conversation.last
         # The last row's outcome, when it is not posted now: an earlier run posted it.
         ending = self._row_outcome(row, last, Status.ALREADY_CREATED, None, last.message_id)
+        look = False
         for message in conversation.messages:
             if self._stopping():
                 self._end_rest(row, going, Status.NOT_SENT, self._not_sent_reason())
                 return self._chat_outcome(row)
+            if look and message.search_since is None:
+                # The message before was in the chat already, posted by a run this journal
+                # does not know of: so may this one be.
+                message = replace(message, search_since=0.0)
             outcome = await self._post(row, going.known, message)
+            look = outcome.status is Status.ALREADY_CREATED
             if outcome.status not in _DONE:
                 self._emit(going, outcome)
                 held = (

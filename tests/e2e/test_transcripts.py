@@ -372,6 +372,77 @@ def test_the_results_workbook_elsewhere_goes_on_after_its_last_message(
     assert_transcript_in(sandbox, read_results(second.out), talks)
 
 
+def test_the_sheet_run_again_after_its_workbook_went_on_elsewhere_posts_nothing_twice(
+    tmp_path: Path, sandbox_factory: Callable[..., Sandbox], importers: Callable[..., Importer]
+) -> None:
+    """Ctrl-C mid-conversation; the results workbook imported in another directory posts
+    the rest; then the original sheet run again where it began: its journal says the rest
+    was never sent, but the chat shows it is in, so nothing is posted twice."""
+    sandbox = sandbox_factory()
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    talks = transcript(first_dir / "talks.csv", 1, 8)
+    gate = sandbox.hold("POST /v1/messages", 5)
+    first = importers(first_dir, first_dir / "talks.csv", sandbox, "--concurrency", "1")
+    wait_until(gate.held.is_set, "the fifth message")
+    first.signal(signal.SIGINT)
+    gate.released.set()
+    assert first.wait() == 130, first.stderr
+    second = importers(second_dir, first.out, sandbox)
+    assert second.wait() == 0, second.stderr
+    posted = len(sandbox.state.messages)
+    assert posted == 8
+
+    third = importers(first_dir, first_dir / "talks.csv", sandbox)
+    assert third.wait() == 0, third.stderr
+    assert len(sandbox.state.messages) == posted
+    assert_transcript_in(sandbox, read_results(third.out), talks)
+
+
+@pytest.mark.anyio
+async def test_a_row_the_pre_flight_refuses_holds_its_conversation_back_as_invalid(
+    tmp_path: Path, sandbox_factory: Callable[..., Sandbox]
+) -> None:
+    """A message agent the account does not know, on the last row of one conversation:
+    that row is invalid, its conversation's other rows too (`invalid_conversation`, naming
+    it), the plan counts only the other conversation, and only that one is sent."""
+    sandbox = sandbox_factory()
+    source = write_csv(
+        tmp_path / "talks.csv",
+        ["conversation", "customer", "application", "message", "message_agent"],
+        [
+            ["R-1", customer(1), 3838, "first", ""],
+            ["R-2", customer(2), 3838, "hello", ""],
+            ["R-1", "", "", "second", ""],
+            ["R-1", "", "", "third", 9999],
+        ],
+    )
+    settings = Settings(
+        input_path=source,
+        out=tmp_path / "results.xlsx",
+        rate=60_000,
+        base_url=sandbox.base_url,
+        api_key=ApiKey(KEY),
+        reports_dir=tmp_path / "reports",
+    )
+    notes: list[str] = []
+    result = await import_file(settings, Hooks(notify=notes.append))
+
+    plan = next(note for note in notes if "to send" in note)
+    assert "1 of 4 rows to send: 1 conversation, 1 chat, 1 message" in plan
+    rows = {row["source_row"]: row for row in read_results(result.out)}
+    assert rows[5]["error_code"] == "unknown_message_agent"
+    for held in (2, 4):
+        assert (rows[held]["status"], rows[held]["error_code"]) == (
+            "invalid",
+            "invalid_conversation",
+        )
+        assert "row 5 of this conversation is invalid" in rows[held]["error_message"]
+    assert rows[3]["status"] == "created"
+    assert len(sandbox.state.chats) == len(sandbox.state.messages) == 1
+
+
 @pytest.mark.anyio
 async def test_the_sheet_run_again_shows_the_ids_each_chat_and_message_was_sent_with(
     tmp_path: Path, sandbox_factory: Callable[..., Sandbox]

@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from bulk_chats.jobs.plan import plan_transcript
 from bulk_chats.jobs.resume_transcripts import (
     CHANGED,
     HELD_UNKNOWN,
     EarlierConversations,
     gather,
+    hold_whole,
     sort_conversations,
 )
 from bulk_chats.journal.chats import JournalEntry
@@ -114,12 +117,19 @@ def test_a_killed_run_resumes_at_the_first_message_not_yet_in() -> None:
     assert "1 go on where an earlier run stopped" in earlier.describe()
 
 
-def test_a_refused_message_is_sent_again_without_a_look() -> None:
-    """A message the API refused cannot be in the chat: no read before sending it."""
-    rows = talk(["a", "b"])
-    journal = {0: posted(rows[0], 7310001), 1: posted(rows[1], None, "failed")}  # type: ignore[arg-type]
+@pytest.mark.parametrize("state", ["failed", "not_sent", None])
+def test_the_first_message_left_is_looked_for_whatever_the_journal_says(
+    state: str | None,
+) -> None:
+    """Refused, stopped before it went, or never tried here: the journal tells what this
+    directory's runs did, and a run on the results workbook elsewhere may have posted it
+    since; so the first message left is looked for in the chat, the next one not."""
+    rows = talk(["a", "b", "c"])
+    journal = {0: posted(rows[0], 7310001)}
+    if state is not None:
+        journal[1] = posted(rows[1], None, state)  # type: ignore[arg-type]
     earlier = sort(rows, entry=chat_entry(), messages=journal)
-    assert [r.search_since for r in earlier.to_send] == [None]
+    assert [r.search_since is not None for r in earlier.to_send] == [True, False]
 
 
 def test_identical_texts_are_told_apart_by_their_place() -> None:
@@ -196,15 +206,46 @@ def test_a_chat_a_workbook_left_unknown_without_its_journal_is_held() -> None:
     assert earlier.to_send == ()
 
 
-def test_one_row_left_out_holds_back_its_whole_conversation() -> None:
-    """A row the pre-flight refused: the conversation's other rows are not sent."""
+@pytest.mark.parametrize(
+    ("left_out", "status", "code", "text"),
+    [
+        (
+            Status.INVALID,
+            Status.INVALID,
+            "invalid_conversation",
+            "row 3 of this conversation is invalid",
+        ),
+        (Status.FAILED, Status.NOT_SENT, "", "row 3 of this conversation is not sent"),
+    ],
+)
+def test_one_row_left_out_holds_back_its_whole_conversation(
+    left_out: Status, status: Status, code: str, text: str
+) -> None:
+    """A row the look-ups left out: the conversation's other rows are not sent, invalid
+    with it when it is (a customer matching no one), else not_sent."""
     first, second = talk(["a", "b"]), talk(["c"], first=2, name="T-2", customer=101)
     earlier = sort_conversations(first + second, {}, {}, FedBack())
-    left_out = {1: Outcome(index=1, status=Status.INVALID)}
-    conversations, held = gather([first[0], second[0]], left_out, earlier)
+    conversations, held = gather(
+        [first[0], second[0]], {1: Outcome(index=1, status=left_out)}, earlier
+    )
     assert [c.chat.conversation for c in conversations] == ["T-2"]
-    assert [(o.index, o.status) for o in held] == [(0, Status.NOT_SENT)]
-    assert "row 3 of this conversation is not sent" in held[0].error_message
+    assert [(o.index, o.status, o.error_code) for o in held] == [(0, status, code)]
+    assert text in held[0].error_message
+
+
+def test_a_row_the_pre_flight_refused_takes_its_conversation_out_of_the_plan() -> None:
+    """The pre-flight refused the second row of T-1: its first row is held back, invalid,
+    and the plan counts only T-2."""
+    first, second = talk(["a", "b"]), talk(["c"], first=2, name="T-2", customer=101)
+    earlier = sort_conversations(first + second, {}, {}, FedBack())
+    refused = Outcome(index=1, status=Status.INVALID, error_code="unknown_message_agent")
+    checked = Preflight([first[0], second[0]], {1: refused}, {})
+    whole, held = hold_whole(checked, earlier)
+    assert whole.passed == [second[0]]
+    assert [(o.index, o.error_code) for o in held] == [(0, "invalid_conversation")]
+    assert whole.rejected == {1: refused, 0: held[0]}
+    plan = plan_transcript({"valid": 3}, earlier, whole, rate=120.0)
+    assert (plan.conversations, plan.messages, plan.not_to_send) == (1, 1, 2)
 
 
 def test_the_plan_counts_conversations_messages_requests_and_time() -> None:
