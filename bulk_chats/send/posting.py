@@ -104,9 +104,9 @@ class MessagePoster(_Sender):
                     row,
                     message,
                     None,
-                    "an earlier run may have posted this message, and the chat's messages "
-                    "could not be read to tell; not posted again, so as not to post it "
-                    "twice: run again to look once more",
+                    f"an earlier run may have posted this message, and {self._unread(seen)} "
+                    "to tell; not posted again, so as not to post it twice: run again to "
+                    "look once more",
                 )
         payload = sent.payload(chat_id)
         budget = self._budget()
@@ -152,7 +152,7 @@ class MessagePoster(_Sender):
                 why = (
                     "and it is not in the chat"
                     if seen.absent
-                    else "and the chat's messages could not be read to tell"
+                    else f"and {self._unread(seen)} to tell"
                 )
                 return await self._unconfirmed(
                     row,
@@ -174,8 +174,15 @@ class MessagePoster(_Sender):
             listed = await self._read(partial(self._client.list_messages, chat_id))
         except ApiError as exc:
             self._auth_failed |= isinstance(exc, AuthenticationError)
-            return MessageCheck()
+            return MessageCheck(error=exc)
         return find_posted(listed, text, known=known)
+
+    def _unread(self, seen: MessageCheck) -> str:
+        """Why a look at the chat's messages showed nothing: a stop before it, or a read
+        that failed."""
+        if isinstance(seen.error, NotSentError) and self._stopping():
+            return "the run stopped before the chat's messages could be read"
+        return "the chat's messages could not be read"
 
     async def _announce(self, row: _Row, message: ChatRequest) -> None:
         journal = self._messages

@@ -381,3 +381,36 @@ async def test_a_chat_an_earlier_run_made_found_by_search_is_journalled_before_a
     assert records[0][0] == "chat-record"
     assert (records[0][2].status, records[0][2].chat_id) == (Status.CREATED, 542336)
     assert records[1][0] == "message-attempt"
+
+
+async def test_messages_a_run_elsewhere_posted_are_found_one_after_another(
+    harness: Harness,
+) -> None:
+    """The chat holds the first two messages, posted by a run this journal does not know
+    of: the first is looked for, found, so the second is looked for too, found, and the
+    third, not there, is posted; nothing twice."""
+    harness.desk.chats[542336] = [(7300001, "one"), (7300002, "two")]
+    talk = conversation(0, ["one", "two", "three"], chat_id=542336)
+    first = replace(talk.messages[0], search_since=0.0)
+    talk = replace(talk, messages=(first, *talk.messages[1:]))
+    result = await harness.send([talk])
+    assert harness.desk.texts(542336) == ["one", "two", "three"]
+    assert statuses(result) == [Status.ALREADY_CREATED, Status.ALREADY_CREATED, Status.CREATED]
+    assert [e.split()[0] for e in harness.desk.log] == ["GET", "GET", "GET", "POST", "PUT"]
+
+
+async def test_a_lost_answer_as_the_run_stops_says_the_stop_kept_it_from_looking(
+    harness: Harness,
+) -> None:
+    """Ctrl-C as a message's answer is lost: the look in the chat is not made, the row
+    says the run stopped before it, and the journal leaves the message for the next run
+    to look for."""
+    stop = anyio.Event()
+    harness.desk.after = {1: "timeout"}
+    harness.desk.on_post = lambda body: stop.set()
+    result = await harness.send([conversation(0, ["one", "two"])], stop=stop, stop_grace=0.0)
+    assert statuses(result) == [Status.MESSAGE_FAILED, Status.NOT_SENT]
+    assert "the run stopped before the chat's messages could be read" in (
+        result.outcomes[0].error_message
+    )
+    assert ("message-unknown", 0, None) in harness.journal.events
