@@ -11,12 +11,15 @@ journal's to say, after both.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Final
 
 from bulk_chats.checks.exported import ExportComparison, compare_with_export, read_export_record
+from bulk_chats.errors import InputError
+from bulk_chats.fields import EXPORTED_SHEET
 from bulk_chats.lookups.directory import Directory, Preflight
 from bulk_chats.records import ChangeRequest, Outcome, Status
 from bulk_chats.settings import Settings
-from bulk_chats.sheet.loading import Sheet
+from bulk_chats.sheet.loading import Sheet, normalise_header
 
 
 def compare_export(settings: Settings, sheet: Sheet) -> ExportComparison | None:
@@ -25,8 +28,29 @@ def compare_export(settings: Settings, sheet: Sheet) -> ExportComparison | None:
     the blank `chat_status` cells before they are compared."""
     record = read_export_record(settings.input_path, settings.sheet)
     if record is None:
+        refuse_bare_export(settings, sheet)
         return None
     return compare_with_export(sheet, record, chat_status=settings.chat_status)
+
+
+EXPORT_ONLY: Final = ("created_with", "last_message_at")
+"""Columns only an export's `chats` sheet has: a sheet with them came from an export."""
+
+
+def refuse_bare_export(settings: Settings, sheet: Sheet) -> None:
+    """Raise `InputError` for an export's chats without the record of what it read (saved
+    as CSV, or by a program that drops hidden sheets): every cell would be sent as a
+    change, not only the edited ones, changing back each chat changed since the export."""
+    headers = {normalise_header(header) for header in sheet.headers}
+    if not all(name in headers for name in EXPORT_ONLY):
+        return
+    raise InputError(
+        f"{settings.input_path}: an export's chats without its hidden sheet "
+        f"{EXPORTED_SHEET!r} (saved as CSV, or by a program that drops hidden sheets): "
+        "every cell would be sent, not only those edited, changing back chats changed "
+        "since the export. Give the workbook as the export wrote it, or remove the "
+        f"columns {' and '.join(EXPORT_ONLY)} to send every cell on purpose"
+    )
 
 
 def check_both_changed(

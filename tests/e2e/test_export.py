@@ -47,7 +47,7 @@ from bulk_chats.sandbox import (
 )
 from bulk_chats.sandbox.state import Chat
 from bulk_chats.settings import ApiKey, ExportFilters, ExportSettings
-from tests.sheets import read_sheet
+from tests.sheets import read_sheet, write_csv
 
 KEY = "e2e-export-key"
 FAST = 60_000
@@ -390,6 +390,43 @@ def test_an_unedited_export_saved_again_sends_nothing(
     assert status == 0, output
     assert sum(seeded.state.requests[p] for p in PUTS) == 0
     assert f"{CHATS} rows: unchanged {CHATS}" in output
+
+
+def test_an_export_saved_as_csv_is_refused_by_update_until_its_export_columns_go(
+    seeded: RunningSandbox, tmp_path: Path
+) -> None:
+    """The chats sheet saved as CSV loses the hidden record of what the export read:
+    `update` would send every cell and change back chats changed since. It is refused
+    (exit 2, one line, nothing sent); without the export's own columns it is a plain
+    sheet of changes and is sent."""
+    result = export(seeded, tmp_path / "export.xlsx")
+    rows = sheet(result.out)
+    header = list(rows[0])
+    csv = tmp_path / "chats.csv"
+    write_csv(csv, header, [[row[h] for h in header] for row in rows])
+    status, output = run_cli(
+        "update", str(csv), "--base-url", seeded.base_url, "--yes", "--out", "u.xlsx"
+    )
+    assert status == 2, output
+    assert len(output.strip().splitlines()) == 1
+    assert "without its hidden sheet 'exported'" in output
+    assert "Traceback" not in output
+    assert sum(seeded.state.requests[p] for p in PUTS) == 0
+
+    kept = [h for h in header if h not in ("created_with", "last_message_at")]
+    write_csv(csv, kept, [[row[h] for h in kept] for row in rows[:2]])
+    status, output = run_cli(
+        "update",
+        str(csv),
+        "--base-url",
+        seeded.base_url,
+        "--yes",
+        "--out",
+        str(tmp_path / "v.xlsx"),
+    )
+    assert status == 0, output
+    assert "2 rows: updated 2" in output
+    assert sum(seeded.state.requests[p] for p in PUTS) > 0
 
 
 class Exporter:
