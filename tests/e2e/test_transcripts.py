@@ -131,6 +131,19 @@ def assert_transcript_in(
     assert len({int(r["message_id"]) for r in results}) == len(results)
 
 
+def in_process(tmp_path: Path, source: Path, sandbox: Sandbox) -> Settings:
+    """The settings of an import of `source` into `sandbox` run in this process, fast,
+    its results and journal in `tmp_path`."""
+    return Settings(
+        input_path=source,
+        out=tmp_path / "results.xlsx",
+        rate=60_000,
+        base_url=sandbox.base_url,
+        api_key=ApiKey(KEY),
+        reports_dir=tmp_path / "reports",
+    )
+
+
 class RefusingSandbox(GatedSandbox):
     """The gated sandbox, refusing for good (400) every message whose text holds
     `REFUSED`, as the API refuses a message it will never take."""
@@ -295,14 +308,7 @@ async def test_seeded_faults_on_chats_messages_and_statuses_end_whole_and_once(
     )
     sandbox = sandbox_factory(SandboxConfig(api_key=KEY, rate=None, faults=faults))
     talks = transcript(tmp_path / "talks.csv", 16, 5)
-    settings = Settings(
-        input_path=tmp_path / "talks.csv",
-        out=tmp_path / "results.xlsx",
-        rate=60_000,
-        base_url=sandbox.base_url,
-        api_key=ApiKey(KEY),
-        reports_dir=tmp_path / "reports",
-    )
+    settings = in_process(tmp_path, tmp_path / "talks.csv", sandbox)
     result = await import_file(settings, Hooks(transport=ShortTimeouts()))
     for _ in range(2):
         if result.all_done:
@@ -355,21 +361,36 @@ def test_the_results_workbook_elsewhere_goes_on_after_its_last_message(
     """A run cut short, its results workbook imported where its journal is not: the
     messages it gives are not sent again, the first one missing is looked for first."""
     sandbox = sandbox_factory()
+    _, talks, second = cut_short_then_go_on_elsewhere(tmp_path, sandbox, importers, 4, 5, 8)
+    assert_transcript_in(sandbox, read_results(second.out), talks)
+
+
+def cut_short_then_go_on_elsewhere(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    importers: Callable[..., Importer],
+    conversations: int,
+    messages: int,
+    nth: int,
+) -> tuple[Path, list[Talk], Importer]:
+    """A transcript of `conversations` of `messages` each imported in `tmp_path/first`,
+    one at a time, Ctrl-C while the answer to its `nth` message is held; then its results
+    workbook imported in `tmp_path/second`, where its journal is not. The first folder,
+    the talks, and the second run (ended, exit 0)."""
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
     first_dir.mkdir()
     second_dir.mkdir()
-    talks = transcript(first_dir / "talks.csv", 4, 5)
-    gate = sandbox.hold("POST /v1/messages", 8)
+    talks = transcript(first_dir / "talks.csv", conversations, messages)
+    gate = sandbox.hold("POST /v1/messages", nth)
     first = importers(first_dir, first_dir / "talks.csv", sandbox, "--concurrency", "1")
-    wait_until(gate.held.is_set, "the eighth message")
+    wait_until(gate.held.is_set, f"message {nth}")
     first.signal(signal.SIGINT)
     gate.released.set()
     assert first.wait() == 130, first.stderr
-    assert len(sandbox.state.messages) == 8
-
+    assert len(sandbox.state.messages) == nth
     second = importers(second_dir, first.out, sandbox)
     assert second.wait() == 0, second.stderr
-    assert_transcript_in(sandbox, read_results(second.out), talks)
+    return first_dir, talks, second
 
 
 def test_the_sheet_run_again_after_its_workbook_went_on_elsewhere_posts_nothing_twice(
@@ -379,18 +400,7 @@ def test_the_sheet_run_again_after_its_workbook_went_on_elsewhere_posts_nothing_
     the rest; then the original sheet run again where it began: its journal says the rest
     was never sent, but the chat shows it is in, so nothing is posted twice."""
     sandbox = sandbox_factory()
-    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
-    first_dir.mkdir()
-    second_dir.mkdir()
-    talks = transcript(first_dir / "talks.csv", 1, 8)
-    gate = sandbox.hold("POST /v1/messages", 5)
-    first = importers(first_dir, first_dir / "talks.csv", sandbox, "--concurrency", "1")
-    wait_until(gate.held.is_set, "the fifth message")
-    first.signal(signal.SIGINT)
-    gate.released.set()
-    assert first.wait() == 130, first.stderr
-    second = importers(second_dir, first.out, sandbox)
-    assert second.wait() == 0, second.stderr
+    first_dir, talks, _ = cut_short_then_go_on_elsewhere(tmp_path, sandbox, importers, 1, 8, 5)
     posted = len(sandbox.state.messages)
     assert posted == 8
 
@@ -418,14 +428,7 @@ async def test_a_row_the_pre_flight_refuses_holds_its_conversation_back_as_inval
             ["R-1", "", "", "third", 9999],
         ],
     )
-    settings = Settings(
-        input_path=source,
-        out=tmp_path / "results.xlsx",
-        rate=60_000,
-        base_url=sandbox.base_url,
-        api_key=ApiKey(KEY),
-        reports_dir=tmp_path / "reports",
-    )
+    settings = in_process(tmp_path, source, sandbox)
     notes: list[str] = []
     result = await import_file(settings, Hooks(notify=notes.append))
 
@@ -453,14 +456,7 @@ async def test_the_sheet_run_again_shows_the_ids_each_chat_and_message_was_sent_
     `resolved_*` columns the customer, assignee and department of its chat and the agent
     its own message was sent as."""
     sandbox = sandbox_factory()
-    settings = Settings(
-        input_path=ROOT / "sample_data" / "transcripts.csv",
-        out=tmp_path / "first.xlsx",
-        rate=60_000,
-        base_url=sandbox.base_url,
-        api_key=ApiKey(KEY),
-        reports_dir=tmp_path / "reports",
-    )
+    settings = in_process(tmp_path, ROOT / "sample_data" / "transcripts.csv", sandbox)
     first = await import_file(settings)
     assert first.counts == {"created": 10, "invalid": 2}  # one conversation disagrees
     posted = sandbox.state.requests["POST /v1/messages"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from bulk_chats.errors import ApiError
-from bulk_chats.journal import schema
 from bulk_chats.journal.journal import Journal
 from bulk_chats.records import ChatChange
+from tests.journal.earlier import journal_before
 
 SCOPE = "https://api.helpcrunch.com/v1"
 CLOSED = ChatChange("status", "closed")
@@ -74,18 +73,7 @@ def test_a_journal_of_the_earlier_schema_gets_its_last_sends(path: Path) -> None
     """A journal written before the last value sent was kept: the upgrade takes each
     field's latest entry for it, so a close applied before a pending whose answer was lost
     no longer stands, and one applied last still does."""
-    before = next(
-        number
-        for number, statements in enumerate(schema._MIGRATIONS)
-        if any("CREATE TABLE change_heads" in statement for statement in statements)
-    )
-    path.parent.mkdir(parents=True)
-    connection = sqlite3.connect(path)
-    for statements in schema._MIGRATIONS[:before]:
-        for statement in statements:
-            connection.execute(statement)
-    connection.execute(f"PRAGMA application_id = {schema.APPLICATION_ID:d}")
-    connection.execute(f"PRAGMA user_version = {before:d}")
+    connection = journal_before(path, "CREATE TABLE change_heads")
     connection.executemany(
         "INSERT INTO changes (scope, chat_id, field, value, state, updated_at) "
         "VALUES (?, ?, 'status', ?, ?, ?)",

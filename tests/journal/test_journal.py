@@ -19,6 +19,7 @@ from bulk_chats.journal.chats import JournalEntry
 from bulk_chats.journal.journal import Journal, scope_for
 from bulk_chats.journal.schema import APPLICATION_ID, SENDING
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
+from tests.journal.earlier import journal_before
 
 SCOPE = "https://api.helpcrunch.com/v1"
 OTHER_SCOPE = "http://127.0.0.1:8765/v1"
@@ -180,15 +181,7 @@ def test_the_ids_a_chat_was_sent_with_are_kept_from_its_announcement(journal: Jo
 def test_an_entry_written_before_the_ids_were_kept_reads_with_none(path: Path) -> None:
     """A journal of the schema before the ids were kept is upgraded; its entries read back
     with the customer only, as it was written."""
-    before = len(journal_schema._MIGRATIONS) - 1
-    assert "assignee_id" in journal_schema._MIGRATIONS[before][0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path)
-    for statements in journal_schema._MIGRATIONS[:before]:
-        for statement in statements:
-            connection.execute(statement)
-    connection.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-    connection.execute(f"PRAGMA user_version = {before:d}")
+    connection = journal_before(path, "ADD COLUMN assignee_id")
     request = make_request()
     connection.execute(
         "INSERT INTO entries (scope, row_key, state, chat_id, updated_at, customer_id) "
@@ -296,6 +289,7 @@ import sys
 from pathlib import Path
 from bulk_chats.journal.journal import Journal
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
+from tests.journal.earlier import journal_before
 
 journal = Journal.open(Path(sys.argv[1]), scope=sys.argv[2])
 unanswered = ChatRequest(index=0, source_row=2, customer=1, application=7)
