@@ -1,0 +1,59 @@
+"""The guided page at its edges, in a real browser against the sandbox over loopback: two
+columns for one field chosen between, the same file chosen again after it changed, a run
+that ended saying no pace, every option of a column's select reached by keyboard, a
+second tab seeing the mapping the first one chose, the page's server gone, results of an
+earlier mapping, and a Confirm pressed twice. Elements are found as a person finds them,
+by role and name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bulk_chats.sandbox import CUSTOMERS
+from tests.ui.test_browser import (  # noqa: F401 - fixtures used by name
+    Shots,
+    browser,
+    expect,
+    go_to,
+    page,
+    sandbox_config,
+    shots,
+    ui,
+)
+
+
+def test_two_columns_for_one_field_are_chosen_between(
+    page: Any,  # noqa: F811
+    tmp_path: Path,
+    shots: Shots,  # noqa: F811
+) -> None:
+    """A sheet whose Customer ID and customer columns both give customer says so, and
+    shows its columns to choose the one read as customer; once chosen, Next goes on."""
+    sheet = tmp_path / "twice.csv"
+    sheet.write_text(
+        "Customer ID,customer,Application,Agent ID\n"
+        f"{CUSTOMERS[1].id},{CUSTOMERS[0].id},3838,4188\n",
+        encoding="utf-8",
+    )
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(sheet)
+    columns = page.get_by_role("region", name="Columns", exact=True)
+    expect(columns.get_by_text("two columns give customer")).to_be_visible()
+    following = columns.get_by_role("button", name="Next")
+    expect(following).to_be_disabled()
+    chosen = page.get_by_label("Read customer as", exact=True)
+    expect(chosen).to_have_value("")
+    shots(page, "two-columns")
+
+    chosen.select_option("customer")
+    expect(page.get_by_label("customer", exact=True)).to_have_value("customer")
+    expect(columns.get_by_text("two columns give customer")).to_be_hidden()
+    expect(following).to_be_enabled()
+    following.click()
+    page.get_by_role("button", name="Validate").click()
+    expect(page.get_by_role("status", name="Summary")).to_contain_text("valid 1")
+
+    go_to(page, "Columns")
+    page.get_by_label("customer", exact=True).select_option("Customer ID")
+    expect(page.get_by_label("Read Customer ID as", exact=True)).to_have_value("customer")
+    expect(page.get_by_label("Read customer as", exact=True)).to_have_value("")
