@@ -57,3 +57,31 @@ def test_two_columns_for_one_field_are_chosen_between(
     page.get_by_label("customer", exact=True).select_option("Customer ID")
     expect(page.get_by_label("Read Customer ID as", exact=True)).to_have_value("customer")
     expect(page.get_by_label("Read customer as", exact=True)).to_have_value("")
+
+
+def test_the_same_file_chosen_again_is_read_again(
+    page: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A file changed on disk and chosen again, from the File step or after Choose
+    another file, is uploaded again: the page shows its new rows."""
+    sheet = tmp_path / "edit-me.csv"
+    lines = [f"{customer.id},3838,4188" for customer in CUSTOMERS[:4]]
+    sheet.write_text("\n".join(["Customer ID,Application,Agent ID", *lines[:2]]), "utf-8")
+    spreadsheet = page.get_by_label("Spreadsheet", exact=True)
+    spreadsheet.set_input_files(sheet)
+    expect(page.get_by_text("edit-me.csv · 2 data rows")).to_be_attached()
+
+    sheet.write_text("\n".join(["Customer ID,Application,Agent ID", *lines[:3]]), "utf-8")
+    go_to(page, "File")
+    spreadsheet.set_input_files(sheet)
+    expect(page.get_by_text("edit-me.csv · 3 data rows")).to_be_attached()
+
+    go_to(page, "Plan")
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("status", name="Summary")).to_contain_text("created 3")
+    sheet.write_text("\n".join(["Customer ID,Application,Agent ID", *lines]), "utf-8")
+    page.get_by_role("button", name="Choose another file").click()
+    spreadsheet.set_input_files(sheet)
+    expect(page.get_by_text("edit-me.csv · 4 data rows")).to_be_attached()

@@ -216,7 +216,10 @@
     const target = event.target;
     const action = target.dataset.action;
     if (target.id === "spreadsheet" && target.files.length) {
-      await upload(target.files[0]);
+      const file = target.files[0];
+      // Emptied, so that the same file chosen again (changed since) is a change too.
+      target.value = "";
+      await upload(file);
     } else if (action === "sheet") {
       if (await post("/sheet", { sheet: target.value })) await refresh();
     } else if (action === "mapping") {
