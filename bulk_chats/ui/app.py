@@ -36,7 +36,6 @@ from starlette.staticfiles import StaticFiles
 from bulk_chats.checks.columns import chat_status_option
 from bulk_chats.errors import InputError
 from bulk_chats.jobs.result import RunResult
-from bulk_chats.progress import duration_text, limit_text
 from bulk_chats.records import Status
 from bulk_chats.results.workbook import STATUS_COLOURS
 from bulk_chats.settings import DEFAULT_BASE_URL, REPORTS_DIR, ApiKey, Settings
@@ -50,7 +49,7 @@ from bulk_chats.ui.render import PageState, Renderer
 from bulk_chats.ui.sheet_choice import SheetChoice
 from bulk_chats.ui.steps import step_of_run
 from bulk_chats.ui.uploads import DEFAULT_MAX_UPLOAD, UploadRefused
-from bulk_chats.ui.words import in_page_words
+from bulk_chats.ui.words import in_page_words, progress_text
 
 EVENT_INTERVAL = 0.25
 """Seconds between looks at a run for the page's progress events."""
@@ -151,7 +150,7 @@ class UiApp:
             job=view,
             uploaded_since=self._sheet.uploads != self._job_upload,
             problems=self._problems.get(view.id) if view else None,
-            progress_text=_progress_text(view) if view else "",
+            progress_text=progress_text(view) if view else "",
             runs=runs,
             runs_problem=self._history.problem,
             reading=self._sheet.reading,
@@ -450,7 +449,7 @@ def _event(view: JobView | None, *, uploads: int) -> dict[str, Any]:
         "planning": view.planning,
         "done": done,
         "total": total,
-        "text": _progress_text(view),
+        "text": progress_text(view),
         "counts": [[status, f"{count:,}"] for status, count in counts],
         "stopping": view.stopping,
         "uploads": uploads,
@@ -464,26 +463,3 @@ def bar_numbers(view: JobView) -> tuple[int, int]:
     if view.kind.progress:
         return progress.done, progress.total
     return progress.written or (0, 0)
-
-
-def _progress_text(view: JobView) -> str:
-    """`12 of 100 rows · 45 rows a minute · about 2m 00s left`; for a transcript, `3 of
-    10 conversations · 25 of 80 messages · …`; then how far the results are written."""
-    progress = view.progress
-    parts = []
-    if progress.total:
-        unit = view.kind.unit
-        if progress.conversations is not None:
-            unit = "messages"
-            parts.append("{:,} of {:,} conversations".format(*progress.conversations))
-        parts.append(f"{progress.done:,} of {progress.total:,} {unit}")
-        if progress.per_minute is not None and progress.done < progress.total:
-            parts.append(f"{progress.per_minute:,.0f} {unit} a minute")
-        if progress.eta is not None and progress.done < progress.total:
-            parts.append(f"about {duration_text(progress.eta)} left")
-        if progress.learned_limit is not None:
-            parts.append(limit_text(progress.learned_limit, confirmed=progress.limit_confirmed))
-    if progress.written is not None and view.active:
-        parts.append("writing the results: {:,} of {:,} rows".format(*progress.written))
-    text = " · ".join(parts)
-    return text[:1].upper() + text[1:]
