@@ -95,9 +95,12 @@ def progress_text(view: JobView) -> str:
             unit = "messages"
             parts.append("{:,} of {:,} conversations".format(*progress.conversations))
         parts.append(f"{progress.done:,} of {progress.total:,} {unit}")
-        if progress.per_minute is not None and progress.done < progress.total:
+        # A run that ended (stopped, failed) short of its last row has no pace any more:
+        # measured now, it would only fall with the time since.
+        going = view.active and progress.done < progress.total
+        if progress.per_minute is not None and going:
             parts.append(f"{progress.per_minute:,.0f} {unit} a minute")
-        if progress.eta is not None and progress.done < progress.total:
+        if progress.eta is not None and going:
             parts.append(f"about {duration_text(progress.eta)} left")
         if progress.learned_limit is not None:
             parts.append(limit_text(progress.learned_limit, confirmed=progress.limit_confirmed))
