@@ -85,3 +85,49 @@ def test_the_same_file_chosen_again_is_read_again(
     page.get_by_role("button", name="Choose another file").click()
     spreadsheet.set_input_files(sheet)
     expect(page.get_by_text("edit-me.csv · 4 data rows")).to_be_attached()
+
+
+def test_every_option_of_a_column_is_reached_by_keyboard(
+    page: Any,  # noqa: F811
+    tmp_path: Path,
+    shots: Shots,  # noqa: F811
+) -> None:
+    """Arrow keys on a column's select pass over the options without saving any, the one
+    another column gives too; Enter saves the one reached, and a field another column
+    gives is refused out loud when chosen so."""
+    sheet = tmp_path / "owners.csv"
+    sheet.write_text(
+        f"Customer ID,Application,Agent ID,Owner\n{CUSTOMERS[0].id},3838,4188,4192\n", "utf-8"
+    )
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(sheet)
+    owner = page.get_by_label("Read Owner as", exact=True)
+    expect(owner).to_have_value("")
+    options = owner.evaluate("select => [...select.options].map(option => option.value)")
+    page.evaluate(
+        """() => {
+            window.saved = 0;
+            const fetched = window.fetch;
+            window.fetch = (url, init) => {
+                if (String(url).startsWith("/mapping")) window.saved += 1;
+                return fetched(url, init);
+            };
+        }"""
+    )
+    owner.focus()
+    for option in options[1:]:
+        page.keyboard.press("ArrowDown")
+        expect(owner).to_have_value(option)
+        assert page.evaluate("() => window.saved") == 0
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_hidden()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label(options[-1], exact=True)).to_have_value("Owner")
+    expect(page.get_by_label("Read Owner as", exact=True)).to_be_focused()
+    shots(page, "keyboard-mapped")
+
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowDown")
+    expect(owner).to_have_value("customer")
+    page.keyboard.press("Enter")
+    expect(alert).to_contain_text("customer is read from Customer ID already")
+    expect(page.get_by_label("Read Owner as", exact=True)).to_have_value(options[-1])

@@ -212,15 +212,38 @@
     return Boolean(element && element.checked);
   }
 
-  document.addEventListener("change", async function (event) {
+  // A key that moves through a closed select changes it at once, option by option: what
+  // it passes over is not a choice (and a refused one would put the select back where it
+  // was, so the keyboard never got past it). Such a change is saved when the user commits
+  // to it, with Enter or by leaving the select; one made with the mouse or in the opened
+  // list is saved at once.
+  let keyed = null;
+
+  document.addEventListener("keydown", function (event) {
     const target = event.target;
+    if (!(target instanceof HTMLSelectElement) || !target.dataset.action) return;
+    if (event.key === "Enter") {
+      if (target.dataset.unsaved) {
+        event.preventDefault();
+        save(target);
+      }
+      return;
+    }
+    keyed = target;
+    setTimeout(function () {
+      if (keyed === target) keyed = null;
+    }, 0);
+  });
+
+  document.addEventListener("focusout", function (event) {
+    const target = event.target;
+    if (target instanceof HTMLSelectElement && target.dataset.unsaved) save(target);
+  });
+
+  async function save(target) {
+    delete target.dataset.unsaved;
     const action = target.dataset.action;
-    if (target.id === "spreadsheet" && target.files.length) {
-      const file = target.files[0];
-      // Emptied, so that the same file chosen again (changed since) is a change too.
-      target.value = "";
-      await upload(file);
-    } else if (action === "sheet") {
+    if (action === "sheet") {
       if (await post("/sheet", { sheet: target.value })) await refresh();
     } else if (action === "mapping") {
       await post("/mapping", { field: target.dataset.field, header: target.value });
@@ -233,6 +256,19 @@
     } else if (action === "results") {
       await post("/options", { results: target.value });
       await refresh();
+    }
+  }
+
+  document.addEventListener("change", async function (event) {
+    const target = event.target;
+    if (target.id === "spreadsheet" && target.files.length) {
+      const file = target.files[0];
+      // Emptied, so that the same file chosen again (changed since) is a change too.
+      target.value = "";
+      await upload(file);
+    } else if (target.dataset.action) {
+      if (keyed === target) target.dataset.unsaved = "yes";
+      else await save(target);
     }
   });
 
