@@ -368,8 +368,9 @@ class UiApp:
 
     async def events(self, request: Request) -> Response:
         """Server-sent events: the latest run's progress whenever it changes, until it
-        ends; with `follow`, for as long as the tab listens, every run and every new file
-        too (a second tab follows what the first one starts)."""
+        ends; with `follow`, for as long as the tab listens, every run, every new file and
+        every change of its sheet, mapping or results file too (a second tab follows what
+        the first one starts and chooses)."""
         follow = request.query_params.get("follow") == "1"
         return StreamingResponse(
             self._event_stream(follow=follow),
@@ -378,18 +379,18 @@ class UiApp:
         )
 
     async def _event_stream(self, *, follow: bool) -> AsyncIterator[str]:
-        last: tuple[int, int, int] | None = None
+        last: tuple[int, int, int, int] | None = None
         quiet = 0.0
         while not self.closing:
             view = self._job.view() if self._job else None
             if view is None and not follow:
                 yield "event: idle\ndata: {}\n\n"
                 return
-            uploads = self._sheet.uploads
-            now = (view.id if view else 0, view.version if view else 0, uploads)
+            uploads, changes = self._sheet.uploads, self._sheet.changes
+            now = (view.id if view else 0, view.version if view else 0, uploads, changes)
             if now != last:
                 last, quiet = now, 0.0
-                yield f"data: {json.dumps(_event(view, uploads=uploads))}\n\n"
+                yield f"data: {json.dumps(_event(view, uploads=uploads, changes=changes))}\n\n"
                 if view is not None and not view.active and not follow:
                     return
             elif quiet >= HEARTBEAT:
@@ -436,9 +437,9 @@ def _error(message: str, status: int) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _event(view: JobView | None, *, uploads: int) -> dict[str, Any]:
+def _event(view: JobView | None, *, uploads: int, changes: int) -> dict[str, Any]:
     if view is None:
-        return {"job": None, "uploads": uploads}
+        return {"job": None, "uploads": uploads, "changes": changes}
     done, total = bar_numbers(view)
     order = [status.value for status in Status]
     counts = sorted(view.progress.counts.items(), key=lambda pair: order.index(pair[0]))
@@ -453,6 +454,7 @@ def _event(view: JobView | None, *, uploads: int) -> dict[str, Any]:
         "counts": [[status, f"{count:,}"] for status, count in counts],
         "stopping": view.stopping,
         "uploads": uploads,
+        "changes": changes,
     }
 
 

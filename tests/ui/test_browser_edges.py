@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bulk_chats.sandbox import CUSTOMERS
+from bulk_chats.ui import RunningUi
 from tests.ui.test_browser import (  # noqa: F401 - fixtures used by name
     Shots,
     browser,
@@ -21,6 +22,7 @@ from tests.ui.test_browser import (  # noqa: F401 - fixtures used by name
     shots,
     ui,
 )
+from tests.ui.test_browser_steps import open_tab
 
 
 def test_two_columns_for_one_field_are_chosen_between(
@@ -131,3 +133,29 @@ def test_every_option_of_a_column_is_reached_by_keyboard(
     page.keyboard.press("Enter")
     expect(alert).to_contain_text("customer is read from Customer ID already")
     expect(page.get_by_label("Read Owner as", exact=True)).to_have_value(options[-1])
+
+
+def test_a_second_tab_shows_the_mapping_the_first_one_chose(
+    browser: Any,  # noqa: F811
+    page: Any,  # noqa: F811
+    ui: RunningUi,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A mapping changed in one tab shows in another on the same file, which runs with
+    it: what each tab shows is what the server will use."""
+    second = open_tab(browser, ui.url)
+    sheet = tmp_path / "owners.csv"
+    sheet.write_text(
+        f"Customer ID,Application,Agent ID,Owner\n{CUSTOMERS[0].id},3838,?,4192\n", "utf-8"
+    )
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(sheet)
+    expect(second.get_by_label("assignee", exact=True)).to_have_value("Agent ID")
+    page.get_by_label("assignee", exact=True).select_option("Owner")
+    expect(page.get_by_label("Read Owner as", exact=True)).to_have_value("assignee")
+    expect(second.get_by_label("assignee", exact=True)).to_have_value("Owner")
+    expect(second.get_by_label("Read Owner as", exact=True)).to_have_value("assignee")
+    expect(second.get_by_text("--column assignee=Owner")).to_be_visible()
+    go_to(second, "Check")
+    second.get_by_role("button", name="Validate").click()
+    expect(second.get_by_role("status", name="Summary")).to_contain_text("valid 1")
+    second.context.close()

@@ -175,13 +175,22 @@
     }
   }
 
-  // Every change of every run, also those another tab starts, for as long as this tab
-  // is open; the browser reconnects by itself when the stream breaks.
+  // Every change of every run, also those another tab starts, and of the file and its
+  // mapping, also those another tab makes, for as long as this tab is open; the browser
+  // reconnects by itself when the stream breaks.
   function follow() {
     const events = new EventSource(url("/events", { follow: "1" }));
     events.onmessage = function (message) {
       const data = JSON.parse(message.data);
-      const shape = [data.job, data.phase, data.step, data.planning, data.stopping, data.uploads];
+      const shape = [
+        data.job,
+        data.phase,
+        data.step,
+        data.planning,
+        data.stopping,
+        data.uploads,
+        data.changes,
+      ];
       const moved = seen === null || shape.some((value, i) => value !== seen[i]);
       if (data.job !== null) showProgress(data);
       if (moved) {
