@@ -13,14 +13,18 @@ from typing import Any
 from bulk_chats.sandbox import CUSTOMERS
 from bulk_chats.ui import RunningUi
 from tests.ui.test_browser import (  # noqa: F401 - fixtures used by name
+    SLOW,
     Shots,
     browser,
     expect,
     go_to,
     page,
+    rows_csv,
     sandbox_config,
     shots,
+    start_run,
     ui,
+    wait_for_rows,
 )
 from tests.ui.test_browser_steps import open_tab
 
@@ -159,3 +163,30 @@ def test_a_second_tab_shows_the_mapping_the_first_one_chose(
     second.get_by_role("button", name="Validate").click()
     expect(second.get_by_role("status", name="Summary")).to_contain_text("valid 1")
     second.context.close()
+
+
+def test_a_tab_whose_server_is_gone_says_so(
+    page: Any,  # noqa: F811
+    ui: RunningUi,  # noqa: F811
+    tmp_path: Path,
+    shots: Shots,  # noqa: F811
+) -> None:
+    """Once nothing answers the tab any more (its event stream ended, every request
+    fails as to a server that was killed), the alert says the page's server stopped, and
+    Stop pressed then throws no error."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(
+        rows_csv(tmp_path / "sixty.csv", 60)
+    )
+    start_run(page, rate=SLOW)
+    wait_for_rows(page, 1)
+    page.route("**/*", lambda route: route.abort())
+    ui.app.closing = True  # its event streams end, as a killed server's do
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("This page's server has stopped")
+    page.get_by_role("button", name="Stop").click()
+    expect(alert).to_contain_text("This page's server has stopped")
+    shots(page, "server-gone")
+    page.unroute("**/*")
+    assert errors == []

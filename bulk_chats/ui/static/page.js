@@ -18,6 +18,9 @@
     "runs",
   ];
   const ACTIVE = new Set(["running", "confirm"]);
+  const GONE =
+    "This page's server has stopped, or cannot be reached: nothing here works any more. " +
+    "Start the page again to go on.";
   let step = null;
   let stepKey = null;
   let lastPhase = null;
@@ -25,6 +28,7 @@
   let refreshing = null;
   let again = false;
   let startedHere = false;
+  let events = null;
 
   function url(path, params) {
     const query = new URLSearchParams(Object.assign({ token: token }, params || {}));
@@ -57,13 +61,25 @@
     return false;
   }
 
+  // A request that gets no answer at all (null): the page's server is gone, stopped or
+  // killed. Said in the alert, rather than left to look as if a run still went on.
+  async function reach(address, init) {
+    try {
+      return await fetch(address, init);
+    } catch (e) {
+      showError(GONE);
+      if (events) events.close();
+      return null;
+    }
+  }
+
   async function post(path, body) {
-    const response = await fetch(url(path), {
+    const response = await reach(url(path), {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(body || {}),
     });
-    return answer(response);
+    return response !== null && answer(response);
   }
 
   function sizeBars(root) {
@@ -123,8 +139,8 @@
 
   async function load() {
     const focused = document.activeElement && document.activeElement.id;
-    const response = await fetch(url("/"));
-    if (!response.ok) return;
+    const response = await reach(url("/"));
+    if (!response || !response.ok) return;
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
     for (const id of REGIONS) {
       const now = document.getElementById(id);
@@ -179,7 +195,11 @@
   // mapping, also those another tab makes, for as long as this tab is open; the browser
   // reconnects by itself when the stream breaks.
   function follow() {
-    const events = new EventSource(url("/events", { follow: "1" }));
+    events = new EventSource(url("/events", { follow: "1" }));
+    events.onerror = function () {
+      // The browser tries again by itself, unless nothing answers any more.
+      reach(url("/status.css"));
+    };
     events.onmessage = function (message) {
       const data = JSON.parse(message.data);
       const shape = [
@@ -202,13 +222,13 @@
 
   async function upload(file) {
     showError("");
-    const response = await fetch(url("/upload", { name: file.name }), {
+    const response = await reach(url("/upload", { name: file.name }), {
       method: "POST",
       // A header a form cannot send: the server takes no upload without it.
       headers: { "content-type": "application/octet-stream", "x-bulk-chats-upload": "1" },
       body: file,
     });
-    if (await answer(response)) await refresh();
+    if (response && (await answer(response))) await refresh();
   }
 
   function value(id) {
