@@ -44,6 +44,7 @@ from bulk_chats.ui.guard import Guard
 from bulk_chats.ui.history import History
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobKind, JobView, export_kind
 from bulk_chats.ui.mapping import MappingRefused
+from bulk_chats.ui.preview import Preview
 from bulk_chats.ui.problems import ProblemTable, read_problems
 from bulk_chats.ui.render import PageState, Renderer
 from bulk_chats.ui.sheet_choice import SheetChoice
@@ -96,6 +97,9 @@ class UiApp:
         self._jobs: dict[int, Job] = {}
         self._job: Job | None = None
         self._job_upload = 0
+        self._job_read: Preview | None = None
+        """How the sheet was read when the latest run started: a result read otherwise is
+        out of date."""
         self._problems: dict[int, ProblemTable] = {}
         self._history = History(config.reports_dir)
         self._renderer = Renderer(_HERE / "templates")
@@ -149,6 +153,7 @@ class UiApp:
             results_csv=self._sheet.csv,
             job=view,
             uploaded_since=self._sheet.uploads != self._job_upload,
+            read_since=self._sheet.preview is not self._job_read,
             problems=self._problems.get(view.id) if view else None,
             progress_text=progress_text(view) if view else "",
             runs=runs,
@@ -298,7 +303,7 @@ class UiApp:
                 reword=lambda text: in_page_words(text, files=files if input_name else files[1:]),
             )
             self._jobs[job.id] = self._job = job
-            self._job_upload = self._sheet.uploads
+            self._job_upload, self._job_read = self._sheet.uploads, self._sheet.preview
         begun = job.view()
         job.record = await anyio.to_thread.run_sync(
             lambda: self._history.begin(begun, base_url=self.config.base_url)

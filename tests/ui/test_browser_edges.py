@@ -13,6 +13,7 @@ from typing import Any
 from bulk_chats.sandbox import CUSTOMERS
 from bulk_chats.ui import RunningUi
 from tests.ui.test_browser import (  # noqa: F401 - fixtures used by name
+    SAMPLE,
     SLOW,
     Shots,
     browser,
@@ -190,3 +191,28 @@ def test_a_tab_whose_server_is_gone_says_so(
     shots(page, "server-gone")
     page.unroute("**/*")
     assert errors == []
+
+
+def test_results_of_an_earlier_mapping_are_marked_out_of_date(
+    page: Any,  # noqa: F811
+    shots: Shots,  # noqa: F811
+) -> None:
+    """Validate's results, once a column is read otherwise, say they are out of date on
+    the Check step; Validate again and they are current."""
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.csv")
+    go_to(page, "Check")
+    page.get_by_role("button", name="Validate").click()
+    summary = page.get_by_role("status", name="Summary")
+    expect(summary).to_contain_text("valid 9")
+    out_of_date = page.get_by_text("Out of date: the file or its columns changed")
+    expect(out_of_date).to_be_hidden()
+
+    page.get_by_role("button", name="Back").click()
+    page.get_by_label("Read Agent ID as", exact=True).select_option("")
+    expect(page.get_by_label("assignee", exact=True)).to_have_value("")
+    page.get_by_role("region", name="Columns").get_by_role("button", name="Next").click()
+    expect(out_of_date).to_be_visible()
+    shots(page, "out-of-date")
+    page.get_by_role("button", name="Validate").click()
+    expect(summary).to_contain_text("valid 12")
+    expect(out_of_date).to_be_hidden()
