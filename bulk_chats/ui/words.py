@@ -90,21 +90,23 @@ def progress_text(view: JobView) -> str:
     progress = view.progress
     parts = []
     if progress.total:
-        unit = view.kind.unit
+        unit = view.kind.unit[:-1]  # `rows` → `1 row`, `2 rows`
         if progress.conversations is not None:
-            unit = "messages"
-            parts.append("{:,} of {:,} conversations".format(*progress.conversations))
-        parts.append(f"{progress.done:,} of {progress.total:,} {unit}")
+            unit = "message"
+            done, total = progress.conversations
+            parts.append(f"{done:,} of {count(total, 'conversation')}")
+        parts.append(f"{progress.done:,} of {count(progress.total, unit)}")
         # A run that ended (stopped, failed) short of its last row has no pace any more:
         # measured now, it would only fall with the time since.
         going = view.active and progress.done < progress.total
         if progress.per_minute is not None and going:
-            parts.append(f"{progress.per_minute:,.0f} {unit} a minute")
+            parts.append(f"{count(round(progress.per_minute), unit)} a minute")
         if progress.eta is not None and going:
             parts.append(f"about {duration_text(progress.eta)} left")
         if progress.learned_limit is not None:
             parts.append(limit_text(progress.learned_limit, confirmed=progress.limit_confirmed))
     if progress.written is not None and view.active:
-        parts.append("writing the results: {:,} of {:,} rows".format(*progress.written))
+        done, total = progress.written
+        parts.append(f"writing the results: {done:,} of {count(total, 'row')}")
     text = " · ".join(parts)
     return text[:1].upper() + text[1:]

@@ -390,7 +390,7 @@ async def test_a_transcript_is_imported_with_or_without_its_time_prefix(
     assert view.result is not None
     assert view.result.counts == {"created": 2}
     assert view.progress.conversations == (1, 1)
-    assert "1 of 1 conversations · 2 of 2 messages" in page
+    assert "1 of 1 conversation · 2 of 2 messages" in page
     expected = ["first", "second"]
     if not no_prefix:
         expected = ["[2023-04-01 10:00] first", "[2023-04-01 10:05] second"]

@@ -5,6 +5,7 @@ options; counts read as a person reads them."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,18 @@ def test_a_run_that_ended_says_no_pace() -> None:
     )
     for phase in ("finished", "failed"):
         assert progress_text(run_view(phase, done=10, total=60)) == "10 of 60 rows"
+
+
+def test_the_progress_line_counts_one_as_one() -> None:
+    """One row of one says `1 of 1 row`, as the plan says `1 row`; so do a pace of one
+    row a minute, one conversation and the results' one row being written."""
+    one = run_view("running", done=0, total=1)
+    one = replace(one, progress=replace(one.progress, per_minute=1.0, eta=None))
+    assert progress_text(one) == "0 of 1 row · 1 row a minute"
+    assert progress_text(run_view("finished", done=1, total=1)) == "1 of 1 row"
+    transcript = replace(
+        one.progress, total=1, done=1, conversations=(1, 1), per_minute=None, written=(0, 1)
+    )
+    assert progress_text(replace(one, progress=transcript)) == (
+        "1 of 1 conversation · 1 of 1 message · writing the results: 0 of 1 row"
+    )
