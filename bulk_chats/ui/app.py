@@ -356,11 +356,15 @@ class UiApp:
         self._problems[job] = read_problems(result.out, field_headers, result.counts)
 
     async def confirm(self, request: Request) -> Response:
-        """The page's answer to the plan: Confirm (`go_on` true) or Cancel."""
+        """The page's answer to the plan: Confirm (`go_on` true) or Cancel. The same answer
+        again for the run that had it (a double click) is taken as already given."""
         job = self._job
+        go_on = bool((await _json(request)).get("go_on", True))
+        if job is not None and job.answered == go_on:
+            return JSONResponse({"ok": True})
         if job is None or job.view().phase != "confirm":
             return _error("nothing waits for confirmation", 409)
-        job.answer(bool((await _json(request)).get("go_on", True)))
+        job.answer(go_on)
         return JSONResponse({"ok": True})
 
     async def stop(self, request: Request) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bulk_chats.sandbox import CUSTOMERS
+from bulk_chats.sandbox import CUSTOMERS, RunningSandbox
 from bulk_chats.ui import RunningUi
 from tests.ui.test_browser import (  # noqa: F401 - fixtures used by name
     SAMPLE,
@@ -216,3 +216,30 @@ def test_results_of_an_earlier_mapping_are_marked_out_of_date(
     page.get_by_role("button", name="Validate").click()
     expect(summary).to_contain_text("valid 12")
     expect(out_of_date).to_be_hidden()
+
+
+def test_a_double_clicked_confirm_confirms_once(
+    page: Any,  # noqa: F811
+    sandbox: RunningSandbox,
+) -> None:
+    """Confirm double-clicked sends one answer and shows no alert; the run goes on."""
+    page.get_by_label("Spreadsheet", exact=True).set_input_files(SAMPLE / "chats.csv")
+    go_to(page, "Plan")
+    page.get_by_role("button", name="Import", exact=True).click()
+    confirm = page.get_by_role("button", name="Confirm")
+    expect(confirm).to_be_focused()
+    page.evaluate(
+        """() => {
+            window.answers = 0;
+            const fetched = window.fetch;
+            window.fetch = (url, init) => {
+                if (String(url).startsWith("/confirm")) window.answers += 1;
+                return fetched(url, init);
+            };
+        }"""
+    )
+    confirm.dblclick()
+    expect(page.get_by_role("status", name="Summary")).to_contain_text("created 8")
+    expect(page.get_by_role("alert")).to_be_hidden()
+    assert page.evaluate("() => window.answers") == 1
+    assert len(sandbox.state.chats) == 8

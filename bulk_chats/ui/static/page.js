@@ -342,10 +342,14 @@
         startedHere = true;
         await refresh();
       }
-    } else if (button.id === "confirm") {
-      if (await post("/confirm", { go_on: true })) await refresh();
-    } else if (button.dataset.cancel === "decline") {
-      if (await post("/confirm", { go_on: false })) await refresh();
+    } else if (button.id === "confirm" || button.dataset.cancel === "decline") {
+      // The plan is answered once: a second press (a double click) sends nothing.
+      document.querySelectorAll(".confirm-actions button").forEach(function (other) {
+        other.disabled = true;
+      });
+      // Refreshed whatever the answer: a plan still waiting gets its buttons back.
+      await post("/confirm", { go_on: button.id === "confirm" });
+      await refresh();
     } else if (button.dataset.cancel === "stop" || button.id === "stop") {
       if (await post("/stop")) await refresh();
     }
