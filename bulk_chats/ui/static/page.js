@@ -138,14 +138,29 @@
   }
 
   async function load() {
-    const focused = document.activeElement && document.activeElement.id;
     const response = await reach(url("/"));
     if (!response || !response.ok) return;
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    // Where the keyboard is at the swap, not when the page was asked for: it may have
+    // moved meanwhile.
+    const focused = document.activeElement && document.activeElement.id;
+    // A select the keyboard is moving through keeps its place, still unsaved: it is not
+    // saved because the swap takes it away (Chromium says it lost the keyboard then).
+    const moving = Array.from(document.querySelectorAll("select[data-unsaved]"), function (old) {
+      delete old.dataset.unsaved;
+      return [old.id, old.value];
+    });
     for (const id of REGIONS) {
       const now = document.getElementById(id);
       const next = fresh.getElementById(id);
       if (now && next) now.replaceWith(document.importNode(next, true));
+    }
+    for (const [id, chosen] of moving) {
+      const select = document.getElementById(id);
+      if (select && !select.disabled && select.value !== chosen) {
+        select.value = chosen;
+        select.dataset.unsaved = "yes";
+      }
     }
     const input = document.getElementById("spreadsheet");
     input.disabled = fresh.getElementById("spreadsheet").disabled;
