@@ -40,6 +40,15 @@ WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"})
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
 
+class TwoColumns(InputError):
+    """Two columns give one field and no `--column` says which to read. `field` names it,
+    so that the web page can show the columns for the user to choose rather than stop."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def normalise_header(header: object) -> str:
     """Lower case, trimmed, with runs of spaces, hyphens and underscores made one `_`."""
     return _SEPARATORS.sub("_", str(header).strip().lower()).strip("_")
@@ -293,11 +302,12 @@ def _map_columns(
             continue
         if found in fields:
             other = headers[fields[found]]
-            raise InputError(
+            raise TwoColumns(
                 f"{path}: two columns give {found}: {other!r} "
                 f"(column {xl_col_to_name(fields[found])}) and {header!r} "
                 f"(column {xl_col_to_name(position)}); remove one, or map the one to "
-                f"use with --column {found}=HEADER"
+                f"use with --column {found}=HEADER",
+                found,
             )
         fields[found] = position
     return fields, fed_back

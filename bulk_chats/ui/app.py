@@ -36,7 +36,6 @@ from starlette.staticfiles import StaticFiles
 from bulk_chats.checks.columns import chat_status_option
 from bulk_chats.errors import InputError
 from bulk_chats.jobs.result import RunResult
-from bulk_chats.progress import duration_text, limit_text
 from bulk_chats.records import Status
 from bulk_chats.results.workbook import STATUS_COLOURS
 from bulk_chats.settings import DEFAULT_BASE_URL, REPORTS_DIR, ApiKey, Settings
@@ -45,12 +44,13 @@ from bulk_chats.ui.guard import Guard
 from bulk_chats.ui.history import History
 from bulk_chats.ui.jobs import JOB_KINDS, Job, JobKind, JobView, export_kind
 from bulk_chats.ui.mapping import MappingRefused
+from bulk_chats.ui.preview import Preview
 from bulk_chats.ui.problems import ProblemTable, read_problems
 from bulk_chats.ui.render import PageState, Renderer
 from bulk_chats.ui.sheet_choice import SheetChoice
 from bulk_chats.ui.steps import step_of_run
 from bulk_chats.ui.uploads import DEFAULT_MAX_UPLOAD, UploadRefused
-from bulk_chats.ui.words import in_page_words
+from bulk_chats.ui.words import in_page_words, progress_text
 
 EVENT_INTERVAL = 0.25
 """Seconds between looks at a run for the page's progress events."""
@@ -97,6 +97,9 @@ class UiApp:
         self._jobs: dict[int, Job] = {}
         self._job: Job | None = None
         self._job_upload = 0
+        self._job_read: Preview | None = None
+        """How the sheet was read when the latest run started: a result read otherwise is
+        out of date."""
         self._problems: dict[int, ProblemTable] = {}
         self._history = History(config.reports_dir)
         self._renderer = Renderer(_HERE / "templates")
@@ -150,8 +153,9 @@ class UiApp:
             results_csv=self._sheet.csv,
             job=view,
             uploaded_since=self._sheet.uploads != self._job_upload,
+            read_since=self._sheet.preview is not self._job_read,
             problems=self._problems.get(view.id) if view else None,
-            progress_text=_progress_text(view) if view else "",
+            progress_text=progress_text(view) if view else "",
             runs=runs,
             runs_problem=self._history.problem,
             reading=self._sheet.reading,
@@ -299,7 +303,7 @@ class UiApp:
                 reword=lambda text: in_page_words(text, files=files if input_name else files[1:]),
             )
             self._jobs[job.id] = self._job = job
-            self._job_upload = self._sheet.uploads
+            self._job_upload, self._job_read = self._sheet.uploads, self._sheet.preview
         begun = job.view()
         job.record = await anyio.to_thread.run_sync(
             lambda: self._history.begin(begun, base_url=self.config.base_url)
@@ -352,11 +356,15 @@ class UiApp:
         self._problems[job] = read_problems(result.out, field_headers, result.counts)
 
     async def confirm(self, request: Request) -> Response:
-        """The page's answer to the plan: Confirm (`go_on` true) or Cancel."""
+        """The page's answer to the plan: Confirm (`go_on` true) or Cancel. The same answer
+        again for the run that had it (a double click) is taken as already given."""
         job = self._job
+        go_on = bool((await _json(request)).get("go_on", True))
+        if job is not None and job.answered == go_on:
+            return JSONResponse({"ok": True})
         if job is None or job.view().phase != "confirm":
             return _error("nothing waits for confirmation", 409)
-        job.answer(bool((await _json(request)).get("go_on", True)))
+        job.answer(go_on)
         return JSONResponse({"ok": True})
 
     async def stop(self, request: Request) -> Response:
@@ -369,8 +377,9 @@ class UiApp:
 
     async def events(self, request: Request) -> Response:
         """Server-sent events: the latest run's progress whenever it changes, until it
-        ends; with `follow`, for as long as the tab listens, every run and every new file
-        too (a second tab follows what the first one starts)."""
+        ends; with `follow`, for as long as the tab listens, every run, every new file and
+        every change of its sheet, mapping or results file too (a second tab follows what
+        the first one starts and chooses)."""
         follow = request.query_params.get("follow") == "1"
         return StreamingResponse(
             self._event_stream(follow=follow),
@@ -379,18 +388,18 @@ class UiApp:
         )
 
     async def _event_stream(self, *, follow: bool) -> AsyncIterator[str]:
-        last: tuple[int, int, int] | None = None
+        last: tuple[int, int, int, int] | None = None
         quiet = 0.0
         while not self.closing:
             view = self._job.view() if self._job else None
             if view is None and not follow:
                 yield "event: idle\ndata: {}\n\n"
                 return
-            uploads = self._sheet.uploads
-            now = (view.id if view else 0, view.version if view else 0, uploads)
+            uploads, changes = self._sheet.uploads, self._sheet.changes
+            now = (view.id if view else 0, view.version if view else 0, uploads, changes)
             if now != last:
                 last, quiet = now, 0.0
-                yield f"data: {json.dumps(_event(view, uploads=uploads))}\n\n"
+                yield f"data: {json.dumps(_event(view, uploads=uploads, changes=changes))}\n\n"
                 if view is not None and not view.active and not follow:
                     return
             elif quiet >= HEARTBEAT:
@@ -437,9 +446,9 @@ def _error(message: str, status: int) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _event(view: JobView | None, *, uploads: int) -> dict[str, Any]:
+def _event(view: JobView | None, *, uploads: int, changes: int) -> dict[str, Any]:
     if view is None:
-        return {"job": None, "uploads": uploads}
+        return {"job": None, "uploads": uploads, "changes": changes}
     done, total = bar_numbers(view)
     order = [status.value for status in Status]
     counts = sorted(view.progress.counts.items(), key=lambda pair: order.index(pair[0]))
@@ -450,10 +459,11 @@ def _event(view: JobView | None, *, uploads: int) -> dict[str, Any]:
         "planning": view.planning,
         "done": done,
         "total": total,
-        "text": _progress_text(view),
+        "text": progress_text(view),
         "counts": [[status, f"{count:,}"] for status, count in counts],
         "stopping": view.stopping,
         "uploads": uploads,
+        "changes": changes,
     }
 
 
@@ -464,26 +474,3 @@ def bar_numbers(view: JobView) -> tuple[int, int]:
     if view.kind.progress:
         return progress.done, progress.total
     return progress.written or (0, 0)
-
-
-def _progress_text(view: JobView) -> str:
-    """`12 of 100 rows · 45 rows a minute · about 2m 00s left`; for a transcript, `3 of
-    10 conversations · 25 of 80 messages · …`; then how far the results are written."""
-    progress = view.progress
-    parts = []
-    if progress.total:
-        unit = view.kind.unit
-        if progress.conversations is not None:
-            unit = "messages"
-            parts.append("{:,} of {:,} conversations".format(*progress.conversations))
-        parts.append(f"{progress.done:,} of {progress.total:,} {unit}")
-        if progress.per_minute is not None and progress.done < progress.total:
-            parts.append(f"{progress.per_minute:,.0f} {unit} a minute")
-        if progress.eta is not None and progress.done < progress.total:
-            parts.append(f"about {duration_text(progress.eta)} left")
-        if progress.learned_limit is not None:
-            parts.append(limit_text(progress.learned_limit, confirmed=progress.limit_confirmed))
-    if progress.written is not None and view.active:
-        parts.append("writing the results: {:,} of {:,} rows".format(*progress.written))
-    text = " · ".join(parts)
-    return text[:1].upper() + text[1:]

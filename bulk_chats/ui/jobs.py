@@ -310,6 +310,8 @@ class Job:
         self._version = 0
         self._answered = threading.Event()
         self._go_on = False
+        self.answered: bool | None = None
+        """The page's answer to the plan (Confirm: True), once it gave one."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: anyio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -343,6 +345,7 @@ class Job:
     def answer(self, go_on: bool) -> None:
         """The page's answer to the plan: Confirm (True) or not."""
         self._go_on = go_on
+        self.answered = go_on
         self._answered.set()
 
     def view(self) -> JobView:

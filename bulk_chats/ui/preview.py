@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from bulk_chats.errors import InputError
 from bulk_chats.fields import FIELD_NAMES, ID_FIELDS, WORKSHEET_ROWS, names_for
-from bulk_chats.sheet.loading import Sheet, check_columns, load_sheet
+from bulk_chats.sheet.loading import Sheet, TwoColumns, check_columns, load_sheet
 from bulk_chats.ui.uploads import Upload
 from bulk_chats.ui.words import in_page_words
 
@@ -59,6 +59,8 @@ class Preview:
     columns: tuple[Column, ...] = ()
     read: tuple[str, ...] = ()
     first_rows: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    twice: tuple[str, ...] = ()
+    """The fields two columns give, shown unread until the user chooses one (or none)."""
 
     @property
     def usable(self) -> bool:
@@ -78,14 +80,27 @@ def read_preview(upload: Upload) -> Preview:
     def told(exc: InputError) -> str:
         return in_page_words(str(exc), files=[(upload.path, upload.name)])
 
-    try:
-        sheet = load_sheet(
-            upload.path, sheet=upload.sheet, columns=upload.columns, require=False, chats=True
-        )
-    except InputError as exc:
-        return Preview(error=told(exc), chats_error=told(exc))
+    # Two columns giving one field stop every run until the user says which to read, but
+    # not the mapping that lets them say it: the sheet is shown with that field unread.
+    columns = dict(upload.columns)
+    twice: dict[str, str] = {}
+    while True:
+        try:
+            sheet = load_sheet(
+                upload.path, sheet=upload.sheet, columns=columns, require=False, chats=True
+            )
+            break
+        except TwoColumns as exc:
+            if exc.field in twice:  # cannot happen: the field is unread now; never loop
+                return Preview(error=told(exc), chats_error=told(exc))
+            twice[exc.field] = told(exc)
+            columns[exc.field] = ""
+        except InputError as exc:
+            return Preview(error=told(exc), chats_error=told(exc))
 
     def lacks(*, chats: bool) -> str | None:
+        if twice:
+            return "; ".join(twice.values())
         try:
             check_columns(upload.path, sheet.fields, chats=chats)
         except InputError as exc:
@@ -99,6 +114,7 @@ def read_preview(upload: Upload) -> Preview:
         rows=len(sheet),
         error=lacks(chats=False),
         chats_error=lacks(chats=True),
+        twice=tuple(twice),
         columns=_columns(sheet, read),
         read=read,
         first_rows=tuple(

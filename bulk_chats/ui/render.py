@@ -40,6 +40,9 @@ class PageState:
     results_csv: bool
     job: JobView | None
     uploaded_since: bool
+    read_since: bool
+    """The sheet was read again (another file, sheet or mapping) since the latest run
+    started: what Validate or Dry run said of it is out of date."""
     problems: ProblemTable | None
     progress_text: str
     runs: list[RunLine]
@@ -101,6 +104,7 @@ def context(state: PageState) -> dict[str, Any]:
         "runs": state.runs,
         "runs_problem": state.runs_problem,
         "results_csv": state.results_csv,
+        "read_since": state.read_since,
     }
 
 

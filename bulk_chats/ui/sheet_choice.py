@@ -24,8 +24,10 @@ from bulk_chats.ui.uploads import Upload, discard, receive_upload
 
 
 class SheetChoice:
-    """The current upload (`upload`, None before the first), its `preview`, and how many
-    files were chosen so far (`uploads`: a new one moves every tab to its columns)."""
+    """The current upload (`upload`, None before the first), its `preview`, how many
+    files were chosen so far (`uploads`: a new one moves every tab to its columns), and how
+    many times the upload, its sheet, its mapping or its results file changed (`changes`:
+    every tab shows them again, so that none shows a mapping the runs will not use)."""
 
     def __init__(self, *, reports_dir: Path, cap: int) -> None:
         self._reports_dir = reports_dir
@@ -35,6 +37,7 @@ class SheetChoice:
         self.preview = Preview()
         self.reading = False
         self.uploads = 0
+        self.changes = 0
         self.closing = False
         self._results_csv: bool | None = None
 
@@ -81,6 +84,7 @@ class SheetChoice:
         if choice not in ("xlsx", "csv"):
             raise ValueError("Results file: choose Workbook or CSV")
         self._results_csv = choice == "csv"
+        self.changes += 1
 
     @property
     def csv(self) -> bool:
@@ -118,6 +122,7 @@ class SheetChoice:
             before, kept = self.upload, not self.closing
             if kept:
                 self.upload, self.preview = upload, preview
+                self.changes += 1
         if before is not None and before.path != upload.path:
             discard(before)
         if not kept:  # the page stopped while it was read

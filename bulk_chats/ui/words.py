@@ -1,6 +1,6 @@
-"""The page's words: counts as a person reads them, and the library's messages said with
-the page's controls rather than the command line's options (docs/reference.md › The web
-page).
+"""The page's words: counts as a person reads them (a run's progress line too), and the
+library's messages said with the page's controls rather than the command line's options
+(docs/reference.md › The web page).
 
 The library speaks to the terminal ("map the column with --column customer_email=Customer
 ID"); on the page that is "choose customer_email for Customer ID in the column mapping".
@@ -14,6 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+
+from bulk_chats.progress import duration_text, limit_text
+from bulk_chats.ui.jobs import JobView
 
 MAPPING = "the column mapping"
 """How a message names the step where a field is given its column."""
@@ -79,3 +82,31 @@ def number(value: int) -> str:
 def count(value: int, noun: str, plural: str | None = None) -> str:
     """`1 row`, `1,000,000 rows`; `plural` for a noun that is not made with an s."""
     return f"{value:,} {noun if value == 1 else plural or noun + 's'}"
+
+
+def progress_text(view: JobView) -> str:
+    """`12 of 100 rows · 45 rows a minute · about 2m 00s left`; for a transcript, `3 of
+    10 conversations · 25 of 80 messages · …`; then how far the results are written."""
+    progress = view.progress
+    parts = []
+    if progress.total:
+        unit = view.kind.unit[:-1]  # `rows` → `1 row`, `2 rows`
+        if progress.conversations is not None:
+            unit = "message"
+            done, total = progress.conversations
+            parts.append(f"{done:,} of {count(total, 'conversation')}")
+        parts.append(f"{progress.done:,} of {count(progress.total, unit)}")
+        # A run that ended (stopped, failed) short of its last row has no pace any more:
+        # measured now, it would only fall with the time since.
+        going = view.active and progress.done < progress.total
+        if progress.per_minute is not None and going:
+            parts.append(f"{count(round(progress.per_minute), unit)} a minute")
+        if progress.eta is not None and going:
+            parts.append(f"about {duration_text(progress.eta)} left")
+        if progress.learned_limit is not None:
+            parts.append(limit_text(progress.learned_limit, confirmed=progress.limit_confirmed))
+    if progress.written is not None and view.active:
+        done, total = progress.written
+        parts.append(f"writing the results: {done:,} of {count(total, 'row')}")
+    text = " · ".join(parts)
+    return text[:1].upper() + text[1:]

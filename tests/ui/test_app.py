@@ -312,6 +312,24 @@ async def test_one_run_at_a_time_and_stop_declines_the_plan(
     assert sandbox.state.chats == []
 
 
+async def test_confirm_pressed_twice_is_one_confirm(
+    tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    """A second Confirm of the run just confirmed (a double click) is answered as the
+    first was, not with "nothing waits for confirmation"; a Cancel then still is refused,
+    since nothing waits for it."""
+    app = make_ui(tmp_path, base_url=sandbox.base_url, api_key=ApiKey(KEY))
+    async with client_for(app) as client:
+        await upload(client, SAMPLE)
+        view = await run_confirmed(app, client, "import")
+        assert view.result is not None
+        again = await client.post("/confirm", params=q(), json={"go_on": True})
+        assert again.status_code == 200, again.text
+        cancel = await client.post("/confirm", params=q(), json={"go_on": False})
+        assert cancel.status_code == 409
+    assert len(sandbox.state.chats) == 8
+
+
 async def test_the_registry_names_the_buttons() -> None:
     """Each run kind's label is a button name PRODUCT.md gives the page."""
     assert [k.label for k in JOB_KINDS.values()] == [
@@ -390,7 +408,7 @@ async def test_a_transcript_is_imported_with_or_without_its_time_prefix(
     assert view.result is not None
     assert view.result.counts == {"created": 2}
     assert view.progress.conversations == (1, 1)
-    assert "1 of 1 conversations · 2 of 2 messages" in page
+    assert "1 of 1 conversation · 2 of 2 messages" in page
     expected = ["first", "second"]
     if not no_prefix:
         expected = ["[2023-04-01 10:00] first", "[2023-04-01 10:05] second"]

@@ -5,6 +5,7 @@ options; counts read as a person reads them."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from bulk_chats.lookups.directory import Directory
 from bulk_chats.results.workbook import MAX_TEXT, Summary, check_room, write_results
 from bulk_chats.settings import ExportFilters
 from bulk_chats.sheet.loading import load_sheet
-from bulk_chats.ui.words import count, in_page_words, number
+from bulk_chats.ui.jobs import JOB_KINDS, JobView, ProgressView
+from bulk_chats.ui.words import count, in_page_words, number, progress_text
 from tests.results.test_workbook import results_frame
 from tests.sheets import read_results, write_csv
 
@@ -116,3 +118,49 @@ def test_counts_read_as_a_person_reads_them(value: int, noun: str, text: str) ->
     """ "1 row", "1,000,000 rows"."""
     assert count(value, noun) == text
     assert number(1_048_575) == "1,048,575"
+
+
+def run_view(phase: str, *, done: int, total: int, kind: str = "import") -> JobView:
+    """A run of `kind` at `phase`, `done` of `total` rows along at 115 rows a minute."""
+    progress = ProgressView(
+        total=total, done=done, counts={}, per_minute=115.0, eta=27.0, started=True
+    )
+    return JobView(
+        id=1,
+        kind=JOB_KINDS[kind],
+        phase=phase,
+        input_name="sixty.csv",
+        notices=(),
+        progress=progress,
+        plan=None,
+        result=None,
+        error=None,
+        stopping=False,
+        version=1,
+    )
+
+
+def test_a_run_that_ended_says_no_pace() -> None:
+    """A running run says its pace and the time left; once it ended (stopped, failed)
+    short of its last row it says where it got to and nothing about a pace it no longer
+    has."""
+    assert progress_text(run_view("running", done=10, total=60)) == (
+        "10 of 60 rows · 115 rows a minute · about 27s left"
+    )
+    for phase in ("finished", "failed"):
+        assert progress_text(run_view(phase, done=10, total=60)) == "10 of 60 rows"
+
+
+def test_the_progress_line_counts_one_as_one() -> None:
+    """One row of one says `1 of 1 row`, as the plan says `1 row`; so do a pace of one
+    row a minute, one conversation and the results' one row being written."""
+    one = run_view("running", done=0, total=1)
+    one = replace(one, progress=replace(one.progress, per_minute=1.0, eta=None))
+    assert progress_text(one) == "0 of 1 row · 1 row a minute"
+    assert progress_text(run_view("finished", done=1, total=1)) == "1 of 1 row"
+    transcript = replace(
+        one.progress, total=1, done=1, conversations=(1, 1), per_minute=None, written=(0, 1)
+    )
+    assert progress_text(replace(one, progress=transcript)) == (
+        "1 of 1 conversation · 1 of 1 message · writing the results: 0 of 1 row"
+    )

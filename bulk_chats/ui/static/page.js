@@ -18,6 +18,9 @@
     "runs",
   ];
   const ACTIVE = new Set(["running", "confirm"]);
+  const GONE =
+    "This page's server has stopped, or cannot be reached: nothing here works any more. " +
+    "Start the page again to go on.";
   let step = null;
   let stepKey = null;
   let lastPhase = null;
@@ -25,6 +28,7 @@
   let refreshing = null;
   let again = false;
   let startedHere = false;
+  let events = null;
 
   function url(path, params) {
     const query = new URLSearchParams(Object.assign({ token: token }, params || {}));
@@ -57,13 +61,25 @@
     return false;
   }
 
+  // A request that gets no answer at all (null): the page's server is gone, stopped or
+  // killed. Said in the alert, rather than left to look as if a run still went on.
+  async function reach(address, init) {
+    try {
+      return await fetch(address, init);
+    } catch (e) {
+      showError(GONE);
+      if (events) events.close();
+      return null;
+    }
+  }
+
   async function post(path, body) {
-    const response = await fetch(url(path), {
+    const response = await reach(url(path), {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(body || {}),
     });
-    return answer(response);
+    return response !== null && answer(response);
   }
 
   function sizeBars(root) {
@@ -122,14 +138,29 @@
   }
 
   async function load() {
-    const focused = document.activeElement && document.activeElement.id;
-    const response = await fetch(url("/"));
-    if (!response.ok) return;
+    const response = await reach(url("/"));
+    if (!response || !response.ok) return;
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    // Where the keyboard is at the swap, not when the page was asked for: it may have
+    // moved meanwhile.
+    const focused = document.activeElement && document.activeElement.id;
+    // A select the keyboard is moving through keeps its place, still unsaved: it is not
+    // saved because the swap takes it away (Chromium says it lost the keyboard then).
+    const moving = Array.from(document.querySelectorAll("select[data-unsaved]"), function (old) {
+      delete old.dataset.unsaved;
+      return [old.id, old.value];
+    });
     for (const id of REGIONS) {
       const now = document.getElementById(id);
       const next = fresh.getElementById(id);
       if (now && next) now.replaceWith(document.importNode(next, true));
+    }
+    for (const [id, chosen] of moving) {
+      const select = document.getElementById(id);
+      if (select && !select.disabled && select.value !== chosen) {
+        select.value = chosen;
+        select.dataset.unsaved = "yes";
+      }
     }
     const input = document.getElementById("spreadsheet");
     input.disabled = fresh.getElementById("spreadsheet").disabled;
@@ -175,13 +206,26 @@
     }
   }
 
-  // Every change of every run, also those another tab starts, for as long as this tab
-  // is open; the browser reconnects by itself when the stream breaks.
+  // Every change of every run, also those another tab starts, and of the file and its
+  // mapping, also those another tab makes, for as long as this tab is open; the browser
+  // reconnects by itself when the stream breaks.
   function follow() {
-    const events = new EventSource(url("/events", { follow: "1" }));
+    events = new EventSource(url("/events", { follow: "1" }));
+    events.onerror = function () {
+      // The browser tries again by itself, unless nothing answers any more.
+      reach(url("/status.css"));
+    };
     events.onmessage = function (message) {
       const data = JSON.parse(message.data);
-      const shape = [data.job, data.phase, data.step, data.planning, data.stopping, data.uploads];
+      const shape = [
+        data.job,
+        data.phase,
+        data.step,
+        data.planning,
+        data.stopping,
+        data.uploads,
+        data.changes,
+      ];
       const moved = seen === null || shape.some((value, i) => value !== seen[i]);
       if (data.job !== null) showProgress(data);
       if (moved) {
@@ -193,13 +237,13 @@
 
   async function upload(file) {
     showError("");
-    const response = await fetch(url("/upload", { name: file.name }), {
+    const response = await reach(url("/upload", { name: file.name }), {
       method: "POST",
       // A header a form cannot send: the server takes no upload without it.
       headers: { "content-type": "application/octet-stream", "x-bulk-chats-upload": "1" },
       body: file,
     });
-    if (await answer(response)) await refresh();
+    if (response && (await answer(response))) await refresh();
   }
 
   function value(id) {
@@ -212,12 +256,38 @@
     return Boolean(element && element.checked);
   }
 
-  document.addEventListener("change", async function (event) {
+  // A key that moves through a closed select changes it at once, option by option: what
+  // it passes over is not a choice (and a refused one would put the select back where it
+  // was, so the keyboard never got past it). Such a change is saved when the user commits
+  // to it, with Enter or by leaving the select; one made with the mouse or in the opened
+  // list is saved at once.
+  let keyed = null;
+
+  document.addEventListener("keydown", function (event) {
     const target = event.target;
+    if (!(target instanceof HTMLSelectElement) || !target.dataset.action) return;
+    if (event.key === "Enter") {
+      if (target.dataset.unsaved) {
+        event.preventDefault();
+        save(target);
+      }
+      return;
+    }
+    keyed = target;
+    setTimeout(function () {
+      if (keyed === target) keyed = null;
+    }, 0);
+  });
+
+  document.addEventListener("focusout", function (event) {
+    const target = event.target;
+    if (target instanceof HTMLSelectElement && target.dataset.unsaved) save(target);
+  });
+
+  async function save(target) {
+    delete target.dataset.unsaved;
     const action = target.dataset.action;
-    if (target.id === "spreadsheet" && target.files.length) {
-      await upload(target.files[0]);
-    } else if (action === "sheet") {
+    if (action === "sheet") {
       if (await post("/sheet", { sheet: target.value })) await refresh();
     } else if (action === "mapping") {
       await post("/mapping", { field: target.dataset.field, header: target.value });
@@ -230,6 +300,19 @@
     } else if (action === "results") {
       await post("/options", { results: target.value });
       await refresh();
+    }
+  }
+
+  document.addEventListener("change", async function (event) {
+    const target = event.target;
+    if (target.id === "spreadsheet" && target.files.length) {
+      const file = target.files[0];
+      // Emptied, so that the same file chosen again (changed since) is a change too.
+      target.value = "";
+      await upload(file);
+    } else if (target.dataset.action) {
+      if (keyed === target) target.dataset.unsaved = "yes";
+      else await save(target);
     }
   });
 
@@ -274,10 +357,14 @@
         startedHere = true;
         await refresh();
       }
-    } else if (button.id === "confirm") {
-      if (await post("/confirm", { go_on: true })) await refresh();
-    } else if (button.dataset.cancel === "decline") {
-      if (await post("/confirm", { go_on: false })) await refresh();
+    } else if (button.id === "confirm" || button.dataset.cancel === "decline") {
+      // The plan is answered once: a second press (a double click) sends nothing.
+      document.querySelectorAll(".confirm-actions button").forEach(function (other) {
+        other.disabled = true;
+      });
+      // Refreshed whatever the answer: a plan still waiting gets its buttons back.
+      await post("/confirm", { go_on: button.id === "confirm" });
+      await refresh();
     } else if (button.dataset.cancel === "stop" || button.id === "stop") {
       if (await post("/stop")) await refresh();
     }
