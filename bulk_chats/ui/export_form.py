@@ -37,11 +37,11 @@ def export_filters(body: Mapping[str, Any]) -> ExportFilters:
         department_name=department_name,
         customer_email=customer_email,
         customer_user_id=customer_user_id,
-        since=parse_when(_field(body, "since"), "since"),
-        until=parse_when(_field(body, "until"), "until"),
+        since=parse_when(_field(body, "since"), "Created since"),
+        until=parse_when(_field(body, "until"), "Created before"),
     )
     if filters.since and filters.until and filters.since >= filters.until:
-        raise InputError("since must come before until")
+        raise InputError("Created since must come before Created before")
     return filters
 
 

@@ -41,7 +41,9 @@ UPLOADS = "uploads"
 @dataclass(slots=True)
 class Upload:
     """The sheet the page works on, and the user's choices for reading it: the workbook's
-    sheet (None: the first) and the `--column` mapping."""
+    sheet (None: the first) and the `--column` mapping. `name` is the file's name as the
+    user chose it, for what the page says and the results; `path` is where it is stored,
+    under a name made safe."""
 
     path: Path
     name: str
@@ -61,8 +63,9 @@ class UploadRefused(Exception):
 async def receive_upload(request: Request, *, reports_dir: Path, cap: int) -> Upload:
     """Store the request's body (the file itself; its name in the `name` query parameter)
     under `reports_dir`, 0600 in 0700 folders; at most `cap` bytes. Raises UploadRefused."""
-    name = _safe_name(request.query_params.get("name", ""))
-    if Path(name).suffix.lower() not in CSV_SUFFIXES | WORKBOOK_SUFFIXES:
+    chosen = request.query_params.get("name", "")
+    name, stored = _shown_name(chosen), _safe_name(chosen)
+    if Path(stored).suffix.lower() not in CSV_SUFFIXES | WORKBOOK_SUFFIXES:
         raise UploadRefused(
             f"{name or 'the file'}: not a spreadsheet; choose a .csv, .xlsx, .xls or .ods file",
             400,
@@ -71,7 +74,7 @@ async def receive_upload(request: Request, *, reports_dir: Path, cap: int) -> Up
     if declared.isdigit() and int(declared) > cap:
         raise UploadRefused(_too_large(name, cap), 413)
     folder = reports_dir / UPLOADS / f"{os.getpid()}-{secrets.token_hex(8)}"
-    path = folder / name
+    path = folder / stored
     with _KEEPING:
         _KEPT.add(folder)
     try:
@@ -80,7 +83,7 @@ async def receive_upload(request: Request, *, reports_dir: Path, cap: int) -> Up
             size = await _store(request.stream(), path, cap)
         except OSError as exc:
             raise UploadRefused(
-                f"cannot store the upload under {folder}: {exc.strerror}", 500
+                f"{name}: cannot be stored in the reports folder: {exc.strerror}", 500
             ) from None
         if size is None:
             raise UploadRefused(_too_large(name, cap), 413)
@@ -162,6 +165,13 @@ def running_elsewhere(pid: int) -> bool:
     except OSError:  # another user's: running
         return True
     return True
+
+
+def _shown_name(name: str) -> str:
+    """The file's own name as the user chose it, for messages and the results: without
+    folders or characters that do not print; at most 100 characters."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c for c in base if c.isprintable()).strip()[:100]
 
 
 def _safe_name(name: str) -> str:

@@ -79,8 +79,12 @@ async def test_the_form_becomes_the_filters_of_an_export() -> None:
     [
         ({"statuses": ["archived"]}, "status: 'archived' is not a chat status"),
         ({"customer_email": "a@b.co", "customer_user_id": "x"}, "not both"),
-        ({"since": "2026-10-02", "until": "2026-10-01"}, "since must come before until"),
-        ({"since": "soon"}, "since: 'soon' is not a date"),
+        (
+            {"since": "2026-10-02", "until": "2026-10-01"},
+            "Created since must come before Created before",
+        ),
+        ({"since": "soon"}, "Created since: 'soon' is not a date"),
+        ({"until": "later"}, "Created before: 'later' is not a date"),
     ],
 )
 async def test_a_field_that_cannot_be_used_is_one_line(body: dict[str, Any], message: str) -> None:

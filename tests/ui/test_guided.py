@@ -139,6 +139,24 @@ async def test_the_summary_sheet_names_the_upload_as_it_was_chosen(
     assert (summary["A1"].value, summary["B1"].value) == ("input", "chats.csv")
 
 
+async def test_a_file_with_odd_characters_in_its_name_is_named_as_it_was_chosen(
+    ui: tuple[UiApp, httpx.AsyncClient],
+) -> None:
+    """ "we ird&name <x>.csv": the page and the summary sheet say that name (escaped on
+    the page); the file is stored under a name made safe."""
+    app, client = ui
+    await upload(client, SAMPLE / "chats.csv", name="we ird&name <x>.csv")
+    assert "we ird&amp;name &lt;x&gt;.csv" in await page_of(client)
+    assert [p.name for p in (app.config.reports_dir / "uploads").rglob("*.csv")] == [
+        "we ird_name _x_.csv"
+    ]
+    await run(app, client, "validate")
+    result = app.job.view().result  # type: ignore[union-attr]
+    assert result is not None
+    summary = openpyxl.load_workbook(result.out)["summary"]
+    assert summary["B1"].value == "we ird&name <x>.csv"
+
+
 async def test_an_input_past_a_worksheet_has_its_results_as_csv(
     ui: tuple[UiApp, httpx.AsyncClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
