@@ -83,7 +83,7 @@ class JournalEntry:
 
 class ChatStore:
     """The rows' chats the journal keeps: what the sender announces and records
-    (`send.chats.ChatJournal`) and what the next run reads. Thread-safe, as its file is."""
+    (`send.journaling.ChatJournal`) and what the next run reads. Thread-safe, as its file is."""
 
     def __init__(self, file: JournalFile) -> None:
         self._file = file

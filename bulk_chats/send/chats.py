@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -34,7 +34,8 @@ from bulk_chats.errors import (
 )
 from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
-from bulk_chats.send.changes import ChangeJournal, apply_change
+from bulk_chats.send.changes import apply_change
+from bulk_chats.send.journaling import SendJournal
 from bulk_chats.send.lost_answers import MessageCheck, find_chat, find_message
 from bulk_chats.send.pool import JournalFailure, RowRunner, SendResult, in_thread
 from bulk_chats.send.stopping import STOP_GRACE
@@ -43,46 +44,6 @@ from bulk_chats.timing import Sleep
 SEARCH_ATTEMPTS = 3
 """Tries of a read made to find what a lost answer did (a chat search, a chat's
 messages) on 429, 503, timeouts and dropped connections."""
-
-
-class ChatJournal(Protocol):
-    """Where the sending stage writes what it does to rows, as it happens, so a killed run
-    can resume (`journal.chats.ChatStore`).
-
-    Calls come from worker threads (a commit that waits for the disk must not stall the
-    event loop, and with it the pacing of every request), one at a time for any one row
-    but possibly for several rows at once: an implementation must be thread-safe. An
-    exception from the journal stops the run like Ctrl-C and is re-raised from
-    `send_chats` once rows in flight finish: without the journal a later run could not
-    know what this one sent.
-    """
-
-    def attempt(self, request: ChatRequest, *, started_at: float) -> None:
-        """A `POST /chats` for `request` is about to go out; `started_at` is unix seconds.
-
-        Called before every attempt: if the run dies before the answer, the next run
-        searches from `started_at` (`ChatRequest.search_since`).
-        """
-
-    def withdraw(self, request: ChatRequest, *, started_at: float) -> None:
-        """The attempt announced at `started_at` surely created nothing (no turn, or a 429,
-        503 or 401): unless an earlier one may have, the next run need not search first."""
-
-    def record(self, request: ChatRequest, outcome: Outcome) -> None:
-        """`request` reached `outcome`: `created` with its `chat_id` before the first message
-        is posted (and with its `message_id` before the status is set), then the row's
-        final outcome."""
-
-
-class SendJournal(Protocol):
-    """The journal `send_chats` writes to: the rows' chats, and the statuses it sets as
-    changes of chats (`journal.Journal`)."""
-
-    @property
-    def chats(self) -> ChatJournal: ...
-
-    @property
-    def changes(self) -> ChangeJournal: ...
 
 
 T = TypeVar("T")

@@ -23,7 +23,8 @@ from bulk_chats.errors import (
     RefusedError,
 )
 from bulk_chats.records import ChatRequest, FirstMessage, Outcome, Status
-from bulk_chats.send.chats import SendJournal, _Row, _Sender
+from bulk_chats.send.chats import _Row, _Sender
+from bulk_chats.send.journaling import SendJournal
 from bulk_chats.send.lost_answers import MessageCheck, find_posted
 from bulk_chats.send.pool import in_thread
 
