@@ -42,6 +42,7 @@ import httpx
 
 from bulk_chats.api.entities import parse_id
 from bulk_chats.api.limiter import RateLimiter
+from bulk_chats.api.server_clock import ServerClock
 from bulk_chats.errors import (
     ApiError,
     AuthenticationError,
@@ -155,6 +156,8 @@ class Wire:
         self._waits_stopped = False
         self._key_refused = False
         self._wall_clock = wall_clock
+        self.server_clock = ServerClock()
+        """The API's clock against ours, from every answer's `Date`."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
@@ -337,6 +340,7 @@ class Wire:
     def _answer(self, response: httpx.Response, label: str, *, granted: float) -> httpx.Response:
         """Report the answer to the limiter; the response if 2xx, else one of our errors."""
         status = response.status_code
+        self.server_clock.observe(response.headers.get("Date"), self._wall_clock())
         retry_after: float | None = None
         if status == 429:
             retry_after = parse_retry_after(

@@ -305,7 +305,10 @@ class _Sender(RowRunner[ChatRequest]):
     async def _find_chat(self, row: _Row, *, since: float) -> int | None:
         """The id of an unclaimed chat matching the row created since `since` (unix
         seconds), claimed for it; None when there is none. Raises the search's `ApiError`."""
-        chosen = await find_chat(self._search, row.request, since=since, claimed=self._claimed)
+        lead = self._client.server_clock.lead
+        chosen = await find_chat(
+            self._search, row.request, since=since, claimed=self._claimed, lead=lead
+        )
         if chosen is not None:
             self._claimed.add(chosen)
         return chosen

@@ -2,9 +2,10 @@
 
 After a lost answer to `POST /v1/chats` (or a run that died with one in flight) the chat
 may exist, and sending again would make a second one: a search for the customer's chats
-created since the attempt (less `SEARCH_SKEW`) finds it. After a lost `POST
-/v1/messages` the message may be in the chat: the chat's messages show it. The sender
-owns when to ask and what to do with the answer; this module owns what counts as a match.
+created since the attempt began (on the API's clock, `api.server_clock`) finds it. After
+a lost `POST /v1/messages` the message may be in the chat: the chat's messages show it.
+The sender owns when to ask and what to do with the answer; this module owns what counts
+as a match.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from bulk_chats.errors import ApiError
 from bulk_chats.records import ChatRequest
 
 SEARCH_SKEW = 120.0
-"""Seconds subtracted from an attempt's start when searching for its chat: our clock and
-the API's may disagree, and a chat created a little "before" the attempt must be found."""
+"""Seconds subtracted from an attempt's start when searching for its chat while the API's
+clock is not known: ours and the API's may disagree, and a chat created a little "before"
+the attempt must be found."""
+
+CLOCK_MARGIN = 1.0
+"""Seconds subtracted from an attempt's start on the API's clock, when that is known: the
+answers' `Date` that tells it and the chats' `createdAt` may come from different hosts."""
 
 SearchChats = Callable[[int, int], Awaitable[list[Chat]]]
 """Chats of a customer created at or after unix seconds: `HelpCrunchClient.search_chats`,
@@ -27,16 +33,30 @@ with whatever retries the caller wants."""
 
 
 async def find_chat(
-    search: SearchChats, request: ChatRequest, *, since: float, claimed: Set[int]
+    search: SearchChats,
+    request: ChatRequest,
+    *,
+    since: float,
+    claimed: Set[int],
+    lead: float | None = None,
 ) -> int | None:
     """The id of the chat matching `request` that an attempt started at `since` (unix
-    seconds) made, not in `claimed`, as `pick_chat` tells it among the customer's chats
-    created since `since` less `SEARCH_SKEW`; None when there is none.
+    seconds, our clock) made, not in `claimed`, as `pick_chat` tells it among the
+    customer's chats the search finds; None when there is none. `lead` is how far the
+    API's clock is at least ahead of ours (`api.server_clock`), None when unknown.
 
     Raises the search's `ApiError` when it cannot be done.
     """
-    chats = await search(request.customer_id, math.floor(since - SEARCH_SKEW))
-    return pick_chat(chats, request, since=since, claimed=claimed)
+    chats = await search(request.customer_id, _window(since, lead))
+    return pick_chat(chats, request, since=since, claimed=claimed, lead=lead)
+
+
+def _window(since: float, lead: float | None) -> int:
+    """Where the search for an attempt's chat starts on the API's clock: the attempt's
+    start on that clock, less `CLOCK_MARGIN`; with no `lead` known, less `SEARCH_SKEW`."""
+    if lead is None:
+        return math.floor(since - SEARCH_SKEW)
+    return math.floor(since + lead - CLOCK_MARGIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,26 +84,34 @@ def find_message(messages: Iterable[Message], request: ChatRequest) -> MessageCh
 
 
 def pick_chat(
-    chats: Iterable[Chat], request: ChatRequest, *, since: float, claimed: Set[int]
+    chats: Iterable[Chat],
+    request: ChatRequest,
+    *,
+    since: float,
+    claimed: Set[int],
+    lead: float | None = None,
 ) -> int | None:
     """Which of `chats`, unclaimed and matching `request`, an attempt started at `since`
-    (unix seconds, our clock) made: the first created at or after `since` (its second:
-    the API dates chats to the second), else (the API's clock behind ours) the last
-    created before it, within `SEARCH_SKEW`.
+    (unix seconds, our clock) made: the first the API dated at or after the attempt's
+    start on its clock (`lead`: how far it is at least ahead of ours).
 
     The attempt's chat was made after the attempt began, so a chat of the same customer
-    made just before it by anyone else is older than ours: taking the earliest in the
-    window would put our messages into that one and leave ours empty. Only an API clock
-    ahead of ours by more than the time between the two chats can still mislead it.
+    made before it by anyone else (another import, a script) is older: taking the
+    earliest of the last two minutes would put our messages into that one, or, when the
+    attempt made none, adopt it. With no `lead` known (no answer gave its `Date`), the
+    window is `SEARCH_SKEW` wide: the first chat dated at or after `since` (its second:
+    the API dates chats to the second), else, the API's clock behind ours, the last one
+    before it.
     """
-    created_since = math.floor(since - SEARCH_SKEW)
+    created_since = _window(since, lead)
     after: list[tuple[float, int]] = []
     before: list[tuple[float, int]] = []
+    start = created_since if lead is not None else math.floor(since)
     for chat in chats:
         if chat.id in claimed or not matches(chat, request, created_since=created_since):
             continue
         created = chat.created_at if chat.created_at is not None else math.inf
-        (after if created >= math.floor(since) else before).append((created, chat.id))
+        (after if created >= start else before).append((created, chat.id))
     if after:
         return min(after)[1]
     return max(before)[1] if before else None

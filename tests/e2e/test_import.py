@@ -395,21 +395,15 @@ async def test_a_key_revoked_mid_run_draws_no_401_beyond_the_requests_already_se
     assert len(created) == len(state.chats) > 0
 
 
-def test_a_chat_another_client_made_just_before_is_not_taken_for_the_rows_own(
-    tmp_path: Path, quirks: bool
-) -> None:
-    """Another API client opens a chat for the row's customer and application a moment
-    before the import, whose chat's answer is then lost: the search finds both, and the
-    row adopts its own chat (the newer), its message goes there, the other is untouched."""
-    request = distinct_rows(1)[0]
+def with_their_chat(request: ChatRequest, *, seconds_ago: float) -> tuple[SandboxState, Chat]:
+    """A sandbox's state holding another API client's chat for `request`'s customer,
+    application, assignee and department, made `seconds_ago`; the state and the chat."""
     assert request.assignee is not None
     assert request.department is not None
-    earlier = [time.time() - 5.0]  # their chat: five seconds ago, then the clock runs
+    earlier = [time.time() - seconds_ago]  # their chat then; from there the clock runs
     state = SandboxState(
         Seed.generated(customers=0), wall_clock=lambda: earlier[0] if earlier else time.time()
     )
-    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
-    config = SandboxConfig(rate=None, faults=Faults(drop_after=1.0), quirks=quirks)
     theirs = state.add_chat(
         customer=state.customers[request.customer],
         application=request.application,
@@ -418,6 +412,19 @@ def test_a_chat_another_client_made_just_before_is_not_taken_for_the_rows_own(
         payload=request.payload(),
     )
     earlier.clear()
+    return state, theirs
+
+
+def test_a_chat_another_client_made_just_before_is_not_taken_for_the_rows_own(
+    tmp_path: Path, quirks: bool
+) -> None:
+    """Another API client opens a chat for the row's customer and application a moment
+    before the import, whose chat's answer is then lost: the search finds both, and the
+    row adopts its own chat (the newer), its message goes there, the other is untouched."""
+    request = distinct_rows(1)[0]
+    state, theirs = with_their_chat(request, seconds_ago=5.0)
+    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
+    config = SandboxConfig(rate=None, faults=Faults(drop_after=1.0), quirks=quirks)
     with run_in_thread(create_app(config, state=state)) as sandbox:
         result = import_into(sandbox, tmp_path, source, rate=FAST)
 
@@ -429,6 +436,29 @@ def test_a_chat_another_client_made_just_before_is_not_taken_for_the_rows_own(
     assert [m.text for m in ours.messages] == [f"Hello row {request.source_row}"]
     assert theirs.messages == []
     assert state.faults["drop_after"] == len(state.chats) - 1 == 1
+
+
+def test_a_chat_another_client_made_is_not_adopted_when_the_attempt_made_none(
+    tmp_path: Path, quirks: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another API client's chat for the row's customer, five seconds old; every attempt
+    of the row dropped before anything is stored: the searches after each find only that
+    chat, made before the attempt on the API's own clock (its answers' `Date`), and never
+    take it. The row fails; the other chat gets no message."""
+    monkeypatch.setattr(retry, "BACKOFF_BASE", 0.01)
+    request = distinct_rows(1)[0]
+    state, theirs = with_their_chat(request, seconds_ago=5.0)
+    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
+    config = SandboxConfig(rate=None, faults=Faults(drop_before=1.0), quirks=quirks)
+    with run_in_thread(create_app(config, state=state)) as sandbox:
+        result = import_into(sandbox, tmp_path, source, rate=FAST)
+
+    (row,) = results(result.out).values()
+    assert row["chat_id"] is None
+    assert row["status"] in ("failed", "unknown")
+    assert theirs.messages == []
+    assert state.requests["POST /v1/chats/search"] >= 1
+    assert len(state.chats) == 1
 
 
 def test_widget_chats_and_dropped_connections_never_get_a_message_of_ours(

@@ -7,6 +7,7 @@ import pytest
 from bulk_chats.api.entities import Chat, Message
 from bulk_chats.records import ChatRequest, FirstMessage
 from bulk_chats.send.lost_answers import (
+    CLOCK_MARGIN,
     SEARCH_SKEW,
     MessageCheck,
     find_chat,
@@ -78,3 +79,26 @@ def test_find_message_tells_posted_and_absent_apart() -> None:
     assert find_message(newest_first, request) == MessageCheck(message_id=70)
     assert find_message([Message(71, "Thanks!")], request) == MessageCheck(absent=True)
     assert find_message([], request) == MessageCheck(absent=True)
+
+
+def test_with_the_api_clock_known_a_chat_dated_before_the_attempt_is_never_taken() -> None:
+    """The API's clock 30 s ahead of ours, known: the attempt began at 1030.2 on it. A
+    chat it dated 1025 (another client's) is passed over even when it is the only one,
+    since the attempt may have made none; one dated 1030 or later is taken."""
+    theirs = Chat(1, customer=100, application=9, created_at=1025.0)
+    ours = Chat(2, customer=100, application=9, created_at=1030.0)
+    assert pick_chat([theirs], REQUEST, since=1000.2, claimed=set(), lead=30.0) is None
+    assert pick_chat([theirs, ours], REQUEST, since=1000.2, claimed=set(), lead=30.0) == 2
+
+
+@pytest.mark.anyio
+async def test_with_the_api_clock_known_the_search_starts_at_the_attempt_on_it() -> None:
+    """The search starts at the attempt's start on the API's clock, less a second."""
+    asked: list[int] = []
+
+    async def search(customer: int, since: int) -> list[Chat]:
+        asked.append(since)
+        return []
+
+    assert await find_chat(search, REQUEST, since=1000.5, claimed=set(), lead=-20.0) is None
+    assert asked == [int(1000.5 - 20.0 - CLOCK_MARGIN)]
