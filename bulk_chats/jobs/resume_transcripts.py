@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bulk_chats.journal.chats import JournalEntry
-from bulk_chats.journal.messages import POSTED, MessageEntry
+from bulk_chats.journal.messages import POSTED, UNANSWERED, MessageEntry
 from bulk_chats.lookups.directory import Preflight
 from bulk_chats.records import ChatRequest, Conversation, FedBack, Outcome, Status
 
@@ -55,7 +55,8 @@ class EarlierConversations:
     `search_since` when the message may be in it already and is looked for first.
     `status_only` are the conversations whose messages are all in and whose status is
     left. `claimed_chat_ids` are the chats known to belong to rows; `known` counts the
-    conversations the journal had an entry for. `ids_used` maps each id field to the id
+    conversations the journal had an entry for; `unanswered` those whose chat or next
+    message an earlier attempt sent without an answer. `ids_used` maps each id field to the id
     a `finished` row's chat (or message, for `message_agent`) was sent with, by the row's
     index, where the journal knows it.
     """
@@ -68,6 +69,7 @@ class EarlierConversations:
     claimed_chat_ids: frozenset[int] = frozenset()
     known: int = 0
     last_created_at: float | None = None
+    unanswered: int = 0
     ids_used: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
     @property
@@ -83,7 +85,8 @@ class EarlierConversations:
     def describe(self) -> str:
         """What earlier runs left, in one line: `25 messages were already posted (the
         latest chat created on 2026-11-25 14:12); 15 messages of 4 conversations to send
-        (2 go on where an earlier run stopped)`."""
+        (2 go on where an earlier run stopped, their next message looked for in the chat
+        first)`."""
         parts = []
         if self.finished:
             when = ""
@@ -99,10 +102,12 @@ class EarlierConversations:
         notes = []
         going_on = sum(1 for key in keys if self.standing[key].chat_id is not None)
         if going_on:
-            notes.append(f"{going_on} go on where an earlier run stopped")
-        looked = sum(1 for row in self.to_send if row.search_since is not None)
-        if looked:
-            notes.append(f"{looked} first looked for, as an earlier attempt got no answer")
+            notes.append(
+                f"{going_on} go on where an earlier run stopped, their next message looked "
+                "for in the chat first"
+            )
+        if self.unanswered:
+            notes.append(f"{self.unanswered} first looked for, as an earlier attempt got no answer")
         if self.status_only:
             notes.append(f"{_count(len(self.status_only), 'conversation')} only its status")
         parts.append(f"{text} ({'; '.join(notes)})" if notes else text)
@@ -148,6 +153,7 @@ def sort_conversations(
     standing: dict[str, _Standing] = {}
     last_created_at: float | None = None
     ids_used: dict[str, dict[int, int]] = defaultdict(dict)
+    unanswered = 0
     for key, members in by_key.items():
         members.sort(key=lambda row: row.position)
         entry = entries.get(key)
@@ -160,6 +166,8 @@ def sort_conversations(
                 held += [_held(r, Status.UNKNOWN, "", HELD_UNKNOWN) for r in members]
                 continue
             standing[key] = _Standing(None, since, frozenset(), members[-1])
+            if since is not None:
+                unanswered += 1
             to_send += [replace(r, chat_id=None, message_id=None) for r in members]
             continue
         if entry is not None and entry.created_at is not None:
@@ -174,6 +182,9 @@ def sort_conversations(
         standing[key] = _Standing(chat_id, None, posted, last)
         status_left = last.status is not None and (chat_id, "status", last.status) not in applied
         _note_ids(ids_used, done, entry, messages.get(key, {}))
+        sent = messages.get(key, {}).get(left[0].position) if left else None
+        if sent is not None and sent.chat_id == chat_id and sent.state in UNANSWERED:
+            unanswered += 1
         if left or not status_left:
             finished += [_finished(r) for r in done]
             to_send += left
@@ -192,6 +203,7 @@ def sort_conversations(
         claimed_chat_ids=frozenset(claimed),
         known=sum(1 for key in by_key if key in entries or key in messages),
         last_created_at=last_created_at,
+        unanswered=unanswered,
         ids_used=dict(ids_used),
     )
 

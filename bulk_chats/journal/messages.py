@@ -20,6 +20,9 @@ from bulk_chats.journal.file import JournalFile
 POSTED: Final = "posted"
 """The state of a message the API confirmed: `message_id` holds its id."""
 
+UNANSWERED: Final = frozenset({"sending", "unknown"})
+"""The states of a message that may be in its chat though no answer said so."""
+
 
 @dataclass(frozen=True, slots=True)
 class MessageEntry:

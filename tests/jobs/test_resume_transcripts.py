@@ -114,6 +114,7 @@ def test_a_killed_run_resumes_at_the_first_message_not_yet_in() -> None:
     assert (third.chat_id, third.search_since is not None) == (CHAT, True)
     assert (fourth.chat_id, fourth.search_since) == (CHAT, None)
     assert "2 messages were already posted" in earlier.describe()
+    assert "1 first looked for, as an earlier attempt got no answer" in earlier.describe()
     assert "1 go on where an earlier run stopped" in earlier.describe()
 
 
@@ -130,6 +131,8 @@ def test_the_first_message_left_is_looked_for_whatever_the_journal_says(
         journal[1] = posted(rows[1], None, state)  # type: ignore[arg-type]
     earlier = sort(rows, entry=chat_entry(), messages=journal)
     assert [r.search_since is not None for r in earlier.to_send] == [True, False]
+    assert "1 go on where an earlier run stopped" in earlier.describe()
+    assert "got no answer" not in earlier.describe()
 
 
 def test_identical_texts_are_told_apart_by_their_place() -> None:
