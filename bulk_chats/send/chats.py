@@ -36,7 +36,7 @@ from bulk_chats.progress import ProgressSink
 from bulk_chats.records import ChatChange, ChatRequest, Outcome, Status
 from bulk_chats.send.changes import apply_change
 from bulk_chats.send.journaling import SendJournal
-from bulk_chats.send.lost_answers import MessageCheck, find_chat, find_message
+from bulk_chats.send.lost_answers import AmbiguousChat, MessageCheck, find_chat, find_message
 from bulk_chats.send.pool import JournalFailure, RowRunner, SendResult, in_thread
 from bulk_chats.send.stopping import STOP_GRACE
 from bulk_chats.timing import Sleep
@@ -217,6 +217,8 @@ class _Sender(RowRunner[ChatRequest]):
         if request.search_since is not None:
             try:
                 found = await self._find_chat(row, since=request.search_since)
+            except AmbiguousChat as ambiguous:
+                return self._outcome(row, Status.UNKNOWN, error_message=str(ambiguous))
             except ApiError as exc:
                 self._auth_failed |= isinstance(exc, AuthenticationError)
                 return self._outcome(
@@ -267,6 +269,8 @@ class _Sender(RowRunner[ChatRequest]):
                 await self._pause(budget.settle(row.attempts))
                 try:
                     found = await self._find_chat(row, since=started_at)
+                except AmbiguousChat as ambiguous:
+                    return self._outcome(row, Status.UNKNOWN, exc, error_message=str(ambiguous))
                 except ApiError as search_exc:
                     self._auth_failed |= isinstance(search_exc, AuthenticationError)
                     return self._outcome(
@@ -305,9 +309,9 @@ class _Sender(RowRunner[ChatRequest]):
     async def _find_chat(self, row: _Row, *, since: float) -> int | None:
         """The id of an unclaimed chat matching the row created since `since` (unix
         seconds), claimed for it; None when there is none. Raises the search's `ApiError`."""
-        lead = self._client.server_clock.lead
+        clock = self._client.server_clock
         chosen = await find_chat(
-            self._search, row.request, since=since, claimed=self._claimed, lead=lead
+            self._search, row.request, since=since, claimed=self._claimed, lead=lambda: clock.lead
         )
         if chosen is not None:
             self._claimed.add(chosen)

@@ -23,9 +23,14 @@ SEARCH_SKEW = 120.0
 clock is not known: ours and the API's may disagree, and a chat created a little "before"
 the attempt must be found."""
 
-CLOCK_MARGIN = 1.0
+CLOCK_MARGIN = 0.5
 """Seconds subtracted from an attempt's start on the API's clock, when that is known: the
 answers' `Date` that tells it and the chats' `createdAt` may come from different hosts."""
+
+DATE_SLACK = 3.0
+"""Seconds after the window's start within which a chat may still have been made before
+the attempt: the `Date` that put the attempt on the API's clock is to the second, and a
+server may stamp it a second late (it keeps one per second), besides `CLOCK_MARGIN`."""
 
 SearchChats = Callable[[int, int], Awaitable[list[Chat]]]
 """Chats of a customer created at or after unix seconds: `HelpCrunchClient.search_chats`,
@@ -38,25 +43,18 @@ async def find_chat(
     *,
     since: float,
     claimed: Set[int],
-    lead: float | None = None,
+    lead: Callable[[], float | None] = lambda: None,
 ) -> int | None:
     """The id of the chat matching `request` that an attempt started at `since` (unix
     seconds, our clock) made, not in `claimed`, as `pick_chat` tells it among the
-    customer's chats the search finds; None when there is none. `lead` is how far the
-    API's clock is at least ahead of ours (`api.server_clock`), None when unknown.
+    customer's chats created since `since` less `SEARCH_SKEW`; None when there is none.
+    `lead()` is how far the API's clock is at least ahead of ours (`api.server_clock`),
+    None when unknown: asked once the search is answered, whose `Date` tells it too.
 
     Raises the search's `ApiError` when it cannot be done.
     """
-    chats = await search(request.customer_id, _window(since, lead))
-    return pick_chat(chats, request, since=since, claimed=claimed, lead=lead)
-
-
-def _window(since: float, lead: float | None) -> int:
-    """Where the search for an attempt's chat starts on the API's clock: the attempt's
-    start on that clock, less `CLOCK_MARGIN`; with no `lead` known, less `SEARCH_SKEW`."""
-    if lead is None:
-        return math.floor(since - SEARCH_SKEW)
-    return math.floor(since + lead - CLOCK_MARGIN)
+    chats = await search(request.customer_id, math.floor(since - SEARCH_SKEW))
+    return pick_chat(chats, request, since=since, claimed=claimed, lead=lead())
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +91,23 @@ def pick_chat(
 ) -> int | None:
     """Which of `chats`, unclaimed and matching `request`, an attempt started at `since`
     (unix seconds, our clock) made: the first the API dated at or after the attempt's
-    start on its clock (`lead`: how far it is at least ahead of ours).
+    start on its clock (`lead`: how far it is at least ahead of ours). Raises
+    `AmbiguousChat` when that first one may have been made before the attempt and
+    another may be the attempt's.
 
     The attempt's chat was made after the attempt began, so a chat of the same customer
     made before it by anyone else (another import, a script) is older: taking the
     earliest of the last two minutes would put our messages into that one, or, when the
-    attempt made none, adopt it. With no `lead` known (no answer gave its `Date`), the
-    window is `SEARCH_SKEW` wide: the first chat dated at or after `since` (its second:
-    the API dates chats to the second), else, the API's clock behind ours, the last one
-    before it.
+    attempt made none, adopt it. But the API dates chats to the second and its `Date`
+    may be a second old, so a chat dated within `DATE_SLACK` of the window's start may
+    be from just before the attempt: with another to choose from, none is taken. With no
+    `lead` known (no answer gave its `Date`), the window is `SEARCH_SKEW` wide: the first
+    chat dated at or after `since` (its second), else, the API's clock behind ours, the
+    last one before it.
     """
-    created_since = _window(since, lead)
+    created_since = math.floor(since - SEARCH_SKEW)
+    if lead is not None:
+        created_since = math.floor(since + lead - CLOCK_MARGIN)
     after: list[tuple[float, int]] = []
     before: list[tuple[float, int]] = []
     start = created_since if lead is not None else math.floor(since)
@@ -112,9 +116,26 @@ def pick_chat(
             continue
         created = chat.created_at if chat.created_at is not None else math.inf
         (after if created >= start else before).append((created, chat.id))
+    after.sort()
+    if lead is not None and len(after) > 1 and after[0][0] < start + DATE_SLACK:
+        raise AmbiguousChat(tuple(chat_id for _, chat_id in after))
     if after:
-        return min(after)[1]
+        return after[0][1]
     return max(before)[1] if before else None
+
+
+class AmbiguousChat(Exception):
+    """Several chats may be the one an attempt made, and nothing tells which: none is
+    taken, and the row is left for a person to settle. `ids` are those chats."""
+
+    def __init__(self, ids: tuple[int, ...]) -> None:
+        super().__init__(
+            f"chats {', '.join(map(str, ids))} of this customer were all made about when "
+            "this row's chat was sent, and any of them may be its own: look at them in "
+            "HelpCrunch and put the row's in chat_id (or clear this status cell if none "
+            "is), then run again"
+        )
+        self.ids = ids
 
 
 def matches(chat: Chat, request: ChatRequest, *, created_since: int) -> bool:

@@ -438,6 +438,26 @@ def test_a_chat_another_client_made_just_before_is_not_taken_for_the_rows_own(
     assert state.faults["drop_after"] == len(state.chats) - 1 == 1
 
 
+def test_a_chat_another_client_made_the_same_moment_leaves_the_row_unknown(
+    tmp_path: Path, quirks: bool
+) -> None:
+    """Another API client's chat for the row's customer made the moment before the
+    import's, whose answer is lost: the API dates chats to the second, so nothing tells
+    the two apart. The row is `unknown`, naming both chats; neither gets its message."""
+    request = distinct_rows(1)[0]
+    state, theirs = with_their_chat(request, seconds_ago=0.0)
+    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
+    config = SandboxConfig(rate=None, faults=Faults(drop_after=1.0), quirks=quirks)
+    with run_in_thread(create_app(config, state=state)) as sandbox:
+        result = import_into(sandbox, tmp_path, source, rate=FAST)
+
+    (row,) = results(result.out).values()
+    assert (row["status"], row["chat_id"]) == ("unknown", None)
+    ours = next(chat for chat in state.chats if chat.id != theirs.id)
+    assert f"chats {theirs.id}, {ours.id} of this customer" in row["error_message"]
+    assert state.messages == []
+
+
 def test_a_chat_another_client_made_is_not_adopted_when_the_attempt_made_none(
     tmp_path: Path, quirks: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

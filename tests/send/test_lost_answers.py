@@ -7,8 +7,9 @@ import pytest
 from bulk_chats.api.entities import Chat, Message
 from bulk_chats.records import ChatRequest, FirstMessage
 from bulk_chats.send.lost_answers import (
-    CLOCK_MARGIN,
+    DATE_SLACK,
     SEARCH_SKEW,
+    AmbiguousChat,
     MessageCheck,
     find_chat,
     find_message,
@@ -92,13 +93,41 @@ def test_with_the_api_clock_known_a_chat_dated_before_the_attempt_is_never_taken
 
 
 @pytest.mark.anyio
-async def test_with_the_api_clock_known_the_search_starts_at_the_attempt_on_it() -> None:
-    """The search starts at the attempt's start on the API's clock, less a second."""
+async def test_the_api_clock_is_asked_once_the_search_is_answered() -> None:
+    """The search reaches `SEARCH_SKEW` back; the API's clock, known only from the search's
+    own answer (20 s behind ours), then puts the attempt's start at 980.5 on it: a chat
+    dated 970 (someone else's) is passed over, one dated 980 is the attempt's."""
     asked: list[int] = []
+    known: list[float] = []
 
     async def search(customer: int, since: int) -> list[Chat]:
         asked.append(since)
-        return []
+        known.append(-20.0)  # the search's answer carries the API's Date
+        return [
+            Chat(1, customer=100, application=9, assignee=4, created_at=970.0),
+            Chat(2, customer=100, application=9, assignee=4, created_at=980.0),
+        ]
 
-    assert await find_chat(search, REQUEST, since=1000.5, claimed=set(), lead=-20.0) is None
-    assert asked == [int(1000.5 - 20.0 - CLOCK_MARGIN)]
+    def lead() -> float | None:
+        return known[-1] if known else None
+
+    assert await find_chat(search, REQUEST, since=1000.5, claimed=set(), lead=lead) == 2
+    assert asked == [int(1000.5 - SEARCH_SKEW)]
+
+
+def test_a_chat_that_may_be_from_just_before_the_attempt_is_not_taken_beside_another() -> None:
+    """The API's clock as ours, known to the second: the attempt began at 1000.2, the
+    window at 999. A chat dated 999 may be somebody's from just before it; beside one
+    dated 1001 nothing tells which is the attempt's, so neither is taken. Alone, or with
+    the other dated past the slack, the first one is."""
+
+    def made(chat_id: int, at: float) -> Chat:
+        return Chat(chat_id, customer=100, application=9, created_at=at)
+
+    with pytest.raises(AmbiguousChat) as raised:
+        pick_chat([made(1, 999.0), made(2, 1001.0)], REQUEST, since=1000.2, claimed=set(), lead=0.0)
+    assert raised.value.ids == (1, 2)
+    assert "chats 1, 2 of this customer" in str(raised.value)
+    assert pick_chat([made(1, 999.0)], REQUEST, since=1000.2, claimed=set(), lead=0.0) == 1
+    later = [made(1, 999.0 + DATE_SLACK), made(2, 1010.0)]
+    assert pick_chat(later, REQUEST, since=1000.2, claimed=set(), lead=0.0) == 1
