@@ -395,6 +395,22 @@ async def test_a_key_revoked_mid_run_draws_no_401_beyond_the_requests_already_se
     assert len(created) == len(state.chats) > 0
 
 
+def beside_their_chat(
+    tmp_path: Path, quirks: bool, seconds_ago: float, faults: Faults
+) -> tuple[dict[str, Any], SandboxState, Chat]:
+    """One row imported, its first message with it, against a sandbox with `faults` that
+    holds another API client's chat for the row's fields, made `seconds_ago`: the row's
+    results, the sandbox's state, and that other chat."""
+    request = distinct_rows(1)[0]
+    state, theirs = with_their_chat(request, seconds_ago=seconds_ago)
+    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
+    config = SandboxConfig(rate=None, faults=faults, quirks=quirks)
+    with run_in_thread(create_app(config, state=state)) as sandbox:
+        result = import_into(sandbox, tmp_path, source, rate=FAST)
+    (row,) = results(result.out).values()
+    return row, state, theirs
+
+
 def with_their_chat(request: ChatRequest, *, seconds_ago: float) -> tuple[SandboxState, Chat]:
     """A sandbox's state holding another API client's chat for `request`'s customer,
     application, assignee and department, made `seconds_ago`; the state and the chat."""
@@ -421,14 +437,8 @@ def test_a_chat_another_client_made_just_before_is_not_taken_for_the_rows_own(
     """Another API client opens a chat for the row's customer and application a moment
     before the import, whose chat's answer is then lost: the search finds both, and the
     row adopts its own chat (the newer), its message goes there, the other is untouched."""
+    row, state, theirs = beside_their_chat(tmp_path, quirks, 5.0, Faults(drop_after=1.0))
     request = distinct_rows(1)[0]
-    state, theirs = with_their_chat(request, seconds_ago=5.0)
-    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
-    config = SandboxConfig(rate=None, faults=Faults(drop_after=1.0), quirks=quirks)
-    with run_in_thread(create_app(config, state=state)) as sandbox:
-        result = import_into(sandbox, tmp_path, source, rate=FAST)
-
-    (row,) = results(result.out).values()
     assert row["status"] == "created"
     assert int(row["chat_id"]) != theirs.id
     ours = state.chat(int(row["chat_id"]))
@@ -444,14 +454,7 @@ def test_a_chat_another_client_made_the_same_moment_leaves_the_row_unknown(
     """Another API client's chat for the row's customer made the moment before the
     import's, whose answer is lost: the API dates chats to the second, so nothing tells
     the two apart. The row is `unknown`, naming both chats; neither gets its message."""
-    request = distinct_rows(1)[0]
-    state, theirs = with_their_chat(request, seconds_ago=0.0)
-    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
-    config = SandboxConfig(rate=None, faults=Faults(drop_after=1.0), quirks=quirks)
-    with run_in_thread(create_app(config, state=state)) as sandbox:
-        result = import_into(sandbox, tmp_path, source, rate=FAST)
-
-    (row,) = results(result.out).values()
+    row, state, theirs = beside_their_chat(tmp_path, quirks, 0.0, Faults(drop_after=1.0))
     assert (row["status"], row["chat_id"]) == ("unknown", None)
     ours = next(chat for chat in state.chats if chat.id != theirs.id)
     assert f"chats {theirs.id}, {ours.id} of this customer" in row["error_message"]
@@ -466,14 +469,7 @@ def test_a_chat_another_client_made_is_not_adopted_when_the_attempt_made_none(
     chat, made before the attempt on the API's own clock (its answers' `Date`), and never
     take it. The row fails; the other chat gets no message."""
     monkeypatch.setattr(retry, "BACKOFF_BASE", 0.01)
-    request = distinct_rows(1)[0]
-    state, theirs = with_their_chat(request, seconds_ago=5.0)
-    source = write_rows(tmp_path / "chats.csv", [request], messages=True)
-    config = SandboxConfig(rate=None, faults=Faults(drop_before=1.0), quirks=quirks)
-    with run_in_thread(create_app(config, state=state)) as sandbox:
-        result = import_into(sandbox, tmp_path, source, rate=FAST)
-
-    (row,) = results(result.out).values()
+    row, state, theirs = beside_their_chat(tmp_path, quirks, 5.0, Faults(drop_before=1.0))
     assert row["chat_id"] is None
     assert row["status"] in ("failed", "unknown")
     assert theirs.messages == []
