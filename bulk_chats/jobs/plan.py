@@ -212,32 +212,19 @@ def plan_import(
     """
     found = _found(preflight.passed, lookups, create=create)
     passed = found.kept
-    chats = sum(1 for row in passed if row.chat_id is None)
-    messages = sum(1 for row in passed if row.message is not None and row.message_id is None)
-    statuses = sum(1 for row in passed if row.status is not None)
-    searches, customers, made = _customer_costs(passed, lookups, create=create)
-    total = chats + messages + statuses + searches + (0 if dry_run else customers)
-    return Plan(
-        rows=sum(counts.values()),
-        to_send=len(passed),
-        chats=chats,
-        messages=messages,
-        lookups=searches,
-        requests=total,
-        seconds=total * 60 / rate,
-        already_done=resume.already_done,
-        not_to_send=_invalid(counts)
-        + sum(1 for o in preflight.rejected.values() if o.status is Status.INVALID),
+    return _sending_plan(
+        counts,
+        preflight,
+        found,
+        lookups,
+        chats=sum(1 for row in passed if row.chat_id is None),
+        messages=sum(1 for row in passed if row.message is not None and row.message_id is None),
+        statuses=sum(1 for row in passed if row.status is not None),
         rate=rate,
-        warnings=len(preflight.warnings),
-        held=len(resume.held),
         dry_run=dry_run,
-        changes=statuses,
-        customers=customers,
-        lookups_made=made,
-        unmatched=found.unmatched,
-        ambiguous=found.ambiguous,
-        left_out=len(preflight.passed) - len(passed),
+        create=create,
+        already_done=resume.already_done,
+        held=len(resume.held),
     )
 
 
@@ -257,32 +244,67 @@ def plan_transcript(
     the customers; `earlier` says what earlier runs did."""
     found = _found(preflight.passed, lookups, create=create)
     passed = found.kept
-    keys = {row.key for row in passed}
-    chats = len({row.key for row in passed if row.chat_id is None})
-    statuses = len({row.key for row in passed if row.status is not None})
-    statuses += len(earlier.status_only)
+    return _sending_plan(
+        counts,
+        preflight,
+        found,
+        lookups,
+        chats=len({row.key for row in passed if row.chat_id is None}),
+        messages=len(passed),
+        statuses=len({row.key for row in passed if row.status is not None})
+        + len(earlier.status_only),
+        rate=rate,
+        dry_run=dry_run,
+        create=create,
+        already_done=earlier.already_done,
+        held=sum(1 for o in earlier.held if o.status is Status.UNKNOWN),
+        held_invalid=sum(1 for o in earlier.held if o.status is Status.INVALID),
+        conversations=len({row.key for row in passed}) + len(earlier.status_only),
+    )
+
+
+def _sending_plan(
+    counts: Mapping[str, int],
+    preflight: Preflight[ChatRequest],
+    found: _Found,
+    lookups: Lookups | None,
+    *,
+    chats: int,
+    messages: int,
+    statuses: int,
+    rate: float,
+    dry_run: bool,
+    create: bool,
+    already_done: int,
+    held: int,
+    held_invalid: int = 0,
+    conversations: int = 0,
+) -> Plan:
+    """The plan of an import (or a transcript's) that sends `found.kept`: `chats`,
+    `messages` and `statuses` requests, with the customers' look-ups and creations."""
+    passed = found.kept
     searches, customers, made = _customer_costs(passed, lookups, create=create)
-    total = chats + len(passed) + statuses + searches + (0 if dry_run else customers)
+    total = chats + messages + statuses + searches + (0 if dry_run else customers)
     return Plan(
         rows=sum(counts.values()),
         to_send=len(passed),
         chats=chats,
-        messages=len(passed),
+        messages=messages,
         lookups=searches,
         requests=total,
         seconds=total * 60 / rate,
-        already_done=earlier.already_done,
+        already_done=already_done,
         not_to_send=_invalid(counts)
         + sum(1 for o in preflight.rejected.values() if o.status is Status.INVALID)
-        + sum(1 for o in earlier.held if o.status is Status.INVALID),
+        + held_invalid,
         rate=rate,
         warnings=len(preflight.warnings),
-        held=sum(1 for o in earlier.held if o.status is Status.UNKNOWN),
+        held=held,
         dry_run=dry_run,
         changes=statuses,
         customers=customers,
         lookups_made=made,
-        conversations=len(keys) + len(earlier.status_only),
+        conversations=conversations,
         unmatched=found.unmatched,
         ambiguous=found.ambiguous,
         left_out=len(preflight.passed) - len(passed),

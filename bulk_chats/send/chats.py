@@ -74,8 +74,6 @@ async def send_chats(
     adopts them. `clock` (monotonic seconds), `wall_clock` (unix seconds, for the journal
     and the search) and `sleep` (back-off) are injectable for tests.
     """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
     sender = _Sender(
         client,
         progress=progress,
@@ -121,6 +119,8 @@ class _Sender(RowRunner[ChatRequest]):
         wall_clock: Callable[[], float],
         sleep: Sleep,
     ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         super().__init__(client, progress=progress, stop=stop, stop_grace=stop_grace, sleep=sleep)
         self._journal = journal
         self._max_attempts = max_attempts

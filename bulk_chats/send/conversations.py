@@ -66,8 +66,6 @@ async def send_conversations(
     (unix seconds) and `sleep` are those of `send_chats`. `progress` hears of each row
     (message) and of each conversation over.
     """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
     sender = _ConversationSender(
         client,
         progress=progress,
