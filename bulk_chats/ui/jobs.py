@@ -55,8 +55,8 @@ class JobKind:
     progress: bool = False
     chats: bool = False
     effect: str = "created"
-    unit: str = "rows"
-    """What its progress counts."""
+    unit: str = "row"
+    """What its progress counts, one of them (`count` makes the plural)."""
 
 
 async def _validate(settings: Settings, hooks: Hooks) -> RunResult:
@@ -116,7 +116,7 @@ def export_kind(filters: ExportFilters, *, messages: bool) -> JobKind:
         return await export_chats(export, hooks)
 
     return JobKind(
-        "export", "Export", sends=True, run=run, progress=True, effect="exported", unit="chats"
+        "export", "Export", sends=True, run=run, progress=True, effect="exported", unit="chat"
     )
 
 

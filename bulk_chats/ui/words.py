@@ -90,7 +90,7 @@ def progress_text(view: JobView) -> str:
     progress = view.progress
     parts = []
     if progress.total:
-        unit = view.kind.unit[:-1]  # `rows` → `1 row`, `2 rows`
+        unit = view.kind.unit
         if progress.conversations is not None:
             unit = "message"
             done, total = progress.conversations
